@@ -1,0 +1,197 @@
+import { createRequire } from "node:module";
+import * as tf from "@tensorflow/tfjs";
+import { BackendError, describeValue } from "./errors";
+
+// Importing the union package registers every gradient under Node (tfjs-core alone registers none).
+// The wasm backend is a regular dependency, so it is always available.
+import "@tensorflow/tfjs-backend-wasm";
+
+export type BackendName = "tensorflow" | "webgpu" | "wasm" | "cpu";
+export const BACKEND_NAMES: readonly BackendName[] = ["tensorflow", "webgpu", "wasm", "cpu"];
+
+/** What {@link initBackend} chose, and why it skipped the others. */
+export interface BackendInfo {
+  name: BackendName;
+  /** Which package provided it (e.g. `@tensorflow/tfjs-node-gpu`). */
+  provider: string;
+  reason: string;
+  skipped: { name: BackendName; reason: string }[];
+  /** WebGPU adapter description, when webgpu was chosen. */
+  adapter?: string;
+}
+
+export interface InitBackendOptions {
+  /** Accept a software WebGPU adapter (Mesa lavapipe, SwiftShader): slow, but it runs WGSL on CPU-only machines. Default false, or `SIT_WEBGPU_SOFTWARE=1`. */
+  allowSoftwareAdapter?: boolean;
+  /** Print the one-line choice summary (default true). */
+  log?: boolean | ((line: string) => void);
+}
+
+const requireFrom = createRequire(import.meta.url);
+
+function tryRequire(id: string): { ok: true; mod: unknown } | { ok: false; reason: string } {
+  try {
+    return { ok: true, mod: requireFrom(id) };
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === "MODULE_NOT_FOUND" && e.message.includes(id))
+      return { ok: false, reason: `${id} is not installed` };
+    return { ok: false, reason: `${id} failed to load: ${e.message.split("\n")[0]}` };
+  }
+}
+
+const INSTALL_HINT: Record<BackendName, string> = {
+  tensorflow: "npm install @tensorflow/tfjs-node-gpu (CUDA) or @tensorflow/tfjs-node (CPU)",
+  webgpu: "npm install webgpu @tensorflow/tfjs-backend-webgpu",
+  wasm: "npm install @tensorflow/tfjs-backend-wasm",
+  cpu: "npm install @tensorflow/tfjs",
+};
+
+async function tryTensorflow(): Promise<{ provider: string } | string> {
+  const reasons: string[] = [];
+  for (const id of ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]) {
+    const r = tryRequire(id);
+    if (r.ok && tf.findBackendFactory("tensorflow")) {
+      if (await tf.setBackend("tensorflow")) return { provider: id };
+      reasons.push(`${id} loaded but the tensorflow backend did not start`);
+    } else if (!r.ok) reasons.push(r.reason);
+  }
+  return reasons.join("; ");
+}
+
+let webgpuAdapterDescription: string | undefined;
+
+async function tryWebgpu(
+  allowSoftware: boolean,
+): Promise<{ provider: string; adapter: string } | string> {
+  const g = globalThis as unknown as { navigator?: { gpu?: GPULike } };
+  if (!g.navigator?.gpu) {
+    const dawn = tryRequire("webgpu");
+    if (!dawn.ok) return `${dawn.reason} (Dawn for Node)`;
+    const { create, globals } = dawn.mod as {
+      create: (flags: string[]) => GPULike;
+      globals: Record<string, unknown>;
+    };
+    Object.assign(globalThis, globals);
+    const gpu = create([]);
+    if (g.navigator) Object.defineProperty(g.navigator, "gpu", { value: gpu, configurable: true });
+    else
+      Object.defineProperty(globalThis, "navigator", {
+        value: { gpu },
+        configurable: true,
+        writable: true,
+      });
+  }
+  const gpu = (globalThis as unknown as { navigator: { gpu: GPULike } }).navigator.gpu;
+  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) return "no WebGPU adapter found";
+  const info = adapter.info ?? {};
+  const description =
+    [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ") ||
+    "unknown adapter";
+  const software =
+    adapter.isFallbackAdapter === true ||
+    /llvmpipe|lavapipe|swiftshader|software/i.test(description);
+  if (software && !allowSoftware)
+    return `only a software adapter (${description}); pass allowSoftwareAdapter or set SIT_WEBGPU_SOFTWARE=1 to use it`;
+  const backend = tryRequire("@tensorflow/tfjs-backend-webgpu");
+  if (!backend.ok) return backend.reason;
+  if (!(await tf.setBackend("webgpu"))) return "the webgpu backend did not start";
+  webgpuAdapterDescription = description;
+  return { provider: "webgpu (Dawn) + @tensorflow/tfjs-backend-webgpu", adapter: description };
+}
+
+interface GPULike {
+  requestAdapter(
+    opts?: unknown,
+  ): Promise<{ info?: Record<string, string>; isFallbackAdapter?: boolean } | null>;
+}
+
+async function tryWasm(): Promise<{ provider: string } | string> {
+  if (!tf.findBackendFactory("wasm")) return "@tensorflow/tfjs-backend-wasm did not register";
+  if (!(await tf.setBackend("wasm"))) return "the wasm backend did not start";
+  return { provider: "@tensorflow/tfjs-backend-wasm" };
+}
+
+/**
+ * Pick and start the best available TensorFlow.js backend.
+ *
+ * Order unless told otherwise (argument, or the `SIT_BACKEND` environment variable):
+ * `tensorflow` (tfjs-node-gpu, then tfjs-node) → `webgpu` (hardware adapter) → `wasm` → `cpu`.
+ * Naming one backend makes it the only candidate: if it cannot start, this throws and says which
+ * package to install. Returns what was chosen and why the others were skipped.
+ */
+export async function initBackend(
+  preference?: BackendName | "auto" | BackendName[],
+  options: InitBackendOptions = {},
+): Promise<BackendInfo> {
+  const envPref = process.env.SIT_BACKEND;
+  const pref =
+    preference ?? (envPref && envPref.length > 0 ? (envPref as BackendName | "auto") : "auto");
+  const list: BackendName[] =
+    pref === "auto" ? [...BACKEND_NAMES] : Array.isArray(pref) ? pref : [pref];
+  for (const name of list) {
+    if (!BACKEND_NAMES.includes(name)) {
+      const from = preference === undefined ? "SIT_BACKEND" : "preference";
+      throw new BackendError(
+        `${from}: expected one of ${BACKEND_NAMES.join(", ")} or "auto", got ${describeValue(name)}`,
+      );
+    }
+  }
+  const allowSoftware = options.allowSoftwareAdapter ?? process.env.SIT_WEBGPU_SOFTWARE === "1";
+  const skipped: BackendInfo["skipped"] = [];
+  for (const name of list) {
+    let result: { provider: string; adapter?: string } | string;
+    try {
+      if (name === "tensorflow") result = await tryTensorflow();
+      else if (name === "webgpu") result = await tryWebgpu(allowSoftware);
+      else if (name === "wasm") result = await tryWasm();
+      else
+        result = (await tf.setBackend("cpu"))
+          ? { provider: "@tensorflow/tfjs (cpu)" }
+          : "the cpu backend did not start";
+    } catch (err) {
+      result = `${name} failed: ${(err as Error).message.split("\n")[0]}`;
+    }
+    if (typeof result === "string") {
+      skipped.push({ name, reason: result });
+      continue;
+    }
+    await tf.ready();
+    const info: BackendInfo = {
+      name,
+      provider: result.provider,
+      reason:
+        list.length === 1
+          ? "requested"
+          : skipped.length === 0
+            ? "first choice"
+            : "first that started",
+      skipped,
+      ...(result.adapter ? { adapter: result.adapter } : {}),
+    };
+    const log = options.log ?? true;
+    if (log) {
+      const skippedText = skipped.length
+        ? `; skipped ${skipped.map((s) => `${s.name} (${s.reason})`).join(", ")}`
+        : "";
+      const line = `[sit] backend: ${name} via ${info.provider}${info.adapter ? ` on ${info.adapter}` : ""}${skippedText}`;
+      (typeof log === "function" ? log : console.info)(line);
+    }
+    return info;
+  }
+  if (list.length === 1) {
+    const name = list[0];
+    throw new BackendError(
+      `backend "${name}" is not available: ${skipped[0]?.reason}. Install it with: ${INSTALL_HINT[name]}`,
+    );
+  }
+  throw new BackendError(
+    `no backend could start: ${skipped.map((s) => `${s.name}: ${s.reason}`).join("; ")}`,
+  );
+}
+
+/** The adapter description of the running WebGPU backend, if any. */
+export function webgpuAdapter(): string | undefined {
+  return webgpuAdapterDescription;
+}

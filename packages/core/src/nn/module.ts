@@ -1,0 +1,173 @@
+import * as tf from "@tensorflow/tfjs";
+import { ConfigError, ShapeError, describeValue } from "../errors";
+
+/** A name → tensor mapping, as PyTorch's `state_dict()`. Values are float32 unless stated. */
+export type StateDict = Record<string, tf.Tensor>;
+
+/** Result of {@link Module.loadStateDict}. */
+export interface LoadStateDictResult {
+  /** Names the module has but the dict lacks. */
+  missing: string[];
+  /** Names the dict has but the module lacks. */
+  unexpected: string[];
+}
+
+/**
+ * Base class of every model part: named parameters (trainable tfjs Variables), buffers
+ * (non-trainable Variables such as BatchNorm running statistics) and child modules, addressed by
+ * dotted names that follow timm/DINO (`blocks.3.attn.qkv.weight`) so state dicts round-trip with
+ * PyTorch. Subclasses register in their constructor, in PyTorch's order.
+ */
+export abstract class Module {
+  private readonly _params = new Map<string, tf.Variable>();
+  private readonly _buffers = new Map<string, tf.Variable>();
+  private readonly _modules = new Map<string, Module>();
+  /** Train mode (dropout/drop-path active, BatchNorm uses batch statistics). */
+  training = true;
+
+  /** Register a trainable parameter; takes ownership of `init` (it is disposed). */
+  protected registerParameter(name: string, init: tf.Tensor, trainable = true): tf.Variable {
+    this.checkName(name);
+    const v = tf.variable(init, trainable);
+    init.dispose();
+    this._params.set(name, v);
+    return v;
+  }
+
+  /** Register a non-trainable buffer (state that is saved but not optimised). */
+  protected registerBuffer(name: string, init: tf.Tensor): tf.Variable {
+    this.checkName(name);
+    const v = tf.variable(init, false);
+    init.dispose();
+    this._buffers.set(name, v);
+    return v;
+  }
+
+  /** Register a child module under `name` (a dotted prefix of its parameters' names). */
+  protected registerModule<M extends Module>(name: string, module: M): M {
+    this.checkName(name);
+    this._modules.set(name, module);
+    return module;
+  }
+
+  private checkName(name: string): void {
+    if (!name || name.includes("."))
+      throw new ConfigError(
+        `name: expected a non-empty name without '.', got ${describeValue(name)}`,
+      );
+    if (this._params.has(name) || this._buffers.has(name) || this._modules.has(name)) {
+      throw new ConfigError(`name: "${name}" is already registered in ${this.constructor.name}`);
+    }
+  }
+
+  /** Direct children, in registration order. */
+  namedChildren(): [string, Module][] {
+    return [...this._modules.entries()];
+  }
+
+  /** All descendant modules (this one first) with dotted names. */
+  namedModules(prefix = ""): [string, Module][] {
+    const out: [string, Module][] = [[prefix, this]];
+    for (const [n, m] of this._modules) out.push(...m.namedModules(prefix ? `${prefix}.${n}` : n));
+    return out;
+  }
+
+  /** All parameters with dotted names, in registration order (depth first). */
+  namedParameters(prefix = ""): [string, tf.Variable][] {
+    const out: [string, tf.Variable][] = [];
+    for (const [n, p] of this._params) out.push([prefix ? `${prefix}.${n}` : n, p]);
+    for (const [n, m] of this._modules)
+      out.push(...m.namedParameters(prefix ? `${prefix}.${n}` : n));
+    return out;
+  }
+
+  parameters(): tf.Variable[] {
+    return this.namedParameters().map(([, p]) => p);
+  }
+
+  /** All buffers with dotted names. */
+  namedBuffers(prefix = ""): [string, tf.Variable][] {
+    const out: [string, tf.Variable][] = [];
+    for (const [n, b] of this._buffers) out.push([prefix ? `${prefix}.${n}` : n, b]);
+    for (const [n, m] of this._modules) out.push(...m.namedBuffers(prefix ? `${prefix}.${n}` : n));
+    return out;
+  }
+
+  /** Number of scalar parameters. */
+  numParameters(): number {
+    return this.parameters().reduce((s, p) => s + p.size, 0);
+  }
+
+  /** Set train mode on this module and every descendant. */
+  train(mode = true): this {
+    for (const [, m] of this.namedModules()) m.training = mode;
+    return this;
+  }
+
+  /** Set eval mode on this module and every descendant. */
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Mark every parameter trainable or frozen (a frozen module receives no gradients from `tf.grads`). */
+  setTrainable(trainable: boolean): this {
+    for (const p of this.parameters()) p.trainable = trainable;
+    return this;
+  }
+
+  /**
+   * Parameters and buffers by name. The tensors are the module's own Variables: read them, do not
+   * dispose them (clone first if you need to keep a snapshot).
+   */
+  stateDict(): StateDict {
+    const out: StateDict = {};
+    for (const [n, p] of this.namedParameters()) out[n] = p;
+    for (const [n, b] of this.namedBuffers()) out[n] = b;
+    return out;
+  }
+
+  /**
+   * Copy values from `dict` into the module's Variables. Mis-shaped entries always throw (naming
+   * every one); with `strict` (the default) missing or unexpected names throw too.
+   */
+  loadStateDict(dict: StateDict, options: { strict?: boolean } = {}): LoadStateDictResult {
+    const strict = options.strict ?? true;
+    const own = new Map<string, tf.Variable>([...this.namedParameters(), ...this.namedBuffers()]);
+    const missing = [...own.keys()].filter((k) => !(k in dict));
+    const unexpected = Object.keys(dict).filter((k) => !own.has(k));
+    const misShaped: string[] = [];
+    for (const [k, v] of own) {
+      const t = dict[k];
+      if (t && !tf.util.arraysEqual(t.shape, v.shape))
+        misShaped.push(`${k} (expected [${v.shape}], got [${t.shape}])`);
+    }
+    if (misShaped.length > 0) {
+      throw new ShapeError(
+        `loadStateDict: ${misShaped.length} mis-shaped entr${misShaped.length === 1 ? "y" : "ies"}: ${misShaped.join("; ")}`,
+      );
+    }
+    if (strict && (missing.length > 0 || unexpected.length > 0)) {
+      const parts: string[] = [];
+      if (missing.length) parts.push(`missing keys: ${missing.join(", ")}`);
+      if (unexpected.length) parts.push(`unexpected keys: ${unexpected.join(", ")}`);
+      throw new ShapeError(`loadStateDict (strict): ${parts.join("; ")}`);
+    }
+    for (const [k, v] of own) {
+      const t = dict[k];
+      if (!t) continue;
+      if (t.dtype === v.dtype) v.assign(t);
+      else {
+        const cast = t.cast(v.dtype);
+        v.assign(cast);
+        cast.dispose();
+      }
+    }
+    return { missing, unexpected };
+  }
+
+  /** Release every Variable of this module and its descendants. */
+  dispose(): void {
+    for (const p of this.parameters()) p.dispose();
+    for (const [, b] of this.namedBuffers()) b.dispose();
+  }
+}

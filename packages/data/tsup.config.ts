@@ -1,0 +1,3 @@
+import { packageConfig } from "../../tools/tsup.base";
+
+export default packageConfig();

@@ -1,0 +1,4 @@
+export { fixturePath, loadFixture, loadFixtureRaw, loadSchedules, FIXTURES_DIR } from "./fixtures";
+export { expectClose, maxRelativeError, maxAbsoluteError } from "./compare";
+export { withBackend, TEST_BACKENDS } from "./backends";
+export { sharedDataDir, describeWithSharedData } from "./shared-data";

@@ -1,0 +1,36 @@
+import { readdirSync, existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { defineConfig } from "vitest/config";
+
+const root = fileURLToPath(new URL(".", import.meta.url));
+const packages = readdirSync(`${root}packages`).filter((d) => existsSync(`${root}packages/${d}/package.json`));
+
+// Tests import the packages' sources, not their builds, so `npm test` needs no build step.
+const alias = Object.fromEntries(packages.map((p) => [`@sit/${p}`, `${root}packages/${p}/src/index.ts`]));
+
+const shared = {
+  resolve: { alias },
+  test: {
+    setupFiles: [`${root}packages/testing/src/setup.ts`],
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    pool: "forks" as const,
+  },
+};
+
+export default defineConfig({
+  ...shared,
+  test: {
+    ...shared.test,
+    projects: [
+      ...packages.map((p) => ({
+        ...shared,
+        test: { ...shared.test, name: p, include: [`packages/${p}/src/**/*.test.ts`] },
+      })),
+      {
+        ...shared,
+        test: { ...shared.test, name: "tools", include: ["tools/**/*.test.ts", "examples/*/src/**/*.test.ts", "docs/**/*.test.ts"] },
+      },
+    ],
+  },
+});
