@@ -33,7 +33,7 @@ export class Linear extends Module {
       init === "pytorch"
         ? kaimingUniform([inFeatures, outFeatures], inFeatures, options.rng)
         : truncNormal([inFeatures, outFeatures], options.rng);
-    this.weight = this.registerParameter("weight", w);
+    this.weight = this.registerParameter("weight", w, { torchLayout: { kind: "linear" } });
     this.bias =
       options.bias === false
         ? null

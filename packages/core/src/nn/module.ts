@@ -4,6 +4,24 @@ import { ConfigError, ShapeError, describeValue } from "../errors";
 /** A name → tensor mapping, as PyTorch's `state_dict()`. Values are float32 unless stated. */
 export type StateDict = Record<string, tf.Tensor>;
 
+/**
+ * How a parameter is laid out in PyTorch, when that differs from ours, so converters can map
+ * state dicts both ways: `linear` (ours [in,out] ↔ torch [out,in]); `conv2d` (patch embedding:
+ * ours [kh·kw·C, D] in (row, col, channel) order ↔ torch [D, C, kh, kw]); `convTranspose2d`
+ * (ours [D, kh·kw·C] ↔ torch [D, C, kh, kw]). Parameters without a tag have the same layout.
+ */
+export type TorchLayout =
+  | { kind: "linear" }
+  | { kind: "conv2d"; torchShape: [number, number, number, number] }
+  | { kind: "convTranspose2d"; torchShape: [number, number, number, number] };
+
+export interface ParameterOptions {
+  /** Default true. */
+  trainable?: boolean;
+  /** PyTorch layout of this parameter when it differs from ours. */
+  torchLayout?: TorchLayout;
+}
+
 /** Result of {@link Module.loadStateDict}. */
 export interface LoadStateDictResult {
   /** Names the module has but the dict lacks. */
@@ -22,15 +40,17 @@ export abstract class Module {
   private readonly _params = new Map<string, tf.Variable>();
   private readonly _buffers = new Map<string, tf.Variable>();
   private readonly _modules = new Map<string, Module>();
+  private readonly _layouts = new Map<string, TorchLayout>();
   /** Train mode (dropout/drop-path active, BatchNorm uses batch statistics). */
   training = true;
 
   /** Register a trainable parameter; takes ownership of `init` (it is disposed). */
-  protected registerParameter(name: string, init: tf.Tensor, trainable = true): tf.Variable {
+  protected registerParameter(name: string, init: tf.Tensor, options: ParameterOptions = {}): tf.Variable {
     this.checkName(name);
-    const v = tf.variable(init, trainable);
+    const v = tf.variable(init, options.trainable ?? true);
     init.dispose();
     this._params.set(name, v);
+    if (options.torchLayout) this._layouts.set(name, options.torchLayout);
     return v;
   }
 
@@ -78,6 +98,14 @@ export abstract class Module {
     for (const [n, p] of this._params) out.push([prefix ? `${prefix}.${n}` : n, p]);
     for (const [n, m] of this._modules)
       out.push(...m.namedParameters(prefix ? `${prefix}.${n}` : n));
+    return out;
+  }
+
+  /** PyTorch layout tags of the parameters that have one, by dotted name (see {@link TorchLayout}). */
+  namedTorchLayouts(prefix = ""): [string, TorchLayout][] {
+    const out: [string, TorchLayout][] = [];
+    for (const [n, l] of this._layouts) out.push([prefix ? `${prefix}.${n}` : n, l]);
+    for (const [n, m] of this._modules) out.push(...m.namedTorchLayouts(prefix ? `${prefix}.${n}` : n));
     return out;
   }
 
