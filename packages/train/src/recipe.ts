@@ -1,0 +1,66 @@
+import type * as tf from "@tensorflow/tfjs";
+
+/** A value or a promise of it. */
+export type MaybePromise<T> = T | Promise<T>;
+
+/**
+ * Everything a recipe needs to resume exactly: tensors by name (student, teacher, heads, optimiser
+ * moments, BatchNorm statistics…) and JSON-serialisable state (step counters, `Rng` states, config,
+ * versions).
+ */
+export interface RecipeState {
+  /** Tensors by name. Names are free-form; a dotted, timm-like naming keeps files readable. */
+  tensors: Record<string, tf.Tensor>;
+  /** JSON-serialisable values (no tensors, no functions, no `undefined` that must survive). */
+  meta: Record<string, unknown>;
+}
+
+/** Scheduled hyper-parameter values that a step used; reported to the sinks. */
+export interface ScheduleValues {
+  /** Learning rate. */
+  lr?: number;
+  /** Weight decay. */
+  wd?: number;
+  /** EMA momentum of a teacher. */
+  momentum?: number;
+}
+
+/** What one training step reports: plain numbers only, never live tensors. */
+export interface StepResult {
+  /** The total loss that was minimised. */
+  loss: number;
+  /** Its parts by name (e.g. `{ contrastive: 0.9, reconstruction: 0.12 }`). */
+  terms?: Record<string, number>;
+  /** The schedule values the step used. */
+  schedule?: ScheduleValues;
+}
+
+/**
+ * The contract between {@link fit} and a training method. A recipe owns its models, optimiser and
+ * random generators; `fit` owns the loop, the data order, checkpoints, metrics and guards.
+ *
+ * @typeParam Batch - what the loader yields and `trainStep` consumes.
+ */
+export interface Recipe<Batch = unknown> {
+  /** A short name, recorded in checkpoints and logs. */
+  readonly name: string;
+  /**
+   * Run one optimisation step on `batch`. `step` is the global, 0-based index of this step
+   * (schedules are indexed by it). Do the tfjs work synchronously inside `tf.tidy` (or dispose
+   * explicitly) so that no tensor outlives the step; return numbers only.
+   * `fit` disposes the batch's tensors after the step unless `disposeBatches: false`.
+   */
+  trainStep(batch: Batch, step: number): StepResult;
+  /**
+   * Everything needed to resume. The returned tensors are borrowed: `fit` reads them and never
+   * disposes them, so a recipe may return its live variables.
+   */
+  saveState(): MaybePromise<RecipeState>;
+  /**
+   * Restore what {@link Recipe.saveState} returned. The tensors are owned by the caller and
+   * disposed once this returns: copy their values (`variable.assign(t)`, `tf.clone`).
+   */
+  loadState(state: RecipeState): MaybePromise<void>;
+  /** The planned number of steps, when the recipe knows it (its schedules do); used for the ETA. */
+  readonly totalSteps?: number;
+}
