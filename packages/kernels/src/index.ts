@@ -1,1 +1,14 @@
-export {};
+export {
+  registerKernelOverride,
+  listKernelOverrides,
+  type KernelName,
+  type KernelSignatures,
+  type AttentionResult,
+  type ResolvedAttentionOptions,
+} from "./registry";
+export { linear } from "./linear";
+export { layerNorm } from "./layer-norm";
+export { gelu } from "./gelu";
+export { multiHeadAttention, packedSelfAttention, type AttentionOptions } from "./attention";
+export { patchify, unpatchify } from "./patchify";
+export { portableKernels } from "./portable";

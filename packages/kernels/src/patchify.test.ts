@@ -1,0 +1,70 @@
+import * as tf from "@tensorflow/tfjs";
+import { Rng, ShapeError } from "@sit/core";
+import { TEST_BACKENDS, withBackend } from "@sit/testing";
+import { describe, expect, it } from "vitest";
+import { patchify, unpatchify } from "./patchify";
+import { randomTensor } from "./testing/finite-difference";
+
+describe.each(TEST_BACKENDS)("patchify / unpatchify on %s", (backend) => {
+  it("flattens each patch in (row, col, channel) order, patches row-major", async () => {
+    await withBackend(backend, () => {
+      const [b, h, w, c, p] = [2, 6, 9, 2, 3];
+      // pixel value encodes its coordinates, so the check is a formula, not a second implementation
+      const code = (bi: number, y: number, x: number, ch: number) =>
+        bi * 10000 + y * 100 + x * 10 + ch;
+      const data = new Float32Array(b * h * w * c);
+      for (let bi = 0; bi < b; bi++)
+        for (let y = 0; y < h; y++)
+          for (let x = 0; x < w; x++)
+            for (let ch = 0; ch < c; ch++)
+              data[((bi * h + y) * w + x) * c + ch] = code(bi, y, x, ch);
+      const images = tf.tensor4d(data, [b, h, w, c]);
+      const patches = patchify(images, p);
+      const gw = w / p;
+      expect(patches.shape).toEqual([b, (h / p) * gw, p * p * c]);
+      const out = patches.dataSync();
+      for (let bi = 0; bi < b; bi++)
+        for (let t = 0; t < (h / p) * gw; t++)
+          for (let r = 0; r < p; r++)
+            for (let col = 0; col < p; col++)
+              for (let ch = 0; ch < c; ch++) {
+                const y = Math.floor(t / gw) * p + r;
+                const x = (t % gw) * p + col;
+                expect(out[(bi * (h / p) * gw + t) * p * p * c + (r * p + col) * c + ch]).toBe(
+                  code(bi, y, x, ch),
+                );
+              }
+      const back = unpatchify(patches, p, [h / p, gw]);
+      expect(back.shape).toEqual([b, h, w, c]);
+      expect(Array.from(back.dataSync())).toEqual(Array.from(data));
+      tf.dispose([images, patches, back]);
+    });
+  });
+
+  it("passes gradients through (the input gradient of a patch embedding)", async () => {
+    await withBackend(backend, () => {
+      const rng = Rng.seed(20);
+      const images = randomTensor([2, 4, 4, 3], rng);
+      const dy = randomTensor([2, 4, 12], rng);
+      // d/dx ⟨patchify(x), dy⟩ = unpatchify(dy): patchify is a permutation.
+      const g = tf.grad((x: tf.Tensor) => patchify(x, 2))(images, dy);
+      const expected = unpatchify(dy, 2);
+      expect(Array.from(g.dataSync())).toEqual(Array.from(expected.dataSync()));
+      tf.dispose([images, dy, g, expected]);
+    });
+  });
+});
+
+describe("patchify input checks", () => {
+  it("rejects sizes not divisible by the patch and bad grids", () => {
+    const x = tf.zeros([1, 10, 8, 3]);
+    expect(() => patchify(x, 4)).toThrow(ShapeError);
+    expect(() => patchify(x, 4)).toThrow(/divisible by the patch size 4, got 10×8/);
+    expect(() => patchify(tf.zeros([10, 8, 3]), 2)).toThrow(/NHWC/);
+    expect(() => patchify(x, 0)).toThrow(/patchSize/);
+    expect(() => unpatchify(tf.zeros([1, 6, 12]), 2)).toThrow(/square grid/);
+    expect(() => unpatchify(tf.zeros([1, 6, 12]), 2, [2, 2])).toThrow(/rows·cols = 6/);
+    expect(() => unpatchify(tf.zeros([1, 4, 10]), 2)).toThrow(/divisible by p·p = 4/);
+    x.dispose();
+  });
+});
