@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, ShapeError, checkNumber, describeValue } from "@sit/core";
 import { type FeatureSet, checkLabeled, inferNumClasses, l2NormalizeRows } from "./feature-set";
+import { TopKSelector } from "./top-k";
 
 /** Options of {@link knnEval}. */
 export interface KnnOptions {
@@ -34,7 +35,7 @@ export interface KnnResult {
  * neighbour; among classes with equal totals the lower class index ranks first.
  *
  * The similarity products run on the active tfjs backend in chunks of test rows; the top-k
- * selection runs in JS with a bounded heap per row.
+ * selection runs in JS (see {@link TopKSelector}).
  */
 export function knnEval(train: FeatureSet, test: FeatureSet, options: KnnOptions = {}): KnnResult[] {
   const ks = options.ks ?? [10, 20, 100, 200];
@@ -67,17 +68,17 @@ export function knnEval(train: FeatureSet, test: FeatureSet, options: KnnOptions
   const dim = train.dim;
   const nTest = test.labels.length;
 
-  const trainNorm = l2NormalizeRows(train.features, dim);
   const testNorm = l2NormalizeRows(test.features, dim);
-  // [dim, nTrain] so that every chunk is a plain matMul (transposed matMuls are slow on wasm).
-  const trainT = tf.tidy(() => tf.tensor2d(trainNorm, [nTrain, dim]).transpose());
+  // [dim, nTrain] so that every chunk is a plain matMul (transposed matMuls are slow on wasm);
+  // normalised and transposed in one JS pass.
+  const trainT = tf.tensor2d(normalizeTransposed(train.features, nTrain, dim), [dim, nTrain]);
 
   const predictions = ks.map(() => new Int32Array(nTest));
   const hits1 = ks.map(() => 0);
   const hits5 = ks.map(() => 0);
-  const heapVal = new Float32Array(kMax);
-  const heapIdx = new Int32Array(kMax);
-  const order = new Int32Array(kMax);
+  const selector = new TopKSelector(kMax);
+  const nnSim = new Float32Array(kMax);
+  const nnIdx = new Int32Array(kMax);
   const votes = new Float64Array(numClasses);
   const byK = ks.map((k, i) => [k, i]).sort((a, b) => a[0] - b[0]);
   try {
@@ -89,15 +90,14 @@ export function knnEval(train: FeatureSet, test: FeatureSet, options: KnnOptions
       const s = sims.dataSync() as Float32Array;
       sims.dispose();
       for (let r = 0; r < rows; r++) {
-        const count = topK(s, r * nTrain, nTrain, kMax, heapVal, heapIdx, order);
+        const count = selector.select(s, r * nTrain, nTrain, nnSim, nnIdx);
         const y = test.labels[start + r];
         // Vote incrementally: the totals for k are those for the previous k plus the new neighbours.
         votes.fill(0);
         let done = 0;
         for (const [k, i] of byK) {
           for (; done < Math.min(k, count); done++) {
-            const j = order[done];
-            votes[train.labels[heapIdx[j]]] += Math.exp(heapVal[j] / temperature);
+            votes[train.labels[nnIdx[done]]] += Math.exp(nnSim[done] / temperature);
           }
           const { pred, rankOfTrue } = rankVotes(votes, y);
           predictions[i][start + r] = pred;
@@ -128,66 +128,15 @@ function rankVotes(votes: Float64Array, y: number): { pred: number; rankOfTrue: 
   return { pred, rankOfTrue: rank };
 }
 
-/**
- * Select the k largest of `s[off .. off+n)` with a min-heap ordered by (value, -index), so an
- * equal value never displaces an earlier row. Fills `order` with heap slots sorted from the most
- * to the least similar, and returns how many were selected (min(k, n)).
- */
-function topK(
-  s: Float32Array,
-  off: number,
-  n: number,
-  k: number,
-  val: Float32Array,
-  idx: Int32Array,
-  order: Int32Array,
-): number {
-  // "a is worse than b": lower value, or equal value and later row.
-  const worse = (a: number, b: number): boolean =>
-    val[a] < val[b] || (val[a] === val[b] && idx[a] > idx[b]);
-  const swap = (a: number, b: number): void => {
-    const v = val[a];
-    val[a] = val[b];
-    val[b] = v;
-    const t = idx[a];
-    idx[a] = idx[b];
-    idx[b] = t;
-  };
-  const siftDown = (size: number, i: number): void => {
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= size) return;
-      let m = l;
-      if (l + 1 < size && worse(l + 1, l)) m = l + 1;
-      if (!worse(m, i)) return;
-      swap(m, i);
-      i = m;
-    }
-  };
-  let size = 0;
-  for (let j = 0; j < n; j++) {
-    const v = s[off + j];
-    if (size < k) {
-      let i = size++;
-      val[i] = v;
-      idx[i] = j;
-      while (i > 0) {
-        const p = (i - 1) >> 1;
-        if (!worse(i, p)) break;
-        swap(i, p);
-        i = p;
-      }
-    } else if (v > val[0]) {
-      // Strictly greater only: on equal values the earlier row (already in the heap) stays.
-      val[0] = v;
-      idx[0] = j;
-      siftDown(size, 0);
-    }
+/** Row-L2-normalise a row-major [n, dim] matrix and return it transposed, [dim, n]. */
+function normalizeTransposed(x: Float32Array, n: number, dim: number): Float32Array {
+  const out = new Float32Array(n * dim);
+  for (let i = 0; i < n; i++) {
+    const o = i * dim;
+    let sq = 0;
+    for (let j = 0; j < dim; j++) sq += x[o + j] * x[o + j];
+    const inv = sq > 0 ? 1 / Math.sqrt(sq) : 0;
+    for (let j = 0; j < dim; j++) out[j * n + i] = x[o + j] * inv;
   }
-  for (let i = 0; i < size; i++) order[i] = i;
-  const o = Array.from(order.subarray(0, size)).sort((a, b) =>
-    val[a] !== val[b] ? val[b] - val[a] : idx[a] - idx[b],
-  );
-  for (let i = 0; i < size; i++) order[i] = o[i];
-  return size;
+  return out;
 }

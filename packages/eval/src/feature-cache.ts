@@ -1,0 +1,135 @@
+import { createHash } from "node:crypto";
+import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
+import { join } from "node:path";
+import { IOError, type Module, writeFileAtomic } from "@sit/core";
+import type { FeatureSet } from "./feature-set";
+
+/** What identifies a feature file: any change to one of these fields selects another file. */
+export interface FeatureCacheKey {
+  /** The weights: a checkpoint hash or a user-provided model key. */
+  model: string;
+  /** The dataset's identity (user key and/or content fingerprint). */
+  dataset: string;
+  /** The transform's description ("none" when there is none). */
+  transform: string;
+  /** The pooling ("cls", "mean", "cls+mean", or "function" for a function backbone). */
+  pool: string;
+}
+
+const MAGIC = "SITFEAT1";
+const FORMAT_VERSION = 1;
+
+/** SHA-256 hex digest of a string or bytes. */
+export function sha256(data: string | Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/**
+ * A key for a model's current weights: SHA-256 over every parameter and buffer (sorted names,
+ * shapes, dtypes and values), so that any change to any weight changes the key.
+ */
+export function hashModuleWeights(module: Module): string {
+  const h = createHash("sha256");
+  const dict = module.stateDict();
+  for (const name of Object.keys(dict).sort()) {
+    const t = dict[name];
+    h.update(`${name}|${t.dtype}|${t.shape.join(",")}|`);
+    const v = t.dataSync();
+    h.update(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+  }
+  return h.digest("hex");
+}
+
+/** A key for a checkpoint file: the SHA-256 of its bytes (read in 8 MB chunks). */
+export function hashCheckpointFile(path: string): string {
+  if (!existsSync(path)) throw new IOError(`hashCheckpointFile: ${path} does not exist`);
+  const h = createHash("sha256");
+  const fd = openSync(path, "r");
+  try {
+    const buf = Buffer.allocUnsafe(8 << 20);
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest("hex");
+}
+
+/** The path of the cache file for `key` inside `dir`. */
+export function featureCachePath(dir: string, key: FeatureCacheKey): string {
+  return join(dir, `features-${sha256(canonicalKey(key)).slice(0, 40)}.bin`);
+}
+
+function canonicalKey(key: FeatureCacheKey): string {
+  return JSON.stringify({
+    v: FORMAT_VERSION,
+    model: key.model,
+    dataset: key.dataset,
+    transform: key.transform,
+    pool: key.pool,
+  });
+}
+
+/**
+ * Write a feature set to `path` atomically. Layout: "SITFEAT1", u32 LE header length, JSON header
+ * (the key, n, dim and the SHA-256 of the payload), then the payload: features (f32 LE) and
+ * labels (i32 LE).
+ */
+export function writeFeatureCache(path: string, key: FeatureCacheKey, set: FeatureSet): void {
+  const n = set.labels.length;
+  const payload = new Uint8Array(set.features.byteLength + set.labels.byteLength);
+  payload.set(new Uint8Array(set.features.buffer, set.features.byteOffset, set.features.byteLength), 0);
+  payload.set(
+    new Uint8Array(set.labels.buffer, set.labels.byteOffset, set.labels.byteLength),
+    set.features.byteLength,
+  );
+  const header = Buffer.from(
+    JSON.stringify({ key: canonicalKey(key), n, dim: set.dim, sha256: sha256(payload) }),
+    "utf8",
+  );
+  const out = new Uint8Array(8 + 4 + header.length + payload.length);
+  out.set(Buffer.from(MAGIC, "ascii"), 0);
+  new DataView(out.buffer).setUint32(8, header.length, true);
+  out.set(header, 12);
+  out.set(payload, 12 + header.length);
+  writeFileAtomic(path, out);
+}
+
+/**
+ * Read a feature file written by {@link writeFeatureCache}. Returns null when the file is absent;
+ * throws IOError when it is unreadable, truncated, belongs to another key, or fails its checksum.
+ */
+export function readFeatureCache(path: string, key: FeatureCacheKey): FeatureSet | null {
+  if (!existsSync(path)) return null;
+  const bytes = readFileSync(path);
+  const fail = (why: string): never => {
+    throw new IOError(`feature cache ${path}: ${why}`);
+  };
+  if (bytes.length < 12 || bytes.subarray(0, 8).toString("ascii") !== MAGIC)
+    fail(`expected the "${MAGIC}" magic, got a different or truncated file`);
+  const headerLen = bytes.readUInt32LE(8);
+  if (12 + headerLen > bytes.length) fail(`header of ${headerLen} bytes runs past the end of the file`);
+  let header: { key: string; n: number; dim: number; sha256: string };
+  try {
+    header = JSON.parse(bytes.subarray(12, 12 + headerLen).toString("utf8"));
+  } catch {
+    return fail("header is not valid JSON");
+  }
+  if (header.key !== canonicalKey(key)) fail("it was written for a different key");
+  const { n, dim } = header;
+  if (!Number.isInteger(n) || !Number.isInteger(dim) || n < 0 || dim < 1)
+    fail(`bad sizes n=${n}, dim=${dim} in the header`);
+  const payload = bytes.subarray(12 + headerLen);
+  if (payload.length !== n * dim * 4 + n * 4)
+    fail(`expected a payload of ${n * dim * 4 + n * 4} bytes (n=${n}, dim=${dim}), got ${payload.length}`);
+  if (sha256(payload) !== header.sha256) fail("checksum mismatch (the file is corrupt)");
+  // Copy into fresh, aligned buffers (the file buffer's offset need not be 4-aligned).
+  const features = new Float32Array(n * dim);
+  new Uint8Array(features.buffer).set(payload.subarray(0, n * dim * 4));
+  const labels = new Int32Array(n);
+  new Uint8Array(labels.buffer).set(payload.subarray(n * dim * 4));
+  return { features, labels, dim };
+}
