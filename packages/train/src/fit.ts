@@ -1,4 +1,4 @@
-import { ConfigError, describeValue } from "@sit/core";
+import { ConfigError } from "@sit/core";
 import * as tf from "@tensorflow/tfjs";
 import {
   type LoadedCheckpoint,
@@ -6,15 +6,14 @@ import {
   resumeFrom,
   writeCheckpoint,
 } from "./checkpoint";
-import type {
-  CheckpointEvent,
-  EventBase,
-  MetricSink,
-  StepEvent,
-  StopReason,
-  TrainEvent,
-} from "./events";
-import { LeakDetector, TensorLeakError, checkFiniteLoss } from "./guards";
+import type { CheckpointEvent, EventBase, MetricSink, StepEvent, TrainEvent } from "./events";
+import {
+  LeakDetector,
+  TensorLeakError,
+  checkFiniteLoss,
+  checkMonitorMetrics,
+  checkStepResult,
+} from "./guards";
 import {
   type BatchSource,
   type EpochIterator,
@@ -23,47 +22,13 @@ import {
   openEpoch,
   statedLength,
 } from "./loader";
-import { type FitOptions, checkFitOptions, checkRecipe } from "./options";
+import { type FitOptions, type FitResult, checkFitOptions, checkRecipe } from "./options";
 import type { Recipe, StepResult } from "./recipe";
+import { installStopHandlers } from "./signals";
 import { ConsoleProgressSink } from "./sinks/console";
 import { libraryVersions } from "./versions";
 
-/** What {@link fit} resolves with. A failure (non-finite loss, leak error, a throwing step) rejects instead. */
-export interface FitResult {
-  /** "completed", or "signal" / "aborted" when interrupted (a checkpoint was written unless disabled). */
-  reason: Exclude<StopReason, "error">;
-  /** The signal that stopped training. */
-  signal?: NodeJS.Signals;
-  /** Steps completed in total (= the global index of the next step). */
-  steps: number;
-  /** Epoch of the next step. */
-  epoch: number;
-  /** Seconds of training, including runs this one resumed. */
-  elapsedSec: number;
-  /** Loss of the last step this run ran. */
-  lastLoss?: number;
-  /** The last checkpoint this run wrote. */
-  checkpoint?: string;
-  /** The checkpoint this run resumed from. */
-  resumedFrom?: string;
-}
-
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-function checkStepResult(result: unknown, step: number): StepResult {
-  const r = result as StepResult | null;
-  const ok =
-    r !== null &&
-    typeof r === "object" &&
-    typeof r.loss === "number" &&
-    (r.terms === undefined ||
-      (typeof r.terms === "object" && Object.values(r.terms).every((v) => typeof v === "number")));
-  if (!ok)
-    throw new ConfigError(
-      `recipe.trainStep (step ${step}): expected { loss: number, terms?: Record<string, number>, schedule? }, got ${describeValue(result)}`,
-    );
-  return r as StepResult;
-}
 
 /**
  * Train `recipe` on the batches of `loader`: runs `recipe.trainStep(batch, step)` for every batch,
@@ -147,7 +112,14 @@ class FitRun<Batch> {
   }
 
   async run(): Promise<FitResult> {
-    const removeHandlers = this.installSignalHandlers();
+    const h = this.options.handleSignals ?? true;
+    const removeHandlers = installStopHandlers(
+      h === true ? ["SIGINT", "SIGTERM"] : h === false ? [] : h,
+      (signal) => {
+        this.stop = { reason: "signal", signal };
+        this.warn(`${signal} received: stopping after the current step and writing a checkpoint`);
+      },
+    );
     let result: FitResult;
     try {
       result = await this.train();
@@ -219,31 +191,6 @@ class FitRun<Batch> {
       checkpoint: this.lastCheckpoint,
       resumedFrom: this.resumedFrom,
     };
-  }
-
-  private installSignalHandlers(): () => void {
-    const h = this.options.handleSignals ?? true;
-    const signals: NodeJS.Signals[] = h === true ? ["SIGINT", "SIGTERM"] : h === false ? [] : h;
-    const handlers = new Map<NodeJS.Signals, () => void>();
-    const remove = () => {
-      for (const [sig, fn] of handlers) process.removeListener(sig, fn);
-      handlers.clear();
-    };
-    for (const sig of signals) {
-      const fn = () => {
-        if (this.stop) {
-          // Second signal: give up on the clean stop and let the default action happen.
-          remove();
-          process.kill(process.pid, sig);
-          return;
-        }
-        this.stop = { reason: "signal", signal: sig };
-        this.warn(`${sig} received: stopping after the current step and writing a checkpoint`);
-      };
-      handlers.set(sig, fn);
-      process.on(sig, fn);
-    }
-    return remove;
   }
 
   /** Apply `resume` / `startStep`, and work out the batches per epoch. */
@@ -446,14 +393,7 @@ class FitRun<Batch> {
       epoch: this.lastStepEpoch,
       recipe: this.recipe,
     });
-    if (
-      metrics === null ||
-      typeof metrics !== "object" ||
-      !Object.values(metrics).every((v) => typeof v === "number")
-    )
-      throw new ConfigError(
-        `options.monitor.fn: expected it to return Record<string, number>, got ${describeValue(metrics)}`,
-      );
+    checkMonitorMetrics(metrics);
     const durationSec = (performance.now() - t0) / 1000;
     await this.emit({ ...this.base(), type: "monitor", metrics, durationSec });
   }

@@ -1,4 +1,5 @@
-import { SitError, checkNumber } from "@sit/core";
+import { ConfigError, SitError, checkNumber, describeValue } from "@sit/core";
+import type { StepResult } from "./recipe";
 import { formatNumber } from "./sinks/format";
 
 /** A step produced a NaN or infinite loss (or loss term); training stopped before saving anything. */
@@ -95,4 +96,32 @@ export class LeakDetector {
       "tensors needs leakCheck.tolerance."
     );
   }
+}
+
+/** Throw a ConfigError unless `result` is a {@link StepResult} (numbers only, no tensors). */
+export function checkStepResult(result: unknown, step: number): StepResult {
+  const r = result as StepResult | null;
+  const ok =
+    r !== null &&
+    typeof r === "object" &&
+    typeof r.loss === "number" &&
+    (r.terms === undefined ||
+      (typeof r.terms === "object" && Object.values(r.terms).every((v) => typeof v === "number")));
+  if (!ok)
+    throw new ConfigError(
+      `recipe.trainStep (step ${step}): expected { loss: number, terms?: Record<string, number>, schedule? }, got ${describeValue(result)}`,
+    );
+  return r as StepResult;
+}
+
+/** Throw a ConfigError unless the monitor returned `Record<string, number>`. */
+export function checkMonitorMetrics(metrics: unknown): asserts metrics is Record<string, number> {
+  if (
+    metrics === null ||
+    typeof metrics !== "object" ||
+    !Object.values(metrics).every((v) => typeof v === "number")
+  )
+    throw new ConfigError(
+      `options.monitor.fn: expected it to return Record<string, number>, got ${describeValue(metrics)}`,
+    );
 }

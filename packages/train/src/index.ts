@@ -1,7 +1,8 @@
 export type { Recipe, RecipeState, StepResult, ScheduleValues, MaybePromise } from "./recipe";
-export { fit, type FitResult } from "./fit";
+export { fit } from "./fit";
 export type {
   FitOptions,
+  FitResult,
   CheckpointSchedule,
   MonitorOptions,
   MonitorContext,

@@ -1,6 +1,6 @@
 import { ConfigError, checkNumber, describeValue } from "@sit/core";
 import type { CheckpointIO } from "./checkpoint-io";
-import type { MetricSink, StepEvent } from "./events";
+import type { MetricSink, StepEvent, StopReason } from "./events";
 import type { LeakCheckOptions } from "./guards";
 import type { MaybePromise, Recipe } from "./recipe";
 
@@ -75,6 +75,26 @@ export interface FitOptions<Batch> {
   disposeBatches?: boolean;
   /** Receives warnings (leaks, skipped checkpoints); `console.warn` by default. */
   onWarning?: (message: string) => void;
+}
+
+/** What {@link fit} resolves with. A failure (non-finite loss, leak error, a throwing step) rejects instead. */
+export interface FitResult {
+  /** "completed", or "signal" / "aborted" when interrupted (a checkpoint was written unless disabled). */
+  reason: Exclude<StopReason, "error">;
+  /** The signal that stopped training. */
+  signal?: NodeJS.Signals;
+  /** Steps completed in total (= the global index of the next step). */
+  steps: number;
+  /** Epoch of the next step. */
+  epoch: number;
+  /** Seconds of training, including runs this one resumed. */
+  elapsedSec: number;
+  /** Loss of the last step this run ran. */
+  lastLoss?: number;
+  /** The last checkpoint this run wrote. */
+  checkpoint?: string;
+  /** The checkpoint this run resumed from. */
+  resumedFrom?: string;
 }
 
 const positiveInt = (name: string, v: unknown) =>

@@ -1,0 +1,181 @@
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { IOError } from "@sit/core";
+import * as tf from "@tensorflow/tfjs";
+import { describe, expect, it } from "vitest";
+import {
+  type TrainProgress,
+  checkpointFileName,
+  listCheckpoints,
+  loadCheckpointFile,
+  resumeFrom,
+  writeCheckpoint,
+} from "./checkpoint";
+import type { CheckpointIO } from "./checkpoint-io";
+
+const tmp = () => mkdtempSync(join(tmpdir(), "sit-ckpt-"));
+
+const progress = (step: number): TrainProgress => ({
+  step,
+  epoch: Math.floor(step / 10),
+  stepInEpoch: step % 10,
+  stepsPerEpoch: 10,
+  images: step * 32,
+  elapsedSec: step * 0.5,
+});
+
+async function writeSteps(dir: string, steps: number[], keepLast = 0): Promise<void> {
+  for (const s of steps) {
+    const tensors = { "student.w": tf.fill([2, 3], s), count: tf.scalar(s, "int32") };
+    await writeCheckpoint(
+      dir,
+      "fake",
+      progress(s),
+      { tensors, meta: { step: s, note: "ok" } },
+      {
+        keepLast,
+      },
+    );
+    tf.dispose(tensors);
+  }
+}
+
+describe("writeCheckpoint / loadCheckpointFile", () => {
+  it("round-trips tensors, recipe meta and progress", async () => {
+    const dir = tmp();
+    const before = tf.memory().numTensors;
+    await writeSteps(dir, [7]);
+    expect(tf.memory().numTensors).toBe(before);
+    const ck = await loadCheckpointFile(join(dir, checkpointFileName(7)));
+    expect(ck.progress).toEqual(progress(7));
+    expect(ck.recipe).toBe("fake");
+    expect(ck.state.meta).toEqual({ step: 7, note: "ok" });
+    expect(ck.state.tensors["student.w"].shape).toEqual([2, 3]);
+    expect(Array.from(ck.state.tensors["student.w"].dataSync())).toEqual([7, 7, 7, 7, 7, 7]);
+    expect(ck.state.tensors.count.dtype).toBe("int32");
+    ck.dispose();
+    expect(ck.state.tensors.count.isDisposed).toBe(true);
+  });
+
+  it("deletes checkpoints beyond keepLast only after the new one is written", async () => {
+    const dir = tmp();
+    await writeSteps(dir, [1, 2, 3], 2);
+    expect(listCheckpoints(dir).map((c) => c.step)).toEqual([2, 3]);
+    const failing: CheckpointIO = {
+      save: () => {
+        throw new IOError("disk full");
+      },
+      load: () => {
+        throw new Error("unused");
+      },
+    };
+    const w = tf.scalar(1);
+    await expect(
+      writeCheckpoint(
+        dir,
+        "fake",
+        progress(4),
+        { tensors: { w }, meta: {} },
+        { keepLast: 2, io: failing },
+      ),
+    ).rejects.toThrow(/disk full/);
+    w.dispose();
+    expect(listCheckpoints(dir).map((c) => c.step)).toEqual([2, 3]);
+    expect(readFileSync(join(dir, "latest"), "utf8").trim()).toBe(checkpointFileName(3));
+  });
+
+  it("refuses a checkpoint that is not from @sit/train, naming it", async () => {
+    const dir = tmp();
+    const path = join(dir, checkpointFileName(1));
+    const io: CheckpointIO = {
+      save: () => {},
+      load: () => ({ tensors: { w: tf.scalar(1) }, meta: { something: "else" } }),
+    };
+    const before = tf.memory().numTensors;
+    await expect(loadCheckpointFile(path, io)).rejects.toThrow(
+      new RegExp(`${path.replace(/[.]/g, "\\.")}: not a @sit/train checkpoint`),
+    );
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe("resumeFrom", () => {
+  it("finds the checkpoint that `latest` names", async () => {
+    const dir = tmp();
+    await writeSteps(dir, [3, 6]);
+    const ck = await resumeFrom(dir);
+    expect(ck?.progress.step).toBe(6);
+    ck?.dispose();
+  });
+
+  it("resolves undefined for an empty or missing directory", async () => {
+    expect(await resumeFrom(tmp())).toBeUndefined();
+    expect(await resumeFrom(join(tmp(), "nope"))).toBeUndefined();
+  });
+
+  it("skips a truncated newest checkpoint with a warning naming it, and uses the previous one", async () => {
+    const dir = tmp();
+    await writeSteps(dir, [3, 6]);
+    const newest = join(dir, checkpointFileName(6));
+    truncateSync(newest, Math.floor(statSync(newest).size / 2));
+    const warnings: string[] = [];
+    const ck = await resumeFrom(dir, { onWarning: (m) => warnings.push(m) });
+    expect(ck?.progress.step).toBe(3);
+    ck?.dispose();
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain(`skipping unreadable checkpoint ${newest}`);
+    expect(warnings[0]).toMatch(/truncated/);
+  });
+
+  it("refuses a truncated checkpoint requested by path, naming it", async () => {
+    const dir = tmp();
+    await writeSteps(dir, [3]);
+    const path = join(dir, checkpointFileName(3));
+    truncateSync(path, statSync(path).size - 5);
+    const err = await resumeFrom(path).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(IOError);
+    expect((err as Error).message).toContain(path);
+    expect((err as Error).message).toMatch(/truncated/);
+  });
+
+  it("detects a flipped byte in the data (checksum), naming the file", async () => {
+    const dir = tmp();
+    await writeSteps(dir, [3]);
+    const path = join(dir, checkpointFileName(3));
+    const bytes = readFileSync(path);
+    bytes[bytes.length - 3] ^= 0x40;
+    writeFileSync(path, bytes);
+    await expect(resumeFrom(path)).rejects.toThrow(path);
+  });
+
+  it("throws, naming every file, when no checkpoint in the directory is readable", async () => {
+    const dir = tmp();
+    await writeSteps(dir, [3, 6]);
+    for (const s of [3, 6]) truncateSync(join(dir, checkpointFileName(s)), 10);
+    const warnings: string[] = [];
+    await expect(resumeFrom(dir, { onWarning: (m) => warnings.push(m) })).rejects.toThrow(
+      /no readable checkpoint .*checkpoint-00000006\.safetensors, checkpoint-00000003\.safetensors/,
+    );
+    expect(warnings).toHaveLength(2);
+  });
+
+  it("falls back to the newest file when `latest` names a missing one", async () => {
+    const dir = tmp();
+    await writeSteps(dir, [3, 6]);
+    writeFileSync(join(dir, "latest"), "checkpoint-00000009.safetensors\n");
+    const warnings: string[] = [];
+    const ck = await resumeFrom(dir, { onWarning: (m) => warnings.push(m) });
+    expect(ck?.progress.step).toBe(6);
+    ck?.dispose();
+    expect(warnings[0]).toMatch(/latest names "checkpoint-00000009\.safetensors"/);
+    expect(existsSync(join(dir, checkpointFileName(9)))).toBe(false);
+  });
+});
