@@ -1,0 +1,275 @@
+import { createHash } from "node:crypto";
+import * as tf from "@tensorflow/tfjs";
+import { ConfigError, IOError, Module, ShapeError, checkNumber, describeValue } from "@sit/core";
+import type { Dataset, Sample } from "@sit/data";
+import {
+  type FeatureCacheKey,
+  featureCachePath,
+  hashModuleWeights,
+  readFeatureCache,
+  writeFeatureCache,
+} from "./feature-cache";
+import type { FeatureSet } from "./feature-set";
+
+/** Token outputs of a ViT-like backbone (what @sit/vit's `VisionTransformer.forward` returns). */
+export interface TokenOutput {
+  cls: tf.Tensor;
+  patchTokens: tf.Tensor;
+}
+
+/** A module whose `forward(images)` returns CLS and patch tokens, e.g. @sit/vit's VisionTransformer. */
+export interface TokenBackbone extends Module {
+  forward(images: tf.Tensor): TokenOutput;
+}
+
+/**
+ * What features are extracted with: a ViT-like module (pooled per `pool`), or any function from
+ * NHWC images `[B, H, W, C]` to features `[B, D]` (or to token outputs, then pooled).
+ */
+export type Backbone = TokenBackbone | ((images: tf.Tensor4D) => tf.Tensor | TokenOutput);
+
+/** How token outputs become one vector: the CLS token, the mean of patch tokens, or both concatenated (2D). */
+export type Pool = "cls" | "mean" | "cls+mean";
+
+/** Options of {@link extractFeatures}. */
+export interface ExtractOptions {
+  /** Pooling of token outputs. Default "cls". Not allowed for a function returning `[B, D]`. */
+  pool?: Pool;
+  /** Images per forward pass. Default 64. */
+  batchSize?: number;
+  /**
+   * Batched transform applied to each batch of images before the backbone (e.g. resize + centre
+   * crop + normalise). Images of different sizes in one batch are transformed one at a time.
+   */
+  transform?: (images: tf.Tensor4D) => tf.Tensor4D;
+  /** Description of `transform` for the cache key (required with a cache and a transform). */
+  transformKey?: string;
+  /**
+   * On-disk cache. The key covers the weights (a hash of the module's weights, or `modelKey`,
+   * required for function backbones — e.g. {@link hashCheckpointFile} of the checkpoint), the
+   * dataset (`datasetKey` plus a content fingerprint), `transformKey` and `pool`.
+   */
+  cache?: { dir: string; modelKey?: string; datasetKey?: string };
+  /** Called after each batch with (rows done, total rows). */
+  onProgress?: (done: number, total: number) => void;
+  /** Where cache problems are reported (a corrupt file is rebuilt). Default console.warn. */
+  warn?: (message: string) => void;
+}
+
+/** A {@link FeatureSet} plus where it came from. */
+export interface ExtractedFeatures extends FeatureSet {
+  /** `hit`: read from the cache; `computed`: no cache or no file yet; `rebuilt`: the cache file was unusable and was rewritten. */
+  cache: "hit" | "computed" | "rebuilt";
+  /** The cache file used, if any. */
+  cachePath?: string;
+}
+
+function isTokenBackbone(b: unknown): b is TokenBackbone {
+  return b instanceof Module && typeof (b as { forward?: unknown }).forward === "function";
+}
+
+/**
+ * Run a frozen backbone over a dataset in order and return one feature row per sample, with its
+ * label (-1 for unlabeled samples). Modules run in eval mode (restored afterwards); nothing is
+ * trained. With `cache`, features are stored on disk (atomically, checksummed) and reused while
+ * the weights, dataset, transform and pooling are unchanged.
+ */
+export async function extractFeatures(
+  backbone: Backbone,
+  dataset: Dataset,
+  options: ExtractOptions = {},
+): Promise<ExtractedFeatures> {
+  const isModule = isTokenBackbone(backbone);
+  if (!isModule && typeof backbone !== "function")
+    throw new ConfigError(
+      `backbone: expected a module with forward(images) → {cls, patchTokens} or a function images → [B, D], got ${describeValue(backbone)}`,
+    );
+  checkDataset(dataset);
+  const batchSize = checkNumber("batchSize", options.batchSize ?? 64, { integer: true, min: 1 });
+  const pool = options.pool;
+  if (pool !== undefined && pool !== "cls" && pool !== "mean" && pool !== "cls+mean")
+    throw new ConfigError(`pool: expected "cls", "mean" or "cls+mean", got ${describeValue(pool)}`);
+  if (options.transform !== undefined && typeof options.transform !== "function")
+    throw new ConfigError(`transform: expected a function images → images, got ${describeValue(options.transform)}`);
+  const warn = options.warn ?? ((m: string) => console.warn(m));
+
+  let key: FeatureCacheKey | undefined;
+  let path: string | undefined;
+  let rebuilt = false;
+  if (options.cache) {
+    key = await cacheKey(backbone, isModule, dataset, options);
+    path = featureCachePath(options.cache.dir, key);
+    try {
+      const hit = readFeatureCache(path, key);
+      if (hit) {
+        if (hit.labels.length !== dataset.length)
+          throw new IOError(`feature cache ${path}: holds ${hit.labels.length} rows, dataset has ${dataset.length}`);
+        return { ...hit, cache: "hit", cachePath: path };
+      }
+    } catch (err) {
+      if (!(err instanceof IOError)) throw err;
+      warn(`${err.message}; recomputing the features`);
+      rebuilt = true;
+    }
+  }
+
+  const set = await computeFeatures(backbone, isModule, dataset, batchSize, options);
+  if (key && path) writeFeatureCache(path, key, set);
+  return { ...set, cache: rebuilt ? "rebuilt" : "computed", ...(path ? { cachePath: path } : {}) };
+}
+
+function checkDataset(dataset: Dataset): void {
+  if (dataset === null || typeof dataset !== "object" || typeof dataset.get !== "function")
+    throw new ConfigError(`dataset: expected a Dataset (length, get(i)), got ${describeValue(dataset)}`);
+  checkNumber("dataset.length", dataset.length, { integer: true, min: 1 });
+}
+
+async function computeFeatures(
+  backbone: Backbone,
+  isModule: boolean,
+  dataset: Dataset,
+  batchSize: number,
+  options: ExtractOptions,
+): Promise<FeatureSet> {
+  const n = dataset.length;
+  const labels = new Int32Array(n);
+  let features: Float32Array | undefined;
+  let dim = 0;
+  const modes = isModule ? (backbone as Module).namedModules().map(([, m]) => m.training) : [];
+  if (isModule) (backbone as Module).eval();
+  try {
+    for (let start = 0; start < n; start += batchSize) {
+      const count = Math.min(batchSize, n - start);
+      const samples = await Promise.all(
+        Array.from({ length: count }, (_, i) => Promise.resolve(dataset.get(start + i))),
+      );
+      samples.forEach((s, i) => {
+        labels[start + i] = sampleLabel(s, start + i);
+      });
+      const out = tf.tidy(() => {
+        const images = transformBatch(samples, options.transform, start);
+        return pooled(backbone, isModule, images, options.pool);
+      });
+      if (out.rank !== 2 || out.shape[0] !== count) {
+        const shape = out.shape;
+        out.dispose();
+        throw new ShapeError(`backbone output: expected [${count}, D] features, got [${shape}]`);
+      }
+      const rows = out.dataSync() as Float32Array;
+      if (!features) {
+        dim = out.shape[1];
+        features = new Float32Array(n * dim);
+      } else if (out.shape[1] !== dim) {
+        out.dispose();
+        throw new ShapeError(`backbone output: expected dimension ${dim} in every batch, got ${out.shape[1]}`);
+      }
+      features.set(rows, start * dim);
+      out.dispose();
+      options.onProgress?.(start + count, n);
+    }
+  } finally {
+    if (isModule) (backbone as Module).namedModules().forEach(([, m], i) => {
+      m.training = modes[i];
+    });
+  }
+  return { features: features!, labels, dim };
+}
+
+function sampleLabel(s: Sample, i: number): number {
+  if (s.label === undefined) return -1;
+  if (!Number.isInteger(s.label) || s.label < 0)
+    throw new ConfigError(`dataset.get(${i}).label: expected a non-negative integer or undefined, got ${describeValue(s.label)}`);
+  return s.label;
+}
+
+/** One sample as a float32 [1, H, W, C] tensor in [0, 1] (Uint8 pixels are divided by 255). */
+function sampleTensor(s: Sample, i: number): tf.Tensor4D {
+  const { height, width, channels, image } = s;
+  if (!image || image.length !== height * width * channels)
+    throw new ShapeError(
+      `dataset.get(${i}).image: expected ${height}×${width}×${channels} = ${height * width * channels} values, got ${image?.length}`,
+    );
+  const data = image instanceof Uint8Array ? Float32Array.from(image, (v) => v / 255) : image;
+  return tf.tensor4d(data, [1, height, width, channels]);
+}
+
+function transformBatch(
+  samples: Sample[],
+  transform: ExtractOptions["transform"],
+  start: number,
+): tf.Tensor4D {
+  const same = samples.every(
+    (s) => s.height === samples[0].height && s.width === samples[0].width && s.channels === samples[0].channels,
+  );
+  const apply = (x: tf.Tensor4D): tf.Tensor4D => (transform ? transform(x) : x);
+  if (same) return apply(tf.concat(samples.map((s, i) => sampleTensor(s, start + i)), 0));
+  // Mixed sizes: transform one by one (e.g. resize + crop), then the results must agree.
+  const parts = samples.map((s, i) => apply(sampleTensor(s, start + i)));
+  const shape = parts[0].shape.slice(1);
+  parts.forEach((p, i) => {
+    if (!tf.util.arraysEqual(p.shape.slice(1), shape))
+      throw new ShapeError(
+        `images: samples ${start} and ${start + i} have different sizes after the transform ([${shape}] vs [${p.shape.slice(1)}]); give a transform that resizes to one size`,
+      );
+  });
+  return tf.concat(parts, 0);
+}
+
+function pooled(backbone: Backbone, isModule: boolean, images: tf.Tensor4D, pool: Pool | undefined): tf.Tensor {
+  const out = isModule ? (backbone as TokenBackbone).forward(images) : (backbone as (x: tf.Tensor4D) => tf.Tensor | TokenOutput)(images);
+  if (out instanceof tf.Tensor) {
+    if (pool !== undefined)
+      throw new ConfigError(
+        `pool: the backbone function returns features [B, D] directly, so pool must be left unset, got ${describeValue(pool)}`,
+      );
+    return out;
+  }
+  if (!out || !(out.cls instanceof tf.Tensor) || !(out.patchTokens instanceof tf.Tensor))
+    throw new ShapeError(`backbone output: expected a tensor [B, D] or {cls, patchTokens}, got ${describeValue(out)}`);
+  const p = pool ?? "cls";
+  if (p === "cls") return out.cls;
+  const mean = tf.mean(out.patchTokens, 1);
+  return p === "mean" ? mean : tf.concat([out.cls, mean], 1);
+}
+
+/** A content fingerprint: length, label list, class names and 8 evenly spread samples' pixels. */
+async function datasetFingerprint(dataset: Dataset): Promise<string> {
+  const h = createHash("sha256");
+  const n = dataset.length;
+  h.update(`n=${n}|classes=${JSON.stringify(dataset.classNames ?? null)}|`);
+  if (dataset.labels) h.update(new Uint8Array(dataset.labels.buffer, dataset.labels.byteOffset, dataset.labels.byteLength));
+  const picks = new Set<number>();
+  for (let i = 0; i < 8; i++) picks.add(Math.round((i * (n - 1)) / 7));
+  for (const i of picks) {
+    const s = await dataset.get(i);
+    h.update(`${i}:${s.height}x${s.width}x${s.channels}:${s.label ?? -1}:${s.image.constructor.name}|`);
+    h.update(new Uint8Array(s.image.buffer, s.image.byteOffset, s.image.byteLength));
+  }
+  return h.digest("hex");
+}
+
+async function cacheKey(
+  backbone: Backbone,
+  isModule: boolean,
+  dataset: Dataset,
+  options: ExtractOptions,
+): Promise<FeatureCacheKey> {
+  const cache = options.cache!;
+  if (typeof cache.dir !== "string" || cache.dir === "")
+    throw new ConfigError(`cache.dir: expected a directory path, got ${describeValue(cache.dir)}`);
+  if (!isModule && !cache.modelKey)
+    throw new ConfigError(
+      "cache.modelKey: expected a key for the weights behind a function backbone (e.g. hashCheckpointFile(path)), got undefined",
+    );
+  if (options.transform && !options.transformKey)
+    throw new ConfigError(
+      "transformKey: expected a description of the transform (it is part of the cache key), got undefined",
+    );
+  const model = cache.modelKey ?? `weights:${hashModuleWeights(backbone as Module)}`;
+  return {
+    model,
+    dataset: `${cache.datasetKey ?? ""}|${await datasetFingerprint(dataset)}`,
+    transform: options.transform ? options.transformKey! : "none",
+    pool: isModule ? (options.pool ?? "cls") : (options.pool ?? "function-default"),
+  };
+}
