@@ -107,8 +107,9 @@ class FitRun<Batch> {
   }
 
   private async warning(message: string): Promise<void> {
-    this.warn(message);
+    // Sinks first: a TTY progress sink clears its line so the warning prints on a clean one.
     await this.emit({ ...this.base(), type: "warning", message });
+    this.warn(message);
   }
 
   async run(): Promise<FitResult> {

@@ -43,6 +43,7 @@ export class ConsoleProgressSink implements MetricSink {
   private lastDraw = Number.NEGATIVE_INFINITY;
   private lineShown = false;
   private lastStep: StepEvent | undefined;
+  private lastPrinted: StepEvent | undefined;
   private firstStep: StepEvent | undefined;
   private smoothedImagesPerSec: number | undefined;
 
@@ -67,7 +68,9 @@ export class ConsoleProgressSink implements MetricSink {
         this.onStep(event);
         break;
       case "epoch":
-        if (this.lastStep) this.line(this.progressText(this.lastStep));
+        // Keep each epoch's final state on screen (unless that plain line was just printed).
+        if (this.lastStep && (this.tty || this.lastPrinted !== this.lastStep))
+          this.line(this.progressText(this.lastStep));
         break;
       case "monitor": {
         const parts = Object.entries(event.metrics).map(([k, v]) => `${k} ${formatNumber(v)}`);
@@ -80,7 +83,13 @@ export class ConsoleProgressSink implements MetricSink {
         this.line(`checkpoint (${event.reason}) @ step ${event.step + 1}: ${event.path}`);
         break;
       case "warning":
-        // fit reports warnings through its onWarning callback (console.warn by default).
+        // fit prints warnings through its onWarning callback (console.warn by default) right
+        // after this event: only make room for it.
+        if (this.tty && this.lineShown) {
+          this.stream.write(CLEAR_LINE);
+          this.lineShown = false;
+          this.lastDraw = Number.NEGATIVE_INFINITY;
+        }
         break;
       case "end": {
         if (this.lastStep && this.lineShown) this.line(this.progressText(this.lastStep));
@@ -110,6 +119,7 @@ export class ConsoleProgressSink implements MetricSink {
     } else {
       if (!last && event !== this.firstStep && t - this.lastDraw < this.intervalMs) return;
       this.lastDraw = t;
+      this.lastPrinted = event;
       this.stream.write(`${this.progressText(event)}\n`);
     }
   }

@@ -76,6 +76,20 @@ describe("ConsoleProgressSink", () => {
     expect(chunks[1]).toContain("ETA 5s");
   });
 
+  it("without a TTY ends each epoch with its final progress line, printed once", () => {
+    const { chunks, stream } = captureStream(false);
+    let now = 0;
+    const sink = new ConsoleProgressSink({ stream, now: () => now, intervalSec: 100 });
+    for (let s = 0; s < 5; s++) {
+      now += 500;
+      sink.onEvent(stepEvent(s));
+    }
+    sink.onEvent({ ...base(4), type: "epoch", steps: 5 });
+    for (let s = 5; s < 10; s++) sink.onEvent(stepEvent(s));
+    sink.onEvent({ ...base(9), type: "epoch", steps: 5 });
+    expect(chunks.map((c) => /(\d+)\/10/.exec(c)?.[1])).toEqual(["1", "5", "10"]);
+  });
+
   it("prints monitor results and checkpoints", () => {
     const { chunks, stream } = captureStream(false);
     const sink = new ConsoleProgressSink({ stream });
