@@ -1,1 +1,126 @@
-export {};
+// Datasets
+export type { Dataset, Sample } from "./types";
+export {
+  ArrayDataset,
+  FASHION_MNIST_CLASSES,
+  MNIST_CLASSES,
+  loadFashionMnist,
+  loadIdxDataset,
+  loadMnistLike,
+  parseIdx,
+  readIdx,
+  type IdxArray,
+} from "./datasets/idx";
+export {
+  CifarDataset,
+  Stl10Dataset,
+  loadCifar10,
+  loadCifar100,
+  type CifarOptions,
+} from "./datasets/binary";
+export { RecordFiles } from "./datasets/records";
+export {
+  FileListDataset,
+  ImageFolderDataset,
+  IMAGE_EXTENSIONS,
+  scanImageFolder,
+  type ImageFilesOptions,
+} from "./datasets/image-files";
+export { DecodePool, decodeImageFile, type DecodeOptions } from "./datasets/decode";
+export {
+  loadCub200,
+  loadFgvcAircraft,
+  loadFlowers102,
+  loadOxfordPets,
+  loadStanfordCars,
+} from "./datasets/splits";
+export { parseMat, readMat, type MatValue } from "./datasets/matlab";
+export {
+  BUNDLED_FASHION_MNIST_DIR,
+  ConcatDataset,
+  SubsetDataset,
+  findBundledFashionMnist,
+  loadBundledFashionMnist,
+} from "./datasets/compose";
+// Downloads
+export {
+  downloadDataset,
+  hashFile,
+  type DownloadOptions,
+  type DownloadResult,
+  type DownloadedFile,
+} from "./download/download";
+export { extractArchive } from "./download/extract";
+export { DATASET_SOURCES, type DatasetSource, type RemoteFile } from "./download/sources";
+// Image operations and transforms
+export {
+  adjustBrightness,
+  adjustContrast,
+  adjustHue,
+  adjustSaturation,
+  grayscale,
+  horizontalFlip,
+  hsvToRgb,
+  rgbToHsv,
+  rgbToLuma,
+  solarize,
+  type Factors,
+} from "./transforms/color";
+export { blurKernelSize, gaussianBlur, gaussianKernel1d } from "./transforms/blur";
+export {
+  DATASET_STATS,
+  IMAGENET_STATS,
+  normalize,
+  type NormalizeStats,
+} from "./transforms/normalize";
+export {
+  resampleRegions,
+  type Interpolation,
+  type SampleRegion,
+} from "./transforms/resample";
+export {
+  resizeCenterCropRegion,
+  roundHalfEven,
+  sampleResizedCrop,
+  type CropBox,
+} from "./transforms/geometry";
+export { packSamples, type PackedBatch } from "./transforms/batch";
+export {
+  ColorJitter,
+  Normalize,
+  RandomGaussianBlur,
+  RandomGrayscale,
+  RandomHorizontalFlip,
+  RandomSolarize,
+  ToRgb,
+  type ColorJitterOptions,
+  type ColorJitterParams,
+  type GaussianBlurOptions,
+  type TensorOp,
+} from "./transforms/ops";
+export {
+  BatchTransform,
+  RandomResizedCrop,
+  ResizeCenterCrop,
+  ViewPipeline,
+  type RandomResizedCropOptions,
+  type Sampler,
+  type Size,
+  type TransformOutput,
+} from "./transforms/pipeline";
+export {
+  evalTransform,
+  sitTwoViewTransform,
+  type EvalTransformOptions,
+  type SitTwoViewOptions,
+} from "./transforms/sit";
+// Loader
+export {
+  DataLoader,
+  disposeBatch,
+  type BatchInfo,
+  type BatchOf,
+  type ImagesBatch,
+  type LoaderOptions,
+  type ViewsBatch,
+} from "./loader";

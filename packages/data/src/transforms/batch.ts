@@ -36,7 +36,9 @@ export function packSamples(samples: readonly Sample[], channels?: 1 | 3): Packe
   });
   const c = channels ?? maxC;
   if (c === 1 && maxC === 3)
-    throw new ConfigError("channels: expected 3 for RGB samples, got 1 (convert RGB to grayscale with the grayscale transform instead)");
+    throw new ConfigError(
+      "channels: expected 3 for RGB samples, got 1 (convert RGB to grayscale with the grayscale transform instead)",
+    );
   const n = samples.length;
   const data = new Float32Array(n * maxH * maxW * c);
   const heights = new Int32Array(n);
@@ -48,7 +50,7 @@ export function packSamples(samples: readonly Sample[], channels?: 1 | 3): Packe
     const bytes = s.image instanceof Uint8Array;
     for (let y = 0; y < s.height; y++) {
       let src = y * s.width * s.channels;
-      let dst = ((b * maxH + y) * maxW) * c;
+      let dst = (b * maxH + y) * maxW * c;
       for (let x = 0; x < s.width; x++) {
         if (s.channels === c) {
           for (let k = 0; k < c; k++) {

@@ -7,7 +7,8 @@ import { ConfigError, ShapeError, checkNumber } from "@sit/core";
  */
 export function gaussianKernel1d(kernelSize: number, sigma: number): Float32Array {
   checkNumber("kernelSize", kernelSize, { min: 1, integer: true });
-  if (kernelSize % 2 !== 1) throw new ConfigError(`kernelSize: expected an odd integer, got ${kernelSize}`);
+  if (kernelSize % 2 !== 1)
+    throw new ConfigError(`kernelSize: expected an odd integer, got ${kernelSize}`);
   checkNumber("sigma", sigma, { min: 0, minExclusive: true });
   const half = (kernelSize - 1) / 2;
   const k = new Float32Array(kernelSize);
@@ -53,7 +54,9 @@ export function gaussianBlur(
     typeof sigma === "number" ? new Array<number>(batch).fill(sigma) : Array.from(sigma);
   if (sigmas.length !== batch)
     throw new ShapeError(`sigma: expected ${batch} values (one per image), got ${sigmas.length}`);
-  sigmas.forEach((s, i) => checkNumber(`sigma[${i}]`, s, { min: 0, minExclusive: true }));
+  sigmas.forEach((s, i) => {
+    checkNumber(`sigma[${i}]`, s, { min: 0, minExclusive: true });
+  });
   const k = kernelSize ?? blurKernelSize(Math.max(...sigmas), height, width);
   checkNumber("kernelSize", k, { min: 1, integer: true });
   const half = (k - 1) / 2;

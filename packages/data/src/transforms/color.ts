@@ -16,7 +16,9 @@ function perImage(name: string, factors: Factors, batch: number): tf.Tensor4D {
     return tf.fill([batch, 1, 1, 1], factors) as tf.Tensor4D;
   }
   if (factors.length !== batch)
-    throw new ShapeError(`${name}: expected ${batch} factors (one per image), got ${factors.length}`);
+    throw new ShapeError(
+      `${name}: expected ${batch} factors (one per image), got ${factors.length}`,
+    );
   return tf.tensor4d(Float32Array.from(factors), [batch, 1, 1, 1]);
 }
 
@@ -134,7 +136,9 @@ export function adjustHue(x: tf.Tensor4D, factors: Factors): tf.Tensor4D {
 export function solarize(x: tf.Tensor4D, threshold: number): tf.Tensor4D {
   checkImages("x", x);
   checkNumber("threshold", threshold);
-  return tf.tidy(() => tf.where(tf.greaterEqual(x, threshold), tf.scalar(1).sub(x), x));
+  return tf.tidy(
+    () => tf.where(tf.greaterEqual(x, threshold), tf.scalar(1).sub(x), x) as tf.Tensor4D,
+  );
 }
 
 /** Horizontal flip of every image (torchvision `hflip`). */

@@ -62,7 +62,12 @@ export function sampleResizedCrop(
   if (inRatio < Math.min(ratio[0], ratio[1])) h = roundHalfEven(w / Math.min(ratio[0], ratio[1]));
   else if (inRatio > Math.max(ratio[0], ratio[1]))
     w = roundHalfEven(h * Math.max(ratio[0], ratio[1]));
-  return { top: Math.floor((height - h) / 2), left: Math.floor((width - w) / 2), height: h, width: w };
+  return {
+    top: Math.floor((height - h) / 2),
+    left: Math.floor((width - w) / 2),
+    height: h,
+    width: w,
+  };
 }
 
 /**

@@ -40,10 +40,16 @@ export function normalize(x: tf.Tensor4D, stats: NormalizeStats): tf.Tensor4D {
     ["std", std],
   ] as const) {
     if (!Array.isArray(v) || (v.length !== 1 && v.length !== channels))
-      throw new ShapeError(`stats.${name}: expected 1 or ${channels} entries, got ${JSON.stringify(v)}`);
+      throw new ShapeError(
+        `stats.${name}: expected 1 or ${channels} entries, got ${JSON.stringify(v)}`,
+      );
   }
-  std.forEach((s, i) => checkNumber(`stats.std[${i}]`, s, { min: 0, minExclusive: true }));
-  mean.forEach((m, i) => checkNumber(`stats.mean[${i}]`, m));
+  std.forEach((s, i) => {
+    checkNumber(`stats.std[${i}]`, s, { min: 0, minExclusive: true });
+  });
+  mean.forEach((m, i) => {
+    checkNumber(`stats.mean[${i}]`, m);
+  });
   return tf.tidy(() =>
     x.sub(tf.tensor1d(Float32Array.from(mean))).div(tf.tensor1d(Float32Array.from(std))),
   ) as tf.Tensor4D;

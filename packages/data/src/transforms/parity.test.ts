@@ -105,7 +105,17 @@ describe("per-image factors", () => {
     expect(() => adjustBrightness(x, [1, 2, 3])).toThrow(/factors: expected 2 factors/);
     expect(() => adjustHue(x, 0.7)).toThrow(/factors: expected a finite number in \[-0.5, 0.5\]/);
     expect(() => gaussianBlur(x, 1, 8)).toThrow(/kernelSize: expected an odd size/);
-    expect(() => resampleRegions(x, [{ top: 0, left: 0, height: 30, width: 5 }, { top: 0, left: 0, height: 3, width: 3 }], 4, 4)).toThrow(/regions\[0\]/);
+    expect(() =>
+      resampleRegions(
+        x,
+        [
+          { top: 0, left: 0, height: 30, width: 5 },
+          { top: 0, left: 0, height: 3, width: 3 },
+        ],
+        4,
+        4,
+      ),
+    ).toThrow(/regions\[0\]/);
     x.dispose();
   });
 });

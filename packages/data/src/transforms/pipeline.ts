@@ -2,12 +2,7 @@ import type * as tf from "@tensorflow/tfjs";
 import { ConfigError, type Rng, checkNumber } from "@sit/core";
 import type { Sample } from "../types";
 import { type PackedBatch, packSamples } from "./batch";
-import {
-  type CropBox,
-  checkRange,
-  resizeCenterCropRegion,
-  sampleResizedCrop,
-} from "./geometry";
+import { type CropBox, checkRange, resizeCenterCropRegion, sampleResizedCrop } from "./geometry";
 import type { TensorOp } from "./ops";
 import { type Interpolation, type SampleRegion, resampleRegions } from "./resample";
 
@@ -87,7 +82,9 @@ export class ResizeCenterCrop implements Sampler {
   sample(batch: PackedBatch): tf.Tensor4D {
     const regions: SampleRegion[] = [];
     for (let i = 0; i < batch.heights.length; i++)
-      regions.push(resizeCenterCropRegion(batch.heights[i], batch.widths[i], this.resize, this.size));
+      regions.push(
+        resizeCenterCropRegion(batch.heights[i], batch.widths[i], this.resize, this.size),
+      );
     return resampleRegions(batch.images, regions, this.size[0], this.size[1], this.interpolation);
   }
 }
@@ -128,7 +125,9 @@ export class BatchTransform<O extends TransformOutput = TransformOutput> {
   ) {
     if (views.length === 0) throw new ConfigError("views: expected at least one view, got []");
     if (output === "images" && views.length !== 1)
-      throw new ConfigError(`views: expected exactly 1 view for output "images", got ${views.length}`);
+      throw new ConfigError(
+        `views: expected exactly 1 view for output "images", got ${views.length}`,
+      );
   }
   /** Transform decoded samples; returns one NHWC tensor per view (the caller disposes them). */
   apply(samples: readonly Sample[], rng: Rng): tf.Tensor4D[] {

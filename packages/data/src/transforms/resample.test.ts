@@ -19,7 +19,9 @@ const fixture = loadFixture("image_ops.safetensors");
 const inputNchw = fixture.tensors.input;
 const toNhwc = (data: ArrayLike<number>, shape: number[]): tf.Tensor4D =>
   tf.tidy(() =>
-    tf.tensor4d(Float32Array.from(data), shape as [number, number, number, number]).transpose([0, 2, 3, 1]),
+    tf
+      .tensor4d(Float32Array.from(data), shape as [number, number, number, number])
+      .transpose([0, 2, 3, 1]),
   );
 
 for (const backend of TEST_BACKENDS) {
@@ -34,7 +36,13 @@ for (const backend of TEST_BACKENDS) {
           const r = reference[key];
           const [top, left, height, width] = r.box!;
           const x = toNhwc(inputNchw.dataSync(), inputNchw.shape);
-          const out = resampleRegions(x, [0, 1].map(() => ({ top, left, height, width })), r.size![0], r.size![1], mode);
+          const out = resampleRegions(
+            x,
+            [0, 1].map(() => ({ top, left, height, width })),
+            r.size![0],
+            r.size![1],
+            mode,
+          );
           const expected = toNhwc(r.output, r.shape);
           expect(out.shape).toEqual(expected.shape);
           expect(maxAbsoluteError(out, expected)).toBeLessThanOrEqual(1e-5);
@@ -47,7 +55,12 @@ for (const backend of TEST_BACKENDS) {
         const r = reference.resize14_centercrop12;
         const x = toNhwc(inputNchw.dataSync(), inputNchw.shape);
         const region = resizeCenterCropRegion(20, 24, 14, [12, 12]);
-        expect(region).toMatchObject({ resizedHeight: 14, resizedWidth: 16, offsetY: 1, offsetX: 2 });
+        expect(region).toMatchObject({
+          resizedHeight: 14,
+          resizedWidth: 16,
+          offsetY: 1,
+          offsetX: 2,
+        });
         const out = resampleRegions(x, [region, region], 12, 12, "bilinear");
         const expected = toNhwc(r.output, r.shape);
         expect(maxAbsoluteError(out, expected)).toBeLessThanOrEqual(1e-5);
@@ -61,8 +74,22 @@ describe("ragged batches", () => {
   it("a small image padded into a bigger batch resamples as on its own", () => {
     const x = toNhwc(inputNchw.dataSync(), inputNchw.shape); // [2,20,24,3]
     const small = x.slice([1, 2, 3, 0], [1, 10, 12, 3]) as tf.Tensor4D;
-    const padded = tf.concat([x.slice([0], [1]), small.pad([[0, 0], [0, 10], [0, 12], [0, 0]])]);
-    const alone = resampleRegions(small, [{ top: 1, left: 2, height: 9, width: 10 }], 8, 8, "bicubic");
+    const padded = tf.concat([
+      x.slice([0], [1]),
+      small.pad([
+        [0, 0],
+        [0, 10],
+        [0, 12],
+        [0, 0],
+      ]),
+    ]);
+    const alone = resampleRegions(
+      small,
+      [{ top: 1, left: 2, height: 9, width: 10 }],
+      8,
+      8,
+      "bicubic",
+    );
     const both = resampleRegions(
       padded as tf.Tensor4D,
       [

@@ -151,7 +151,9 @@ export function resampleRegions(
   for (let b = 0; b < n; b++) {
     const image = src === null ? b : src[b];
     if (!(image >= 0 && image < batch))
-      throw new ShapeError(`sourceIndex[${b}]: expected an image index in [0, ${batch}), got ${image}`);
+      throw new ShapeError(
+        `sourceIndex[${b}]: expected an image index in [0, ${batch}), got ${image}`,
+      );
     for (let k = 0; k < outHeight * taps; k++) iy[b * outHeight * taps + k] += image * height;
     // Columns are gathered from rows already reduced to this output image, folded as [n·W, …].
     for (let k = 0; k < outWidth * taps; k++) ix[b * outWidth * taps + k] += b * width;
