@@ -18,7 +18,13 @@ export {
   type BackendInfo,
   type InitBackendOptions,
 } from "./backend";
-export { Module, type StateDict, type LoadStateDictResult, type TorchLayout, type ParameterOptions } from "./nn/module";
+export {
+  Module,
+  type StateDict,
+  type LoadStateDictResult,
+  type TorchLayout,
+  type ParameterOptions,
+} from "./nn/module";
 export { writeFileAtomic } from "./io/atomic";
 export {
   parseSafetensors,

@@ -194,7 +194,8 @@ function halfToFloat(h: Uint16Array): Float32Array {
 
 type Serializable = tf.Tensor | RawTensor;
 
-function toRaw(t: Serializable): RawTensor {
+/** A tfjs tensor (or an already raw tensor) as raw data for the safetensors writer. */
+export function toRawTensor(t: tf.Tensor | RawTensor): RawTensor {
   if (!(t instanceof tf.Tensor)) return t;
   const data = t.dataSync();
   if (t.dtype === "float32") return { dtype: "F32", shape: t.shape, data: data as Float32Array };
@@ -212,7 +213,7 @@ export function serializeSafetensors(
   metadata: Record<string, string> = {},
 ): Uint8Array {
   const names = Object.keys(tensors).sort();
-  const raws = names.map((n) => toRaw(tensors[n]));
+  const raws = names.map((n) => toRawTensor(tensors[n]));
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let offset = 0;

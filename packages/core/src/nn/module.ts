@@ -45,7 +45,11 @@ export abstract class Module {
   training = true;
 
   /** Register a trainable parameter; takes ownership of `init` (it is disposed). */
-  protected registerParameter(name: string, init: tf.Tensor, options: ParameterOptions = {}): tf.Variable {
+  protected registerParameter(
+    name: string,
+    init: tf.Tensor,
+    options: ParameterOptions = {},
+  ): tf.Variable {
     this.checkName(name);
     const v = tf.variable(init, options.trainable ?? true);
     init.dispose();
@@ -105,7 +109,8 @@ export abstract class Module {
   namedTorchLayouts(prefix = ""): [string, TorchLayout][] {
     const out: [string, TorchLayout][] = [];
     for (const [n, l] of this._layouts) out.push([prefix ? `${prefix}.${n}` : n, l]);
-    for (const [n, m] of this._modules) out.push(...m.namedTorchLayouts(prefix ? `${prefix}.${n}` : n));
+    for (const [n, m] of this._modules)
+      out.push(...m.namedTorchLayouts(prefix ? `${prefix}.${n}` : n));
     return out;
   }
 

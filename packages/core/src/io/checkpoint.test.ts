@@ -1,0 +1,95 @@
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { describe, expect, it } from "vitest";
+import { IOError } from "../errors";
+import { loadCheckpoint, saveCheckpoint } from "./checkpoint";
+import { writeSafetensors } from "./safetensors";
+
+function sample() {
+  return {
+    tensors: {
+      "model.w": tf.tensor2d([
+        [1.5, -2],
+        [3, 4.25],
+      ]),
+      "opt.step": tf.tensor1d([7], "int32"),
+      mask: tf.tensor1d([true, false, true], "bool"),
+    },
+    meta: {
+      step: 12,
+      rng: { algorithm: "xoroshiro128plus", state: [1, 2, 3, 4] },
+      lr: [0.1, 0.01],
+    },
+  };
+}
+
+describe("checkpoints", () => {
+  it("round-trip tensors and JSON metadata, leaving no temporary file", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sit-ckpt-"));
+    const path = join(dir, "run", "last.safetensors");
+    const ck = sample();
+    saveCheckpoint(path, ck);
+    saveCheckpoint(path, ck); // overwrite in place
+    expect(readdirSync(join(dir, "run"))).toEqual(["last.safetensors"]);
+    const back = loadCheckpoint<typeof ck.meta>(path);
+    expect(back.meta).toEqual(ck.meta);
+    expect(Object.keys(back.tensors).sort()).toEqual(["mask", "model.w", "opt.step"]);
+    expect(Array.from(back.tensors["model.w"].dataSync())).toEqual([1.5, -2, 3, 4.25]);
+    expect(back.tensors["opt.step"].dtype).toBe("int32");
+    expect(back.tensors.mask.dtype).toBe("bool");
+    expect(Array.from(back.tensors.mask.dataSync())).toEqual([1, 0, 1]);
+    tf.dispose([...Object.values(ck.tensors), ...Object.values(back.tensors)]);
+  });
+
+  it("refuses a truncated file with an IOError naming it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sit-ckpt-"));
+    const path = join(dir, "cut.safetensors");
+    const ck = sample();
+    saveCheckpoint(path, ck);
+    const bytes = readFileSync(path);
+    writeFileSync(path, bytes.subarray(0, bytes.length - 5));
+    expect(() => loadCheckpoint(path)).toThrow(IOError);
+    expect(() => loadCheckpoint(path)).toThrow(/cut\.safetensors: truncated/);
+    tf.dispose(Object.values(ck.tensors));
+  });
+
+  it("refuses corrupt data, corrupt metadata and trailing garbage (checksum)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sit-ckpt-"));
+    const ck = sample();
+    const good = join(dir, "good.safetensors");
+    saveCheckpoint(good, ck);
+    const bytes = readFileSync(good);
+    const flipLast = Buffer.from(bytes);
+    flipLast[flipLast.length - 1] ^= 0x01; // inside the data section
+    writeFileSync(join(dir, "a.safetensors"), flipLast);
+    expect(() => loadCheckpoint(join(dir, "a.safetensors"))).toThrow(
+      /a\.safetensors: corrupt checkpoint/,
+    );
+    const text = bytes.toString("latin1").replace('\\"step\\":12', '\\"step\\":13');
+    expect(text).not.toBe(bytes.toString("latin1"));
+    writeFileSync(join(dir, "b.safetensors"), Buffer.from(text, "latin1"));
+    expect(() => loadCheckpoint(join(dir, "b.safetensors"))).toThrow(
+      /b\.safetensors: corrupt checkpoint/,
+    );
+    writeFileSync(join(dir, "c.safetensors"), Buffer.concat([bytes, Buffer.from([0, 0, 0, 0])]));
+    expect(() => loadCheckpoint(join(dir, "c.safetensors"))).toThrow(IOError);
+    tf.dispose(Object.values(ck.tensors));
+  });
+
+  it("refuses a plain safetensors file and a missing file", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sit-ckpt-"));
+    const plain = join(dir, "plain.safetensors");
+    const t = tf.ones([2]);
+    writeSafetensors(plain, { t });
+    expect(() => loadCheckpoint(plain)).toThrow(/plain\.safetensors: not a SiT checkpoint/);
+    expect(() => loadCheckpoint(join(dir, "none.safetensors"))).toThrow(
+      /cannot read .*none\.safetensors/,
+    );
+    expect(() =>
+      saveCheckpoint(join(dir, "x"), { tensors: {}, meta: { f: () => 1, n: 1n } }),
+    ).toThrow(/checkpoint\.meta/);
+    t.dispose();
+  });
+});

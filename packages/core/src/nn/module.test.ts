@@ -1,0 +1,40 @@
+import * as tf from "@tensorflow/tfjs";
+import { describe, expect, it } from "vitest";
+import { ShapeError } from "../errors";
+import { Rng } from "../rng";
+import { sitProjectionHead } from "./mlp";
+
+describe("Module.loadStateDict", () => {
+  it("rejects a wrong-shaped state dict, naming each entry with both shapes", () => {
+    const head = sitProjectionHead(6, 3, 8, Rng.seed(0));
+    const dict = { ...head.stateDict() };
+    dict["mlp.0.weight"] = tf.zeros([8, 6]); // PyTorch layout handed to the native loader
+    dict["mlp.4.bias"] = tf.zeros([7]);
+    let error: unknown;
+    try {
+      head.loadStateDict(dict);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ShapeError);
+    expect((error as Error).message).toBe(
+      "loadStateDict: 2 mis-shaped entries: mlp.0.weight (expected [6,8], got [8,6]); mlp.4.bias (expected [8], got [7])",
+    );
+    tf.dispose([dict["mlp.0.weight"], dict["mlp.4.bias"]]);
+    head.dispose();
+  });
+
+  it("round-trips its own state dict and reports missing/unexpected names", () => {
+    const a = sitProjectionHead(6, 3, 8, Rng.seed(1));
+    const b = sitProjectionHead(6, 3, 8, Rng.seed(2));
+    b.loadStateDict(a.stateDict());
+    expect(Array.from(b.stateDict()["mlp.3.weight"].dataSync())).toEqual(
+      Array.from(a.stateDict()["mlp.3.weight"].dataSync()),
+    );
+    const { "mlp.7.running_var": _dropped, ...partial } = a.stateDict();
+    expect(() => b.loadStateDict(partial)).toThrow(/missing keys: mlp\.7\.running_var/);
+    expect(b.loadStateDict(partial, { strict: false }).missing).toEqual(["mlp.7.running_var"]);
+    a.dispose();
+    b.dispose();
+  });
+});

@@ -1,0 +1,225 @@
+import * as tf from "@tensorflow/tfjs";
+import { TEST_BACKENDS, expectClose, loadFixture, withBackend } from "@sit/testing";
+import { describe, expect, it } from "vitest";
+import { ConfigError, ShapeError } from "../errors";
+import { AdamW } from "./adamw";
+
+const NAMES = ["w", "bias", "pos"];
+
+function fixtureRun() {
+  const { tensors, metadata } = loadFixture("adamw.safetensors");
+  const lr = metadata.lr as number[];
+  const wd = metadata.wd_group0 as number[];
+  return { tensors, lr, wd };
+}
+
+describe("AdamW", () => {
+  for (const backend of TEST_BACKENDS) {
+    it(`matches PyTorch AdamW over adamw.safetensors' three steps with per-tensor clipping (${backend})`, async () => {
+      await withBackend(backend, async () => {
+        const { tensors, lr, wd } = fixtureRun();
+        const params: [string, tf.Variable][] = NAMES.map((n) => [
+          n,
+          tf.variable(tensors[`init.${n}`].clone()),
+        ]);
+        const opt = new AdamW(params, { lr: lr[0], weightDecay: wd[0], clipPerTensor: 3 });
+        // Groups as in the fixture: w and pos decayed, the 1-D bias not.
+        expect(opt.groups.map((g) => [g.name, g.params.sort()])).toEqual([
+          ["decay", ["pos", "w"]],
+          ["no_decay", ["bias"]],
+        ]);
+        let clipped = 0;
+        for (let s = 1; s <= 3; s++) {
+          opt.setLr(lr[s - 1]).setWeightDecay(wd[s - 1]);
+          expect(opt.groups[1].weightDecay).toBe(0);
+          const grads = Object.fromEntries(NAMES.map((n) => [n, tensors[`grad.step${s}.${n}`]]));
+          for (const g of Object.values(grads)) if (tf.norm(g).dataSync()[0] > 3) clipped++;
+          opt.step(grads);
+          for (const [n, v] of params)
+            expectClose(
+              await v.data(),
+              await tensors[`param.step${s}.${n}`].data(),
+              1e-6,
+              `step ${s} ${n}`,
+            );
+        }
+        // The fixture exercises the clipping branch.
+        expect(clipped).toBeGreaterThan(0);
+        opt.dispose();
+        tf.dispose([...params.map(([, v]) => v), ...Object.values(tensors)]);
+      });
+    });
+  }
+
+  it("resumes from state(): a restored optimiser continues exactly like the original", () => {
+    const { tensors, lr, wd } = fixtureRun();
+    const make = () =>
+      NAMES.map((n) => [n, tf.variable(tensors[`init.${n}`].clone())] as [string, tf.Variable]);
+    const grads = (s: number) =>
+      Object.fromEntries(NAMES.map((n) => [n, tensors[`grad.step${s}.${n}`]]));
+    const a = make();
+    const optA = new AdamW(a, { lr: lr[0], weightDecay: wd[0], clipPerTensor: 3 });
+    optA.step(grads(1));
+    const saved = optA.state();
+    expect(saved.step).toBe(1);
+    expect(Object.keys(saved.tensors).sort()).toEqual(
+      NAMES.flatMap((n) => [`exp_avg.${n}`, `exp_avg_sq.${n}`]).sort(),
+    );
+    expect(saved.tensors["exp_avg.pos"].shape).toEqual([1, 3, 6]);
+    const b = make();
+    for (const [i, [, v]] of b.entries()) v.assign(a[i][1]);
+    const optB = new AdamW(b, { lr: 1, weightDecay: 0, clipPerTensor: 3 });
+    optB.loadState(saved);
+    expect(optB.groups[0].lr).toBe(lr[0]);
+    for (const o of [optA, optB]) o.setLr(lr[1]).setWeightDecay(wd[1]).step(grads(2));
+    for (const [i, [n, v]] of b.entries())
+      expect(Array.from(v.dataSync()), n).toEqual(Array.from(a[i][1].dataSync()));
+    // And both match PyTorch's second step.
+    for (const [n, v] of b) expectClose(v, tensors[`param.step2.${n}`], 1e-6, n);
+    tf.dispose([...Object.values(saved.tensors), ...a.map(([, v]) => v), ...b.map(([, v]) => v)]);
+    optA.dispose();
+    optB.dispose();
+  });
+
+  it("global-norm clipping scales every gradient by max_norm / (total norm + 1e-6)", () => {
+    const w = tf.variable(tf.zeros([2, 2]));
+    const bias = tf.variable(tf.zeros([2]));
+    // After one step the first moment is (1 − β1)·(clipped gradient): read the clipping from it.
+    const opt = new AdamW(
+      [
+        ["w", w],
+        ["b", bias],
+      ],
+      { lr: 0, clipGlobalNorm: 1 },
+    );
+    const gw = tf.tensor2d([
+      [3, 0],
+      [0, 4],
+    ]);
+    const gb = tf.tensor1d([0, 12]);
+    opt.step({ w: gw, b: gb });
+    const total = Math.sqrt(9 + 16 + 144);
+    const coef = 1 / (total + 1e-6);
+    const st = opt.state();
+    expectClose(
+      st.tensors["exp_avg.w"],
+      [0.3, 0, 0, 0.4].map((x) => x * coef),
+      1e-6,
+      "m(w)",
+    );
+    expectClose(
+      st.tensors["exp_avg.b"],
+      [0, 1.2].map((x) => x * coef),
+      1e-6,
+      "m(b)",
+    );
+    tf.dispose([w, bias, gw, gb, ...Object.values(st.tensors)]);
+    opt.dispose();
+  });
+
+  it("runs a fixed number of kernels per step, about two more per extra matrix parameter", async () => {
+    const kernels = async (nMatrices: number) => {
+      const params: [string, tf.Variable][] = [];
+      for (let i = 0; i < nMatrices; i++) {
+        params.push([`blocks.${i}.weight`, tf.variable(tf.ones([4, 3]))]);
+        params.push([`blocks.${i}.bias`, tf.variable(tf.ones([3]))]);
+      }
+      const grads = Object.fromEntries(params.map(([n, v]) => [n, tf.onesLike(v)]));
+      const opt = new AdamW(params, { lr: 1e-3, clipPerTensor: 1, clipGlobalNorm: 5 });
+      const info = await tf.profile(() => opt.step(grads));
+      opt.dispose();
+      tf.dispose([...params.map(([, v]) => v), ...Object.values(grads)]);
+      return info.kernels.length;
+    };
+    const k10 = await kernels(10);
+    const k40 = await kernels(40);
+    // 30 extra matrices and 30 extra biases: at most 2 launches per extra matrix, none per bias.
+    expect(k40 - k10).toBeLessThanOrEqual(60);
+    expect(k10).toBeLessThan(100);
+  });
+
+  it("does not change tf.memory().numTensors across steps", () => {
+    const params: [string, tf.Variable][] = [
+      ["a.weight", tf.variable(tf.randomNormal([5, 4], 0, 1, "float32", 1))],
+      ["a.bias", tf.variable(tf.zeros([4]))],
+      ["pos", tf.variable(tf.randomNormal([1, 3, 4], 0, 1, "float32", 2))],
+    ];
+    const grads = Object.fromEntries(params.map(([n, v]) => [n, tf.onesLike(v).mul(5)]));
+    const opt = new AdamW(params, { lr: 1e-2, clipPerTensor: 3, clipGlobalNorm: 2 });
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) opt.step(grads);
+    // An external change to a parameter (loadStateDict, EMA copy) must be picked up, leak-free.
+    tf.tidy(() => params[0][1].assign(tf.fill([5, 4], 100)));
+    opt.step(grads);
+    expect(tf.memory().numTensors).toBe(before);
+    // Updated from the new values (one step of at most ~lr away from 100).
+    expect(Math.abs(params[0][1].dataSync()[0] - 100)).toBeLessThan(0.1);
+    opt.dispose();
+    tf.dispose([...params.map(([, v]) => v), ...Object.values(grads)]);
+  });
+
+  it("honours a name predicate for the no-decay group, explicit groups and lrScale", () => {
+    const w = tf.variable(tf.ones([2, 2]));
+    const pos = tf.variable(tf.ones([1, 2, 2]));
+    const opt = new AdamW(
+      [
+        ["w", w],
+        ["pos_embed", pos],
+      ],
+      { lr: 0.1, noDecay: (name) => name === "pos_embed" },
+    );
+    expect(opt.groups.map((g) => g.params)).toEqual([["w"], ["pos_embed"]]);
+    opt.dispose();
+    const explicit = new AdamW(
+      [
+        { name: "backbone", params: [["w", w]], lrScale: 0.5 },
+        { name: "head", params: [["pos_embed", pos]], weightDecay: 0 },
+      ],
+      { lr: 0.2 },
+    );
+    expect(explicit.groups.map((g) => [g.name, g.lr, g.weightDecay])).toEqual([
+      ["backbone", 0.1, 0.04],
+      ["head", 0.2, 0],
+    ]);
+    explicit.setLr(1e-3, "head");
+    expect(explicit.groups[1].lr).toBe(1e-3);
+    explicit.dispose();
+    tf.dispose([w, pos]);
+  });
+
+  it("rejects bad input with errors that name the argument", () => {
+    const w = tf.variable(tf.ones([2, 2]));
+    const params: [string, tf.Variable][] = [["w", w]];
+    expect(() => new AdamW(params, { lr: Number.NaN })).toThrow(
+      /lr: expected a finite number.*got NaN/,
+    );
+    const opt = new AdamW(params, { lr: 0.1 });
+    expect(() => opt.setLr(Number.POSITIVE_INFINITY)).toThrow(ConfigError);
+    expect(() => opt.setLr(Number.NaN)).toThrow(
+      /lr: expected a finite number in \[0, ∞\), got NaN/,
+    );
+    expect(() => opt.setWeightDecay(-1)).toThrow(/weightDecay/);
+    expect(() => opt.step({ w: tf.ones([3]) })).toThrow(ShapeError);
+    expect(() => opt.step({ w: tf.ones([3]) })).toThrow(/grads\["w"\]: expected shape \[2, 2\]/);
+    expect(() => opt.step({})).toThrow(/no gradient for w/);
+    expect(() => opt.step({ w: tf.ones([2, 2]), z: tf.ones([1]) })).toThrow(/unknown parameters z/);
+    expect(() => opt.setLr(0.1, "nope")).toThrow(/setLr group/);
+    expect(() => new AdamW([{ params: params }, { params: params }], { lr: 0.1 })).toThrow(
+      /"w" is in two groups/,
+    );
+    expect(opt.numSteps).toBe(0);
+    opt.dispose();
+    w.dispose();
+  });
+
+  it("accepts tf.variableGrads output keyed by the Variables' own names", () => {
+    const w = tf.variable(tf.ones([3, 2]), true, "unique_w_name");
+    const opt = new AdamW([["layer.weight", w]], { lr: 0.1, weightDecay: 0 });
+    const { grads, value } = tf.variableGrads(() => w.square().sum() as tf.Scalar, [w]);
+    opt.step(grads);
+    // First Adam step moves every coordinate by lr against the gradient's sign.
+    expectClose(w, new Array(6).fill(0.9), 1e-6, "w");
+    tf.dispose([w, value, ...Object.values(grads)]);
+    opt.dispose();
+  });
+});
