@@ -19,7 +19,8 @@ function idx(type: number, dims: number[], data: Uint8Array): Uint8Array {
   return Buffer.concat([head, data]);
 }
 
-const pixel = (n: number, y: number, x: number, c: number) => (n * 31 + y * 7 + x * 3 + c * 50) % 256;
+const pixel = (n: number, y: number, x: number, c: number) =>
+  (n * 31 + y * 7 + x * 3 + c * 50) % 256;
 
 describe("IDX (MNIST / Fashion-MNIST format)", () => {
   const n = 5;
@@ -27,7 +28,8 @@ describe("IDX (MNIST / Fashion-MNIST format)", () => {
   const w = 3;
   const images = new Uint8Array(n * h * w);
   for (let i = 0; i < n; i++)
-    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) images[(i * h + y) * w + x] = pixel(i, y, x, 0);
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++) images[(i * h + y) * w + x] = pixel(i, y, x, 0);
   const labels = Uint8Array.from([3, 1, 4, 1, 5]);
 
   it("reads gzipped and raw files alike", () => {
@@ -56,12 +58,16 @@ describe("IDX (MNIST / Fashion-MNIST format)", () => {
   it("reports truncation and mismatched counts with the file name", () => {
     const images = join(tmp, "short-images");
     writeFileSync(images, idx(8, [10, 4, 3], new Uint8Array(50)));
-    expect(() => loadIdxDataset({ images })).toThrow(/short-images: truncated: shape \[10,4,3\] needs 136 bytes, the file has 66/);
+    expect(() => loadIdxDataset({ images })).toThrow(
+      /short-images: truncated: shape \[10,4,3\] needs 136 bytes, the file has 66/,
+    );
     const ok = join(tmp, "ok-images");
     const lab = join(tmp, "bad-labels");
     writeFileSync(ok, idx(8, [2, 2, 2], new Uint8Array(8)));
     writeFileSync(lab, idx(8, [3], new Uint8Array(3)));
-    expect(() => loadIdxDataset({ images: ok, labels: lab })).toThrow(/bad-labels: expected 2 labels/);
+    expect(() => loadIdxDataset({ images: ok, labels: lab })).toThrow(
+      /bad-labels: expected 2 labels/,
+    );
     expect(() => loadMnistLike(join(tmp, "nowhere"), "test")).toThrow(/none of these files exists/);
   });
 });
@@ -72,7 +78,8 @@ function cifarRecord(labelBytes: number[], n: number): Uint8Array {
   rec.set(labelBytes);
   for (let c = 0; c < 3; c++)
     for (let y = 0; y < 32; y++)
-      for (let x = 0; x < 32; x++) rec[labelBytes.length + c * 1024 + y * 32 + x] = pixel(n, y, x, c);
+      for (let x = 0; x < 32; x++)
+        rec[labelBytes.length + c * 1024 + y * 32 + x] = pixel(n, y, x, c);
   return rec;
 }
 
@@ -82,13 +89,19 @@ describe("CIFAR binary", () => {
   mkdirSync(c10, { recursive: true });
   mkdirSync(c100, { recursive: true });
   for (let b = 1; b <= 5; b++)
-    writeFileSync(join(c10, `data_batch_${b}.bin`), Buffer.concat([cifarRecord([b], b * 10), cifarRecord([9], b * 10 + 1)]));
+    writeFileSync(
+      join(c10, `data_batch_${b}.bin`),
+      Buffer.concat([cifarRecord([b], b * 10), cifarRecord([9], b * 10 + 1)]),
+    );
   writeFileSync(join(c10, "test_batch.bin"), cifarRecord([7], 99));
   writeFileSync(
     join(c10, "batches.meta.txt"),
     "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n\n",
   );
-  writeFileSync(join(c100, "train.bin"), Buffer.concat([cifarRecord([19, 99], 1), cifarRecord([0, 42], 2)]));
+  writeFileSync(
+    join(c100, "train.bin"),
+    Buffer.concat([cifarRecord([19, 99], 1), cifarRecord([0, 42], 2)]),
+  );
 
   it("CIFAR-10 reads five batches in order, planar → HWC", () => {
     const ds = loadCifar10(c10, "train");
@@ -138,7 +151,10 @@ describe("STL-10 binary", () => {
   writeFileSync(join(dir, "train_X.bin"), Buffer.concat([image(0), image(1), image(2)]));
   writeFileSync(join(dir, "train_y.bin"), Uint8Array.from([1, 10, 4]));
   writeFileSync(join(dir, "unlabeled_X.bin"), Buffer.concat([image(5), image(6)]));
-  writeFileSync(join(dir, "class_names.txt"), "airplane\nbird\ncar\ncat\ndeer\ndog\nhorse\nmonkey\nship\ntruck\n");
+  writeFileSync(
+    join(dir, "class_names.txt"),
+    "airplane\nbird\ncar\ncat\ndeer\ndog\nhorse\nmonkey\nship\ntruck\n",
+  );
 
   it("reads column-major images and 1-based labels", () => {
     const ds = new Stl10Dataset(dir, "train");

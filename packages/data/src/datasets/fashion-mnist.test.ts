@@ -55,7 +55,8 @@ describeWithSharedData("real Fashion-MNIST (../shared/data)", (dataDir) => {
       const l = full.labels![i];
       if (seen[l]++ >= 600) continue;
       expect(bundled.labels![k]).toBe(l);
-      if (k % 997 === 0) expect(Buffer.from(bundled.get(k).image).equals(Buffer.from(full.get(i).image))).toBe(true);
+      if (k % 997 === 0)
+        expect(Buffer.from(bundled.get(k).image).equals(Buffer.from(full.get(i).image))).toBe(true);
       k++;
     }
     expect(k).toBe(6000);

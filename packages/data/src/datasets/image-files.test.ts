@@ -7,7 +7,13 @@ import { afterAll, describe, expect, it } from "vitest";
 import { DecodePool } from "./decode";
 import { ImageFolderDataset } from "./image-files";
 import { readMat } from "./matlab";
-import { loadCub200, loadFgvcAircraft, loadFlowers102, loadOxfordPets, loadStanfordCars } from "./splits";
+import {
+  loadCub200,
+  loadFgvcAircraft,
+  loadFlowers102,
+  loadOxfordPets,
+  loadStanfordCars,
+} from "./splits";
 
 const tmp = mkdtempSync(join(tmpdir(), "sit-data-img-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -29,7 +35,12 @@ function writePng(path: string, height: number, width: number, seed: number, gra
   writeFileSync(path, PNG.sync.write(png, { colorType: gray ? 0 : 6 }));
 }
 
-async function writeJpeg(path: string, height: number, width: number, value: number): Promise<void> {
+async function writeJpeg(
+  path: string,
+  height: number,
+  width: number,
+  value: number,
+): Promise<void> {
   mkdirSync(dirname(path), { recursive: true });
   await sharp(Buffer.alloc(height * width * 3, value), { raw: { height, width, channels: 3 } })
     .jpeg({ quality: 95 })
@@ -46,7 +57,11 @@ describe("image folders", () => {
   it("sorted classes and files, exact PNG pixels, grayscale → RGB", async () => {
     const ds = new ImageFolderDataset(root);
     expect(ds.classNames).toEqual(["cat", "dog"]);
-    expect(ds.files.map((f) => f.slice(root.length + 1))).toEqual(["cat/a.png", "cat/b.png", "dog/x.PNG"]);
+    expect(ds.files.map((f) => f.slice(root.length + 1))).toEqual([
+      "cat/a.png",
+      "cat/b.png",
+      "dog/x.PNG",
+    ]);
     expect(Array.from(ds.labels!)).toEqual([0, 0, 1]);
     const b = await ds.get(1);
     expect([b.height, b.width, b.channels, b.label]).toEqual([5, 7, 3, 0]);
@@ -94,7 +109,10 @@ describe("image folders", () => {
     expect(s.label).toBe(1);
     expect(Math.abs(s.image[0] - 70)).toBeLessThanOrEqual(2);
     expect(lenient.corruptCount).toBe(2);
-    expect([...lenient.corruptFiles].map((f) => f.slice(croot.length + 1)).sort()).toEqual(["a/2.jpg", "b/3.jpg"]);
+    expect([...lenient.corruptFiles].map((f) => f.slice(croot.length + 1)).sort()).toEqual([
+      "a/2.jpg",
+      "b/3.jpg",
+    ]);
   });
 
   it("empty or missing folders are clear errors", () => {
@@ -102,16 +120,20 @@ describe("image folders", () => {
     expect(() => new ImageFolderDataset(join(tmp, "empty-root"))).toThrow(/no class folders/);
     mkdirSync(join(tmp, "empty-class", "a"), { recursive: true });
     writePng(join(tmp, "empty-class", "b", "1.png"), 2, 2, 0);
-    expect(() => new ImageFolderDataset(join(tmp, "empty-class"))).toThrow(/empty-class\/a: class folder "a" has no images/);
-    expect(() => new ImageFolderDataset(join(tmp, "missing"))).toThrow(/missing: image folder not found/);
+    expect(() => new ImageFolderDataset(join(tmp, "empty-class"))).toThrow(
+      /empty-class\/a: class folder "a" has no images/,
+    );
+    expect(() => new ImageFolderDataset(join(tmp, "missing"))).toThrow(
+      /missing: image folder not found/,
+    );
   });
 });
 
 describe("MATLAB v5 files written by scipy.io.savemat", () => {
   it("numeric rows (plain and compressed)", () => {
-    expect(Array.from((readMat(join(MAT_DIR, "imagelabels.mat")).labels as { data: Float64Array }).data)).toEqual([
-      1, 1, 2, 3, 2, 3, 1, 2, 3, 3,
-    ]);
+    expect(
+      Array.from((readMat(join(MAT_DIR, "imagelabels.mat")).labels as { data: Float64Array }).data),
+    ).toEqual([1, 1, 2, 3, 2, 3, 1, 2, 3, 3]);
     const set = readMat(join(MAT_DIR, "setid.mat"));
     expect(set.tstid).toMatchObject({ kind: "numeric", dims: [1, 4] });
   });
@@ -147,9 +169,14 @@ describe("split lists as distributed", () => {
     mkdirSync(root, { recursive: true });
     copyFileSync(join(MAT_DIR, "imagelabels.mat"), join(root, "imagelabels.mat"));
     copyFileSync(join(MAT_DIR, "setid.mat"), join(root, "setid.mat"));
-    for (let i = 1; i <= 10; i++) await writeJpeg(join(root, "jpg", `image_${String(i).padStart(5, "0")}.jpg`), 6, 6, i * 20);
+    for (let i = 1; i <= 10; i++)
+      await writeJpeg(join(root, "jpg", `image_${String(i).padStart(5, "0")}.jpg`), 6, 6, i * 20);
     const train = loadFlowers102(root, "train");
-    expect(train.files.map((f) => f.slice(-15))).toEqual(["image_00001.jpg", "image_00003.jpg", "image_00004.jpg"]);
+    expect(train.files.map((f) => f.slice(-15))).toEqual([
+      "image_00001.jpg",
+      "image_00003.jpg",
+      "image_00004.jpg",
+    ]);
     expect(Array.from(train.labels!)).toEqual([0, 1, 2]);
     expect(loadFlowers102(root, "trainval").length).toBe(6);
     const test = loadFlowers102(root, "test");
@@ -162,23 +189,35 @@ describe("split lists as distributed", () => {
   it("Oxford-IIIT Pets: annotations/{trainval,test}.txt", async () => {
     const root = join(tmp, "pets");
     mkdirSync(join(root, "annotations"), { recursive: true });
-    writeFileSync(join(root, "annotations", "trainval.txt"), "Abyssinian_100 1 1 1\nbasset_hound_12 4 2 3\nAbyssinian_101 1 1 1\n");
-    for (const n of ["Abyssinian_100", "basset_hound_12", "Abyssinian_101"]) await writeJpeg(join(root, "images", `${n}.jpg`), 5, 5, 10);
+    writeFileSync(
+      join(root, "annotations", "trainval.txt"),
+      "Abyssinian_100 1 1 1\nbasset_hound_12 4 2 3\nAbyssinian_101 1 1 1\n",
+    );
+    for (const n of ["Abyssinian_100", "basset_hound_12", "Abyssinian_101"])
+      await writeJpeg(join(root, "images", `${n}.jpg`), 5, 5, 10);
     const ds = loadOxfordPets(root, "trainval");
     expect(Array.from(ds.labels!)).toEqual([0, 3, 0]);
     expect(ds.classNames?.[3]).toBe("basset_hound");
     expect(ds.numClasses).toBe(37);
     expect((await ds.get(1)).label).toBe(3);
-    expect(() => loadOxfordPets(root, "test")).toThrow(/annotations\/test\.txt: test split list not found/);
+    expect(() => loadOxfordPets(root, "test")).toThrow(
+      /annotations\/test\.txt: test split list not found/,
+    );
   });
 
   it("CUB-200-2011: images.txt, image_class_labels.txt, train_test_split.txt, classes.txt", async () => {
     const dir = join(tmp, "cub", "CUB_200_2011");
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, "images.txt"), "1 001.Black_footed_Albatross/a_1.jpg\n2 002.Laysan_Albatross/b_2.jpg\n3 002.Laysan_Albatross/b_3.jpg\n");
+    writeFileSync(
+      join(dir, "images.txt"),
+      "1 001.Black_footed_Albatross/a_1.jpg\n2 002.Laysan_Albatross/b_2.jpg\n3 002.Laysan_Albatross/b_3.jpg\n",
+    );
     writeFileSync(join(dir, "image_class_labels.txt"), "1 1\n2 2\n3 2\n");
     writeFileSync(join(dir, "train_test_split.txt"), "1 1\n2 0\n3 1\n");
-    writeFileSync(join(dir, "classes.txt"), "1 001.Black_footed_Albatross\n2 002.Laysan_Albatross\n");
+    writeFileSync(
+      join(dir, "classes.txt"),
+      "1 001.Black_footed_Albatross\n2 002.Laysan_Albatross\n",
+    );
     await writeJpeg(join(dir, "images", "001.Black_footed_Albatross", "a_1.jpg"), 4, 4, 0);
     const train = loadCub200(join(tmp, "cub"), "train");
     expect(train.files.map((f) => f.slice(dir.length + 1))).toEqual([
@@ -189,29 +228,44 @@ describe("split lists as distributed", () => {
     expect(train.classNames).toEqual(["001.Black_footed_Albatross", "002.Laysan_Albatross"]);
     expect(Array.from(loadCub200(dir, "test").labels!)).toEqual([1]);
     rmSync(join(dir, "train_test_split.txt"));
-    expect(() => loadCub200(dir, "train")).toThrow(/train_test_split\.txt: train\/test split list not found/);
+    expect(() => loadCub200(dir, "train")).toThrow(
+      /train_test_split\.txt: train\/test split list not found/,
+    );
   });
 
   it("FGVC-Aircraft: data/images_variant_*.txt + variants.txt", () => {
     const data = join(tmp, "aircraft", "fgvc-aircraft-2013b", "data");
     mkdirSync(join(data, "images"), { recursive: true });
     writeFileSync(join(data, "variants.txt"), "707-320\nCessna 172\nA300B4\n");
-    writeFileSync(join(data, "images_variant_trainval.txt"), "1025794 707-320\n0056978 Cessna 172\n");
+    writeFileSync(
+      join(data, "images_variant_trainval.txt"),
+      "1025794 707-320\n0056978 Cessna 172\n",
+    );
     writeFileSync(join(data, "images_variant_test.txt"), "1514522 A300B4\n0012345 Boeing 999\n");
     const ds = loadFgvcAircraft(join(tmp, "aircraft"), "trainval");
     expect(Array.from(ds.labels!)).toEqual([0, 1]);
     expect(ds.files[1].endsWith(join("data", "images", "0056978.jpg"))).toBe(true);
     expect(ds.numClasses).toBe(3);
-    expect(() => loadFgvcAircraft(join(tmp, "aircraft"), "test")).toThrow(/names no class of variants\.txt/);
-    expect(() => loadFgvcAircraft(join(tmp, "aircraft"), "val")).toThrow(/images_variant_val\.txt: val split list not found/);
+    expect(() => loadFgvcAircraft(join(tmp, "aircraft"), "test")).toThrow(
+      /names no class of variants\.txt/,
+    );
+    expect(() => loadFgvcAircraft(join(tmp, "aircraft"), "val")).toThrow(
+      /images_variant_val\.txt: val split list not found/,
+    );
   });
 
   it("Stanford Cars: devkit .mat annotations", () => {
     const root = join(tmp, "cars");
     mkdirSync(join(root, "devkit"), { recursive: true });
-    copyFileSync(join(MAT_DIR, "cars_train_annos.mat"), join(root, "devkit", "cars_train_annos.mat"));
+    copyFileSync(
+      join(MAT_DIR, "cars_train_annos.mat"),
+      join(root, "devkit", "cars_train_annos.mat"),
+    );
     copyFileSync(join(MAT_DIR, "cars_meta.mat"), join(root, "devkit", "cars_meta.mat"));
-    copyFileSync(join(MAT_DIR, "cars_test_annos_withlabels.mat"), join(root, "cars_test_annos_withlabels.mat"));
+    copyFileSync(
+      join(MAT_DIR, "cars_test_annos_withlabels.mat"),
+      join(root, "cars_test_annos_withlabels.mat"),
+    );
     const train = loadStanfordCars(root, "train");
     expect(Array.from(train.labels!)).toEqual([1, 0, 2]);
     expect(train.files[2].endsWith(join("cars_train", "00003.jpg"))).toBe(true);
