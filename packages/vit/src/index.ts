@@ -1,1 +1,13 @@
-export {};
+export {
+  VisionTransformer,
+  vitTiny,
+  vitSmall,
+  vitBase,
+  type VisionTransformerConfig,
+  type VitForwardOptions,
+  type VitOutput,
+} from "./vision-transformer";
+export { Block, type BlockOptions } from "./block";
+export { Attention, Mlp, PatchEmbed, PatchProjection } from "./layers";
+export { LinearClassifier, SitClassifier } from "./heads";
+export { interpolatePosEmbed, bicubicResampleMatrix } from "./pos-embed";

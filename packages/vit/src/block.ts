@@ -1,0 +1,90 @@
+import * as tf from "@tensorflow/tfjs";
+import { LayerNorm, Module, type Rng, checkNumber, invalidArgument } from "@sit/core";
+import { Attention, Mlp, applyNorm } from "./layers";
+
+/** Options of {@link Block}. */
+export interface BlockOptions {
+  /** Hidden width of the MLP as a multiple of D. Default 4. */
+  mlpRatio?: number;
+  /** Bias on the qkv projection. Default true. */
+  qkvBias?: boolean;
+  /** LayerNorm epsilon. Default 1e-6. */
+  layerNormEps?: number;
+  /** Stochastic-depth probability of both residual branches. Default 0. */
+  dropPath?: number;
+  /** Generator of the initial weights. */
+  rng: Rng;
+}
+
+/**
+ * Per-sample 0 or 1/keep factors `[B, 1, 1]` for stochastic depth (timm's `drop_path`), drawn on
+ * the host from `rng` so that a seed fixes them on every backend; outside any gradient.
+ */
+function dropPathScale(batch: number, dropProb: number, rng: Rng): tf.Tensor3D {
+  const keep = 1 - dropProb;
+  const scale = new Float32Array(batch);
+  for (let i = 0; i < batch; i++) scale[i] = rng.float() < keep ? 1 / keep : 0;
+  return tf.tensor3d(scale, [batch, 1, 1]);
+}
+
+/**
+ * Pre-norm transformer block (timm/DINO): `x += DropPath(Attn(LN(x)))`,
+ * `x += DropPath(MLP(LN(x)))`. Parameters `norm1`, `attn.qkv`, `attn.proj`, `norm2`, `mlp.fc1`,
+ * `mlp.fc2`.
+ */
+export class Block extends Module {
+  readonly norm1: LayerNorm;
+  readonly attn: Attention;
+  readonly norm2: LayerNorm;
+  readonly mlp: Mlp;
+  readonly dropPath: number;
+
+  constructor(
+    readonly dim: number,
+    readonly numHeads: number,
+    options: BlockOptions,
+  ) {
+    super();
+    const mlpRatio = checkNumber("mlpRatio", options.mlpRatio ?? 4, { min: 0, minExclusive: true });
+    this.dropPath = checkNumber("dropPath", options.dropPath ?? 0, {
+      min: 0,
+      max: 1,
+      maxExclusive: true,
+    });
+    const eps = options.layerNormEps ?? 1e-6;
+    this.norm1 = this.registerModule("norm1", new LayerNorm(dim, eps));
+    this.attn = this.registerModule(
+      "attn",
+      new Attention(dim, numHeads, { qkvBias: options.qkvBias ?? true, rng: options.rng }),
+    );
+    this.norm2 = this.registerModule("norm2", new LayerNorm(dim, eps));
+    this.mlp = this.registerModule("mlp", new Mlp(dim, Math.round(dim * mlpRatio), options.rng));
+  }
+
+  /**
+   * `x [B, N, D]` → `[B, N, D]`. In train mode with a non-zero drop-path rate, `rng` draws which
+   * samples skip each branch (required then). `returnAttention` adds the block's attention
+   * probabilities `[B, H, N, N]`.
+   */
+  apply(
+    x: tf.Tensor,
+    options: { rng?: Rng; returnAttention?: boolean } = {},
+  ): { output: tf.Tensor3D; attention?: tf.Tensor4D } {
+    const dropping = this.training && this.dropPath > 0;
+    if (dropping && options.rng === undefined)
+      throw invalidArgument(
+        "options.rng",
+        options.rng,
+        "an Rng (train mode with drop path > 0 draws which samples skip a branch)",
+      );
+    return tf.tidy(() => {
+      const b = x.shape[0];
+      const branch = (y: tf.Tensor) =>
+        dropping ? tf.mul(y, dropPathScale(b, this.dropPath, options.rng!)) : y;
+      const a = this.attn.apply(applyNorm(this.norm1, x), options.returnAttention === true);
+      const h = tf.add(x, branch(a.output));
+      const output = tf.add(h, branch(this.mlp.apply(applyNorm(this.norm2, h)))) as tf.Tensor3D;
+      return a.attention ? { output, attention: a.attention } : { output };
+    });
+  }
+}
