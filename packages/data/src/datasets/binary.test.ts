@@ -15,7 +15,9 @@ function idx(type: number, dims: number[], data: Uint8Array): Uint8Array {
   const head = Buffer.alloc(4 + 4 * dims.length);
   head[2] = type;
   head[3] = dims.length;
-  dims.forEach((d, i) => head.writeUInt32BE(d, 4 + 4 * i));
+  dims.forEach((d, i) => {
+    head.writeUInt32BE(d, 4 + 4 * i);
+  });
   return Buffer.concat([head, data]);
 }
 
