@@ -1,4 +1,5 @@
 import { createRequire } from "node:module";
+import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { ConfigError, IOError, checkNumber } from "@sit/core";
 import sharp from "sharp";
@@ -51,25 +52,29 @@ export async function decodeImageFile(path: string, options: DecodeOptions = {})
   }
 }
 
-// The worker is plain CommonJS evaluated from a string, so it runs the same from the TypeScript
-// sources (tests) and from the built package; sharp is required by absolute path.
+// The worker's code is a string evaluated by Node (CommonJS or ESM, depending on the parent's
+// flags), so it runs the same from the TypeScript sources (tests) and from either build; it
+// loads its modules with dynamic import(), valid in both, sharp by absolute URL.
 const WORKER_SOURCE = `
-const { parentPort, workerData } = require("node:worker_threads");
-const sharp = require(workerData.sharpPath);
-sharp.concurrency(1);
-parentPort.on("message", async (job) => {
-  try {
-    let img = sharp(job.path, { failOn: "warning" });
-    if (job.resizeShorter) img = img.resize(job.resizeShorter, job.resizeShorter, { fit: "outside" });
-    img = img.removeAlpha().toColourspace(job.channels === 3 ? "srgb" : "b-w");
-    const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
-    const copy = new Uint8Array(data.length);
-    copy.set(data);
-    parentPort.postMessage({ id: job.id, ok: true, data: copy, height: info.height, width: info.width, channels: info.channels }, [copy.buffer]);
-  } catch (err) {
-    parentPort.postMessage({ id: job.id, ok: false, message: String(err && err.message || err) });
-  }
-});
+(async () => {
+  const { parentPort, workerData } = await import("node:worker_threads");
+  const sharpModule = await import(workerData.sharpUrl);
+  const sharp = sharpModule.default ?? sharpModule;
+  sharp.concurrency(1);
+  parentPort.on("message", async (job) => {
+    try {
+      let img = sharp(job.path, { failOn: "warning" });
+      if (job.resizeShorter) img = img.resize(job.resizeShorter, job.resizeShorter, { fit: "outside" });
+      img = img.removeAlpha().toColourspace(job.channels === 3 ? "srgb" : "b-w");
+      const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
+      const copy = new Uint8Array(data.length);
+      copy.set(data);
+      parentPort.postMessage({ id: job.id, ok: true, data: copy, height: info.height, width: info.width, channels: info.channels }, [copy.buffer]);
+    } catch (err) {
+      parentPort.postMessage({ id: job.id, ok: false, message: String((err && err.message) || err) });
+    }
+  });
+})();
 `;
 
 interface Job {
@@ -94,11 +99,11 @@ export class DecodePool {
   constructor(size: number) {
     this.size = checkNumber("size", size, { min: 1, max: 64, integer: true });
     // sharp must be loaded by the main thread before workers load it (shared-library lifetime).
-    const sharpPath = createRequire(
-      typeof __filename === "string" ? __filename : import.meta.url,
-    ).resolve("sharp");
+    const sharpUrl = pathToFileURL(
+      createRequire(typeof __filename === "string" ? __filename : import.meta.url).resolve("sharp"),
+    ).href;
     for (let i = 0; i < size; i++) {
-      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { sharpPath } });
+      const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { sharpUrl } });
       const jobs = new Map<number, Job>();
       worker.on(
         "message",
