@@ -1,1 +1,55 @@
-export {};
+export {
+  readImageBatch,
+  type ImageBatch,
+  type MaskingBuffers,
+  type ImageInput,
+  type PixelMask,
+} from "./images";
+export {
+  drawGmmlBlocks,
+  gmmlGeometry,
+  roundHalfEven,
+  type GmmlBlock,
+  type GmmlBlockDraw,
+  type GmmlBlockOptions,
+  type GmmlGeometry,
+} from "./blocks";
+export { GMML_FILLS, type GmmlFill } from "./fills";
+export {
+  GmmlMasker,
+  type GmmlMaskerOptions,
+  type GmmlImageRecord,
+  type GmmlMaskingResult,
+} from "./gmml-masker";
+export {
+  replaceFromBatch,
+  type BatchReplacementOptions,
+  type BatchReplacementResult,
+} from "./replacement";
+export {
+  maskingResultToTensors,
+  type MaskingResult,
+  type MaskingStrategy,
+  type MaskingTensors,
+} from "./strategy";
+export {
+  pixelToTokenMask,
+  tokenToPixelMask,
+  type TokenMask,
+  type PixelToTokenOptions,
+} from "./token-mask";
+export type { TokenFill } from "./token-corruption";
+export {
+  RandomTokenMasker,
+  randomTokenMask,
+  randomTokenCount,
+  type RandomTokenMaskerOptions,
+} from "./random-token";
+export {
+  BlockwiseMasker,
+  blockwiseTokenMask,
+  blockwiseTokenCount,
+  type BlockwiseMaskOptions,
+  type BlockwiseMaskerOptions,
+} from "./blockwise";
+export { renderGmmlGrid, writeGmmlGrid, type GmmlGridOptions } from "./grid";

@@ -1,1 +1,7 @@
-export {};
+export {
+  maskedReconstructionLoss,
+  type MaskedReconstructionOptions,
+} from "./masked-reconstruction";
+export { mocoV3Loss, sitContrastiveLoss, type MocoV3Options } from "./moco-v3";
+export { ntXentLoss, type NtXentOptions } from "./nt-xent";
+export { l2Normalize, stopGradient, softmaxCrossEntropy } from "./ops";

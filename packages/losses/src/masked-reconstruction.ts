@@ -1,0 +1,69 @@
+import * as tf from "@tensorflow/tfjs";
+import { ShapeError, invalidArgument } from "@sit/core";
+import { checkFloatTensor, checkSameShape } from "./checks";
+
+/** Options of {@link maskedReconstructionLoss}; defaults are SiT v3's. */
+export interface MaskedReconstructionOptions {
+  /** `l1` (default, SiT/GMML): |x̂ − x|; `l2`: (x̂ − x)². */
+  type?: "l1" | "l2";
+  /**
+   * `masked` (default): Σ d·m / Σ m over every (pixel, channel) element of the whole batch, i.e. the
+   * mean over corrupted elements pooled over the batch (not per image); `all`: the plain mean over
+   * every element (SiT v1), mask ignored.
+   */
+  reduction?: "masked" | "all";
+}
+
+/**
+ * Reconstruction loss on NHWC images: `pred` and `target` `[B, H, W, C]` (target = the clean image
+ * in normalised units), `mask` `[B, H, W]`, `[B, H, W, 1]` or `[B, H, W, C]` with 1 on corrupted
+ * pixels (a per-pixel mask applies to every channel). With `reduction: "masked"` and an all-zero
+ * mask the loss is 0 (the reference would divide 0 by 0). The mask is data: no gradient flows
+ * into it.
+ */
+export function maskedReconstructionLoss(
+  pred: tf.Tensor,
+  target: tf.Tensor,
+  mask: tf.Tensor | null | undefined,
+  options: MaskedReconstructionOptions = {},
+): tf.Scalar {
+  const type = options.type ?? "l1";
+  const reduction = options.reduction ?? "masked";
+  if (type !== "l1" && type !== "l2") throw invalidArgument("type", type, '"l1" or "l2"');
+  if (reduction !== "masked" && reduction !== "all")
+    throw invalidArgument("reduction", reduction, '"masked" or "all"');
+  checkFloatTensor("pred", pred, 4, "[B, H, W, C]");
+  checkFloatTensor("target", target, 4, "[B, H, W, C]");
+  checkSameShape("pred", pred, "target", target);
+  if (reduction === "all") {
+    return tf.tidy(() => {
+      const d = tf.sub(pred, target);
+      return tf.mean(type === "l1" ? tf.abs(d) : tf.square(d)) as tf.Scalar;
+    });
+  }
+  if (!(mask instanceof tf.Tensor))
+    throw invalidArgument(
+      "mask",
+      mask,
+      'a tensor [B, H, W] or [B, H, W, 1] (needed by reduction "masked")',
+    );
+  const [B, H, W, C] = pred.shape;
+  const ok =
+    (mask.rank === 3 && tf.util.arraysEqual(mask.shape, [B, H, W])) ||
+    (mask.rank === 4 && tf.util.arraysEqual(mask.shape, [B, H, W, 1])) ||
+    (mask.rank === 4 && tf.util.arraysEqual(mask.shape, [B, H, W, C]));
+  if (!ok)
+    throw new ShapeError(
+      `mask: expected shape [${B}, ${H}, ${W}], [${B}, ${H}, ${W}, 1] or [${B}, ${H}, ${W}, ${C}], got [${mask.shape.join(", ")}]`,
+    );
+  return tf.tidy(() => {
+    const m4 = tf.cast(mask.rank === 3 ? tf.expandDims(mask, 3) : mask, "float32");
+    // Weight of every (pixel, channel) element: a per-pixel mask counts once per channel.
+    const elements = m4.shape[3] === 1 ? tf.mul(tf.sum(m4), C) : tf.sum(m4);
+    const d = tf.sub(pred, target);
+    const e = type === "l1" ? tf.abs(d) : tf.square(d);
+    const total = tf.sum(tf.mul(e, m4));
+    // An empty mask gives 0/1 = 0 instead of NaN.
+    return tf.div(total, tf.maximum(elements, 1e-12)) as tf.Scalar;
+  });
+}

@@ -1,0 +1,124 @@
+import * as tf from "@tensorflow/tfjs";
+import { ConfigError, type Module, ShapeError, checkNumber, invalidArgument } from "@sit/core";
+
+/** A teacher module, or a factory that builds one (same architecture as the student, drop path 0). */
+export type TeacherSource<M extends Module> = M | (() => M);
+
+function isModule(x: unknown): x is Module {
+  return (
+    typeof x === "object" &&
+    x !== null &&
+    typeof (x as Module).namedParameters === "function" &&
+    typeof (x as Module).namedBuffers === "function"
+  );
+}
+
+function describeMismatch(
+  what: string,
+  student: [string, tf.Variable][],
+  teacher: [string, tf.Variable][],
+): string | undefined {
+  const s = new Map(student.map(([n, v]) => [n, v.shape]));
+  const t = new Map(teacher.map(([n, v]) => [n, v.shape]));
+  const problems: string[] = [];
+  for (const [n, shape] of s) {
+    const other = t.get(n);
+    if (!other) problems.push(`teacher lacks ${what} ${n}`);
+    else if (!tf.util.arraysEqual(shape, other))
+      problems.push(`${n}: student [${shape.join(", ")}] vs teacher [${other.join(", ")}]`);
+  }
+  for (const n of t.keys()) if (!s.has(n)) problems.push(`student lacks ${what} ${n}`);
+  if (problems.length === 0 && student.some(([n], i) => teacher[i][0] !== n))
+    problems.push(`${what}s are registered in a different order`);
+  return problems.length > 0
+    ? problems.slice(0, 8).join("; ") + (problems.length > 8 ? "; …" : "")
+    : undefined;
+}
+
+/**
+ * The momentum (EMA) teacher of SiT v3 and MoCo/DINO (§6): a module of the student's architecture,
+ * built by the caller (e.g. with drop path 0), initialised as an exact copy of the student
+ * (parameters and buffers) and never trained; after every optimiser step, {@link EmaTeacher.update}
+ * sets every parameter to `m·θ_teacher + (1 − m)·θ_student`. Buffers (BatchNorm running
+ * statistics) are copied once and not averaged. The EmaTeacher owns the teacher module.
+ */
+export class EmaTeacher<M extends Module = Module> {
+  /** The teacher network (its parameters are not trainable). */
+  readonly module: M;
+  private readonly names: string[];
+
+  constructor(student: Module, teacher: TeacherSource<M>) {
+    if (!isModule(student)) throw invalidArgument("student", student, "a Module");
+    const built = typeof teacher === "function" ? teacher() : teacher;
+    if (!isModule(built))
+      throw invalidArgument("teacher", built, "a Module, or a function that returns one");
+    if (built === student)
+      throw new ConfigError(
+        "teacher: expected a separate module of the same architecture, got the student itself",
+      );
+    const sp = student.namedParameters();
+    const tp = built.namedParameters();
+    const paramProblem = describeMismatch("parameter", sp, tp);
+    const bufferProblem = describeMismatch("buffer", student.namedBuffers(), built.namedBuffers());
+    if (paramProblem || bufferProblem)
+      throw new ShapeError(
+        `teacher: expected the student's architecture, but ${[paramProblem, bufferProblem].filter(Boolean).join("; ")}`,
+      );
+    this.module = built;
+    this.names = sp.map(([n]) => n);
+    // An exact copy: parameters and buffers. `assign` shares the student's current data (tfjs
+    // tensors are immutable; later student updates assign new data and leave the teacher alone).
+    tf.tidy(() => {
+      for (let i = 0; i < tp.length; i++) tp[i][1].assign(sp[i][1]);
+      const sb = student.namedBuffers();
+      const tb = built.namedBuffers();
+      for (let i = 0; i < tb.length; i++) tb[i][1].assign(sb[i][1]);
+    });
+    built.setTrainable(false);
+  }
+
+  /**
+   * `θ_t ← m·θ_t + (1 − m)·θ_s` for every parameter, with `momentum` m in [0, 1]. All parameters are
+   * flattened into one buffer per network, updated with three element-wise ops, then split back:
+   * a constant number of arithmetic kernels whatever the number of parameters.
+   */
+  update(student: Module, momentum: number): void {
+    checkNumber("momentum", momentum, { min: 0, max: 1 });
+    if (!isModule(student)) throw invalidArgument("student", student, "a Module");
+    const sp = student.namedParameters();
+    const tp = this.module.namedParameters();
+    if (
+      sp.length !== this.names.length ||
+      sp.some(([n, v], i) => n !== this.names[i] || !tf.util.arraysEqual(v.shape, tp[i][1].shape))
+    ) {
+      throw new ShapeError(
+        `student: expected the architecture the teacher was built from, but ${describeMismatch("parameter", sp, tp) ?? "the parameters differ"}`,
+      );
+    }
+    if (momentum === 1 || tp.length === 0) return;
+    tf.tidy(() => {
+      // Reshape is metadata-only, but still one engine call: skip it for 1-D tensors (biases, norms).
+      const flat = (v: tf.Tensor): tf.Tensor => (v.rank === 1 ? v : tf.reshape(v, [-1]));
+      const flatTeacher = tf.concat(tp.map(([, v]) => flat(v)));
+      const flatStudent = tf.concat(sp.map(([, v]) => flat(v)));
+      // The same float32 products as PyTorch's `mul_(m).add_((1 - m) * θ_s)`.
+      const updated = tf.add(tf.mul(flatTeacher, momentum), tf.mul(flatStudent, 1 - momentum));
+      const parts =
+        tp.length === 1
+          ? [updated]
+          : tf.split(
+              updated,
+              tp.map(([, v]) => v.size),
+            );
+      for (let i = 0; i < tp.length; i++) {
+        const v = tp[i][1];
+        v.assign(v.rank === 1 ? parts[i] : tf.reshape(parts[i], v.shape));
+      }
+    });
+  }
+
+  /** Release the teacher module's variables. */
+  dispose(): void {
+    this.module.dispose();
+  }
+}
