@@ -73,7 +73,8 @@ export function renderConfusionMatrixPng(
   const glyphH = 5 * scale;
   const margin = drawLabels ? Math.max(glyphH, digitsMax * (glyphW + scale)) + 2 * scale + 2 : 0;
   const size = margin + c * cell + 1;
-  if (size > 16384) throw new ConfigError(`cellSize: image would be ${size} px wide; use a smaller cellSize`);
+  if (size > 16384)
+    throw new ConfigError(`cellSize: image would be ${size} px wide; use a smaller cellSize`);
   const png = new PNG({ width: size, height: size });
   png.data.fill(255);
 
@@ -129,7 +130,11 @@ export function renderConfusionMatrixPng(
       // Row labels: right-aligned left of the grid; column labels: centred above it.
       drawNumber(i, margin - scale - 1, Math.max(0, centre - Math.floor(glyphH / 2)));
       const w = String(i).length * (glyphW + scale) - scale;
-      drawNumber(i, Math.min(size - 1, centre + Math.ceil(w / 2)), Math.max(0, margin - glyphH - scale - 1));
+      drawNumber(
+        i,
+        Math.min(size - 1, centre + Math.ceil(w / 2)),
+        Math.max(0, margin - glyphH - scale - 1),
+      );
     }
   }
   return new Uint8Array(PNG.sync.write(png));

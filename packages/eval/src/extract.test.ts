@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, Rng } from "@sit/core";
-import type { Dataset, Sample } from "@sit/data";
+import { type Dataset, type Sample, evalTransform } from "@sit/data";
 import { VisionTransformer } from "@sit/vit";
 import { afterAll, describe, expect, it } from "vitest";
 import { extractFeatures } from "./extract";
@@ -63,7 +63,7 @@ describe("extractFeatures", () => {
 
   it("applies the transform to each batch", async () => {
     const out = await extractFeatures(meanBackbone(), tinyDataset(4), {
-      transform: (x) => tf.mul(x, 255).sub(1) as tf.Tensor4D,
+      transform: (x: tf.Tensor4D) => tf.mul(x, 255).sub(1) as tf.Tensor4D,
     });
     expect(Array.from(out.features.subarray(3, 6))).toEqual([0, 1, 2]); // row 1: (1 + c) − 1
   });
@@ -86,11 +86,19 @@ describe("extractFeatures", () => {
     expect(otherCkpt.cache).toBe("computed");
     expect(backbone.calls).toBe(2);
     const double = (x: tf.Tensor4D) => tf.mul(x, 2) as tf.Tensor4D;
-    const transformed = await extractFeatures(backbone, ds, { ...opts, transform: double, transformKey: "x2" });
+    const transformed = await extractFeatures(backbone, ds, {
+      ...opts,
+      transform: double,
+      transformKey: "x2",
+    });
     expect(transformed.cache).toBe("computed");
     expect(backbone.calls).toBe(3);
     expect(transformed.features[3]).toBeCloseTo((2 * 1) / 255, 6);
-    const transformed2 = await extractFeatures(backbone, ds, { ...opts, transform: double, transformKey: "x2" });
+    const transformed2 = await extractFeatures(backbone, ds, {
+      ...opts,
+      transform: double,
+      transformKey: "x2",
+    });
     expect(transformed2.cache).toBe("hit");
     // A changed dataset (other pixels, same length) is a different key too.
     const shifted = { ...tinyDataset(5), get: (i: number) => tinyDataset(6).get(i + 1) };
@@ -129,14 +137,21 @@ describe("extractFeatures", () => {
 
   it("rejects bad options with clear errors", async () => {
     const ds = tinyDataset(3);
-    await expect(extractFeatures(meanBackbone(), ds, { pool: "mean" })).rejects.toThrow(/pool must be left unset/);
-    await expect(extractFeatures(meanBackbone(), ds, { cache: { dir: tempDir() } })).rejects.toThrow(
-      /cache.modelKey/,
+    await expect(extractFeatures(meanBackbone(), ds, { pool: "mean" })).rejects.toThrow(
+      /pool must be left unset/,
     );
     await expect(
-      extractFeatures(meanBackbone(), ds, { cache: { dir: tempDir(), modelKey: "m" }, transform: (x) => x }),
+      extractFeatures(meanBackbone(), ds, { cache: { dir: tempDir() } }),
+    ).rejects.toThrow(/cache.modelKey/);
+    await expect(
+      extractFeatures(meanBackbone(), ds, {
+        cache: { dir: tempDir(), modelKey: "m" },
+        transform: (x) => x,
+      }),
     ).rejects.toThrow(/transformKey/);
-    await expect(extractFeatures(meanBackbone(), ds, { batchSize: 0 })).rejects.toThrow(ConfigError);
+    await expect(extractFeatures(meanBackbone(), ds, { batchSize: 0 })).rejects.toThrow(
+      ConfigError,
+    );
     // biome-ignore lint/suspicious/noExplicitAny: deliberately wrong input
     await expect(extractFeatures("resnet" as any, ds)).rejects.toThrow(/backbone: expected/);
   });
@@ -193,7 +208,9 @@ describe("extractFeatures", () => {
     const dir = tempDir();
     expect((await extractFeatures(vit, ds, { cache: { dir } })).cache).toBe("computed");
     expect((await extractFeatures(vit, ds, { cache: { dir } })).cache).toBe("hit");
-    expect((await extractFeatures(vit, ds, { cache: { dir }, pool: "mean" })).cache).toBe("computed");
+    expect((await extractFeatures(vit, ds, { cache: { dir }, pool: "mean" })).cache).toBe(
+      "computed",
+    );
     // Fine-tuning one weight changes the weights hash, hence the key.
     const w = vit.stateDict()["blocks.1.mlp.fc2.bias"] as tf.Variable;
     const bumped = tf.add(w, 0.01);
@@ -203,5 +220,33 @@ describe("extractFeatures", () => {
     expect(fresh.cache).toBe("computed");
     expect(fresh.features).not.toEqual(cls.features);
     vit.dispose();
+  });
+
+  it("accepts @sit/data's evalTransform for images of different sizes, and says so when it is missing", async () => {
+    const mixed: Dataset = {
+      length: 3,
+      labels: Int32Array.from([0, 1, 0]),
+      get: (i: number) => {
+        const side = 4 + 2 * i;
+        return {
+          image: new Uint8Array(side * side * 3).fill(60 * (i + 1)),
+          height: side,
+          width: side,
+          channels: 3,
+          label: i % 2,
+        };
+      },
+    };
+    await expect(extractFeatures(meanBackbone(), mixed, { batchSize: 3 })).rejects.toThrow(
+      /differ in size.*give a transform that resizes/,
+    );
+    const out = await extractFeatures(meanBackbone(), mixed, {
+      batchSize: 3,
+      transform: evalTransform({ size: 4, normalize: null }),
+    });
+    // Constant images stay constant through resize + crop: channel means are the pixel values.
+    expect(Array.from(out.features)).toEqual(
+      [60, 60, 60, 120, 120, 120, 180, 180, 180].map((v) => expect.closeTo(v / 255, 5)),
+    );
   });
 });

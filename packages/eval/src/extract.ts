@@ -1,6 +1,14 @@
 import { createHash } from "node:crypto";
 import * as tf from "@tensorflow/tfjs";
-import { ConfigError, IOError, Module, ShapeError, checkNumber, describeValue } from "@sit/core";
+import {
+  ConfigError,
+  IOError,
+  Module,
+  Rng,
+  ShapeError,
+  checkNumber,
+  describeValue,
+} from "@sit/core";
 import type { Dataset, Sample } from "@sit/data";
 import {
   type FeatureCacheKey,
@@ -10,6 +18,7 @@ import {
   writeFeatureCache,
 } from "./feature-cache";
 import type { FeatureSet } from "./feature-set";
+import { type ImageTransform, checkTransform, samplesToImages } from "./images";
 
 /** Token outputs of a ViT-like backbone (what @sit/vit's `VisionTransformer.forward` returns). */
 export interface TokenOutput {
@@ -38,10 +47,11 @@ export interface ExtractOptions {
   /** Images per forward pass. Default 64. */
   batchSize?: number;
   /**
-   * Batched transform applied to each batch of images before the backbone (e.g. resize + centre
-   * crop + normalise). Images of different sizes in one batch are transformed one at a time.
+   * How samples become the backbone's input: @sit/data's `evalTransform()` (resize + centre crop
+   * + normalise; needed for images of different sizes) or a function over each batch `[B, H, W, C]`
+   * in [0, 1]. Called with a fixed-seed Rng: an evaluation transform should not be random.
    */
-  transform?: (images: tf.Tensor4D) => tf.Tensor4D;
+  transform?: ImageTransform;
   /** Description of `transform` for the cache key (required with a cache and a transform). */
   transformKey?: string;
   /**
@@ -89,8 +99,7 @@ export async function extractFeatures(
   const pool = options.pool;
   if (pool !== undefined && pool !== "cls" && pool !== "mean" && pool !== "cls+mean")
     throw new ConfigError(`pool: expected "cls", "mean" or "cls+mean", got ${describeValue(pool)}`);
-  if (options.transform !== undefined && typeof options.transform !== "function")
-    throw new ConfigError(`transform: expected a function images → images, got ${describeValue(options.transform)}`);
+  checkTransform("transform", options.transform);
   const warn = options.warn ?? ((m: string) => console.warn(m));
 
   let key: FeatureCacheKey | undefined;
@@ -103,7 +112,9 @@ export async function extractFeatures(
       const hit = readFeatureCache(path, key);
       if (hit) {
         if (hit.labels.length !== dataset.length)
-          throw new IOError(`feature cache ${path}: holds ${hit.labels.length} rows, dataset has ${dataset.length}`);
+          throw new IOError(
+            `feature cache ${path}: holds ${hit.labels.length} rows, dataset has ${dataset.length}`,
+          );
         return { ...hit, cache: "hit", cachePath: path };
       }
     } catch (err) {
@@ -120,7 +131,9 @@ export async function extractFeatures(
 
 function checkDataset(dataset: Dataset): void {
   if (dataset === null || typeof dataset !== "object" || typeof dataset.get !== "function")
-    throw new ConfigError(`dataset: expected a Dataset (length, get(i)), got ${describeValue(dataset)}`);
+    throw new ConfigError(
+      `dataset: expected a Dataset (length, get(i)), got ${describeValue(dataset)}`,
+    );
   checkNumber("dataset.length", dataset.length, { integer: true, min: 1 });
 }
 
@@ -146,10 +159,13 @@ async function computeFeatures(
       samples.forEach((s, i) => {
         labels[start + i] = sampleLabel(s, start + i);
       });
-      const out = tf.tidy(() => {
-        const images = transformBatch(samples, options.transform, start);
-        return pooled(backbone, isModule, images, options.pool);
-      });
+      const images = samplesToImages(samples, options.transform, Rng.seed(start), start);
+      let out: tf.Tensor;
+      try {
+        out = tf.tidy(() => pooled(backbone, isModule, images, options.pool));
+      } finally {
+        images.dispose();
+      }
       if (out.rank !== 2 || out.shape[0] !== count) {
         const shape = out.shape;
         out.dispose();
@@ -157,20 +173,23 @@ async function computeFeatures(
       }
       const rows = out.dataSync() as Float32Array;
       if (!features) {
-        dim = out.shape[1];
+        dim = out.shape[1] as number;
         features = new Float32Array(n * dim);
       } else if (out.shape[1] !== dim) {
         out.dispose();
-        throw new ShapeError(`backbone output: expected dimension ${dim} in every batch, got ${out.shape[1]}`);
+        throw new ShapeError(
+          `backbone output: expected dimension ${dim} in every batch, got ${out.shape[1]}`,
+        );
       }
       features.set(rows, start * dim);
       out.dispose();
       options.onProgress?.(start + count, n);
     }
   } finally {
-    if (isModule) (backbone as Module).namedModules().forEach(([, m], i) => {
-      m.training = modes[i];
-    });
+    if (isModule)
+      (backbone as Module).namedModules().forEach(([, m], i) => {
+        m.training = modes[i];
+      });
   }
   return { features: features!, labels, dim };
 }
@@ -178,45 +197,21 @@ async function computeFeatures(
 function sampleLabel(s: Sample, i: number): number {
   if (s.label === undefined) return -1;
   if (!Number.isInteger(s.label) || s.label < 0)
-    throw new ConfigError(`dataset.get(${i}).label: expected a non-negative integer or undefined, got ${describeValue(s.label)}`);
+    throw new ConfigError(
+      `dataset.get(${i}).label: expected a non-negative integer or undefined, got ${describeValue(s.label)}`,
+    );
   return s.label;
 }
 
-/** One sample as a float32 [1, H, W, C] tensor in [0, 1] (Uint8 pixels are divided by 255). */
-function sampleTensor(s: Sample, i: number): tf.Tensor4D {
-  const { height, width, channels, image } = s;
-  if (!image || image.length !== height * width * channels)
-    throw new ShapeError(
-      `dataset.get(${i}).image: expected ${height}×${width}×${channels} = ${height * width * channels} values, got ${image?.length}`,
-    );
-  const data = image instanceof Uint8Array ? Float32Array.from(image, (v) => v / 255) : image;
-  return tf.tensor4d(data, [1, height, width, channels]);
-}
-
-function transformBatch(
-  samples: Sample[],
-  transform: ExtractOptions["transform"],
-  start: number,
-): tf.Tensor4D {
-  const same = samples.every(
-    (s) => s.height === samples[0].height && s.width === samples[0].width && s.channels === samples[0].channels,
-  );
-  const apply = (x: tf.Tensor4D): tf.Tensor4D => (transform ? transform(x) : x);
-  if (same) return apply(tf.concat(samples.map((s, i) => sampleTensor(s, start + i)), 0));
-  // Mixed sizes: transform one by one (e.g. resize + crop), then the results must agree.
-  const parts = samples.map((s, i) => apply(sampleTensor(s, start + i)));
-  const shape = parts[0].shape.slice(1);
-  parts.forEach((p, i) => {
-    if (!tf.util.arraysEqual(p.shape.slice(1), shape))
-      throw new ShapeError(
-        `images: samples ${start} and ${start + i} have different sizes after the transform ([${shape}] vs [${p.shape.slice(1)}]); give a transform that resizes to one size`,
-      );
-  });
-  return tf.concat(parts, 0);
-}
-
-function pooled(backbone: Backbone, isModule: boolean, images: tf.Tensor4D, pool: Pool | undefined): tf.Tensor {
-  const out = isModule ? (backbone as TokenBackbone).forward(images) : (backbone as (x: tf.Tensor4D) => tf.Tensor | TokenOutput)(images);
+function pooled(
+  backbone: Backbone,
+  isModule: boolean,
+  images: tf.Tensor4D,
+  pool: Pool | undefined,
+): tf.Tensor {
+  const out = isModule
+    ? (backbone as TokenBackbone).forward(images)
+    : (backbone as (x: tf.Tensor4D) => tf.Tensor | TokenOutput)(images);
   if (out instanceof tf.Tensor) {
     if (pool !== undefined)
       throw new ConfigError(
@@ -225,7 +220,9 @@ function pooled(backbone: Backbone, isModule: boolean, images: tf.Tensor4D, pool
     return out;
   }
   if (!out || !(out.cls instanceof tf.Tensor) || !(out.patchTokens instanceof tf.Tensor))
-    throw new ShapeError(`backbone output: expected a tensor [B, D] or {cls, patchTokens}, got ${describeValue(out)}`);
+    throw new ShapeError(
+      `backbone output: expected a tensor [B, D] or {cls, patchTokens}, got ${describeValue(out)}`,
+    );
   const p = pool ?? "cls";
   if (p === "cls") return out.cls;
   const mean = tf.mean(out.patchTokens, 1);
@@ -237,12 +234,17 @@ async function datasetFingerprint(dataset: Dataset): Promise<string> {
   const h = createHash("sha256");
   const n = dataset.length;
   h.update(`n=${n}|classes=${JSON.stringify(dataset.classNames ?? null)}|`);
-  if (dataset.labels) h.update(new Uint8Array(dataset.labels.buffer, dataset.labels.byteOffset, dataset.labels.byteLength));
+  if (dataset.labels)
+    h.update(
+      new Uint8Array(dataset.labels.buffer, dataset.labels.byteOffset, dataset.labels.byteLength),
+    );
   const picks = new Set<number>();
   for (let i = 0; i < 8; i++) picks.add(Math.round((i * (n - 1)) / 7));
   for (const i of picks) {
     const s = await dataset.get(i);
-    h.update(`${i}:${s.height}x${s.width}x${s.channels}:${s.label ?? -1}:${s.image.constructor.name}|`);
+    h.update(
+      `${i}:${s.height}x${s.width}x${s.channels}:${s.label ?? -1}:${s.image.constructor.name}|`,
+    );
     h.update(new Uint8Array(s.image.buffer, s.image.byteOffset, s.image.byteLength));
   }
   return h.digest("hex");

@@ -81,7 +81,10 @@ function canonicalKey(key: FeatureCacheKey): string {
 export function writeFeatureCache(path: string, key: FeatureCacheKey, set: FeatureSet): void {
   const n = set.labels.length;
   const payload = new Uint8Array(set.features.byteLength + set.labels.byteLength);
-  payload.set(new Uint8Array(set.features.buffer, set.features.byteOffset, set.features.byteLength), 0);
+  payload.set(
+    new Uint8Array(set.features.buffer, set.features.byteOffset, set.features.byteLength),
+    0,
+  );
   payload.set(
     new Uint8Array(set.labels.buffer, set.labels.byteOffset, set.labels.byteLength),
     set.features.byteLength,
@@ -111,7 +114,8 @@ export function readFeatureCache(path: string, key: FeatureCacheKey): FeatureSet
   if (bytes.length < 12 || bytes.subarray(0, 8).toString("ascii") !== MAGIC)
     fail(`expected the "${MAGIC}" magic, got a different or truncated file`);
   const headerLen = bytes.readUInt32LE(8);
-  if (12 + headerLen > bytes.length) fail(`header of ${headerLen} bytes runs past the end of the file`);
+  if (12 + headerLen > bytes.length)
+    fail(`header of ${headerLen} bytes runs past the end of the file`);
   let header: { key: string; n: number; dim: number; sha256: string };
   try {
     header = JSON.parse(bytes.subarray(12, 12 + headerLen).toString("utf8"));
@@ -124,7 +128,9 @@ export function readFeatureCache(path: string, key: FeatureCacheKey): FeatureSet
     fail(`bad sizes n=${n}, dim=${dim} in the header`);
   const payload = bytes.subarray(12 + headerLen);
   if (payload.length !== n * dim * 4 + n * 4)
-    fail(`expected a payload of ${n * dim * 4 + n * 4} bytes (n=${n}, dim=${dim}), got ${payload.length}`);
+    fail(
+      `expected a payload of ${n * dim * 4 + n * 4} bytes (n=${n}, dim=${dim}), got ${payload.length}`,
+    );
   if (sha256(payload) !== header.sha256) fail("checksum mismatch (the file is corrupt)");
   // Copy into fresh, aligned buffers (the file buffer's offset need not be 4-aligned).
   const features = new Float32Array(n * dim);

@@ -1,10 +1,17 @@
 import { ConfigError, Rng } from "@sit/core";
+import { ArrayDataset, SubsetDataset } from "@sit/data";
 import { describe, expect, it } from "vitest";
 import type { FeatureSet } from "./feature-set";
 import { fewShot, firstKPerClass, meanConfidence, sampleEpisodes } from "./few-shot";
 
 /** Gaussian clusters: class c centred at `sep`·e_c in `dim` dimensions, noise std 1. */
-function clusters(classes: number, perClass: number, dim: number, sep: number, seed: number): FeatureSet {
+function clusters(
+  classes: number,
+  perClass: number,
+  dim: number,
+  sep: number,
+  seed: number,
+): FeatureSet {
   const rng = Rng.seed(seed);
   const n = classes * perClass;
   const features = new Float32Array(n * dim);
@@ -30,8 +37,12 @@ describe("few-shot episodes", () => {
       expect(new Set(ep.classes).size).toBe(5);
       const rows = [...ep.support, ...ep.query];
       expect(new Set(rows).size).toBe(rows.length); // support and query disjoint, no repeats
-      ep.support.forEach((r, i) => expect(labels[r]).toBe(ep.classes[Math.floor(i / 3)]));
-      ep.query.forEach((r, i) => expect(labels[r]).toBe(ep.classes[Math.floor(i / 4)]));
+      expect(Array.from(ep.support, (r) => labels[r])).toEqual(
+        Array.from(ep.support, (_, i) => ep.classes[Math.floor(i / 3)]),
+      );
+      expect(Array.from(ep.query, (r) => labels[r])).toEqual(
+        Array.from(ep.query, (_, i) => ep.classes[Math.floor(i / 4)]),
+      );
     }
     // Over 20 episodes every one of the 8 classes shows up (a sampler stuck on the first 5 would fail).
     expect(new Set(a.flatMap((e) => [...e.classes])).size).toBe(8);
@@ -120,6 +131,18 @@ describe("firstKPerClass (the reference's num_imgs_per_cat)", () => {
     expect(Array.from(firstKPerClass(labels, 2))).toEqual([0, 1, 2, 3, 4, 7]);
     expect(Array.from(firstKPerClass(labels, 1))).toEqual([0, 1, 3]);
     expect(Array.from(firstKPerClass(labels, 3))).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  it("takes a labelled @sit/data dataset and composes with SubsetDataset", () => {
+    const labels = Int32Array.from([1, 1, 0, 1, 0, 0]);
+    const ds = new ArrayDataset(new Uint8Array(6 * 4), 2, 2, 1, labels);
+    const kept = firstKPerClass(ds, 2);
+    expect(Array.from(kept)).toEqual([0, 1, 2, 4]);
+    const subset = new SubsetDataset(ds, kept);
+    expect(Array.from(subset.labels!)).toEqual([1, 1, 0, 0]);
+    expect(() => firstKPerClass(new ArrayDataset(new Uint8Array(8), 2, 2, 1), 1)).toThrow(
+      /labelled dataset/,
+    );
   });
 
   it("refuses unlabeled data and k < 1", () => {

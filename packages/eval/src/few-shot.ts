@@ -1,4 +1,5 @@
 import { ConfigError, Rng, checkNumber, describeValue } from "@sit/core";
+import type { Dataset } from "@sit/data";
 import { type FeatureSet, checkLabeled, l2NormalizeRows } from "./feature-set";
 
 /** Classifiers fitted on each episode's support set. */
@@ -69,7 +70,9 @@ export function sampleEpisodes(
     byClass.set(y, list);
   });
   const need = shots + queries;
-  const eligible = [...byClass.keys()].filter((c) => byClass.get(c)!.length >= need).sort((a, b) => a - b);
+  const eligible = [...byClass.keys()]
+    .filter((c) => byClass.get(c)!.length >= need)
+    .sort((a, b) => a - b);
   if (eligible.length < ways) {
     throw new ConfigError(
       `ways: expected at most ${eligible.length} (classes with ≥ shots + queries = ${need} rows), got ${ways}`,
@@ -106,7 +109,11 @@ function partialShuffle<T>(items: T[], m: number, rng: Rng): T[] {
  * Mean, population standard deviation and 95% confidence half-width (1.96·std/√n) of a list of
  * accuracies, the usual few-shot report "mean ± ci95".
  */
-export function meanConfidence(values: ArrayLike<number>): { mean: number; std: number; ci95: number } {
+export function meanConfidence(values: ArrayLike<number>): {
+  mean: number;
+  std: number;
+  ci95: number;
+} {
   const n = values.length;
   if (n === 0) throw new ConfigError("values: expected at least one value, got 0");
   let s = 0;
@@ -148,7 +155,8 @@ export function fewShot(features: FeatureSet, options: FewShotOptions): FewShotS
   const l2 = checkNumber("logisticL2", options.logisticL2 ?? 1e-3, { min: 0 });
   checkLabeled("features", features);
   const { dim } = features;
-  const x = options.normalize === false ? features.features : l2NormalizeRows(features.features, dim);
+  const x =
+    options.normalize === false ? features.features : l2NormalizeRows(features.features, dim);
   const episodes = sampleEpisodes(features.labels, { ways, shots, queries, count, seed });
 
   return classifiers.map((classifier) => {
@@ -171,7 +179,13 @@ export function fewShot(features: FeatureSet, options: FewShotOptions): FewShotS
 }
 
 /** Negative squared distance of each query row to each class centroid: [queries·ways, ways]. */
-function prototypeScores(x: Float32Array, dim: number, ep: Episode, ways: number, shots: number): Float64Array {
+function prototypeScores(
+  x: Float32Array,
+  dim: number,
+  ep: Episode,
+  ways: number,
+  shots: number,
+): Float64Array {
   const centroids = new Float64Array(ways * dim);
   ep.support.forEach((row, i) => {
     const c = Math.floor(i / shots);
@@ -261,11 +275,36 @@ function softmaxRow(
 
 /**
  * The SiT reference's few-shot protocol (`num_imgs_per_cat = k`): keep the first k rows of each
- * class, in dataset order. Returns the kept indices (ascending). Rows labelled -1 (unlabeled) are
+ * class, in dataset order. Takes the labels, or a dataset with `labels` (e.g. any @sit/data
+ * dataset); returns the kept indices, ascending (wrap them in @sit/data's `SubsetDataset` to
+ * fine-tune, or pass them to {@link selectRows} before a linear probe). Unlabeled data is
  * refused; classes with fewer than k rows keep all of theirs, as the reference does.
  */
-export function firstKPerClass(labels: ArrayLike<number>, k: number): Int32Array {
+export function firstKPerClass(source: ArrayLike<number> | Dataset, k: number): Int32Array {
   checkNumber("k", k, { integer: true, min: 1 });
+  let labels: ArrayLike<number>;
+  if (
+    source !== null &&
+    typeof source === "object" &&
+    typeof (source as Dataset).get === "function"
+  ) {
+    const ds = source as Dataset;
+    if (!ds.labels)
+      throw new ConfigError(
+        "source: expected a labelled dataset (with labels), got one without labels (firstKPerClass needs a labelled dataset)",
+      );
+    labels = ds.labels;
+  } else if (
+    source !== null &&
+    typeof source === "object" &&
+    typeof (source as ArrayLike<number>).length === "number"
+  ) {
+    labels = source as ArrayLike<number>;
+  } else {
+    throw new ConfigError(
+      `source: expected labels or a labelled dataset, got ${describeValue(source)}`,
+    );
+  }
   const seen = new Map<number, number>();
   const kept: number[] = [];
   for (let i = 0; i < labels.length; i++) {

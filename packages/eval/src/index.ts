@@ -1,3 +1,4 @@
+// Features
 export {
   type FeatureSet,
   checkFeatureSet,
@@ -5,7 +6,44 @@ export {
   selectRows,
   l2NormalizeRows,
 } from "./feature-set";
+export {
+  extractFeatures,
+  type Backbone,
+  type TokenBackbone,
+  type TokenOutput,
+  type Pool,
+  type ExtractOptions,
+  type ExtractedFeatures,
+} from "./extract";
+export type { ImageTransform, SampleTransform } from "./images";
+export {
+  hashModuleWeights,
+  hashCheckpointFile,
+  featureCachePath,
+  readFeatureCache,
+  writeFeatureCache,
+  type FeatureCacheKey,
+} from "./feature-cache";
+// Protocols
 export { knnEval, type KnnOptions, type KnnResult } from "./knn";
+export { TopKSelector } from "./top-k";
+export {
+  linearProbe,
+  type LinearProbeOptions,
+  type LinearProbeResult,
+  type ProbeEpoch,
+} from "./linear-probe";
+export { LinearHead, saveLinearHead, loadLinearHead, type LinearHeadOptions } from "./linear-head";
+export { SgdMomentum } from "./sgd";
+export {
+  fineTune,
+  evaluateClassifier,
+  type FineTuneOptions,
+  type FineTuneResult,
+  type FineTuneEpoch,
+  type ClassifierHead,
+} from "./fine-tune";
+export { layerDecayGroups, vitLayerId, fineTuneNoDecay } from "./layer-decay";
 export {
   fewShot,
   sampleEpisodes,
@@ -16,6 +54,22 @@ export {
   type FewShotClassifier,
   type Episode,
 } from "./few-shot";
+// Augmentation for fine-tuning
+export {
+  mixBatch,
+  smoothOneHot,
+  sampleBeta,
+  sampleGamma,
+  type MixupOptions,
+  type MixInfo,
+} from "./mixup";
+export {
+  randAugment,
+  RAND_AUGMENT_OPS,
+  type RandAugmentOp,
+  type RandAugmentOptions,
+} from "./rand-augment";
+// Metrics
 export {
   topKAccuracy,
   predictClasses,
@@ -32,11 +86,3 @@ export {
   writeConfusionMatrixPng,
   type ConfusionPngOptions,
 } from "./confusion-png";
-export {
-  hashModuleWeights,
-  hashCheckpointFile,
-  featureCachePath,
-  readFeatureCache,
-  writeFeatureCache,
-  type FeatureCacheKey,
-} from "./feature-cache";

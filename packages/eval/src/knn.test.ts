@@ -106,7 +106,8 @@ describe("knnEval (DINO weighted vote)", () => {
       for (let q = 0; q < 50; q++) {
         const sims = Array.from({ length: 300 }, (_, i) => {
           let dot = 0;
-          for (let j = 0; j < 16; j++) dot += test.features[q * 16 + j] * train.features[i * 16 + j];
+          for (let j = 0; j < 16; j++)
+            dot += test.features[q * 16 + j] * train.features[i * 16 + j];
           return { i, s: dot / norm(test.features, q, 16) / norm(train.features, i, 16) };
         }).sort((a, b) => b.s - a.s || a.i - b.i);
         const votes = new Array(10).fill(0);
@@ -128,7 +129,9 @@ describe("knnEval (DINO weighted vote)", () => {
   it("rejects k larger than the training set, unlabeled data and mismatched dimensions", () => {
     const train = set([at(1), at(0.5)], [0, 1]);
     expect(() => knnEval(train, query(0), { ks: [3] })).toThrow(ConfigError);
-    expect(() => knnEval(train, query(0), { ks: [3] })).toThrow(/k = 3 exceeds the 2 training rows/);
+    expect(() => knnEval(train, query(0), { ks: [3] })).toThrow(
+      /k = 3 exceeds the 2 training rows/,
+    );
     expect(() => knnEval(train, query(-1), { ks: [1] })).toThrow(/test.labels\[0\].*unlabeled/);
     expect(() => knnEval(set([at(1), at(0.5)], [-1, -1]), query(0), { ks: [1] })).toThrow(
       /train.labels\[0\].*unlabeled/,

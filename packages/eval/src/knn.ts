@@ -37,10 +37,16 @@ export interface KnnResult {
  * The similarity products run on the active tfjs backend in chunks of test rows; the top-k
  * selection runs in JS (see {@link TopKSelector}).
  */
-export function knnEval(train: FeatureSet, test: FeatureSet, options: KnnOptions = {}): KnnResult[] {
+export function knnEval(
+  train: FeatureSet,
+  test: FeatureSet,
+  options: KnnOptions = {},
+): KnnResult[] {
   const ks = options.ks ?? [10, 20, 100, 200];
   if (!Array.isArray(ks) || ks.length === 0)
-    throw new ConfigError(`ks: expected a non-empty array of positive integers, got ${describeValue(ks)}`);
+    throw new ConfigError(
+      `ks: expected a non-empty array of positive integers, got ${describeValue(ks)}`,
+    );
   const temperature = checkNumber("temperature", options.temperature ?? 0.07, {
     min: 0,
     minExclusive: true,
@@ -85,7 +91,10 @@ export function knnEval(train: FeatureSet, test: FeatureSet, options: KnnOptions
     for (let start = 0; start < nTest; start += chunk) {
       const rows = Math.min(chunk, nTest - start);
       const sims = tf.tidy(() =>
-        tf.matMul(tf.tensor2d(testNorm.subarray(start * dim, (start + rows) * dim), [rows, dim]), trainT),
+        tf.matMul(
+          tf.tensor2d(testNorm.subarray(start * dim, (start + rows) * dim), [rows, dim]),
+          trainT,
+        ),
       );
       const s = sims.dataSync() as Float32Array;
       sims.dispose();

@@ -38,7 +38,10 @@ export class LinearHead extends Module {
     this.bn = options.batchNorm
       ? this.registerModule("bn", new BatchNorm1d(inFeatures, { affine: false, eps: 1e-6 }))
       : null;
-    this.linear = this.registerModule("linear", new Linear(inFeatures, numClasses, { rng: options.rng }));
+    this.linear = this.registerModule(
+      "linear",
+      new Linear(inFeatures, numClasses, { rng: options.rng }),
+    );
   }
 
   /** Logits `[B, numClasses]` of features `[B, inFeatures]`. */
@@ -48,7 +51,9 @@ export class LinearHead extends Module {
         `features: expected [B, ${this.inFeatures}] (the head's input size), got [${features.shape}]` +
           (features.rank === 2 ? " — the backbone's feature size does not match this head" : ""),
       );
-    return tf.tidy(() => this.linear.apply(this.bn ? this.bn.apply(features) : features) as tf.Tensor2D);
+    return tf.tidy(
+      () => this.linear.apply(this.bn ? this.bn.apply(features) : features) as tf.Tensor2D,
+    );
   }
 
   /** Class scores (logits) of every row of a row-major `[n, inFeatures]` array, in eval mode, in chunks. */
@@ -98,7 +103,9 @@ export function loadLinearHead(
   const { tensors, metadata } = loadSafetensors(path);
   try {
     if (metadata.format !== "sit-linear-head")
-      throw new IOError(`${path}: expected a linear head written by saveLinearHead, got format ${JSON.stringify(metadata.format)}`);
+      throw new IOError(
+        `${path}: expected a linear head written by saveLinearHead, got format ${JSON.stringify(metadata.format)}`,
+      );
     const inFeatures = Number(metadata.inFeatures);
     const numClasses = Number(metadata.numClasses);
     if (options.expectedInFeatures !== undefined && options.expectedInFeatures !== inFeatures)

@@ -86,7 +86,9 @@ describe("linearProbe", () => {
 
   it("refuses unlabeled data and a saved head whose input size does not match the backbone", () => {
     const unlabeled = { ...test, labels: new Int32Array(test.labels.length).fill(-1) };
-    expect(() => linearProbe(train, unlabeled, { epochs: 1, seed: 1 })).toThrow(/test.labels\[0\].*unlabeled/);
+    expect(() => linearProbe(train, unlabeled, { epochs: 1, seed: 1 })).toThrow(
+      /test.labels\[0\].*unlabeled/,
+    );
     expect(() => linearProbe(unlabeled, test, { epochs: 1, seed: 1 })).toThrow(/train.labels\[0\]/);
     const r = linearProbe(train, test, { epochs: 1, seed: 1, batchNormNoAffine: true });
     const dir = mkdtempSync(join(tmpdir(), "sit-eval-head-"));

@@ -74,19 +74,30 @@ export function linearProbe(
   const epochs = checkNumber("epochs", options.epochs ?? 100, { integer: true, min: 1 });
   const optimizerName = options.optimizer ?? "sgd";
   if (optimizerName !== "sgd" && optimizerName !== "adamw")
-    throw new ConfigError(`optimizer: expected "sgd" or "adamw", got ${describeValue(optimizerName)}`);
+    throw new ConfigError(
+      `optimizer: expected "sgd" or "adamw", got ${describeValue(optimizerName)}`,
+    );
   const lr = checkNumber("lr", options.lr ?? (optimizerName === "sgd" ? 0.1 : 1e-3), { min: 0 });
   const minLr = checkNumber("minLr", options.minLr ?? 0, { min: 0 });
-  const warmup = checkNumber("warmupEpochs", options.warmupEpochs ?? 0, { min: 0, max: epochs, maxExclusive: true });
+  const warmup = checkNumber("warmupEpochs", options.warmupEpochs ?? 0, {
+    min: 0,
+    max: epochs,
+    maxExclusive: true,
+  });
   const batchSize = checkNumber("batchSize", options.batchSize ?? 256, { integer: true, min: 1 });
   const weightDecay = checkNumber("weightDecay", options.weightDecay ?? 0, { min: 0 });
   const seed = checkNumber("seed", options.seed, { integer: true });
   checkLabeled("train", train, options.numClasses);
   checkLabeled("test", test, options.numClasses);
   if (options.validation) checkLabeled("validation", options.validation, options.numClasses);
-  for (const [name, s] of [["test", test], ["validation", options.validation]] as const)
+  for (const [name, s] of [
+    ["test", test],
+    ["validation", options.validation],
+  ] as const)
     if (s && s.dim !== train.dim)
-      throw new ConfigError(`${name}.dim: expected the training features' dimension ${train.dim}, got ${s.dim}`);
+      throw new ConfigError(
+        `${name}.dim: expected the training features' dimension ${train.dim}, got ${s.dim}`,
+      );
   const numClasses =
     options.numClasses ??
     inferNumClasses(train, test, ...(options.validation ? [options.validation] : []));
@@ -95,7 +106,8 @@ export function linearProbe(
   const { dim } = train;
   if (bn && n < 2) throw new ConfigError(`train: BatchNorm needs at least 2 rows, got ${n}`);
   // A final batch of one row cannot be batch-normalised; drop it (it is reshuffled next epoch).
-  const stepsPerEpoch = bn && n % batchSize === 1 ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
+  const stepsPerEpoch =
+    bn && n % batchSize === 1 ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
 
   const rng = Rng.seed(seed);
   const head = new LinearHead(dim, numClasses, { rng: rng.split(), batchNorm: bn });
@@ -133,7 +145,13 @@ export function linearProbe(
         losses.push(
           tf.tidy(() => {
             const x = tf.tensor2d(xb.subarray(0, rows * dim), [rows, dim]);
-            const y = tf.oneHot(tf.tensor1d(yb.subarray(0, rows), "int32"), numClasses);
+            const y = tf.oneHot(
+              tf.tensor1d(yb.subarray(0, rows), "int32"),
+              numClasses,
+              1,
+              0,
+              "float32",
+            );
             const { value, grads } = tf.variableGrads(
               () => tf.losses.softmaxCrossEntropy(y, head.apply(x)) as tf.Scalar,
               params,
@@ -159,7 +177,12 @@ export function linearProbe(
         const v = options.validation;
         report.valTop1 = topKAccuracy(head.predict(v.features, dim), v.labels, 1, numClasses);
         if (!selected || report.valTop1 > selected.valTop1) {
-          selected = { epoch: epoch + 1, valTop1: report.valTop1, top1: report.testTop1, top5: report.testTop5 };
+          selected = {
+            epoch: epoch + 1,
+            valTop1: report.valTop1,
+            top1: report.testTop1,
+            top5: report.testTop5,
+          };
           tf.dispose(selectedState ?? []);
           selectedState = head.namedParameters().map(([, p]) => p.clone());
           selectedState.push(...head.namedBuffers().map(([, b]) => b.clone()));
@@ -170,7 +193,7 @@ export function linearProbe(
     }
     if (selectedState) {
       const vars = [...head.namedParameters(), ...head.namedBuffers()].map(([, v]) => v);
-      vars.forEach((v, i) => v.assign(selectedState![i]));
+      for (const [i, v] of vars.entries()) v.assign(selectedState[i]);
     }
   } catch (err) {
     head.dispose();

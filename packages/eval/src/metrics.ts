@@ -11,10 +11,12 @@ function scoresArray(
   if (scores instanceof tf.Tensor) {
     if (scores.rank !== 2)
       throw new ShapeError(`scores: expected a rank-2 tensor [n, classes], got [${scores.shape}]`);
-    return { s: scores.dataSync() as Float32Array, c: scores.shape[1] };
+    return { s: scores.dataSync() as Float32Array, c: scores.shape[1] as number };
   }
   if (numClasses === undefined)
-    throw new ConfigError("numClasses: expected the number of columns of a flat scores array, got undefined");
+    throw new ConfigError(
+      "numClasses: expected the number of columns of a flat scores array, got undefined",
+    );
   checkNumber("numClasses", numClasses, { integer: true, min: 1 });
   if (scores.length % numClasses !== 0)
     throw new ShapeError(

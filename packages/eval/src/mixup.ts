@@ -43,9 +43,13 @@ export function sampleBeta(rng: Rng, a: number, b: number): number {
  * Soft targets with label smoothing: `1 − ε + ε/C` on the true class, `ε/C` elsewhere
  * (timm's convention, which DeiT uses).
  */
-export function smoothOneHot(labels: tf.Tensor1D, numClasses: number, smoothing: number): tf.Tensor2D {
+export function smoothOneHot(
+  labels: tf.Tensor1D,
+  numClasses: number,
+  smoothing: number,
+): tf.Tensor2D {
   const off = smoothing / numClasses;
-  return tf.oneHot(labels, numClasses, 1 - smoothing + off, off).toFloat() as tf.Tensor2D;
+  return tf.oneHot(labels, numClasses, 1 - smoothing + off, off, "float32") as tf.Tensor2D;
 }
 
 /** What {@link mixBatch} did, for logging and tests. */
@@ -80,7 +84,8 @@ export function mixBatch(
     const lam = sampleBeta(rng, alpha, alpha);
     if (rng.float() < prob) lambda = lam;
   }
-  if (lambda === 1) return { images: images.clone(), targets: targets.clone(), info: { kind: "none", lambda: 1 } };
+  if (lambda === 1)
+    return { images: images.clone(), targets: targets.clone(), info: { kind: "none", lambda: 1 } };
   const [, h, w] = images.shape;
   let info: MixInfo = { kind: "mixup", lambda };
   const [mixedImages, mixedTargets] = tf.tidy(() => {
@@ -104,9 +109,15 @@ export function mixBatch(
       lambda = 1 - ((y1 - y0) * (x1 - x0)) / (h * w);
       info = { kind: "cutmix", lambda, box: [y0, y1, x0, x1] };
     } else {
-      mixedImages = tf.add(tf.mul(images, lambda), tf.mul(partnerImages, 1 - lambda)) as tf.Tensor4D;
+      mixedImages = tf.add(
+        tf.mul(images, lambda),
+        tf.mul(partnerImages, 1 - lambda),
+      ) as tf.Tensor4D;
     }
-    const targetsOut = tf.add(tf.mul(targets, lambda), tf.mul(partnerTargets, 1 - lambda)) as tf.Tensor2D;
+    const targetsOut = tf.add(
+      tf.mul(targets, lambda),
+      tf.mul(partnerTargets, 1 - lambda),
+    ) as tf.Tensor2D;
     return [mixedImages, targetsOut] as [tf.Tensor4D, tf.Tensor2D];
   });
   return { images: mixedImages, targets: mixedTargets, info };

@@ -49,15 +49,22 @@ export interface RandAugmentOptions {
  * Batched: every op present in a slot runs once over the batch with per-image parameters and a
  * per-image selection mask. All draws come from `rng`. Returns a new tensor.
  */
-export function randAugment(images: tf.Tensor4D, rng: Rng, options: RandAugmentOptions = {}): tf.Tensor4D {
+export function randAugment(
+  images: tf.Tensor4D,
+  rng: Rng,
+  options: RandAugmentOptions = {},
+): tf.Tensor4D {
   const numOps = checkNumber("numOps", options.numOps ?? 2, { integer: true, min: 0 });
   const magnitude = checkNumber("magnitude", options.magnitude ?? 9, { min: 0, max: 10 });
   const mstd = checkNumber("magnitudeStd", options.magnitudeStd ?? 0.5, { min: 0 });
   const prob = checkNumber("prob", options.prob ?? 0.5, { min: 0, max: 1 });
   const ops = options.ops ?? [...RAND_AUGMENT_OPS];
   if (!Array.isArray(ops) || ops.length === 0 || ops.some((o) => !RAND_AUGMENT_OPS.includes(o)))
-    throw new ConfigError(`ops: expected a non-empty list of ${RAND_AUGMENT_OPS.join(", ")}, got ${describeValue(ops)}`);
-  if (images.rank !== 4) throw new ConfigError(`images: expected NHWC [B, H, W, C], got [${images.shape}]`);
+    throw new ConfigError(
+      `ops: expected a non-empty list of ${RAND_AUGMENT_OPS.join(", ")}, got ${describeValue(ops)}`,
+    );
+  if (images.rank !== 4)
+    throw new ConfigError(`images: expected NHWC [B, H, W, C], got [${images.shape}]`);
   const b = images.shape[0];
   let x: tf.Tensor4D = images.clone();
   for (let slot = 0; slot < numOps; slot++) {
@@ -103,7 +110,12 @@ function blend(base: tf.Tensor, x: tf.Tensor, factor: tf.Tensor): tf.Tensor4D {
   return tf.clipByValue(tf.add(base, tf.mul(factor, tf.sub(x, base))), 0, 1) as tf.Tensor4D;
 }
 
-function applyOp(op: RandAugmentOp, x: tf.Tensor4D, level: Float32Array, sign: Float32Array): tf.Tensor4D {
+function applyOp(
+  op: RandAugmentOp,
+  x: tf.Tensor4D,
+  level: Float32Array,
+  sign: Float32Array,
+): tf.Tensor4D {
   const [b, h, w, c] = x.shape;
   const signed = (scale: number) => Float32Array.from(level, (l, i) => l * scale * sign[i]);
   switch (op) {
@@ -139,7 +151,12 @@ function applyOp(op: RandAugmentOp, x: tf.Tensor4D, level: Float32Array, sign: F
       return blend(tf.mean(grey(x), [1, 2, 3], true), x, perImage(signed(0.9).map((v) => 1 + v)));
     case "Sharpness": {
       // PIL's SMOOTH kernel [[1,1,1],[1,5,1],[1,1,1]]/13 per channel; borders keep the original.
-      const k = tf.tensor4d([1, 1, 1, 1, 5, 1, 1, 1, 1].map((v) => v / 13), [3, 3, 1, 1]).tile([1, 1, c, 1]);
+      const k = tf
+        .tensor4d(
+          [1, 1, 1, 1, 5, 1, 1, 1, 1].map((v) => v / 13),
+          [3, 3, 1, 1],
+        )
+        .tile([1, 1, c, 1]);
       const smooth = tf.depthwiseConv2d(x, k as tf.Tensor4D, 1, "same");
       const inner = new Float32Array(h * w);
       for (let yy = 1; yy < h - 1; yy++) for (let xx = 1; xx < w - 1; xx++) inner[yy * w + xx] = 1;
@@ -170,7 +187,13 @@ function applyOp(op: RandAugmentOp, x: tf.Tensor4D, level: Float32Array, sign: F
         else a = [1, 0, 0, 0, 1, v * 0.45 * h];
         t.set([...a, 0, 0], i * 8);
       }
-      return tf.image.transform(x, tf.tensor2d(t, [b, 8]), "bilinear", "constant", 0.5) as tf.Tensor4D;
+      return tf.image.transform(
+        x,
+        tf.tensor2d(t, [b, 8]),
+        "bilinear",
+        "constant",
+        0.5,
+      ) as tf.Tensor4D;
     }
   }
 }

@@ -22,7 +22,13 @@ export class TopKSelector {
    * Select the best min(k, n) of `s[off .. off+n)`, written sorted (best first) to `outVal` and
    * `outIdx` (column indices). Returns the count.
    */
-  select(s: Float32Array, off: number, n: number, outVal: Float32Array, outIdx: Int32Array): number {
+  select(
+    s: Float32Array,
+    off: number,
+    n: number,
+    outVal: Float32Array,
+    outIdx: Int32Array,
+  ): number {
     const { k, bv, bi, cap } = this;
     let m = 0;
     let threshold = Number.NEGATIVE_INFINITY;
