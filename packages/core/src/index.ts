@@ -40,3 +40,5 @@ export {
 export { truncNormal, kaimingUniform } from "./nn/init";
 export { Linear, type LinearOptions } from "./nn/linear";
 export { LayerNorm } from "./nn/layer-norm";
+export { saveCheckpoint, loadCheckpoint, type Checkpoint } from "./io/checkpoint";
+export { AdamW, type AdamWOptions, type AdamWState, type Gradients } from "./optim/adamw";
