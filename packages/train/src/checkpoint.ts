@@ -2,8 +2,8 @@ import { existsSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs
 import { basename, join } from "node:path";
 import { IOError, writeFileAtomic } from "@sit/core";
 import * as tf from "@tensorflow/tfjs";
-import type { CheckpointIO } from "./checkpoint-io";
-import { defaultCheckpointIO } from "./default-checkpoint-io";
+import { type CheckpointIO, defaultCheckpointIO } from "./checkpoint-io";
+
 import type { RecipeState } from "./recipe";
 
 /** Name of the pointer file, in a checkpoint directory, that holds the newest checkpoint's file name. */

@@ -229,6 +229,34 @@ describe("fit: checkpoints and resume", () => {
     });
   });
 
+  it("disposes the handed-over state tensors (optimiser moments) after writing, never the variables", async () => {
+    const dir = tmp();
+    const r = recipe();
+    const sink = new MemorySink();
+    const before = tf.memory().numTensors;
+    await fit(r, regressionLoader(4), {
+      maxSteps: 6,
+      sinks: [sink],
+      checkpoint: { dir, everySteps: 1 },
+    });
+    expect(sink.of("checkpoint")).toHaveLength(6);
+    expect(new Set(sink.of("step").map((e) => e.tensors))).toEqual(new Set([before]));
+    expect(tf.memory().numTensors).toBe(before);
+    expect(r.w.isDisposed).toBe(false);
+    const ck = await loadCheckpointFile(join(dir, "checkpoint-00000006.safetensors"));
+    expect(Object.keys(ck.state.tensors).sort()).toEqual([
+      "b",
+      "optimizer.exp_avg.b",
+      "optimizer.exp_avg.w",
+      "optimizer.exp_avg_sq.b",
+      "optimizer.exp_avg_sq.w",
+      "w",
+    ]);
+    expect(Array.from(ck.state.tensors.w.dataSync())).toEqual(Array.from(r.w.dataSync()));
+    expect(ck.state.meta.optimizer).toMatchObject({ step: 6 });
+    ck.dispose();
+  });
+
   it("keeps the last k checkpoints, and `latest` names the newest", async () => {
     const dir = tmp();
     await fit(recipe(), regressionLoader(4), {

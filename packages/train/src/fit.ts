@@ -375,12 +375,18 @@ class FitRun<Batch> {
       progress.stepInEpoch = 0;
     }
     const state = await this.recipe.saveState();
-    const path = await writeCheckpoint(ck.dir, this.recipe.name, progress, state, {
-      keepLast: ck.keepLast ?? 3,
-      io: ck.io,
-      versions: libraryVersions(),
-      onWarning: (m) => this.warn(m),
-    });
+    let path: string;
+    try {
+      path = await writeCheckpoint(ck.dir, this.recipe.name, progress, state, {
+        keepLast: ck.keepLast ?? 3,
+        io: ck.io,
+        versions: libraryVersions(),
+        onWarning: (m) => this.warn(m),
+      });
+    } finally {
+      // Variables are the recipe's live state; any other tensor was made for this checkpoint.
+      for (const t of Object.values(state.tensors)) if (!(t instanceof tf.Variable)) t.dispose();
+    }
     this.lastSavedStep = this.progress.step;
     this.lastCheckpoint = path;
     await this.emit({ ...this.base(), type: "checkpoint", path, reason });

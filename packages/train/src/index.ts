@@ -40,7 +40,7 @@ export {
   type ResumeFromOptions,
   type WriteCheckpointOptions,
 } from "./checkpoint";
-export type { CheckpointIO } from "./checkpoint-io";
+export { defaultCheckpointIO, type CheckpointIO } from "./checkpoint-io";
 export {
   NonFiniteLossError,
   TensorLeakError,

@@ -52,8 +52,10 @@ export interface Recipe<Batch = unknown> {
    */
   trainStep(batch: Batch, step: number): StepResult;
   /**
-   * Everything needed to resume. The returned tensors are borrowed: `fit` reads them and never
-   * disposes them, so a recipe may return its live variables.
+   * Everything needed to resume. Ownership of the returned tensors: `tf.Variable`s (parameters,
+   * buffers, as `Module.stateDict()` returns them) are the recipe's live state and are never
+   * disposed; every other tensor (e.g. `AdamW.state().tensors`, fresh copies) is handed over and
+   * `fit` disposes it once the checkpoint is written. Wrap a plain tensor you keep in `tf.clone`.
    */
   saveState(): MaybePromise<RecipeState>;
   /**

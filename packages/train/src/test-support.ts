@@ -1,5 +1,5 @@
 // Fake recipes and loaders for this package's tests (not exported).
-import { Rng } from "@sit/core";
+import { AdamW, type AdamWState, Rng, type RngState } from "@sit/core";
 import * as tf from "@tensorflow/tfjs";
 import type { Recipe, RecipeState, StepResult } from "./recipe";
 
@@ -33,16 +33,16 @@ export function regressionLoader(batches: number, batchSize = 8) {
 }
 
 /**
- * Linear regression trained with a hand-written Adam (moments and step count are state) and a
- * random dropout mask on the inputs drawn from its own Rng (so the Rng state matters for resume),
- * with a cosine learning-rate schedule indexed by the global step.
+ * Linear regression (weight + bias) trained with @sit/core's AdamW (moments, step count and group
+ * settings are state; per-tensor clipping on), with a random dropout mask on the inputs drawn from
+ * its own Rng (so the Rng state matters for resume) and a cosine learning-rate schedule indexed by
+ * the global step.
  */
 export class RegressionRecipe implements Recipe<RegressionBatch> {
   readonly name = "fake-regression";
   readonly w = tf.tidy(() => tf.variable(tf.zeros([DIM, 1]), true));
-  readonly m = tf.tidy(() => tf.variable(tf.zeros([DIM, 1]), false));
-  readonly v = tf.tidy(() => tf.variable(tf.zeros([DIM, 1]), false));
-  private t = 0;
+  readonly b = tf.tidy(() => tf.variable(tf.zeros([1]), true));
+  readonly optimizer: AdamW;
   private rng: Rng;
   /** Steps at which the loss is reported as NaN (guard tests). */
   nanAt = new Set<number>();
@@ -54,6 +54,13 @@ export class RegressionRecipe implements Recipe<RegressionBatch> {
     readonly totalSteps = 100,
   ) {
     this.rng = Rng.seed(seed);
+    this.optimizer = new AdamW(
+      [
+        ["w", this.w],
+        ["b", this.b],
+      ],
+      { lr: 0.05, weightDecay: 0.01, clipPerTensor: 3 },
+    );
   }
 
   lr(step: number): number {
@@ -62,21 +69,19 @@ export class RegressionRecipe implements Recipe<RegressionBatch> {
 
   trainStep(batch: RegressionBatch, step: number): StepResult {
     const lr = this.lr(step);
+    this.optimizer.setLr(lr);
     const keep = new Float32Array(DIM).map(() => (this.rng.bernoulli(0.8) ? 1.25 : 0));
-    this.t++;
-    const t = this.t;
     const lossT = tf.tidy(() => {
       const mask = tf.tensor2d(keep, [1, DIM]);
       const { value, grads } = tf.variableGrads(
-        () => tf.losses.meanSquaredError(batch.y, batch.x.mul(mask).matMul(this.w)) as tf.Scalar,
-        [this.w],
+        () =>
+          tf.losses.meanSquaredError(
+            batch.y,
+            batch.x.mul(mask).matMul(this.w).add(this.b),
+          ) as tf.Scalar,
+        [this.w, this.b],
       );
-      const g = grads[this.w.name];
-      this.m.assign(this.m.mul(0.9).add(g.mul(0.1)));
-      this.v.assign(this.v.mul(0.999).add(g.square().mul(0.001)));
-      const mHat = this.m.div(1 - 0.9 ** t);
-      const vHat = this.v.div(1 - 0.999 ** t);
-      this.w.assign(this.w.sub(mHat.div(vHat.sqrt().add(1e-8)).mul(lr)));
+      this.optimizer.step({ w: grads[this.w.name], b: grads[this.b.name] });
       return value;
     });
     const loss = lossT.dataSync()[0];
@@ -87,21 +92,28 @@ export class RegressionRecipe implements Recipe<RegressionBatch> {
   }
 
   saveState(): RecipeState {
+    const opt = this.optimizer.state();
+    const tensors: Record<string, tf.Tensor> = { w: this.w, b: this.b };
+    for (const [k, t] of Object.entries(opt.tensors)) tensors[`optimizer.${k}`] = t;
     return {
-      tensors: { w: this.w, "optimizer.m": this.m, "optimizer.v": this.v },
-      meta: { t: this.t, rng: this.rng.state() },
+      tensors,
+      meta: { rng: this.rng.state(), optimizer: { step: opt.step, groups: opt.groups } },
     };
   }
 
   loadState(state: RecipeState): void {
     this.w.assign(state.tensors.w);
-    this.m.assign(state.tensors["optimizer.m"]);
-    this.v.assign(state.tensors["optimizer.v"]);
-    this.t = state.meta.t as number;
-    this.rng = Rng.fromState(state.meta.rng as ReturnType<Rng["state"]>);
+    this.b.assign(state.tensors.b);
+    const tensors: Record<string, tf.Tensor> = {};
+    for (const [k, t] of Object.entries(state.tensors))
+      if (k.startsWith("optimizer.")) tensors[k.slice("optimizer.".length)] = t;
+    const opt = state.meta.optimizer as Omit<AdamWState, "tensors">;
+    this.optimizer.loadState({ ...opt, tensors });
+    this.rng = Rng.fromState(state.meta.rng as RngState);
   }
 
   dispose(): void {
-    tf.dispose([this.w, this.m, this.v]);
+    this.optimizer.dispose();
+    tf.dispose([this.w, this.b]);
   }
 }
