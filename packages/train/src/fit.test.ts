@@ -127,6 +127,9 @@ describe("fit", () => {
       ConfigError,
     );
     await expect(fit(r, l, { epochs: 1, resume: true })).rejects.toThrow(/checkpoint\.dir/);
+    await expect(fit(r, l, { epochs: 1, handleSignals: ["INT"] as never })).rejects.toThrow(
+      /options\.handleSignals: expected .*got \["INT"\]/,
+    );
     await expect(
       fit({ name: "no-save", trainStep: () => ({ loss: 1 }) } as never, l, { epochs: 1 }),
     ).rejects.toThrow(/recipe\.saveState: expected a function, got undefined/);

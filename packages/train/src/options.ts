@@ -172,6 +172,15 @@ export function checkFitOptions<Batch>(options: FitOptions<Batch>): void {
     throw new ConfigError(
       `options.nonFiniteLoss: expected "error" or "off", got ${describeValue(options.nonFiniteLoss)}`,
     );
+  const hs = options.handleSignals;
+  if (
+    hs !== undefined &&
+    typeof hs !== "boolean" &&
+    !(Array.isArray(hs) && hs.every((x) => typeof x === "string" && x.startsWith("SIG")))
+  )
+    throw new ConfigError(
+      `options.handleSignals: expected true, false or a list of signal names such as ["SIGINT"], got ${describeValue(hs)}`,
+    );
   const a = options.leakCheck?.action;
   if (a !== undefined && a !== "warn" && a !== "error" && a !== "off")
     throw new ConfigError(
