@@ -42,3 +42,10 @@ export { Linear, type LinearOptions } from "./nn/linear";
 export { LayerNorm } from "./nn/layer-norm";
 export { saveCheckpoint, loadCheckpoint, type Checkpoint } from "./io/checkpoint";
 export { AdamW, type AdamWOptions, type AdamWState, type Gradients } from "./optim/adamw";
+export { BatchNorm1d, type BatchNorm1dOptions } from "./nn/batch-norm";
+export { cosineSchedule, cosineScheduleAt, type CosineScheduleOptions } from "./optim/schedules";
+export {
+  defaultNoDecay,
+  type NamedParameters,
+  type ParamGroupSpec,
+} from "./optim/param-groups";
