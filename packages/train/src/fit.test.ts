@@ -160,12 +160,28 @@ describe("fit", () => {
         },
       },
     });
+    // After epochs 2 and 4; the end coincides with epoch 4's, so it does not run twice.
     expect(calls).toEqual([
       [4, 1],
       [8, 3],
-      [8, 3],
     ]);
-    expect(sink.of("monitor").map((e) => e.metrics.knn_top1)).toEqual([0.4, 0.8, 0.8]);
+    expect(sink.of("monitor").map((e) => e.metrics.knn_top1)).toEqual([0.4, 0.8]);
+    calls.length = 0;
+    await fit(recipe(), regressionLoader(2), {
+      epochs: 3,
+      sinks: [],
+      monitor: {
+        everyEpochs: 2,
+        fn: ({ step, epoch }) => {
+          calls.push([step, epoch]);
+          return { x: 1 };
+        },
+      },
+    });
+    expect(calls).toEqual([
+      [4, 1],
+      [6, 2],
+    ]);
   });
 });
 

@@ -69,6 +69,7 @@ class FitRun<Batch> {
   };
   private priorElapsed = 0;
   private lastSavedStep = -1;
+  private lastMonitorStep = -1;
   private lastCheckpoint: string | undefined;
   private resumedFrom: string | undefined;
   private lastLoss: number | undefined;
@@ -394,6 +395,8 @@ class FitRun<Batch> {
 
   private async runMonitor(): Promise<void> {
     const m = this.options.monitor!;
+    if (this.progress.step === this.lastMonitorStep) return; // e.g. an epoch end that is also the end
+    this.lastMonitorStep = this.progress.step;
     const t0 = performance.now();
     const metrics = await m.fn({
       step: this.progress.step,
