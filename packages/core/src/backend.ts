@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import * as tf from "@tensorflow/tfjs";
-import { BackendError, describeValue } from "./errors";
+import { defaultWasmThreads, startWasm } from "./backend-wasm";
+import { BackendError, checkNumber, describeValue } from "./errors";
 
 // Importing the union package registers every gradient under Node (tfjs-core alone registers none).
 // The wasm backend is a regular dependency, so it is always available.
@@ -18,11 +19,21 @@ export interface BackendInfo {
   skipped: { name: BackendName; reason: string }[];
   /** WebGPU adapter description, when webgpu was chosen. */
   adapter?: string;
+  /** WASM: XNNPACK threads in use, and whether the SIMD build runs. */
+  threads?: number;
+  simd?: boolean;
+  /** Anything that ran below what was asked (e.g. why wasm fell back to one thread). */
+  note?: string;
 }
 
 export interface InitBackendOptions {
   /** Accept a software WebGPU adapter (Mesa lavapipe, SwiftShader): slow, but it runs WGSL on CPU-only machines. Default false, or `SIT_WEBGPU_SOFTWARE=1`. */
   allowSoftwareAdapter?: boolean;
+  /**
+   * WASM threads (default: `SIT_WASM_THREADS`, else the available cores, at most 8). 1 uses the
+   * single-threaded SIMD build, which starts faster.
+   */
+  wasmThreads?: number;
   /** Print the one-line choice summary (default true). */
   log?: boolean | ((line: string) => void);
 }
@@ -107,10 +118,12 @@ interface GPULike {
   ): Promise<{ info?: Record<string, string>; isFallbackAdapter?: boolean } | null>;
 }
 
-async function tryWasm(): Promise<{ provider: string } | string> {
-  if (!tf.findBackendFactory("wasm")) return "@tensorflow/tfjs-backend-wasm did not register";
-  if (!(await tf.setBackend("wasm"))) return "the wasm backend did not start";
-  return { provider: "@tensorflow/tfjs-backend-wasm" };
+async function tryWasm(
+  threads: number,
+): Promise<{ provider: string; threads: number; simd: boolean; note?: string } | string> {
+  const r = await startWasm(threads);
+  if (typeof r === "string") return r;
+  return { provider: "@tensorflow/tfjs-backend-wasm", ...r };
 }
 
 /**
@@ -139,13 +152,19 @@ export async function initBackend(
     }
   }
   const allowSoftware = options.allowSoftwareAdapter ?? process.env.SIT_WEBGPU_SOFTWARE === "1";
+  const wasmThreads =
+    options.wasmThreads === undefined
+      ? defaultWasmThreads()
+      : checkNumber("wasmThreads", options.wasmThreads, { integer: true, min: 1, max: 8 });
   const skipped: BackendInfo["skipped"] = [];
   for (const name of list) {
-    let result: { provider: string; adapter?: string } | string;
+    let result:
+      | { provider: string; adapter?: string; threads?: number; simd?: boolean; note?: string }
+      | string;
     try {
       if (name === "tensorflow") result = await tryTensorflow();
       else if (name === "webgpu") result = await tryWebgpu(allowSoftware);
-      else if (name === "wasm") result = await tryWasm();
+      else if (name === "wasm") result = await tryWasm(wasmThreads);
       else
         result = (await tf.setBackend("cpu"))
           ? { provider: "@tensorflow/tfjs (cpu)" }
@@ -169,22 +188,34 @@ export async function initBackend(
             : "first that started",
       skipped,
       ...(result.adapter ? { adapter: result.adapter } : {}),
+      ...(result.threads !== undefined ? { threads: result.threads, simd: result.simd } : {}),
+      ...(result.note ? { note: result.note } : {}),
     };
     const log = options.log ?? true;
     if (log) {
       const skippedText = skipped.length
         ? `; skipped ${skipped.map((s) => `${s.name} (${s.reason})`).join(", ")}`
         : "";
-      const line = `[sit] backend: ${name} via ${info.provider}${info.adapter ? ` on ${info.adapter}` : ""}${skippedText}`;
+      const detail = info.adapter
+        ? ` on ${info.adapter}`
+        : info.threads !== undefined
+          ? ` (${info.threads} thread${info.threads === 1 ? "" : "s"}${info.simd ? ", SIMD" : ""}${info.note ? `: ${info.note}` : ""})`
+          : "";
+      const line = `[sit] backend: ${name} via ${info.provider}${detail}${skippedText}`;
       (typeof log === "function" ? log : console.info)(line);
     }
     return info;
   }
   if (list.length === 1) {
     const name = list[0];
-    throw new BackendError(
-      `backend "${name}" is not available: ${skipped[0]?.reason}. Install it with: ${INSTALL_HINT[name]}`,
-    );
+    const reason = skipped[0]?.reason ?? "unknown reason";
+    // Name the package only when a package is what is missing; otherwise say what is.
+    const hint = /not installed|failed to load|did not register/.test(reason)
+      ? `Install it with: ${INSTALL_HINT[name]}`
+      : name === "webgpu"
+        ? "WebGPU needs a GPU driver with Vulkan, Metal or D3D12, or Mesa ≥ 25 (lavapipe) with allowSoftwareAdapter"
+        : `Check the installation: ${INSTALL_HINT[name]}`;
+    throw new BackendError(`backend "${name}" is not available: ${reason}. ${hint}`);
   }
   throw new BackendError(
     `no backend could start: ${skipped.map((s) => `${s.name}: ${s.reason}`).join("; ")}`,

@@ -1,3 +1,6 @@
+// Public API of @sit/core: explicit named exports only.
+
+// Errors
 export {
   SitError,
   ConfigError,
@@ -9,7 +12,11 @@ export {
   checkNumber,
   checkShape,
 } from "./errors";
+
+// Randomness
 export { Rng, type RngState } from "./rng";
+
+// Backends
 export {
   initBackend,
   webgpuAdapter,
@@ -18,6 +25,8 @@ export {
   type BackendInfo,
   type InitBackendOptions,
 } from "./backend";
+
+// Modules and layers
 export {
   Module,
   type StateDict,
@@ -25,27 +34,65 @@ export {
   type TorchLayout,
   type ParameterOptions,
 } from "./nn/module";
+export { truncNormal, kaimingUniform } from "./nn/init";
+export { Linear, type LinearOptions } from "./nn/linear";
+export { LayerNorm } from "./nn/layer-norm";
+export { BatchNorm1d, type BatchNorm1dOptions } from "./nn/batch-norm";
+export { gelu, activation, type ActivationName } from "./nn/activations";
+export { DropPath, dropPath, type DropPathOptions } from "./nn/drop-path";
+export {
+  MLP,
+  ProjectionHead,
+  sitProjectionBlocks,
+  sitProjectionHead,
+  type MLPBlock,
+  type MLPNorm,
+  type MLPOptions,
+} from "./nn/mlp";
+
+// Optimisation
+export {
+  AdamW,
+  type AdamWOptions,
+  type AdamWState,
+  type Gradients,
+} from "./optim/adamw";
+export {
+  defaultNoDecay,
+  type NamedParameters,
+  type ParamGroupSpec,
+} from "./optim/param-groups";
+export { clipGradientsPerTensor, clipGradientsGlobalNorm } from "./optim/clip";
+export { GradientAccumulator } from "./optim/accumulate";
+export {
+  cosineSchedule,
+  cosineScheduleAt,
+  type CosineScheduleOptions,
+} from "./optim/schedules";
+
+// IO
 export { writeFileAtomic } from "./io/atomic";
 export {
   parseSafetensors,
   readSafetensors,
   loadSafetensors,
   rawToTensor,
+  toRawTensor,
   serializeSafetensors,
   writeSafetensors,
   type SafetensorsDtype,
   type RawTensor,
   type SafetensorsFile,
 } from "./io/safetensors";
-export { truncNormal, kaimingUniform } from "./nn/init";
-export { Linear, type LinearOptions } from "./nn/linear";
-export { LayerNorm } from "./nn/layer-norm";
 export { saveCheckpoint, loadCheckpoint, type Checkpoint } from "./io/checkpoint";
-export { AdamW, type AdamWOptions, type AdamWState, type Gradients } from "./optim/adamw";
-export { BatchNorm1d, type BatchNorm1dOptions } from "./nn/batch-norm";
-export { cosineSchedule, cosineScheduleAt, type CosineScheduleOptions } from "./optim/schedules";
 export {
-  defaultNoDecay,
-  type NamedParameters,
-  type ParamGroupSpec,
-} from "./optim/param-groups";
+  linearWeightFromTorch,
+  linearWeightToTorch,
+  conv2dWeightFromTorch,
+  conv2dWeightToTorch,
+  convTranspose2dWeightFromTorch,
+  convTranspose2dWeightToTorch,
+  torchShapeOf,
+  toTorchStateDict,
+  loadTorchStateDict,
+} from "./io/torch";
