@@ -63,8 +63,7 @@ export function fillMaskedNoise(
 ): void {
   const { data, offset, channels: C } = view;
   forEachMaskedRun(mask, maskOffset, view.height, view.width, (p, n) => {
-    const end = offset + (p + n) * C;
-    for (let i = offset + p * C; i < end; i++) data[i] = normals.next();
+    normals.fill(data, offset + p * C, offset + (p + n) * C);
   });
 }
 

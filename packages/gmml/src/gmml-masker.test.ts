@@ -270,6 +270,9 @@ describe("determinism and inputs", () => {
     expect(() => m.apply(clean, Rng.seed(9), { corrupted: new Float32Array(3) })).toThrow(
       /out.corrupted: expected a Float32Array of 3072 values/,
     );
+    expect(() => m.apply(clean, Rng.seed(9), { corrupted: clean.data })).toThrow(
+      /out.corrupted: expected an array that does not share memory/,
+    );
     t.dispose();
   });
 

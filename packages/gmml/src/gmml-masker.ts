@@ -163,9 +163,9 @@ export class GmmlMasker implements MaskingStrategy {
         `images: a replacement with excludeSelf needs at least 2 images to take a partner from, got a batch of ${B} ` +
           `(set excludeSelf: false or replaceProb: 0)`,
       );
-    const { corrupted, pixelMask } = outputArrays(out, clean.data.length, B * H * W);
+    const { corrupted, pixelMask } = outputArrays(out, clean.data, B * H * W);
     // Fill a preallocated array: `new Float32Array(source)` is many times slower than `set`.
-    if (corrupted !== clean.data) corrupted.set(clean.data);
+    corrupted.set(clean.data);
     const records: GmmlImageRecord[] = [];
     const imageSize = H * W * C;
     for (let i = 0; i < B; i++) {

@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { ShapeError, describeValue, invalidArgument } from "@sit/core";
+import { ConfigError, ShapeError, describeValue, invalidArgument } from "@sit/core";
 
 /** A batch of NHWC float32 images held in a typed array: `data[((b·H + y)·W + x)·C + c]`. */
 export interface ImageBatch {
@@ -91,9 +91,10 @@ export interface MaskingBuffers {
 /** The output arrays for a batch: those of `out` when given (checked, mask cleared), else new ones. */
 export function outputArrays(
   out: MaskingBuffers | undefined,
-  imageValues: number,
+  images: Float32Array,
   maskValues: number,
 ): { corrupted: Float32Array; pixelMask: Uint8Array } {
+  const imageValues = images.length;
   if (out !== undefined && (typeof out !== "object" || out === null))
     throw invalidArgument("out", out, "{ corrupted?, pixelMask? } (e.g. a previous result)");
   const c = out?.corrupted;
@@ -101,6 +102,11 @@ export function outputArrays(
   if (corrupted === undefined) corrupted = new Float32Array(imageValues);
   else if (!(corrupted instanceof Float32Array) || corrupted.length !== imageValues)
     throw invalidArgument("out.corrupted", corrupted, `a Float32Array of ${imageValues} values`);
+  else if (corrupted.buffer === images.buffer)
+    // Replacement reads the clean partner images while the corrupted ones are written.
+    throw new ConfigError(
+      "out.corrupted: expected an array that does not share memory with the images",
+    );
   const m = out?.pixelMask;
   let pixelMask = m instanceof Uint8Array || m === undefined ? m : m.data;
   if (pixelMask === undefined) pixelMask = new Uint8Array(maskValues);

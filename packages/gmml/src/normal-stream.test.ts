@@ -46,6 +46,18 @@ describe("NormalStream (bulk N(0, 1) for noise fills)", () => {
     expect(Math.abs(tail - 5.76e-4)).toBeLessThan(5 * Math.sqrt(5.76e-4 / n));
   });
 
+  it("fill writes the same values as next", () => {
+    const a = new NormalStream(Rng.seed(11));
+    const b = new NormalStream(Rng.seed(11));
+    const out = new Float32Array(50_000);
+    b.fill(out, 10, 40_000);
+    b.fill(out, 40_000, 50_000);
+    const expected = new Float32Array(50_000);
+    for (let i = 10; i < 50_000; i++) expected[i] = a.next();
+    expect(out).toEqual(expected);
+    expect(a.next()).toBe(b.next());
+  });
+
   it("is fixed by the Rng's state", () => {
     const a = new NormalStream(Rng.seed(7));
     const b = new NormalStream(Rng.seed(7));

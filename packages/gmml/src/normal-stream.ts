@@ -77,6 +77,45 @@ export class NormalStream {
     return this.slow(hz, i);
   }
 
+  /**
+   * Write N(0, 1) draws into `out[from..to)`. The same values as calling {@link next} once per
+   * element, but the generator state lives in locals for the fast path (≈ 2× faster).
+   */
+  fill(out: Float32Array, from: number, to: number): void {
+    let a = this.a;
+    let b = this.b;
+    let c = this.c;
+    let d = this.d;
+    for (let k = from; k < to; k++) {
+      const u = (((a + b) | 0) + d) | 0;
+      d = (d + 1) | 0;
+      a = b ^ (b >>> 9);
+      b = (c + (c << 3)) | 0;
+      c = (c << 21) | (c >>> 11);
+      c = (c + u) | 0;
+      const i = u & (LAYERS - 1);
+      const hz = u >> 7;
+      if (Math.abs(hz) < KN[i]) {
+        out[k] = hz * WN[i];
+        continue;
+      }
+      // Rare slow path (~1%): hand the state back to the object and use the general code.
+      this.a = a;
+      this.b = b;
+      this.c = c;
+      this.d = d;
+      out[k] = this.slow(hz, i);
+      a = this.a;
+      b = this.b;
+      c = this.c;
+      d = this.d;
+    }
+    this.a = a;
+    this.b = b;
+    this.c = c;
+    this.d = d;
+  }
+
   private slow(hz: number, i: number): number {
     for (;;) {
       if (i === 0) {

@@ -32,7 +32,11 @@ export interface MaskingTensors {
   tokenMask?: tf.Tensor2D;
 }
 
-/** Upload a masking result to the current tfjs backend. */
+/**
+ * Upload a masking result to the current tfjs backend. tfjs's cpu backend keeps the typed array it
+ * is given, so there the corrupted tensor shares memory with `result.corrupted.data`: dispose the
+ * tensors before handing `result` back to a strategy as `out`.
+ */
 export function maskingResultToTensors(result: MaskingResult): MaskingTensors {
   const [B, H, W] = result.pixelMask.shape;
   const out: MaskingTensors = {

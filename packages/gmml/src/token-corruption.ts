@@ -35,10 +35,10 @@ export function corruptByTokens(
   const N = grid[0] * grid[1];
   const tokens = new Uint8Array(B * N);
   for (let b = 0; b < B; b++) tokens.set(drawImageMask(rng, grid[0], grid[1]), b * N);
-  const buffers = outputArrays(out, clean.data.length, B * H * W);
+  const buffers = outputArrays(out, clean.data, B * H * W);
   const pixelMask = tokenToPixelMask(tokens, grid, patchSize, buffers.pixelMask);
   const corrupted = buffers.corrupted;
-  if (corrupted !== clean.data) corrupted.set(clean.data);
+  corrupted.set(clean.data);
   const normals = fill === "noise" ? new NormalStream(rng) : undefined;
   for (let b = 0; b < B; b++) {
     const view = { data: corrupted, offset: b * H * W * C, height: H, width: W, channels: C };
