@@ -3,7 +3,7 @@
 // Prints one JSON line.
 import * as tf from "@tensorflow/tfjs";
 import { Rng, initBackend, type BackendName } from "@sit/core";
-import { knnEval } from "../src/index";
+import { knnEval } from "../src/knn";
 
 const [backend = "wasm", nTest = "10000", nTrain = "60000", dim = "384", chunk = "256"] = process.argv.slice(2);
 await initBackend(backend as BackendName, { log: false });
