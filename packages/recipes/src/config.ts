@@ -1,0 +1,131 @@
+import { ConfigError } from "@sit/core";
+import { z } from "zod";
+
+/**
+ * Run-time validated configurations of the recipes, with SiT v3's defaults (spec §2–§7).
+ * A bad value throws a ConfigError that names the field, the value and what was expected.
+ */
+
+const positiveInt = z.number().int().positive();
+const fraction = z.number().gt(0).lte(1);
+
+/** The ViT: a preset name or explicit sizes (SiT default: ViT-S/16 at 224 px). */
+export const backboneSchema = z
+  .object({
+    preset: z.enum(["tiny", "small", "base"]).optional(),
+    imgSize: positiveInt.default(224),
+    patchSize: positiveInt.default(16),
+    inChans: positiveInt.default(3),
+    embedDim: positiveInt.optional(),
+    depth: positiveInt.optional(),
+    numHeads: positiveInt.optional(),
+    mlpRatio: z.number().positive().default(4),
+    /** Student stochastic depth (0 → rate, linearly over blocks); the teacher always uses 0. */
+    dropPathRate: z.number().min(0).lt(1).default(0.1),
+    /** Recompute blocks in the backward pass (needed on wasm for deep models at large batches). */
+    checkpointBlocks: z.boolean().default(false),
+  })
+  .strict();
+
+const PRESETS = {
+  tiny: { embedDim: 192, depth: 12, numHeads: 3 },
+  small: { embedDim: 384, depth: 12, numHeads: 6 },
+  base: { embedDim: 768, depth: 12, numHeads: 12 },
+} as const;
+
+export const gmmlSchema = z
+  .object({
+    ratio: fraction.default(0.5),
+    fill: z.enum(["zeros", "noise", "shuffle"]).default("zeros"),
+    align: positiveInt.default(1),
+    maxBlockFraction: fraction.default(0.3),
+    replaceProb: z.number().min(0).max(1).default(0.5),
+    replaceRatio: fraction.default(0.3),
+    excludeSelf: z.boolean().default(false),
+  })
+  .strict();
+
+export const optimSchema = z
+  .object({
+    /** Images per step (both views count once: B images give 2B crops). */
+    batchSize: positiveInt.default(64),
+    epochs: positiveInt.default(800),
+    /** Iterations per epoch (dataset length / batch size). */
+    stepsPerEpoch: positiveInt,
+    /** lr = baseLr · batchSize / 256 (SiT's linear scaling rule). */
+    baseLr: z.number().positive().default(5e-4),
+    minLr: z.number().min(0).default(1e-6),
+    warmupEpochs: z.number().int().min(0).default(10),
+    weightDecay: z.number().min(0).default(0.04),
+    weightDecayEnd: z.number().min(0).default(0.1),
+    /** Per-tensor gradient clipping (0 disables). */
+    clipGrad: z.number().min(0).default(3.0),
+    betas: z.tuple([z.number().gt(0).lt(1), z.number().gt(0).lt(1)]).default([0.9, 0.999]),
+  })
+  .strict();
+
+export const sitSchema = z
+  .object({
+    backbone: backboneSchema.default({}),
+    /** Projection head `CLSHead(D, outDim)` (hidden 4096, out 256 in SiT). */
+    projection: z
+      .object({ hidden: positiveInt.default(4096), outDim: positiveInt.default(256) })
+      .strict()
+      .default({}),
+    gmml: gmmlSchema.default({}),
+    optim: optimSchema,
+    /** Contrastive temperature τ (loss scaled by 2τ). */
+    temperature: z.number().positive().default(0.2),
+    /** λ in L = Lc + λ·Lr (README: 5 for small datasets). */
+    lambda: z.number().min(0).default(1),
+    /** Teacher momentum: cosine from `base` to `final` over the run. */
+    momentum: z
+      .object({
+        base: z.number().min(0).max(1).default(0.996),
+        final: z.number().min(0).max(1).default(1),
+      })
+      .strict()
+      .default({}),
+    reconstruction: z.enum(["l1", "l2"]).default("l1"),
+    seed: z.number().int().default(0),
+  })
+  .strict();
+
+export type BackboneConfig = z.output<typeof backboneSchema>;
+export type BackboneConfigInput = z.input<typeof backboneSchema>;
+export type GmmlConfig = z.output<typeof gmmlSchema>;
+export type OptimConfig = z.output<typeof optimSchema>;
+export type SitConfig = z.output<typeof sitSchema>;
+export type SitConfigInput = z.input<typeof sitSchema>;
+
+/** Parse `input` with `schema`, turning zod's issues into one ConfigError naming each field. */
+export function parseConfig<S extends z.ZodTypeAny>(
+  schema: S,
+  input: unknown,
+  what = "config",
+): z.output<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((issue) => {
+    const path = issue.path.length ? issue.path.join(".") : "(root)";
+    const received = "received" in issue ? ` (got ${JSON.stringify(issue.received)})` : "";
+    return `${what}.${path}: ${issue.message}${received}`;
+  });
+  throw new ConfigError(lines.join("; "));
+}
+
+/** Fill embedDim/depth/numHeads from the preset (default small, as SiT) where not given. */
+export function resolveBackbone(b: BackboneConfig): Required<Omit<BackboneConfig, "preset">> {
+  const preset = PRESETS[b.preset ?? "small"];
+  return {
+    imgSize: b.imgSize,
+    patchSize: b.patchSize,
+    inChans: b.inChans,
+    embedDim: b.embedDim ?? preset.embedDim,
+    depth: b.depth ?? preset.depth,
+    numHeads: b.numHeads ?? preset.numHeads,
+    mlpRatio: b.mlpRatio,
+    dropPathRate: b.dropPathRate,
+    checkpointBlocks: b.checkpointBlocks,
+  };
+}
