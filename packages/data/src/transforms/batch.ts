@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, ShapeError } from "@sit/core";
 import type { Sample } from "../types";
+import type { HostImages } from "./host";
 
 /**
  * Decoded samples of one batch in a single zero-padded NHWC float32 tensor in [0, 1]
@@ -13,12 +14,29 @@ export interface PackedBatch {
   widths: Int32Array;
 }
 
+/** A {@link PackedBatch} in JS memory (the host execution path). */
+export interface HostPackedBatch {
+  images: HostImages;
+  heights: Int32Array;
+  widths: Int32Array;
+}
+
 /**
  * Pack samples into a {@link PackedBatch}. `channels` 3 replicates grayscale images to RGB
  * (as PIL's `convert("RGB")`); 1 requires 1-channel samples; undefined keeps the samples'
  * channel count, promoting a mix of 1 and 3 to 3. The caller disposes `images`.
  */
 export function packSamples(samples: readonly Sample[], channels?: 1 | 3): PackedBatch {
+  const { images, heights, widths } = packSamplesHost(samples, channels);
+  return {
+    images: tf.tensor4d(images.data, [images.n, images.height, images.width, images.channels]),
+    heights,
+    widths,
+  };
+}
+
+/** {@link packSamples} into JS memory. */
+export function packSamplesHost(samples: readonly Sample[], channels?: 1 | 3): HostPackedBatch {
   if (samples.length === 0) throw new ConfigError("samples: expected at least one sample, got []");
   let maxH = 0;
   let maxW = 0;
@@ -68,7 +86,7 @@ export function packSamples(samples: readonly Sample[], channels?: 1 | 3): Packe
       }
     }
   }
-  return { images: tf.tensor4d(data, [n, maxH, maxW, c]), heights, widths };
+  return { images: { data, n, height: maxH, width: maxW, channels: c }, heights, widths };
 }
 
 /**

@@ -12,6 +12,19 @@ import {
   solarize,
 } from "./color";
 import { checkRange } from "./geometry";
+import {
+  type HostImages,
+  hostBlur,
+  hostBrightness,
+  hostContrast,
+  hostFlip,
+  hostGrayscale,
+  hostHue,
+  hostNormalize,
+  hostSaturation,
+  hostSolarize,
+  hostToRgb,
+} from "./host";
 import { type NormalizeStats, normalize } from "./normalize";
 
 /**
@@ -21,6 +34,12 @@ import { type NormalizeStats, normalize } from "./normalize";
  */
 export interface TensorOp {
   apply(x: tf.Tensor4D, rng: Rng): tf.Tensor4D;
+  /**
+   * The same operation on a JS-memory batch (the host path used on the cpu and wasm backends),
+   * with the same random draws; may modify `x` in place. Ops without it make a transform switch
+   * to tensors from that op on.
+   */
+  applyHost?(x: HostImages, rng: Rng): HostImages;
 }
 
 function checkProbability(name: string, p: number): number {
@@ -51,6 +70,10 @@ export class RandomHorizontalFlip implements TensorOp {
   apply(x: tf.Tensor4D, rng: Rng): tf.Tensor4D {
     const mask = this.sample(rng, x.shape[0]);
     return fresh(applyToGroups(x, [{ indices: whereTrue(mask), fn: horizontalFlip }]), x);
+  }
+  applyHost(x: HostImages, rng: Rng): HostImages {
+    for (const i of whereTrue(this.sample(rng, x.n))) hostFlip(x, i);
+    return x;
   }
 }
 
@@ -153,6 +176,26 @@ export class ColorJitter implements TensorOp {
   apply(x: tf.Tensor4D, rng: Rng): tf.Tensor4D {
     return this.applyParams(x, this.sample(rng, x.shape[0]));
   }
+
+  /** {@link ColorJitter.applyParams} on a JS-memory batch, in place. */
+  applyParamsHost(x: HostImages, params: ColorJitterParams): HostImages {
+    const enabled = [this.brightness > 0, this.contrast > 0, this.saturation > 0, this.hue > 0];
+    for (let i = 0; i < x.n; i++) {
+      if (!params.applied[i]) continue;
+      for (const op of params.order[i]) {
+        if (!enabled[op]) continue;
+        if (op === 0) hostBrightness(x, i, params.brightness[i]);
+        else if (op === 1) hostContrast(x, i, params.contrast[i]);
+        else if (op === 2) hostSaturation(x, i, params.saturation[i]);
+        else hostHue(x, i, params.hue[i]);
+      }
+    }
+    return x;
+  }
+
+  applyHost(x: HostImages, rng: Rng): HostImages {
+    return this.applyParamsHost(x, this.sample(rng, x.n));
+  }
 }
 
 /** Grayscale (kept as 3 equal channels) with probability `p` (default 0.1). One Bernoulli per image. */
@@ -168,6 +211,10 @@ export class RandomGrayscale implements TensorOp {
     const mask = this.sample(rng, x.shape[0]);
     if (x.shape[3] === 1) return x.clone();
     return fresh(applyToGroups(x, [{ indices: whereTrue(mask), fn: (s) => grayscale(s, 3) }]), x);
+  }
+  applyHost(x: HostImages, rng: Rng): HostImages {
+    for (const i of whereTrue(this.sample(rng, x.n))) hostGrayscale(x, i);
+    return x;
   }
 }
 
@@ -216,6 +263,17 @@ export class RandomGaussianBlur implements TensorOp {
       x,
     );
   }
+  applyHost(x: HostImages, rng: Rng): HostImages {
+    const { applied, sigma } = this.sample(rng, x.n);
+    const indices = whereTrue(applied);
+    hostBlur(
+      x,
+      indices,
+      indices.map((i) => sigma[i]),
+      this.kernelSize,
+    );
+    return x;
+  }
 }
 
 /**
@@ -240,6 +298,10 @@ export class RandomSolarize implements TensorOp {
       x,
     );
   }
+  applyHost(x: HostImages, rng: Rng): HostImages {
+    for (const i of whereTrue(this.sample(rng, x.n))) hostSolarize(x, i, this.threshold);
+    return x;
+  }
 }
 
 /** Per-channel normalisation (no randomness). */
@@ -248,11 +310,18 @@ export class Normalize implements TensorOp {
   apply(x: tf.Tensor4D): tf.Tensor4D {
     return normalize(x, this.stats);
   }
+  applyHost(x: HostImages): HostImages {
+    hostNormalize(x, this.stats);
+    return x;
+  }
 }
 
 /** Replicate 1-channel images to 3 channels (no-op copy for 3-channel input). */
 export class ToRgb implements TensorOp {
   apply(x: tf.Tensor4D): tf.Tensor4D {
     return x.shape[3] === 1 ? (tf.tile(x, [1, 1, 1, 3]) as tf.Tensor4D) : x.clone();
+  }
+  applyHost(x: HostImages): HostImages {
+    return hostToRgb(x);
   }
 }

@@ -1,8 +1,9 @@
-import type * as tf from "@tensorflow/tfjs";
+import * as tf from "@tensorflow/tfjs";
 import { ConfigError, type Rng, checkNumber } from "@sit/core";
 import type { Sample } from "../types";
-import { type PackedBatch, packSamples } from "./batch";
+import { type HostPackedBatch, type PackedBatch, packSamples, packSamplesHost } from "./batch";
 import { type CropBox, checkRange, resizeCenterCropRegion, sampleResizedCrop } from "./geometry";
+import { type HostImages, hostResample } from "./host";
 import type { TensorOp } from "./ops";
 import { type Interpolation, type SampleRegion, resampleRegions } from "./resample";
 
@@ -23,6 +24,8 @@ function toSize(name: string, size: Size): [number, number] {
 export interface Sampler {
   readonly size: readonly [number, number];
   sample(batch: PackedBatch, rng: Rng): tf.Tensor4D;
+  /** The same on a JS-memory batch, with the same draws (host path of the cpu/wasm backends). */
+  sampleHost?(batch: HostPackedBatch, rng: Rng): HostImages;
 }
 
 /** Options of {@link RandomResizedCrop}. */
@@ -62,6 +65,10 @@ export class RandomResizedCrop implements Sampler {
     const boxes = this.sampleBoxes(rng, batch.heights, batch.widths);
     return resampleRegions(batch.images, boxes, this.size[0], this.size[1], this.interpolation);
   }
+  sampleHost(batch: HostPackedBatch, rng: Rng): HostImages {
+    const boxes = this.sampleBoxes(rng, batch.heights, batch.widths);
+    return hostResample(batch.images, boxes, this.size[0], this.size[1], this.interpolation);
+  }
 }
 
 /**
@@ -79,13 +86,19 @@ export class ResizeCenterCrop implements Sampler {
     checkNumber("resize", this.resize, { min: Math.max(...this.size), integer: true });
     this.interpolation = options.interpolation ?? "bilinear";
   }
-  sample(batch: PackedBatch): tf.Tensor4D {
+  private regions(heights: Int32Array, widths: Int32Array): SampleRegion[] {
     const regions: SampleRegion[] = [];
-    for (let i = 0; i < batch.heights.length; i++)
-      regions.push(
-        resizeCenterCropRegion(batch.heights[i], batch.widths[i], this.resize, this.size),
-      );
+    for (let i = 0; i < heights.length; i++)
+      regions.push(resizeCenterCropRegion(heights[i], widths[i], this.resize, this.size));
+    return regions;
+  }
+  sample(batch: PackedBatch): tf.Tensor4D {
+    const regions = this.regions(batch.heights, batch.widths);
     return resampleRegions(batch.images, regions, this.size[0], this.size[1], this.interpolation);
+  }
+  sampleHost(batch: HostPackedBatch): HostImages {
+    const regions = this.regions(batch.heights, batch.widths);
+    return hostResample(batch.images, regions, this.size[0], this.size[1], this.interpolation);
   }
 }
 
@@ -105,7 +118,31 @@ export class ViewPipeline {
     }
     return x;
   }
+
+  /** Whether every stage has a host implementation. */
+  get hostCapable(): boolean {
+    return (
+      this.sampler.sampleHost !== undefined && this.ops.every((op) => op.applyHost !== undefined)
+    );
+  }
+
+  /** Apply on the host path (same draws as {@link ViewPipeline.apply}); returns one tensor. */
+  applyHost(batch: HostPackedBatch, rng: Rng): tf.Tensor4D {
+    if (!this.sampler.sampleHost) throw new ConfigError("sampler: has no host implementation");
+    let x = this.sampler.sampleHost(batch, rng);
+    for (const op of this.ops) x = op.applyHost!(x, rng);
+    return tf.tensor4d(x.data, [x.n, x.height, x.width, x.channels]);
+  }
 }
+
+/**
+ * Where a transform computes: "tensor" runs tfjs operations on the active backend (GPU
+ * backends); "host" runs the same operations as loops in JS memory and creates one tensor per
+ * view (much faster on the cpu and wasm backends, where tfjs is slow at per-pixel image work);
+ * "auto" (default) picks "host" when the active backend is cpu or wasm. Both give the same
+ * results up to float rounding (both are pinned to the torchvision fixtures) from the same draws.
+ */
+export type TransformExecution = "auto" | "tensor" | "host";
 
 /** What a transform's batches hold: several augmented `views`, or one `images` tensor. */
 export type TransformOutput = "views" | "images";
@@ -122,7 +159,12 @@ export class BatchTransform<O extends TransformOutput = TransformOutput> {
     readonly output: O,
     readonly views: readonly ViewPipeline[],
     readonly channels?: 1 | 3,
+    readonly execution: TransformExecution = "auto",
   ) {
+    if (execution !== "auto" && execution !== "tensor" && execution !== "host")
+      throw new ConfigError(
+        `execution: expected "auto", "tensor" or "host", got ${JSON.stringify(execution)}`,
+      );
     if (views.length === 0) throw new ConfigError("views: expected at least one view, got []");
     if (output === "images" && views.length !== 1)
       throw new ConfigError(
@@ -131,11 +173,23 @@ export class BatchTransform<O extends TransformOutput = TransformOutput> {
   }
   /** Transform decoded samples; returns one NHWC tensor per view (the caller disposes them). */
   apply(samples: readonly Sample[], rng: Rng): tf.Tensor4D[] {
+    if (this.usesHost()) {
+      const host = packSamplesHost(samples, this.channels);
+      return this.views.map((view) => view.applyHost(host, rng.split()));
+    }
     const packed = packSamples(samples, this.channels);
     try {
       return this.views.map((view) => view.apply(packed, rng.split()));
     } finally {
       packed.images.dispose();
     }
+  }
+
+  /** Whether `apply` takes the host path now (depends on the active backend for "auto"). */
+  usesHost(): boolean {
+    if (this.execution === "tensor" || !this.views.every((v) => v.hostCapable)) return false;
+    if (this.execution === "host") return true;
+    const backend = tf.getBackend();
+    return backend === "cpu" || backend === "wasm";
   }
 }

@@ -14,6 +14,7 @@ import {
   RandomResizedCrop,
   ResizeCenterCrop,
   type Size,
+  type TransformExecution,
   ViewPipeline,
 } from "./pipeline";
 import type { Interpolation } from "./resample";
@@ -44,6 +45,8 @@ export interface SitTwoViewOptions {
   normalize?: NormalizeStats | null;
   /** 3 (default): grayscale datasets become RGB first; 1: native 1-channel images. */
   channels?: 1 | 3;
+  /** Where to compute (default "auto": JS loops on cpu/wasm, tfjs ops elsewhere). */
+  execution?: TransformExecution;
 }
 
 /** Statistics matching the transform's channel count (a 1-channel batch uses the first entry). */
@@ -92,7 +95,7 @@ export function sitTwoViewTransform(options: SitTwoViewOptions = {}): BatchTrans
     new RandomSolarize({ p: options.solarizeP ?? 0.2 }),
     ...tail(),
   ]);
-  return new BatchTransform("views", [view1, view2], channels);
+  return new BatchTransform("views", [view1, view2], channels, options.execution);
 }
 
 /** Options of {@link evalTransform}. */
@@ -104,6 +107,7 @@ export interface EvalTransformOptions {
   interpolation?: Interpolation;
   normalize?: NormalizeStats | null;
   channels?: 1 | 3;
+  execution?: TransformExecution;
 }
 
 /** Evaluation transform: resize + centre crop + normalisation; deterministic, one `images` tensor. */
@@ -118,5 +122,10 @@ export function evalTransform(options: EvalTransformOptions = {}): BatchTransfor
     resize: options.resize,
     interpolation: options.interpolation ?? "bilinear",
   });
-  return new BatchTransform("images", [new ViewPipeline(sampler, ops)], channels);
+  return new BatchTransform(
+    "images",
+    [new ViewPipeline(sampler, ops)],
+    channels,
+    options.execution,
+  );
 }
