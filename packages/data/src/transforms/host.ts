@@ -20,6 +20,8 @@ export interface HostImages {
 
 const LUMA = [0.2989, 0.587, 0.114];
 
+const clamp01 = (v: number) => Math.min(Math.max(v, 0), 1);
+
 function imageSize(x: HostImages): number {
   return x.height * x.width * x.channels;
 }
@@ -41,7 +43,9 @@ export function hostResample(
   const ix = new Int32Array(outWidth * taps);
   const wx = new Float32Array(outWidth * taps);
   const out = new Float32Array(n * outHeight * outWidth * C);
-  const rows = new Float32Array(outHeight * width * C);
+  const rowLen = width * C;
+  const rows = new Float64Array(outHeight * rowLen);
+  const clampOutput = mode === "bicubic";
   for (let b = 0; b < n; b++) {
     const r = regions[b];
     if (r.top < 0 || r.left < 0 || r.top + r.height > height || r.left + r.width > width)
@@ -70,29 +74,33 @@ export function hostResample(
       wx,
       0,
     );
-    const src = b * height * width * C;
-    // Rows: [S, W, C] for the columns the region uses.
-    const x0 = r.left;
-    const x1 = r.left + r.width;
+    const src = b * height * rowLen;
+    // Rows pass over the region's columns only: contiguous runs of `span` values per tap.
+    const j0 = r.left * C;
+    const j1 = (r.left + r.width) * C;
+    rows.fill(0);
     for (let s = 0; s < outHeight; s++) {
-      for (let xx = x0; xx < x1; xx++)
-        for (let c = 0; c < C; c++) {
-          let acc = 0;
-          for (let t = 0; t < taps; t++)
-            acc += wy[s * taps + t] * x.data[src + (iy[s * taps + t] * width + xx) * C + c];
-          rows[(s * width + xx) * C + c] = acc;
-        }
+      const dstRow = s * rowLen;
+      for (let t = 0; t < taps; t++) {
+        const w = wy[s * taps + t];
+        if (w === 0) continue;
+        const srcRow = src + iy[s * taps + t] * rowLen;
+        for (let j = j0; j < j1; j++) rows[dstRow + j] += w * x.data[srcRow + j];
+      }
     }
-    const dst = b * outHeight * outWidth * C;
-    for (let s = 0; s < outHeight; s++)
-      for (let s2 = 0; s2 < outWidth; s2++)
+    // Columns pass.
+    let o = b * outHeight * outWidth * C;
+    for (let s = 0; s < outHeight; s++) {
+      const row = s * rowLen;
+      for (let s2 = 0; s2 < outWidth; s2++) {
         for (let c = 0; c < C; c++) {
           let acc = 0;
           for (let t = 0; t < taps; t++)
-            acc += wx[s2 * taps + t] * rows[(s * width + ix[s2 * taps + t]) * C + c];
-          out[dst + (s * outWidth + s2) * C + c] =
-            mode === "bicubic" ? Math.min(Math.max(acc, 0), 1) : acc;
+            acc += wx[s2 * taps + t] * rows[row + ix[s2 * taps + t] * C + c];
+          out[o++] = clampOutput ? clamp01(acc) : acc;
         }
+      }
+    }
   }
   return { data: out, n, height: outHeight, width: outWidth, channels: C };
 }
@@ -111,8 +119,6 @@ export function hostFlip(x: HostImages, i: number): void {
       }
   }
 }
-
-const clamp01 = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
 
 /** Luma of pixel `p` (offset of its first channel). */
 function luma(d: Float32Array, p: number, C: number): number {
@@ -263,28 +269,47 @@ export function hostBlur(
     throw new ShapeError(
       `kernelSize: expected an odd size whose half is below the image size ${H}×${W}, got ${k}`,
     );
-  const tmp = new Float32Array(H * W * C);
+  const rowLen = W * C;
+  const padded = new Float32Array((W + 2 * half) * C);
+  const acc = new Float64Array(rowLen);
+  const tmp = new Float32Array(H * rowLen);
+  const rowIndex = Int32Array.from({ length: H + 2 * half }, (_, y) => reflect(y - half, H));
   const size = imageSize(x);
+  const d = x.data;
   indices.forEach((i, j) => {
     const kernel = gaussianKernel1d(k, sigmas[j]);
     const base = i * size;
-    const d = x.data;
-    for (let y = 0; y < H; y++)
-      for (let xx = 0; xx < W; xx++)
+    // Horizontal: reflect-pad each row once, then one contiguous multiply-add per tap.
+    for (let y = 0; y < H; y++) {
+      const row = base + y * rowLen;
+      padded.set(d.subarray(row, row + rowLen), half * C);
+      for (let p = 0; p < half; p++) {
+        const left = reflect(p - half, W);
+        const right = reflect(W + p, W);
         for (let c = 0; c < C; c++) {
-          let acc = 0;
-          for (let t = 0; t < k; t++)
-            acc += kernel[t] * d[base + (y * W + reflect(xx + t - half, W)) * C + c];
-          tmp[(y * W + xx) * C + c] = acc;
+          padded[p * C + c] = d[row + left * C + c];
+          padded[(W + half + p) * C + c] = d[row + right * C + c];
         }
-    for (let y = 0; y < H; y++)
-      for (let xx = 0; xx < W; xx++)
-        for (let c = 0; c < C; c++) {
-          let acc = 0;
-          for (let t = 0; t < k; t++)
-            acc += kernel[t] * tmp[(reflect(y + t - half, H) * W + xx) * C + c];
-          d[base + (y * W + xx) * C + c] = acc;
-        }
+      }
+      acc.fill(0);
+      for (let t = 0; t < k; t++) {
+        const w = kernel[t];
+        const off = t * C;
+        for (let q = 0; q < rowLen; q++) acc[q] += w * padded[off + q];
+      }
+      tmp.set(acc, y * rowLen);
+    }
+    // Vertical: whole rows per tap, reflected row indices precomputed.
+    for (let y = 0; y < H; y++) {
+      acc.fill(0);
+      for (let t = 0; t < k; t++) {
+        const w = kernel[t];
+        const src = rowIndex[y + t] * rowLen;
+        for (let q = 0; q < rowLen; q++) acc[q] += w * tmp[src + q];
+      }
+      const dst = base + y * rowLen;
+      for (let q = 0; q < rowLen; q++) d[dst + q] = acc[q];
+    }
   });
 }
 
