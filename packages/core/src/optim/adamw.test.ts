@@ -14,44 +14,59 @@ function fixtureRun() {
 }
 
 describe("AdamW", () => {
-  for (const backend of TEST_BACKENDS) {
-    it(`matches PyTorch AdamW over adamw.safetensors' three steps with per-tensor clipping (${backend})`, async () => {
-      await withBackend(backend, async () => {
-        const { tensors, lr, wd } = fixtureRun();
-        const params: [string, tf.Variable][] = NAMES.map((n) => [
-          n,
-          tf.variable(tensors[`init.${n}`].clone()),
-        ]);
-        const opt = new AdamW(params, { lr: lr[0], weightDecay: wd[0], clipPerTensor: 3 });
-        // Groups as in the fixture: w and pos decayed, the 1-D bias not.
-        expect(opt.groups.map((g) => [g.name, g.params.sort()])).toEqual([
-          ["decay", ["pos", "w"]],
-          ["no_decay", ["bias"]],
-        ]);
-        let clipped = 0;
-        for (let s = 1; s <= 3; s++) {
-          opt.setLr(lr[s - 1]).setWeightDecay(wd[s - 1]);
-          expect(opt.groups[1].weightDecay).toBe(0);
-          const grads = Object.fromEntries(NAMES.map((n) => [n, tensors[`grad.step${s}.${n}`]]));
-          for (const g of Object.values(grads)) if (tf.norm(g).dataSync()[0] > 3) clipped++;
-          opt.step(grads);
-          for (const [n, v] of params)
-            expectClose(
-              await v.data(),
-              await tensors[`param.step${s}.${n}`].data(),
-              1e-6,
-              `step ${s} ${n}`,
-            );
-        }
-        // The fixture exercises the clipping branch.
-        expect(clipped).toBeGreaterThan(0);
-        opt.dispose();
-        tf.dispose([...params.map(([, v]) => v), ...Object.values(tensors)]);
+  for (const backend of TEST_BACKENDS)
+    for (const implementation of ["host", "device"] as const) {
+      it(`matches PyTorch AdamW over adamw.safetensors' three steps with per-tensor clipping (${backend}, ${implementation})`, async () => {
+        await withBackend(backend, async () => {
+          const { tensors, lr, wd } = fixtureRun();
+          const params: [string, tf.Variable][] = NAMES.map((n) => [
+            n,
+            tf.variable(tensors[`init.${n}`].clone()),
+          ]);
+          const opt = new AdamW(params, {
+            lr: lr[0],
+            weightDecay: wd[0],
+            clipPerTensor: 3,
+            implementation,
+          });
+          expect(opt.mode()).toBe(implementation);
+          // Groups as in the fixture: w and pos decayed, the 1-D bias not.
+          expect(opt.groups.map((g) => [g.name, g.params.sort()])).toEqual([
+            ["decay", ["pos", "w"]],
+            ["no_decay", ["bias"]],
+          ]);
+          let clipped = 0;
+          for (let s = 1; s <= 3; s++) {
+            opt.setLr(lr[s - 1]).setWeightDecay(wd[s - 1]);
+            expect(opt.groups[1].weightDecay).toBe(0);
+            const grads = Object.fromEntries(NAMES.map((n) => [n, tensors[`grad.step${s}.${n}`]]));
+            for (const g of Object.values(grads)) if (tf.norm(g).dataSync()[0] > 3) clipped++;
+            opt.step(grads);
+            for (const [n, v] of params)
+              expectClose(
+                await v.data(),
+                await tensors[`param.step${s}.${n}`].data(),
+                1e-6,
+                `step ${s} ${n}`,
+              );
+          }
+          // The fixture exercises the clipping branch.
+          expect(clipped).toBeGreaterThan(0);
+          opt.dispose();
+          tf.dispose([...params.map(([, v]) => v), ...Object.values(tensors)]);
+        });
       });
-    });
-  }
+    }
 
-  it("resumes from state(): a restored optimiser continues exactly like the original", () => {
+  it("uses the host path on cpu and wasm by default", () => {
+    const w = tf.variable(tf.ones([2, 2]));
+    const opt = new AdamW([["w", w]], { lr: 0.1 });
+    expect(opt.mode()).toBe("host");
+    opt.dispose();
+    w.dispose();
+  });
+
+  it("resumes from state(): a restored optimiser continues exactly like the original (host state into device)", () => {
     const { tensors, lr, wd } = fixtureRun();
     const make = () =>
       NAMES.map((n) => [n, tf.variable(tensors[`init.${n}`].clone())] as [string, tf.Variable]);
@@ -68,12 +83,17 @@ describe("AdamW", () => {
     expect(saved.tensors["exp_avg.pos"].shape).toEqual([1, 3, 6]);
     const b = make();
     for (const [i, [, v]] of b.entries()) v.assign(a[i][1]);
-    const optB = new AdamW(b, { lr: 1, weightDecay: 0, clipPerTensor: 3 });
+    const optB = new AdamW(b, {
+      lr: 1,
+      weightDecay: 0,
+      clipPerTensor: 3,
+      implementation: "device",
+    });
     optB.loadState(saved);
     expect(optB.groups[0].lr).toBe(lr[0]);
     for (const o of [optA, optB]) o.setLr(lr[1]).setWeightDecay(wd[1]).step(grads(2));
-    for (const [i, [n, v]] of b.entries())
-      expect(Array.from(v.dataSync()), n).toEqual(Array.from(a[i][1].dataSync()));
+    // Host (float64 arithmetic, rounded) and device (float32 kernels) agree to float32 precision.
+    for (const [i, [n, v]] of b.entries()) expectClose(v, a[i][1], 1e-6, `resumed ${n}`);
     // And both match PyTorch's second step.
     for (const [n, v] of b) expectClose(v, tensors[`param.step2.${n}`], 1e-6, n);
     tf.dispose([...Object.values(saved.tensors), ...a.map(([, v]) => v), ...b.map(([, v]) => v)]);
@@ -81,43 +101,44 @@ describe("AdamW", () => {
     optB.dispose();
   });
 
-  it("global-norm clipping scales every gradient by max_norm / (total norm + 1e-6)", () => {
-    const w = tf.variable(tf.zeros([2, 2]));
-    const bias = tf.variable(tf.zeros([2]));
-    // After one step the first moment is (1 − β1)·(clipped gradient): read the clipping from it.
-    const opt = new AdamW(
-      [
-        ["w", w],
-        ["b", bias],
-      ],
-      { lr: 0, clipGlobalNorm: 1 },
-    );
-    const gw = tf.tensor2d([
-      [3, 0],
-      [0, 4],
-    ]);
-    const gb = tf.tensor1d([0, 12]);
-    opt.step({ w: gw, b: gb });
-    const total = Math.sqrt(9 + 16 + 144);
-    const coef = 1 / (total + 1e-6);
-    const st = opt.state();
-    expectClose(
-      st.tensors["exp_avg.w"],
-      [0.3, 0, 0, 0.4].map((x) => x * coef),
-      1e-6,
-      "m(w)",
-    );
-    expectClose(
-      st.tensors["exp_avg.b"],
-      [0, 1.2].map((x) => x * coef),
-      1e-6,
-      "m(b)",
-    );
-    tf.dispose([w, bias, gw, gb, ...Object.values(st.tensors)]);
-    opt.dispose();
-  });
+  for (const implementation of ["host", "device"] as const)
+    it(`global-norm clipping scales every gradient by max_norm / (total norm + 1e-6) (${implementation})`, () => {
+      const w = tf.variable(tf.zeros([2, 2]));
+      const bias = tf.variable(tf.zeros([2]));
+      // After one step the first moment is (1 − β1)·(clipped gradient): read the clipping from it.
+      const opt = new AdamW(
+        [
+          ["w", w],
+          ["b", bias],
+        ],
+        { lr: 0, clipGlobalNorm: 1, implementation },
+      );
+      const gw = tf.tensor2d([
+        [3, 0],
+        [0, 4],
+      ]);
+      const gb = tf.tensor1d([0, 12]);
+      opt.step({ w: gw, b: gb });
+      const total = Math.sqrt(9 + 16 + 144);
+      const coef = 1 / (total + 1e-6);
+      const st = opt.state();
+      expectClose(
+        st.tensors["exp_avg.w"],
+        [0.3, 0, 0, 0.4].map((x) => x * coef),
+        1e-6,
+        "m(w)",
+      );
+      expectClose(
+        st.tensors["exp_avg.b"],
+        [0, 1.2].map((x) => x * coef),
+        1e-6,
+        "m(b)",
+      );
+      tf.dispose([w, bias, gw, gb, ...Object.values(st.tensors)]);
+      opt.dispose();
+    });
 
-  it("runs a fixed number of kernels per step, about two more per extra matrix parameter", async () => {
+  it("device path: a fixed number of kernels per step, two more per extra matrix parameter", async () => {
     const kernels = async (nMatrices: number) => {
       const params: [string, tf.Variable][] = [];
       for (let i = 0; i < nMatrices; i++) {
@@ -125,11 +146,17 @@ describe("AdamW", () => {
         params.push([`blocks.${i}.bias`, tf.variable(tf.ones([3]))]);
       }
       const grads = Object.fromEntries(params.map(([n, v]) => [n, tf.onesLike(v)]));
-      const opt = new AdamW(params, { lr: 1e-3, clipPerTensor: 1, clipGlobalNorm: 5 });
-      const info = await tf.profile(() => opt.step(grads));
+      const opt = new AdamW(params, {
+        lr: 1e-3,
+        clipPerTensor: 1,
+        clipGlobalNorm: 5,
+        implementation: "device",
+      });
+      // tf.profile reuses its result object: read the count before the next profile.
+      const count = (await tf.profile(() => opt.step(grads))).kernels.length;
       opt.dispose();
       tf.dispose([...params.map(([, v]) => v), ...Object.values(grads)]);
-      return info.kernels.length;
+      return count;
     };
     const k10 = await kernels(10);
     const k40 = await kernels(40);
@@ -138,25 +165,40 @@ describe("AdamW", () => {
     expect(k10).toBeLessThan(100);
   });
 
-  it("does not change tf.memory().numTensors across steps", () => {
-    const params: [string, tf.Variable][] = [
-      ["a.weight", tf.variable(tf.randomNormal([5, 4], 0, 1, "float32", 1))],
-      ["a.bias", tf.variable(tf.zeros([4]))],
-      ["pos", tf.variable(tf.randomNormal([1, 3, 4], 0, 1, "float32", 2))],
-    ];
-    const grads = Object.fromEntries(params.map(([n, v]) => [n, tf.onesLike(v).mul(5)]));
-    const opt = new AdamW(params, { lr: 1e-2, clipPerTensor: 3, clipGlobalNorm: 2 });
-    const before = tf.memory().numTensors;
-    for (let i = 0; i < 3; i++) opt.step(grads);
-    // An external change to a parameter (loadStateDict, EMA copy) must be picked up, leak-free.
-    tf.tidy(() => params[0][1].assign(tf.fill([5, 4], 100)));
-    opt.step(grads);
-    expect(tf.memory().numTensors).toBe(before);
-    // Updated from the new values (one step of at most ~lr away from 100).
-    expect(Math.abs(params[0][1].dataSync()[0] - 100)).toBeLessThan(0.1);
+  it("host path: no tfjs kernel at all", async () => {
+    const w = tf.variable(tf.ones([4, 3]));
+    const g = tf.onesLike(w);
+    const opt = new AdamW([["w", w]], { lr: 1e-3, clipPerTensor: 1, implementation: "host" });
+    expect((await tf.profile(() => opt.step({ w: g }))).kernels.length).toBe(0);
     opt.dispose();
-    tf.dispose([...params.map(([, v]) => v), ...Object.values(grads)]);
+    tf.dispose([w, g]);
   });
+
+  for (const implementation of ["host", "device"] as const)
+    it(`does not change tf.memory().numTensors across steps (${implementation})`, () => {
+      const params: [string, tf.Variable][] = [
+        ["a.weight", tf.variable(tf.randomNormal([5, 4], 0, 1, "float32", 1))],
+        ["a.bias", tf.variable(tf.zeros([4]))],
+        ["pos", tf.variable(tf.randomNormal([1, 3, 4], 0, 1, "float32", 2))],
+      ];
+      const grads = Object.fromEntries(params.map(([n, v]) => [n, tf.onesLike(v).mul(5)]));
+      const opt = new AdamW(params, {
+        lr: 1e-2,
+        clipPerTensor: 3,
+        clipGlobalNorm: 2,
+        implementation,
+      });
+      const before = tf.memory().numTensors;
+      for (let i = 0; i < 3; i++) opt.step(grads);
+      // An external change to a parameter (loadStateDict, EMA copy) must be picked up, leak-free.
+      tf.tidy(() => params[0][1].assign(tf.fill([5, 4], 100)));
+      opt.step(grads);
+      expect(tf.memory().numTensors).toBe(before);
+      // Updated from the new values (one step of at most ~lr away from 100).
+      expect(Math.abs(params[0][1].dataSync()[0] - 100)).toBeLessThan(0.1);
+      opt.dispose();
+      tf.dispose([...params.map(([, v]) => v), ...Object.values(grads)]);
+    });
 
   it("honours a name predicate for the no-decay group, explicit groups and lrScale", () => {
     const w = tf.variable(tf.ones([2, 2]));

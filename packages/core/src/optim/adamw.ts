@@ -1,7 +1,10 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, ShapeError, checkNumber, invalidArgument } from "../errors";
 import type { Module } from "../nn/module";
+import { deviceStep } from "./adamw-device";
+import { hostStep } from "./adamw-host";
 import { FlatLayout } from "./flat-layout";
+import { type FlatGroup, type UpdateMode, disposeDevice, ensureStorage } from "./flat-group";
 import {
   type NamedParameters,
   type ParamGroupSpec,
@@ -25,6 +28,12 @@ export interface AdamWOptions {
   clipPerTensor?: number | null;
   /** Global-norm clipping (PyTorch `clip_grad_norm_`), applied after per-tensor clipping. Default off. */
   clipGlobalNorm?: number | null;
+  /**
+   * Where the update runs: `host` (one fused loop over typed arrays; moments in host memory),
+   * `device` (tfjs kernels on flat buffers; moments in Variables), or `auto` (default): host on
+   * the cpu and wasm backends, whose tensors live in host memory anyway, device elsewhere.
+   */
+  implementation?: "auto" | UpdateMode;
 }
 
 /** Checkpointable optimiser state: moments per parameter (own shape), step count and group settings. */
@@ -38,38 +47,24 @@ export interface AdamWState {
 /** Gradients by parameter name (dotted name, or the tfjs Variable's own `name` as `tf.variableGrads` returns). */
 export type Gradients = Record<string, tf.Tensor>;
 
-interface Group {
-  name: string;
-  lr: number;
-  lrScale: number;
-  weightDecay: number;
-  scheduleWeightDecay: boolean;
-  layout: FlatLayout;
-  /** Parameters in flat order. */
-  vars: tf.Variable[];
-  expAvg: tf.Variable | null;
-  expAvgSq: tf.Variable | null;
-  /** Flat copy of the parameters, valid while every Variable still holds what we last assigned. */
-  flatParams: tf.Variable | null;
-  assignedIds: unknown[];
-  segmentIds: tf.Tensor1D | null;
-}
-
 /**
  * AdamW with PyTorch semantics (`torch.optim.AdamW`): for each parameter,
  * `p ← p·(1 − lr·wd)`, then the Adam update with bias correction
  * `p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)`.
  *
  * Parameters are grouped (default: SiT's `decay` and `no_decay` groups, see `defaultNoDecay`), and
- * each group is updated as ONE flat buffer: gradients are concatenated once, the moments live
- * in flat Variables, the Adam arithmetic runs once per group, and the result is split back into
- * the parameters. The number of tfjs kernels per step therefore grows by about two per
- * non-vector parameter (a reshape in, a reshape out) instead of a dozen per parameter.
- * Per-tensor clipping reduces all tensors of one size with one `sum`.
+ * each group is updated as ONE flat buffer, never as a dozen tfjs ops per parameter tensor:
+ * - on GPU backends the gradients are concatenated once, the moments live in flat Variables,
+ *   the Adam arithmetic is one fixed chain of kernels per group and the result is split back
+ *   (about two extra launches per non-vector parameter: a reshape in, a reshape out); per-tensor
+ *   clipping reduces all tensors of one size with one `sum`;
+ * - on the cpu and wasm backends, whose tensors live in host memory, clipping and the update are
+ *   one fused loop over typed arrays (no tfjs kernel at all), which is several times faster there.
+ * Both paths are checked against PyTorch (adamw.safetensors).
  */
 export class AdamW {
-  private readonly groupList: Group[];
-  private readonly byName = new Map<string, { group: Group; index: number }>();
+  private readonly groupList: FlatGroup[];
+  private readonly byName = new Map<string, { group: FlatGroup; index: number }>();
   private readonly byVariableName = new Map<string, string>();
   private readonly beta1: number;
   private readonly beta2: number;
@@ -77,6 +72,7 @@ export class AdamW {
   private clipPerTensor: number | null = null;
   private clipGlobalNorm: number | null = null;
   private stepCount = 0;
+  private readonly implementation: "auto" | UpdateMode;
 
   constructor(params: Module | NamedParameters | ParamGroupSpec[], options: AdamWOptions) {
     if (!options || typeof options !== "object")
@@ -89,11 +85,18 @@ export class AdamW {
     this.beta2 = checkNumber("betas[1]", betas[1], { min: 0, max: 1, maxExclusive: true });
     this.eps = checkNumber("eps", options.eps ?? 1e-8, { min: 0 });
     const wd = checkNumber("weightDecay", options.weightDecay ?? 0.04, { min: 0 });
+    const impl = options.implementation ?? "auto";
+    if (!["auto", "host", "device"].includes(impl))
+      throw invalidArgument("implementation", impl, '"auto", "host" or "device"');
+    this.implementation = impl;
     const specs = resolveParamGroups(params, wd, options.noDecay ?? defaultNoDecay);
     this.groupList = specs.map((g) => {
+      for (const [n, v] of g.params)
+        if (v.dtype !== "float32")
+          throw invalidArgument(`parameter ${JSON.stringify(n)}`, v, "a float32 Variable");
       const layout = new FlatLayout(g.params.map(([name, v]) => ({ name, shape: v.shape })));
       const vars = new Map(g.params);
-      const group: Group = {
+      const group: FlatGroup = {
         name: g.name,
         lr: lr * g.lrScale,
         lrScale: g.lrScale,
@@ -101,16 +104,10 @@ export class AdamW {
         scheduleWeightDecay: g.scheduleWeightDecay,
         layout,
         vars: layout.names.map((n) => vars.get(n) as tf.Variable),
-        expAvg: layout.total > 0 ? tf.variable(tf.zeros([layout.total]), false) : null,
-        expAvgSq: layout.total > 0 ? tf.variable(tf.zeros([layout.total]), false) : null,
-        flatParams: null,
         assignedIds: [],
-        segmentIds: null,
+        host: null,
+        device: null,
       };
-      if (layout.total > 0) {
-        group.flatParams = tf.tidy(() => tf.variable(layout.flatten(group.vars), false));
-        group.assignedIds = group.vars.map((v) => v.dataId);
-      }
       layout.names.forEach((n, index) => {
         this.byName.set(n, { group, index });
         this.byVariableName.set(group.vars[index].name, n);
@@ -118,6 +115,28 @@ export class AdamW {
       return group;
     });
     this.setClipping({ perTensor: options.clipPerTensor, globalNorm: options.clipGlobalNorm });
+    // Allocate now so that steps never change the number of live tensors.
+    this.prepare(this.mode());
+  }
+
+  /** Where the next step runs (see {@link AdamWOptions.implementation}). */
+  mode(): UpdateMode {
+    if (this.implementation !== "auto") return this.implementation;
+    const backend = tf.getBackend();
+    return backend === "cpu" || backend === "wasm" ? "host" : "device";
+  }
+
+  private prepare(mode: UpdateMode): void {
+    for (const g of this.groupList) {
+      if (g.layout.total === 0) continue;
+      ensureStorage(g, mode);
+      if (g.device && this.clipPerTensor !== null && !g.device.segmentIds)
+        g.device.segmentIds = g.layout.segmentIds();
+      if (g.device && this.clipPerTensor === null && g.device.segmentIds) {
+        g.device.segmentIds.dispose();
+        g.device.segmentIds = null;
+      }
+    }
   }
 
   /** Group names, learning rates and weight decays (a snapshot). */
@@ -135,7 +154,7 @@ export class AdamW {
     return this.stepCount;
   }
 
-  private selectGroups(group: string | number | undefined, what: string): Group[] {
+  private selectGroups(group: string | number | undefined, what: string): FlatGroup[] {
     if (group === undefined) return this.groupList;
     const g =
       typeof group === "number"
@@ -178,14 +197,8 @@ export class AdamW {
       checkNumber("clipGlobalNorm", globalNorm, { min: 0, minExclusive: true });
     this.clipPerTensor = perTensor;
     this.clipGlobalNorm = globalNorm;
-    for (const g of this.groupList) {
-      if (perTensor !== null && !g.segmentIds && g.layout.total > 0)
-        g.segmentIds = g.layout.segmentIds();
-      if (perTensor === null && g.segmentIds) {
-        g.segmentIds.dispose();
-        g.segmentIds = null;
-      }
-    }
+    // The constructor calls this before the groups exist; it allocates afterwards.
+    if (this.groupList) this.prepare(this.mode());
     return this;
   }
 
@@ -236,61 +249,19 @@ export class AdamW {
    */
   step(grads: Gradients): void {
     const ordered = this.orderedGradients(grads);
+    const mode = this.mode();
+    this.prepare(mode);
     this.stepCount++;
-    const t = this.stepCount;
-    tf.tidy(() => {
-      const active = this.groupList.filter((g) => g.layout.total > 0);
-      let flats = active.map((g) => g.layout.flatten(ordered[this.groupList.indexOf(g)]));
-      const squares: tf.Tensor[] = [];
-      if (this.clipPerTensor !== null) {
-        const c = this.clipPerTensor;
-        flats = flats.map((flat, i) => {
-          const g = active[i];
-          const sums = g.layout.segmentSums(tf.square(flat));
-          // SiT's clip_gradients: coef = c / (‖g‖ + 1e-6), applied when it is below 1.
-          const scale = tf.minimum(tf.div(c, tf.sqrt(sums).add(1e-6)), 1);
-          if (this.clipGlobalNorm !== null) squares.push(tf.sum(sums.mul(tf.square(scale))));
-          return flat.mul(tf.gather(scale, g.segmentIds as tf.Tensor1D));
-        });
-      } else if (this.clipGlobalNorm !== null) {
-        for (const flat of flats) squares.push(tf.sum(tf.square(flat)));
-      }
-      if (this.clipGlobalNorm !== null && squares.length > 0) {
-        const total = tf.sqrt(squares.length === 1 ? squares[0] : tf.addN(squares));
-        const coef = tf.minimum(tf.div(this.clipGlobalNorm, total.add(1e-6)), 1);
-        flats = flats.map((f) => f.mul(coef));
-      }
-      for (const [i, g] of active.entries()) this.updateGroup(g, flats[i], t);
-    });
-  }
-
-  private currentFlatParams(g: Group): tf.Tensor1D {
-    const fresh = g.vars.every((v, i) => v.dataId === g.assignedIds[i]);
-    if (!fresh) (g.flatParams as tf.Variable).assign(g.layout.flatten(g.vars));
-    return g.flatParams as tf.Variable as unknown as tf.Tensor1D;
-  }
-
-  private updateGroup(g: Group, grad: tf.Tensor1D, t: number): void {
-    const { beta1: b1, beta2: b2, eps } = this;
-    const lr = g.lr;
-    const m = g.expAvg as tf.Variable;
-    const v = g.expAvgSq as tf.Variable;
-    let p: tf.Tensor = this.currentFlatParams(g);
-    if (g.weightDecay !== 0 && lr !== 0) p = p.mul(1 - lr * g.weightDecay);
-    const mNew = m.mul(b1).add(grad.mul(1 - b1));
-    const vNew = v.mul(b2).add(tf.square(grad).mul(1 - b2));
-    const stepSize = lr / (1 - b1 ** t);
-    const denom = tf
-      .sqrt(vNew)
-      .div(Math.sqrt(1 - b2 ** t))
-      .add(eps);
-    const pNew = p.sub(mNew.div(denom).mul(stepSize));
-    m.assign(mNew);
-    v.assign(vNew);
-    (g.flatParams as tf.Variable).assign(pNew);
-    const parts = g.layout.unflatten(pNew);
-    for (const [i, variable] of g.vars.entries()) variable.assign(parts[i]);
-    g.assignedIds = g.vars.map((variable) => variable.dataId);
+    const hyper = {
+      beta1: this.beta1,
+      beta2: this.beta2,
+      eps: this.eps,
+      clipPerTensor: this.clipPerTensor,
+      clipGlobalNorm: this.clipGlobalNorm,
+      step: this.stepCount,
+    };
+    if (mode === "host") hostStep(this.groupList, ordered, hyper);
+    else tf.tidy(() => deviceStep(this.groupList, ordered, hyper));
   }
 
   /** The state to checkpoint: per-parameter moments (PyTorch names) plus step and group settings. */
@@ -298,14 +269,25 @@ export class AdamW {
     const tensors = tf.tidy(() => {
       const out: Record<string, tf.Tensor> = {};
       for (const g of this.groupList) {
-        if (!g.expAvg || !g.expAvgSq) continue;
-        const m = g.layout.unflatten(g.expAvg);
-        const v = g.layout.unflatten(g.expAvgSq);
-        g.layout.names.forEach((n, i) => {
-          // A lone rank-1 parameter's "part" is the Variable itself: copy it.
-          out[`exp_avg.${n}`] = m[i] === g.expAvg ? m[i].clone() : m[i];
-          out[`exp_avg_sq.${n}`] = v[i] === g.expAvgSq ? v[i].clone() : v[i];
-        });
+        const { names, offsets, sizes, shapes } = g.layout;
+        if (g.host) {
+          const { m, v } = g.host;
+          names.forEach((n, i) => {
+            const [a, b] = [offsets[i], offsets[i] + sizes[i]];
+            // Copies: the host moments are updated in place by later steps.
+            out[`exp_avg.${n}`] = tf.tensor(m.slice(a, b), shapes[i], "float32");
+            out[`exp_avg_sq.${n}`] = tf.tensor(v.slice(a, b), shapes[i], "float32");
+          });
+        } else if (g.device) {
+          const { m: dm, v: dv } = g.device;
+          const m = g.layout.unflatten(dm);
+          const v = g.layout.unflatten(dv);
+          names.forEach((n, i) => {
+            // A lone rank-1 parameter's "part" is the Variable itself: copy it.
+            out[`exp_avg.${n}`] = m[i] === dm ? m[i].clone() : m[i];
+            out[`exp_avg_sq.${n}`] = v[i] === dv ? v[i].clone() : v[i];
+          });
+        }
       }
       return out;
     });
@@ -341,23 +323,39 @@ export class AdamW {
         g.weightDecay = checkNumber(`state.groups[${i}].weightDecay`, s.weightDecay, { min: 0 });
       });
     }
-    tf.tidy(() => {
-      for (const g of this.groupList) {
-        if (!g.expAvg || !g.expAvgSq) continue;
-        const get = (prefix: string) =>
-          g.layout.names.map((n) => state.tensors[`${prefix}.${n}`].cast("float32"));
-        g.expAvg.assign(g.layout.flatten(get("exp_avg")));
-        g.expAvgSq.assign(g.layout.flatten(get("exp_avg_sq")));
+    this.prepare(this.mode());
+    for (const g of this.groupList) {
+      const { names, offsets } = g.layout;
+      const read = (prefix: string): Float32Array => {
+        const flat = new Float32Array(g.layout.total);
+        names.forEach((n, i) => {
+          flat.set(state.tensors[`${prefix}.${n}`].dataSync(), offsets[i]);
+        });
+        return flat;
+      };
+      if (g.host) {
+        g.host.m.set(read("exp_avg"));
+        g.host.v.set(read("exp_avg_sq"));
+      } else if (g.device) {
+        const { m, v } = g.device;
+        tf.tidy(() => {
+          m.assign(
+            g.layout.flatten(names.map((n) => state.tensors[`exp_avg.${n}`].cast("float32"))),
+          );
+          v.assign(
+            g.layout.flatten(names.map((n) => state.tensors[`exp_avg_sq.${n}`].cast("float32"))),
+          );
+        });
       }
-    });
+    }
     this.stepCount = state.step;
   }
 
   /** Release the optimiser's buffers (moments, flat parameter copy). The parameters are untouched. */
   dispose(): void {
     for (const g of this.groupList) {
-      for (const t of [g.expAvg, g.expAvgSq, g.flatParams, g.segmentIds]) t?.dispose();
-      g.expAvg = g.expAvgSq = g.flatParams = g.segmentIds = null;
+      disposeDevice(g);
+      g.host = null;
     }
   }
 }
