@@ -5,7 +5,7 @@
 // wasm and cpu backends. Also reported: decoding alone, and the transform alone.
 // Options (env): BENCH_BATCHES (timed batches per case, default 6), BENCH_BACKENDS (default "wasm,cpu").
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { availableParallelism, tmpdir } from "node:os";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import sharp from "sharp";
@@ -51,12 +51,24 @@ async function makeJpegs(root: string, n: number): Promise<void> {
         px[o + 1] = (b + y + rng.int(0, 24)) % 256;
         px[o + 2] = (c + ((x * y) >> 7) + rng.int(0, 24)) % 256;
       }
-    await sharp(px, { raw: { width: 224, height: 224, channels: 3 } }).jpeg({ quality: 90 }).toFile(join(dir, `${i}.jpg`));
+    await sharp(px, { raw: { width: 224, height: 224, channels: 3 } })
+      .jpeg({ quality: 90 })
+      .toFile(join(dir, `${i}.jpg`));
   }
 }
 
-async function loaderRate(ds: Dataset, size: number): Promise<{ batchesPerSec: number; msPerBatch: number }> {
-  const loader = new DataLoader(ds, { transform: sitTwoViewTransform({ size }), batchSize: BATCH, seed: 0, dropLast: true, prefetch: 2 });
+async function loaderRate(
+  ds: Dataset,
+  size: number,
+  execution: "auto" | "tensor",
+): Promise<{ batchesPerSec: number; msPerBatch: number }> {
+  const loader = new DataLoader(ds, {
+    transform: sitTwoViewTransform({ size, execution }),
+    batchSize: BATCH,
+    seed: 0,
+    dropLast: true,
+    prefetch: 2,
+  });
   let count = 0;
   let start = 0;
   for (let epoch = 0; count <= TIMED; epoch++) {
@@ -80,8 +92,12 @@ async function decodeRate(ds: Dataset): Promise<number> {
   return (n / (performance.now() - start)) * 1000;
 }
 
-async function transformMs(samples: Sample[], size: number): Promise<number> {
-  const t = sitTwoViewTransform({ size });
+async function transformMs(
+  samples: Sample[],
+  size: number,
+  execution: "auto" | "tensor",
+): Promise<number> {
+  const t = sitTwoViewTransform({ size, execution });
   const rng = Rng.seed(3);
   tf.dispose(t.apply(samples, rng)); // warm-up
   const start = performance.now();
@@ -90,6 +106,8 @@ async function transformMs(samples: Sample[], size: number): Promise<number> {
 }
 
 async function main(): Promise<void> {
+  // The machine may be shared: the load averages say how contended the numbers are.
+  const loadAverageBefore = loadavg();
   const tmp = mkdtempSync(join(tmpdir(), "sit-bench-data-"));
   try {
     const cifarDir = join(tmp, "cifar");
@@ -106,20 +124,33 @@ async function main(): Promise<void> {
       jpeg224ImagesPerSecWorkers: await decodeRate(folderPool),
     };
     const cifarSamples = Array.from({ length: BATCH }, (_, i) => cifar.get(i));
-    const jpegSamples = await Promise.all(Array.from({ length: BATCH }, (_, i) => folderLibuv.get(i)));
+    const jpegSamples = await Promise.all(
+      Array.from({ length: BATCH }, (_, i) => folderLibuv.get(i)),
+    );
     const results: Record<string, unknown>[] = [];
     for (const backend of BACKENDS) {
       await initBackend(backend, { log: false });
-      const cases: [string, Dataset, number, Sample[]][] = [
-        ["cifar32->32", cifar, 32, cifarSamples],
-        ["cifar32->224", cifar, 224, cifarSamples],
-        ["imagefolder224-libuv", folderLibuv, 224, jpegSamples],
-        ["imagefolder224-workers", folderPool, 224, jpegSamples],
+      const cases: [string, Dataset, number, Sample[], "auto" | "tensor"][] = [
+        ["cifar32->32", cifar, 32, cifarSamples, "auto"],
+        ["cifar32->32 (tfjs-ops path)", cifar, 32, cifarSamples, "tensor"],
+        ["cifar32->224", cifar, 224, cifarSamples, "auto"],
+        ["imagefolder224-libuv", folderLibuv, 224, jpegSamples, "auto"],
+        ["imagefolder224-workers", folderPool, 224, jpegSamples, "auto"],
       ];
-      for (const [name, ds, size, samples] of cases) {
-        const rate = await loaderRate(ds, size);
-        const transform = name.endsWith("workers") ? undefined : await transformMs(samples, size);
-        results.push({ backend, case: name, batch: BATCH, outputPx: size, ...rate, transformOnlyMsPerBatch: transform });
+      for (const [name, ds, size, samples, execution] of cases) {
+        const rate = await loaderRate(ds, size, execution);
+        const transform = name.endsWith("workers")
+          ? undefined
+          : await transformMs(samples, size, execution);
+        results.push({
+          backend,
+          case: name,
+          execution: execution === "auto" ? "host (JS loops)" : "tfjs ops",
+          batch: BATCH,
+          outputPx: size,
+          ...rate,
+          transformOnlyMsPerBatch: transform,
+        });
         console.error(`${backend} ${name}: ${rate.batchesPerSec.toFixed(2)} batches/s`);
       }
     }
@@ -129,8 +160,11 @@ async function main(): Promise<void> {
       JSON.stringify(
         {
           bench: "data",
-          transform: "sitTwoViewTransform (RRC bicubic, flip, jitter p0.8, grayscale 0.2, blur 1.0/0.1, solarize 0.2, ImageNet norm)",
+          transform:
+            "sitTwoViewTransform (RRC bicubic, flip, jitter p0.8, grayscale 0.2, blur 1.0/0.1, solarize 0.2, ImageNet norm)",
           cores: availableParallelism(),
+          loadAverageBefore,
+          loadAverageAfter: loadavg(),
           decode,
           results,
         },

@@ -25,13 +25,12 @@ export function gaussianKernel1d(kernelSize: number, sigma: number): Float32Arra
 }
 
 /**
- * Kernel size used when none is given: covers ±3σ of the widest kernel of the batch,
- * `2·ceil(3·σmax) + 1`, reduced if needed so that reflect padding fits the image
- * (`(k−1)/2 < min(H, W)`).
+ * Kernel size used for a σ when none is given: covers ±3σ, `2·ceil(3σ) + 1`, reduced if needed
+ * so that reflect padding fits the image (`(k−1)/2 < min(H, W)`).
  */
-export function blurKernelSize(sigmaMax: number, height: number, width: number): number {
-  checkNumber("sigmaMax", sigmaMax, { min: 0, minExclusive: true });
-  let k = 2 * Math.ceil(3 * sigmaMax) + 1;
+export function blurKernelSize(sigma: number, height: number, width: number): number {
+  checkNumber("sigma", sigma, { min: 0, minExclusive: true });
+  let k = 2 * Math.ceil(3 * sigma) + 1;
   const maxHalf = Math.min(height, width) - 1;
   if ((k - 1) / 2 > maxHalf) k = 2 * maxHalf + 1;
   return Math.max(k, 1);
@@ -40,8 +39,9 @@ export function blurKernelSize(sigmaMax: number, height: number, width: number):
 /**
  * Gaussian blur of an NHWC batch with one σ per image (or one for all): reflect padding and a
  * separable kernel, as torchvision's tensor `gaussian_blur`. Per-image kernels run as a single
- * depthwise convolution by moving the batch into the channel axis. `kernelSize` defaults to
- * {@link blurKernelSize} of the largest σ.
+ * depthwise convolution by moving the batch into the channel axis. Each image's kernel size is
+ * `kernelSize` when given, else {@link blurKernelSize} of its own σ (smaller kernels are centred
+ * in the batch's largest one with zero taps around them, which is the same operation).
  */
 export function gaussianBlur(
   x: tf.Tensor4D,
@@ -57,7 +57,8 @@ export function gaussianBlur(
   sigmas.forEach((s, i) => {
     checkNumber(`sigma[${i}]`, s, { min: 0, minExclusive: true });
   });
-  const k = kernelSize ?? blurKernelSize(Math.max(...sigmas), height, width);
+  const sizes = sigmas.map((s) => kernelSize ?? blurKernelSize(s, height, width));
+  const k = Math.max(...sizes);
   checkNumber("kernelSize", k, { min: 1, integer: true });
   const half = (k - 1) / 2;
   if (k % 2 !== 1 || half >= height || half >= width)
@@ -69,9 +70,10 @@ export function gaussianBlur(
   // One kernel per (image, channel) pair, laid out in the order of the folded channel axis.
   const taps = new Float32Array(k * depth);
   for (let b = 0; b < batch; b++) {
-    const kernel = gaussianKernel1d(k, sigmas[b]);
+    const kernel = gaussianKernel1d(sizes[b], sigmas[b]);
+    const shift = (k - sizes[b]) / 2;
     for (let c = 0; c < channels; c++)
-      for (let i = 0; i < k; i++) taps[i * depth + b * channels + c] = kernel[i];
+      for (let i = 0; i < sizes[b]; i++) taps[(i + shift) * depth + b * channels + c] = kernel[i];
   }
   return tf.tidy(() => {
     // [B,H,W,C] → [1,H,W,B·C]

@@ -253,7 +253,7 @@ function reflect(i: number, n: number): number {
 
 /**
  * Gaussian blur of the images `indices` with σ `sigmas[k]`, reflect padding, separable kernel of
- * size `kernelSize` (default: `blurKernelSize` of the largest σ), as `gaussianBlur`.
+ * size `kernelSize` or, by default, `blurKernelSize` of each image's own σ (as `gaussianBlur`).
  */
 export function hostBlur(
   x: HostImages,
@@ -263,21 +263,21 @@ export function hostBlur(
 ): void {
   if (indices.length === 0) return;
   const { height: H, width: W, channels: C } = x;
-  const k = kernelSize ?? blurKernelSize(Math.max(...sigmas), H, W);
-  const half = (k - 1) / 2;
-  if (k % 2 !== 1 || half >= H || half >= W)
-    throw new ShapeError(
-      `kernelSize: expected an odd size whose half is below the image size ${H}×${W}, got ${k}`,
-    );
   const rowLen = W * C;
-  const padded = new Float32Array((W + 2 * half) * C);
   const acc = new Float64Array(rowLen);
   const tmp = new Float32Array(H * rowLen);
-  const rowIndex = Int32Array.from({ length: H + 2 * half }, (_, y) => reflect(y - half, H));
   const size = imageSize(x);
   const d = x.data;
   indices.forEach((i, j) => {
+    const k = kernelSize ?? blurKernelSize(sigmas[j], H, W);
+    const half = (k - 1) / 2;
+    if (k % 2 !== 1 || half >= H || half >= W)
+      throw new ShapeError(
+        `kernelSize: expected an odd size whose half is below the image size ${H}×${W}, got ${k}`,
+      );
     const kernel = gaussianKernel1d(k, sigmas[j]);
+    const padded = new Float32Array((W + 2 * half) * C);
+    const rowIndex = Int32Array.from({ length: H + 2 * half }, (_, y) => reflect(y - half, H));
     const base = i * size;
     // Horizontal: reflect-pad each row once, then one contiguous multiply-add per tap.
     for (let y = 0; y < H; y++) {

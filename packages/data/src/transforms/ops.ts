@@ -224,7 +224,7 @@ export interface GaussianBlurOptions {
   sigma?: readonly [number, number];
   /** Probability of blurring an image; default 0.5. */
   p?: number;
-  /** Odd kernel size; default `2·ceil(3·σmax)+1` over the blurred images (see `blurKernelSize`). */
+  /** Odd kernel size for every image; default `2·ceil(3σ)+1` per image (see `blurKernelSize`). */
   kernelSize?: number;
 }
 

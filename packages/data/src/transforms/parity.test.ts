@@ -100,6 +100,16 @@ describe("per-image factors", () => {
     tf.dispose([x, reference, mixed, alone]);
   });
 
+  it("default kernel size follows each image's own σ (2·ceil(3σ)+1)", () => {
+    const x = nhwc("input");
+    const mixed = gaussianBlur(x, [1.2, 0.6]);
+    const first = gaussianBlur(x.slice([0], [1]) as tf.Tensor4D, 1.2, 9);
+    const second = gaussianBlur(x.slice([1], [1]) as tf.Tensor4D, 0.6, 5);
+    expect(maxAbsoluteError(mixed.slice([0], [1]), first)).toBeLessThanOrEqual(1e-6);
+    expect(maxAbsoluteError(mixed.slice([1], [1]), second)).toBeLessThanOrEqual(1e-6);
+    tf.dispose([x, mixed, first, second]);
+  });
+
   it("rejects bad arguments with named errors", () => {
     const x = nhwc("input");
     expect(() => adjustBrightness(x, [1, 2, 3])).toThrow(/factors: expected 2 factors/);
