@@ -161,6 +161,12 @@ export class DecodePool {
       for (const job of jobs.values()) job.reject(new IOError(`${job.path}: DecodePool closed`));
       jobs.clear();
     }
-    await Promise.all(this.workers.map((w) => w.terminate()));
+    // Referenced again so that the pending exits keep the event loop alive until they happen.
+    await Promise.all(
+      this.workers.map((w) => {
+        w.ref();
+        return w.terminate();
+      }),
+    );
   }
 }
