@@ -30,7 +30,8 @@ export function twoViews(batch: TwoViewBatch, name = "batch"): [tf.Tensor4D, tf.
 
 /**
  * Gradients of `loss` with respect to the module's trainable parameters, keyed by dotted name,
- * plus the loss value and any extra tensors the function returns (kept past the tape).
+ * plus the loss value and any extra tensors the function returns. The extras are kept past the
+ * gradient scope with `tf.keep`: the caller must dispose them (an enclosing tidy does not).
  */
 export function gradientsByName<E extends Record<string, tf.Tensor>>(
   module: Module,
@@ -53,14 +54,18 @@ export function gradientsByName<E extends Record<string, tf.Tensor>>(
   return { loss: value, grads: out, extras };
 }
 
-/** Corrupt each view with the strategy; returns corrupted views and `[B, H, W, 1]` pixel masks (caller disposes). */
+/**
+ * Corrupt each view with the strategy; returns corrupted views, `[B, H, W, 1]` pixel masks and,
+ * when the strategy knows a patch size, `[B, N]` token masks (the caller disposes all of them).
+ */
 export function corruptViews(
   strategy: MaskingStrategy,
   views: tf.Tensor4D[],
   rng: Rng,
-): { corrupted: tf.Tensor4D[]; masks: tf.Tensor4D[] } {
+): { corrupted: tf.Tensor4D[]; masks: tf.Tensor4D[]; tokenMasks: tf.Tensor2D[] } {
   const corrupted: tf.Tensor4D[] = [];
   const masks: tf.Tensor4D[] = [];
+  const tokenMasks: tf.Tensor2D[] = [];
   for (const v of views) {
     // Masks are drawn on the CPU from the explicit Rng (same seed → same masks on every backend).
     const result = strategy.apply(
@@ -70,9 +75,9 @@ export function corruptViews(
     const t = maskingResultToTensors(result);
     corrupted.push(t.corrupted);
     masks.push(t.pixelMask);
-    t.tokenMask?.dispose();
+    if (t.tokenMask) tokenMasks.push(t.tokenMask);
   }
-  return { corrupted, masks };
+  return { corrupted, masks, tokenMasks };
 }
 
 /** Per-iteration learning-rate and weight-decay schedules of SiT/DINO from an optimiser config. */

@@ -129,3 +129,63 @@ export function resolveBackbone(b: BackboneConfig): Required<Omit<BackboneConfig
     checkpointBlocks: b.checkpointBlocks,
   };
 }
+
+/** GMML-only (the GMML repo's method): SiT without the contrastive branch and the teacher. */
+export const gmmlOnlySchema = z
+  .object({
+    backbone: backboneSchema.default({}),
+    gmml: gmmlSchema.default({}),
+    optim: optimSchema,
+    reconstruction: z.enum(["l1", "l2"]).default("l1"),
+    seed: z.number().int().default(0),
+  })
+  .strict();
+
+/** MoCo v3: projector + predictor on the student, EMA teacher with the projector, contrastive loss only. */
+export const mocoV3Schema = z
+  .object({
+    backbone: backboneSchema.default({}),
+    projection: z
+      .object({ hidden: positiveInt.default(4096), outDim: positiveInt.default(256) })
+      .strict()
+      .default({}),
+    predictorHidden: positiveInt.default(4096),
+    optim: optimSchema,
+    temperature: z.number().positive().default(0.2),
+    momentum: z
+      .object({
+        base: z.number().min(0).max(1).default(0.99),
+        final: z.number().min(0).max(1).default(1),
+      })
+      .strict()
+      .default({}),
+    seed: z.number().int().default(0),
+  })
+  .strict();
+
+/** MAE-style masked-token reconstruction with a light transformer decoder. */
+export const maeSchema = z
+  .object({
+    backbone: backboneSchema.default({}),
+    maskRatio: fraction.default(0.75),
+    decoder: z
+      .object({
+        embedDim: positiveInt.default(128),
+        depth: positiveInt.default(2),
+        numHeads: positiveInt.default(4),
+      })
+      .strict()
+      .default({}),
+    optim: optimSchema,
+    /** Normalise each target patch by its own mean and std (MAE's `norm_pix_loss`). */
+    normPixLoss: z.boolean().default(true),
+    seed: z.number().int().default(0),
+  })
+  .strict();
+
+export type GmmlOnlyConfig = z.output<typeof gmmlOnlySchema>;
+export type GmmlOnlyConfigInput = z.input<typeof gmmlOnlySchema>;
+export type MocoV3Config = z.output<typeof mocoV3Schema>;
+export type MocoV3ConfigInput = z.input<typeof mocoV3Schema>;
+export type MaeConfig = z.output<typeof maeSchema>;
+export type MaeConfigInput = z.input<typeof maeSchema>;

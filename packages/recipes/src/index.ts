@@ -11,6 +11,15 @@ export {
   type OptimConfig,
   type SitConfig,
   type SitConfigInput,
+  gmmlOnlySchema,
+  mocoV3Schema,
+  maeSchema,
+  type GmmlOnlyConfig,
+  type GmmlOnlyConfigInput,
+  type MocoV3Config,
+  type MocoV3ConfigInput,
+  type MaeConfig,
+  type MaeConfigInput,
 } from "./config";
 export {
   gradientsByName,
@@ -26,6 +35,9 @@ export {
   SitRecipe,
   createSiT,
   type SitStepInputs,
-  type SitStepHyper,
   type SitStepDetails,
 } from "./sit";
+export { ModuleRecipe, type StepHyper } from "./recipe-base";
+export { GmmlOnlyRecipe, createGmmlOnly } from "./gmml-only";
+export { MocoV3Recipe, MocoStudent, createMoCoV3 } from "./moco-v3";
+export { MaeRecipe, MaeNetwork, createMAE } from "./mae";

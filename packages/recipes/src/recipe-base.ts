@@ -1,0 +1,141 @@
+import * as tf from "@tensorflow/tfjs";
+import { AdamW, type Module, Rng, type RngState } from "@sit/core";
+import { EmaTeacher, type MomentumSchedule, cosineMomentum } from "@sit/momentum";
+import type { Recipe, RecipeState, StepResult } from "@sit/train";
+import type { OptimConfig } from "./config";
+import { type OptimSchedules, RECIPES_VERSION, at, optimSchedules } from "./common";
+
+/** Learning rate, weight decay and (for recipes with a teacher) momentum of one step. */
+export interface StepHyper {
+  lr: number;
+  wd: number;
+  momentum: number;
+}
+
+/**
+ * What every recipe of this package shares: a trained module (`student`) optimised by AdamW with
+ * SiT's lr/wd schedules and per-tensor clipping, optionally an EMA teacher of a part of it with the
+ * cosine momentum schedule, named random generators, and full-state save/load for @sit/train.
+ * A concrete recipe adds its forward pass and loss in `trainStep`.
+ */
+export abstract class ModuleRecipe<M extends Module, Batch, T extends Module = Module>
+  implements Recipe<Batch>
+{
+  abstract readonly name: string;
+  readonly optimizer: AdamW;
+  readonly schedules: OptimSchedules & { momentum: MomentumSchedule };
+  /** The EMA teacher and the student module it follows, when the recipe has one. */
+  protected ema: { teacher: EmaTeacher<T>; follows: Module } | null = null;
+  /** Named generators (masking, drop path…), saved and restored with the state. */
+  protected readonly rngs: Record<string, Rng> = {};
+
+  protected constructor(
+    readonly student: M,
+    readonly config: {
+      optim: OptimConfig;
+      seed: number;
+      momentum?: { base: number; final: number };
+    },
+  ) {
+    const s = optimSchedules(config.optim);
+    const m = config.momentum ?? { base: 0.996, final: 1 };
+    this.schedules = { ...s, momentum: cosineMomentum({ ...m, totalSteps: s.totalSteps }) };
+    this.optimizer = new AdamW(student, {
+      lr: s.lr[0],
+      weightDecay: config.optim.weightDecay,
+      betas: config.optim.betas,
+      clipPerTensor: config.optim.clipGrad > 0 ? config.optim.clipGrad : null,
+    });
+  }
+
+  get totalSteps(): number {
+    return this.schedules.totalSteps;
+  }
+
+  /** The teacher network, when the recipe has one. */
+  get teacherModule(): T | null {
+    return this.ema?.teacher.module ?? null;
+  }
+
+  /** Attach an EMA teacher of `follows` (the student or a part of it), built by `factory` without drop path. */
+  protected attachTeacher(follows: Module, factory: () => T): EmaTeacher<T> {
+    const teacher = new EmaTeacher(follows, factory);
+    this.ema = { teacher, follows };
+    return teacher;
+  }
+
+  /** The scheduled hyper-parameters of `step`. */
+  hyperAt(step: number): StepHyper {
+    return {
+      lr: at(this.schedules.lr, step),
+      wd: at(this.schedules.wd, step),
+      momentum: this.schedules.momentum(step),
+    };
+  }
+
+  /** Clip + AdamW with `hyper`'s lr and wd, then the EMA update (if any) with its momentum. */
+  protected applyGradients(grads: Record<string, tf.Tensor>, hyper: StepHyper): void {
+    this.optimizer.setLr(hyper.lr).setWeightDecay(hyper.wd);
+    this.optimizer.step(grads);
+    if (this.ema) this.ema.teacher.update(this.ema.follows, hyper.momentum);
+  }
+
+  /** Report of a step: the loss, its terms and the schedule values used. */
+  protected result(values: Float32Array | number[], names: string[], hyper: StepHyper): StepResult {
+    const terms: Record<string, number> = {};
+    names.forEach((n, i) => {
+      terms[n] = values[i + 1];
+    });
+    const schedule = this.ema ? hyper : { lr: hyper.lr, wd: hyper.wd };
+    return { loss: values[0], terms, schedule };
+  }
+
+  abstract trainStep(batch: Batch, step: number): StepResult;
+
+  /** Full state: student (+ buffers), teacher, optimiser moments and step, generators, config, versions. */
+  saveState(): RecipeState {
+    const tensors: Record<string, tf.Tensor> = {};
+    for (const [k, v] of Object.entries(this.student.stateDict())) tensors[`student.${k}`] = v;
+    if (this.ema)
+      for (const [k, v] of Object.entries(this.ema.teacher.module.stateDict()))
+        tensors[`teacher.${k}`] = v;
+    const opt = this.optimizer.state();
+    for (const [k, v] of Object.entries(opt.tensors)) tensors[`optim.${k}`] = v;
+    const rngs: Record<string, RngState> = {};
+    for (const [k, r] of Object.entries(this.rngs)) rngs[k] = r.state();
+    return {
+      tensors,
+      meta: {
+        recipe: this.name,
+        config: this.config,
+        optimizer: { step: opt.step, groups: opt.groups },
+        rngs,
+        versions: { "@sit/recipes": RECIPES_VERSION, "@tensorflow/tfjs": tf.version.tfjs },
+      },
+    };
+  }
+
+  loadState(state: RecipeState): void {
+    const pick = (prefix: string) => {
+      const out: Record<string, tf.Tensor> = {};
+      for (const [k, v] of Object.entries(state.tensors))
+        if (k.startsWith(prefix)) out[k.slice(prefix.length)] = v;
+      return out;
+    };
+    this.student.loadStateDict(pick("student."));
+    if (this.ema) this.ema.teacher.module.loadStateDict(pick("teacher."));
+    const opt = state.meta.optimizer as {
+      step: number;
+      groups: { name: string; lr: number; weightDecay: number; params: string[] }[];
+    };
+    this.optimizer.loadState({ step: opt.step, groups: opt.groups, tensors: pick("optim.") });
+    const rngs = (state.meta.rngs ?? {}) as Record<string, RngState>;
+    for (const k of Object.keys(this.rngs)) if (rngs[k]) this.rngs[k] = Rng.fromState(rngs[k]);
+  }
+
+  dispose(): void {
+    this.student.dispose();
+    this.ema?.teacher.dispose();
+    this.optimizer.dispose();
+  }
+}
