@@ -4,6 +4,7 @@ import os from "node:os";
 import { dirname, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import * as tfwasm from "@tensorflow/tfjs-backend-wasm";
+import { invalidArgument } from "./errors";
 
 // Multi-threaded WASM under Node relies on internals of @tensorflow/tfjs-backend-wasm, checked
 // against this version only (the dependency is pinned to it).
@@ -27,7 +28,9 @@ export function defaultWasmThreads(): number {
   const env = process.env.SIT_WASM_THREADS;
   if (env !== undefined && env !== "") {
     const n = Number(env);
-    if (Number.isInteger(n) && n >= 1) return Math.min(n, MAX_THREADS);
+    if (!Number.isInteger(n) || n < 1 || n > MAX_THREADS)
+      throw invalidArgument("SIT_WASM_THREADS", env, `an integer from 1 to ${MAX_THREADS}`);
+    return n;
   }
   const cores =
     typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length;
@@ -119,7 +122,14 @@ export async function startWasm(threads: number): Promise<WasmStart | string> {
   if (tf.findBackend("wasm")) {
     // Already started (by us or by the user): reuse it as it is.
     if (!(await tf.setBackend("wasm"))) return "the wasm backend did not start";
-    return { threads: tfwasm.getThreadsCount(), simd };
+    const running = tfwasm.getThreadsCount();
+    return running === threads
+      ? { threads: running, simd }
+      : {
+          threads: running,
+          simd,
+          note: `already started with ${running}; threads apply before the first start`,
+        };
   }
   const pkgDir = wasmPackageDir();
   configurePaths(pkgDir);

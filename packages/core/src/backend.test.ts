@@ -54,8 +54,13 @@ describe("initBackend", () => {
     ]);
     expect(Array.from(await tf.matMul(a, a).data())).toEqual([7, 10, 15, 22]);
     expect(await gradientWorks()).toEqual([0.25, 0.25]);
-    // Asking again reuses the running backend.
+    // Asking again reuses the running backend, and says so when the thread count differs.
     expect((await initBackend("wasm", { log: false })).threads).toBe(info.threads);
+    const again = await initBackend("wasm", {
+      log: false,
+      wasmThreads: info.threads === 1 ? 2 : 1,
+    });
+    expect(again.note).toMatch(/already started with/);
   });
 
   it("auto picks the first candidate that starts and says why it skipped the others", async () => {
@@ -84,6 +89,16 @@ describe("initBackend", () => {
       else process.env.SIT_BACKEND = saved;
     }
     await expect(initBackend("wasm", { wasmThreads: 0 })).rejects.toThrow(ConfigError);
+    const threads = process.env.SIT_WASM_THREADS;
+    process.env.SIT_WASM_THREADS = "many";
+    try {
+      await expect(initBackend("wasm", { log: false })).rejects.toThrow(
+        'SIT_WASM_THREADS: expected an integer from 1 to 8, got "many"',
+      );
+    } finally {
+      if (threads === undefined) delete process.env.SIT_WASM_THREADS;
+      else process.env.SIT_WASM_THREADS = threads;
+    }
   });
 
   it("names the package to install when the requested backend is missing", async (ctx) => {

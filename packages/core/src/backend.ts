@@ -152,8 +152,10 @@ export async function initBackend(
     }
   }
   const allowSoftware = options.allowSoftwareAdapter ?? process.env.SIT_WEBGPU_SOFTWARE === "1";
-  const wasmThreads =
-    options.wasmThreads === undefined
+  // Validated up front (also SIT_WASM_THREADS) so that a bad value is an error, not a skip reason.
+  const wasmThreads = !list.includes("wasm")
+    ? 1
+    : options.wasmThreads === undefined
       ? defaultWasmThreads()
       : checkNumber("wasmThreads", options.wasmThreads, { integer: true, min: 1, max: 8 });
   const skipped: BackendInfo["skipped"] = [];

@@ -97,6 +97,7 @@ export class BatchNorm1d extends Module {
     });
   }
 
+  // Bookkeeping only: these assignments feed no output, so a gradient tape never follows them.
   private updateRunningStats(mean: tf.Tensor, biasedVar: tf.Tensor, count: number): void {
     const rm = this.runningMean as tf.Variable;
     const rv = this.runningVar as tf.Variable;
@@ -105,7 +106,7 @@ export class BatchNorm1d extends Module {
       const tracked = nbt.add(tf.scalar(1, "int32"));
       nbt.assign(tracked);
       const unbiased = biasedVar.mul(count / (count - 1));
-      // The statistics are bookkeeping, not part of the differentiated function.
+      // momentum null: cumulative average over the batches seen so far.
       const factor: tf.Tensor | number =
         this.momentum === null ? tf.reciprocal(tracked.cast("float32")) : this.momentum;
       const keep = typeof factor === "number" ? 1 - factor : tf.sub(1, factor);

@@ -114,9 +114,8 @@ export class AdamW {
       });
       return group;
     });
+    // Also allocates the moments now, so that steps never change the number of live tensors.
     this.setClipping({ perTensor: options.clipPerTensor, globalNorm: options.clipGlobalNorm });
-    // Allocate now so that steps never change the number of live tensors.
-    this.prepare(this.mode());
   }
 
   /** Where the next step runs (see {@link AdamWOptions.implementation}). */
@@ -197,8 +196,7 @@ export class AdamW {
       checkNumber("clipGlobalNorm", globalNorm, { min: 0, minExclusive: true });
     this.clipPerTensor = perTensor;
     this.clipGlobalNorm = globalNorm;
-    // The constructor calls this before the groups exist; it allocates afterwards.
-    if (this.groupList) this.prepare(this.mode());
+    this.prepare(this.mode());
     return this;
   }
 
