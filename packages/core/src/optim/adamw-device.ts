@@ -28,7 +28,15 @@ export function deviceStep(groups: FlatGroup[], grads: tf.Tensor[][], h: StepHyp
       const sums = g.layout.segmentSums(tf.square(flat));
       // SiT's clip_gradients: coef = c / (‖g‖ + 1e-6), applied when it is below 1.
       const scale = tf.minimum(tf.div(c, tf.sqrt(sums).add(1e-6)), 1);
-      if (h.clipGlobalNorm !== null) squares.push(tf.sum(sums.mul(tf.square(scale))));
+      if (h.clipGlobalNorm !== null) {
+        // A tensor whose norm overflowed float32 is zeroed (scale 0): keep ∞·0 out of the total.
+        const clippedSq = tf.where(
+          tf.equal(scale, 0),
+          tf.zerosLike(sums),
+          sums.mul(tf.square(scale)),
+        );
+        squares.push(tf.sum(clippedSq));
+      }
       return flat.mul(tf.gather(scale, d.segmentIds));
     });
   } else if (h.clipGlobalNorm !== null) {

@@ -16,6 +16,19 @@ function currentParams(g: FlatGroup): Float32Array {
   return flat;
 }
 
+const FLOAT32_MAX = 3.4028234663852886e38;
+
+/**
+ * Sum of squares as PyTorch's float32 norm sees it: accumulated here in float64, but a total
+ * beyond float32's range is infinite there, and then the clip factor is 0 (the gradient is
+ * zeroed). sit_step.safetensors has such a tensor.
+ */
+function sumOfSquares(g: Float32Array): number {
+  let ss = 0;
+  for (let j = 0; j < g.length; j++) ss += g[j] * g[j];
+  return ss > FLOAT32_MAX ? Number.POSITIVE_INFINITY : ss;
+}
+
 /** Per-tensor clipping factors (SiT: c/(‖g‖+1e-6) when below 1) times the global-norm factor. */
 function clipFactors(grads: Float32Array[][], h: StepHyper): Float64Array[] {
   const factors = grads.map((gs) => new Float64Array(gs.length).fill(1));
@@ -23,12 +36,12 @@ function clipFactors(grads: Float32Array[][], h: StepHyper): Float64Array[] {
   let totalSq = 0;
   grads.forEach((gs, gi) => {
     gs.forEach((g, i) => {
-      let ss = 0;
-      for (let j = 0; j < g.length; j++) ss += g[j] * g[j];
+      const ss = sumOfSquares(g);
       let f = 1;
       if (h.clipPerTensor !== null) f = Math.min(1, h.clipPerTensor / (Math.sqrt(ss) + 1e-6));
       factors[gi][i] = f;
-      totalSq += ss * f * f;
+      // A zeroed tensor contributes nothing (and ∞·0 must not turn the total into NaN).
+      if (f !== 0) totalSq += ss * f * f;
     });
   });
   if (h.clipGlobalNorm !== null) {

@@ -58,6 +58,72 @@ describe("AdamW", () => {
       });
     }
 
+  for (const implementation of ["host", "device"] as const)
+    it(`reproduces the student update of sit_step.safetensors (clip 3, AdamW, two groups; ${implementation})`, async () => {
+      const { tensors, metadata } = loadFixture("sit_step.safetensors");
+      const hyper = metadata.hyper as {
+        lr: number;
+        wd: number;
+        clip: number;
+        betas: [number, number];
+        eps: number;
+      };
+      // The update is element-wise and per-tensor norms do not depend on layout, so PyTorch's
+      // layouts can be optimised as they are.
+      const names = Object.keys(tensors)
+        .filter((k) => k.startsWith("student."))
+        .map((k) => k.slice("student.".length));
+      const params: [string, tf.Variable][] = names.map((n) => [
+        n,
+        tf.variable(tensors[`student.${n}`].clone()),
+      ]);
+      const opt = new AdamW(params, {
+        lr: hyper.lr,
+        weightDecay: hyper.wd,
+        betas: hyper.betas,
+        eps: hyper.eps,
+        clipPerTensor: hyper.clip,
+        implementation,
+      });
+      const clipped = names.filter((n) => tf.norm(tensors[`grad.${n}`]).dataSync()[0] > hyper.clip);
+      expect(clipped.length).toBeGreaterThan(0);
+      opt.step(Object.fromEntries(names.map((n) => [n, tensors[`grad.${n}`]])));
+      for (const [n, v] of params)
+        expectClose(await v.data(), await tensors[`after.student.${n}`].data(), 1e-6, n);
+      opt.dispose();
+      tf.dispose([...params.map(([, v]) => v), ...Object.values(tensors)]);
+    });
+
+  it("a gradient whose norm overflows float32 is zeroed, as in PyTorch, on both paths", () => {
+    const run = (implementation: "host" | "device") => {
+      const a = tf.variable(tf.ones([2, 2]));
+      const b = tf.variable(tf.ones([3, 1]));
+      const opt = new AdamW(
+        [
+          ["a", a],
+          ["b", b],
+        ],
+        { lr: 0.1, weightDecay: 0, clipPerTensor: 3, clipGlobalNorm: 1, implementation },
+      );
+      opt.step({ a: tf.fill([2, 2], 1e20), b: tf.fill([3, 1], 2) });
+      const st = opt.state();
+      const out = {
+        a: Array.from(st.tensors["exp_avg.a"].dataSync()),
+        b: Array.from(st.tensors["exp_avg.b"].dataSync()),
+      };
+      tf.dispose([a, b, ...Object.values(st.tensors)]);
+      opt.dispose();
+      return out;
+    };
+    for (const implementation of ["host", "device"] as const) {
+      const m = run(implementation);
+      expect(m.a, implementation).toEqual([0, 0, 0, 0]);
+      // b: ‖b‖ = 2√3 > 3 → scaled to norm ≈ 3, then the global norm 1 scales it to ≈ 1.
+      const expected = 0.1 * (2 * (3 / (2 * Math.sqrt(3) + 1e-6))) * (1 / (3 + 1e-6));
+      for (const v of m.b) expect(v).toBeCloseTo(expected, 6);
+    }
+  });
+
   it("uses the host path on cpu and wasm by default", () => {
     const w = tf.variable(tf.ones([2, 2]));
     const opt = new AdamW([["w", w]], { lr: 0.1 });
