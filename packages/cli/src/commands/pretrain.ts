@@ -1,0 +1,212 @@
+import { mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { writeFileAtomic } from "@sit/core";
+import { DataLoader } from "@sit/data";
+import {
+  ConsoleProgressSink,
+  type FitResult,
+  JsonlSink,
+  type MetricSink,
+  type MonitorOptions,
+  TensorBoardSink,
+  fit,
+  listCheckpoints,
+} from "@sit/train";
+import { startBackend } from "../backend";
+import { limitDataset, resolveDataset } from "../datasets";
+import { knnOfBackbone, openSplit } from "../features";
+import { type CliIO, UsageError, note, pct } from "../io";
+import {
+  type RunInfo,
+  inputSize,
+  pretrainTransform,
+  runInfoOf,
+  withChannels,
+  withStepsPerEpoch,
+} from "../model";
+import {
+  RecipeWithRunInfo,
+  type TrainedRecipe,
+  createRecipe,
+  networkOf,
+  optimDefaults,
+} from "../recipes";
+import type { PretrainConfig } from "../run-config";
+
+/** Options of {@link pretrain} besides the config. */
+export interface PretrainRunOptions {
+  /** Continue from `<out>/checkpoints` (true) or from a given checkpoint file or folder. */
+  resume?: boolean | string;
+  /** Catch SIGINT/SIGTERM: checkpoint and return with reason "signal" (default true). */
+  handleSignals?: boolean;
+  /** Aborting stops after the current step, with a checkpoint. */
+  signal?: AbortSignal;
+}
+
+/** What {@link pretrain} did. */
+export interface PretrainResult {
+  reason: FitResult["reason"];
+  steps: number;
+  /** Epoch of the next step. */
+  epoch: number;
+  stepsPerEpoch: number;
+  elapsedSec: number;
+  lastLoss?: number;
+  /** The last checkpoint written. */
+  checkpoint?: string;
+  resumedFrom?: string;
+  /** Output folder (absolute). */
+  out: string;
+  /** The last online k-NN result, when the monitor ran. */
+  monitor?: Record<string, number>;
+}
+
+/**
+ * `sit pretrain`: self-supervised pretraining of a recipe (SiT by default) on a dataset, with
+ * checkpoints (keep-last-k), JSONL and TensorBoard metrics, console progress, resume, and an
+ * optional online k-NN monitor on the held-out split. Output folder layout: `run.json` (the
+ * resolved config), `checkpoints/`, `metrics.jsonl`, `tb/`.
+ */
+export async function pretrain(
+  config: PretrainConfig,
+  io: CliIO,
+  options: PretrainRunOptions = {},
+): Promise<PretrainResult> {
+  const out = resolve(config.out);
+  const ckptDir = join(out, "checkpoints");
+  if (!options.resume && listCheckpoints(ckptDir).length > 0)
+    throw new UsageError(
+      `--out: ${ckptDir} already holds checkpoints; pass --resume to continue that run, or choose another --out`,
+    );
+  await startBackend(config.backend, io);
+  const kind = resolveDataset(config.data);
+  const images = limitDataset(kind.open("pretrain"), config.data.limit);
+  const { batchSize } = optimDefaults(config.config.optim);
+  if (batchSize > images.length)
+    throw new UsageError(
+      `--batch-size: expected at most the ${images.length} pretraining images, got ${batchSize}`,
+    );
+  const stepsPerEpoch = Math.floor(images.length / batchSize);
+  const recipeConfig = withChannels(
+    withStepsPerEpoch(config.config, stepsPerEpoch),
+    config.data.channels,
+  );
+  const recipe = createRecipe(config.recipe, recipeConfig);
+  const run = runInfoOf(config, kind);
+  const loader = new DataLoader(images, {
+    transform: pretrainTransform(run, inputSize(networkOf(recipe).backbone)),
+    batchSize,
+    seed: recipe.config.seed,
+    dropLast: true,
+    prefetch: config.data.prefetch,
+  });
+  mkdirSync(out, { recursive: true });
+  writeFileAtomic(join(out, "run.json"), `${JSON.stringify(config, null, 2)}\n`);
+  describeRun(config, recipe, run, images.length, stepsPerEpoch, io);
+
+  const sinks: MetricSink[] = [new JsonlSink(join(out, "metrics.jsonl"))];
+  if (config.train.tensorboard) sinks.push(new TensorBoardSink(join(out, "tb")));
+  if (!io.quiet)
+    sinks.push(new ConsoleProgressSink(io.progressStream ? { stream: io.progressStream } : {}));
+  let lastMonitor: Record<string, number> | undefined;
+  const optimEpochs = (recipe.config.optim as { epochs: number }).epochs;
+  try {
+    const result = await fit(new RecipeWithRunInfo(recipe, run), (e) => loader.epoch(e), {
+      epochs: optimEpochs,
+      ...(config.train.steps !== undefined ? { maxSteps: config.train.steps } : {}),
+      stepsPerEpoch,
+      batchSize,
+      resume: options.resume ?? false,
+      checkpoint: {
+        dir: ckptDir,
+        ...(config.train.checkpointEverySteps
+          ? { everySteps: config.train.checkpointEverySteps }
+          : {}),
+        everyEpochs: config.train.checkpointEveryEpochs ?? 1,
+        keepLast: config.train.keepLast,
+      },
+      sinks,
+      ...(config.monitor.knnEvery ? { monitor: knnMonitor(config, run, recipe, io) } : {}),
+      onWarning: (m) => note(io, `warning: ${m}`),
+      ...(options.handleSignals !== undefined ? { handleSignals: options.handleSignals } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    const summary: PretrainResult = {
+      reason: result.reason,
+      steps: result.steps,
+      epoch: result.epoch,
+      stepsPerEpoch,
+      elapsedSec: result.elapsedSec,
+      ...(result.lastLoss !== undefined ? { lastLoss: result.lastLoss } : {}),
+      ...(result.checkpoint ? { checkpoint: result.checkpoint } : {}),
+      ...(result.resumedFrom ? { resumedFrom: result.resumedFrom } : {}),
+      out,
+      ...(lastMonitor ? { monitor: lastMonitor } : {}),
+    };
+    writeFileAtomic(join(out, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
+    return summary;
+  } finally {
+    await loader.close();
+    recipe.dispose();
+  }
+
+  function knnMonitor(
+    cfg: PretrainConfig,
+    info: RunInfo,
+    r: typeof recipe,
+    cio: CliIO,
+  ): MonitorOptions<unknown> {
+    const m = cfg.monitor;
+    const splits = {
+      train: openSplit(kind, "train", m.samples),
+      test: openSplit(kind, "test", m.samples),
+    };
+    return {
+      everyEpochs: m.knnEvery,
+      atEnd: true,
+      fn: async () => {
+        const { backbone } = networkOf(r, m.weights);
+        const { results } = await knnOfBackbone(
+          backbone,
+          info,
+          kind,
+          splits,
+          [m.k],
+          { pool: "cls", batchSize: 256 },
+          { ...cio, quiet: true },
+        );
+        lastMonitor = { knn_top1: results[0].top1, knn_top5: results[0].top5, knn_k: results[0].k };
+        return lastMonitor;
+      },
+    };
+  }
+}
+
+function describeRun(
+  config: PretrainConfig,
+  recipe: TrainedRecipe,
+  run: RunInfo,
+  images: number,
+  stepsPerEpoch: number,
+  io: CliIO,
+): void {
+  const b = networkOf(recipe).backbone;
+  const o = recipe.config.optim as { batchSize: number; epochs: number };
+  const channels = `${run.data.channels} channel${run.data.channels === 1 ? "" : "s"}`;
+  const stop = config.train.steps ? ` (stopping at step ${config.train.steps})` : "";
+  note(
+    io,
+    `[sit] pretrain ${recipe.name} on ${config.data.dataset} (${images} images, ${channels}, normalisation ${config.data.normalize}): ` +
+      `ViT D ${b.embedDim}, depth ${b.depth}, ${b.numHeads} heads, patch ${b.patchSize} at ${b.imgSize[0]} px; ` +
+      `batch ${o.batchSize}, ${o.epochs} epochs × ${stepsPerEpoch} steps${stop}; output ${resolve(config.out)}`,
+  );
+}
+
+/** One summary line of a pretraining result. */
+export function pretrainSummaryLine(r: PretrainResult): string {
+  const monitor = r.monitor
+    ? `; k-NN top-1 ${pct(r.monitor.knn_top1)} (k = ${r.monitor.knn_k})`
+    : "";
+  const loss = r.lastLoss !== undefined ? `; last loss ${r.lastLoss.toFixed(4)}` : "";
+  return `pretrain ${r.reason}: ${r.steps} steps in ${r.elapsedSec.toFixed(1)} s${loss}${monitor}`;
+}

@@ -1,0 +1,176 @@
+import { existsSync, statSync } from "node:fs";
+import { basename, dirname, resolve } from "node:path";
+import { IMAGENET_STATS, type NormalizeStats, evalTransform, sitTwoViewTransform } from "@sit/data";
+import { IOError } from "@sit/core";
+import { type LoadedCheckpoint, loadCheckpointFile, resumeFrom } from "@sit/train";
+import type { VisionTransformer } from "@sit/vit";
+import { type DatasetKind, resolveDataset } from "./datasets";
+import { UsageError } from "./io";
+import { type TrainedRecipe, createRecipe, isRecipeName, networkOf } from "./recipes";
+import type { DataConfig, PretrainConfig } from "./run-config";
+import { dataSchema, deepMerge, parseWith } from "./run-config";
+
+/**
+ * What a pretraining run records in its checkpoints (`meta.cli`) and in `<out>/run.json`: the
+ * recipe, its input config, and how images were prepared, so that every later command prepares
+ * them the same way.
+ */
+export interface RunInfo {
+  recipe: string;
+  /** The recipe's config as given (defaults are filled by the recipe). */
+  recipeConfig: Record<string, unknown>;
+  data: DataConfig;
+  /** Normalisation applied to the network input (null: none). */
+  stats: NormalizeStats | null;
+}
+
+/** A network ready for inference: the recipe holding it, how its inputs are made, where it came from. */
+export interface LoadedModel {
+  recipe: TrainedRecipe;
+  run: RunInfo;
+  /** The checkpoint file, or "random-init". */
+  source: string;
+  /** Training steps behind these weights (0 for a random initialisation). */
+  step: number;
+  /** The run folder the checkpoint belongs to (parent of `checkpoints/`), when it has that layout. */
+  runDir?: string;
+}
+
+/** The normalisation a data config asks for. */
+export function statsFor(data: DataConfig, kind: DatasetKind): NormalizeStats | null {
+  if (data.normalize === "none") return null;
+  return data.normalize === "dataset" ? kind.stats : IMAGENET_STATS;
+}
+
+/** The run description of a pretraining config. */
+export function runInfoOf(config: PretrainConfig, kind: DatasetKind): RunInfo {
+  return {
+    recipe: config.recipe,
+    recipeConfig: config.config,
+    data: config.data,
+    stats: statsFor(config.data, kind),
+  };
+}
+
+/** Side length of the network input. */
+export function inputSize(backbone: VisionTransformer): number {
+  return backbone.imgSize[0];
+}
+
+/** SiT's two-view pretraining transform for a run. */
+export function pretrainTransform(run: RunInfo, size: number) {
+  return sitTwoViewTransform({
+    size,
+    scale: run.data.cropScale,
+    interpolation: run.data.interpolation,
+    normalize: run.stats,
+    channels: run.data.channels,
+  });
+}
+
+/**
+ * The evaluation transform of a run: resize (+ centre crop with the usual 0.875 margin for
+ * full-size photos; a plain resize for small stored-at-size datasets such as Fashion-MNIST or
+ * CIFAR) and the run's normalisation.
+ */
+export function evaluationTransform(
+  run: RunInfo,
+  kind: DatasetKind,
+  size: number,
+  normalize = true,
+) {
+  return evalTransform({
+    size,
+    ...(kind.lowRes ? { resize: size } : {}),
+    interpolation: "bilinear",
+    normalize: normalize ? run.stats : null,
+    channels: run.data.channels,
+  });
+}
+
+/** Find the checkpoint file a path names: a file, or the newest readable one of a run or checkpoint folder. */
+async function openCheckpoint(path: string): Promise<LoadedCheckpoint> {
+  const target = resolve(path);
+  if (!existsSync(target)) throw new UsageError(`--checkpoint: not found: ${path}`);
+  if (statSync(target).isFile()) return loadCheckpointFile(target);
+  const dirs = [target, resolve(target, "checkpoints")];
+  for (const dir of dirs) {
+    if (!existsSync(dir)) continue;
+    const found = await resumeFrom(dir);
+    if (found) return found;
+  }
+  throw new IOError(`--checkpoint: ${path} holds no checkpoint (looked in ${dirs.join(" and ")})`);
+}
+
+/** Load a trained network from a checkpoint file or run folder written by `sit pretrain` (or any @sit/train run of a known recipe). */
+export async function loadModel(
+  path: string,
+  dataOverride?: Partial<DataConfig>,
+): Promise<LoadedModel> {
+  const ckpt = await openCheckpoint(path);
+  try {
+    const meta = ckpt.state.meta as { config?: Record<string, unknown>; cli?: RunInfo };
+    const name = meta.cli?.recipe ?? ckpt.recipe;
+    if (!isRecipeName(name))
+      throw new IOError(
+        `${ckpt.path}: written by recipe ${JSON.stringify(name)}, which the CLI cannot rebuild`,
+      );
+    const config = meta.config ?? meta.cli?.recipeConfig;
+    if (!config) throw new IOError(`${ckpt.path}: its meta holds no recipe config`);
+    const recipe = createRecipe(name, config);
+    await recipe.loadState(ckpt.state);
+    const data = parseWith(
+      dataSchema,
+      deepMerge((meta.cli?.data ?? {}) as Record<string, unknown>, dataOverride ?? {}),
+      "data",
+    );
+    const run: RunInfo = meta.cli
+      ? { ...meta.cli, data }
+      : { recipe: name, recipeConfig: config, data, stats: IMAGENET_STATS };
+    const dir = dirname(ckpt.path);
+    return {
+      recipe,
+      run,
+      source: ckpt.path,
+      step: ckpt.progress.step,
+      ...(basename(dir) === "checkpoints" ? { runDir: dirname(dir) } : {}),
+    };
+  } finally {
+    ckpt.dispose();
+  }
+}
+
+/** A randomly initialised network of a pretraining config's architecture (its seed: the weights a run starts from). */
+export function randomModel(config: PretrainConfig): LoadedModel {
+  const kind = resolveDataset(config.data);
+  const recipeConfig = withStepsPerEpoch(config.config, 1);
+  const recipe = createRecipe(config.recipe, withChannels(recipeConfig, config.data.channels));
+  return { recipe, run: runInfoOf(config, kind), source: "random-init", step: 0 };
+}
+
+/** The recipe config with `optim.stepsPerEpoch` set. */
+export function withStepsPerEpoch(
+  config: Record<string, unknown>,
+  steps: number,
+): Record<string, unknown> {
+  const optim = { ...((config.optim as object) ?? {}), stepsPerEpoch: steps };
+  return { ...config, optim };
+}
+
+/** The recipe config with `backbone.inChans` set to the input channels (a conflicting value is a usage error). */
+export function withChannels(
+  config: Record<string, unknown>,
+  channels: 1 | 3,
+): Record<string, unknown> {
+  const backbone = (config.backbone ?? {}) as Record<string, unknown>;
+  if (backbone.inChans !== undefined && backbone.inChans !== channels)
+    throw new UsageError(
+      `config.backbone.inChans: expected the input channels data.channels = ${channels}, got ${JSON.stringify(backbone.inChans)}`,
+    );
+  return { ...config, backbone: { ...backbone, inChans: channels } };
+}
+
+/** The backbone of a loaded model (student unless told). */
+export function backboneOf(model: LoadedModel, weights: "student" | "teacher" = "student") {
+  return networkOf(model.recipe, weights).backbone;
+}
