@@ -17,15 +17,18 @@ export interface BlockOptions {
 }
 
 /**
- * Per-sample 0 or 1/keep factors `[B, 1, 1]` for stochastic depth (timm's `drop_path`), drawn on
- * the host from `rng` so that a seed fixes them on every backend; outside any gradient.
+ * Per-sample factors (0, or 1/keep) for stochastic depth (timm's `drop_path`), drawn on the host
+ * from `rng` so that a seed fixes them on every backend.
  */
-function dropPathScale(batch: number, dropProb: number, rng: Rng): tf.Tensor3D {
+function drawDropScale(batch: number, dropProb: number, rng: Rng): Float32Array {
   const keep = 1 - dropProb;
   const scale = new Float32Array(batch);
   for (let i = 0; i < batch; i++) scale[i] = rng.float() < keep ? 1 / keep : 0;
-  return tf.tensor3d(scale, [batch, 1, 1]);
+  return scale;
 }
+
+/** Drop-path factors of a block's two branches for one batch (see {@link Block.drawDropScales}). */
+export type DropScales = [Float32Array, Float32Array];
 
 /**
  * Pre-norm transformer block (timm/DINO): `x += DropPath(Attn(LN(x)))`,
@@ -62,28 +65,39 @@ export class Block extends Module {
   }
 
   /**
-   * `x [B, N, D]` → `[B, N, D]`. In train mode with a non-zero drop-path rate, `rng` draws which
-   * samples skip each branch (required then). `returnAttention` adds the block's attention
-   * probabilities `[B, H, N, N]`.
+   * The per-sample drop-path factors of both branches for a batch of `batch`, or null when this
+   * block drops nothing (eval mode, or rate 0). Drawn once so that a recomputation (gradient
+   * checkpointing) sees the same ones.
+   */
+  drawDropScales(batch: number, rng: Rng | undefined): DropScales | null {
+    if (!this.training || this.dropPath === 0) return null;
+    if (rng === undefined)
+      throw invalidArgument(
+        "options.rng",
+        rng,
+        "an Rng (train mode with drop path > 0 draws which samples skip a branch)",
+      );
+    return [drawDropScale(batch, this.dropPath, rng), drawDropScale(batch, this.dropPath, rng)];
+  }
+
+  /**
+   * `x [B, N, D]` → `[B, N, D]`. In train mode with a non-zero drop-path rate, the per-sample
+   * factors come from `dropScales` or are drawn from `rng` (one of them is then required).
+   * `returnAttention` adds the block's attention probabilities `[B, H, N, N]`.
    */
   apply(
     x: tf.Tensor,
-    options: { rng?: Rng; returnAttention?: boolean } = {},
+    options: { rng?: Rng; returnAttention?: boolean; dropScales?: DropScales | null } = {},
   ): { output: tf.Tensor3D; attention?: tf.Tensor4D } {
-    const dropping = this.training && this.dropPath > 0;
-    if (dropping && options.rng === undefined)
-      throw invalidArgument(
-        "options.rng",
-        options.rng,
-        "an Rng (train mode with drop path > 0 draws which samples skip a branch)",
-      );
+    const b = x.shape[0];
+    const scales =
+      options.dropScales !== undefined ? options.dropScales : this.drawDropScales(b, options.rng);
     return tf.tidy(() => {
-      const b = x.shape[0];
-      const branch = (y: tf.Tensor) =>
-        dropping ? tf.mul(y, dropPathScale(b, this.dropPath, options.rng!)) : y;
+      const branch = (y: tf.Tensor, i: 0 | 1) =>
+        scales ? tf.mul(y, tf.tensor3d(scales[i], [b, 1, 1])) : y;
       const a = this.attn.apply(applyNorm(this.norm1, x), options.returnAttention === true);
-      const h = tf.add(x, branch(a.output));
-      const output = tf.add(h, branch(this.mlp.apply(applyNorm(this.norm2, h)))) as tf.Tensor3D;
+      const h = tf.add(x, branch(a.output, 0));
+      const output = tf.add(h, branch(this.mlp.apply(applyNorm(this.norm2, h)), 1)) as tf.Tensor3D;
       return a.attention ? { output, attention: a.attention } : { output };
     });
   }

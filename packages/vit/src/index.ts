@@ -7,7 +7,8 @@ export {
   type VitForwardOptions,
   type VitOutput,
 } from "./vision-transformer";
-export { Block, type BlockOptions } from "./block";
+export { Block, type BlockOptions, type DropScales } from "./block";
 export { Attention, Mlp, PatchEmbed, PatchProjection } from "./layers";
 export { LinearClassifier, SitClassifier } from "./heads";
 export { interpolatePosEmbed, bicubicResampleMatrix } from "./pos-embed";
+export { gradientCheckpoint } from "./checkpoint";

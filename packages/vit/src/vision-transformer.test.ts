@@ -150,25 +150,69 @@ describe("VisionTransformer.forward", () => {
 });
 
 describe.each(TEST_BACKENDS)("VisionTransformer training step on %s", (backend) => {
-  it("leaks no tensors across forward + backward steps (train mode, drop path, attentions)", async () => {
+  it("gives the same loss, gradients and attention maps with and without checkpointing (drop path on)", async () => {
     await withBackend(backend, () => {
-      const m = small({ dropPathRate: 0.3 });
-      const images = tf.randomNormal([2, 16, 16, 3], 0, 1, "float32", 4);
-      const step = () =>
+      const m = small({ dropPathRate: 0.5 });
+      const images = tf.randomNormal([4, 16, 16, 3], 0, 1, "float32", 7);
+      const run = (checkpointBlocks: boolean) =>
         tf.tidy(() => {
+          let attention: tf.Tensor | undefined;
           const { value, grads } = tf.variableGrads(() => {
-            const out = m.forward(images, { attentions: true, intermediates: [1] });
-            return tf.add(tf.mean(tf.square(out.tokens)), tf.mean(out.attentions![0])) as tf.Scalar;
+            const out = m.forward(images, { rng: Rng.seed(8), checkpointBlocks, attentions: true });
+            attention = tf.keep(out.attentions![1]);
+            return tf.mean(tf.square(out.tokens)) as tf.Scalar;
           });
-          expect(Object.keys(grads)).toHaveLength(m.parameters().length);
-          return value;
+          const flat = tf.concat(m.parameters().map((p) => grads[p.name].flatten()));
+          return { value, flat, attention: attention! };
         });
-      step().dispose();
-      const before = tf.memory().numTensors;
-      for (let i = 0; i < 3; i++) step().dispose();
-      expect(tf.memory().numTensors).toBe(before);
-      images.dispose();
+      const plain = run(false);
+      const ckpt = run(true);
+      expect(ckpt.value.dataSync()[0]).toBeCloseTo(plain.value.dataSync()[0], 6);
+      expect(tf.max(tf.abs(tf.sub(ckpt.flat, plain.flat))).dataSync()[0]).toBeLessThan(1e-6);
+      expect(tf.max(tf.abs(tf.sub(ckpt.attention, plain.attention))).dataSync()[0]).toBeLessThan(
+        1e-6,
+      );
+      tf.dispose([
+        images,
+        plain.value,
+        plain.flat,
+        plain.attention,
+        ckpt.value,
+        ckpt.flat,
+        ckpt.attention,
+      ]);
       m.dispose();
     });
   });
+
+  it.each([
+    ["", false],
+    [", checkpointed blocks", true],
+  ])(
+    "leaks no tensors across forward + backward steps (train mode, drop path, attentions%s)",
+    async (_, checkpointBlocks) => {
+      await withBackend(backend, () => {
+        const m = small({ dropPathRate: 0.3, checkpointBlocks });
+        const images = tf.randomNormal([2, 16, 16, 3], 0, 1, "float32", 4);
+        const step = () =>
+          tf.tidy(() => {
+            const { value, grads } = tf.variableGrads(() => {
+              const out = m.forward(images, { attentions: true, intermediates: [1] });
+              return tf.add(
+                tf.mean(tf.square(out.tokens)),
+                tf.mean(out.attentions![0]),
+              ) as tf.Scalar;
+            });
+            expect(Object.keys(grads)).toHaveLength(m.parameters().length);
+            return value;
+          });
+        step().dispose();
+        const before = tf.memory().numTensors;
+        for (let i = 0; i < 3; i++) step().dispose();
+        expect(tf.memory().numTensors).toBe(before);
+        images.dispose();
+        m.dispose();
+      });
+    },
+  );
 });

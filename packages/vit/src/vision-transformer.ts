@@ -11,6 +11,7 @@ import {
   truncNormal,
 } from "@sit/core";
 import { Block } from "./block";
+import { gradientCheckpoint } from "./checkpoint";
 import { PatchEmbed, applyNorm } from "./layers";
 import { interpolatePosEmbed } from "./pos-embed";
 
@@ -36,6 +37,13 @@ export interface VisionTransformerConfig {
   layerNormEps?: number;
   /** Stochastic depth: block i drops with probability `dropPathRate·i/(depth−1)`. Default 0. */
   dropPathRate?: number;
+  /**
+   * Recompute each block in the backward pass instead of keeping its intermediates (gradient
+   * checkpointing): about one extra forward of compute for a fraction of the memory. Needed on
+   * wasm for depth 12 at batch 64. Default false; {@link VitForwardOptions.checkpointBlocks}
+   * overrides it per call.
+   */
+  checkpointBlocks?: boolean;
   /** Generator of the initial weights (and, split off, of the drop-path draws). */
   rng: Rng;
 }
@@ -53,6 +61,8 @@ export interface VitForwardOptions {
   attentions?: boolean;
   /** Generator of this call's drop-path draws (default: the model's own). */
   rng?: Rng;
+  /** Gradient checkpointing per block for this call (default: the model's setting). */
+  checkpointBlocks?: boolean;
 }
 
 /** What {@link VisionTransformer.forward} returns (all after the final LayerNorm except intermediates). */
@@ -103,6 +113,8 @@ export class VisionTransformer extends Module {
   readonly patchEmbed: PatchEmbed;
   readonly blocks: Block[];
   readonly norm: LayerNorm;
+  /** Default of {@link VitForwardOptions.checkpointBlocks}. */
+  checkpointBlocks: boolean;
   private readonly dropPathRng: Rng;
 
   constructor(config: VisionTransformerConfig) {
@@ -167,6 +179,7 @@ export class VisionTransformer extends Module {
       new LayerNorm(this.embedDim, config.layerNormEps ?? 1e-6),
     );
     this.dropPathRng = rng.split();
+    this.checkpointBlocks = config.checkpointBlocks === true;
   }
 
   /** Number of patch tokens at the trained size. */
@@ -209,10 +222,34 @@ export class VisionTransformer extends Module {
       let x = tf.add(tf.concat([cls, patches], 1), this.positionEmbedding(grid)) as tf.Tensor3D;
       const intermediates = new Map<number, tf.Tensor3D>();
       const attentions: tf.Tensor4D[] = [];
+      const useCheckpoints = options.checkpointBlocks ?? this.checkpointBlocks;
+      const wantAttention = options.attentions === true;
       this.blocks.forEach((block, i) => {
-        const r = block.apply(x, { rng, returnAttention: options.attentions === true });
-        x = r.output;
-        if (r.attention) attentions.push(r.attention);
+        const dropScales = block.drawDropScales(b, rng);
+        if (useCheckpoints) {
+          let attention: tf.Tensor4D | undefined;
+          x = gradientCheckpoint(
+            (xi) => {
+              const r = block.apply(xi, {
+                dropScales,
+                returnAttention: wantAttention && !attention,
+              });
+              // keep the probabilities of the first (forward) evaluation beyond the op's tidy
+              if (r.attention) attention = tf.keep(r.attention);
+              return r.output;
+            },
+            x,
+            block.parameters().filter((p) => p.trainable),
+          ) as tf.Tensor3D;
+          if (attention) {
+            attentions.push(tf.clone(attention)); // tracked by this scope again
+            attention.dispose();
+          }
+        } else {
+          const r = block.apply(x, { dropScales, returnAttention: wantAttention });
+          x = r.output;
+          if (r.attention) attentions.push(r.attention);
+        }
         if (wanted.includes(i))
           intermediates.set(
             i,

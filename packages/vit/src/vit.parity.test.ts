@@ -59,25 +59,34 @@ describe.each(TEST_BACKENDS)("VisionTransformer parity with PyTorch on %s", (bac
     });
   });
 
-  it("matches every grad.* (all parameters and the input) within 1e-4", async () => {
-    await withBackend(backend, () => {
-      const model = buildModel();
-      loadFromTorch(model, t);
-      const input = tf.variable(nchwToNhwc(t.input));
-      const params = model.namedParameters();
-      const { value, grads } = tf.variableGrads(
-        () => tf.sum(tf.mul(model.forward(input).tokens, t["loss.weights"])) as tf.Scalar,
-        [input, ...params.map(([, p]) => p)],
-      );
-      const expected = convertFromTorch(model, t, "grad.");
-      for (const [name, p] of params)
-        expectCloseToScale(grads[p.name], expected[name], 1e-4, `grad.${name}`);
-      const gradInput = nchwToNhwc(t["grad.input"]);
-      expectCloseToScale(grads[input.name], gradInput, 1e-4, "grad.input");
-      tf.dispose([value, gradInput, input, ...Object.values(grads), ...Object.values(expected)]);
-      model.dispose();
-    });
-  });
+  it.each([
+    ["", false],
+    [" with gradient checkpointing", true],
+  ])(
+    "matches every grad.* (all parameters and the input) within 1e-4%s",
+    async (_, checkpointBlocks) => {
+      await withBackend(backend, () => {
+        const model = buildModel();
+        loadFromTorch(model, t);
+        const input = tf.variable(nchwToNhwc(t.input));
+        const params = model.namedParameters();
+        const { value, grads } = tf.variableGrads(
+          () =>
+            tf.sum(
+              tf.mul(model.forward(input, { checkpointBlocks }).tokens, t["loss.weights"]),
+            ) as tf.Scalar,
+          [input, ...params.map(([, p]) => p)],
+        );
+        const expected = convertFromTorch(model, t, "grad.");
+        for (const [name, p] of params)
+          expectCloseToScale(grads[p.name], expected[name], 1e-4, `grad.${name}`);
+        const gradInput = nchwToNhwc(t["grad.input"]);
+        expectCloseToScale(grads[input.name], gradInput, 1e-4, "grad.input");
+        tf.dispose([value, gradInput, input, ...Object.values(grads), ...Object.values(expected)]);
+        model.dispose();
+      });
+    },
+  );
 });
 
 describe("VisionTransformer state dict", () => {
