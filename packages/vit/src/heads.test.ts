@@ -55,21 +55,37 @@ describe("classification heads", () => {
 
   it("learns a toy task: ViT + SitClassifier cross-entropy falls over a few SGD steps", () => {
     const rng = Rng.seed(3);
-    const vit = new VisionTransformer({ imgSize: 8, patchSize: 4, embedDim: 16, depth: 2, numHeads: 2, rng });
+    const vit = new VisionTransformer({
+      imgSize: 8,
+      patchSize: 4,
+      embedDim: 16,
+      depth: 2,
+      numHeads: 2,
+      rng,
+    });
     const head = new SitClassifier(16, 2, { rng });
     // class 1 images are brighter: a pattern the model can pick up in a few steps
     const labels = [0, 1, 0, 1, 1, 0, 1, 0];
     const images = tf.tidy(() =>
-      tf.add(tf.randomNormal([8, 8, 8, 3], 0, 0.5, "float32", 4), tf.tensor4d(labels, [8, 1, 1, 1])),
+      tf.add(
+        tf.randomNormal([8, 8, 8, 3], 0, 0.5, "float32", 4),
+        tf.tensor4d(labels, [8, 1, 1, 1]),
+      ),
     );
     const onehot = tf.oneHot(tf.tensor1d(labels, "int32"), 2);
     const opt = tf.train.adam(3e-3);
     const params = [...vit.parameters(), ...head.parameters()];
     const step = () =>
-      tf.tidy(() =>
-        opt
-          .minimize(() => tf.losses.softmaxCrossEntropy(onehot, head.apply(vit.forward(images))) as tf.Scalar, true, params)!
-          .dataSync()[0],
+      tf.tidy(
+        () =>
+          opt
+            .minimize(
+              () =>
+                tf.losses.softmaxCrossEntropy(onehot, head.apply(vit.forward(images))) as tf.Scalar,
+              true,
+              params,
+            )!
+            .dataSync()[0],
       );
     const first = step();
     let last = first;
