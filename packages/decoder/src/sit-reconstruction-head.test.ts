@@ -1,11 +1,11 @@
 import * as tf from "@tensorflow/tfjs";
-import { Rng, ShapeError } from "@sit/core";
+import { Rng, ShapeError, toTorchStateDict } from "@sit/core";
 import { TEST_BACKENDS, loadFixture, withBackend } from "@sit/testing";
 import { VisionTransformer } from "@sit/vit";
 import { afterAll, describe, expect, it } from "vitest";
 import { SitReconstructionHead } from "./sit-reconstruction-head";
 import { expectCloseToScale } from "./testing/compare";
-import { exportToTorch, loadFromTorch } from "./testing/torch";
+import { gradientToTorch, loadFromTorch } from "./testing/torch";
 
 // rec_head.safetensors: SiT's RECHead (D 48, patch 4, 3 channels) in PyTorch, patch tokens → NCHW image.
 const rec = loadFixture("rec_head.safetensors");
@@ -99,7 +99,7 @@ describe.each(TEST_BACKENDS)("SitReconstructionHead parity with PyTorch on %s", 
         headParams.map(([, p]) => p),
       );
       for (const [name, p] of headParams) {
-        const ours = toTorchLike(head, name, grads[p.name]);
+        const ours = gradientToTorch(head, name, grads[p.name]);
         const flat = ours.dataSync();
         const norm = tf.norm(ours).dataSync()[0];
         const ref = FLOAT64_HEAD_GRADS[name];
@@ -125,15 +125,6 @@ describe.each(TEST_BACKENDS)("SitReconstructionHead parity with PyTorch on %s", 
   });
 });
 
-/** A gradient of `name` in PyTorch's layout (through the same layout tags as the parameter). */
-function toTorchLike(module: SitReconstructionHead, name: string, g: tf.Tensor): tf.Tensor {
-  const layout = new Map(module.namedTorchLayouts()).get(name);
-  if (!layout) return g.clone();
-  if (layout.kind === "linear") return tf.transpose(g);
-  const [d, ch, kh, kw] = layout.torchShape;
-  return tf.tidy(() => tf.transpose(g.reshape([d, kh, kw, ch]), [0, 3, 1, 2]));
-}
-
 describe("SitReconstructionHead state dict and inputs", () => {
   it("has SiT's RECHead names (rec_head.safetensors, and sit_step's rec_head.* prefix) and round-trips", () => {
     const head = recHead();
@@ -143,7 +134,7 @@ describe("SitReconstructionHead state dict and inputs", () => {
       .map((k) => k.slice("student.rec_head.".length));
     expect(stepNames).toEqual(REC_NAMES);
     loadFromTorch(head, rec.tensors);
-    const exported = exportToTorch(head);
+    const exported = toTorchStateDict(head);
     for (const name of REC_NAMES)
       expect(Array.from(exported[name].dataSync()), name).toEqual(
         Array.from(rec.tensors[name].dataSync()),
