@@ -38,7 +38,7 @@ export const USAGE = `Options:
   --batch-size N         override the pretraining batch size
   --max-steps N          stop pretraining after N steps in total
   --no-pretrain          fine-tune from random initialisation (the baseline)
-  --from teacher|student which pretrained network to fine-tune (default teacher)
+  --from teacher|student which pretrained backbone to evaluate (default student)
   --print-config         print the resolved configuration and exit
   --help                 this text
 Re-running with the same --out resumes: finished stages are skipped, pretraining continues

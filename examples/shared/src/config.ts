@@ -77,8 +77,8 @@ export const exampleSchema = z
         randAugment: z.boolean().default(true),
         dropPathRate: z.number().min(0).lt(1).default(0.1),
         cropScale: range.default([0.08, 1]),
-        /** Which pretrained network to fine-tune: the EMA teacher (DINO's convention) or the student. */
-        from: z.enum(["teacher", "student"]).default("teacher"),
+        /** Which pretrained backbone to evaluate: the student (default; MoCo v3 evaluates its online encoder, and GMML-style methods have no teacher) or the EMA teacher (DINO's convention). */
+        from: z.enum(["teacher", "student"]).default("student"),
       })
       .strict()
       .default({}),
