@@ -60,7 +60,10 @@ function naiveStep(
       const p1 = p.mul(1 - lr * decay);
       const mNew = m[i].mul(b1).add(g.mul(1 - b1));
       const vNew = v[i].mul(b2).add(g.square().mul(1 - b2));
-      const denom = vNew.sqrt().div(Math.sqrt(1 - b2 ** t)).add(eps);
+      const denom = vNew
+        .sqrt()
+        .div(Math.sqrt(1 - b2 ** t))
+        .add(eps);
       p.assign(p1.sub(mNew.div(denom).mul(lr / (1 - b1 ** t))));
       m[i].assign(mNew);
       v[i].assign(vNew);
@@ -87,9 +90,17 @@ async function benchBackend(backend: BackendName, steps: number) {
   const grads = Object.fromEntries(
     shapes.map(([n, s], i) => [n, tf.randomNormal(s, 0, 0.01, "float32", 1000 + i)]),
   );
-  const impls: Record<string, { msPerStep: number; kernelsPerStep: number; tensorsLeaked: number }> = {};
+  const impls: Record<
+    string,
+    { msPerStep: number; kernelsPerStep: number; tensorsLeaked: number }
+  > = {};
   for (const implementation of ["host", "device"] as const) {
-    const opt = new AdamW(params, { lr: 1e-4, weightDecay: 0.04, clipPerTensor: 3, implementation });
+    const opt = new AdamW(params, {
+      lr: 1e-4,
+      weightDecay: 0.04,
+      clipPerTensor: 3,
+      implementation,
+    });
     const before = tf.memory().numTensors;
     // The device path on wasm pays for tfjs's Slice/SplitV copying whole buffers: time fewer steps.
     const n = implementation === "device" && backend !== "webgpu" ? 2 : steps;
@@ -108,7 +119,10 @@ async function benchBackend(backend: BackendName, steps: number) {
   const m = params.map(([, p]) => tf.variable(tf.zerosLike(p), false));
   const v = params.map(([, p]) => tf.variable(tf.zerosLike(p), false));
   let t = 0;
-  const naiveMs = await timeIt(() => naiveStep(params, grads, m, v, ++t), Math.max(2, Math.floor(steps / 4)));
+  const naiveMs = await timeIt(
+    () => naiveStep(params, grads, m, v, ++t),
+    Math.max(2, Math.floor(steps / 4)),
+  );
   const naiveKernels = (await tf.profile(() => naiveStep(params, grads, m, v, ++t))).kernels.length;
 
   const result = {
@@ -128,7 +142,8 @@ async function benchBackend(backend: BackendName, steps: number) {
 const backends = arg("backends", "wasm,cpu").split(",") as BackendName[];
 const steps = Number(arg("steps", "20"));
 const results = [];
-for (const b of backends) results.push(await benchBackend(b, b === "cpu" ? Math.min(steps, 5) : steps));
+for (const b of backends)
+  results.push(await benchBackend(b, b === "cpu" ? Math.min(steps, 5) : steps));
 console.log(
   JSON.stringify(
     {
