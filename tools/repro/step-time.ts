@@ -40,7 +40,8 @@ async function timeSteps(what: string, run: () => void): Promise<number> {
   return ms;
 }
 
-const views = () => [tf.randomNormal([B, img, img, 3]), tf.randomNormal([B, img, img, 3])] as tf.Tensor4D[];
+const views = () =>
+  [tf.randomNormal([B, img, img, 3]), tf.randomNormal([B, img, img, 3])] as tf.Tensor4D[];
 const sit = createSiT({
   backbone: { preset, imgSize: img, patchSize: patch, checkpointBlocks: info.name === "wasm" },
   lambda: 5,
@@ -97,6 +98,10 @@ console.log(
     sitStepMs: Math.round(sitMs),
     fineTuneStepMs: Math.round(fineTuneMs),
     evalForwardMs: Math.round(forwardMs),
-    machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavg: loadavg().map((x) => +x.toFixed(2)) },
+    machine: {
+      cpus: cpus().length,
+      model: cpus()[0]?.model,
+      loadavg: loadavg().map((x) => +x.toFixed(2)),
+    },
   }),
 );

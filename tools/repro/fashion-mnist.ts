@@ -1,0 +1,248 @@
+// The Fashion-MNIST reproduction study (issue 8): random init vs SiT vs GMML-only vs MoCo v3 vs MAE,
+// same ViT and step budget, pretrained on the training images only; k-NN, linear probe and
+// fine-tuning with 1 %, 10 % and 100 % of the labels. Resumable (out/results.json); renders
+// <report>/fashion-mnist.md and fashion-mnist.png.
+//
+//   npx tsx tools/repro/fashion-mnist.ts --data DIR [--budget smoke|cpu|gpu] [--out DIR]
+//       [--report DIR | --no-report] [--backend NAME] [budget flags, see --help]
+import { mkdirSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { type BackendName, ConfigError, initBackend, writeFileAtomic } from "@sit/core";
+import { METHODS, type Method } from "./lib/methods";
+import { renderStudyMarkdown, renderStudyPlot } from "./lib/report";
+import { type StudyBudget, collectResults, isFashionMnistDir, runStudy } from "./lib/study";
+
+const REPO = fileURLToPath(new URL("../../", import.meta.url));
+
+/** Named budgets; any flag below overrides a field. */
+export const BUDGETS: Record<"smoke" | "cpu" | "gpu", StudyBudget> = {
+  // Every stage for a moment on tiny data (CI).
+  smoke: {
+    methods: [...METHODS],
+    imgSize: 28,
+    patchSize: 7,
+    embedDim: 32,
+    depth: 1,
+    numHeads: 2,
+    projHidden: 64,
+    decoderDim: 32,
+    decoderDepth: 1,
+    batchSize: 16,
+    steps: 2,
+    lambda: 5,
+    seed: 0,
+    pretrainImages: 100,
+    testImages: 40,
+    fractions: [0.2, 1],
+    knnK: 20,
+    probeEpochs: 2,
+    finetuneEpochs: 1,
+    fewshotEpochs: 1,
+    finetuneBatch: 32,
+    from: "student",
+  },
+  // What a 2-core CPU (wasm backend) finishes in about a working day.
+  cpu: {
+    methods: [...METHODS],
+    imgSize: 28,
+    patchSize: 4,
+    embedDim: 192,
+    depth: 6,
+    numHeads: 3,
+    projHidden: 1024,
+    decoderDim: 128,
+    decoderDepth: 2,
+    batchSize: 64,
+    steps: 1500,
+    lambda: 5,
+    seed: 0,
+    pretrainImages: 10000,
+    testImages: 2000,
+    fractions: [0.01, 0.1, 1],
+    knnK: 20,
+    probeEpochs: 50,
+    finetuneEpochs: 5,
+    fewshotEpochs: 30,
+    finetuneBatch: 64,
+    from: "student",
+  },
+  // The full study on a GPU backend: all 60,000 training and 10,000 test images.
+  gpu: {
+    methods: [...METHODS],
+    imgSize: 28,
+    patchSize: 4,
+    embedDim: 192,
+    depth: 12,
+    numHeads: 3,
+    projHidden: 2048,
+    decoderDim: 128,
+    decoderDepth: 2,
+    batchSize: 256,
+    steps: 46800,
+    lambda: 5,
+    seed: 0,
+    fractions: [0.01, 0.1, 1],
+    knnK: 20,
+    probeEpochs: 100,
+    finetuneEpochs: 100,
+    fewshotEpochs: 200,
+    finetuneBatch: 128,
+    from: "student",
+  },
+};
+
+export const FULL_GPU_COMMAND =
+  "npx tsx tools/repro/fashion-mnist.ts --data /path/to/fashion-mnist --budget gpu --backend tensorflow --out runs/fashion-mnist-gpu";
+
+const INT_FLAGS = {
+  steps: "steps",
+  batch: "batchSize",
+  dim: "embedDim",
+  depth: "depth",
+  heads: "numHeads",
+  patch: "patchSize",
+  "proj-hidden": "projHidden",
+  "pretrain-images": "pretrainImages",
+  "test-images": "testImages",
+  "knn-k": "knnK",
+  "probe-epochs": "probeEpochs",
+  "finetune-epochs": "finetuneEpochs",
+  "fewshot-epochs": "fewshotEpochs",
+  "finetune-batch": "finetuneBatch",
+  seed: "seed",
+  "decoder-dim": "decoderDim",
+  "decoder-depth": "decoderDepth",
+} as const;
+
+const USAGE = `Usage: npx tsx tools/repro/fashion-mnist.ts --data DIR [options]
+  --data DIR          folder with Fashion-MNIST's IDX files (train-images-idx3-ubyte[.gz], …)
+  --budget NAME       smoke | cpu | gpu (default cpu); the flags below override its fields
+  --out DIR           state, checkpoints, logs (default runs/fashion-mnist-<budget>)
+  --report DIR        where fashion-mnist.md/.png go (default docs/results); --no-report: none
+  --backend NAME      tensorflow | webgpu | wasm | cpu | auto (default auto)
+  --methods LIST      ${METHODS.join(",")} (default all)
+  --fractions LIST    label fractions, e.g. 0.01,0.1,1
+  --lambda X          SiT's λ;  --from student|teacher  (backbone evaluated)
+  ${Object.keys(INT_FLAGS)
+    .map((f) => `--${f} N`)
+    .join(", ")}`;
+
+/** Parse the command line into paths and a budget. */
+export function parseStudyArgs(argv: string[]): {
+  data: string;
+  out: string;
+  report: string | null;
+  backend: string;
+  budget: StudyBudget;
+  quiet: boolean;
+  name: string;
+} {
+  const options: Record<string, { type: "string" | "boolean" }> = {
+    data: { type: "string" },
+    budget: { type: "string" },
+    out: { type: "string" },
+    report: { type: "string" },
+    "no-report": { type: "boolean" },
+    backend: { type: "string" },
+    methods: { type: "string" },
+    fractions: { type: "string" },
+    lambda: { type: "string" },
+    from: { type: "string" },
+    quiet: { type: "boolean" },
+    help: { type: "boolean" },
+  };
+  for (const f of Object.keys(INT_FLAGS)) options[f] = { type: "string" };
+  const { values: v } = parseArgs({ args: argv, options, strict: true });
+  if (v.help) throw new ConfigError(USAGE);
+  const name = (v.budget as string | undefined) ?? "cpu";
+  if (!(name in BUDGETS))
+    throw new ConfigError(`--budget: expected smoke, cpu or gpu, got ${JSON.stringify(name)}`);
+  const budget: StudyBudget = { ...BUDGETS[name as keyof typeof BUDGETS] };
+  for (const [flag, field] of Object.entries(INT_FLAGS)) {
+    const raw = v[flag] as string | undefined;
+    if (raw === undefined) continue;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < (field === "seed" ? 0 : 1))
+      throw new ConfigError(`--${flag}: expected a positive integer, got ${JSON.stringify(raw)}`);
+    (budget as unknown as Record<string, number>)[field] = n;
+  }
+  if (v.methods) {
+    const list = (v.methods as string).split(",");
+    const bad = list.find((m) => !METHODS.includes(m as Method));
+    if (bad)
+      throw new ConfigError(
+        `--methods: expected names from ${METHODS.join(", ")}, got ${JSON.stringify(bad)}`,
+      );
+    budget.methods = list as Method[];
+  }
+  if (v.fractions) {
+    budget.fractions = (v.fractions as string).split(",").map(Number);
+    if (budget.fractions.some((f) => !(f > 0 && f <= 1)))
+      throw new ConfigError(
+        `--fractions: expected numbers in (0, 1], got ${JSON.stringify(v.fractions)}`,
+      );
+  }
+  if (v.lambda !== undefined) budget.lambda = Number(v.lambda);
+  if (v.from !== undefined) {
+    if (v.from !== "student" && v.from !== "teacher")
+      throw new ConfigError(`--from: expected student or teacher, got ${JSON.stringify(v.from)}`);
+    budget.from = v.from;
+  }
+  const data = v.data as string | undefined;
+  if (!data)
+    throw new ConfigError(`--data: required (a folder with Fashion-MNIST's IDX files)\n${USAGE}`);
+  if (!isFashionMnistDir(data))
+    throw new ConfigError(
+      `--data: ${data} holds no Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-images-idx3-ubyte[.gz])`,
+    );
+  return {
+    data: resolve(data),
+    out: resolve((v.out as string | undefined) ?? join("runs", `fashion-mnist-${name}`)),
+    report: v["no-report"]
+      ? null
+      : resolve((v.report as string | undefined) ?? join(REPO, "docs", "results")),
+    backend: (v.backend as string | undefined) ?? "auto",
+    budget,
+    quiet: v.quiet === true,
+    name,
+  };
+}
+
+/** Run the study and write the report; returns the report's markdown (or null without a report). */
+export async function main(argv: string[]): Promise<string | null> {
+  const args = parseStudyArgs(argv);
+  const info = await initBackend(args.backend as BackendName | "auto", { log: !args.quiet });
+  const t0 = performance.now();
+  const store = await runStudy(args.budget, { data: args.data, out: args.out, quiet: args.quiet });
+  const done = args.budget.methods.every((m) =>
+    args.budget.fractions.every((f) => store.get(`${m}/finetune@${f}`) !== undefined),
+  );
+  store.setMeta({ complete: done, lastRunSec: (performance.now() - t0) / 1000 });
+  if (!args.report) return null;
+  mkdirSync(args.report, { recursive: true });
+  const results = collectResults(store, args.budget);
+  writeFileAtomic(join(args.report, "fashion-mnist.png"), renderStudyPlot(results, args.budget));
+  const threads = info.threads ? `, ${info.threads} threads` : "";
+  const md = renderStudyMarkdown({
+    budget: args.budget,
+    results,
+    data: store.meta.data as { train: number; test: number },
+    machine: `${cpus().length} × ${cpus()[0]?.model ?? "CPU"}, tfjs ${info.name} backend${threads}, load average ${loadavg()[0].toFixed(1)} at the end`,
+    command: `npx tsx tools/repro/fashion-mnist.ts --data /path/to/fashion-mnist --budget ${args.name}`,
+    fullCommand: FULL_GPU_COMMAND,
+    plotFile: "fashion-mnist.png",
+    complete: done,
+  });
+  writeFileAtomic(join(args.report, "fashion-mnist.md"), md);
+  return md;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2)).catch((err) => {
+    console.error(err instanceof ConfigError ? err.message : err);
+    process.exitCode = 1;
+  });
+}

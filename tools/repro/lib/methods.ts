@@ -1,0 +1,98 @@
+import type { Recipe } from "@sit/train";
+import { createGmmlOnly, createMAE, createMoCoV3, createSiT } from "@sit/recipes";
+import type { VisionTransformer } from "@sit/vit";
+
+/** The methods the study compares; `random` is no pretraining (random initialisation). */
+export const METHODS = ["random", "sit", "gmml", "mocov3", "mae"] as const;
+export type Method = (typeof METHODS)[number];
+
+/** Display names (table rows and plot legend). */
+export const METHOD_LABELS: Readonly<Record<Method, string>> = {
+  random: "Random init.",
+  sit: "SiT",
+  gmml: "GMML only",
+  mocov3: "MoCo v3",
+  mae: "MAE",
+};
+
+/** The ViT and heads every method shares, and the pretraining budget. */
+export interface ModelBudget {
+  imgSize: number;
+  patchSize: number;
+  embedDim: number;
+  depth: number;
+  numHeads: number;
+  /** Hidden width of the projection head (SiT, MoCo v3) and of MoCo v3's predictor. */
+  projHidden: number;
+  /** MAE's transformer decoder: width and depth (heads: width / 32). */
+  decoderDim: number;
+  decoderDepth: number;
+  batchSize: number;
+  steps: number;
+  /** SiT's λ. */
+  lambda: number;
+  seed: number;
+}
+
+/** A pretraining recipe with the backbone it trains and the EMA teacher's, when it has one. */
+export interface MethodRecipe {
+  recipe: Recipe<unknown> & { dispose(): void };
+  student: VisionTransformer;
+  teacher?: VisionTransformer;
+}
+
+/**
+ * Build `method`'s recipe from @sit/recipes with the shared backbone (1-channel input, drop path
+ * 0.1) and optimiser (SiT's AdamW schedules: lr 5e-4·B/256 with warm-up over the first 10 % of the
+ * steps, cosine to 1e-6, weight decay 0.04 → 0.1, per-tensor clipping 3). Each method keeps its own
+ * published loss settings (SiT: GMML zeros fill + λ; GMML: the same corruption, no teacher;
+ * MoCo v3: τ 0.2, momentum 0.99 → 1; MAE: 75 % random tokens, normalised-pixel loss).
+ */
+export function createMethod(
+  method: Exclude<Method, "random">,
+  b: ModelBudget,
+  stepsPerEpoch: number,
+): MethodRecipe {
+  const epochs = Math.max(1, Math.ceil(b.steps / stepsPerEpoch));
+  const backbone = {
+    imgSize: b.imgSize,
+    patchSize: b.patchSize,
+    inChans: 1,
+    embedDim: b.embedDim,
+    depth: b.depth,
+    numHeads: b.numHeads,
+    dropPathRate: 0.1,
+  };
+  // Warm-up: a tenth of the run (SiT's 10 of 100 epochs), in whole epochs as the schedules count.
+  const warmupEpochs = Math.floor(epochs / 10);
+  const optim = { batchSize: b.batchSize, epochs, stepsPerEpoch, warmupEpochs };
+  const projection = { hidden: b.projHidden, outDim: 256 };
+  const seed = b.seed;
+  switch (method) {
+    case "sit": {
+      const r = createSiT({ backbone, projection, optim, lambda: b.lambda, seed });
+      return { recipe: r, student: r.student.backbone, teacher: r.teacher.module.backbone };
+    }
+    case "gmml": {
+      const r = createGmmlOnly({ backbone, optim, seed });
+      return { recipe: r, student: r.student.backbone };
+    }
+    case "mocov3": {
+      const r = createMoCoV3({ backbone, projection, predictorHidden: b.projHidden, optim, seed });
+      return {
+        recipe: r,
+        student: r.student.encoder.backbone,
+        teacher: r.teacherModule?.backbone,
+      };
+    }
+    case "mae": {
+      const decoder = {
+        embedDim: b.decoderDim,
+        depth: b.decoderDepth,
+        numHeads: Math.max(1, b.decoderDim / 32),
+      };
+      const r = createMAE({ backbone, decoder, optim, seed });
+      return { recipe: r, student: r.student.backbone };
+    }
+  }
+}

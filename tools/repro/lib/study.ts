@@ -1,0 +1,248 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { Rng } from "@sit/core";
+import {
+  BatchTransform,
+  DATASET_STATS,
+  DataLoader,
+  type Dataset,
+  RandomHorizontalFlip,
+  RandomResizedCrop,
+  SubsetDataset,
+  ViewPipeline,
+  evalTransform,
+  loadFashionMnist,
+  sitTwoViewTransform,
+} from "@sit/data";
+import { extractFeatures, firstKPerClass, knnEval, linearProbe, selectRows } from "@sit/eval";
+import { StageStore, fineTuneStage, loadWeights, pretrain, saveWeights } from "@sit/example-shared";
+import { VisionTransformer } from "@sit/vit";
+import { METHODS, type Method, type ModelBudget, createMethod } from "./methods";
+
+/** Everything that defines a study run (its fingerprint: results of another budget are not mixed in). */
+export interface StudyBudget extends ModelBudget {
+  methods: Method[];
+  /** Pretrain on the first N training images (all when undefined). */
+  pretrainImages?: number;
+  /** Evaluate on the first N test images (all when undefined). */
+  testImages?: number;
+  /** Label fractions for the linear probe and fine-tuning (first-k-per-class subsets). */
+  fractions: number[];
+  knnK: number;
+  probeEpochs: number;
+  /** Fine-tuning epochs with all labels, and with a fraction < 1 of them. */
+  finetuneEpochs: number;
+  fewshotEpochs: number;
+  finetuneBatch: number;
+  /** Which backbone is evaluated where a method has an EMA teacher. */
+  from: "student" | "teacher";
+}
+
+/** Accuracies of one method (fractions in [0, 1]); keys of `linear`/`finetune` are label fractions. */
+export interface MethodResults {
+  pretrain?: { steps: number; elapsedSec: number; lastLoss?: number; meanStepMs?: number };
+  knn?: number;
+  linear: Record<string, number>;
+  finetune: Record<string, number>;
+}
+
+const STATS = DATASET_STATS["fashion-mnist"];
+const NORMALIZE = { mean: [...STATS.mean], std: [...STATS.std] };
+
+function firstN(ds: Dataset, n: number | undefined): Dataset {
+  if (n === undefined || n >= ds.length) return ds;
+  return new SubsetDataset(
+    ds,
+    Int32Array.from({ length: n }, (_, i) => i),
+  );
+}
+
+/** Label fraction → the number of images per class kept (Fashion-MNIST is balanced: 10 classes). */
+export function perClass(train: Dataset, fraction: number): number {
+  return Math.max(1, Math.round((fraction * train.length) / 10));
+}
+
+/**
+ * Run (or resume) the study: for every method, pretrain on the training images (labels unused),
+ * then k-NN, linear probes and fine-tuning at each label fraction. Every finished stage is
+ * recorded in `out/results.json`; pretraining resumes from its checkpoints.
+ */
+export async function runStudy(
+  budget: StudyBudget,
+  options: { data: string; out: string; quiet?: boolean; log?: (line: string) => void },
+): Promise<StageStore> {
+  const log = options.log ?? ((l: string) => console.log(l));
+  const trainAll = loadFashionMnist(options.data, "train");
+  const train = firstN(trainAll, budget.pretrainImages);
+  const test = firstN(loadFashionMnist(options.data, "test"), budget.testImages);
+  const store = new StageStore(join(options.out, "results.json"), budget, {
+    data: { train: train.length, test: test.length },
+  });
+  const size = budget.imgSize;
+  const evalT = evalTransform({ size, resize: size, normalize: STATS, channels: 1 });
+  const ftTrain = new BatchTransform(
+    "images",
+    [
+      new ViewPipeline(new RandomResizedCrop({ size, scale: [0.35, 1] }), [
+        new RandomHorizontalFlip(),
+      ]),
+    ],
+    1,
+  );
+
+  for (const method of budget.methods) {
+    if (!METHODS.includes(method)) throw new Error(`unknown method ${method}`);
+    const dir = join(options.out, method);
+    const weights = join(dir, "backbone.safetensors");
+    const io = { out: dir, quiet: options.quiet, log };
+    if (method !== "random") {
+      const done = await store.run(`${method}/pretrain`, async () => {
+        const loader = new DataLoader(train, {
+          transform: sitTwoViewTransform({
+            size,
+            channels: 1,
+            normalize: STATS,
+            interpolation: "bilinear",
+            blurSigma: [0.1, 1.0],
+          }),
+          batchSize: budget.batchSize,
+          seed: budget.seed,
+          dropLast: true,
+        });
+        const m = createMethod(method, budget, loader.batchesPerEpoch);
+        try {
+          log(`[${method}] pretraining for ${budget.steps} steps`);
+          const summary = await pretrain(m.recipe, {
+            ...io,
+            loader: (e) => loader.epoch(e),
+            epochs: Math.ceil(budget.steps / loader.batchesPerEpoch),
+            stepsPerEpoch: loader.batchesPerEpoch,
+            maxSteps: budget.steps,
+          });
+          if (summary) saveWeights((budget.from === "teacher" && m.teacher) || m.student, weights);
+          return summary;
+        } finally {
+          m.recipe.dispose();
+        }
+      });
+      if (!done) return store; // interrupted: run again to continue
+    }
+    const model = (dropPathRate = 0) => {
+      const vit = new VisionTransformer({
+        imgSize: size,
+        patchSize: budget.patchSize,
+        inChans: 1,
+        embedDim: budget.embedDim,
+        depth: budget.depth,
+        numHeads: budget.numHeads,
+        dropPathRate,
+        rng: Rng.seed(budget.seed).split(),
+      });
+      if (method !== "random") loadWeights(vit, weights);
+      return vit;
+    };
+
+    // Frozen features (cached on disk, keyed by the weights): k-NN and the linear probes.
+    const needFrozen =
+      budget.fractions.some((f) => !store.get(`${method}/linear@${f}`)) ||
+      !store.get(`${method}/knn`);
+    if (needFrozen) {
+      const vit = model();
+      try {
+        const opts = {
+          pool: "cls" as const,
+          transform: evalT,
+          transformKey: `eval-${size}`,
+          cache: { dir: join(options.out, "features") },
+          warn: log,
+        };
+        const trainF = await extractFeatures(vit, train, opts);
+        const testF = await extractFeatures(vit, test, opts);
+        await store.run(`${method}/knn`, async () => {
+          const [r] = knnEval(trainF, testF, {
+            ks: [Math.min(budget.knnK, train.length)],
+            numClasses: 10,
+          });
+          log(`[${method}] k-NN top-1 ${(100 * r.top1).toFixed(2)} %`);
+          return r.top1;
+        });
+        for (const f of budget.fractions)
+          await store.run(`${method}/linear@${f}`, async () => {
+            const rows = firstKPerClass(trainF.labels, perClass(train, f));
+            const r = linearProbe(selectRows(trainF, rows), testF, {
+              epochs: budget.probeEpochs,
+              batchNormNoAffine: true,
+              numClasses: 10,
+              seed: budget.seed,
+            });
+            r.head.dispose();
+            log(
+              `[${method}] linear probe, ${100 * f} % labels: ${(100 * r.last.top1).toFixed(2)} %`,
+            );
+            return r.last.top1;
+          });
+      } finally {
+        vit.dispose();
+      }
+    }
+
+    for (const f of budget.fractions)
+      await store.run(`${method}/finetune@${f}`, async () => {
+        const subset = new SubsetDataset(train, firstKPerClass(train, perClass(train, f)));
+        const vit = model(0.1);
+        try {
+          const r = await fineTuneStage(vit, subset, test, {
+            ...io,
+            name: `finetune-${f}`,
+            epochs: f >= 1 ? budget.finetuneEpochs : budget.fewshotEpochs,
+            batchSize: Math.min(budget.finetuneBatch, subset.length),
+            head: "linear",
+            trainTransform: ftTrain,
+            evalTransform: evalTransform({ size, resize: size, normalize: null, channels: 1 }),
+            testTransform: evalT,
+            normalize: NORMALIZE,
+            numClasses: 10,
+            seed: budget.seed,
+          });
+          log(
+            `[${method}] fine-tuning, ${100 * f} % labels: ${(100 * r.evaluation.top1).toFixed(2)} %`,
+          );
+          return r.evaluation.top1;
+        } finally {
+          vit.dispose();
+        }
+      });
+  }
+  return store;
+}
+
+/** The recorded accuracies of every method, for the report. */
+export function collectResults(
+  store: StageStore,
+  budget: StudyBudget,
+): Record<string, MethodResults> {
+  const out: Record<string, MethodResults> = {};
+  for (const m of budget.methods) {
+    const r: MethodResults = {
+      pretrain: store.get(`${m}/pretrain`),
+      knn: store.get(`${m}/knn`),
+      linear: {},
+      finetune: {},
+    };
+    for (const f of budget.fractions) {
+      const lin = store.get<number>(`${m}/linear@${f}`);
+      const ft = store.get<number>(`${m}/finetune@${f}`);
+      if (lin !== undefined) r.linear[f] = lin;
+      if (ft !== undefined) r.finetune[f] = ft;
+    }
+    out[m] = r;
+  }
+  return out;
+}
+
+/** Whether `dir` holds Fashion-MNIST's IDX files. */
+export function isFashionMnistDir(dir: string): boolean {
+  return ["train-images-idx3-ubyte", "t10k-images-idx3-ubyte"].every(
+    (f) => existsSync(join(dir, f)) || existsSync(join(dir, `${f}.gz`)),
+  );
+}
