@@ -12,3 +12,5 @@ export { gelu } from "./gelu";
 export { multiHeadAttention, packedSelfAttention, type AttentionOptions } from "./attention";
 export { patchify, unpatchify } from "./patchify";
 export { portableKernels } from "./portable";
+export { wasmKernels, setWasmKernels } from "./wasm/register";
+export { batchMatMulBatchLast } from "./wasm/attention";

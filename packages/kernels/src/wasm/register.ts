@@ -1,0 +1,36 @@
+import type { KernelName, KernelSignatures } from "../registry";
+import { registerKernelOverride } from "../registry";
+import { wasmMultiHeadAttention, wasmPackedSelfAttention } from "./attention";
+
+/**
+ * The wasm backend's kernels behind the seam: the fastest composition of existing tfjs wasm
+ * kernels for each operation (see the package README), each tested against `portableKernels`.
+ */
+export const wasmKernels: Readonly<Partial<KernelSignatures>> = Object.freeze({
+  multiHeadAttention: wasmMultiHeadAttention,
+  packedSelfAttention: wasmPackedSelfAttention,
+});
+
+let removeAll: (() => void) | null = null;
+
+/**
+ * Register (`true`, the state after importing this package) or remove (`false`) the built-in wasm
+ * overrides of {@link wasmKernels}. Removing them makes the wasm backend run the portable
+ * implementations — for comparisons and benchmarks. Idempotent.
+ */
+export function setWasmKernels(enabled: boolean): void {
+  if (enabled && !removeAll) {
+    const removers = (Object.keys(wasmKernels) as KernelName[]).map((name) =>
+      registerKernelOverride(name, "wasm", wasmKernels[name] as never),
+    );
+    removeAll = () => {
+      for (const r of removers) r();
+    };
+  } else if (!enabled && removeAll) {
+    removeAll();
+    removeAll = null;
+  }
+}
+
+// On by default: importing the package (or this module) gives models the wasm kernels.
+setWasmKernels(true);
