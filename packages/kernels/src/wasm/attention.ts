@@ -123,9 +123,8 @@ export const wasmMultiHeadAttention: KernelSignatures["multiHeadAttention"] = (
 };
 
 /**
- * wasm `packedSelfAttention`: one transpose takes `qkv [B, N, 3D]` to `[3, N, B·H, hd]` (q, k, v
- * as contiguous blocks, no strided slices), and the gradient comes back the same way (one
- * concat + one transpose).
+ * wasm `packedSelfAttention`: q, k and v leave `qkv [B, N, 3D]` through gathers (no Slice), and
+ * the gradient goes back as one stack of the three (no concat).
  */
 export const wasmPackedSelfAttention: KernelSignatures["packedSelfAttention"] = (
   qkv,
@@ -138,9 +137,12 @@ export const wasmPackedSelfAttention: KernelSignatures["packedSelfAttention"] = 
   return withProbabilities(
     (capture) =>
       withGradient<[tf.Tensor3D], tf.Tensor3D>(([x], save) => {
-        const blocks = tf.transpose(tf.reshape(x, [b, n, 3, d]), [2, 1, 0, 3]); // [3, N, B, D]
+        // q, k, v by a gather along the "which of three" axis: on wasm Slice and the rank-4
+        // transposes that move a 192-wide axis are slow; gather copies contiguous rows. (Inside
+        // this custom-gradient op, gather needs no gradient of its own.)
+        const rows = tf.reshape(x, [b * n, 3, d]);
         const part = (i: number) =>
-          tf.reshape(tf.slice(blocks, [i, 0, 0, 0], [1, n, b, d]), [n, b * h, hd]) as tf.Tensor3D;
+          toTokensFirst(tf.reshape(tf.gather(rows, tf.tensor1d([i], "int32"), 1), [b, n, d]), h);
         const qs = tf.mul(part(0), scale) as tf.Tensor3D;
         const k = part(1);
         const v = part(2);
@@ -151,12 +153,13 @@ export const wasmPackedSelfAttention: KernelSignatures["packedSelfAttention"] = 
           value: fromTokensFirst(out, b),
           backward: (dy, saved) => {
             const grads = backwardTokensFirst(toTokensFirst(dy, h), saved, scale);
-            // [N, B·H, hd] ×3 → [N, B, 3, D] → [B, N, 3D].
+            // [N, B·H, hd] ×3 → [B, N, D] ×3 → stacked [B, N, 3, D] = [B, N, 3D] (pack is cheaper
+            // than concat on wasm).
             const stacked = tf.stack(
-              grads.map((g) => tf.reshape(g, [n, b, d])),
+              grads.map((g) => fromTokensFirst(g, b)),
               2,
             );
-            return [tf.reshape(tf.transpose(stacked, [1, 0, 2, 3]), [b, n, d3])];
+            return [tf.reshape(stacked, [b, n, d3])];
           },
         };
       })(qkv),
