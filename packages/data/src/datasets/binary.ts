@@ -21,7 +21,7 @@ function planarToHwc(src: Uint8Array, height: number, width: number): Uint8Array
   return out;
 }
 
-/** Options of {@link loadCifar}. */
+/** Options of {@link CifarDataset}. */
 export interface CifarOptions {
   /** "train" (5 batches for CIFAR-10, train.bin for CIFAR-100) or "test". */
   split: "train" | "test";
