@@ -2,6 +2,9 @@ import * as tf from "@tensorflow/tfjs";
 import { ConfigError, type Module, ShapeError, checkNumber, invalidArgument } from "@sit/core";
 
 /** A teacher module, or a factory that builds one (same architecture as the student, drop path 0). */
+/** Backends whose tensors live in host memory, where the EMA runs as a plain loop. */
+const HOST_BACKENDS = new Set(["cpu", "wasm"]);
+
 export type TeacherSource<M extends Module> = M | (() => M);
 
 function isModule(x: unknown): x is Module {
@@ -96,6 +99,25 @@ export class EmaTeacher<M extends Module = Module> {
       );
     }
     if (momentum === 1 || tp.length === 0) return;
+    if (HOST_BACKENDS.has(tf.getBackend())) {
+      // cpu/wasm keep tensors in host memory: one typed-array loop per parameter, no kernels.
+      // (On wasm the flat path's final split of a whole network costs minutes: SplitV copies.)
+      const a = Math.fround(momentum);
+      const b = Math.fround(1 - momentum);
+      for (let i = 0; i < tp.length; i++) {
+        const t = tp[i][1];
+        const td = t.dataSync() as Float32Array;
+        const sd = sp[i][1].dataSync() as Float32Array;
+        const out = new Float32Array(td.length);
+        // Float32 rounding of each product, as PyTorch's `mul_(m).add_((1 - m) * θ_s)`.
+        for (let j = 0; j < td.length; j++)
+          out[j] = Math.fround(td[j] * a) + Math.fround(sd[j] * b);
+        const next = tf.tensor(out, t.shape, "float32");
+        t.assign(next);
+        next.dispose();
+      }
+      return;
+    }
     tf.tidy(() => {
       // Reshape is metadata-only, but still one engine call: skip it for 1-D tensors (biases, norms).
       const flat = (v: tf.Tensor): tf.Tensor => (v.rank === 1 ? v : tf.reshape(v, [-1]));
