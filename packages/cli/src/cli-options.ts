@@ -107,6 +107,7 @@ const PRETRAIN_FLAGS: [flag: string, path: string][] = [
   ["checkpointEvery", "train.checkpointEverySteps"],
   ["checkpointEveryEpochs", "train.checkpointEveryEpochs"],
   ["keepLast", "train.keepLast"],
+  ["maxMinutes", "train.maxMinutes"],
   ["tensorboard", "train.tensorboard"],
   ["knnEvery", "monitor.knnEvery"],
   ["knnK", "monitor.k"],
@@ -163,6 +164,11 @@ export function addPretrainOptions(cmd: Command): Command {
     .option("-b, --batch-size <n>", "images per step (default 64)", int(1))
     .option("-e, --epochs <n>", "epochs of the schedules (default 800)", int(1))
     .option("--steps <n>", "stop after this many steps in all", int(1))
+    .option(
+      "--max-minutes <m>",
+      "time budget: stop with a checkpoint after m minutes of this run",
+      num(0.01),
+    )
     .option("--warmup-epochs <n>", "linear lr warm-up epochs (default 10)", int(0))
     .option("--lr <x>", "base learning rate, scaled by batch/256 (default 5e-4)", num(0))
     .option("--min-lr <x>", "final learning rate (default 1e-6)", num(0))

@@ -109,7 +109,9 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
           cio.err("interrupted: checkpoint written; run again with --resume to continue\n");
           return EXIT.interrupted;
         }
-        return r.reason === "completed" ? EXIT.ok : EXIT.interrupted;
+        if (r.reason === "time-budget")
+          cio.err("stopped at the time budget (--max-minutes): checkpoint written\n");
+        return r.reason === "aborted" ? EXIT.interrupted : EXIT.ok;
       },
     ),
   );

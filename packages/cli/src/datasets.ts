@@ -1,6 +1,5 @@
 import { existsSync, readdirSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
 import {
   ConcatDataset,
   DATASET_STATS,
@@ -21,6 +20,7 @@ import {
   loadOxfordPets,
   loadStanfordCars,
 } from "@sit/data";
+import { moduleDir } from "./here";
 import { UsageError } from "./io";
 
 /** Dataset names the CLI knows; anything else is read as a path. */
@@ -65,26 +65,12 @@ export interface DatasetKind {
   open(role: SplitRole): Dataset;
 }
 
-function packageDir(): string | undefined {
-  // ESM: this module's folder; CJS bundles have __dirname instead.
-  try {
-    if (typeof __dirname === "string") return __dirname;
-  } catch {
-    // not CJS
-  }
-  try {
-    return dirname(fileURLToPath(import.meta.url));
-  } catch {
-    return undefined;
-  }
-}
-
 /** The bundled Fashion-MNIST subset, searched from the working directory, then from this package. */
 export function bundledFashionMnistDir(): string {
   try {
     return findBundledFashionMnist(process.cwd());
   } catch (err) {
-    const here = packageDir();
+    const here = moduleDir();
     if (here) {
       try {
         return findBundledFashionMnist(here);

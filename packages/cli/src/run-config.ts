@@ -42,6 +42,8 @@ export const trainSchema = z
     checkpointEveryEpochs: positiveInt.optional(),
     /** Keep the newest k checkpoints (0 keeps all). */
     keepLast: z.number().int().min(0).default(3),
+    /** Stop (with a checkpoint) once this run has trained this many minutes: a time budget. */
+    maxMinutes: z.number().positive().optional(),
     /** Write TensorBoard event files under `<out>/tb`. */
     tensorboard: z.boolean().default(true),
   })

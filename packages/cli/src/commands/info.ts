@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { startBackend } from "../backend";
+import { moduleRequire } from "../here";
 import type { CliIO } from "../io";
 
 /** Packages whose versions `sit info` reports. */
@@ -46,11 +46,11 @@ export interface InfoReport {
   cpu: { model: string; cores: number; availableParallelism: number };
   memory: { totalGiB: number; freeGiB: number };
   /** tfjs flags of interest on the chosen backend. */
-  tfjs: { backend: string; float32Textures?: boolean; webgpu?: boolean; numTensors: number };
+  tfjs: { backend: string; numTensors: number };
 }
 
 function packageVersion(name: string): string | undefined {
-  const req = createRequire(import.meta.url ?? `${process.cwd()}/`);
+  const req = moduleRequire();
   try {
     const path = req.resolve(`${name}/package.json`);
     return (JSON.parse(readFileSync(path, "utf8")) as { version?: string }).version;

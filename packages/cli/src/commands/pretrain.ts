@@ -45,7 +45,8 @@ export interface PretrainRunOptions {
 
 /** What {@link pretrain} did. */
 export interface PretrainResult {
-  reason: FitResult["reason"];
+  /** "completed", "signal" (SIGINT/SIGTERM), "aborted" (options.signal) or "time-budget" (train.maxMinutes). */
+  reason: FitResult["reason"] | "time-budget";
   steps: number;
   /** Epoch of the next step. */
   epoch: number;
@@ -109,6 +110,14 @@ export async function pretrain(
   if (!io.quiet)
     sinks.push(new ConsoleProgressSink(io.progressStream ? { stream: io.progressStream } : {}));
   let lastMonitor: Record<string, number> | undefined;
+  // The time budget aborts fit after the current step (a checkpoint is written).
+  const budget = new AbortController();
+  const timer =
+    config.train.maxMinutes !== undefined
+      ? setTimeout(() => budget.abort(), config.train.maxMinutes * 60_000)
+      : undefined;
+  timer?.unref();
+  const signals = [budget.signal, ...(options.signal ? [options.signal] : [])];
   const optimEpochs = (recipe.config.optim as { epochs: number }).epochs;
   try {
     const result = await fit(new RecipeWithRunInfo(recipe, run), (e) => loader.epoch(e), {
@@ -129,10 +138,10 @@ export async function pretrain(
       ...(config.monitor.knnEvery ? { monitor: knnMonitor(config, run, recipe, io) } : {}),
       onWarning: (m) => note(io, `warning: ${m}`),
       ...(options.handleSignals !== undefined ? { handleSignals: options.handleSignals } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
+      signal: signals.length === 1 ? signals[0] : AbortSignal.any(signals),
     });
     const summary: PretrainResult = {
-      reason: result.reason,
+      reason: result.reason === "aborted" && budget.signal.aborted ? "time-budget" : result.reason,
       steps: result.steps,
       epoch: result.epoch,
       stepsPerEpoch,
@@ -146,6 +155,7 @@ export async function pretrain(
     writeFileAtomic(join(out, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
     return summary;
   } finally {
+    if (timer) clearTimeout(timer);
     await loader.close();
     recipe.dispose();
   }
