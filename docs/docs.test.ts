@@ -1,0 +1,157 @@
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { spawnSync } from "node:child_process";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { basename, dirname, join, relative } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { PICTURES, writeGmmlPictures } from "./scripts/gmml-pictures";
+
+// Every ```ts block of docs/**/*.md runs here, so the guides cannot rot. A block may be skipped
+// only with a reason on the line before it: <!-- snippet: skip (needs a GPU) -->.
+const docs = fileURLToPath(new URL(".", import.meta.url));
+const root = join(docs, "..");
+const require = createRequire(import.meta.url);
+const snippetDir = join(docs, ".snippets"); // git-ignored; inside the repo so @sit/* aliases resolve
+
+function markdownFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) return e.name === "api" || e.name.startsWith(".") ? [] : markdownFiles(p);
+    return e.name.endsWith(".md") && e.name !== "api-index.md" ? [p] : [];
+  });
+}
+
+interface Snippet {
+  file: string;
+  line: number;
+  code: string;
+  skip?: string;
+}
+
+/** The fenced code blocks of a markdown file, with their language and any skip marker. */
+function codeBlocks(text: string): { lang: string; line: number; code: string; skip?: string }[] {
+  const lines = text.split("\n");
+  const out: { lang: string; line: number; code: string; skip?: string }[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const open = /^```(\w*)\s*$/.exec(lines[i]);
+    if (!open) continue;
+    const start = i;
+    const body: string[] = [];
+    for (i++; i < lines.length && !/^```\s*$/.test(lines[i]); i++) body.push(lines[i]);
+    const marker = /^<!--\s*snippet:\s*skip\s*(?:\((.*)\))?\s*-->\s*$/.exec(lines[start - 1] ?? "");
+    out.push({
+      lang: open[1],
+      line: start + 1,
+      code: body.join("\n"),
+      skip: marker ? (marker[1] ?? "").trim() : undefined,
+    });
+  }
+  return out;
+}
+
+const files = markdownFiles(docs);
+const snippets: Snippet[] = files.flatMap((file) =>
+  codeBlocks(readFileSync(file, "utf8"))
+    .filter((b) => b.lang === "ts" || b.lang === "typescript")
+    .map((b) => ({ file, line: b.line, code: b.code, skip: b.skip })),
+);
+
+rmSync(snippetDir, { recursive: true, force: true });
+mkdirSync(snippetDir, { recursive: true });
+afterAll(() => rmSync(snippetDir, { recursive: true, force: true }));
+
+describe("docs: code blocks", () => {
+  it("every JavaScript/TypeScript block is a ts block, and skip markers give a reason", () => {
+    expect(snippets.length).toBeGreaterThanOrEqual(8);
+    for (const file of files)
+      for (const b of codeBlocks(readFileSync(file, "utf8"))) {
+        const where = `${relative(root, file)}:${b.line}`;
+        expect(["js", "javascript", "mjs", "tsx"], `${where}: use \`\`\`ts`).not.toContain(b.lang);
+        if (b.skip !== undefined)
+          expect(b.skip.length, `${where}: a skip needs a reason`).toBeGreaterThan(0);
+      }
+  });
+
+  for (const [i, s] of snippets.entries()) {
+    const name = `${relative(root, s.file)}:${s.line}`;
+    if (s.skip !== undefined) {
+      it.skip(`${name} (skipped: ${s.skip})`, () => {});
+      continue;
+    }
+    it(`${name} runs`, async () => {
+      const path = join(snippetDir, `${basename(s.file, ".md")}-${i}.ts`);
+      // `export {}` makes every snippet a module (top-level await, no shared globals).
+      writeFileSync(path, `${s.code}\nexport {};\n`);
+      const log = console.log;
+      console.log = () => {}; // the snippets' output is for readers
+      try {
+        await import(pathToFileURL(path).href);
+      } finally {
+        console.log = log;
+      }
+    });
+  }
+});
+
+describe("docs: types", () => {
+  it("every snippet typechecks against the packages' sources (tsc -p docs/tsconfig.json)", () => {
+    for (const [i, s] of snippets.entries())
+      writeFileSync(
+        join(snippetDir, `${basename(s.file, ".md")}-${i}.ts`),
+        `${s.code}\nexport {};\n`,
+      );
+    const tsc = spawnSync(
+      process.execPath,
+      [require.resolve("typescript/bin/tsc"), "-p", join(docs, "tsconfig.json")],
+      {
+        encoding: "utf8",
+      },
+    );
+    expect(`${tsc.stdout}${tsc.stderr}`.trim()).toBe("");
+    expect(tsc.status).toBe(0);
+  });
+});
+
+describe("docs: links and pictures", () => {
+  it("relative links point at files that exist", () => {
+    for (const file of files) {
+      const text = readFileSync(file, "utf8");
+      for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        const target = m[1].split("#")[0];
+        if (!target || /^[a-z]+:/.test(target) || target.startsWith("api/")) continue;
+        expect(existsSync(join(dirname(file), target)), `${relative(root, file)} → ${target}`).toBe(
+          true,
+        );
+      }
+    }
+  });
+
+  it("the GMML pictures in docs/images are what docs/scripts/gmml-pictures.ts draws", () => {
+    const tmp = mkdtempSync(join(tmpdir(), "sit-docs-pictures-"));
+    try {
+      const written = writeGmmlPictures(tmp, root);
+      expect(written).toHaveLength(Object.keys(PICTURES).length);
+      for (const p of written) {
+        const committed = join(docs, "images", basename(p));
+        expect(
+          existsSync(committed),
+          `${committed} (run: npx tsx docs/scripts/gmml-pictures.ts)`,
+        ).toBe(true);
+        expect(readFileSync(p).equals(readFileSync(committed)), `${basename(p)} is stale`).toBe(
+          true,
+        );
+      }
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+});
