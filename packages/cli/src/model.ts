@@ -59,8 +59,15 @@ export function inputSize(backbone: VisionTransformer): number {
 
 /** SiT's two-view pretraining transform for a run. */
 export function pretrainTransform(run: RunInfo, size: number) {
+  const a = run.data.augment ?? {};
   return sitTwoViewTransform({
     size,
+    ...(a.flipP !== undefined ? { flipP: a.flipP } : {}),
+    ...(a.grayscaleP !== undefined ? { grayscaleP: a.grayscaleP } : {}),
+    ...(a.blurSigma ? { blurSigma: a.blurSigma } : {}),
+    ...(a.blurP ? { blurP: a.blurP } : {}),
+    ...(a.solarizeP !== undefined ? { solarizeP: a.solarizeP } : {}),
+    ...(a.colorJitter ? { colorJitter: a.colorJitter } : {}),
     scale: run.data.cropScale,
     interpolation: run.data.interpolation,
     normalize: run.stats,

@@ -5,6 +5,7 @@ import { UsageError } from "./io";
 import { RECIPE_NAMES } from "./recipes";
 
 const positiveInt = z.number().int().positive();
+const probability = z.number().min(0).max(1);
 
 /** Where the images come from and how they are prepared. */
 export const dataSchema = z
@@ -24,6 +25,32 @@ export const dataSchema = z
     interpolation: z.enum(["bicubic", "bilinear"]).default("bicubic"),
     /** RandomResizedCrop area range (SiT: [0.2, 1]). */
     cropScale: z.tuple([z.number().gt(0).lte(1), z.number().gt(0).lte(1)]).default([0.2, 1]),
+    /**
+     * Overrides of SiT's two-view augmentation (defaults: @sit/data's `sitTwoViewTransform`, i.e.
+     * SiT v3's ImageNet recipe — its blur σ range is in output pixels, made for 224 px crops).
+     */
+    augment: z
+      .object({
+        flipP: probability.optional(),
+        grayscaleP: probability.optional(),
+        blurSigma: z.tuple([z.number().positive(), z.number().positive()]).optional(),
+        /** Blur probability of view 1 and view 2 (SiT: 1.0 and 0.1). */
+        blurP: z.tuple([probability, probability]).optional(),
+        solarizeP: probability.optional(),
+        colorJitter: z
+          .object({
+            brightness: z.number().min(0),
+            contrast: z.number().min(0),
+            saturation: z.number().min(0),
+            hue: z.number().min(0).max(0.5),
+            p: probability,
+          })
+          .partial()
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .default({}),
     /** Use only this many pretraining images (the first ones): quick runs and tests. */
     limit: positiveInt.optional(),
     /** Data-loader prefetch depth (batches). */
