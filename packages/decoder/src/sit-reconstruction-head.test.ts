@@ -1,11 +1,16 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng, ShapeError, toTorchStateDict } from "@sit/core";
-import { TEST_BACKENDS, loadFixture, withBackend } from "@sit/testing";
+import {
+  TEST_BACKENDS,
+  expectClose,
+  gradientToTorch,
+  loadFixture,
+  loadFromTorch,
+  withBackend,
+} from "@sit/testing";
 import { VisionTransformer } from "@sit/vit";
 import { afterAll, describe, expect, it } from "vitest";
 import { SitReconstructionHead } from "./sit-reconstruction-head";
-import { expectCloseToScale } from "./testing/compare";
-import { gradientToTorch, loadFromTorch } from "./testing/torch";
 
 // rec_head.safetensors: SiT's RECHead (D 48, patch 4, 3 channels) in PyTorch, patch tokens → NCHW image.
 const rec = loadFixture("rec_head.safetensors");
@@ -54,7 +59,7 @@ describe.each(TEST_BACKENDS)("SitReconstructionHead parity with PyTorch on %s", 
       const image = head.apply(rec.tensors["input.patch_tokens"]);
       const expected = toNhwc(rec.tensors["output.image"]);
       expect(image.shape).toEqual([4, 32, 32, 3]);
-      expectCloseToScale(image, expected, 1e-5, "output.image");
+      expectClose(image, expected, 1e-5, "output.image");
       tf.dispose([image, expected]);
       head.dispose();
     });
@@ -86,7 +91,7 @@ describe.each(TEST_BACKENDS)("SitReconstructionHead parity with PyTorch on %s", 
       const recon = () => head.apply(vit.forward(corrupted).patchTokens);
       const r = recon();
       const expected = toNhwc(t["out.reconstruction"]);
-      expectCloseToScale(r, expected, 1e-5, "out.reconstruction");
+      expectClose(r, expected, 1e-5, "out.reconstruction");
       // Lr = Σ|r − x|·m / Σm over all channels (the fixture's metadata); the head only sees λ·Lr.
       const maskSum = tf.mul(tf.sum(mask), 3);
       const headParams = head.namedParameters();
@@ -113,7 +118,7 @@ describe.each(TEST_BACKENDS)("SitReconstructionHead parity with PyTorch on %s", 
         ).toBeLessThan(1e-4 * ref.norm);
         // The fixture's own gradients are valid for convTrans only (see FLOAT64_HEAD_GRADS).
         if (name.startsWith("convTrans"))
-          expectCloseToScale(ours, t[`grad.rec_head.${name}`], 1e-4, `grad.rec_head.${name}`);
+          expectClose(ours, t[`grad.rec_head.${name}`], 1e-4, `grad.rec_head.${name}`);
         ours.dispose();
       }
       // Pins the defect, so this test notices when the fixture is regenerated with valid values.

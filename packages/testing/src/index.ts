@@ -2,3 +2,4 @@ export { fixturePath, loadFixture, loadFixtureRaw, loadSchedules, FIXTURES_DIR }
 export { expectClose, maxRelativeError, maxAbsoluteError } from "./compare";
 export { withBackend, TEST_BACKENDS } from "./backends";
 export { sharedDataDir, describeWithSharedData } from "./shared-data";
+export { loadFromTorch, gradientToTorch } from "./torch";

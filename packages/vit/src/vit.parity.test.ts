@@ -1,9 +1,14 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng, toTorchStateDict } from "@sit/core";
-import { TEST_BACKENDS, loadFixture, withBackend } from "@sit/testing";
+import {
+  TEST_BACKENDS,
+  expectClose,
+  gradientToTorch,
+  loadFixture,
+  loadFromTorch,
+  withBackend,
+} from "@sit/testing";
 import { afterAll, describe, expect, it } from "vitest";
-import { expectCloseToScale } from "./testing/compare";
-import { gradientToTorch, loadFromTorch } from "./testing/torch";
 import { VisionTransformer } from "./vision-transformer";
 
 // vit.safetensors: a PyTorch ViT (img 32, patch 4, dim 48, depth 2, heads 3, erf GELU,
@@ -36,9 +41,9 @@ describe.each(TEST_BACKENDS)("VisionTransformer parity with PyTorch on %s", (bac
       loadFromTorch(model, t);
       const input = nchwToNhwc(t.input);
       const out = model.forward(input, { attentions: true });
-      expectCloseToScale(out.tokens, t["output.tokens"], 1e-5, "output.tokens");
+      expectClose(out.tokens, t["output.tokens"], 1e-5, "output.tokens");
       expect(out.attentions).toHaveLength(config.depth);
-      expectCloseToScale(
+      expectClose(
         out.attentions![config.depth - 1],
         t["output.last_attention"],
         1e-5,
@@ -47,13 +52,8 @@ describe.each(TEST_BACKENDS)("VisionTransformer parity with PyTorch on %s", (bac
       // cls / patchTokens are the two parts of tokens
       const tokens = t["output.tokens"];
       const [b, n1, d] = tokens.shape;
-      expectCloseToScale(out.cls, tokens.slice([0, 0, 0], [b, 1, d]).reshape([b, d]), 1e-5, "cls");
-      expectCloseToScale(
-        out.patchTokens,
-        tokens.slice([0, 1, 0], [b, n1 - 1, d]),
-        1e-5,
-        "patchTokens",
-      );
+      expectClose(out.cls, tokens.slice([0, 0, 0], [b, 1, d]).reshape([b, d]), 1e-5, "cls");
+      expectClose(out.patchTokens, tokens.slice([0, 1, 0], [b, n1 - 1, d]), 1e-5, "patchTokens");
       tf.dispose([input, out.tokens, out.cls, out.patchTokens, ...out.attentions!]);
       model.dispose();
     });
@@ -79,11 +79,11 @@ describe.each(TEST_BACKENDS)("VisionTransformer parity with PyTorch on %s", (bac
         );
         for (const [name, p] of params) {
           const ours = gradientToTorch(model, name, grads[p.name]);
-          expectCloseToScale(ours, t[`grad.${name}`], 1e-4, `grad.${name}`);
+          expectClose(ours, t[`grad.${name}`], 1e-4, `grad.${name}`);
           ours.dispose();
         }
         const gradInput = nchwToNhwc(t["grad.input"]);
-        expectCloseToScale(grads[input.name], gradInput, 1e-4, "grad.input");
+        expectClose(grads[input.name], gradInput, 1e-4, "grad.input");
         tf.dispose([value, gradInput, input, ...Object.values(grads)]);
         model.dispose();
       });

@@ -1,4 +1,4 @@
-// Test support (not exported from the package): the fixtures through @sit/core's PyTorch converters.
+// PyTorch-layout helpers for parity tests: the fixtures through @sit/core's converters.
 import type * as tf from "@tensorflow/tfjs";
 import {
   type Module,
