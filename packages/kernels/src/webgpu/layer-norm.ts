@@ -1,0 +1,148 @@
+import * as tf from "@tensorflow/tfjs";
+import { kernelArgs, makeProgram } from "./program";
+import {
+  blockColumnSums,
+  finishColumnSum,
+  rowThreads,
+  welfordDecl,
+  welfordRow,
+} from "./reductions";
+
+/** tfjs kernel names of the fused LayerNorm (registered for the `webgpu` backend). */
+export const LAYER_NORM_KERNEL = "SitLayerNorm";
+export const LAYER_NORM_GRAD_KERNEL = "SitLayerNormGrad";
+
+/** `y = (x − μ)·rstd·γ + β`, one workgroup per row of `x [M, D]`: one dispatch. */
+function layerNormForward(args: unknown): tf.TensorInfo {
+  const { inputs, backend, attrs } = kernelArgs(args);
+  const { x, gamma, beta } = inputs;
+  const [m, d] = x.shape;
+  const wg = rowThreads(d);
+  const program = makeProgram({
+    key: "sitLayerNorm",
+    outputShape: [m, d],
+    groups: m,
+    threads: wg,
+    variableNames: ["X", "Gamma", "Beta"],
+    uniforms: "eps : f32,",
+    code: `
+  ${welfordDecl(wg)}
+  fn main(index : i32) {
+    let row = sitGroup();
+    let tid = i32(localId.x);
+    let d = uniforms.xShape[1];
+    let ok = row < uniforms.xShape[0];
+    let base = row * d;
+    ${welfordRow("X", "base", "ok", "d", "uniforms.eps")}
+    if (ok) {
+      for (var c = tid; c < d; c += WG) {
+        result[base + c] = (X[base + c] - mu) * rstd * Gamma[c] + Beta[c];
+      }
+    }
+  }`,
+  });
+  return backend.runWebGPUProgram(program, [x, gamma, beta], "float32", [
+    { type: "float32", data: [attrs.eps as number] },
+  ]);
+}
+
+/**
+ * Gradients of LayerNorm from `dy`, `x`, `gamma` (statistics recomputed, not stored):
+ * dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = dy·γ, one workgroup per row (one dispatch);
+ * dγ = Σ dy·x̂ and dβ = Σ dy as block partial sums (one dispatch) finished per parameter (two).
+ */
+function layerNormBackward(args: unknown): tf.TensorInfo[] {
+  const { inputs, backend, attrs } = kernelArgs(args);
+  const { dy, x, gamma } = inputs;
+  const eps = attrs.eps as number;
+  const [m, d] = x.shape;
+  const wg = rowThreads(d);
+  const program = makeProgram({
+    key: "sitLayerNormGradX",
+    outputShape: [m, d],
+    groups: m,
+    threads: wg,
+    variableNames: ["DY", "X", "Gamma"],
+    uniforms: "eps : f32,",
+    code: `
+  ${welfordDecl(wg)}
+  fn main(index : i32) {
+    let row = sitGroup();
+    let tid = i32(localId.x);
+    let d = uniforms.xShape[1];
+    let ok = row < uniforms.xShape[0];
+    let base = row * d;
+    ${welfordRow("X", "base", "ok", "d", "uniforms.eps")}
+    var s1 = 0.0;
+    var s2 = 0.0;
+    if (ok) {
+      for (var c = tid; c < d; c += WG) {
+        let g = DY[base + c] * Gamma[c];
+        s1 += g;
+        s2 += g * (X[base + c] - mu) * rstd;
+      }
+    }
+    wN[tid] = s1;
+    wMean[tid] = s2;
+    workgroupBarrier();
+    sumPairs(tid);
+    let m1 = wN[0] / f32(d);
+    let m2 = wMean[0] / f32(d);
+    if (ok) {
+      for (var c = tid; c < d; c += WG) {
+        let g = DY[base + c] * Gamma[c];
+        let xh = (X[base + c] - mu) * rstd;
+        result[base + c] = rstd * (g - m1 - xh * m2);
+      }
+    }
+  }`,
+  });
+  const dx = backend.runWebGPUProgram(program, [dy, x, gamma], "float32", [
+    { type: "float32", data: [eps] },
+  ]);
+  const partials = blockColumnSums(backend, dy, x, eps);
+  const dgamma = finishColumnSum(backend, partials, 0);
+  const dbeta = finishColumnSum(backend, partials, 1);
+  backend.disposeData(partials.dataId);
+  return [dx, dgamma, dbeta];
+}
+
+let registered = false;
+
+/** Register the fused LayerNorm kernels and the forward's gradient with tfjs (once). */
+export function registerLayerNormKernels(): void {
+  if (registered) return;
+  registered = true;
+  tf.registerKernel({
+    kernelName: LAYER_NORM_KERNEL,
+    backendName: "webgpu",
+    kernelFunc: layerNormForward as unknown as tf.KernelFunc,
+  });
+  tf.registerKernel({
+    kernelName: LAYER_NORM_GRAD_KERNEL,
+    backendName: "webgpu",
+    kernelFunc: layerNormBackward as unknown as tf.KernelFunc,
+  });
+  tf.registerGradient({
+    kernelName: LAYER_NORM_KERNEL,
+    inputsToSave: ["x", "gamma"],
+    gradFunc: (dy, saved, attrs) => {
+      const [x, gamma] = saved;
+      const [dx, dgamma, dbeta] = tf
+        .engine()
+        .runKernel(LAYER_NORM_GRAD_KERNEL, { dy: dy as tf.Tensor, x, gamma }, attrs) as tf.Tensor[];
+      return { x: () => dx, gamma: () => dgamma, beta: () => dbeta };
+    },
+  });
+}
+
+/** The `layerNorm` override for webgpu: one fused kernel forward, one (4 dispatches) backward. */
+export function webgpuLayerNorm(
+  x: tf.Tensor2D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  eps: number,
+): tf.Tensor2D {
+  registerLayerNormKernels();
+  return tf.engine().runKernel(LAYER_NORM_KERNEL, { x, gamma, beta }, { eps }) as tf.Tensor2D;
+}

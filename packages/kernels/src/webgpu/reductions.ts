@@ -1,0 +1,186 @@
+import type * as tf from "@tensorflow/tfjs";
+import { type WebGpuBackendLike, makeProgram } from "./program";
+
+/** Threads of the row-wise kernels (one workgroup per row): a power of two. */
+export function rowThreads(cols: number): number {
+  return cols >= 1024 ? 256 : cols >= 256 ? 128 : 64;
+}
+
+/**
+ * WGSL declarations for a workgroup-wide Welford reduction over `wg` threads: per-thread
+ * (count, mean, M2) triples merged pairwise (Chan et al.), so that mean and variance come out of
+ * one pass over the row and stay accurate when the mean is large against the spread.
+ */
+export function welfordDecl(wg: number): string {
+  return `
+  const WG = ${wg};
+  var<workgroup> wN : array<f32, ${wg}>;
+  var<workgroup> wMean : array<f32, ${wg}>;
+  var<workgroup> wM2 : array<f32, ${wg}>;
+  fn welfordMerge(a : i32, b : i32) {
+    let n = wN[a] + wN[b];
+    if (n > 0.0) {
+      let delta = wMean[b] - wMean[a];
+      wMean[a] = wMean[a] + delta * wN[b] / n;
+      wM2[a] = wM2[a] + wM2[b] + delta * delta * wN[a] * wN[b] / n;
+      wN[a] = n;
+    }
+  }
+  fn sumPairs(tid : i32) {
+    // Tree sum of wN and wMean (used as two plain accumulators) into index 0.
+    for (var s = WG / 2; s > 0; s = s >> 1) {
+      if (tid < s) {
+        wN[tid] = wN[tid] + wN[tid + s];
+        wMean[tid] = wMean[tid] + wMean[tid + s];
+      }
+      workgroupBarrier();
+    }
+  }`;
+}
+
+/**
+ * WGSL statements that leave `mu` and `rstd` (1/√(var + eps), biased variance) of the row
+ * `src[base .. base + cols)` in scope, for every thread of the workgroup. `ok` guards the loads
+ * (a folded dispatch's spare workgroups, rows past the end); the barriers stay unconditional.
+ */
+export function welfordRow(src: string, base: string, ok: string, cols: string, eps: string) {
+  return `
+    {
+      var n = 0.0;
+      var mean = 0.0;
+      var m2 = 0.0;
+      if (${ok}) {
+        for (var c = tid; c < ${cols}; c += WG) {
+          let v = ${src}[${base} + c];
+          n += 1.0;
+          let delta = v - mean;
+          mean += delta / n;
+          m2 += delta * (v - mean);
+        }
+      }
+      wN[tid] = n;
+      wMean[tid] = mean;
+      wM2[tid] = m2;
+      workgroupBarrier();
+      for (var s = WG / 2; s > 0; s = s >> 1) {
+        if (tid < s) { welfordMerge(tid, tid + s); }
+        workgroupBarrier();
+      }
+    }
+    let mu = wMean[0];
+    let rstd = inverseSqrt(wM2[0] / f32(${cols}) + ${eps});
+    workgroupBarrier();`;
+}
+
+/** Rows per block of {@link blockColumnSums}. */
+const BLOCK_ROWS = 32;
+const BLOCK_THREADS = 64;
+
+/**
+ * Partial column sums over blocks of 32 rows of `dy [M, D]`: output `[R, K, D]` with
+ * R = ⌈M/32⌉. Without `x`, K = 1 and the part is Σ dy (a bias gradient). With `x` (LayerNorm's
+ * input), K = 2: part 0 is Σ dy·x̂ (γ's gradient) and part 1 is Σ dy (β's), x̂ recomputed per row
+ * from x with the row's mean and rstd. One dispatch; {@link finishColumnSum} adds the blocks.
+ */
+export function blockColumnSums(
+  backend: WebGpuBackendLike,
+  dy: tf.TensorInfo,
+  x: tf.TensorInfo | null,
+  eps: number,
+): tf.TensorInfo {
+  const [m, d] = dy.shape;
+  const blocks = Math.ceil(m / BLOCK_ROWS);
+  const cpt = Math.ceil(d / BLOCK_THREADS);
+  const k = x ? 2 : 1;
+  const stats = x
+    ? welfordRow("X", "r * d", "rowOk", "d", "uniforms.eps")
+    : "let mu = 0.0; let rstd = 1.0;";
+  const program = makeProgram({
+    key: `sitBlockColumnSums_${k}_${cpt}`,
+    outputShape: [blocks, k, d],
+    groups: blocks,
+    threads: BLOCK_THREADS,
+    variableNames: x ? ["DY", "X"] : ["DY"],
+    uniforms: "eps : f32,",
+    code: `
+  ${welfordDecl(BLOCK_THREADS)}
+  const CPT = ${cpt};
+  const RB = ${BLOCK_ROWS};
+  fn main(index : i32) {
+    let m = uniforms.dYShape[0];
+    let d = uniforms.dYShape[1];
+    let blk = sitGroup();
+    let tid = i32(localId.x);
+    let valid = blk < uniforms.outShape[0];
+    var accG : array<f32, CPT>;
+    var accB : array<f32, CPT>;
+    for (var rr = 0; rr < RB; rr++) {
+      let r = blk * RB + rr;
+      let rowOk = valid && r < m;
+      ${stats}
+      if (rowOk) {
+        for (var u = 0; u < CPT; u++) {
+          let c = tid + u * WG;
+          if (c < d) {
+            let g = DY[r * d + c];
+            accB[u] += g;
+            ${x ? "accG[u] += g * (X[r * d + c] - mu) * rstd;" : ""}
+          }
+        }
+      }
+    }
+    if (valid) {
+      for (var u = 0; u < CPT; u++) {
+        let c = tid + u * WG;
+        if (c < d) {
+          ${x ? "result[(blk * 2) * d + c] = accG[u];" : ""}
+          result[(blk * ${k} + ${k - 1}) * d + c] = accB[u];
+        }
+      }
+    }
+  }`,
+  });
+  return backend.runWebGPUProgram(program, x ? [dy, x] : [dy], "float32", [
+    { type: "float32", data: [eps] },
+  ]);
+}
+
+/** Σ over the blocks of `partials [R, K, D]`, part `part` → `[D]`. One dispatch. */
+export function finishColumnSum(
+  backend: WebGpuBackendLike,
+  partials: tf.TensorInfo,
+  part: number,
+): tf.TensorInfo {
+  const [, , d] = partials.shape;
+  const program = makeProgram({
+    key: "sitFinishColumnSum",
+    outputShape: [d],
+    groups: Math.ceil(d / 64),
+    threads: 64,
+    variableNames: ["P"],
+    uniforms: "part : i32,",
+    code: `
+  fn main(index : i32) {
+    let c = sitGroup() * 64 + i32(localId.x);
+    let blocks = uniforms.pShape[0];
+    let k = uniforms.pShape[1];
+    let d = uniforms.pShape[2];
+    if (c < d) {
+      var s = 0.0;
+      for (var b = 0; b < blocks; b++) { s += P[(b * k + uniforms.part) * d + c]; }
+      result[c] = s;
+    }
+  }`,
+  });
+  return backend.runWebGPUProgram(program, [partials], "float32", [
+    { type: "int32", data: [part] },
+  ]);
+}
+
+/** Column sums of `dy [M, D]` → `[D]` (a bias gradient): two dispatches. */
+export function columnSum(backend: WebGpuBackendLike, dy: tf.TensorInfo): tf.TensorInfo {
+  const partials = blockColumnSums(backend, dy, null, 0);
+  const out = finishColumnSum(backend, partials, 0);
+  backend.disposeData(partials.dataId);
+  return out;
+}
