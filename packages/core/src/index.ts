@@ -63,6 +63,16 @@ export {
   type ParamGroupSpec,
 } from "./optim/param-groups";
 export { clipGradientsPerTensor, clipGradientsGlobalNorm } from "./optim/clip";
+export {
+  registerFlatAdamWKernel,
+  registerFlatEmaKernel,
+  flatAdamWKernel,
+  flatEmaKernel,
+  type FlatAdamWKernel,
+  type FlatAdamWLayout,
+  type FlatAdamWStepArgs,
+  type FlatEmaKernel,
+} from "./optim/fused-kernels";
 export { GradientAccumulator } from "./optim/accumulate";
 export {
   cosineSchedule,

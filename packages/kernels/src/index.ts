@@ -14,3 +14,6 @@ export { patchify, unpatchify } from "./patchify";
 export { portableKernels } from "./portable";
 export { wasmKernels, setWasmKernels } from "./wasm/register";
 export { batchMatMulBatchLast } from "./wasm/attention";
+export { setWebgpuFlatKernels } from "./webgpu/flat-register";
+export { webgpuFlatAdamW, FLAT_ADAMW_KERNEL } from "./webgpu/adamw";
+export { webgpuFlatEma, FLAT_EMA_KERNEL } from "./webgpu/ema";

@@ -1,5 +1,12 @@
 import * as tf from "@tensorflow/tfjs";
-import { ConfigError, type Module, ShapeError, checkNumber, invalidArgument } from "@sit/core";
+import {
+  ConfigError,
+  type Module,
+  ShapeError,
+  checkNumber,
+  flatEmaKernel,
+  invalidArgument,
+} from "@sit/core";
 
 /** A teacher module, or a factory that builds one (same architecture as the student, drop path 0). */
 /** Backends whose tensors live in host memory, where the EMA runs as a plain loop. */
@@ -81,9 +88,10 @@ export class EmaTeacher<M extends Module = Module> {
   }
 
   /**
-   * `θ_t ← m·θ_t + (1 − m)·θ_s` for every parameter, with `momentum` m in [0, 1]. All parameters are
-   * flattened into one buffer per network, updated with three element-wise ops, then split back:
-   * a constant number of arithmetic kernels whatever the number of parameters.
+   * `θ_t ← m·θ_t + (1 − m)·θ_s` for every parameter, with `momentum` m in [0, 1]. On cpu/wasm a
+   * typed-array loop; where a backend package registered a fused EMA (`registerFlatEmaKernel`,
+   * e.g. @sit/kernels on webgpu) that one kernel; elsewhere all parameters are flattened into one
+   * buffer per network, updated with three element-wise ops, then split back.
    */
   update(student: Module, momentum: number): void {
     checkNumber("momentum", momentum, { min: 0, max: 1 });
@@ -116,6 +124,21 @@ export class EmaTeacher<M extends Module = Module> {
         t.assign(next);
         next.dispose();
       }
+      return;
+    }
+    const fused = flatEmaKernel(tf.getBackend());
+    if (fused) {
+      // A backend package registered a whole-network EMA (e.g. @sit/kernels on webgpu: one
+      // dispatch over flat buffers). It returns new tensors; the old teacher data is released.
+      const next = fused(
+        tp.map(([, v]) => v),
+        sp.map(([, v]) => v),
+        momentum,
+      );
+      next.forEach((t, i) => {
+        tp[i][1].assign(t);
+        t.dispose();
+      });
       return;
     }
     tf.tidy(() => {

@@ -2,8 +2,17 @@ import * as tf from "@tensorflow/tfjs";
 import { ConfigError, ShapeError, checkNumber, invalidArgument } from "../errors";
 import type { Module } from "../nn/module";
 import { deviceStep } from "./adamw-device";
+import {
+  type FusedStorage,
+  createFused,
+  fusedMoments,
+  fusedStep,
+  loadFusedMoments,
+  releaseFused,
+} from "./adamw-fused";
 import { hostStep } from "./adamw-host";
 import { FlatLayout } from "./flat-layout";
+import { flatAdamWKernel } from "./fused-kernels";
 import { type FlatGroup, type UpdateMode, disposeDevice, ensureStorage } from "./flat-group";
 import {
   type NamedParameters,
@@ -73,6 +82,8 @@ export class AdamW {
   private clipGlobalNorm: number | null = null;
   private stepCount = 0;
   private readonly implementation: "auto" | UpdateMode;
+  /** All groups in one flat buffer, when a fused kernel is registered for the device backend. */
+  private fused: FusedStorage | null = null;
 
   constructor(params: Module | NamedParameters | ParamGroupSpec[], options: AdamWOptions) {
     if (!options || typeof options !== "object")
@@ -126,6 +137,18 @@ export class AdamW {
   }
 
   private prepare(mode: UpdateMode): void {
+    // `device` mode uses a fused kernel registered for the active backend (registerFlatAdamWKernel),
+    // else the tfjs-op chain of adamw-device.ts.
+    const backend = tf.getBackend();
+    const kernel = mode === "device" ? flatAdamWKernel(backend) : undefined;
+    if (this.fused && (this.fused.backend !== backend || !kernel)) {
+      releaseFused(this.fused, this.groupList, true);
+      this.fused = null;
+    }
+    if (kernel) {
+      if (!this.fused) this.fused = createFused(this.groupList, kernel, backend);
+      return;
+    }
     for (const g of this.groupList) {
       if (g.layout.total === 0) continue;
       ensureStorage(g, mode);
@@ -258,12 +281,15 @@ export class AdamW {
       clipGlobalNorm: this.clipGlobalNorm,
       step: this.stepCount,
     };
-    if (mode === "host") hostStep(this.groupList, ordered, hyper);
+    if (this.fused) fusedStep(this.fused, this.groupList, ordered, hyper);
+    else if (mode === "host") hostStep(this.groupList, ordered, hyper);
     else tf.tidy(() => deviceStep(this.groupList, ordered, hyper));
   }
 
   /** The state to checkpoint: per-parameter moments (PyTorch names) plus step and group settings. */
   state(): AdamWState {
+    if (this.fused)
+      return { step: this.stepCount, groups: this.groups, tensors: fusedMoments(this.fused) };
     const tensors = tf.tidy(() => {
       const out: Record<string, tf.Tensor> = {};
       for (const g of this.groupList) {
@@ -322,6 +348,7 @@ export class AdamW {
       });
     }
     this.prepare(this.mode());
+    if (this.fused) loadFusedMoments(this.fused, state.tensors);
     for (const g of this.groupList) {
       const { names, offsets } = g.layout;
       const read = (prefix: string): Float32Array => {
@@ -351,6 +378,8 @@ export class AdamW {
 
   /** Release the optimiser's buffers (moments, flat parameter copy). The parameters are untouched. */
   dispose(): void {
+    if (this.fused) releaseFused(this.fused, this.groupList, false);
+    this.fused = null;
     for (const g of this.groupList) {
       disposeDevice(g);
       g.host = null;

@@ -1,0 +1,101 @@
+import type * as tf from "@tensorflow/tfjs";
+import { ConfigError, invalidArgument } from "../errors";
+
+// Seams through which a backend package (e.g. @sit/kernels' WebGPU kernels) plugs a whole-model
+// optimiser or EMA update into @sit/core and @sit/momentum without them depending on it. With no
+// registration for the active backend, the callers keep their portable tfjs-op paths.
+
+/** How {@link AdamW}'s parameters are packed into one flat buffer for a fused update. */
+export interface FlatAdamWLayout {
+  /** Element offset of each tensor (flat order), plus the total as the last entry. */
+  offsets: Int32Array;
+  /** Parameter-group index of each tensor. */
+  groupOf: Int32Array;
+  /** Number of parameter groups. */
+  numGroups: number;
+}
+
+/** Everything one fused AdamW step needs; tensors are in the layout's flat order. */
+export interface FlatAdamWStepArgs {
+  /** Current parameter values (the Variables). */
+  params: tf.Tensor[];
+  /** Which `params` changed since the last step (their values must be re-read into `flatParams`). */
+  stale: boolean[];
+  grads: tf.Tensor[];
+  /** Flat float32 buffers owned by the optimiser: parameters, first and second moments (updated in place). */
+  flatParams: tf.Tensor1D;
+  m: tf.Tensor1D;
+  v: tf.Tensor1D;
+  /** Per group: `lr` (already scaled) and weight decay. */
+  groups: { lr: number; weightDecay: number }[];
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** 1-based step (bias correction). */
+  step: number;
+  clipPerTensor: number | null;
+  clipGlobalNorm: number | null;
+}
+
+/**
+ * A fused AdamW for one backend: `prepare` gets the static layout once (and may cache device
+ * tables for it; `dispose` releases them); `step` performs clipping, decoupled weight decay and
+ * the Adam update of every parameter, updates `flatParams`, `m` and `v` in place and returns the
+ * new parameter tensors (parameter shapes, flat order) for the optimiser to assign.
+ */
+export interface FlatAdamWKernel {
+  prepare(layout: FlatAdamWLayout): {
+    step(args: FlatAdamWStepArgs): tf.Tensor[];
+    dispose(): void;
+  };
+}
+
+/**
+ * A fused EMA for one backend: returns `momentum·teacher + (1 − momentum)·student` for every
+ * tensor (new tensors of the teacher's shapes; the inputs are not modified).
+ */
+export type FlatEmaKernel = (
+  teacher: tf.Tensor[],
+  student: tf.Tensor[],
+  momentum: number,
+) => tf.Tensor[];
+
+const adamwKernels = new Map<string, FlatAdamWKernel>();
+const emaKernels = new Map<string, FlatEmaKernel>();
+
+function register<K>(what: string, map: Map<string, K>, backend: string, impl: K): () => void {
+  if (typeof backend !== "string" || backend.length === 0)
+    throw invalidArgument("backend", backend, "a tfjs backend name such as 'webgpu'");
+  if (map.has(backend))
+    throw new ConfigError(`a fused ${what} is already registered for backend '${backend}'`);
+  map.set(backend, impl);
+  return () => {
+    if (map.get(backend) === impl) map.delete(backend);
+  };
+}
+
+/**
+ * Register a fused flat-buffer AdamW for `backend`; {@link AdamW}'s `device` mode uses it whenever
+ * that backend is active. Returns a function that removes the registration.
+ */
+export function registerFlatAdamWKernel(backend: string, kernel: FlatAdamWKernel): () => void {
+  if (!kernel || typeof kernel.prepare !== "function")
+    throw invalidArgument("kernel", kernel, "{ prepare(layout) }");
+  return register("AdamW", adamwKernels, backend, kernel);
+}
+
+/** Register a fused EMA update for `backend` (used by `@sit/momentum`'s EmaTeacher). */
+export function registerFlatEmaKernel(backend: string, kernel: FlatEmaKernel): () => void {
+  if (typeof kernel !== "function") throw invalidArgument("kernel", kernel, "a function");
+  return register("EMA", emaKernels, backend, kernel);
+}
+
+/** The fused AdamW registered for `backend`, if any. */
+export function flatAdamWKernel(backend: string): FlatAdamWKernel | undefined {
+  return adamwKernels.get(backend);
+}
+
+/** The fused EMA registered for `backend`, if any. */
+export function flatEmaKernel(backend: string): FlatEmaKernel | undefined {
+  return emaKernels.get(backend);
+}

@@ -1,0 +1,120 @@
+import * as tf from "@tensorflow/tfjs";
+import type { FlatEmaKernel } from "@sit/core";
+import {
+  bufferOf,
+  copyElements,
+  dispatchAll,
+  gridWorkgroups,
+  newTensorInfo,
+  webgpuInternals,
+} from "./flat-buffers";
+
+// The EMA teacher update of a whole network in one compute dispatch: teacher and student
+// parameters are gathered into two flat buffers with copyBufferToBuffer, combined in place, and
+// scattered into fresh buffers for the teacher's Variables. Nothing is written into a buffer that
+// a tensor may share (a teacher starts as `assign`ed copies of the student's data).
+
+/** tfjs kernel name of the fused EMA (registered for the webgpu backend). */
+export const FLAT_EMA_KERNEL = "SitFlatEma";
+
+const THREADS = 256;
+
+const EMA_WGSL = /* wgsl */ `
+struct U { n: u32, a: f32, b: f32, pad: u32 };
+@group(0) @binding(0) var<storage, read_write> teacher: array<f32>;
+@group(0) @binding(1) var<storage, read> student: array<f32>;
+@group(0) @binding(2) var<uniform> u: U;
+@compute @workgroup_size(${THREADS})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let stride = nwg.x * ${THREADS}u;
+  for (var i = gid.x; i < u.n; i = i + stride) {
+    // Two rounded products, then the sum, as PyTorch's mul_(m).add_((1 - m) * student).
+    let t = teacher[i] * u.a;
+    let s = student[i] * u.b;
+    teacher[i] = t + s;
+  }
+}`;
+
+function flatEmaKernelFunc(args: {
+  inputs: Record<string, tf.TensorInfo>;
+  backend: unknown;
+  attrs: unknown;
+}): tf.TensorInfo[] {
+  const b = webgpuInternals(args.backend);
+  const { count, momentum } = args.attrs as { count: number; momentum: number };
+  const { inputs } = args;
+  const sizes: number[] = [];
+  const offsets: number[] = [0];
+  for (let i = 0; i < count; i++) {
+    sizes.push(tf.util.sizeFromShape(inputs[`t${i}`].shape));
+    offsets.push(offsets[i] + sizes[i]);
+  }
+  const n = offsets[count];
+  if (n === 0) return [];
+  const teacher = newTensorInfo(b, [n]);
+  const student = newTensorInfo(b, [n]);
+  const tBuf = bufferOf(b, teacher);
+  const sBuf = bufferOf(b, student);
+  for (let i = 0; i < count; i++) {
+    copyElements(b, bufferOf(b, inputs[`t${i}`]), 0, tBuf, offsets[i], sizes[i]);
+    copyElements(b, bufferOf(b, inputs[`s${i}`]), 0, sBuf, offsets[i], sizes[i]);
+  }
+  dispatchAll(b, [
+    {
+      key: "SitFlatEma",
+      code: EMA_WGSL,
+      buffers: [tBuf, sBuf],
+      uniforms: [
+        { type: "uint32", data: [n] },
+        { type: "float32", data: [momentum] },
+        { type: "float32", data: [1 - momentum] },
+        { type: "uint32", data: [0] },
+      ],
+      workgroups: gridWorkgroups(b, n, THREADS),
+    },
+  ]);
+  const outputs: tf.TensorInfo[] = [];
+  for (let i = 0; i < count; i++) {
+    const out = newTensorInfo(b, [...inputs[`t${i}`].shape]);
+    copyElements(b, tBuf, offsets[i], bufferOf(b, out), 0, sizes[i]);
+    outputs.push(out);
+  }
+  b.disposeData(teacher.dataId);
+  b.disposeData(student.dataId);
+  return outputs;
+}
+
+/** Register the `SitFlatEma` tfjs kernel for webgpu (idempotent). */
+export function registerFlatEmaTfjsKernel(): void {
+  if (tf.getKernel(FLAT_EMA_KERNEL, "webgpu")) return;
+  tf.registerKernel({
+    kernelName: FLAT_EMA_KERNEL,
+    backendName: "webgpu",
+    kernelFunc: flatEmaKernelFunc as unknown as tf.KernelFunc,
+  });
+}
+
+/**
+ * The WebGPU fused EMA for @sit/core's `registerFlatEmaKernel`: one tfjs kernel (`SitFlatEma`),
+ * one compute dispatch plus buffer copies, whatever the number of tensors.
+ */
+export const webgpuFlatEma: FlatEmaKernel = (teacher, student, momentum) => {
+  if (teacher.length !== student.length)
+    throw new Error(
+      `SitFlatEma: ${teacher.length} teacher tensors but ${student.length} student tensors`,
+    );
+  if (teacher.length === 0) return [];
+  registerFlatEmaTfjsKernel();
+  const inputs: Record<string, tf.Tensor> = {};
+  teacher.forEach((t, i) => {
+    inputs[`t${i}`] = t;
+    inputs[`s${i}`] = student[i];
+  });
+  const out = tf
+    .engine()
+    .runKernel(FLAT_EMA_KERNEL, inputs as never, { count: teacher.length, momentum } as never) as
+    | tf.Tensor
+    | tf.Tensor[];
+  return Array.isArray(out) ? out : [out];
+};

@@ -1,0 +1,194 @@
+import type * as tf from "@tensorflow/tfjs";
+
+// Direct use of tfjs-backend-webgpu's device, command encoder and buffers (4.22, see its
+// backend_webgpu.js), for kernels that tfjs's program generator cannot express: several
+// read-write buffers in one dispatch, and gathering/scattering many tensors with
+// `copyBufferToBuffer`. Everything is recorded on tfjs's own command encoder, in tfjs's order,
+// and every buffer used is marked as owned by the pending command buffer (as tfjs does for its
+// own programs), so a tensor disposed before the next submit keeps its buffer until then.
+
+/** The parts of a GPUBuffer used here. */
+interface GpuBuffer {
+  size: number;
+}
+
+interface GpuPass {
+  setPipeline(p: unknown): void;
+  setBindGroup(i: number, g: unknown): void;
+  dispatchWorkgroups(x: number, y?: number, z?: number): void;
+  end(): void;
+}
+
+interface GpuEncoder {
+  copyBufferToBuffer(
+    src: GpuBuffer,
+    srcOffset: number,
+    dst: GpuBuffer,
+    dstOffset: number,
+    size: number,
+  ): void;
+  beginComputePass(desc?: object): GpuPass;
+}
+
+interface GpuPipeline {
+  getBindGroupLayout(i: number): unknown;
+}
+
+interface GpuDevice {
+  createShaderModule(desc: { code: string; label?: string }): unknown;
+  createComputePipeline(desc: object): GpuPipeline;
+  createBindGroup(desc: object): unknown;
+  limits: { maxComputeWorkgroupsPerDimension: number };
+}
+
+/** The internals of tfjs's `WebGPUBackend` used here (tfjs-backend-webgpu 4.22). */
+export interface WebGpuInternals {
+  device: GpuDevice;
+  commandEncoder: GpuEncoder | null;
+  tensorMap: {
+    get(dataId: object): { values: unknown; resource: unknown; shape: number[]; dtype: string };
+  };
+  commandQueueOwnedIds: WeakSet<object>;
+  ensureCommandEncoderReady(): void;
+  endComputePassEncoder(): void;
+  uploadToGPU(dataId: object): void;
+  makeTensorInfo(
+    shape: number[],
+    dtype: "float32" | "int32",
+    values?: Float32Array | Int32Array,
+  ): tf.TensorInfo;
+  disposeData(dataId: object, force?: boolean): boolean;
+  makeUniforms(uniforms: { type: "float32" | "int32" | "uint32"; data: number[] }[]): {
+    offset: number;
+    size: number;
+    buffer: unknown;
+  };
+}
+
+/** Check that `backend` is tfjs's WebGPU backend with the internals this file relies on. */
+export function webgpuInternals(backend: unknown): WebGpuInternals {
+  const b = backend as Partial<WebGpuInternals>;
+  if (
+    !b?.device ||
+    typeof b.ensureCommandEncoderReady !== "function" ||
+    typeof b.endComputePassEncoder !== "function" ||
+    typeof b.uploadToGPU !== "function" ||
+    typeof b.makeUniforms !== "function" ||
+    !b.tensorMap ||
+    !(b.commandQueueOwnedIds instanceof WeakSet)
+  )
+    throw new Error(
+      "@sit/kernels: the webgpu backend does not expose the internals of tfjs-backend-webgpu 4.22 that the flat kernels use",
+    );
+  return b as WebGpuInternals;
+}
+
+/** The GPU buffer of a tensor (uploading host values first), owned by the pending commands. */
+export function bufferOf(b: WebGpuInternals, t: tf.TensorInfo): GpuBuffer {
+  b.uploadToGPU(t.dataId);
+  b.commandQueueOwnedIds.add(t.dataId);
+  const resource = b.tensorMap.get(t.dataId).resource as GpuBuffer | null;
+  if (!resource || typeof resource.size !== "number")
+    throw new Error("@sit/kernels: a tensor of the flat kernels is not held in a GPU buffer");
+  return resource;
+}
+
+/** After writing a tensor's buffer in place: drop any host copy tfjs cached when it was read. */
+export function markWritten(b: WebGpuInternals, t: tf.TensorInfo): void {
+  b.tensorMap.get(t.dataId).values = null;
+}
+
+/** A new backend tensor (not an engine tensor) with a GPU buffer, optionally initialised. */
+export function newTensorInfo(
+  b: WebGpuInternals,
+  shape: number[],
+  values?: Float32Array | Int32Array,
+): tf.TensorInfo {
+  const info = b.makeTensorInfo(shape, values instanceof Int32Array ? "int32" : "float32", values);
+  bufferOf(b, info);
+  return info;
+}
+
+/** Record `copyBufferToBuffer` of `count` float32/int32 elements (offsets in elements). */
+export function copyElements(
+  b: WebGpuInternals,
+  src: GpuBuffer,
+  srcOffset: number,
+  dst: GpuBuffer,
+  dstOffset: number,
+  count: number,
+): void {
+  if (count === 0) return;
+  b.ensureCommandEncoderReady();
+  b.endComputePassEncoder();
+  (b.commandEncoder as GpuEncoder).copyBufferToBuffer(
+    src,
+    srcOffset * 4,
+    dst,
+    dstOffset * 4,
+    count * 4,
+  );
+}
+
+const pipelines = new WeakMap<object, Map<string, GpuPipeline>>();
+
+function pipeline(b: WebGpuInternals, key: string, code: string): GpuPipeline {
+  let cache = pipelines.get(b.device);
+  if (!cache) {
+    cache = new Map();
+    pipelines.set(b.device, cache);
+  }
+  let p = cache.get(key);
+  if (!p) {
+    const module = b.device.createShaderModule({ code, label: key });
+    p = b.device.createComputePipeline({
+      layout: "auto",
+      compute: { module, entryPoint: "main" },
+      label: key,
+    });
+    cache.set(key, p);
+  }
+  return p;
+}
+
+/** One compute dispatch of a WGSL shader (entry point `main`). */
+export interface Dispatch {
+  /** Cache key of the shader. */
+  key: string;
+  code: string;
+  /** Storage buffers at bindings 0…n−1, then the uniforms at binding n. */
+  buffers: GpuBuffer[];
+  uniforms: { type: "float32" | "int32" | "uint32"; data: number[] }[];
+  workgroups: number;
+}
+
+/**
+ * Record dispatches in one compute pass on tfjs's command encoder (after closing tfjs's open
+ * pass; storage writes of one dispatch are visible to the next). Uniform buffers come from
+ * tfjs's `makeUniforms`, which recycles them after the next submit.
+ */
+export function dispatchAll(b: WebGpuInternals, dispatches: Dispatch[]): void {
+  const bindGroups = dispatches.map((d) => {
+    const p = pipeline(b, d.key, d.code);
+    const entries = d.buffers.map((buffer, i) => ({ binding: i, resource: { buffer } }));
+    entries.push({ binding: d.buffers.length, resource: b.makeUniforms(d.uniforms) as never });
+    return { p, group: b.device.createBindGroup({ layout: p.getBindGroupLayout(0), entries }) };
+  });
+  b.ensureCommandEncoderReady();
+  b.endComputePassEncoder();
+  const pass = (b.commandEncoder as GpuEncoder).beginComputePass();
+  dispatches.forEach((d, i) => {
+    pass.setPipeline(bindGroups[i].p);
+    pass.setBindGroup(0, bindGroups[i].group);
+    pass.dispatchWorkgroups(d.workgroups, 1, 1);
+  });
+  pass.end();
+}
+
+/** Workgroups of a grid-stride loop over `n` elements with `threads` per workgroup. */
+export function gridWorkgroups(b: WebGpuInternals, n: number, threads: number): number {
+  return Math.max(
+    1,
+    Math.min(Math.ceil(n / threads), b.device.limits.maxComputeWorkgroupsPerDimension),
+  );
+}
