@@ -1,0 +1,65 @@
+import * as tf from "@tensorflow/tfjs";
+import { flatEmaKernel } from "@sit/core";
+import { expectClose, loadFixture } from "@sit/testing";
+import { afterAll, describe, expect, it } from "vitest";
+import { FLAT_EMA_KERNEL, webgpuFlatEma } from "./ema";
+import { requireWebgpu } from "./flat-test-support";
+import "./flat-register";
+
+const NAMES = ["w", "b", "gamma"];
+
+describe("webgpu flat EMA (SitFlatEma)", () => {
+  afterAll(async () => {
+    await tf.setBackend("cpu");
+  });
+
+  it("is the EMA registered for webgpu", () => {
+    expect(flatEmaKernel("webgpu")).toBe(webgpuFlatEma);
+  });
+
+  it("matches ema.safetensors over three updates in one tfjs kernel each, without leaks", async (ctx) => {
+    if (!(await requireWebgpu(ctx))) return;
+    const { tensors, metadata } = loadFixture("ema.safetensors");
+    const momenta = metadata.momenta as number[];
+    const teacher = NAMES.map((n) => tf.variable(tensors[`teacher.step0.${n}`].clone(), false));
+    // The fixture's rule: at update i the student is student + 0.01·i.
+    const students = [1, 2, 3].map((i) =>
+      NAMES.map((n) => tf.tidy(() => tf.add(tensors[`student.${n}`], 0.01 * i))),
+    );
+    let count = -1;
+    for (let i = 1; i <= 3; i++) {
+      const profile = await tf.profile(() => {
+        const next = webgpuFlatEma(teacher, students[i - 1], momenta[i - 1]);
+        next.forEach((t, k) => {
+          teacher[k].assign(t);
+          t.dispose();
+        });
+      });
+      expect(profile.kernels.map((k) => k.name)).toEqual([FLAT_EMA_KERNEL]);
+      for (const [k, n] of NAMES.entries())
+        expectClose(
+          await teacher[k].data(),
+          await tensors[`teacher.step${i}.${n}`].data(),
+          1e-6,
+          `step ${i} ${n}`,
+        );
+      if (i === 1) count = tf.memory().numTensors;
+      else expect(tf.memory().numTensors).toBe(count);
+    }
+    tf.dispose([...teacher, ...students.flat(), ...Object.values(tensors)]);
+  });
+
+  it("never writes into data that the teacher shares with the student", async (ctx) => {
+    if (!(await requireWebgpu(ctx))) return;
+    const student = tf.variable(tf.tensor1d([1, 2, 3]));
+    const teacher = tf.variable(tf.zeros([3]), false);
+    teacher.assign(student); // an EmaTeacher starts like this
+    const other = tf.tensor1d([3, 2, 1]);
+    const [next] = webgpuFlatEma([teacher], [other], 0.5);
+    teacher.assign(next);
+    next.dispose();
+    expect(Array.from(await student.data())).toEqual([1, 2, 3]);
+    expect(Array.from(await teacher.data())).toEqual([2, 2, 2]);
+    tf.dispose([student, teacher, other]);
+  });
+});
