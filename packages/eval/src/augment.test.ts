@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, Rng } from "@sit/core";
+import { TEST_BACKENDS, withBackend } from "@sit/testing";
 import { describe, expect, it } from "vitest";
 import { mixBatch, sampleBeta, smoothOneHot } from "./mixup";
 import { type RandAugmentOp, randAugment } from "./rand-augment";
@@ -25,6 +26,22 @@ describe("mixup / CutMix", () => {
       [0.025, 0.025, 0.925, 0.025, 0.925, 0.025, 0.025, 0.025].map((v) => expect.closeTo(v, 6)),
     );
     t.dispose();
+  });
+
+  it("smoothOneHot is right on every backend (wasm's OneHot kernel mangles float on/off values)", async () => {
+    for (const backend of TEST_BACKENDS)
+      await withBackend(backend, () => {
+        const labels = tf.tensor1d([2, 0], "int32");
+        const smooth = smoothOneHot(labels, 4, 0.1);
+        const plain = smoothOneHot(labels, 4, 0);
+        expect(smooth.dtype).toBe("float32");
+        expect(arr(smooth), backend).toEqual(
+          [0.025, 0.025, 0.925, 0.025, 0.925, 0.025, 0.025, 0.025].map((v) => expect.closeTo(v, 6)),
+        );
+        // Exactly 1 and 0 (tf.oneHot(…, 1, 0, "float32") gives 1.4e-45 on wasm: int 1's bits).
+        expect(arr(plain), backend).toEqual([0, 0, 1, 0, 1, 0, 0, 0]);
+        tf.dispose([labels, smooth, plain]);
+      });
   });
 
   it("mixup blends each image and target with the reversed batch using one λ", () => {

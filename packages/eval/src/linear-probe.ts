@@ -3,6 +3,7 @@ import { ConfigError, Rng, checkNumber, cosineSchedule, describeValue } from "@s
 import { type FeatureSet, checkLabeled, inferNumClasses } from "./feature-set";
 import { LinearHead } from "./linear-head";
 import { topKAccuracy } from "./metrics";
+import { smoothOneHot } from "./mixup";
 import { type HeadOptimizer, makeHeadOptimizer } from "./head-optimizer";
 
 /** Options of {@link linearProbe}. */
@@ -145,13 +146,8 @@ export function linearProbe(
         losses.push(
           tf.tidy(() => {
             const x = tf.tensor2d(xb.subarray(0, rows * dim), [rows, dim]);
-            const y = tf.oneHot(
-              tf.tensor1d(yb.subarray(0, rows), "int32"),
-              numClasses,
-              1,
-              0,
-              "float32",
-            );
+            // smoothOneHot, not tf.oneHot(…, 1, 0, "float32"): the latter is wrong on wasm.
+            const y = smoothOneHot(tf.tensor1d(yb.subarray(0, rows), "int32"), numClasses, 0);
             const { value, grads } = tf.variableGrads(
               () => tf.losses.softmaxCrossEntropy(y, head.apply(x)) as tf.Scalar,
               params,

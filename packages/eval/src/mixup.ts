@@ -41,7 +41,8 @@ export function sampleBeta(rng: Rng, a: number, b: number): number {
 
 /**
  * Soft targets with label smoothing: `1 − ε + ε/C` on the true class, `ε/C` elsewhere
- * (timm's convention, which DeiT uses).
+ * (timm's convention, which DeiT uses); `smoothing = 0` gives plain float32 one-hots.
+ * Correct on every backend (see below).
  */
 export function smoothOneHot(
   labels: tf.Tensor1D,
@@ -49,7 +50,16 @@ export function smoothOneHot(
   smoothing: number,
 ): tf.Tensor2D {
   const off = smoothing / numClasses;
-  return tf.oneHot(labels, numClasses, 1 - smoothing + off, off, "float32") as tf.Tensor2D;
+  const on = 1 - smoothing + off;
+  return tf.tidy(() => {
+    // Not `tf.oneHot(labels, C, on, off, "float32")`: tfjs-backend-wasm's OneHot kernel (4.22)
+    // truncates on/off to integers and writes int32 bit patterns whatever the dtype, so on wasm
+    // that gives 0 for 0.925/0.025 and 1.4e-45 (int 1 read as float) for 1/0 — targets of zero,
+    // hence a zero loss and no learning. An int32 one-hot is right everywhere; map 1 → on, 0 → off.
+    const hot = tf.cast(tf.oneHot(labels, numClasses), "float32");
+    if (on === 1 && off === 0) return hot as tf.Tensor2D;
+    return tf.add(tf.mul(hot, on - off), off) as tf.Tensor2D;
+  });
 }
 
 /** What {@link mixBatch} did, for logging and tests. */
