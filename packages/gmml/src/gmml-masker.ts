@@ -8,6 +8,7 @@ import {
   drawGmmlBlocks,
   gmmlGeometry,
 } from "./blocks";
+import { type CorruptionPlan, PLAN_ZERO, shuffleSourceBlock } from "./corruption-plan";
 import {
   GMML_FILLS,
   type GmmlFill,
@@ -15,6 +16,7 @@ import {
   copyMaskedFrom,
   fillMaskedConstant,
   fillMaskedNoise,
+  forEachMaskedRun,
   shuffleBlock,
 } from "./fills";
 import { type ImageInput, type MaskingBuffers, outputArrays, readImageBatch } from "./images";
@@ -66,6 +68,11 @@ export interface GmmlImageRecord {
 
 /** {@link GmmlMasker.apply}'s result: the common {@link MaskingResult} plus per-image records. */
 export interface GmmlMaskingResult extends MaskingResult {
+  images: GmmlImageRecord[];
+}
+
+/** {@link GmmlMasker.plan}'s result: a {@link CorruptionPlan} plus per-image records. */
+export interface GmmlCorruptionPlan extends CorruptionPlan {
   images: GmmlImageRecord[];
 }
 
@@ -199,6 +206,98 @@ export class GmmlMasker implements MaskingStrategy {
     }
     const result: GmmlMaskingResult = {
       corrupted: { data: corrupted, shape: [B, H, W, C] },
+      pixelMask: { data: pixelMask, shape: [B, H, W] },
+      images: records,
+    };
+    if (this.patchSize !== undefined)
+      result.tokenMask = pixelToTokenMask(result.pixelMask, this.patchSize, {
+        threshold: this.tokenThreshold,
+      });
+    return result;
+  }
+
+  /**
+   * Draw the corruption of a batch of `shape` = [B, H, W, C] without reading the images: the same
+   * draws from `rng`, in the same order, as {@link GmmlMasker.apply}, returned as a
+   * {@link CorruptionPlan} (per-pixel sources, noise values, masks). Applying the plan to the
+   * images gives exactly `apply`'s corrupted images; it lets a GPU backend corrupt a batch where it
+   * lives (see `corruptViews` in @sit/recipes) instead of reading it back to the host.
+   */
+  plan(shape: readonly [number, number, number, number], rng: Rng): GmmlCorruptionPlan {
+    if (
+      !Array.isArray(shape) ||
+      shape.length !== 4 ||
+      !shape.every((v) => Number.isInteger(v) && v > 0)
+    )
+      throw invalidArgument("shape", shape, "[B, H, W, C] of positive integers");
+    if (rng === null || typeof rng !== "object" || typeof (rng as Rng).int !== "function")
+      throw invalidArgument("rng", rng, "an Rng from @sit/core");
+    const [B, H, W, C] = shape;
+    const geometry = this.geometry(H, W);
+    const replacing = this.replaceProb > 0;
+    if (replacing && this.excludeSelf && B < 2)
+      throw new ConfigError(
+        `shape: a replacement with excludeSelf needs at least 2 images to take a partner from, got a batch of ${B} ` +
+          `(set excludeSelf: false or replaceProb: 0)`,
+      );
+    const HW = H * W;
+    const source = new Int32Array(B * HW);
+    for (let p = 0; p < source.length; p++) source[p] = p;
+    const pixelMask = new Uint8Array(B * HW);
+    const noiseParts: Float32Array[] = [];
+    let slots = 0;
+    const records: GmmlImageRecord[] = [];
+    for (let i = 0; i < B; i++) {
+      const offset = i * HW;
+      const mask = pixelMask.subarray(offset, offset + HW);
+      if (replacing) {
+        const partner = this.excludeSelf ? drawOther(rng, B, i) : rng.int(0, B);
+        if (rng.bernoulli(this.replaceProb)) {
+          const draw = drawGmmlBlocks(rng, geometry, this.replaceRatio, mask);
+          forEachMaskedRun(mask, 0, H, W, (p, n) => {
+            for (let q = p; q < p + n; q++) source[offset + q] = partner * HW + q;
+          });
+          records.push({ kind: "replacement", partner, ...draw });
+          continue;
+        }
+      }
+      const fill = this.fills.length === 1 ? this.fills[0] : rng.choice(this.fills);
+      const onBlock =
+        fill === "shuffle"
+          ? (block: GmmlBlock) => shuffleSourceBlock(source, offset, H, W, geometry, block, rng)
+          : undefined;
+      const draw = drawGmmlBlocks(rng, geometry, this.ratio, mask, onBlock);
+      if (fill === "zeros")
+        forEachMaskedRun(mask, 0, H, W, (p, n) => {
+          source.fill(PLAN_ZERO, offset + p, offset + p + n);
+        });
+      else if (fill === "noise") {
+        // The same runs, in the same order, as fillMaskedNoise: the same values.
+        const normals = new NormalStream(rng);
+        let count = 0;
+        for (let p = 0; p < HW; p++) count += mask[p];
+        const values = new Float32Array(count * C);
+        let k = 0;
+        forEachMaskedRun(mask, 0, H, W, (p, n) => {
+          normals.fill(values, k * C, (k + n) * C);
+          for (let q = 0; q < n; q++) source[offset + p + q] = -2 - (slots + k + q);
+          k += n;
+        });
+        noiseParts.push(values);
+        slots += count;
+      }
+      records.push({ kind: "blocks", fill, ...draw });
+    }
+    const noise = new Float32Array(slots * C);
+    let at = 0;
+    for (const part of noiseParts) {
+      noise.set(part, at);
+      at += part.length;
+    }
+    const result: GmmlCorruptionPlan = {
+      shape: [B, H, W, C],
+      source,
+      noise,
       pixelMask: { data: pixelMask, shape: [B, H, W] },
       images: records,
     };

@@ -20,7 +20,9 @@ export {
   type GmmlMaskerOptions,
   type GmmlImageRecord,
   type GmmlMaskingResult,
+  type GmmlCorruptionPlan,
 } from "./gmml-masker";
+export { applyCorruptionPlan, PLAN_ZERO, type CorruptionPlan } from "./corruption-plan";
 export {
   replaceFromBatch,
   type BatchReplacementOptions,

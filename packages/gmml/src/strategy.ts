@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "@sit/core";
+import type { CorruptionPlan } from "./corruption-plan";
 import type { ImageBatch, ImageInput, MaskingBuffers, PixelMask } from "./images";
 import type { TokenMask } from "./token-mask";
 
@@ -21,6 +22,12 @@ export interface MaskingResult {
 export interface MaskingStrategy {
   /** Mask/corrupt a batch; `out` may hand in a previous result's arrays to be overwritten. */
   apply(images: ImageInput, rng: Rng, out?: MaskingBuffers): MaskingResult;
+  /**
+   * Optional: the same draws as `apply` without reading the images, as a {@link CorruptionPlan}
+   * to apply where the images live (e.g. on the GPU). Strategies that have it must give exactly
+   * `apply`'s result once the plan is applied.
+   */
+  plan?(shape: readonly [number, number, number, number], rng: Rng): CorruptionPlan;
 }
 
 /** Tensors of a {@link MaskingResult} (float32; the caller disposes them). */
