@@ -17,3 +17,4 @@ export { batchMatMulBatchLast } from "./wasm/attention";
 export { setWebgpuFlatKernels } from "./webgpu/flat-register";
 export { webgpuFlatAdamW, FLAT_ADAMW_KERNEL } from "./webgpu/adamw";
 export { webgpuFlatEma, FLAT_EMA_KERNEL } from "./webgpu/ema";
+export { applyPixelSources, PIXEL_SOURCES_KERNEL } from "./webgpu/gmml";
