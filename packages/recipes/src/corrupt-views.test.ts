@@ -1,0 +1,63 @@
+import * as tf from "@tensorflow/tfjs";
+import { Rng, initBackend } from "@sit/core";
+import { GmmlMasker } from "@sit/gmml";
+import { PIXEL_SOURCES_KERNEL } from "@sit/kernels";
+import { afterAll, describe, expect, it } from "vitest";
+import { corruptViews } from "./common";
+
+async function webgpuOrSkip(ctx: { skip: () => void }): Promise<boolean> {
+  try {
+    await initBackend("webgpu", { allowSoftwareAdapter: true, log: false });
+    await tf.setBackend("webgpu");
+    return true;
+  } catch (err) {
+    if (process.env.SIT_TEST_WEBGPU === "1") throw err;
+    console.warn(`[skip] corruptViews on webgpu: ${(err as Error).message}`);
+    ctx.skip();
+    return false;
+  }
+}
+
+async function run(backend: string, seed: number) {
+  await tf.setBackend(backend);
+  const masker = new GmmlMasker({ fill: ["zeros", "noise", "shuffle"], patchSize: 4 });
+  const data = Rng.seed(3).fillNormal(new Float32Array(2 * 5 * 16 * 16 * 3), 0, 1);
+  const views = [0, 1].map((i) =>
+    tf.tensor4d(data.subarray(i * 3840, (i + 1) * 3840), [5, 16, 16, 3]),
+  );
+  const rng = Rng.seed(seed);
+  const before = tf.memory().numTensors;
+  let out = { corrupted: [], masks: [], tokenMasks: [] } as ReturnType<typeof corruptViews>;
+  const profile = await tf.profile(() => {
+    out = corruptViews(masker, views, rng);
+  });
+  const kernels = profile.kernels.map((k) => k.name);
+  // On webgpu: one dispatch per view, no readback of the views, no other kernel.
+  if (backend === "webgpu") expect(kernels).toEqual([PIXEL_SOURCES_KERNEL, PIXEL_SOURCES_KERNEL]);
+  expect(tf.memory().numTensors).toBe(before + 6);
+  const read = async (ts: tf.Tensor[]) =>
+    Promise.all(ts.map(async (t) => Array.from(await t.data())));
+  const result = {
+    corrupted: await read(out.corrupted),
+    masks: await read(out.masks),
+    tokenMasks: await read(out.tokenMasks),
+    rng: rng.state(),
+  };
+  tf.dispose([...views, ...out.corrupted, ...out.masks, ...out.tokenMasks]);
+  return result;
+}
+
+describe("corruptViews", () => {
+  afterAll(async () => {
+    await tf.setBackend("cpu");
+  });
+
+  it("gives exactly the cpu result on webgpu (applied on the GPU from CPU-drawn masks)", async (ctx) => {
+    if (!(await webgpuOrSkip(ctx))) return;
+    for (const seed of [1, 2]) {
+      const gpu = await run("webgpu", seed);
+      const cpu = await run("cpu", seed);
+      expect(gpu).toEqual(cpu);
+    }
+  });
+});
