@@ -14,6 +14,7 @@ export { patchify, unpatchify } from "./patchify";
 export { portableKernels } from "./portable";
 export { wasmKernels, setWasmKernels } from "./wasm/register";
 export { batchMatMulBatchLast } from "./wasm/attention";
+export { webgpuKernels, setWebgpuKernels } from "./webgpu/register";
 export { setWebgpuFlatKernels } from "./webgpu/flat-register";
 export { webgpuFlatAdamW, FLAT_ADAMW_KERNEL } from "./webgpu/adamw";
 export { webgpuFlatEma, FLAT_EMA_KERNEL } from "./webgpu/ema";
