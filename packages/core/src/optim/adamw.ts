@@ -12,7 +12,7 @@ import {
 } from "./adamw-fused";
 import { hostStep } from "./adamw-host";
 import { FlatLayout } from "./flat-layout";
-import { flatAdamWKernel } from "./fused-kernels";
+import { flatAdamWKernel, type registerFlatAdamWKernel } from "./fused-kernels";
 import { type FlatGroup, type UpdateMode, disposeDevice, ensureStorage } from "./flat-group";
 import {
   type NamedParameters,
@@ -69,6 +69,9 @@ export type Gradients = Record<string, tf.Tensor>;
  *   clipping reduces all tensors of one size with one `sum`;
  * - on the cpu and wasm backends, whose tensors live in host memory, clipping and the update are
  *   one fused loop over typed arrays (no tfjs kernel at all), which is several times faster there.
+ * - where a backend package registered a fused kernel for the active backend
+ *   ({@link registerFlatAdamWKernel}; @sit/kernels does for webgpu), `device` mode hands it every
+ *   group at once: all parameters and moments in three flat buffers, one kernel per step.
  * Both paths are checked against PyTorch (adamw.safetensors).
  */
 export class AdamW {
