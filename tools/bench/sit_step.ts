@@ -1,18 +1,26 @@
 // One SiT (v3) training step — GMML corruption of both views, student on the corrupted views,
 // EMA teacher on the clean views, contrastive + λ·masked-L1 loss, per-tensor clipping, AdamW, EMA
-// update — through @sit/recipes' `createSiT(...).trainStep`, at ViT-Tiny/4, 32 px, batch 64
-// (D 192, depth 12, 3 heads; projection head hidden 4096, out 256; reconstruction head), beside the
-// same step in PyTorch (tools/bench/sit_step_torch.py with Debian's /usr/bin/python3, 2 threads),
-// measured in the same run. Prints one JSON object: step ms and images/s, the GMML drawing's share,
-// tfjs kernel launches per step (tf.profile), peak memory, and the ratio tfjs / PyTorch.
+// update — through @sit/recipes' `createSiT(...).trainStep`, beside the same step in PyTorch
+// (tools/bench/sit_step_torch.py) measured in the same run. Models: `tiny` = ViT-Tiny/4 at 32 px
+// (D 192, depth 12, 3 heads; batch 64, 256 on webgpu), `small` = ViT-S/16 at 224 px (D 384, depth
+// 12, 6 heads; batch 64); projection head hidden 4096 → 256, reconstruction head, λ = 5. Prints
+// one JSON object on stdout (progress on stderr): step ms and images/s, the GMML drawing's share,
+// tfjs kernel launches per step (tf.profile), peak memory (tfjs bytes; on webgpu the GPU buffer
+// pool), the adapter, and the ratio tfjs / PyTorch.
 //
-//   npx tsx tools/bench/sit_step.ts [--backend wasm|cpu|webgpu] [--iters 3] [--warmup 1]
-//     [--batch 64] [--torch-iters 3] [--torch-warmup 1] [--no-torch] [--checkpoint-blocks on|off]
+//   npx tsx tools/bench/sit_step.ts [--backend wasm|cpu|webgpu] [--model tiny|small] [--batch N]
+//     [--iters 3] [--warmup 1] [--depth N] [--allow-software-adapter] [--memory-steps N]
+//     [--no-torch] [--torch-device cpu|cuda] [--torch-iters 3] [--torch-warmup 1]
+//     [--checkpoint-blocks on|off]
 //
-// wasm: the 32-bit heap cannot hold depth 12's intermediates at batch 64, so blocks are recomputed
-// in the backward pass there by default (`checkpointBlocks`, design.md); cpu is ≈ 1 GFLOP/s (one
-// step takes minutes): use --iters 1 --warmup 0 there.
+// --memory-steps N replaces the timing: it runs N steps and reports the tensor count and the GPU
+// buffer bytes after step min(10, N) and after step N (the no-growth check). --depth overrides the
+// model's depth (for quick smoke runs only). PyTorch runs with $SIT_TORCH_PYTHON, else
+// /usr/bin/python3 (else python3 on PATH); --torch-device defaults to cuda on webgpu, else cpu.
+// wasm: blocks are recomputed in the backward pass by default (`checkpointBlocks`, design.md);
+// cpu is ≈ 1 GFLOP/s (one step takes minutes): use --iters 1 --warmup 0 there.
 import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
@@ -25,31 +33,40 @@ function option(name: string, fallback: string): string {
 }
 const flag = (name: string) => process.argv.includes(`--${name}`);
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+const log = (line: string) => console.error(`[sit_step] ${line}`);
 
+const MODELS = {
+  tiny: { img: 32, patch: 4, dim: 192, depth: 12, heads: 3, name: "ViT-Tiny/4 at 32 px" },
+  small: { img: 224, patch: 16, dim: 384, depth: 12, heads: 6, name: "ViT-S/16 at 224 px" },
+} as const;
+const modelName = option("model", "tiny") as keyof typeof MODELS;
+if (!(modelName in MODELS)) throw new Error(`--model: expected tiny or small, got ${modelName}`);
+const MODEL = MODELS[modelName];
 const backend = option("backend", "wasm") as BackendName;
-const BATCH = Number(option("batch", "64"));
+const BATCH = Number(option("batch", modelName === "tiny" && backend === "webgpu" ? "256" : "64"));
 const ITERS = Number(option("iters", backend === "cpu" ? "1" : "3"));
 const WARMUP = Number(option("warmup", backend === "cpu" ? "0" : "1"));
-const IMG = 32;
-const PATCH = 4;
+const DEPTH = Number(option("depth", String(MODEL.depth)));
+const MEMORY_STEPS = Number(option("memory-steps", "0"));
+const TORCH_DEVICE = option("torch-device", backend === "webgpu" ? "cuda" : "cpu");
 const checkpointBlocks = option("checkpoint-blocks", backend === "wasm" ? "on" : "off") === "on";
+for (const [k, v] of Object.entries({ BATCH, ITERS, WARMUP, DEPTH, MEMORY_STEPS }))
+  if (!Number.isInteger(v) || v < 0 || (v === 0 && k !== "WARMUP" && k !== "MEMORY_STEPS"))
+    throw new Error(`--${k.toLowerCase().replace("_", "-")}: expected a non-negative integer`);
 
 function benchTorch(): Record<string, unknown> {
-  if (flag("no-torch")) return { available: false, note: "skipped (--no-torch)" };
+  if (flag("no-torch") || MEMORY_STEPS > 0) return { available: false, note: "skipped" };
   const script = fileURLToPath(new URL("./sit_step_torch.py", import.meta.url));
-  const python = process.env.SIT_TORCH_PYTHON ?? "/usr/bin/python3";
+  const python =
+    process.env.SIT_TORCH_PYTHON ??
+    (existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3");
   const args = [
     script,
-    "--batch",
-    String(BATCH),
-    "--iters",
-    option("torch-iters", "3"),
-    "--warmup",
-    option("torch-warmup", "1"),
-    "--threads",
-    "2",
+    ...["--model", modelName, "--device", TORCH_DEVICE, "--batch", String(BATCH)],
+    ...["--depth", String(DEPTH), "--threads", "2"],
+    ...["--iters", option("torch-iters", "3"), "--warmup", option("torch-warmup", "1")],
   ];
-  console.error(`[sit_step] PyTorch: ${python} ${args.join(" ")}`);
+  log(`PyTorch: ${python} ${args.join(" ")}`);
   const r = spawnSync(python, args, { encoding: "utf8", maxBuffer: 1 << 24 });
   if (r.error || r.status !== 0)
     return {
@@ -69,58 +86,169 @@ function wasmHeapBytes(): number | undefined {
   return b.wasm?.HEAPU8?.buffer.byteLength;
 }
 
+/** WebGPU buffer bytes: held by live tensors, and allocated by the pool (used + free). */
+function gpuBytes(): { in_use: number; allocated: number; buffers: number } | undefined {
+  const m = tf.memory() as tf.MemoryInfo & { numBytesInGPU?: number };
+  const pool = (
+    tf.backend() as unknown as {
+      bufferManager?: {
+        numBytesAllocated: number;
+        getNumUsedBuffers(): number;
+        getNumFreeBuffers(): number;
+      };
+    }
+  ).bufferManager;
+  if (m.numBytesInGPU === undefined || !pool) return undefined;
+  return {
+    in_use: m.numBytesInGPU,
+    allocated: pool.numBytesAllocated,
+    buffers: pool.getNumUsedBuffers() + pool.getNumFreeBuffers(),
+  };
+}
+
+/**
+ * tfjs-backend-webgpu's synchronous read (`dataSync`) draws through an OffscreenCanvas, which
+ * Node does not have, so any `dataSync` of a GPU tensor throws there. The recipe reads its losses
+ * that way, so on webgpu under Node the bench replaces the backend's readSync by one that returns
+ * NaNs for GPU-resident data (counting each call site) and synchronises every step with an async
+ * read instead — the same one GPU→CPU round trip per step. Reported as `sync_reads_stubbed`.
+ */
+function stubSyncReads(): Map<string, number> | undefined {
+  const be = tf.backend() as unknown as {
+    readSync?: (id: object) => unknown;
+    tensorMap?: { get(id: object): { values?: unknown; resource?: { size: number } } };
+  };
+  if (tf.getBackend() !== "webgpu" || "OffscreenCanvas" in globalThis || !be.readSync) return;
+  const original = be.readSync.bind(be);
+  const sites = new Map<string, number>();
+  be.readSync = (id: object) => {
+    const d = be.tensorMap?.get(id);
+    if (!d || d.values != null || !d.resource) return original(id);
+    const frames = (new Error().stack ?? "").split("\n").map((l) => l.trim());
+    const site = frames.find((l) => l.includes("packages/")) ?? frames[3] ?? "?";
+    sites.set(site, (sites.get(site) ?? 0) + 1);
+    return new Float32Array(d.resource.size / 4).fill(Number.NaN);
+  };
+  return sites;
+}
+
 async function benchTfjs(): Promise<Record<string, unknown>> {
-  const info = await initBackend(backend, { log: false });
+  const info = await initBackend(backend, {
+    log: false,
+    allowSoftwareAdapter: flag("allow-software-adapter"),
+  });
+  log(`${info.name}${info.adapter ? ` on ${info.adapter}` : ""}`);
   const c0 = performance.now();
   const recipe = createSiT({
-    backbone: { preset: "tiny", imgSize: IMG, patchSize: PATCH, inChans: 3, checkpointBlocks },
+    backbone: {
+      imgSize: MODEL.img,
+      patchSize: MODEL.patch,
+      embedDim: MODEL.dim,
+      depth: DEPTH,
+      numHeads: MODEL.heads,
+      inChans: 3,
+      checkpointBlocks,
+    },
     projection: { hidden: 4096, outDim: 256 },
     optim: { batchSize: BATCH, epochs: 100, stepsPerEpoch: 100 },
     lambda: 5,
   });
   const views = [0, 1].map(
-    (i) => tf.randomNormal([BATCH, IMG, IMG, 3], 0, 1, "float32", 11 + i) as tf.Tensor4D,
+    (i) =>
+      tf.randomNormal([BATCH, MODEL.img, MODEL.img, 3], 0, 1, "float32", 11 + i) as tf.Tensor4D,
   );
   const batch = { views };
-  console.error(`[sit_step] ${info.name}: model built in ${Math.round(performance.now() - c0)} ms`);
+  log(`${info.name}: model built in ${Math.round(performance.now() - c0)} ms`);
+  const stubbed = stubSyncReads();
+  // Waits for queued GPU work (the optimiser and EMA updates after the loss readback).
+  const flush = async () => {
+    await recipe.student.namedParameters()[0][1].data();
+  };
+  let peakGpu = 0;
   let step = 0;
-  const run = () => {
+  const run = async () => {
     const t0 = performance.now();
     const r = recipe.trainStep(batch, step++);
-    console.error(`[sit_step] ${info.name} step ${step}: ${Math.round(performance.now() - t0)} ms`);
+    if (stubbed) await flush();
+    peakGpu = Math.max(peakGpu, gpuBytes()?.allocated ?? 0);
+    log(`${info.name} step ${step}: ${Math.round(performance.now() - t0)} ms`);
     return r;
   };
-  const w0 = performance.now();
-  for (let i = 0; i < WARMUP; i++) run();
-  const warmupMs = WARMUP > 0 ? (performance.now() - w0) / WARMUP : undefined;
-  const tensorsBefore = tf.memory().numTensors;
-  const times: number[] = [];
-  let loss = Number.NaN;
-  for (let i = 0; i < ITERS; i++) {
-    const t0 = performance.now();
-    loss = run().loss;
-    times.push(performance.now() - t0);
-  }
-  const ms = times.reduce((a, b) => a + b, 0) / times.length;
-  // The GMML drawing alone (typed-array loops on the CPU; part of trainStep above).
-  const maskRng = Rng.seed(5);
-  const m0 = performance.now();
-  const { corrupted, masks } = corruptViews(recipe.masker, views, maskRng);
-  const maskMs = performance.now() - m0;
-  tf.dispose([...corrupted, ...masks]);
-  // One more step under tf.profile: kernel launches and tfjs's peak bytes.
-  const profile = await tf.profile(() => {
-    run();
-  });
-  const kernels = profile.kernels.length;
-  const byKernel = new Map<string, number>();
-  for (const k of profile.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + 1);
-  const top = [...byKernel.entries()].sort((a, b) => b[1] - a[1]).slice(0, 8);
-  const result: Record<string, unknown> = {
+  const common = {
     backend: info.name,
     ...(info.threads !== undefined ? { threads: info.threads, simd: info.simd } : {}),
     ...(info.adapter ? { adapter: info.adapter } : {}),
     checkpoint_blocks: checkpointBlocks,
+    ...(stubbed ? { sync_reads_stubbed: Object.fromEntries(stubbed) } : {}),
+    params: recipe.student.namedParameters().reduce((n, [, v]) => n + v.size, 0),
+  };
+  if (MEMORY_STEPS > 0) {
+    const sample = () => ({
+      step,
+      tensors: tf.memory().numTensors,
+      tfjs_bytes: tf.memory().numBytes,
+      ...(gpuBytes() ? { gpu: gpuBytes() } : {}),
+      rss_mb: round(process.memoryUsage().rss / 2 ** 20),
+    });
+    const early = Math.min(10, MEMORY_STEPS);
+    let first: ReturnType<typeof sample> | undefined;
+    const t0 = performance.now();
+    while (step < MEMORY_STEPS) {
+      await run();
+      if (step === early) {
+        await flush();
+        first = sample();
+      }
+    }
+    await flush();
+    const last = sample();
+    const result = {
+      ...common,
+      memory_steps: MEMORY_STEPS,
+      step_ms: round((performance.now() - t0) / MEMORY_STEPS),
+      at_early: first,
+      at_end: last,
+      tensor_growth: last.tensors - (first?.tensors ?? 0),
+      gpu_allocated_growth: (last.gpu?.allocated ?? 0) - (first?.gpu?.allocated ?? 0),
+      no_growth:
+        last.tensors === first?.tensors &&
+        (last.gpu?.allocated ?? 0) <= (first?.gpu?.allocated ?? 0),
+    };
+    tf.dispose(views);
+    recipe.dispose();
+    return result;
+  }
+  const w0 = performance.now();
+  for (let i = 0; i < WARMUP; i++) await run();
+  if (WARMUP > 0) await flush();
+  const warmupMs = WARMUP > 0 ? (performance.now() - w0) / WARMUP : undefined;
+  const tensorsBefore = tf.memory().numTensors;
+  const times: number[] = [];
+  let loss = Number.NaN;
+  const l0 = performance.now();
+  for (let i = 0; i < ITERS; i++) {
+    const t0 = performance.now();
+    loss = (await run()).loss;
+    times.push(performance.now() - t0);
+  }
+  await flush();
+  const ms = (performance.now() - l0) / ITERS;
+  // The GMML drawing alone (typed-array loops on the CPU; part of trainStep above).
+  const maskRng = Rng.seed(5);
+  const m0 = performance.now();
+  const drawn = corruptViews(recipe.masker, views, maskRng);
+  const maskMs = performance.now() - m0;
+  tf.dispose(Object.values(drawn).flat());
+  // One more step under tf.profile: kernel launches and tfjs's peak bytes.
+  const profile = await tf.profile(async () => {
+    await run();
+  });
+  const byKernel = new Map<string, number>();
+  for (const k of profile.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + 1);
+  const top = [...byKernel.entries()].sort((a, b) => b[1] - a[1]).slice(0, 8);
+  const gpu = gpuBytes();
+  const result: Record<string, unknown> = {
+    ...common,
     iters: ITERS,
     warmup: WARMUP,
     ...(warmupMs !== undefined ? { first_step_ms: round(warmupMs) } : {}),
@@ -128,15 +256,16 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     step_ms_min: round(Math.min(...times)),
     images_per_s: round(BATCH / (ms / 1000), 2),
     gmml_drawing_ms: round(maskMs),
-    kernel_launches_per_step: kernels,
+    kernel_launches_per_step: profile.kernels.length,
     kernel_launches_top: Object.fromEntries(top),
     peak_tfjs_bytes_in_step: profile.peakBytes,
     tfjs_bytes_after_step: tf.memory().numBytes,
+    ...(gpu ? { gpu_bytes_after_step: gpu, peak_gpu_allocated_bytes: peakGpu } : {}),
     ...(wasmHeapBytes() !== undefined ? { wasm_heap_bytes: wasmHeapBytes() } : {}),
     max_rss_mb: round(process.resourceUsage().maxRSS / 1024),
     tensors_leaked_per_step: (tf.memory().numTensors - tensorsBefore) / (ITERS + 1),
-    loss_finite: Number.isFinite(loss),
-    params: recipe.student.namedParameters().reduce((n, [, v]) => n + v.size, 0),
+    loss_finite:
+      stubbed && stubbed.size > 0 ? "unknown (sync reads stubbed)" : Number.isFinite(loss),
   };
   tf.dispose(views);
   recipe.dispose();
@@ -144,8 +273,9 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
 }
 
 const report: Record<string, unknown> = {
-  bench: "sit_step",
-  model: `SiT v3, ViT-Tiny/${PATCH} at ${IMG} px (D 192, depth 12, 3 heads), projection 4096 → 256, reconstruction head, EMA teacher, λ = 5`,
+  bench: MEMORY_STEPS > 0 ? "sit_step_memory" : "sit_step",
+  model: `SiT v3, ${MODEL.name} (D ${MODEL.dim}, depth ${DEPTH}, ${MODEL.heads} heads), projection 4096 → 256, reconstruction head, EMA teacher, λ = 5`,
+  model_key: modelName,
   batch: BATCH,
   node: process.version,
   tfjs: tf.version.tfjs,
@@ -154,13 +284,16 @@ const report: Record<string, unknown> = {
 };
 // PyTorch first, while the machine is as quiet as it will be; then tfjs.
 const torch = benchTorch();
-report.tfjs = await benchTfjs();
+const tfjs = await benchTfjs();
+report.tfjs = tfjs;
 report.torch = torch;
-if (torch.available) {
-  const t = report.tfjs as { step_ms: number };
-  report.ratio_tfjs_over_torch = round(t.step_ms / (torch.step_ms as number), 2);
+if (torch.available && typeof torch.step_ms === "number") {
+  report.ratio_tfjs_over_torch = round((tfjs.step_ms as number) / torch.step_ms, 2);
+  const torchPeak = (torch.max_memory_allocated_bytes ?? undefined) as number | undefined;
+  const tfjsPeak = (tfjs.peak_gpu_allocated_bytes ?? tfjs.wasm_heap_bytes) as number | undefined;
+  if (torchPeak && tfjsPeak) report.ratio_peak_memory = round(tfjsPeak / torchPeak, 2);
 }
 report.loadavg_end = loadavg().map((x) => round(x, 2));
 report.note =
-  "Step = trainStep (GMML drawing included; gmml_drawing_ms is its share) vs PyTorch's step on pre-drawn corruption (SiT draws it in data-loader workers). Timings on a shared 2-core machine: compare numbers from the same run only; loadavg shows the contention.";
+  "Step = trainStep (GMML drawing included; gmml_drawing_ms is its share) vs PyTorch's step on pre-drawn corruption (SiT draws it in data-loader workers). step_ms = wall time of the timed steps (plus one final readback) / iters. kernel_launches = tfjs kernels run (tf.profile); a registered fused kernel counts once. Compare numbers from the same run only; loadavg shows the contention.";
 console.log(JSON.stringify(report, null, 2));

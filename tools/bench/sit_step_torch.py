@@ -9,12 +9,19 @@ images = 2B crops. One step = student on the corrupted views + teacher on the cl
 contrastive loss (MoCo-v3 form, ×2τ, both view pairings) + λ·masked L1, backward, per-tensor
 gradient clipping at 3.0, AdamW with SiT's two parameter groups, EMA update. fp32, no autocast.
 The GMML corruption is drawn once before timing (in SiT it runs in the data-loader workers).
+--model tiny (the default sizes above) or small (ViT-S/16 at 224 px: D 384, 6 heads, patch 16);
+explicit --img/--patch/--dim/--depth/--heads override the model's sizes.
+
+--device cuda: the same step in fp32 (TF32 matmuls off) on the GPU, synchronised around each
+timed step; reports torch.cuda.max_memory_allocated. If CUDA is not available it prints
+{"available": false, "note": "cuda unavailable ..."} and exits 0. Works with torch 1.13 and 2.x.
 
 Prints one JSON object on stdout. Meant for Debian's python3-torch (/usr/bin/python3; install
 libopenblas0-openmp, design.md). Without torch it prints {"available": false, "note": ...} and
 exits 0, so the TypeScript bench can report that.
 
-Usage: /usr/bin/python3 tools/bench/sit_step_torch.py [--batch 64] [--iters 5] [--warmup 2]
+Usage: /usr/bin/python3 tools/bench/sit_step_torch.py [--model tiny|small] [--device cpu|cuda]
+       [--batch 64] [--iters 5] [--warmup 2]
        [--threads 2] [--img 32] [--patch 4] [--dim 192] [--depth 12] [--heads 3]
        [--proj-hidden 4096] [--proj-out 256]
 """
@@ -26,20 +33,31 @@ import sys
 import time
 
 
+MODELS = {
+    "tiny": {"img": 32, "patch": 4, "dim": 192, "depth": 12, "heads": 3},
+    "small": {"img": 224, "patch": 16, "dim": 384, "depth": 12, "heads": 6},
+}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--model", choices=sorted(MODELS), default="tiny")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--img", type=int, default=32)
-    ap.add_argument("--patch", type=int, default=4)
-    ap.add_argument("--dim", type=int, default=192)
-    ap.add_argument("--depth", type=int, default=12)
-    ap.add_argument("--heads", type=int, default=3)
+    ap.add_argument("--img", type=int, default=None)
+    ap.add_argument("--patch", type=int, default=None)
+    ap.add_argument("--dim", type=int, default=None)
+    ap.add_argument("--depth", type=int, default=None)
+    ap.add_argument("--heads", type=int, default=None)
     ap.add_argument("--proj-hidden", type=int, default=4096)
     ap.add_argument("--proj-out", type=int, default=256)
     args = ap.parse_args()
+    for key, value in MODELS[args.model].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
 
     try:
         import torch
@@ -49,6 +67,15 @@ def main() -> int:
         print(json.dumps({"available": False, "note": f"PyTorch not importable with {sys.executable}: {exc}"}))
         return 0
 
+    cuda = args.device == "cuda"
+    if cuda and not torch.cuda.is_available():
+        print(json.dumps({"available": False, "device": "cuda", "torch": torch.__version__,
+                          "note": f"cuda unavailable in torch {torch.__version__} ({sys.executable})"}))
+        return 0
+    dev = torch.device(args.device)
+    if cuda:  # fp32 means fp32: no TF32 tensor-core matmuls
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     D, depth, H, p, img, B = args.dim, args.depth, args.heads, args.patch, args.img, args.batch
@@ -68,7 +95,7 @@ def main() -> int:
         def drop_path(self, x):
             if not self.training or self.drop == 0:
                 return x
-            keep = (torch.rand(x.shape[0], 1, 1) >= self.drop).float() / (1 - self.drop)
+            keep = (torch.rand(x.shape[0], 1, 1, device=x.device) >= self.drop).float() / (1 - self.drop)
             return x * keep
 
         def forward(self, x):
@@ -86,7 +113,7 @@ def main() -> int:
             self.patch_embed = nn.Conv2d(3, D, p, p)
             self.cls_token = nn.Parameter(torch.randn(1, 1, D) * 0.02)
             self.pos_embed = nn.Parameter(torch.randn(1, n + 1, D) * 0.02)
-            rates = [drop_path_rate * i / (depth - 1) for i in range(depth)]
+            rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
             self.blocks = nn.ModuleList([Block(r) for r in rates])
             self.norm = nn.LayerNorm(D, eps=1e-6)
             hid, out = args.proj_hidden, args.proj_out
@@ -110,7 +137,7 @@ def main() -> int:
             rec = self.rec_conv(t.transpose(1, 2).reshape(z.shape[0], D, g, g))
             return s, rec
 
-    student = SitNet(0.1).train()
+    student = SitNet(0.1).to(dev).train()
     teacher = copy.deepcopy(student)
     for blk in teacher.blocks:
         blk.drop = 0.0
@@ -130,13 +157,14 @@ def main() -> int:
             h, w = torch.randint(1, max(2, int(0.3 * img)), (2,), generator=gen).tolist()
             r, c = torch.randint(0, img - h + 1, (1,), generator=gen).item(), torch.randint(0, img - w + 1, (1,), generator=gen).item()
             mask[i, :, r : r + h, c : c + w] = 1
+    x, mask = x.to(dev), mask.to(dev)
     corrupted = x * (1 - mask)
     mask3 = mask.expand(-1, 3, -1, -1)
 
     def contrastive(q, k):
         q = F.normalize(q, dim=1)
         k = F.normalize(k, dim=1)
-        return F.cross_entropy(q @ k.t() / tau, torch.arange(q.shape[0])) * 2 * tau
+        return F.cross_entropy(q @ k.t() / tau, torch.arange(q.shape[0], device=q.device)) * 2 * tau
 
     def step(momentum=0.996):
         with torch.no_grad():
@@ -159,13 +187,18 @@ def main() -> int:
                 pt.mul_(momentum).add_(ps.detach(), alpha=1 - momentum)
         return loss.item()
 
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     for _ in range(args.warmup):
         step()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     times = []
     loss = float("nan")
     for _ in range(args.iters):
+        sync()
         t0 = time.perf_counter()
         loss = step()
+        sync()
         times.append((time.perf_counter() - t0) * 1000)
     ms = sum(times) / len(times)
     # Which BLAS the process really loaded (Debian's torch links the libblas.so.3 alternative).
@@ -183,6 +216,12 @@ def main() -> int:
             {
                 "available": True,
                 "torch": torch.__version__,
+                "device": args.device,
+                "model": args.model,
+                "config": {k: getattr(args, k) for k in ("img", "patch", "dim", "depth", "heads")},
+                **({"gpu": torch.cuda.get_device_name(0),
+                    "max_memory_allocated_bytes": torch.cuda.max_memory_allocated(),
+                    "max_memory_reserved_bytes": torch.cuda.max_memory_reserved()} if cuda else {}),
                 "threads": torch.get_num_threads(),
                 "blas": blas,
                 "batch": B,

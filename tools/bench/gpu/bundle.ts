@@ -1,0 +1,64 @@
+// Bundles the GPU bench entry points (tools/bench/sit_step.ts, tools/bench/gpu/check-kernels.ts)
+// with tfjs, @tensorflow/tfjs-backend-webgpu, the `webgpu` (Dawn) loader and @sit/* sources into
+// ESM files under <outdir> (shared chunks), runnable by a bare `node` with no node_modules.
+// Called by pack.sh:  npx tsx tools/bench/gpu/bundle.ts <outdir>
+//
+// @sit/core's backend.ts loads optional backends with `createRequire(import.meta.url)(id)`, which
+// a bundle cannot follow; the plugin below gives it a static table of the bundled ones instead.
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { type Plugin, build } from "esbuild";
+
+const root = fileURLToPath(new URL("../../../", import.meta.url));
+const outdir = process.argv[2];
+if (!outdir) throw new Error("usage: bundle.ts <outdir>");
+
+const bundledRequire: Plugin = {
+  name: "sit-bundled-require",
+  setup(b) {
+    b.onLoad({ filter: /packages[\\/]core[\\/]src[\\/]backend\.ts$/ }, (args) => {
+      const src = readFileSync(args.path, "utf8");
+      const from = "const requireFrom = createRequire(import.meta.url);";
+      if (!src.includes(from)) throw new Error(`bundle.ts: "${from}" not found in ${args.path}`);
+      const table = `const requireFrom = (id: string): unknown => {
+  if (id === "webgpu") return require("webgpu");
+  if (id === "@tensorflow/tfjs-backend-webgpu") return require("@tensorflow/tfjs-backend-webgpu");
+  const e = new Error(\`Cannot find module '\${id}' (not in the bench bundle)\`) as NodeJS.ErrnoException;
+  e.code = "MODULE_NOT_FOUND";
+  throw e;
+};
+void createRequire;`;
+      return { contents: src.replace(from, table), loader: "ts" };
+    });
+  },
+};
+
+const result = await build({
+  absWorkingDir: root,
+  entryPoints: {
+    sit_step: "tools/bench/sit_step.ts",
+    "check-kernels": "tools/bench/gpu/check-kernels.ts",
+  },
+  outdir,
+  bundle: true,
+  splitting: true,
+  format: "esm",
+  platform: "node",
+  target: "node20",
+  outExtension: { ".js": ".mjs" },
+  tsconfig: "tsconfig.json",
+  // Lazy optional requires inside tfjs that never run here.
+  external: ["node-fetch", "@tensorflow/tfjs-node", "@tensorflow/tfjs-node-gpu"],
+  banner: {
+    js: 'import { createRequire as __sitCreateRequire } from "node:module"; const require = __sitCreateRequire(import.meta.url);',
+  },
+  plugins: [bundledRequire],
+  logLevel: "warning",
+  metafile: true,
+  // Our packages say "sideEffects": false, but kernel registration on import is one: keep it.
+  ignoreAnnotations: true,
+});
+const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
+console.error(
+  `[bundle] ${Object.keys(result.metafile.outputs).length} files, ${(bytes / 2 ** 20).toFixed(1)} MiB`,
+);

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# SiT.js GPU bench, self-contained (made by tools/bench/gpu/pack.sh; no Node, no network needed).
+# Stages, each under its own timeout, the run goes on when one fails:
+#   kernels      check-kernels: every registered webgpu kernel override vs the portable ops
+#   torch_tiny   PyTorch CUDA fp32 SiT step, ViT-Tiny/4 32 px      torch_small  ViT-S/16 224 px
+#   tfjs_tiny    tfjs webgpu SiT step, ViT-Tiny/4 32 px            tfjs_small   ViT-S/16 224 px
+#   memory       tfjs webgpu, N steps: tensors and GPU bytes after step 10 and step N
+# then prints summary.json. Files go to $OUT if set (else a folder it names), ≤ 8 files.
+# Usage: bash run.sh [--warmup 2] [--iters 5] [--tiny-batch 256] [--small-batch 64]
+#   [--memory-steps 30] [--memory-batch 64] [--budget 420] [--depth N] [--quick]
+#   [--allow-software-adapter]
+#   --budget: seconds for the whole run (stage timeouts are shares of it).
+#   --quick: a smoke run (batch 2/1, depth 2, warmup 0, iters 1, 12 memory steps).
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+WARMUP=2 ITERS=5 TINY_B=256 SMALL_B=64 MEM_STEPS=30 MEM_B=64 BUDGET=420 DEPTH="" SOFT=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --warmup) WARMUP=$2; shift ;;
+    --iters) ITERS=$2; shift ;;
+    --tiny-batch) TINY_B=$2; shift ;;
+    --small-batch) SMALL_B=$2; shift ;;
+    --memory-steps) MEM_STEPS=$2; shift ;;
+    --memory-batch) MEM_B=$2; shift ;;
+    --budget) BUDGET=$2; shift ;;
+    --depth) DEPTH=$2; shift ;;
+    --quick) WARMUP=0 ITERS=1 TINY_B=2 SMALL_B=1 MEM_STEPS=12 MEM_B=2 DEPTH=2 ;;
+    --allow-software-adapter) SOFT=--allow-software-adapter ;;
+    *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+START=$(date +%s)
+WORK=$(mktemp -d /tmp/sit-bench-gpu.XXXXXX)
+RES=${OUT:-$WORK/results}
+mkdir -p "$RES"
+LOG=$RES/log.txt
+: >"$LOG"
+say() { echo "[run.sh] $*" | tee -a "$LOG" >&2; }
+
+unxz_to() { # unxz_to <file.xz> <dest>: xz if present, else python3's lzma
+  if command -v xz >/dev/null; then xz -dc "$1" >"$2"
+  else python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$1" "$2"
+  fi
+}
+say "unpacking into $WORK"
+unxz_to "$HERE/node.xz" "$WORK/node" && chmod +x "$WORK/node"
+cp -r "$HERE/app" "$WORK/app"
+unxz_to "$HERE/app/dist/linux-x64.dawn.node.xz" "$WORK/app/dist/linux-x64.dawn.node"
+rm -f "$WORK/app/dist/linux-x64.dawn.node.xz"
+NODE=$WORK/node
+say "node $("$NODE" --version 2>&1); $(cat "$HERE/VERSION" 2>/dev/null | tr '\n' ';')"
+
+# Vulkan: the system loader if there is one, else the packed one; NVIDIA's ICD when present.
+if /sbin/ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1 '; then
+  say "Vulkan loader: system"
+else
+  export LD_LIBRARY_PATH=$HERE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  say "Vulkan loader: packed ($HERE/lib/libvulkan.so.1)"
+fi
+ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+EGL=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+if [[ -z "${VK_DRIVER_FILES:-}" && -f $ICD ]]; then export VK_DRIVER_FILES=$ICD; fi
+if [[ -z "${__EGL_VENDOR_LIBRARY_FILENAMES:-}" && -f $EGL ]]; then export __EGL_VENDOR_LIBRARY_FILENAMES=$EGL; fi
+say "VK_DRIVER_FILES=${VK_DRIVER_FILES:-<default>}"
+if command -v nvidia-smi >/dev/null; then nvidia-smi -L 2>&1 | tee -a "$LOG" >&2
+else say "nvidia-smi: not found"; fi
+PY=${SIT_TORCH_PYTHON:-python3}
+
+# stage <name> <share of the budget, %> <command...>: stdout → $RES/<name>.json, stderr → log.
+stage() {
+  local name=$1 share=$2; shift 2
+  local left=$((BUDGET - ($(date +%s) - START) - 10))
+  local limit=$((BUDGET * share / 100))
+  ((limit > left)) && limit=$left
+  if ((limit < 5)); then
+    say "$name: skipped (time budget spent)"
+    echo '{"error": "skipped: time budget spent"}' >"$RES/$name.json"
+    return
+  fi
+  say "$name: start (timeout ${limit}s): $*"
+  local t0=$(date +%s)
+  (cd "$WORK/app" && timeout -k 10 "$limit" "$@") >"$RES/$name.json" 2> >(grep -v '^Warning: max' >>"$LOG")
+  local rc=$?
+  say "$name: rc $rc in $(($(date +%s) - t0))s$( ((rc == 124 || rc == 137)) && echo ' (timed out)')"
+}
+D=${DEPTH:+--depth $DEPTH}
+STEP="$NODE sit_step.mjs --backend webgpu $SOFT --no-torch --warmup $WARMUP --iters $ITERS $D"
+TORCH="$PY sit_step_torch.py --device cuda --warmup $WARMUP --iters $ITERS $D"
+stage kernels 12 $NODE check-kernels.mjs --backend webgpu $SOFT
+stage torch_tiny 8 $TORCH --model tiny --batch "$TINY_B"
+stage torch_small 8 $TORCH --model small --batch "$SMALL_B"
+stage tfjs_tiny 24 $STEP --model tiny --batch "$TINY_B"
+stage tfjs_small 24 $STEP --model small --batch "$SMALL_B"
+stage memory 20 $NODE sit_step.mjs --backend webgpu $SOFT --no-torch --model tiny \
+  --batch "$MEM_B" --memory-steps "$MEM_STEPS" $D
+"$PY" "$WORK/app/summary.py" "$RES" >"$RES/summary.json" 2>>"$LOG"
+cat "$RES/summary.json"
+say "done in $(($(date +%s) - START))s; files in $RES: $(ls "$RES" | tr '\n' ' ')"
+rm -rf "$WORK/node" "$WORK/app"

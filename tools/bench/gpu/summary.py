@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Summary of a bench-gpu run: reads the stage JSON files in a folder, prints one JSON object.
+
+Usage: python3 summary.py <dir>   (files: kernels.json, tfjs_tiny.json, tfjs_small.json,
+torch_tiny.json, torch_small.json, memory.json; a missing or broken one is reported as such).
+Ratios are tfjs / PyTorch (step time, and peak GPU memory: tfjs's buffer pool high-water mark
+over torch.cuda.max_memory_allocated).
+"""
+import json
+import os
+import sys
+
+
+def load(d, name):
+    path = os.path.join(d, name)
+    try:
+        with open(path) as f:
+            text = f.read()
+        # The JSON is the stage's stdout; take the outermost object.
+        return json.loads(text[text.index("{"): text.rindex("}") + 1])
+    except FileNotFoundError:
+        return {"error": f"{name} missing (stage did not run)"}
+    except (ValueError, json.JSONDecodeError):
+        return {"error": f"{name} has no JSON (stage failed or timed out; see log.txt)"}
+
+
+def main():
+    d = sys.argv[1] if len(sys.argv) > 1 else "."
+    out = {"summary": "sit_step on webgpu (tfjs) vs PyTorch fp32"}
+    k = load(d, "kernels.json")
+    out["adapter"] = k.get("adapter")
+    out["kernels"] = {key: k.get(key) for key in ("checked", "all_pass", "registered", "error", "note")
+                      if k.get(key) is not None}
+    if k.get("results"):
+        out["kernels"]["worst"] = {
+            f"{r.get('kernel')}@{r.get('size')}":
+                r.get("error") or max([r.get("forward_rel", 0)] + r.get("grad_rel", []))
+            for r in k["results"]}
+    for model in ("tiny", "small"):
+        t = load(d, f"tfjs_{model}.json")
+        p = load(d, f"torch_{model}.json")
+        tj = t.get("tfjs", {}) if "error" not in t else t
+        row = {
+            "batch": t.get("batch"),
+            "tfjs_step_ms": tj.get("step_ms"),
+            "tfjs_images_per_s": tj.get("images_per_s"),
+            "kernel_launches_per_step": tj.get("kernel_launches_per_step"),
+            "tfjs_peak_gpu_bytes": tj.get("peak_gpu_allocated_bytes"),
+            "tfjs_error": tj.get("error"),
+            "torch_step_ms": p.get("step_ms"),
+            "torch_max_memory_allocated_bytes": p.get("max_memory_allocated_bytes"),
+            "torch_note": p.get("note") or p.get("error"),
+            "torch_gpu": p.get("gpu"),
+        }
+        if isinstance(row["tfjs_step_ms"], (int, float)) and isinstance(row["torch_step_ms"], (int, float)):
+            row["ratio_step_time"] = round(row["tfjs_step_ms"] / row["torch_step_ms"], 2)
+        if row["tfjs_peak_gpu_bytes"] and row["torch_max_memory_allocated_bytes"]:
+            row["ratio_peak_memory"] = round(row["tfjs_peak_gpu_bytes"] / row["torch_max_memory_allocated_bytes"], 2)
+        out[model] = {key: v for key, v in row.items() if v is not None}
+    m = load(d, "memory.json")
+    mj = m.get("tfjs", m)
+    out["memory"] = {key: mj.get(key) for key in
+                     ("memory_steps", "tensor_growth", "gpu_allocated_growth", "no_growth", "error")
+                     if mj.get(key) is not None}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
