@@ -179,7 +179,6 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     ...(info.threads !== undefined ? { threads: info.threads, simd: info.simd } : {}),
     ...(info.adapter ? { adapter: info.adapter } : {}),
     checkpoint_blocks: checkpointBlocks,
-    ...(stubbed ? { sync_reads_stubbed: Object.fromEntries(stubbed) } : {}),
     params: recipe.student.namedParameters().reduce((n, [, v]) => n + v.size, 0),
   };
   if (MEMORY_STEPS > 0) {
@@ -205,6 +204,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     const result = {
       ...common,
       memory_steps: MEMORY_STEPS,
+      ...(stubbed ? { sync_reads_stubbed: Object.fromEntries(stubbed) } : {}),
       step_ms: round((performance.now() - t0) / MEMORY_STEPS),
       at_early: first,
       at_end: last,
@@ -264,6 +264,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     ...(wasmHeapBytes() !== undefined ? { wasm_heap_bytes: wasmHeapBytes() } : {}),
     max_rss_mb: round(process.resourceUsage().maxRSS / 1024),
     tensors_leaked_per_step: (tf.memory().numTensors - tensorsBefore) / (ITERS + 1),
+    ...(stubbed ? { sync_reads_stubbed: Object.fromEntries(stubbed) } : {}),
     loss_finite:
       stubbed && stubbed.size > 0 ? "unknown (sync reads stubbed)" : Number.isFinite(loss),
   };

@@ -52,7 +52,7 @@ NODE=$WORK/node
 say "node $("$NODE" --version 2>&1); $(cat "$HERE/VERSION" 2>/dev/null | tr '\n' ';')"
 
 # Vulkan: the system loader if there is one, else the packed one; NVIDIA's ICD when present.
-if /sbin/ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1 '; then
+if /sbin/ldconfig -p 2>/dev/null | grep 'libvulkan.so.1 ' >/dev/null; then  # no -q: SIGPIPE + pipefail
   say "Vulkan loader: system"
 else
   export LD_LIBRARY_PATH=$HERE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
