@@ -16,12 +16,12 @@ describe("wasm kernels", () => {
       wasm()
         .map((o) => o.name)
         .sort(),
-    ).toEqual(["multiHeadAttention", "packedSelfAttention"]);
+    ).toEqual(["gelu", "layerNorm", "linear", "multiHeadAttention", "packedSelfAttention"]);
     setWasmKernels(false);
     expect(wasm()).toEqual([]);
     setWasmKernels(true);
     setWasmKernels(true); // idempotent
-    expect(wasm()).toHaveLength(2);
+    expect(wasm()).toHaveLength(5);
   });
 
   it("batchMatMulBatchLast equals a batched matMul (batch moved last)", async () => {

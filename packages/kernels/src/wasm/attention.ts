@@ -123,8 +123,10 @@ export const wasmMultiHeadAttention: KernelSignatures["multiHeadAttention"] = (
 };
 
 /**
- * wasm `packedSelfAttention`: q, k and v leave `qkv [B, N, 3D]` through gathers (no Slice), and
- * the gradient goes back as one stack of the three (no concat).
+ * wasm `packedSelfAttention`: one rank-4 transpose moves `qkv [B, N, 3, D]` to
+ * `[3, N, B, D]` = `[3, N, B·H, hd]` (tokens first), from which q, k and v are contiguous slices;
+ * the gradient goes back as one stack along the leading axis (contiguous copies) and one transpose.
+ * (Per-part gathers along the "which of three" axis cost ≈ 20× a whole-tensor transpose on wasm.)
  */
 export const wasmPackedSelfAttention: KernelSignatures["packedSelfAttention"] = (
   qkv,
@@ -137,12 +139,9 @@ export const wasmPackedSelfAttention: KernelSignatures["packedSelfAttention"] = 
   return withProbabilities(
     (capture) =>
       withGradient<[tf.Tensor3D], tf.Tensor3D>(([x], save) => {
-        // q, k, v by a gather along the "which of three" axis: on wasm Slice and the rank-4
-        // transposes that move a 192-wide axis are slow; gather copies contiguous rows. (Inside
-        // this custom-gradient op, gather needs no gradient of its own.)
-        const rows = tf.reshape(x, [b * n, 3, d]);
+        const parts = tf.transpose(tf.reshape(x, [b, n, 3, d]), [2, 1, 0, 3]); // [3, N, B, D]
         const part = (i: number) =>
-          toTokensFirst(tf.reshape(tf.gather(rows, tf.tensor1d([i], "int32"), 1), [b, n, d]), h);
+          tf.reshape(tf.slice(parts, [i, 0, 0, 0], [1, n, b, d]), [n, b * h, hd]) as tf.Tensor3D;
         const qs = tf.mul(part(0), scale) as tf.Tensor3D;
         const k = part(1);
         const v = part(2);
@@ -153,13 +152,9 @@ export const wasmPackedSelfAttention: KernelSignatures["packedSelfAttention"] = 
           value: fromTokensFirst(out, b),
           backward: (dy, saved) => {
             const grads = backwardTokensFirst(toTokensFirst(dy, h), saved, scale);
-            // [N, B·H, hd] ×3 → [B, N, D] ×3 → stacked [B, N, 3, D] = [B, N, 3D] (pack is cheaper
-            // than concat on wasm).
-            const stacked = tf.stack(
-              grads.map((g) => fromTokensFirst(g, b)),
-              2,
-            );
-            return [tf.reshape(stacked, [b, n, d3])];
+            // [N, B·H, hd] ×3 → [3, N, B, D] → [B, N, 3, D] = [B, N, 3D].
+            const stacked = tf.reshape(tf.stack(grads, 0), [3, n, b, d]);
+            return [tf.reshape(tf.transpose(stacked, [2, 1, 0, 3]), [b, n, d3])];
           },
         };
       })(qkv),

@@ -1,12 +1,18 @@
 import type { KernelName, KernelSignatures } from "../registry";
 import { registerKernelOverride } from "../registry";
 import { wasmMultiHeadAttention, wasmPackedSelfAttention } from "./attention";
+import { wasmGelu } from "./gelu";
+import { wasmLayerNorm } from "./layer-norm";
+import { wasmLinear } from "./linear";
 
 /**
  * The wasm backend's kernels behind the seam: the fastest composition of existing tfjs wasm
  * kernels for each operation (see the package README), each tested against `portableKernels`.
  */
 export const wasmKernels: Readonly<Partial<KernelSignatures>> = Object.freeze({
+  linear: wasmLinear,
+  layerNorm: wasmLayerNorm,
+  gelu: wasmGelu,
   multiHeadAttention: wasmMultiHeadAttention,
   packedSelfAttention: wasmPackedSelfAttention,
 });

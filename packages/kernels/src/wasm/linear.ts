@@ -1,0 +1,57 @@
+import * as tf from "@tensorflow/tfjs";
+import { withGradient } from "../custom-grad";
+import type { KernelSignatures } from "../registry";
+
+/**
+ * Column sums of `x [M, n]` → `[n]` as `ones[1, M] · x`: on wasm a `Sum` over axis 0 transposes
+ * its input first (a strided copy, ≈ 20× the cost of this XNNPACK product for a [8320, 768] input).
+ */
+export function columnSum(x: tf.Tensor2D): tf.Tensor1D {
+  const [m, n] = x.shape;
+  return tf.reshape(tf.matMul(tf.ones([1, m]), x), [n]);
+}
+
+/**
+ * `dy · wᵀ` with plain products: as `(w · dyᵀ)ᵀ` when that transposes fewer elements (a small
+ * batch through a large weight, e.g. SiT's 4096 × 4096 projection layer), else with `wᵀ`.
+ */
+export function inputGradient(dy: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  const m = dy.shape[0];
+  const [inF, outF] = w.shape;
+  return m * (inF + outF) < inF * outF
+    ? (tf.transpose(tf.matMul(w, tf.transpose(dy))) as tf.Tensor2D)
+    : tf.matMul(dy, tf.transpose(w));
+}
+
+const withBias = withGradient<[tf.Tensor2D, tf.Tensor2D, tf.Tensor1D], tf.Tensor2D>(
+  ([x, w, b], save) => {
+    save([x, w]);
+    return {
+      value: tf.fused.matMul({ a: x, b: w, bias: b }) as tf.Tensor2D,
+      backward: (dy, [xs, ws]) => [
+        inputGradient(dy, ws as tf.Tensor2D),
+        tf.matMul(tf.transpose(xs), dy),
+        columnSum(dy),
+      ],
+    };
+  },
+);
+
+const noBias = withGradient<[tf.Tensor2D, tf.Tensor2D], tf.Tensor2D>(([x, w], save) => {
+  save([x, w]);
+  return {
+    value: tf.matMul(x, w),
+    backward: (dy, [xs, ws]) => [
+      inputGradient(dy, ws as tf.Tensor2D),
+      tf.matMul(tf.transpose(xs), dy),
+    ],
+  };
+});
+
+/**
+ * wasm `linear`: the portable maths (plain products only), with the bias gradient as a product
+ * with a row of ones instead of a `Sum` over axis 0, and the input gradient transposing the smaller
+ * of (weight) or (batch rows).
+ */
+export const wasmLinear: KernelSignatures["linear"] = (x, weight, bias) =>
+  bias ? withBias(x, weight, bias) : noBias(x, weight);
