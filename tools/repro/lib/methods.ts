@@ -29,6 +29,8 @@ export interface ModelBudget {
   decoderDepth: number;
   batchSize: number;
   steps: number;
+  /** Base learning rate of pretraining, scaled by batch / 256 (default SiT's 5e-4). */
+  pretrainLr?: number;
   /** SiT's λ. */
   lambda: number;
   seed: number;
@@ -43,17 +45,13 @@ export interface MethodRecipe {
 
 /**
  * Build `method`'s recipe from @sit/recipes with the shared backbone (1-channel input, drop path
- * 0.1) and optimiser (SiT's AdamW schedules: lr 5e-4·B/256 with warm-up over the first 10 % of the
- * steps, cosine to 1e-6, weight decay 0.04 → 0.1, per-tensor clipping 3). Each method keeps its own
+ * 0.1) and optimiser (SiT's AdamW schedules: lr `pretrainLr`·B/256 (default 5e-4) with warm-up over
+ * the first 10 % of the steps, cosine to 1e-6, weight decay 0.04 → 0.1, per-tensor clipping 3).
+ * Each method keeps its own
  * published loss settings (SiT: GMML zeros fill + λ; GMML: the same corruption, no teacher;
  * MoCo v3: τ 0.2, momentum 0.99 → 1; MAE: 75 % random tokens, normalised-pixel loss).
  */
-export function createMethod(
-  method: Exclude<Method, "random">,
-  b: ModelBudget,
-  stepsPerEpoch: number,
-): MethodRecipe {
-  const epochs = Math.max(1, Math.ceil(b.steps / stepsPerEpoch));
+export function createMethod(method: Exclude<Method, "random">, b: ModelBudget): MethodRecipe {
   const backbone = {
     imgSize: b.imgSize,
     patchSize: b.patchSize,
@@ -63,9 +61,16 @@ export function createMethod(
     numHeads: b.numHeads,
     dropPathRate: 0.1,
   };
-  // Warm-up: a tenth of the run (SiT's 10 of 100 epochs), in whole epochs as the schedules count.
-  const warmupEpochs = Math.floor(epochs / 10);
-  const optim = { batchSize: b.batchSize, epochs, stepsPerEpoch, warmupEpochs };
+  // Warm-up: a tenth of the run (SiT's 10 of 100 epochs). The schedules count warm-up in whole
+  // epochs, and a short run is only a few data epochs long (none would be warm-up), so they are
+  // given ten "epochs" of a tenth of the steps each; fit's step counter is global.
+  const optim = {
+    batchSize: b.batchSize,
+    epochs: 10,
+    stepsPerEpoch: Math.max(1, Math.ceil(b.steps / 10)),
+    warmupEpochs: 1,
+    ...(b.pretrainLr !== undefined ? { baseLr: b.pretrainLr } : {}),
+  };
   const projection = { hidden: b.projHidden, outDim: 256 };
   const seed = b.seed;
   switch (method) {

@@ -102,11 +102,11 @@ ${table}
 
 - Data: ${c.data.train.toLocaleString("en")} training images (pretraining and labelled subsets), ${c.data.test.toLocaleString("en")} test images, 28 × 28 grayscale, normalised with Fashion-MNIST's mean/std.
 - Backbone: ViT, patch ${b.patchSize}, width ${b.embedDim}, depth ${b.depth}, ${b.numHeads} heads, 1 input channel, drop path 0.1 while training.
-- Pretraining: ${b.steps} steps at batch ${b.batchSize} for every method; SiT's two-view augmentation at 28 px (crop 0.2–1, flip, brightness/contrast jitter, blur σ 0.1–1, solarize); AdamW with SiT's schedules (warm-up over the first tenth, cosine), per-tensor clipping 3.
+- Pretraining: ${b.steps} steps at batch ${b.batchSize} for every method; SiT's two-view augmentation at 28 px (crop 0.2–1, flip, brightness/contrast jitter, blur σ 0.1–1, solarize); AdamW with SiT's schedules (lr ${b.pretrainLr ?? 5e-4}·B/256 = ${+(((b.pretrainLr ?? 5e-4) * b.batchSize) / 256).toPrecision(3)}, warm-up over the first tenth of the steps, cosine), per-tensor clipping 3.
   SiT: GMML (zeros, ratio 0.5, 50 % other-image paste) + contrastive vs. EMA teacher, λ = ${b.lambda}, projection ${b.projHidden}/256. GMML only: the same corruption and reconstruction head, no teacher. MoCo v3: clean views, projector + predictor (hidden ${b.projHidden}), τ 0.2, momentum 0.99 → 1. MAE: 75 % random tokens, transformer decoder (width ${b.decoderDim}, depth ${b.decoderDepth}), normalised-pixel MSE. Evaluated backbone: the ${b.from}.
 - k-NN: DINO's weighted vote (cosine, T = 0.07) on CLS features of the full training set.
 - Linear probe: BatchNorm (no affine) + linear layer on frozen CLS features, SGD-momentum, ${b.probeEpochs} epochs; test accuracy of the last epoch.
-- Fine-tuning: the whole ViT + linear head, AdamW (lr 5e-4·B/512, wd 0.05, warm-up + cosine), label smoothing 0.1, random resized crop (0.35–1) + flip, batch ${b.finetuneBatch}; ${b.finetuneEpochs} epochs with all labels, ${b.fewshotEpochs} epochs with fewer; final-epoch test accuracy.
+- Fine-tuning: the whole ViT + linear head, AdamW (peak lr ${b.finetuneLr ?? `5e-4·B/512 = ${+((5e-4 * b.finetuneBatch) / 512).toPrecision(3)}`}, wd 0.05, ${b.finetuneWarmup ?? 5} warm-up epoch(s) (at most epochs − 1), cosine), label smoothing 0.1, random resized crop (${b.finetuneCropScale ?? 0.8}–1) + flip, batch ${b.finetuneBatch}; ${b.finetuneEpochs} epochs with all labels, ${b.fewshotEpochs} epochs with fewer; final-epoch test accuracy.
 - Label fractions (few-shot in the paper's sense): the first k images of each class (k: ${perClass}), as the SiT code's \`num_imgs_per_cat\`.
 - Machine: ${c.machine}.
 
