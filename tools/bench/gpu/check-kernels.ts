@@ -89,10 +89,10 @@ function makeCase(name: KernelName, s: Size): Case {
 }
 
 /** max|a − b| / max|b| (the fixtures' measure: float32 sums in another order differ by ulps of the scale). */
-function relError(a: tf.Tensor, b: tf.Tensor): number {
+async function relError(a: tf.Tensor, b: tf.Tensor): Promise<number> {
   if (a.shape.join() !== b.shape.join()) return Number.POSITIVE_INFINITY;
-  const x = a.dataSync();
-  const y = b.dataSync();
+  // Async reads: tfjs-backend-webgpu's dataSync needs OffscreenCanvas, which Node lacks.
+  const [x, y] = await Promise.all([a.data(), b.data()]);
   let scale = 1e-12;
   let worst = 0;
   for (let i = 0; i < y.length; i++) {
@@ -104,25 +104,29 @@ function relError(a: tf.Tensor, b: tf.Tensor): number {
   return worst / scale;
 }
 
-function check(name: KernelName, backend: string, s: Size): Record<string, unknown> {
+async function check(name: KernelName, backend: string, s: Size): Promise<Record<string, unknown>> {
   const override = findOverride(name, backend);
   if (!override) return { kernel: name, size: s.name, error: "override vanished" };
   const impl = { ...portableKernels, [name]: override } as KernelSignatures;
   const c = makeCase(name, s);
   try {
     const dy = tf.tidy(() => rand(c.call(portableKernels, c.inputs).shape));
-    const run = (k: KernelSignatures) =>
-      tf.tidy(() => {
-        const t0 = performance.now();
+    const run = async (k: KernelSignatures) => {
+      const t0 = performance.now();
+      const r = tf.tidy(() => {
         const out = c.call(k, c.inputs);
         const grads = tf.grads((...xs: tf.Tensor[]) => tf.sum(tf.mul(c.call(k, xs), dy)))(c.inputs);
-        out.dataSync();
-        return { out, grads, ms: performance.now() - t0 };
+        return { out, grads };
       });
-    const ref = run(portableKernels);
-    const got = run(impl);
-    const forward = relError(got.out, ref.out);
-    const gradients = got.grads.map((g, i) => relError(g, ref.grads[i]));
+      await Promise.all([r.out, ...r.grads].map((t) => t.data()));
+      return { ...r, ms: performance.now() - t0 };
+    };
+    const ref = await run(portableKernels);
+    const got = await run(impl);
+    const forward = await relError(got.out, ref.out);
+    const gradients: number[] = [];
+    for (let i = 0; i < got.grads.length; i++)
+      gradients.push(await relError(got.grads[i], ref.grads[i]));
     const worst = Math.max(forward, ...gradients);
     tf.dispose([dy, ref.out, got.out, ...ref.grads, ...got.grads]);
     return {
@@ -161,7 +165,7 @@ const mine = registered.filter((r) => r.backend === active);
 const results: Record<string, unknown>[] = [];
 for (const { name } of mine)
   for (const s of SIZES) {
-    const r = check(name, active, s);
+    const r = await check(name, active, s);
     console.error(`[check-kernels] ${JSON.stringify(r)}`);
     results.push(r);
   }

@@ -10,10 +10,10 @@
 #   [--memory-steps 30] [--memory-batch 64] [--budget 420] [--depth N] [--quick]
 #   [--allow-software-adapter]
 #   --budget: seconds for the whole run (stage timeouts are shares of it).
-#   --quick: a smoke run (batch 2/1, depth 2, warmup 0, iters 1, 12 memory steps).
+#   --quick: a smoke run (batch 2/1, depth 2, warmup 0, iters 1, 12 memory steps, kernel check B 2).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-WARMUP=2 ITERS=5 TINY_B=256 SMALL_B=64 MEM_STEPS=30 MEM_B=64 BUDGET=420 DEPTH="" SOFT=""
+WARMUP=2 ITERS=5 TINY_B=256 SMALL_B=64 MEM_STEPS=30 MEM_B=64 BUDGET=420 DEPTH="" SOFT="" KB=8
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --warmup) WARMUP=$2; shift ;;
@@ -24,7 +24,7 @@ while [[ $# -gt 0 ]]; do
     --memory-batch) MEM_B=$2; shift ;;
     --budget) BUDGET=$2; shift ;;
     --depth) DEPTH=$2; shift ;;
-    --quick) WARMUP=0 ITERS=1 TINY_B=2 SMALL_B=1 MEM_STEPS=12 MEM_B=2 DEPTH=2 ;;
+    --quick) WARMUP=0 ITERS=1 TINY_B=2 SMALL_B=1 MEM_STEPS=12 MEM_B=2 DEPTH=2 KB=2 ;;
     --allow-software-adapter) SOFT=--allow-software-adapter ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -87,7 +87,7 @@ stage() {
 D=${DEPTH:+--depth $DEPTH}
 STEP="$NODE sit_step.mjs --backend webgpu $SOFT --no-torch --warmup $WARMUP --iters $ITERS $D"
 TORCH="$PY sit_step_torch.py --device cuda --warmup $WARMUP --iters $ITERS $D"
-stage kernels 12 $NODE check-kernels.mjs --backend webgpu $SOFT
+stage kernels 12 $NODE check-kernels.mjs --backend webgpu $SOFT --batch $KB
 stage torch_tiny 8 $TORCH --model tiny --batch "$TINY_B"
 stage torch_small 8 $TORCH --model small --batch "$SMALL_B"
 stage tfjs_tiny 24 $STEP --model tiny --batch "$TINY_B"
