@@ -111,6 +111,31 @@ describe("SiT recipe", () => {
     recipe.dispose();
   });
 
+  it("trainStep on wasm (kernel overrides, checkpointed blocks) keeps tensor count and bytes constant", async () => {
+    await withBackend("wasm", () => {
+      const recipe = createSiT({
+        backbone: { ...tiny, checkpointBlocks: true },
+        projection: { hidden: 48, outDim: 16 },
+        optim,
+      });
+      const rng = Rng.seed(4);
+      const counts: number[] = [];
+      const bytes: number[] = [];
+      for (let step = 0; step < 4; step++) {
+        const batch = randomBatch(rng);
+        const r = recipe.trainStep(batch, step);
+        dispose(batch);
+        expect(Number.isFinite(r.loss)).toBe(true);
+        counts.push(tf.memory().numTensors);
+        bytes.push(tf.memory().numBytes);
+      }
+      // Step 0 creates the optimiser state; after it nothing may grow.
+      expect(counts.slice(1)).toEqual([counts[1], counts[1], counts[1]]);
+      expect(bytes.slice(1)).toEqual([bytes[1], bytes[1], bytes[1]]);
+      recipe.dispose();
+    });
+  });
+
   it("rejects an invalid config with an error naming the field", () => {
     expect(() => createSiT({ optim: { stepsPerEpoch: 0 } })).toThrow(ConfigError);
     expect(() => createSiT({ optim: { stepsPerEpoch: 0 } })).toThrow(/sit\.optim\.stepsPerEpoch/);
