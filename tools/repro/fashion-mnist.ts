@@ -13,7 +13,13 @@ import { parseArgs } from "node:util";
 import { type BackendName, ConfigError, initBackend, writeFileAtomic } from "@sit/core";
 import { METHODS, type Method } from "./lib/methods";
 import { renderStudyMarkdown, renderStudyPlot } from "./lib/report";
-import { type StudyBudget, collectResults, isFashionMnistDir, runStudy } from "./lib/study";
+import {
+  type StudyBudget,
+  collectResults,
+  isFashionMnistDir,
+  openStudy,
+  runStudy,
+} from "./lib/study";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -127,6 +133,7 @@ const USAGE = `Usage: npx tsx tools/repro/fashion-mnist.ts --data DIR [options]
   --budget NAME       smoke | cpu | gpu (default cpu); the flags below override its fields
   --out DIR           state, checkpoints, logs (default runs/fashion-mnist-<budget>)
   --report DIR        where fashion-mnist.md/.png go (default docs/results); --no-report: none
+  --report-only       render the report from <out>/results.json as it stands (runs nothing)
   --backend NAME      tensorflow | webgpu | wasm | cpu | auto (default auto)
   --methods LIST      ${METHODS.join(",")} (default all)
   --fractions LIST    label fractions, e.g. 0.01,0.1,1
@@ -144,6 +151,7 @@ export function parseStudyArgs(argv: string[]): {
   backend: string;
   budget: StudyBudget;
   quiet: boolean;
+  reportOnly: boolean;
   name: string;
 } {
   const options: Record<string, { type: "string" | "boolean" }> = {
@@ -161,6 +169,7 @@ export function parseStudyArgs(argv: string[]): {
     "finetune-warmup": { type: "string" },
     from: { type: "string" },
     quiet: { type: "boolean" },
+    "report-only": { type: "boolean" },
     help: { type: "boolean" },
   };
   for (const f of Object.keys(INT_FLAGS)) options[f] = { type: "string" };
@@ -230,6 +239,7 @@ export function parseStudyArgs(argv: string[]): {
     backend: (v.backend as string | undefined) ?? "auto",
     budget,
     quiet: v.quiet === true,
+    reportOnly: v["report-only"] === true,
     name,
   };
 }
@@ -239,11 +249,14 @@ export async function main(argv: string[]): Promise<string | null> {
   const args = parseStudyArgs(argv);
   const info = await initBackend(args.backend as BackendName | "auto", { log: !args.quiet });
   const t0 = performance.now();
-  const store = await runStudy(args.budget, { data: args.data, out: args.out, quiet: args.quiet });
+  const store = args.reportOnly
+    ? openStudy(args.budget, args).store
+    : await runStudy(args.budget, { data: args.data, out: args.out, quiet: args.quiet });
   const done = args.budget.methods.every((m) =>
     args.budget.fractions.every((f) => store.get(`${m}/finetune@${f}`) !== undefined),
   );
-  store.setMeta({ complete: done, lastRunSec: (performance.now() - t0) / 1000 });
+  if (!args.reportOnly)
+    store.setMeta({ complete: done, lastRunSec: (performance.now() - t0) / 1000 });
   if (!args.report) return null;
   mkdirSync(args.report, { recursive: true });
   const results = collectResults(store, args.budget);

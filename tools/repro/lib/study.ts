@@ -70,6 +70,19 @@ export function perClass(train: Dataset, fraction: number): number {
   return Math.max(1, Math.round((fraction * train.length) / 10));
 }
 
+/** The study's images and its stage store (`out/results.json`, created when absent). */
+export function openStudy(
+  budget: StudyBudget,
+  options: { data: string; out: string },
+): { train: Dataset; test: Dataset; store: StageStore } {
+  const train = firstN(loadFashionMnist(options.data, "train"), budget.pretrainImages);
+  const test = firstN(loadFashionMnist(options.data, "test"), budget.testImages);
+  const store = new StageStore(join(options.out, "results.json"), budget, {
+    data: { train: train.length, test: test.length },
+  });
+  return { train, test, store };
+}
+
 /**
  * Run (or resume) the study: for every method, pretrain on the training images (labels unused),
  * then k-NN, linear probes and fine-tuning at each label fraction. Every finished stage is
@@ -80,12 +93,7 @@ export async function runStudy(
   options: { data: string; out: string; quiet?: boolean; log?: (line: string) => void },
 ): Promise<StageStore> {
   const log = options.log ?? ((l: string) => console.log(l));
-  const trainAll = loadFashionMnist(options.data, "train");
-  const train = firstN(trainAll, budget.pretrainImages);
-  const test = firstN(loadFashionMnist(options.data, "test"), budget.testImages);
-  const store = new StageStore(join(options.out, "results.json"), budget, {
-    data: { train: train.length, test: test.length },
-  });
+  const { train, test, store } = openStudy(budget, options);
   const size = budget.imgSize;
   const evalT = evalTransform({ size, resize: size, normalize: STATS, channels: 1 });
   // Random resized crop + flip; mild by default, as the CPU budgets fine-tune for a few epochs only.
