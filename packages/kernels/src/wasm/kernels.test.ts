@@ -7,7 +7,7 @@ import { layerNorm } from "../layer-norm";
 import { linear } from "../linear";
 import { portableKernels } from "../portable";
 import { randomTensor } from "../testing/finite-difference";
-import { columnSum, inputGradient } from "./linear";
+import { columnSum, inputGradient, weightGradient } from "./linear";
 import { wasmKernels } from "./register";
 
 // Every wasm override of the dense ops against the portable implementation, on wasm, forward and
@@ -17,6 +17,7 @@ describe("wasm linear, layerNorm and gelu", () => {
   // head's case, where the input gradient is formed as (w·dyᵀ)ᵀ).
   const linearCases: [number, number, number][] = [
     [37, 12, 20],
+    [37, 20, 12],
     [3, 40, 48],
   ];
 
@@ -55,7 +56,7 @@ describe("wasm linear, layerNorm and gelu", () => {
     },
   );
 
-  it("columnSum and inputGradient equal a Sum over rows and dy·wᵀ", async () => {
+  it("columnSum, inputGradient and weightGradient equal a Sum over rows, dy·wᵀ and xᵀ·dy", async () => {
     await withBackend("wasm", () => {
       const rng = Rng.seed(60);
       const x = randomTensor([9, 5], rng) as tf.Tensor2D;
@@ -67,6 +68,10 @@ describe("wasm linear, layerNorm and gelu", () => {
         const dy = randomTensor([m, o], rng) as tf.Tensor2D;
         const w = randomTensor([i, o], rng) as tf.Tensor2D;
         expectClose(inputGradient(dy, w), tf.matMul(dy, w, false, true), 1e-5, `dx ${m}`, 1e-6);
+        const x2 = randomTensor([m, i], rng) as tf.Tensor2D;
+        expectClose(weightGradient(x2, dy), tf.matMul(x2, dy, true, false), 1e-5, `dw ${m}`, 1e-6);
+        expectClose(weightGradient(dy, x2), tf.matMul(dy, x2, true, false), 1e-5, `dwᵀ ${m}`, 1e-6);
+        x2.dispose();
         tf.dispose([dy, w]);
       }
       x.dispose();

@@ -23,6 +23,17 @@ export function inputGradient(dy: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
     : tf.matMul(dy, tf.transpose(w));
 }
 
+/**
+ * `xᵀ · dy` with plain products, transposing the narrower of `x [M, in]` and `dy [M, out]`:
+ * `(dyᵀ · x)ᵀ` when `out < in` (e.g. an MLP's second layer, whose 4·D-wide input would otherwise
+ * be transposed), the final transpose being only weight-sized.
+ */
+export function weightGradient(x: tf.Tensor2D, dy: tf.Tensor2D): tf.Tensor2D {
+  return dy.shape[1] < x.shape[1]
+    ? (tf.transpose(tf.matMul(tf.transpose(dy), x)) as tf.Tensor2D)
+    : tf.matMul(tf.transpose(x), dy);
+}
+
 const withBias = withGradient<[tf.Tensor2D, tf.Tensor2D, tf.Tensor1D], tf.Tensor2D>(
   ([x, w, b], save) => {
     save([x, w]);
@@ -30,7 +41,7 @@ const withBias = withGradient<[tf.Tensor2D, tf.Tensor2D, tf.Tensor1D], tf.Tensor
       value: tf.fused.matMul({ a: x, b: w, bias: b }) as tf.Tensor2D,
       backward: (dy, [xs, ws]) => [
         inputGradient(dy, ws as tf.Tensor2D),
-        tf.matMul(tf.transpose(xs), dy),
+        weightGradient(xs as tf.Tensor2D, dy),
         columnSum(dy),
       ],
     };
@@ -43,7 +54,7 @@ const noBias = withGradient<[tf.Tensor2D, tf.Tensor2D], tf.Tensor2D>(([x, w], sa
     value: tf.matMul(x, w),
     backward: (dy, [xs, ws]) => [
       inputGradient(dy, ws as tf.Tensor2D),
-      tf.matMul(tf.transpose(xs), dy),
+      weightGradient(xs as tf.Tensor2D, dy),
     ],
   };
 });
