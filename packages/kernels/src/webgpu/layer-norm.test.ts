@@ -20,6 +20,7 @@ describe("webgpu LayerNorm kernel", () => {
     [37, 48, 0],
     [5, 192, 3],
     [70, 300, -2],
+    [301, 20, 1], // 10 blocks over the 4 lanes of the final column sum
   ] as const) {
     it(`matches the portable forward and gradients on the cpu backend (M=${m}, D=${d})`, async (ctx) => {
       if (!(await useWebgpu(ctx))) return;

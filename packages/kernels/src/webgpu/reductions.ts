@@ -145,7 +145,10 @@ export function blockColumnSums(
   ]);
 }
 
-/** Σ over the blocks of `partials [R, K, D]`, part `part` → `[D]`. One dispatch. */
+/**
+ * Σ over the blocks of `partials [R, K, D]`, part `part` → `[D]`. One dispatch: a workgroup per 64
+ * columns, four lanes of blocks per column (coalesced reads), added in shared memory.
+ */
 export function finishColumnSum(
   backend: WebGpuBackendLike,
   partials: tf.TensorInfo,
@@ -156,19 +159,26 @@ export function finishColumnSum(
     key: "sitFinishColumnSum",
     outputShape: [d],
     groups: Math.ceil(d / 64),
-    threads: 64,
+    threads: 256,
     variableNames: ["P"],
     uniforms: "part : i32,",
     code: `
+  var<workgroup> lanes : array<f32, 256>;
   fn main(index : i32) {
-    let c = sitGroup() * 64 + i32(localId.x);
+    let tid = i32(localId.x);
+    let c = sitGroup() * 64 + tid % 64;
+    let lane = tid / 64;
     let blocks = uniforms.pShape[0];
     let k = uniforms.pShape[1];
     let d = uniforms.pShape[2];
+    var s = 0.0;
     if (c < d) {
-      var s = 0.0;
-      for (var b = 0; b < blocks; b++) { s += P[(b * k + uniforms.part) * d + c]; }
-      result[c] = s;
+      for (var b = lane; b < blocks; b += 4) { s += P[(b * k + uniforms.part) * d + c]; }
+    }
+    lanes[tid] = s;
+    workgroupBarrier();
+    if (lane == 0 && c < d) {
+      result[c] = (lanes[tid] + lanes[tid + 64]) + (lanes[tid + 128] + lanes[tid + 192]);
     }
   }`,
   });
