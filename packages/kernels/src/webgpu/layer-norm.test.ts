@@ -45,6 +45,19 @@ describe("webgpu LayerNorm kernel", () => {
     });
   }
 
+  it("handles more than 65,535 rows (tfjs folds the dispatch into a square)", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const make = () => [fill([65600, 2], 9), fill([2], 10), fill([2], 11)];
+    const [reference] = await onCpu(() => {
+      const [x, g, b] = make();
+      return [portableLayerNorm(x as tf.Tensor2D, g as tf.Tensor1D, b as tf.Tensor1D, 1e-3)];
+    });
+    const [x, g, b] = make();
+    const y = webgpuLayerNorm(x as tf.Tensor2D, g as tf.Tensor1D, b as tf.Tensor1D, 1e-3);
+    expectClose(await y.data(), reference, 1e-4, "y");
+    tf.dispose([x, g, b, y]);
+  });
+
   it("runs forward + backward in 1 + 4 dispatches and leaks no tensors", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;
     const [x, g, b, w] = [fill([65, 192], 5), fill([192], 6), fill([192], 7), fill([65, 192], 8)];
