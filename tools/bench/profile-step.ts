@@ -5,7 +5,7 @@
 // kernel time, the top kernels by time and by count, and the top (kernel, input shapes) pairs.
 //
 //   npx tsx tools/bench/profile-step.ts [--backend wasm|cpu|webgpu] [--batch 64] [--warmup 1]
-//     [--top 12] [--checkpoint-blocks on|off] [--no-overrides]
+//     [--top 12] [--checkpoint-blocks on|off] [--no-overrides] [--shapes-of Identity,Transpose]
 //
 // Phase boundaries come from hooks on this step only: the engine's startTape/endTape (the outer
 // tf.grads) and the recipe's optimizer.step / teacher.update. Kernel times are what tfjs's profiler
@@ -29,6 +29,9 @@ const WARMUP = Number(option("warmup", "1"));
 const TOP = Number(option("top", "12"));
 const IMG = 32;
 const PATCH = 4;
+const SHAPES_OF = option("shapes-of", "")
+  .split(",")
+  .filter((s) => s.length > 0);
 const checkpointBlocks = option("checkpoint-blocks", backend === "wasm" ? "on" : "off") === "on";
 
 interface ProfiledKernel {
@@ -58,7 +61,16 @@ function summarise(kernels: ProfiledKernel[]) {
   }
   const fmt = (e: [string, { count: number; ms: number }][]) =>
     Object.fromEntries(e.slice(0, TOP).map(([k, v]) => [k, { count: v.count, ms: round(v.ms) }]));
+  const shapesOf = (name: string) =>
+    fmt(
+      [...byShape.entries()]
+        .filter(([k]) => k.startsWith(`${name} `))
+        .sort((x, y) => y[1].ms - x[1].ms),
+    );
   return {
+    ...(SHAPES_OF.length > 0
+      ? { shapes_of: Object.fromEntries(SHAPES_OF.map((n) => [n, shapesOf(n)])) }
+      : {}),
     launches: kernels.length,
     kernel_ms: round(total),
     top_by_time: fmt([...byName.entries()].sort((x, y) => y[1].ms - x[1].ms)),
@@ -81,7 +93,7 @@ const views = [0, 1].map(
   (i) => tf.randomNormal([BATCH, IMG, IMG, 3], 0, 1, "float32", 11 + i) as tf.Tensor4D,
 );
 let step = 0;
-for (let i = 0; i < WARMUP; i++) recipe.trainStep({ views }, step++);
+for (let i = 0; i < WARMUP; i++) await recipe.trainStep({ views }, step++);
 
 // Phase marks: index into the active profile's kernel list where each phase begins.
 const engine = tf.engine() as unknown as {
@@ -122,8 +134,8 @@ teacher.update = (...a) => {
 };
 
 const t0 = performance.now();
-const profile = await tf.profile(() => {
-  recipe.trainStep({ views }, step++);
+const profile = await tf.profile(async () => {
+  await recipe.trainStep({ views }, step++);
 });
 const wallMs = performance.now() - t0;
 engine.startTape = origStart;

@@ -8,7 +8,7 @@ import { linear } from "../linear";
 import { portableKernels } from "../portable";
 import { randomTensor } from "../testing/finite-difference";
 import { columnSum, inputGradient, weightGradient } from "./linear";
-import { wasmKernels } from "./register";
+import { setWasmKernels, wasmKernels } from "./register";
 
 // Every wasm override of the dense ops against the portable implementation, on wasm, forward and
 // gradients (the attention overrides are tested in attention.test.ts).
@@ -144,6 +144,24 @@ describe("wasm linear, layerNorm and gelu", () => {
         });
       expect(tf.memory().numTensors).toBe(before);
       tf.dispose([x, w, g]);
+    });
+  });
+
+  it("the sharing Identity: clones share the buffer once an override ran, and copy again when switched off", async () => {
+    await withBackend("wasm", () => {
+      const x = tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2]);
+      tf.dispose(gelu(x)); // the first override call installs the kernel
+      const buffers = tf.memory().numDataBuffers;
+      const c = tf.clone(x);
+      expect(tf.memory().numDataBuffers).toBe(buffers); // no new buffer
+      x.dispose();
+      expect(Array.from(c.dataSync())).toEqual([1, 2, 3, 4, 5, 6]); // still alive after the source
+      setWasmKernels(false);
+      const buffers2 = tf.memory().numDataBuffers;
+      const d = tf.clone(c);
+      expect(tf.memory().numDataBuffers).toBe(buffers2 + 1); // tfjs's own copying kernel is back
+      setWasmKernels(true);
+      tf.dispose([c, d]);
     });
   });
 });

@@ -3,6 +3,7 @@ import { registerKernelOverride } from "../registry";
 import { wasmMultiHeadAttention, wasmPackedSelfAttention } from "./attention";
 import { wasmGelu } from "./gelu";
 import { wasmLayerNorm } from "./layer-norm";
+import { setSharingIdentity } from "./identity";
 import { wasmLinear } from "./linear";
 
 /**
@@ -21,16 +22,25 @@ let removeAll: (() => void) | null = null;
 
 /**
  * Register (`true`, the state after importing this package) or remove (`false`) the built-in wasm
- * overrides of {@link wasmKernels}. Removing them makes the wasm backend run the portable
- * implementations — for comparisons and benchmarks. Idempotent.
+ * overrides of {@link wasmKernels}, and with them a wasm `Identity` kernel that shares its input's
+ * buffer instead of copying it (tfjs clones every tensor saved for a backward pass; see
+ * `identity.ts`). The kernel is installed on the first call of an override, once the wasm
+ * backend's own kernels are registered. Removing everything makes the wasm backend run the
+ * portable implementations and tfjs's own kernels — for comparisons and benchmarks. Idempotent.
  */
 export function setWasmKernels(enabled: boolean): void {
   if (enabled && !removeAll) {
-    const removers = (Object.keys(wasmKernels) as KernelName[]).map((name) =>
-      registerKernelOverride(name, "wasm", wasmKernels[name] as never),
-    );
+    const removers = (Object.keys(wasmKernels) as KernelName[]).map((name) => {
+      const impl = wasmKernels[name] as (...a: unknown[]) => unknown;
+      const withIdentity = (...a: unknown[]) => {
+        if (removeAll) setSharingIdentity(true);
+        return impl(...a);
+      };
+      return registerKernelOverride(name, "wasm", withIdentity as never);
+    });
     removeAll = () => {
       for (const r of removers) r();
+      setSharingIdentity(false);
     };
   } else if (!enabled && removeAll) {
     removeAll();
