@@ -168,7 +168,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   let step = 0;
   const run = async () => {
     const t0 = performance.now();
-    const r = recipe.trainStep(batch, step++);
+    const r = await recipe.trainStep(batch, step++);
     if (stubbed) await flush();
     peakGpu = Math.max(peakGpu, gpuBytes()?.allocated ?? 0);
     log(`${info.name} step ${step}: ${Math.round(performance.now() - t0)} ms`);

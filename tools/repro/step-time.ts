@@ -65,9 +65,9 @@ if (runSit) {
     optim: { batchSize: B, epochs: 1, stepsPerEpoch: steps + 1 },
   });
   let step = 0;
-  sitMs = await timeSteps("SiT step", () => {
+  sitMs = await timeSteps("SiT step", async () => {
     const v = views();
-    sit.trainStep({ views: v }, step++);
+    await sit.trainStep({ views: v }, step++);
     tf.dispose(v);
   });
   sit.dispose();

@@ -66,7 +66,7 @@ export class GmmlSimclrRecipe extends ModuleRecipe<Network, TwoViewBatch> {
     this.lambda = o.lambda ?? 5;
   }
 
-  trainStep(batch: TwoViewBatch, step: number): StepResult {
+  async trainStep(batch: TwoViewBatch, step: number): Promise<StepResult> {
     const hyper = this.hyperAt(step);
     const { corrupted, masks, tokenMasks } = corruptViews(this.masker, batch.views, this.rngs.mask);
     const values = tf.tidy(() => {
@@ -90,8 +90,6 @@ export class GmmlSimclrRecipe extends ModuleRecipe<Network, TwoViewBatch> {
       return stacked;
     });
     tf.dispose([...corrupted, ...masks, ...tokenMasks]);
-    const v = values.dataSync() as Float32Array;
-    values.dispose();
-    return this.result(v, ["contrastive", "reconstruction"], hyper);
+    return this.readResult(values, ["contrastive", "reconstruction"], hyper); // async: any backend
   }
 }

@@ -33,7 +33,7 @@ export class GmmlOnlyRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch> {
     this.masker = new GmmlMasker({ ...config.gmml, patchSize: this.student.backbone.patchSize });
   }
 
-  trainStep(batch: TwoViewBatch, step: number): StepResult {
+  async trainStep(batch: TwoViewBatch, step: number): Promise<StepResult> {
     const views = batch.views;
     const hyper = this.hyperAt(step);
     const { corrupted, masks, tokenMasks } = corruptViews(this.masker, views, this.rngs.mask);
@@ -52,9 +52,7 @@ export class GmmlOnlyRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch> {
         this.applyGradients(grads, hyper);
         return tf.stack([loss, loss]);
       });
-      const v = values.dataSync() as Float32Array;
-      values.dispose();
-      return this.result(v, ["reconstruction"], hyper);
+      return await this.readResult(values, ["reconstruction"], hyper);
     } finally {
       tf.dispose([...corrupted, ...masks, ...tokenMasks]);
     }

@@ -51,7 +51,7 @@ export class MaeRecipe extends ModuleRecipe<MaeNetwork, TwoViewBatch> {
     this.rngs.dropPath = rng.split();
   }
 
-  trainStep(batch: TwoViewBatch, step: number): StepResult {
+  async trainStep(batch: TwoViewBatch, step: number): Promise<StepResult> {
     const views = batch.views;
     const hyper = this.hyperAt(step);
     const { corrupted, masks, tokenMasks } = corruptViews(this.masker, views, this.rngs.mask);
@@ -78,9 +78,7 @@ export class MaeRecipe extends ModuleRecipe<MaeNetwork, TwoViewBatch> {
         this.applyGradients(grads, hyper);
         return tf.stack([loss, loss]);
       });
-      const v = values.dataSync() as Float32Array;
-      values.dispose();
-      return this.result(v, ["reconstruction"], hyper);
+      return await this.readResult(values, ["reconstruction"], hyper);
     } finally {
       tf.dispose([...corrupted, ...masks, ...tokenMasks]);
     }

@@ -49,7 +49,7 @@ export class MocoV3Recipe extends ModuleRecipe<MocoStudent, TwoViewBatch, SitNet
     this.rngs.dropPath = rng.split();
   }
 
-  trainStep(batch: TwoViewBatch, step: number): StepResult {
+  async trainStep(batch: TwoViewBatch, step: number): Promise<StepResult> {
     const [x1, x2] = twoViews(batch);
     const hyper = this.hyperAt(step);
     const B = x1.shape[0];
@@ -71,9 +71,7 @@ export class MocoV3Recipe extends ModuleRecipe<MocoStudent, TwoViewBatch, SitNet
       this.applyGradients(grads, hyper);
       return tf.stack([loss, loss]);
     });
-    const v = values.dataSync() as Float32Array;
-    values.dispose();
-    return this.result(v, ["contrastive"], hyper);
+    return await this.readResult(values, ["contrastive"], hyper);
   }
 }
 

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { AdamW, type Module, Rng, type RngState } from "@sit/core";
 import { EmaTeacher, type MomentumSchedule, cosineMomentum } from "@sit/momentum";
-import type { Recipe, RecipeState, StepResult } from "@sit/train";
+import type { MaybePromise, Recipe, RecipeState, StepResult } from "@sit/train";
 import type { OptimConfig } from "./config";
 import { type OptimSchedules, RECIPES_VERSION, at, optimSchedules } from "./common";
 
@@ -90,7 +90,28 @@ export abstract class ModuleRecipe<M extends Module, Batch, T extends Module = M
     return { loss: values[0], terms, schedule };
   }
 
-  abstract trainStep(batch: Batch, step: number): StepResult;
+  /**
+   * {@link ModuleRecipe.result} from a tensor of `[loss, ...terms]`, read asynchronously (the only
+   * read WebGPU offers under Node; on cpu/wasm it resolves at once). Disposes `values`.
+   */
+  protected async readResult(
+    values: tf.Tensor,
+    names: string[],
+    hyper: StepHyper,
+  ): Promise<StepResult> {
+    try {
+      return this.result((await values.data()) as Float32Array, names, hyper);
+    } finally {
+      values.dispose();
+    }
+  }
+
+  /**
+   * One optimisation step. Built-in recipes return a promise (their losses are read back with
+   * {@link ModuleRecipe.readResult}, which works on every backend); a synchronous result is fine on
+   * backends that read synchronously (cpu, wasm, tensorflow).
+   */
+  abstract trainStep(batch: Batch, step: number): MaybePromise<StepResult>;
 
   /** Full state: student (+ buffers), teacher, optimiser moments and step, generators, config, versions. */
   saveState(): RecipeState {

@@ -94,13 +94,13 @@ describe("SiT recipe", () => {
     recipe.dispose();
   });
 
-  it("trainStep is leak-free and reports the loss terms and schedule values", () => {
+  it("trainStep is leak-free and reports the loss terms and schedule values", async () => {
     const recipe = createSiT({ backbone: tiny, projection: { hidden: 48, outDim: 16 }, optim });
     const rng = Rng.seed(2);
     const counts: number[] = [];
     for (let step = 0; step < 3; step++) {
       const batch = randomBatch(rng);
-      const r = recipe.trainStep(batch, step);
+      const r = await recipe.trainStep(batch, step);
       dispose(batch);
       expect(Object.keys(r.terms ?? {})).toEqual(["contrastive", "reconstruction"]);
       expect(r.loss).toBeCloseTo((r.terms?.contrastive ?? 0) + (r.terms?.reconstruction ?? 0), 4);
@@ -112,7 +112,7 @@ describe("SiT recipe", () => {
   });
 
   it("trainStep on wasm (kernel overrides, checkpointed blocks) keeps tensor count and bytes constant", async () => {
-    await withBackend("wasm", () => {
+    await withBackend("wasm", async () => {
       const recipe = createSiT({
         backbone: { ...tiny, checkpointBlocks: true },
         projection: { hidden: 48, outDim: 16 },
@@ -123,7 +123,7 @@ describe("SiT recipe", () => {
       const bytes: number[] = [];
       for (let step = 0; step < 4; step++) {
         const batch = randomBatch(rng);
-        const r = recipe.trainStep(batch, step);
+        const r = await recipe.trainStep(batch, step);
         dispose(batch);
         expect(Number.isFinite(r.loss)).toBe(true);
         counts.push(tf.memory().numTensors);
@@ -163,7 +163,7 @@ describe("baseline recipes compose from the same blocks", () => {
       createMAE({ backbone: tiny, decoder: { embedDim: 32, depth: 1, numHeads: 2 }, optim }),
   };
   for (const [name, make] of Object.entries(cases)) {
-    it(`${name}: 3 finite, leak-free steps that change every trained parameter`, () => {
+    it(`${name}: 3 finite, leak-free steps that change every trained parameter`, async () => {
       const recipe = make();
       // Trainable parameters only (MAE's decoder_pos_embed is a fixed sin-cos table).
       const before = recipe.student
@@ -174,7 +174,7 @@ describe("baseline recipes compose from the same blocks", () => {
       const counts: number[] = [];
       for (let step = 0; step < 3; step++) {
         const batch = randomBatch(rng);
-        const r = recipe.trainStep(batch, step);
+        const r = await recipe.trainStep(batch, step);
         dispose(batch);
         expect(Number.isFinite(r.loss), `${name} loss`).toBe(true);
         counts.push(tf.memory().numTensors);
@@ -210,7 +210,7 @@ describe("SiT on real Fashion-MNIST", () => {
     // wasm: ~1.5 s a step on 2 busy cores (the cpu backend is ~15× slower for this model).
     await withBackend("wasm", async () => {
       for await (const batch of loader) {
-        const r = recipe.trainStep(batch as unknown as TwoViewBatch, rec.length);
+        const r = await recipe.trainStep(batch as unknown as TwoViewBatch, rec.length);
         tf.dispose((batch as unknown as TwoViewBatch).views);
         rec.push(r.terms?.reconstruction ?? Number.NaN);
         if (rec.length === 30) break;

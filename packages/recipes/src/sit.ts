@@ -65,20 +65,17 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
   }
 
   /** One SiT step on a two-view batch: draws the GMML corruption, then {@link SitRecipe.stepOnInputs}. */
-  trainStep(batch: TwoViewBatch, step: number): StepResult {
+  async trainStep(batch: TwoViewBatch, step: number): Promise<StepResult> {
     const [x1, x2] = twoViews(batch);
     const hyper = this.hyperAt(step);
     const { corrupted, masks, tokenMasks } = corruptViews(this.masker, [x1, x2], this.rngs.mask);
     try {
-      const d = this.stepOnInputs(
+      const out = this.stepTensors(
         { x1, x2, c1: corrupted[0], c2: corrupted[1], m1: masks[0], m2: masks[1] },
         hyper,
+        false,
       );
-      return this.result(
-        [d.loss, d.contrastive, d.reconstruction],
-        ["contrastive", "reconstruction"],
-        hyper,
-      );
+      return await this.readResult(out.losses, ["contrastive", "reconstruction"], hyper);
     } finally {
       tf.dispose([...corrupted, ...masks, ...tokenMasks]);
     }
@@ -96,9 +93,37 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
     hyper: StepHyper,
     details = false,
   ): SitStepDetails | StepValues {
+    const out = this.stepTensors(inputs, hyper, details);
+    // A synchronous read (cpu, wasm, tensorflow): trainStep reads asynchronously instead.
+    const [loss, contrastive, reconstruction] = out.losses.dataSync() as Float32Array;
+    out.losses.dispose();
+    if (!details) return { loss, contrastive, reconstruction };
+    return {
+      loss,
+      contrastive,
+      reconstruction,
+      studentProjection: out.s as tf.Tensor2D,
+      teacherProjection: out.t as tf.Tensor2D,
+      reconstructionImages: out.rec as tf.Tensor4D,
+      grads: out.grads as Record<string, tf.Tensor>,
+    };
+  }
+
+  /** The step's tfjs work: losses `[loss, contrastive, reconstruction]` (and details) as tensors. */
+  private stepTensors(
+    inputs: SitStepInputs,
+    hyper: StepHyper,
+    details: boolean,
+  ): {
+    losses: tf.Tensor;
+    s?: tf.Tensor;
+    t?: tf.Tensor;
+    rec?: tf.Tensor;
+    grads?: Record<string, tf.Tensor>;
+  } {
     const { temperature, lambda } = this.config;
     const B = inputs.x1.shape[0];
-    const out = tf.tidy(() => {
+    return tf.tidy(() => {
       const clean = tf.concat([inputs.x1, inputs.x2], 0) as tf.Tensor4D;
       const corrupted = tf.concat([inputs.c1, inputs.c2], 0) as tf.Tensor4D;
       const mask = tf.concat([inputs.m1, inputs.m2], 0);
@@ -126,19 +151,6 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
       if (!details) return { losses };
       return { losses, s: extras.s, t, rec: extras.rec, grads };
     });
-    // Read numbers after the tidy: a typed-array read inside tidy is much slower in tfjs.
-    const [loss, contrastive, reconstruction] = out.losses.dataSync() as Float32Array;
-    out.losses.dispose();
-    if (!details) return { loss, contrastive, reconstruction };
-    return {
-      loss,
-      contrastive,
-      reconstruction,
-      studentProjection: out.s as tf.Tensor2D,
-      teacherProjection: out.t as tf.Tensor2D,
-      reconstructionImages: out.rec as tf.Tensor4D,
-      grads: out.grads as Record<string, tf.Tensor>,
-    };
   }
 }
 

@@ -304,7 +304,7 @@ class FitRun<Batch> {
     let images: number;
     try {
       images = countImages(batch, o.batchSize);
-      result = checkStepResult(this.recipe.trainStep(batch, p.step), p.step);
+      result = checkStepResult(await this.recipe.trainStep(batch, p.step), p.step);
     } finally {
       if (o.disposeBatches !== false) tf.dispose(batch as tf.TensorContainer);
     }

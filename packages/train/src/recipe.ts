@@ -49,8 +49,10 @@ export interface Recipe<Batch = unknown> {
    * (schedules are indexed by it). Do the tfjs work synchronously inside `tf.tidy` (or dispose
    * explicitly) so that no tensor outlives the step; return numbers only.
    * `fit` disposes the batch's tensors after the step unless `disposeBatches: false`.
+   * May return a promise: reading the losses back with `await tensor.data()` is the only way on
+   * backends without synchronous reads (WebGPU under Node has no `dataSync`).
    */
-  trainStep(batch: Batch, step: number): StepResult;
+  trainStep(batch: Batch, step: number): MaybePromise<StepResult>;
   /**
    * Everything needed to resume. Ownership of the returned tensors: `tf.Variable`s (parameters,
    * buffers, as `Module.stateDict()` returns them) are the recipe's live state and are never
