@@ -9,6 +9,7 @@ import { portableKernels } from "../portable";
 import { randomTensor } from "../testing/finite-difference";
 import { columnSum, inputGradient, weightGradient } from "./linear";
 import { setWasmKernels, wasmKernels } from "./register";
+import { setHeapSlice } from "./slice";
 
 // Every wasm override of the dense ops against the portable implementation, on wasm, forward and
 // gradients (the attention overrides are tested in attention.test.ts).
@@ -162,6 +163,38 @@ describe("wasm linear, layerNorm and gelu", () => {
       expect(tf.memory().numDataBuffers).toBe(buffers2 + 1); // tfjs's own copying kernel is back
       setWasmKernels(true);
       tf.dispose([c, d]);
+    });
+  });
+
+  it("the heap-to-heap Slice equals tfjs's kernel on contiguous and strided slices", async () => {
+    await withBackend("wasm", () => {
+      const rng = Rng.seed(64);
+      const x = randomTensor([3, 4, 5, 6], rng);
+      const xi = tf.cast(x, "int32");
+      const cases: [number[], number[]][] = [
+        [
+          [1, 0, 0, 0],
+          [1, 4, 5, 6],
+        ], // contiguous (leading axis)
+        [
+          [0, 2, 0, 0],
+          [2, 1, 5, 6],
+        ], // strided
+        [
+          [2, 3, 1, 0],
+          [1, 1, 3, 6],
+        ], // contiguous inner run
+      ];
+      const run = () => cases.flatMap(([b, sz]) => [tf.slice(x, b, sz), tf.slice(xi, b, sz)]);
+      setHeapSlice(false);
+      const ref = run();
+      setHeapSlice(true);
+      const ours = run();
+      for (let i = 0; i < ref.length; i++) {
+        expect(ours[i].shape).toEqual(ref[i].shape);
+        expect(Array.from(ours[i].dataSync())).toEqual(Array.from(ref[i].dataSync()));
+      }
+      tf.dispose([x, xi, ...ref, ...ours]);
     });
   });
 });

@@ -5,6 +5,7 @@ import { wasmGelu } from "./gelu";
 import { wasmLayerNorm } from "./layer-norm";
 import { setSharingIdentity } from "./identity";
 import { wasmLinear } from "./linear";
+import { setHeapSlice } from "./slice";
 
 /**
  * The wasm backend's kernels behind the seam: the fastest composition of existing tfjs wasm
@@ -24,7 +25,8 @@ let removeAll: (() => void) | null = null;
  * Register (`true`, the state after importing this package) or remove (`false`) the built-in wasm
  * overrides of {@link wasmKernels}, and with them a wasm `Identity` kernel that shares its input's
  * buffer instead of copying it (tfjs clones every tensor saved for a backward pass; see
- * `identity.ts`). The kernel is installed on the first call of an override, once the wasm
+ * `identity.ts`) and a `Slice` that copies contiguous slices heap to heap (`slice.ts`). The
+ * kernels are installed on the first call of an override, once the wasm
  * backend's own kernels are registered. Removing everything makes the wasm backend run the
  * portable implementations and tfjs's own kernels — for comparisons and benchmarks. Idempotent.
  */
@@ -33,7 +35,10 @@ export function setWasmKernels(enabled: boolean): void {
     const removers = (Object.keys(wasmKernels) as KernelName[]).map((name) => {
       const impl = wasmKernels[name] as (...a: unknown[]) => unknown;
       const withIdentity = (...a: unknown[]) => {
-        if (removeAll) setSharingIdentity(true);
+        if (removeAll) {
+          setSharingIdentity(true);
+          setHeapSlice(true);
+        }
         return impl(...a);
       };
       return registerKernelOverride(name, "wasm", withIdentity as never);
@@ -41,6 +46,7 @@ export function setWasmKernels(enabled: boolean): void {
     removeAll = () => {
       for (const r of removers) r();
       setSharingIdentity(false);
+      setHeapSlice(false);
     };
   } else if (!enabled && removeAll) {
     removeAll();
