@@ -255,22 +255,28 @@ export async function main(argv: string[]): Promise<string | null> {
   const done = args.budget.methods.every((m) =>
     args.budget.fractions.every((f) => store.get(`${m}/finetune@${f}`) !== undefined),
   );
+  const threads = info.threads ? `, ${info.threads} threads` : "";
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? "CPU"}, tfjs ${info.name} backend${threads}`;
   if (!args.reportOnly)
-    store.setMeta({ complete: done, lastRunSec: (performance.now() - t0) / 1000 });
+    store.setMeta({
+      complete: done,
+      lastRunSec: (performance.now() - t0) / 1000,
+      machine: `${machine}, load average ${loadavg()[0].toFixed(1)} at the end`,
+    });
   if (!args.report) return null;
   mkdirSync(args.report, { recursive: true });
   const results = collectResults(store, args.budget);
   writeFileAtomic(join(args.report, "fashion-mnist.png"), renderStudyPlot(results, args.budget));
-  const threads = info.threads ? `, ${info.threads} threads` : "";
   const md = renderStudyMarkdown({
     budget: args.budget,
     results,
     data: store.meta.data as { train: number; test: number },
-    machine: `${cpus().length} × ${cpus()[0]?.model ?? "CPU"}, tfjs ${info.name} backend${threads}, load average ${loadavg()[0].toFixed(1)} at the end`,
+    machine: (store.meta.machine as string | undefined) ?? machine,
     command: `npx tsx tools/repro/fashion-mnist.ts --data /path/to/fashion-mnist --budget ${args.name}`,
     fullCommand: FULL_GPU_COMMAND,
     plotFile: "fashion-mnist.png",
     complete: done,
+    wallSec: store.meta.lastRunSec as number | undefined,
   });
   writeFileAtomic(join(args.report, "fashion-mnist.md"), md);
   return md;

@@ -51,6 +51,8 @@ export interface ReportContext {
   fullCommand: string;
   plotFile: string;
   complete: boolean;
+  /** Wall time of the run that finished the study (seconds), when recorded. */
+  wallSec?: number;
 }
 
 /** The markdown results page (`docs/results/fashion-mnist.md`). */
@@ -157,7 +159,7 @@ What these numbers do and do not show, against the paper's claim: [../results.md
 - Linear probe: BatchNorm (no affine) + linear layer on frozen CLS features, SGD-momentum, ${b.probeEpochs} epochs; test accuracy of the last epoch.
 - Fine-tuning: the whole ViT + linear head, AdamW (peak lr ${b.finetuneLr ?? `5e-4·B/512 = ${+((5e-4 * b.finetuneBatch) / 512).toPrecision(3)}`}, wd 0.05, ${b.finetuneWarmup ?? 5} warm-up epoch(s) (at most epochs − 1), cosine), label smoothing 0.1, random resized crop (${b.finetuneCropScale ?? 0.8}–1) + flip, batch ${b.finetuneBatch}; ${b.finetuneEpochs} epochs with all labels, ${b.fewshotEpochs} epochs with fewer; final-epoch test accuracy.
 - Label fractions (few-shot in the paper's sense): the first k images of each class (k: ${perClass}), as the SiT code's \`num_imgs_per_cat\`.
-- Machine: ${c.machine}.
+- Machine: ${c.machine}.${c.wallSec !== undefined ? `\n- Wall time of the run: ${(c.wallSec / 60).toFixed(1)} min (all stages, one process).` : ""}
 
 ## Reproduce
 
