@@ -218,7 +218,9 @@ export class VisionTransformer extends Module {
     return tidyObject(() => {
       const b = images.shape[0];
       const patches = this.patchEmbed.apply(images);
-      const cls = tf.broadcastTo(this.clsToken, [b, 1, this.embedDim]);
+      // A broadcasting add, not broadcastTo: broadcastTo runs tfjs's Tile kernel, whose gradient
+      // is one Slice + one Add per image (2·B GPU dispatches per step); Add's is one sum. Exact.
+      const cls = tf.add(tf.zeros([b, 1, this.embedDim]), this.clsToken);
       let x = tf.add(tf.concat([cls, patches], 1), this.positionEmbedding(grid)) as tf.Tensor3D;
       const intermediates = new Map<number, tf.Tensor3D>();
       const attentions: tf.Tensor4D[] = [];
