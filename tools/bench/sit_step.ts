@@ -240,9 +240,21 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   const maskMs = performance.now() - m0;
   tf.dispose(Object.values(drawn).flat());
   // One more step under tf.profile: kernel launches and tfjs's peak bytes.
+  // GPU dispatches: tf.profile also counts kernels that launch nothing on webgpu (Reshape,
+  // Identity, … share buffers), so count the backend's program runs (every WGSL dispatch, ours
+  // included, except the flat AdamW/EMA kernels' own 1–3 raw dispatches) during the same step.
+  const be = tf.backend() as unknown as { runWebGPUProgram?: (...a: unknown[]) => unknown };
+  const runProgram = be.runWebGPUProgram;
+  let dispatches = 0;
+  if (runProgram)
+    be.runWebGPUProgram = (...a: unknown[]) => {
+      dispatches++;
+      return runProgram.apply(be, a);
+    };
   const profile = await tf.profile(async () => {
     await run();
   });
+  if (runProgram) be.runWebGPUProgram = runProgram;
   const byKernel = new Map<string, number>();
   for (const k of profile.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + 1);
   const top = [...byKernel.entries()].sort((a, b) => b[1] - a[1]).slice(0, 8);
@@ -257,6 +269,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     images_per_s: round(BATCH / (ms / 1000), 2),
     gmml_drawing_ms: round(maskMs),
     kernel_launches_per_step: profile.kernels.length,
+    ...(runProgram ? { gpu_dispatches_per_step: dispatches } : {}),
     kernel_launches_top: Object.fromEntries(top),
     peak_tfjs_bytes_in_step: profile.peakBytes,
     tfjs_bytes_after_step: tf.memory().numBytes,

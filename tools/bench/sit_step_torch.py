@@ -54,6 +54,7 @@ def main() -> int:
     ap.add_argument("--heads", type=int, default=None)
     ap.add_argument("--proj-hidden", type=int, default=4096)
     ap.add_argument("--proj-out", type=int, default=256)
+    ap.add_argument("--sync-free-clip", action="store_true", help="clip without a host sync per tensor")
     args = ap.parse_args()
     for key, value in MODELS[args.model].items():
         if getattr(args, key) is None:
@@ -175,12 +176,19 @@ def main() -> int:
         loss = lc + lam * lr
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        for q in student.parameters():
-            if q.grad is not None:
-                norm = q.grad.norm(2)
-                coef = clip / (norm + 1e-6)
-                if coef < 1:
-                    q.grad.mul_(coef)
+        if args.sync_free_clip:
+            # The same clipping without a host sync per tensor (SiT's `if coef < 1` reads each norm).
+            grads = [q.grad for q in student.parameters() if q.grad is not None]
+            norms = torch.stack([g.norm(2) for g in grads])
+            coefs = (clip / (norms + 1e-6)).clamp(max=1.0)
+            torch._foreach_mul_(grads, list(coefs.unbind()))
+        else:
+            for q in student.parameters():
+                if q.grad is not None:
+                    norm = q.grad.norm(2)
+                    coef = clip / (norm + 1e-6)
+                    if coef < 1:
+                        q.grad.mul_(coef)
         opt.step()
         with torch.no_grad():
             for ps, pt in zip(student.parameters(), teacher.parameters()):

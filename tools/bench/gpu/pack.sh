@@ -35,6 +35,20 @@ cp tools/bench/sit_step_torch.py tools/bench/gpu/summary.py "$OUT/app/"
 cp tools/bench/gpu/run.sh "$OUT/run.sh"
 chmod +x "$OUT/run.sh"
 cp -L /usr/lib/x86_64-linux-gnu/libvulkan.so.1 "$OUT/lib/libvulkan.so.1"
+# NVIDIA's Vulkan ICD is libGLX_nvidia.so.0, which needs GLVND (libGLdispatch, libGLX): a bare GPU
+# image may lack them ("Could not get vkCreateInstance via vk_icdGetInstanceProcAddr", measured on
+# the H100 machine). Ship Debian's GLVND libraries beside the loader.
+GLVND=$(mktemp -d)
+for so in libGLdispatch.so.0 libGLX.so.0 libEGL.so.1 libOpenGL.so.0 libGL.so.1 libGLESv2.so.2; do
+  if [[ -e /usr/lib/x86_64-linux-gnu/$so ]]; then cp -L "/usr/lib/x86_64-linux-gnu/$so" "$OUT/lib/$so"; fi
+done
+if [[ ! -e $OUT/lib/libGLdispatch.so.0 ]]; then
+  (cd "$GLVND" && apt-get download libglvnd0 libglx0 libegl1 libopengl0 libgl1 libgles2 >/dev/null 2>&1 &&
+    for f in *.deb; do dpkg -x "$f" x; done &&
+    cp -L x/usr/lib/x86_64-linux-gnu/lib{GLdispatch.so.0,GLX.so.0,EGL.so.1,OpenGL.so.0,GL.so.1,GLESv2.so.2} "$OUT/lib/") ||
+    echo "[pack] warning: GLVND libraries unavailable; NVIDIA's Vulkan ICD may not load" >&2
+fi
+rm -rf "$GLVND"
 {
   echo "packed $(date -u +%FT%TZ) from $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
   echo "node $($NODE_BIN --version); webgpu $(node -p 'require("./node_modules/webgpu/package.json").version')"

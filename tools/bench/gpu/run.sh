@@ -52,8 +52,11 @@ NODE=$WORK/node
 say "node $("$NODE" --version 2>&1); $(cat "$HERE/VERSION" 2>/dev/null | tr '\n' ';')"
 
 # Vulkan: the system loader if there is one, else the packed one; NVIDIA's ICD when present.
+# The packed GLVND libraries go last on the path: used only where the system has none (NVIDIA's
+# ICD, libGLX_nvidia, fails to load without libGLdispatch/libGLX).
 if /sbin/ldconfig -p 2>/dev/null | grep 'libvulkan.so.1 ' >/dev/null; then  # no -q: SIGPIPE + pipefail
   say "Vulkan loader: system"
+  export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$HERE/lib
 else
   export LD_LIBRARY_PATH=$HERE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   say "Vulkan loader: packed ($HERE/lib/libvulkan.so.1)"
