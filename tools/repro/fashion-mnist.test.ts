@@ -61,6 +61,13 @@ describe("tools/repro/fashion-mnist.ts (smoke budget on the bundled subset)", ()
     expect(() => parseStudyArgs(["--data", tmp])).toThrow(/holds no Fashion-MNIST IDX files/);
     expect(() => parseStudyArgs(["--data", data, "--methods", "sit,byol"])).toThrow(/"byol"/);
     expect(() => parseStudyArgs(["--data", data, "--steps", "0"])).toThrow(/--steps/);
+    expect(() => parseStudyArgs(["--data", data, "--finetune-lr", "0"])).toThrow(
+      /--finetune-lr: expected a positive number, got "0"/,
+    );
+    expect(
+      parseStudyArgs(["--data", data, "--finetune-warmup", "0", "--pretrain-lr", "1e-3"]).budget,
+    ).toMatchObject({ finetuneWarmup: 0, pretrainLr: 1e-3 });
+    expect(parseStudyArgs(["--data", data, "--report-only"]).reportOnly).toBe(true);
     expect(
       parseStudyArgs(["--data", data, "--budget", "gpu", "--depth", "8"]).budget,
     ).toMatchObject({
