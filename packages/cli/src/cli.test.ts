@@ -73,10 +73,16 @@ describe("sit: help, version and usage errors", () => {
     expect(r.code).toBe(EXIT.usage);
     expect(r.err).toMatch(/Unrecognized key\(s\) in object: 'epochz'/);
 
-    const aug = writeConfig(dir, tinyConfig(dir, { data: { augment: { blurP: [1, 2] } } }), "aug.json");
+    const aug = writeConfig(
+      dir,
+      tinyConfig(dir, { data: { augment: { blurP: [1, 2] } } }),
+      "aug.json",
+    );
     r = await sit("pretrain", "--config", aug, "--print-config");
     expect(r.code).toBe(EXIT.usage);
-    expect(r.err).toMatch(/config\.data\.augment\.blurP\.1: Number must be less than or equal to 1/);
+    expect(r.err).toMatch(
+      /config\.data\.augment\.blurP\.1: Number must be less than or equal to 1/,
+    );
 
     const wrong = writeConfig(dir, tinyConfig(dir, { data: { channels: 2 } }), "wrong.json");
     r = await sit("pretrain", "--config", wrong, "--print-config");
