@@ -1,22 +1,10 @@
 import * as tf from "@tensorflow/tfjs";
-import { Rng, initBackend } from "@sit/core";
+import { Rng } from "@sit/core";
+import { useWebgpu } from "@sit/testing";
 import { GmmlMasker } from "@sit/gmml";
 import { PIXEL_SOURCES_KERNEL } from "@sit/kernels";
 import { afterAll, describe, expect, it } from "vitest";
 import { corruptViews } from "./common";
-
-async function webgpuOrSkip(ctx: { skip: () => void }): Promise<boolean> {
-  try {
-    await initBackend("webgpu", { allowSoftwareAdapter: true, log: false });
-    await tf.setBackend("webgpu");
-    return true;
-  } catch (err) {
-    if (process.env.SIT_TEST_WEBGPU === "1") throw err;
-    console.warn(`[skip] corruptViews on webgpu: ${(err as Error).message}`);
-    ctx.skip();
-    return false;
-  }
-}
 
 async function run(backend: string, seed: number) {
   await tf.setBackend(backend);
@@ -53,7 +41,7 @@ describe("corruptViews", () => {
   });
 
   it("gives exactly the cpu result on webgpu (applied on the GPU from CPU-drawn masks)", async (ctx) => {
-    if (!(await webgpuOrSkip(ctx))) return;
+    if (!(await useWebgpu(ctx))) return;
     for (const seed of [1, 2]) {
       const gpu = await run("webgpu", seed);
       const cpu = await run("cpu", seed);

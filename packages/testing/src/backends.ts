@@ -15,3 +15,30 @@ export async function withBackend<T>(name: BackendName, fn: () => T | Promise<T>
     if (previous && previous !== name) await tf.setBackend(previous);
   }
 }
+
+let webgpuStart: string | true | undefined;
+
+/**
+ * Switch to the webgpu backend (Dawn; Mesa's lavapipe allowed) for a webgpu-only spec. Without an
+ * adapter the spec is skipped with the reason printed and `false` is returned — unless
+ * SIT_TEST_WEBGPU=1, where a missing adapter fails the spec.
+ */
+export async function useWebgpu(ctx: { skip: () => void }): Promise<boolean> {
+  if (webgpuStart === undefined) {
+    try {
+      await initBackend("webgpu", { allowSoftwareAdapter: true, log: false });
+      webgpuStart = true;
+    } catch (err) {
+      webgpuStart = (err as Error).message;
+    }
+  }
+  if (webgpuStart !== true) {
+    if (process.env.SIT_TEST_WEBGPU === "1")
+      throw new Error(`SIT_TEST_WEBGPU=1 but ${webgpuStart}`);
+    console.warn(`[skip] webgpu specs: ${webgpuStart}`);
+    ctx.skip();
+    return false;
+  }
+  await tf.setBackend("webgpu");
+  return true;
+}

@@ -4,7 +4,7 @@ import { expectClose, loadFixture } from "@sit/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import { FLAT_ADAMW_KERNEL } from "./adamw";
 import { setWebgpuFlatKernels } from "./flat-register";
-import { requireWebgpu } from "./flat-test-support";
+import { useWebgpu } from "./testing";
 
 const FIXTURE_NAMES = ["w", "bias", "pos"];
 
@@ -91,7 +91,7 @@ describe("webgpu flat AdamW (SitFlatAdamW)", () => {
   });
 
   it("matches adamw.safetensors over all steps in one tfjs kernel per step, without leaks", async (ctx) => {
-    if (!(await requireWebgpu(ctx))) return;
+    if (!(await useWebgpu(ctx))) return;
     const { tensors, metadata } = loadFixture("adamw.safetensors");
     const lr = metadata.lr as number[];
     const wd = metadata.wd_group0 as number[];
@@ -129,7 +129,7 @@ describe("webgpu flat AdamW (SitFlatAdamW)", () => {
     ["no clipping", {}],
   ] as const) {
     it(`matches the host path on a multi-tensor model in two groups (${label})`, async (ctx) => {
-      if (!(await requireWebgpu(ctx))) return;
+      if (!(await useWebgpu(ctx))) return;
       const gpu = await runModel("webgpu", clip, "device");
       const host = await runModel("cpu", clip, "host");
       for (const n of Object.keys(host.params)) expectClose(gpu.params[n], host.params[n], 1e-5, n);
@@ -139,7 +139,7 @@ describe("webgpu flat AdamW (SitFlatAdamW)", () => {
   }
 
   it("hands its moments over when unplugged (state, loadState and the tfjs-op path agree)", async (ctx) => {
-    if (!(await requireWebgpu(ctx))) return;
+    if (!(await useWebgpu(ctx))) return;
     const clip = { clipPerTensor: 0.5 };
     const host = await runModel("cpu", clip, "host");
     await tf.setBackend("webgpu");
@@ -166,7 +166,7 @@ describe("webgpu flat AdamW (SitFlatAdamW)", () => {
   });
 
   it("leaves other tensors that share a parameter's data untouched", async (ctx) => {
-    if (!(await requireWebgpu(ctx))) return;
+    if (!(await useWebgpu(ctx))) return;
     const w = tf.variable(tf.tensor1d([1, 2, 3, 4]));
     const alias = tf.variable(tf.zeros([4]));
     alias.assign(w); // shares w's data, as an EMA teacher does right after construction

@@ -3,7 +3,7 @@ import { flatEmaKernel } from "@sit/core";
 import { expectClose, loadFixture } from "@sit/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import { FLAT_EMA_KERNEL, webgpuFlatEma } from "./ema";
-import { requireWebgpu } from "./flat-test-support";
+import { useWebgpu } from "./testing";
 import "./flat-register";
 
 const NAMES = ["w", "b", "gamma"];
@@ -18,7 +18,7 @@ describe("webgpu flat EMA (SitFlatEma)", () => {
   });
 
   it("matches ema.safetensors over three updates in one tfjs kernel each, without leaks", async (ctx) => {
-    if (!(await requireWebgpu(ctx))) return;
+    if (!(await useWebgpu(ctx))) return;
     const { tensors, metadata } = loadFixture("ema.safetensors");
     const momenta = metadata.momenta as number[];
     const teacher = NAMES.map((n) => tf.variable(tensors[`teacher.step0.${n}`].clone(), false));
@@ -50,7 +50,7 @@ describe("webgpu flat EMA (SitFlatEma)", () => {
   });
 
   it("never writes into data that the teacher shares with the student", async (ctx) => {
-    if (!(await requireWebgpu(ctx))) return;
+    if (!(await useWebgpu(ctx))) return;
     const student = tf.variable(tf.tensor1d([1, 2, 3]));
     const teacher = tf.variable(tf.zeros([3]), false);
     teacher.assign(student); // an EmaTeacher starts like this

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "@sit/core";
 import { afterAll, describe, expect, it } from "vitest";
-import { requireWebgpu } from "./flat-test-support";
+import { useWebgpu } from "./testing";
 import { PIXEL_SOURCES_KERNEL, applyPixelSources } from "./gmml";
 
 const SHAPE: [number, number, number, number] = [3, 8, 6, 3];
@@ -47,7 +47,7 @@ describe("applyPixelSources (GMML corruption where the images live)", () => {
   });
 
   it("webgpu: one dispatch gives exactly the definition, as one tfjs kernel, without leaks", async (ctx) => {
-    if (!(await requireWebgpu(ctx))) return;
+    if (!(await useWebgpu(ctx))) return;
     const c = drawCase();
     const images = tf.tensor4d(c.images, SHAPE);
     const before = tf.memory().numTensors;

@@ -1,31 +1,8 @@
 // Test helpers for the webgpu kernels (not exported from the package).
 import * as tf from "@tensorflow/tfjs";
-import { Rng, initBackend } from "@sit/core";
+import { Rng } from "@sit/core";
 
-let started: string | true | undefined;
-
-/**
- * Switch to the webgpu backend (Dawn; lavapipe allowed). Returns false — after printing why and
- * skipping the test — when there is no adapter; with SIT_TEST_WEBGPU=1 (CI) that is an error.
- */
-export async function useWebgpu(ctx: { skip: () => void }): Promise<boolean> {
-  if (started === undefined) {
-    try {
-      await initBackend("webgpu", { allowSoftwareAdapter: true, log: false });
-      started = true;
-    } catch (err) {
-      started = (err as Error).message;
-    }
-  }
-  if (started !== true) {
-    if (process.env.SIT_TEST_WEBGPU === "1") throw new Error(`SIT_TEST_WEBGPU=1 but ${started}`);
-    console.warn(`[skip] webgpu kernel specs: ${started}`);
-    ctx.skip();
-    return false;
-  }
-  await tf.setBackend("webgpu");
-  return true;
-}
+export { useWebgpu } from "@sit/testing";
 
 /** Run `fn` on the cpu backend and return its results as plain arrays. */
 export async function onCpu(fn: () => tf.Tensor[]): Promise<Float32Array[]> {
