@@ -4,9 +4,18 @@ import { type CliIO, UsageError, note } from "./io";
 /** Values `--backend` accepts. */
 export const BACKEND_CHOICES = ["auto", ...BACKEND_NAMES] as const;
 
-/** Start the requested tfjs backend ("auto": the best available) and print the one-line choice. */
-export async function startBackend(name: string | undefined, io: CliIO): Promise<BackendInfo> {
-  const pref = name ?? "auto";
+/**
+ * Start the tfjs backend a command asked for and print the one-line choice. Precedence:
+ * `--backend` (or the config's `backend`), then the `SIT_BACKEND` environment variable (which
+ * initBackend reads for "auto"), then the command's own default (`auto`: the best available).
+ */
+export async function startBackend(
+  name: string | undefined,
+  io: CliIO,
+  fallback: BackendName | "auto" = "auto",
+): Promise<BackendInfo> {
+  const fromEnv = process.env.SIT_BACKEND ? "auto" : undefined;
+  const pref = name ?? fromEnv ?? fallback;
   if (!(BACKEND_CHOICES as readonly string[]).includes(pref))
     throw new UsageError(
       `--backend: expected one of ${BACKEND_CHOICES.join(", ")}, got ${JSON.stringify(pref)}`,

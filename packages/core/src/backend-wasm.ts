@@ -3,8 +3,9 @@ import { createRequire } from "node:module";
 import os from "node:os";
 import { dirname, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import * as tfwasm from "@tensorflow/tfjs-backend-wasm";
 import { invalidArgument } from "./errors";
+
+type TfWasm = typeof import("@tensorflow/tfjs-backend-wasm");
 
 // Multi-threaded WASM under Node relies on internals of @tensorflow/tfjs-backend-wasm, checked
 // against this version only (the dependency is pinned to it).
@@ -22,6 +23,16 @@ export interface WasmStart {
 
 const requireHere = createRequire(import.meta.url);
 let pathsConfigured = false;
+
+/**
+ * Importing @tensorflow/tfjs-backend-wasm registers "wasm" as tfjs's highest-priority backend, and
+ * tfjs cannot start it synchronously: any tensor made before `initBackend` would then fail with
+ * "backend 'wasm' has not yet been initialized". So the package loads here, on the first start,
+ * and importing @sit/core registers nothing (its package.json says `sideEffects: false`).
+ */
+async function loadTfWasm(): Promise<TfWasm> {
+  return import("@tensorflow/tfjs-backend-wasm");
+}
 
 /** Threads to ask for: `SIT_WASM_THREADS`, else the available cores (at most 8). */
 export function defaultWasmThreads(): number {
@@ -49,7 +60,7 @@ function wasmPackageDir(): string | undefined {
  * Point tfjs at the `.wasm` binaries inside node_modules, whatever file imported the backend (a
  * bundle's own directory would otherwise be searched). Must happen before the first start.
  */
-function configurePaths(pkgDir: string | undefined): void {
+function configurePaths(tfwasm: TfWasm, pkgDir: string | undefined): void {
   if (pathsConfigured || !pkgDir) return;
   tfwasm.setWasmPaths(`${join(pkgDir, "dist")}/`);
   pathsConfigured = true;
@@ -81,7 +92,7 @@ interface EmscriptenThreads {
   PThread?: { runningWorkers?: { unref?: () => void }[] };
 }
 
-async function startThreaded(pkgDir: string, threads: number): Promise<boolean> {
+async function startThreaded(tfwasm: TfWasm, pkgDir: string, threads: number): Promise<boolean> {
   const { dir, path } = writeWorkerScript(pkgDir);
   const createObjectURL = URL.createObjectURL;
   const cpus = os.cpus;
@@ -117,6 +128,7 @@ async function startThreaded(pkgDir: string, threads: number): Promise<boolean> 
  * thread, with a note saying why, if the threaded build cannot start.
  */
 export async function startWasm(threads: number): Promise<WasmStart | string> {
+  const tfwasm = await loadTfWasm();
   if (!tf.findBackendFactory("wasm")) return "@tensorflow/tfjs-backend-wasm did not register";
   const simd = (await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT")) as boolean;
   if (tf.findBackend("wasm")) {
@@ -132,7 +144,7 @@ export async function startWasm(threads: number): Promise<WasmStart | string> {
         };
   }
   const pkgDir = wasmPackageDir();
-  configurePaths(pkgDir);
+  configurePaths(tfwasm, pkgDir);
   let note: string | undefined;
   if (threads > 1) {
     if (tfwasm.version_wasm !== THREADS_VERIFIED_VERSION)
@@ -141,7 +153,7 @@ export async function startWasm(threads: number): Promise<WasmStart | string> {
     else if (!pkgDir) note = "@tensorflow/tfjs-backend-wasm/package.json cannot be resolved";
     else {
       try {
-        if (await startThreaded(pkgDir, threads))
+        if (await startThreaded(tfwasm, pkgDir, threads))
           return { threads: tfwasm.getThreadsCount(), simd };
         note = "the threaded build did not start";
       } catch (err) {

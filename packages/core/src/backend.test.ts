@@ -101,6 +101,27 @@ describe("initBackend", () => {
     }
   });
 
+  it('"auto" and no argument honour SIT_BACKEND; a named backend wins over it', async () => {
+    const saved = process.env.SIT_BACKEND;
+    // cpu: the one backend that "auto" never picks while wasm can start.
+    process.env.SIT_BACKEND = "cpu";
+    try {
+      expect((await initBackend("auto", { log: false })).name).toBe("cpu");
+      expect((await initBackend(undefined, { log: false })).name).toBe("cpu");
+      const named = await initBackend("wasm", { log: false });
+      expect(named).toMatchObject({ name: "wasm", reason: "requested" });
+      expect(tf.getBackend()).toBe("wasm");
+      process.env.SIT_BACKEND = "cuda";
+      await expect(initBackend("auto", { log: false })).rejects.toThrow(
+        /SIT_BACKEND: expected one of .* got "cuda"/,
+      );
+    } finally {
+      if (saved === undefined) delete process.env.SIT_BACKEND;
+      else process.env.SIT_BACKEND = saved;
+      await tf.setBackend("cpu");
+    }
+  });
+
   it("names the package to install when the requested backend is missing", async (ctx) => {
     if (installed("@tensorflow/tfjs-node") || installed("@tensorflow/tfjs-node-gpu")) {
       console.warn("[skip] tfjs-node is installed here, so 'tensorflow' cannot be missing");

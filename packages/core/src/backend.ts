@@ -1,11 +1,12 @@
-import { createRequire } from "node:module";
 import * as tf from "@tensorflow/tfjs";
 import { defaultWasmThreads, startWasm } from "./backend-wasm";
+import { tryRequire } from "./backend-require";
+import { startWebgpu } from "./backend-webgpu";
 import { BackendError, checkNumber, describeValue } from "./errors";
 
 // Importing the union package registers every gradient under Node (tfjs-core alone registers none).
-// The wasm backend is a regular dependency, so it is always available.
-import "@tensorflow/tfjs-backend-wasm";
+// No backend is registered here: wasm and webgpu load inside initBackend, so that importing
+// @sit/core has no side effect and tfjs falls back to its cpu backend when initBackend is not called.
 
 export type BackendName = "tensorflow" | "webgpu" | "wasm" | "cpu";
 export const BACKEND_NAMES: readonly BackendName[] = ["tensorflow", "webgpu", "wasm", "cpu"];
@@ -38,19 +39,6 @@ export interface InitBackendOptions {
   log?: boolean | ((line: string) => void);
 }
 
-const requireFrom = createRequire(import.meta.url);
-
-function tryRequire(id: string): { ok: true; mod: unknown } | { ok: false; reason: string } {
-  try {
-    return { ok: true, mod: requireFrom(id) };
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === "MODULE_NOT_FOUND" && e.message.includes(id))
-      return { ok: false, reason: `${id} is not installed` };
-    return { ok: false, reason: `${id} failed to load: ${e.message.split("\n")[0]}` };
-  }
-}
-
 const INSTALL_HINT: Record<BackendName, string> = {
   tensorflow: "npm install @tensorflow/tfjs-node-gpu (CUDA) or @tensorflow/tfjs-node (CPU)",
   webgpu: "npm install webgpu @tensorflow/tfjs-backend-webgpu",
@@ -70,54 +58,6 @@ async function tryTensorflow(): Promise<{ provider: string } | string> {
   return reasons.join("; ");
 }
 
-let webgpuAdapterDescription: string | undefined;
-
-async function tryWebgpu(
-  allowSoftware: boolean,
-): Promise<{ provider: string; adapter: string } | string> {
-  const g = globalThis as unknown as { navigator?: { gpu?: GPULike } };
-  if (!g.navigator?.gpu) {
-    const dawn = tryRequire("webgpu");
-    if (!dawn.ok) return `${dawn.reason} (Dawn for Node)`;
-    const { create, globals } = dawn.mod as {
-      create: (flags: string[]) => GPULike;
-      globals: Record<string, unknown>;
-    };
-    Object.assign(globalThis, globals);
-    const gpu = create([]);
-    if (g.navigator) Object.defineProperty(g.navigator, "gpu", { value: gpu, configurable: true });
-    else
-      Object.defineProperty(globalThis, "navigator", {
-        value: { gpu },
-        configurable: true,
-        writable: true,
-      });
-  }
-  const gpu = (globalThis as unknown as { navigator: { gpu: GPULike } }).navigator.gpu;
-  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
-  if (!adapter) return "no WebGPU adapter found";
-  const info = adapter.info ?? {};
-  const description =
-    [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ") ||
-    "unknown adapter";
-  const software =
-    adapter.isFallbackAdapter === true ||
-    /llvmpipe|lavapipe|swiftshader|software/i.test(description);
-  if (software && !allowSoftware)
-    return `only a software adapter (${description}); pass allowSoftwareAdapter or set SIT_WEBGPU_SOFTWARE=1 to use it`;
-  const backend = tryRequire("@tensorflow/tfjs-backend-webgpu");
-  if (!backend.ok) return backend.reason;
-  if (!(await tf.setBackend("webgpu"))) return "the webgpu backend did not start";
-  webgpuAdapterDescription = description;
-  return { provider: "webgpu (Dawn) + @tensorflow/tfjs-backend-webgpu", adapter: description };
-}
-
-interface GPULike {
-  requestAdapter(
-    opts?: unknown,
-  ): Promise<{ info?: Record<string, string>; isFallbackAdapter?: boolean } | null>;
-}
-
 async function tryWasm(
   threads: number,
 ): Promise<{ provider: string; threads: number; simd: boolean; note?: string } | string> {
@@ -126,26 +66,39 @@ async function tryWasm(
   return { provider: "@tensorflow/tfjs-backend-wasm", ...r };
 }
 
+async function startCpu(): Promise<{ provider: string } | string> {
+  if (!(await tf.setBackend("cpu"))) return "the cpu backend did not start";
+  // tfjs's cpu backend prints a multi-line "install tfjs-node" banner on its first tensor under
+  // Node. Whoever called initBackend has chosen, and the summary line names the alternatives.
+  const cpu = tf.findBackend("cpu") as { firstUse?: boolean } | null;
+  if (cpu && "firstUse" in cpu) cpu.firstUse = false;
+  return { provider: "@tensorflow/tfjs (cpu)" };
+}
+
 /**
  * Pick and start the best available TensorFlow.js backend.
  *
- * Order unless told otherwise (argument, or the `SIT_BACKEND` environment variable):
- * `tensorflow` (tfjs-node-gpu, then tfjs-node) → `webgpu` (hardware adapter) → `wasm` → `cpu`.
- * Naming one backend makes it the only candidate: if it cannot start, this throws and says which
- * package to install. Returns what was chosen and why the others were skipped.
+ * Order unless told otherwise: `tensorflow` (tfjs-node-gpu, then tfjs-node) → `webgpu` (hardware
+ * adapter) → `wasm` → `cpu`. `"auto"` (or no argument) means the `SIT_BACKEND` environment
+ * variable when it is set, else that order; a backend named in the argument wins over
+ * `SIT_BACKEND`. Naming one backend makes it the only candidate: if it cannot start, this throws
+ * and says which package to install. Returns what was chosen and why the others were skipped.
+ *
+ * Nothing is registered with tfjs before this runs: without it, tfjs computes on its cpu backend.
  */
 export async function initBackend(
   preference?: BackendName | "auto" | BackendName[],
   options: InitBackendOptions = {},
 ): Promise<BackendInfo> {
   const envPref = process.env.SIT_BACKEND;
-  const pref =
-    preference ?? (envPref && envPref.length > 0 ? (envPref as BackendName | "auto") : "auto");
+  const fromEnv =
+    (preference === undefined || preference === "auto") && envPref !== undefined && envPref !== "";
+  const pref = fromEnv ? (envPref as BackendName | "auto") : (preference ?? "auto");
   const list: BackendName[] =
     pref === "auto" ? [...BACKEND_NAMES] : Array.isArray(pref) ? pref : [pref];
   for (const name of list) {
     if (!BACKEND_NAMES.includes(name)) {
-      const from = preference === undefined ? "SIT_BACKEND" : "preference";
+      const from = fromEnv ? "SIT_BACKEND" : "preference";
       throw new BackendError(
         `${from}: expected one of ${BACKEND_NAMES.join(", ")} or "auto", got ${describeValue(name)}`,
       );
@@ -165,12 +118,9 @@ export async function initBackend(
       | string;
     try {
       if (name === "tensorflow") result = await tryTensorflow();
-      else if (name === "webgpu") result = await tryWebgpu(allowSoftware);
+      else if (name === "webgpu") result = await startWebgpu(allowSoftware);
       else if (name === "wasm") result = await tryWasm(wasmThreads);
-      else
-        result = (await tf.setBackend("cpu"))
-          ? { provider: "@tensorflow/tfjs (cpu)" }
-          : "the cpu backend did not start";
+      else result = await startCpu();
     } catch (err) {
       result = `${name} failed: ${(err as Error).message.split("\n")[0]}`;
     }
@@ -224,7 +174,4 @@ export async function initBackend(
   );
 }
 
-/** The adapter description of the running WebGPU backend, if any. */
-export function webgpuAdapter(): string | undefined {
-  return webgpuAdapterDescription;
-}
+export { webgpuAdapter } from "./backend-webgpu";

@@ -46,6 +46,8 @@ export interface StepEvent extends EventBase {
   totalSteps?: number;
   /** Steps per epoch, when known. */
   stepsPerEpoch?: number;
+  /** `elapsedSec` at which the time budget (`FitOptions.maxSeconds`) stops training, when there is one. */
+  budgetEndSec?: number;
 }
 
 /** An epoch's batches are exhausted. */
@@ -67,7 +69,7 @@ export interface CheckpointEvent extends EventBase {
   type: "checkpoint";
   path: string;
   /** Why it was written. */
-  reason: "interval" | "epoch" | "end" | "signal" | "abort";
+  reason: "interval" | "epoch" | "end" | "signal" | "abort" | "time-budget";
 }
 
 /** Something went wrong but training goes on (tensor leak, skipped corrupt checkpoint…). */
@@ -86,8 +88,11 @@ export interface EndEvent extends EventBase {
   error?: string;
 }
 
-/** Why {@link fit} stopped. */
-export type StopReason = "completed" | "signal" | "aborted" | "error";
+/**
+ * Why {@link fit} stopped: it ran its planned steps ("completed"), a signal or the abort signal
+ * stopped it, it spent its time budget (`FitOptions.maxSeconds`), or it failed.
+ */
+export type StopReason = "completed" | "signal" | "aborted" | "time-budget" | "error";
 
 /** Every event that sinks receive. */
 export type TrainEvent =

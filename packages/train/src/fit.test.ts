@@ -348,6 +348,31 @@ describe("fit: checkpoints and resume", () => {
     expect(result).toMatchObject({ reason: "aborted", steps: 2 });
     expect(listCheckpoints(dir).map((c) => c.step)).toEqual([2]);
   });
+
+  it("stops at its time budget (maxSeconds) after the current step, with a 'time-budget' checkpoint", async () => {
+    const dir = tmp();
+    const sink = new MemorySink();
+    const result = await fit(recipe(), regressionLoader(4), {
+      maxSteps: 1000,
+      maxSeconds: 0.2,
+      sinks: [sink],
+      checkpoint: { dir },
+      // ~50 ms a step: the budget ends the run after about 4 of its 1,000 steps.
+      onStep: () => new Promise<void>((resolve) => setTimeout(resolve, 50)),
+    });
+    expect(result.reason).toBe("time-budget");
+    expect(result.steps).toBeGreaterThanOrEqual(2);
+    expect(result.steps).toBeLessThan(1000);
+    expect(result.elapsedSec).toBeGreaterThanOrEqual(0.2);
+    const ck = sink.of("checkpoint");
+    expect(ck.map((e) => [e.reason, e.step + 1])).toEqual([["time-budget", result.steps]]);
+    expect(sink.of("end")[0].reason).toBe("time-budget");
+    // Steps carry the budget's end so that progress displays can honour it in their ETA.
+    for (const e of sink.of("step")) expect(e.budgetEndSec).toBeCloseTo(0.2, 9);
+    await expect(fit(recipe(), regressionLoader(4), { epochs: 1, maxSeconds: 0 })).rejects.toThrow(
+      /options\.maxSeconds: expected .*got 0/,
+    );
+  });
 });
 
 describe("fit: guards", () => {

@@ -40,7 +40,8 @@ const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resol
  * with a deterministic loader and recipe the run continues exactly as an uninterrupted one.
  *
  * SIGINT / SIGTERM (and `options.signal`) stop after the current step and write a checkpoint;
- * `fit` then resolves with reason "signal" / "aborted" and removes its handlers.
+ * `fit` then resolves with reason "signal" / "aborted" and removes its handlers. A time budget
+ * (`options.maxSeconds`) stops the same way, with reason "time-budget".
  */
 export async function fit<Batch>(
   recipe: Recipe<Batch>,
@@ -73,7 +74,9 @@ class FitRun<Batch> {
   private lastCheckpoint: string | undefined;
   private resumedFrom: string | undefined;
   private lastLoss: number | undefined;
-  private stop: { reason: "signal" | "aborted"; signal?: NodeJS.Signals } | undefined;
+  private stop:
+    | { reason: "signal" | "aborted" | "time-budget"; signal?: NodeJS.Signals }
+    | undefined;
   private totalSteps: number | undefined;
   /** Epoch of the last step that ran (what events report). */
   private lastStepEpoch = 0;
@@ -99,6 +102,12 @@ class FitRun<Batch> {
       step: this.progress.step - 1,
       epoch: this.lastStepEpoch,
       elapsedSec: this.elapsed(),
+  /** `elapsedSec` at which the time budget stops this run (it counts this run only, not a resumed one's). */
+  private budgetEnd(): number | undefined {
+    const b = this.options.maxSeconds;
+    return b === undefined ? undefined : this.priorElapsed + b;
+  }
+
       wallTime: Date.now(),
     };
   }
@@ -178,7 +187,11 @@ class FitRun<Batch> {
     const ck = this.options.checkpoint;
     if (ck && (reason === "completed" ? ck.atEnd !== false : ck.onInterrupt !== false))
       await this.checkpoint(
-        reason === "completed" ? "end" : reason === "signal" ? "signal" : "abort",
+        reason === "completed"
+          ? "end"
+          : reason === "signal" || reason === "time-budget"
+            ? reason
+            : "abort",
       );
     if (reason === "completed" && this.options.monitor && this.options.monitor.atEnd !== false)
       await this.runMonitor();
@@ -293,6 +306,11 @@ class FitRun<Batch> {
       }
       await this.step(next.value, t0);
       await yieldToEventLoop(); // lets signal handlers run between synchronous steps
+      const budgetEnd = this.budgetEnd();
+      if (budgetEnd !== undefined && this.elapsed() >= budgetEnd) {
+        this.stop = { reason: "time-budget" };
+        return false;
+      }
     }
   }
 
@@ -349,6 +367,7 @@ class FitRun<Batch> {
     if (p.stepsPerEpoch === null) {
       p.stepsPerEpoch = p.stepInEpoch;
       this.planTotal();
+      ...(this.budgetEnd() !== undefined ? { budgetEndSec: this.budgetEnd() } : {}),
     } else if (p.stepInEpoch < p.stepsPerEpoch && !this.warnedShortEpoch) {
       this.warnedShortEpoch = true;
       await this.warning(

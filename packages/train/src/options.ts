@@ -16,7 +16,7 @@ export interface CheckpointSchedule {
   keepLast?: number;
   /** Write one when training completes (default true). */
   atEnd?: boolean;
-  /** Write one when stopped by a signal or the abort signal (default true). */
+  /** Write one when stopped by a signal, the abort signal or the time budget (default true). */
   onInterrupt?: boolean;
   /** How files are written and read (default: @sit/core's checkpoint format). */
   io?: CheckpointIO;
@@ -71,6 +71,11 @@ export interface FitOptions<Batch> {
   handleSignals?: boolean | NodeJS.Signals[];
   /** Aborting it stops training after the current step, like a signal. */
   signal?: AbortSignal;
+  /**
+   * Time budget in seconds of this run (a resumed run gets its own): once spent, training stops
+   * after the current step with a checkpoint and reason "time-budget". Progress ETAs honour it.
+   */
+  maxSeconds?: number;
   /** Dispose every tensor in a batch after its step (default true). */
   disposeBatches?: boolean;
   /** Receives warnings (leaks, skipped checkpoints); `console.warn` by default. */
@@ -79,7 +84,7 @@ export interface FitOptions<Batch> {
 
 /** What {@link fit} resolves with. A failure (non-finite loss, leak error, a throwing step) rejects instead. */
 export interface FitResult {
-  /** "completed", or "signal" / "aborted" when interrupted (a checkpoint was written unless disabled). */
+  /** "completed"; "signal" / "aborted" when interrupted, "time-budget" when `maxSeconds` ran out (a checkpoint was written unless disabled). */
   reason: Exclude<StopReason, "error">;
   /** The signal that stopped training. */
   signal?: NodeJS.Signals;
@@ -110,6 +115,8 @@ export function checkFitOptions<Batch>(options: FitOptions<Batch>): void {
   if (options.epochs === undefined && options.maxSteps === undefined)
     throw new ConfigError("options: expected epochs or maxSteps (or both), got neither");
   positiveInt("options.stepsPerEpoch", options.stepsPerEpoch);
+  if (options.maxSeconds !== undefined)
+    checkNumber("options.maxSeconds", options.maxSeconds, { min: 0, minExclusive: true });
   if (options.startStep !== undefined)
     checkNumber("options.startStep", options.startStep, { min: 0, integer: true });
   if (options.startStep !== undefined && options.resume)

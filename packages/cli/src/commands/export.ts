@@ -41,7 +41,7 @@ export interface ExportResult {
  * timm ViT (`strict=False` for the missing classifier head).
  */
 export async function exportWeights(options: ExportOptions, io: CliIO): Promise<ExportResult> {
-  await startBackend(options.backend ?? "cpu", io);
+  await startBackend(options.backend, io, "cpu");
   const model = await loadModel(options.checkpoint);
   try {
     const { network, backbone } = networkOf(model.recipe, options.weights);

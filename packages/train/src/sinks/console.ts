@@ -27,6 +27,20 @@ export interface ConsoleProgressOptions {
 
 const CLEAR_LINE = "\r\x1b[2K";
 
+/** How the end line words each stop reason ("aborted" alone would read as a failure). */
+const END_WORDS: Record<string, string> = {
+  completed: "completed",
+  signal: "stopped by a signal",
+  aborted: "aborted",
+  "time-budget": "stopped at its time budget",
+  error: "failed",
+};
+
+/** How a checkpoint line words its reason. */
+const CHECKPOINT_WORDS: Record<string, string> = {
+  "time-budget": "time budget",
+};
+
 /**
  * A progress display: epoch, bar, step, loss and its terms, learning rate, images/s and ETA.
  * On a TTY it keeps one line up to date in place (at most every `redrawMs`); otherwise it prints a
@@ -80,7 +94,9 @@ export class ConsoleProgressSink implements MetricSink {
         break;
       }
       case "checkpoint":
-        this.line(`checkpoint (${event.reason}) @ step ${event.step + 1}: ${event.path}`);
+        this.line(
+          `checkpoint (${CHECKPOINT_WORDS[event.reason] ?? event.reason}) @ step ${event.step + 1}: ${event.path}`,
+        );
         break;
       case "warning":
         // fit prints warnings through its onWarning callback (console.warn by default) right
@@ -95,7 +111,7 @@ export class ConsoleProgressSink implements MetricSink {
         if (this.lastStep && this.lineShown) this.line(this.progressText(this.lastStep));
         const err = event.error ? `: ${event.error}` : "";
         this.line(
-          `${event.reason} after ${event.steps} steps in ${formatDuration(event.elapsedSec)}${err}`,
+          `${END_WORDS[event.reason] ?? event.reason} after ${event.steps} steps in ${formatDuration(event.elapsedSec)}${err}`,
         );
         break;
       }
@@ -167,9 +183,15 @@ export class ConsoleProgressSink implements MetricSink {
     if (this.smoothedImagesPerSec !== undefined)
       parts.push(`${formatNumber(this.smoothedImagesPerSec)} img/s`);
     const eta = this.eta(e);
-    parts.push(
-      eta !== undefined ? `ETA ${formatDuration(eta)}` : `${formatDuration(e.elapsedSec)}`,
-    );
+    const budgetLeft =
+      e.budgetEndSec !== undefined ? Math.max(0, e.budgetEndSec - e.elapsedSec) : undefined;
+    // A time budget that ends the run before its planned steps do sets the ETA.
+    if (budgetLeft !== undefined && (eta === undefined || budgetLeft < eta))
+      parts.push(`ETA ${formatDuration(budgetLeft)} (time budget)`);
+    else
+      parts.push(
+        eta !== undefined ? `ETA ${formatDuration(eta)}` : `${formatDuration(e.elapsedSec)}`,
+      );
     return parts.join(" ");
   }
 

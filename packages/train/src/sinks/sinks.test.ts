@@ -101,6 +101,27 @@ describe("ConsoleProgressSink", () => {
     ]);
   });
 
+  it("takes the ETA from the time budget when it ends the run first, and says it stopped there", () => {
+    const { chunks, stream } = captureStream(false);
+    let now = 0;
+    const sink = new ConsoleProgressSink({ stream, now: () => now, intervalSec: 0 });
+    // 1 s per step and 10 steps planned; the budget ends at elapsedSec 4 (3 s after step 1).
+    for (let s = 0; s < 2; s++) {
+      now += 1000;
+      sink.onEvent({ ...stepEvent(s), budgetEndSec: 4 });
+    }
+    expect(chunks[1]).toContain("ETA 2s (time budget)");
+    // A budget that outlasts the planned steps leaves the step-based ETA alone.
+    sink.onEvent({ ...stepEvent(2), budgetEndSec: 1000 });
+    expect(chunks[2]).toMatch(/ETA 7s$/m);
+    sink.onEvent({ ...base(2), type: "checkpoint", path: "/x/c", reason: "time-budget" });
+    sink.onEvent({ ...base(2), type: "end", reason: "time-budget", steps: 3 });
+    expect(chunks.slice(3)).toEqual([
+      "checkpoint (time budget) @ step 3: /x/c\n",
+      "stopped at its time budget after 3 steps in 3s\n",
+    ]);
+  });
+
   it("formats durations", () => {
     expect(formatDuration(45)).toBe("45s");
     expect(formatDuration(185)).toBe("3m05s");
