@@ -81,7 +81,7 @@ export {
 } from "./optim/schedules";
 
 // IO
-export { writeFileAtomic } from "./io/atomic";
+export { removeStaleTempFiles, writeFileAtomic } from "./io/atomic";
 export {
   parseSafetensors,
   readSafetensors,

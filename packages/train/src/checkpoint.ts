@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
 import { IOError, writeFileAtomic } from "@sit/core";
 import * as tf from "@tensorflow/tfjs";
@@ -106,6 +106,30 @@ export async function writeCheckpoint(
     }
   }
   return path;
+}
+
+/**
+ * Set aside the checkpoint taken after `step` steps because the loss computed from its weights
+ * was not finite (the update that diverged is saved before any NaN shows): point `latest` at the
+ * newest checkpoint before it, then rename it to `checkpoint-<step>.diverged.safetensors`, which
+ * {@link resumeFrom} never picks; with no earlier checkpoint, `latest` is removed. A crash
+ * between the two leaves `latest` on the good one. Returns the good checkpoint and the new name.
+ */
+export function setAsideDiverged(
+  dir: string,
+  step: number,
+): { lastGood: string | undefined; setAside: string | undefined } {
+  const good = listCheckpoints(dir)
+    .filter((c) => c.step < step)
+    .pop();
+  const bad = join(dir, checkpointFileName(step));
+  if (!existsSync(bad)) return { lastGood: good?.path, setAside: undefined };
+  const pointer = join(dir, LATEST_POINTER);
+  if (good) writeFileAtomic(pointer, `${basename(good.path)}\n`);
+  const setAside = bad.replace(/\.safetensors$/, ".diverged.safetensors");
+  renameSync(bad, setAside);
+  if (!good) rmSync(pointer, { force: true });
+  return { lastGood: good?.path, setAside };
 }
 
 function parseProgress(meta: Record<string, unknown>, path: string): TrainProgress {

@@ -1,18 +1,23 @@
-import { ConfigError } from "@sit/core";
+import { ConfigError, removeStaleTempFiles } from "@sit/core";
 import * as tf from "@tensorflow/tfjs";
 import {
   type LoadedCheckpoint,
   type TrainProgress,
   resumeFrom,
+  setAsideDiverged,
   writeCheckpoint,
 } from "./checkpoint";
 import type { CheckpointEvent, EventBase, MetricSink, StepEvent, TrainEvent } from "./events";
 import {
+  type DivergedCheckpoints,
   LeakDetector,
+  NonFiniteLossError,
+  NonFiniteStateError,
   TensorLeakError,
-  checkFiniteLoss,
   checkMonitorMetrics,
   checkStepResult,
+  firstNonFinite,
+  isFiniteLoss,
 } from "./guards";
 import {
   type BatchSource,
@@ -213,6 +218,14 @@ class FitRun<Batch> {
     const o = this.options;
     const stated = o.stepsPerEpoch ?? statedLength(this.loader);
     let loaded: LoadedCheckpoint | undefined;
+    if (o.checkpoint) {
+      // Writers killed mid-checkpoint leave full-size temp files behind; theirs are gone for good.
+      const stale = removeStaleTempFiles(o.checkpoint.dir);
+      if (stale.removed.length > 0)
+        this.warn(
+          `removed ${stale.removed.length} temporary file(s) (${(stale.bytes / 1e6).toFixed(1)} MB) left in ${o.checkpoint.dir} by interrupted checkpoint writes`,
+        );
+    }
     if (o.resume) {
       const target = o.resume === true ? o.checkpoint!.dir : o.resume;
       loaded = await resumeFrom(target, { io: o.checkpoint?.io, onWarning: (m) => this.warn(m) });
@@ -328,7 +341,8 @@ class FitRun<Batch> {
     }
     const t2 = performance.now();
     const terms = result.terms ?? {};
-    if (o.nonFiniteLoss !== "off") checkFiniteLoss(p.step, result.loss, terms);
+    if (o.nonFiniteLoss !== "off" && !isFiniteLoss(result.loss, terms))
+      throw new NonFiniteLossError(p.step, result.loss, terms, this.divergedCheckpoints(p.step));
     const tensors = tf.memory().numTensors;
     const leak = this.leaks?.observe(p.step, tensors);
     if (leak) {
@@ -397,8 +411,20 @@ class FitRun<Batch> {
     const state = await this.recipe.saveState();
     let path: string;
     try {
+      if (this.options.nonFiniteLoss !== "off") {
+        const bad = await firstNonFinite(state.tensors);
+        if (bad)
+          throw new NonFiniteStateError(
+            this.progress.step,
+            bad,
+            this.lastCheckpoint ?? this.resumedFrom,
+          );
+      }
+      // At least two are kept: when the newest turns out to hold diverged weights (see
+      // divergedCheckpoints), the one before it is what training can resume from.
+      const keepLast = ck.keepLast ?? 3;
       path = await writeCheckpoint(ck.dir, this.recipe.name, progress, state, {
-        keepLast: ck.keepLast ?? 3,
+        keepLast: keepLast === 0 ? 0 : Math.max(keepLast, 2),
         io: ck.io,
         versions: libraryVersions(),
         onWarning: (m) => this.warn(m),
@@ -410,6 +436,18 @@ class FitRun<Batch> {
     this.lastSavedStep = this.progress.step;
     this.lastCheckpoint = path;
     await this.emit({ ...this.base(), type: "checkpoint", path, reason });
+  }
+
+  /**
+   * On a non-finite loss at `step`: the checkpoint written after `step` steps (if this run wrote
+   * or resumed from it) holds the weights that produced it, so it is set aside and `latest` goes
+   * back to the one before.
+   */
+  private divergedCheckpoints(step: number): DivergedCheckpoints | undefined {
+    const ck = this.options.checkpoint;
+    if (!ck) return undefined;
+    if (this.lastSavedStep === step) return { dir: ck.dir, ...setAsideDiverged(ck.dir, step) };
+    return { dir: ck.dir, lastGood: this.lastCheckpoint ?? this.resumedFrom };
   }
 
   private async runMonitor(): Promise<void> {

@@ -1,25 +1,71 @@
 import { ConfigError, SitError, checkNumber, describeValue } from "@sit/core";
+import type * as tf from "@tensorflow/tfjs";
 import type { StepResult } from "./recipe";
 import { formatNumber } from "./sinks/format";
 
-/** A step produced a NaN or infinite loss (or loss term); training stopped before saving anything. */
+/** Where the checkpoints stood when training stopped on a non-finite loss. */
+export interface DivergedCheckpoints {
+  /** The checkpoint directory. */
+  dir: string;
+  /** The newest checkpoint whose weights still gave a finite loss (`latest` names it), if any. */
+  lastGood?: string;
+  /** Where the checkpoint holding the diverged weights was moved, if one had been written. */
+  setAside?: string;
+}
+
+/**
+ * A step produced a NaN or infinite loss (or loss term); training stopped. The loss of step k is
+ * computed with the weights of k updates, so a checkpoint taken after step k − 1 already holds the
+ * diverged weights: {@link fit} sets it aside and names the last good one.
+ */
 export class NonFiniteLossError extends SitError {
   constructor(
     /** Global 0-based index of the step. */
     readonly step: number,
     readonly loss: number,
     readonly terms: Record<string, number>,
+    /** Set when checkpoints were being written. */
+    readonly checkpoints?: DivergedCheckpoints,
   ) {
     const parts = Object.entries(terms).map(([k, v]) => `${k} = ${formatNumber(v)}`);
     const bad = Object.entries(terms)
       .filter(([, v]) => !Number.isFinite(v))
       .map(([k]) => k);
+    const ck = checkpoints;
+    const where = !ck
+      ? " Training stopped (no checkpoints were configured)."
+      : (ck.setAside
+          ? ` Training stopped; the checkpoint holding the weights that gave it was moved to ${ck.setAside}.`
+          : " Training stopped without writing a checkpoint.") +
+        (ck.lastGood
+          ? ` The last good checkpoint is ${ck.lastGood} (\`latest\` names it).`
+          : ` No checkpoint in ${ck.dir} predates the divergence.`);
     super(
       `non-finite loss at step ${step}: loss = ${formatNumber(loss)}` +
         (parts.length > 0 ? ` (terms: ${parts.join(", ")})` : "") +
         (bad.length > 0 ? `; non-finite term(s): ${bad.join(", ")}` : "") +
-        ". Training stopped without writing a checkpoint; the last good one is intact. " +
-        "Lower the learning rate, check the inputs, or resume from the last checkpoint.",
+        `.${where} Lower the learning rate, check the inputs, or resume from the last good checkpoint.`,
+    );
+  }
+}
+
+/**
+ * A checkpoint was due but the recipe's state holds a NaN or infinite value; it was not written,
+ * so `latest` stays on the last good checkpoint.
+ */
+export class NonFiniteStateError extends SitError {
+  constructor(
+    /** Steps completed when the checkpoint was due. */
+    readonly step: number,
+    /** The first bad value, as "tensor[index] = NaN". */
+    readonly value: string,
+    /** The checkpoint `latest` names, if any. */
+    readonly lastGood: string | undefined,
+  ) {
+    super(
+      `non-finite state after step ${step - 1}: ${value}. The checkpoint was not written; ` +
+        (lastGood ? `the last good one is ${lastGood}.` : "no earlier checkpoint exists.") +
+        " Lower the learning rate or check the inputs.",
     );
   }
 }
@@ -27,10 +73,26 @@ export class NonFiniteLossError extends SitError {
 /** Tensors kept piling up across steps and `leakCheck.action` was "error". */
 export class TensorLeakError extends SitError {}
 
-/** Throw a {@link NonFiniteLossError} unless the loss and every term are finite. */
-export function checkFiniteLoss(step: number, loss: number, terms: Record<string, number>): void {
-  if (Number.isFinite(loss) && Object.values(terms).every((v) => Number.isFinite(v))) return;
-  throw new NonFiniteLossError(step, loss, terms);
+/** Whether the loss and every term are finite. */
+export function isFiniteLoss(loss: number, terms: Record<string, number>): boolean {
+  return Number.isFinite(loss) && Object.values(terms).every((v) => Number.isFinite(v));
+}
+
+/**
+ * The first non-finite value among the floating-point tensors of a state, as "name[index] = NaN",
+ * or undefined when all are finite. Read with `await data()` (backends without `dataSync`).
+ */
+export async function firstNonFinite(
+  tensors: Record<string, tf.Tensor>,
+): Promise<string | undefined> {
+  for (const name of Object.keys(tensors).sort()) {
+    const t = tensors[name];
+    if (t.dtype !== "float32") continue;
+    const v = (await t.data()) as Float32Array;
+    for (let i = 0; i < v.length; i++)
+      if (!Number.isFinite(v[i])) return `${name}[${i}] = ${formatNumber(v[i])}`;
+  }
+  return undefined;
 }
 
 /** Options of the tensor-leak check. */

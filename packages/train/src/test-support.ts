@@ -48,6 +48,8 @@ export class RegressionRecipe implements Recipe<RegressionBatch> {
   nanAt = new Set<number>();
   /** Leak one tensor per step (leak tests). */
   leak = false;
+  /** From this step on the learning rate is 1e30 (`--lr 1e30`): the weights blow up for real. */
+  divergeFrom = Number.POSITIVE_INFINITY;
 
   constructor(
     seed = 7,
@@ -68,7 +70,7 @@ export class RegressionRecipe implements Recipe<RegressionBatch> {
   }
 
   trainStep(batch: RegressionBatch, step: number): StepResult {
-    const lr = this.lr(step);
+    const lr = this.lr(step) * (step >= this.divergeFrom ? 1e30 : 1);
     this.optimizer.setLr(lr);
     const keep = new Float32Array(DIM).map(() => (this.rng.bernoulli(0.8) ? 1.25 : 0));
     const lossT = tf.tidy(() => {
