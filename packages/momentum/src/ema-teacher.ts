@@ -6,12 +6,10 @@ import {
   checkNumber,
   flatEmaKernel,
   invalidArgument,
+  isHostBackend,
 } from "@sit/core";
 
 /** A teacher module, or a factory that builds one (same architecture as the student, drop path 0). */
-/** Backends whose tensors live in host memory, where the EMA runs as a plain loop. */
-const HOST_BACKENDS = new Set(["cpu", "wasm"]);
-
 export type TeacherSource<M extends Module> = M | (() => M);
 
 function isModule(x: unknown): x is Module {
@@ -88,10 +86,10 @@ export class EmaTeacher<M extends Module = Module> {
   }
 
   /**
-   * `θ_t ← m·θ_t + (1 − m)·θ_s` for every parameter, with `momentum` m in [0, 1]. On cpu/wasm a
-   * typed-array loop; where a backend package registered a fused EMA (`registerFlatEmaKernel`,
-   * e.g. @sit/kernels on webgpu) that one kernel; elsewhere all parameters are flattened into one
-   * buffer per network, updated with three element-wise ops, then split back.
+   * `θ_t ← m·θ_t + (1 − m)·θ_s` for every parameter, with `momentum` m in [0, 1]. Where a backend
+   * package registered a fused EMA (`registerFlatEmaKernel`; @sit/kernels does for webgpu and
+   * wasm) that one kernel; else on cpu/wasm a typed-array loop; elsewhere all parameters are
+   * flattened into one buffer per network, updated with three element-wise ops, then split back.
    */
   update(student: Module, momentum: number): void {
     checkNumber("momentum", momentum, { min: 0, max: 1 });
@@ -107,7 +105,24 @@ export class EmaTeacher<M extends Module = Module> {
       );
     }
     if (momentum === 1 || tp.length === 0) return;
-    if (HOST_BACKENDS.has(tf.getBackend())) {
+    const fused = flatEmaKernel(tf.getBackend());
+    if (fused) {
+      // A backend package registered a whole-network EMA (@sit/kernels: one dispatch over flat
+      // buffers on webgpu, one loop inside the heap on wasm). It returns new tensors (the old
+      // teacher data is released), or null where it updated the teacher's buffer in place.
+      const next = fused(
+        tp.map(([, v]) => v),
+        sp.map(([, v]) => v),
+        momentum,
+      );
+      next.forEach((t, i) => {
+        if (!t) return;
+        tp[i][1].assign(t);
+        t.dispose();
+      });
+      return;
+    }
+    if (isHostBackend()) {
       // cpu/wasm keep tensors in host memory: one typed-array loop per parameter, no kernels.
       // (On wasm the flat path's final split of a whole network costs minutes: SplitV copies.)
       const a = Math.fround(momentum);
@@ -124,21 +139,6 @@ export class EmaTeacher<M extends Module = Module> {
         t.assign(next);
         next.dispose();
       }
-      return;
-    }
-    const fused = flatEmaKernel(tf.getBackend());
-    if (fused) {
-      // A backend package registered a whole-network EMA (e.g. @sit/kernels on webgpu: one
-      // dispatch over flat buffers). It returns new tensors; the old teacher data is released.
-      const next = fused(
-        tp.map(([, v]) => v),
-        sp.map(([, v]) => v),
-        momentum,
-      );
-      next.forEach((t, i) => {
-        tp[i][1].assign(t);
-        t.dispose();
-      });
       return;
     }
     tf.tidy(() => {

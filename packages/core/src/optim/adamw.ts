@@ -10,6 +10,7 @@ import {
   loadFusedMoments,
   releaseFused,
 } from "./adamw-fused";
+import { isHostBackend } from "../host-backend";
 import { hostStep } from "./adamw-host";
 import { FlatLayout } from "./flat-layout";
 import { flatAdamWKernel, type registerFlatAdamWKernel } from "./fused-kernels";
@@ -39,8 +40,9 @@ export interface AdamWOptions {
   clipGlobalNorm?: number | null;
   /**
    * Where the update runs: `host` (one fused loop over typed arrays; moments in host memory),
-   * `device` (tfjs kernels on flat buffers; moments in Variables), or `auto` (default): host on
-   * the cpu and wasm backends, whose tensors live in host memory anyway, device elsewhere.
+   * `device` (tfjs kernels on flat buffers; moments in Variables), or `auto` (default): a fused
+   * kernel registered for the backend if there is one, else host on the cpu and wasm backends,
+   * whose tensors live in host memory anyway, device elsewhere.
    */
   implementation?: "auto" | UpdateMode;
 }
@@ -70,9 +72,10 @@ export type Gradients = Record<string, tf.Tensor>;
  * - on the cpu and wasm backends, whose tensors live in host memory, clipping and the update are
  *   one fused loop over typed arrays (no tfjs kernel at all), which is several times faster there.
  * - where a backend package registered a fused kernel for the active backend
- *   ({@link registerFlatAdamWKernel}; @sit/kernels does for webgpu), `device` mode hands it every
- *   group at once: all parameters and moments in three flat buffers, one kernel per step.
- * Both paths are checked against PyTorch (adamw.safetensors).
+ *   ({@link registerFlatAdamWKernel}; @sit/kernels does for webgpu and wasm), `auto` and `device`
+ *   modes hand it every group at once: all moments in two flat buffers, one kernel per step (on
+ *   wasm inside the heap, with the parameters updated in place).
+ * All three paths are checked against PyTorch (adamw.safetensors; the fused one in @sit/kernels).
  */
 export class AdamW {
   private readonly groupList: FlatGroup[];
@@ -135,15 +138,16 @@ export class AdamW {
   /** Where the next step runs (see {@link AdamWOptions.implementation}). */
   mode(): UpdateMode {
     if (this.implementation !== "auto") return this.implementation;
-    const backend = tf.getBackend();
-    return backend === "cpu" || backend === "wasm" ? "host" : "device";
+    return isHostBackend() ? "host" : "device";
   }
 
   private prepare(mode: UpdateMode): void {
-    // `device` mode uses a fused kernel registered for the active backend (registerFlatAdamWKernel),
-    // else the tfjs-op chain of adamw-device.ts.
+    // A fused kernel registered for the active backend (registerFlatAdamWKernel) runs the update
+    // unless `host` was asked for explicitly; else `device` mode is the tfjs-op chain of
+    // adamw-device.ts and `host` mode the typed-array loop of adamw-host.ts.
     const backend = tf.getBackend();
-    const kernel = mode === "device" ? flatAdamWKernel(backend) : undefined;
+    const kernel =
+      mode === "device" || this.implementation === "auto" ? flatAdamWKernel(backend) : undefined;
     if (this.fused && (this.fused.backend !== backend || !kernel)) {
       releaseFused(this.fused, this.groupList, true);
       this.fused = null;

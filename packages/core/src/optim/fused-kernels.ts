@@ -41,29 +41,39 @@ export interface FlatAdamWStepArgs {
  * A fused AdamW for one backend: `prepare` gets the static layout once (and may cache device
  * tables for it; `dispose` releases them); `step` performs clipping, decoupled weight decay and
  * the Adam update of every parameter, updates `flatParams`, `m` and `v` in place and returns the
- * new parameter tensors (parameter shapes, flat order) for the optimiser to assign.
+ * new parameter tensors (parameter shapes, flat order) for the optimiser to assign. An entry may
+ * be `null` where the kernel wrote the parameter's own buffer in place (only when no other tensor
+ * shares it); such a kernel sets `inPlace` and gets no flat parameter copy (`flatParams` is empty).
  */
 export interface FlatAdamWKernel {
+  inPlace?: boolean;
   prepare(layout: FlatAdamWLayout): {
-    step(args: FlatAdamWStepArgs): tf.Tensor[];
+    step(args: FlatAdamWStepArgs): (tf.Tensor | null)[];
     dispose(): void;
   };
 }
 
 /**
  * A fused EMA for one backend: returns `momentum·teacher + (1 − momentum)·student` for every
- * tensor (new tensors of the teacher's shapes; the inputs are not modified).
+ * tensor: a new tensor of the teacher's shape, or `null` where the kernel wrote the teacher's own
+ * buffer in place (only when no other tensor shares it). The student is not modified.
  */
 export type FlatEmaKernel = (
   teacher: tf.Tensor[],
   student: tf.Tensor[],
   momentum: number,
-) => tf.Tensor[];
+) => (tf.Tensor | null)[];
 
 const adamwKernels = new Map<string, FlatAdamWKernel>();
 const emaKernels = new Map<string, FlatEmaKernel>();
 
-function register<K>(what: string, map: Map<string, K>, backend: string, impl: K): () => void {
+/** Register `impl` for `backend` in `map` (one per backend); returns its remover. Shared by every seam. */
+export function registerForBackend<K>(
+  what: string,
+  map: Map<string, K>,
+  backend: string,
+  impl: K,
+): () => void {
   if (typeof backend !== "string" || backend.length === 0)
     throw invalidArgument("backend", backend, "a tfjs backend name such as 'webgpu'");
   if (map.has(backend))
@@ -81,13 +91,13 @@ function register<K>(what: string, map: Map<string, K>, backend: string, impl: K
 export function registerFlatAdamWKernel(backend: string, kernel: FlatAdamWKernel): () => void {
   if (!kernel || typeof kernel.prepare !== "function")
     throw invalidArgument("kernel", kernel, "{ prepare(layout) }");
-  return register("AdamW", adamwKernels, backend, kernel);
+  return registerForBackend("AdamW", adamwKernels, backend, kernel);
 }
 
 /** Register a fused EMA update for `backend` (used by `@sit/momentum`'s EmaTeacher). */
 export function registerFlatEmaKernel(backend: string, kernel: FlatEmaKernel): () => void {
   if (typeof kernel !== "function") throw invalidArgument("kernel", kernel, "a function");
-  return register("EMA", emaKernels, backend, kernel);
+  return registerForBackend("EMA", emaKernels, backend, kernel);
 }
 
 /** The fused AdamW registered for `backend`, if any. */

@@ -1,6 +1,9 @@
+import { registerFlatAdamWKernel, registerFlatEmaKernel } from "@sit/core";
 import type { KernelName, KernelSignatures } from "../registry";
 import { registerKernelOverride } from "../registry";
 import { wasmMultiHeadAttention, wasmPackedSelfAttention } from "./attention";
+import { wasmFlatAdamW } from "./flat-adamw";
+import { wasmFlatEma } from "./flat-ema";
 import { wasmGelu } from "./gelu";
 import { wasmLayerNorm } from "./layer-norm";
 import { setSharingIdentity } from "./identity";
@@ -25,7 +28,8 @@ let removeAll: (() => void) | null = null;
  * Register (`true`, the state after importing this package) or remove (`false`) the built-in wasm
  * overrides of {@link wasmKernels}, and with them a wasm `Identity` kernel that shares its input's
  * buffer instead of copying it (tfjs clones every tensor saved for a backward pass; see
- * `identity.ts`) and a `Slice` that copies contiguous slices heap to heap (`slice.ts`). The
+ * `identity.ts`), a `Slice` that copies contiguous slices heap to heap (`slice.ts`), and the
+ * whole-model AdamW and EMA updates inside the heap (`flat-adamw.ts`, `flat-ema.ts`). The
  * kernels are installed on the first call of an override, once the wasm
  * backend's own kernels are registered. Removing everything makes the wasm backend run the
  * portable implementations and tfjs's own kernels — for comparisons and benchmarks. Idempotent.
@@ -43,6 +47,9 @@ export function setWasmKernels(enabled: boolean): void {
       };
       return registerKernelOverride(name, "wasm", withIdentity as never);
     });
+    // Whole-model AdamW and EMA inside the heap (flat-adamw.ts, flat-ema.ts), through @sit/core's seams.
+    removers.push(registerFlatAdamWKernel("wasm", wasmFlatAdamW));
+    removers.push(registerFlatEmaKernel("wasm", wasmFlatEma));
     removeAll = () => {
       for (const r of removers) r();
       setSharingIdentity(false);
