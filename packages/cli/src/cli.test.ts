@@ -116,7 +116,12 @@ describe("sit: help, version and usage errors", () => {
     );
     expect(r.code).toBe(EXIT.ok);
     const cfg = JSON.parse(r.out);
-    expect(cfg.config.optim).toEqual({ batchSize: 16, epochs: 7, warmupEpochs: 0, baseLr: 0.02 });
+    expect(cfg.config.optim).toMatchObject({
+      batchSize: 16,
+      epochs: 7,
+      warmupEpochs: 0,
+      baseLr: 0.02,
+    });
     expect(cfg.config.lambda).toBe(2);
     expect(cfg.data.channels).toBe(3);
     expect(cfg.data.limit).toBe(64); // from the file

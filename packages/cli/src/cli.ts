@@ -20,6 +20,7 @@ import { fewshot, knn } from "./commands/knn";
 import { linear } from "./commands/linear";
 import { pretrain, pretrainSummaryLine } from "./commands/pretrain";
 import { reconstruct } from "./commands/reconstruct";
+import { printableConfig } from "./resolved-config";
 import { type CliIO, EXIT, UsageError, processIO } from "./io";
 
 /** Version of the `sit` command (the @sit/cli package). */
@@ -99,7 +100,7 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
         const config = resolvePretrainConfig(cmd);
         const o = cmd.opts() as { resume?: string | boolean; printConfig?: boolean };
         if (o.printConfig) {
-          cio.out(`${JSON.stringify(config, null, 2)}\n`);
+          cio.out(`${JSON.stringify(printableConfig(config, cio), null, 2)}\n`);
           return EXIT.ok;
         }
         const r = await pretrain(config, cio, { resume: o.resume ?? false });
@@ -107,10 +108,12 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
         if (r.checkpoint) cio.out(`checkpoint: ${r.checkpoint}\n`);
         if (r.reason === "signal") {
           cio.err("interrupted: checkpoint written; run again with --resume to continue\n");
-          return EXIT.interrupted;
+          return r.signal === "SIGTERM" ? EXIT.terminated : EXIT.interrupted;
         }
         if (r.reason === "time-budget")
-          cio.err("stopped at the time budget (--max-minutes): checkpoint written\n");
+          cio.err(
+            "stopped at its time budget (--max-minutes): checkpoint written; run again with --resume to continue\n",
+          );
         return r.reason === "aborted" ? EXIT.interrupted : EXIT.ok;
       },
     ),
@@ -370,7 +373,8 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
 
 /**
  * Run the `sit` command line (`argv` without the node and script paths) and resolve with the
- * exit code: 0 success, 1 failure, 2 usage error, 130 interrupted (checkpoint written). Never
+ * exit code: 0 success, 1 failure, 2 usage error, 130 / 143 stopped by SIGINT / SIGTERM
+ * (checkpoint written). Never
  * calls `process.exit`; output goes to `io` (the process's streams by default).
  */
 export async function runCli(argv: readonly string[], io: CliIO = processIO()): Promise<number> {

@@ -10,6 +10,8 @@ export const EXIT = {
   usage: 2,
   /** Stopped by SIGINT after writing a checkpoint (128 + signal 2, the shell convention). */
   interrupted: 130,
+  /** Stopped by SIGTERM after writing a checkpoint (128 + signal 15). */
+  terminated: 143,
 } as const;
 
 /**

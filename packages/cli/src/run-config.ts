@@ -103,6 +103,8 @@ export const pretrainSchema = z
     config: z.record(z.unknown()).default({}),
     train: trainSchema.default({}),
     monitor: monitorSchema.default({}),
+    /** What `sit pretrain` derived (steps, schedules) when it wrote `run.json`; ignored on input. */
+    derived: z.record(z.unknown()).optional(),
   })
   .strict();
 

@@ -31,6 +31,7 @@ import {
   networkOf,
   optimDefaults,
 } from "../recipes";
+import { resolvePretrainRun, scheduleWarnings } from "../resolved-config";
 import type { PretrainConfig } from "../run-config";
 
 /** Options of {@link pretrain} besides the config. */
@@ -46,7 +47,9 @@ export interface PretrainRunOptions {
 /** What {@link pretrain} did. */
 export interface PretrainResult {
   /** "completed", "signal" (SIGINT/SIGTERM), "aborted" (options.signal) or "time-budget" (train.maxMinutes). */
-  reason: FitResult["reason"] | "time-budget";
+  reason: FitResult["reason"];
+  /** The signal that stopped the run (reason "signal"). */
+  signal?: NodeJS.Signals;
   steps: number;
   /** Epoch of the next step. */
   epoch: number;
@@ -102,7 +105,10 @@ export async function pretrain(
     prefetch: config.data.prefetch,
   });
   mkdirSync(out, { recursive: true });
-  writeFileAtomic(join(out, "run.json"), `${JSON.stringify(config, null, 2)}\n`);
+  // run.json holds the config as the run resolved it (every default, the preset, the schedules).
+  const resolved = resolvePretrainRun(config, images.length);
+  writeFileAtomic(join(out, "run.json"), `${JSON.stringify(resolved, null, 2)}\n`);
+  for (const w of scheduleWarnings(resolved.config, resolved.derived)) io.err(`warning: ${w}\n`);
   describeRun(config, recipe, run, images.length, stepsPerEpoch, io);
 
   const sinks: MetricSink[] = [new JsonlSink(join(out, "metrics.jsonl"))];
@@ -110,14 +116,6 @@ export async function pretrain(
   if (!io.quiet)
     sinks.push(new ConsoleProgressSink(io.progressStream ? { stream: io.progressStream } : {}));
   let lastMonitor: Record<string, number> | undefined;
-  // The time budget aborts fit after the current step (a checkpoint is written).
-  const budget = new AbortController();
-  const timer =
-    config.train.maxMinutes !== undefined
-      ? setTimeout(() => budget.abort(), config.train.maxMinutes * 60_000)
-      : undefined;
-  timer?.unref();
-  const signals = [budget.signal, ...(options.signal ? [options.signal] : [])];
   const optimEpochs = (recipe.config.optim as { epochs: number }).epochs;
   try {
     const result = await fit(new RecipeWithRunInfo(recipe, run), (e) => loader.epoch(e), {
@@ -138,10 +136,15 @@ export async function pretrain(
       ...(config.monitor.knnEvery ? { monitor: knnMonitor(config, run, recipe, io) } : {}),
       onWarning: (m) => note(io, `warning: ${m}`),
       ...(options.handleSignals !== undefined ? { handleSignals: options.handleSignals } : {}),
-      signal: signals.length === 1 ? signals[0] : AbortSignal.any(signals),
+      ...(options.signal ? { signal: options.signal } : {}),
+      // fit stops after the step that spends the budget, with a checkpoint, and its ETA honours it.
+      ...(config.train.maxMinutes !== undefined
+        ? { maxSeconds: config.train.maxMinutes * 60 }
+        : {}),
     });
     const summary: PretrainResult = {
-      reason: result.reason === "aborted" && budget.signal.aborted ? "time-budget" : result.reason,
+      reason: result.reason,
+      ...(result.signal ? { signal: result.signal } : {}),
       steps: result.steps,
       epoch: result.epoch,
       stepsPerEpoch,
@@ -155,7 +158,6 @@ export async function pretrain(
     writeFileAtomic(join(out, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
     return summary;
   } finally {
-    if (timer) clearTimeout(timer);
     await loader.close();
     recipe.dispose();
   }
@@ -218,5 +220,11 @@ export function pretrainSummaryLine(r: PretrainResult): string {
     ? `; k-NN top-1 ${pct(r.monitor.knn_top1)} (k = ${r.monitor.knn_k})`
     : "";
   const loss = r.lastLoss !== undefined ? `; last loss ${r.lastLoss.toFixed(4)}` : "";
-  return `pretrain ${r.reason}: ${r.steps} steps in ${r.elapsedSec.toFixed(1)} s${loss}${monitor}`;
+  const how =
+    r.reason === "time-budget"
+      ? "stopped at its time budget"
+      : r.reason === "signal"
+        ? `stopped by ${r.signal ?? "a signal"}`
+        : r.reason;
+  return `pretrain ${how}: ${r.steps} steps in ${r.elapsedSec.toFixed(1)} s${loss}${monitor}`;
 }
