@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -91,5 +92,62 @@ describe("checkpoints", () => {
       saveCheckpoint(join(dir, "x"), { tensors: {}, meta: { f: () => 1, n: 1n } }),
     ).toThrow(/checkpoint\.meta/);
     t.dispose();
+  });
+
+  it("the checksum covers data_offsets: swapping two same-size tensors' offsets is refused", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sit-ckpt-"));
+    const path = join(dir, "swap.safetensors");
+    const a = tf.tensor1d([1, 2]);
+    const b = tf.tensor1d([3, 4]);
+    saveCheckpoint(path, { tensors: { a, b }, meta: { step: 1 } });
+    const text = readFileSync(path).toString("latin1");
+    const swapped = text
+      .replace('"data_offsets":[0,8]', "@A@")
+      .replace('"data_offsets":[8,16]', '"data_offsets":[0,8]')
+      .replace("@A@", '"data_offsets":[8,16]');
+    expect(swapped).not.toBe(text);
+    writeFileSync(path, Buffer.from(swapped, "latin1"));
+    expect(() => loadCheckpoint(path)).toThrow(/swap\.safetensors: corrupt checkpoint: SHA-256/);
+    tf.dispose([a, b]);
+  });
+
+  it("still reads checkpoints whose checksum predates data_offsets (writer layout only)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sit-ckpt-"));
+    const a = Float32Array.of(1, 2);
+    const b = Float32Array.of(3, 4);
+    const metaJson = JSON.stringify({ step: 1 });
+    // The checksum as files before this change recorded it: data, [name, dtype, shape], meta.
+    const legacySum = (order: [string, Float32Array][]) =>
+      createHash("sha256")
+        .update(new Uint8Array(a.buffer))
+        .update(new Uint8Array(b.buffer))
+        .update(JSON.stringify(order.map(([n, d]) => [n, "F32", [d.length]])))
+        .update(metaJson)
+        .digest("hex");
+    const meta = {
+      "sit.format": "sit-checkpoint/1",
+      "sit.meta": metaJson,
+      "sit.sha256": legacySum([
+        ["a", a],
+        ["b", b],
+      ]),
+    };
+    const path = join(dir, "old.safetensors");
+    writeSafetensors(
+      path,
+      { a: { dtype: "F32", shape: [2], data: a }, b: { dtype: "F32", shape: [2], data: b } },
+      meta,
+    );
+    const back = loadCheckpoint(path);
+    expect(Array.from(back.tensors.b.dataSync())).toEqual([3, 4]);
+    tf.dispose(Object.values(back.tensors));
+    // The same old checksum with the offsets swapped: not the writer's layout, refused.
+    const text = readFileSync(path).toString("latin1");
+    const swapped = text
+      .replace('"data_offsets":[0,8]', "@A@")
+      .replace('"data_offsets":[8,16]', '"data_offsets":[0,8]')
+      .replace("@A@", '"data_offsets":[8,16]');
+    writeFileSync(path, Buffer.from(swapped, "latin1"));
+    expect(() => loadCheckpoint(path)).toThrow(/corrupt checkpoint/);
   });
 });

@@ -25,21 +25,39 @@ export interface Checkpoint<M = unknown> {
   meta: M;
 }
 
-// The checksum covers the data section, the tensor table (name, dtype, shape) and the meta JSON,
-// so a flipped byte anywhere a reader depends on is detected.
+// The checksum covers the data section, the tensor table (name, dtype, shape, data_offsets) and
+// the meta JSON, so a flipped byte anywhere a reader depends on is detected — including offsets
+// swapped between two tensors of the same size, which leave every other byte as it was.
 function checksum(data: Uint8Array, table: string, metaJson: string): string {
   return createHash("sha256").update(data).update(table).update(metaJson).digest("hex");
 }
 
-function tensorTable(header: Record<string, unknown>): string {
-  const rows = Object.keys(header)
+type HeaderEntry = { dtype: string; shape: number[]; data_offsets: [number, number] };
+
+function tensorEntries(header: Record<string, unknown>): Array<[string, HeaderEntry]> {
+  return Object.keys(header)
     .filter((k) => k !== "__metadata__")
     .sort()
-    .map((k) => {
-      const e = header[k] as { dtype: string; shape: number[] };
-      return [k, e.dtype, e.shape];
-    });
-  return JSON.stringify(rows);
+    .map((k) => [k, header[k] as HeaderEntry]);
+}
+
+/** The table hashed; `withOffsets: false` is the one of checkpoints written before offsets were hashed. */
+function tensorTable(rows: Array<[string, HeaderEntry]>, withOffsets = true): string {
+  return JSON.stringify(
+    rows.map(([k, e]) =>
+      withOffsets ? [k, e.dtype, e.shape, e.data_offsets] : [k, e.dtype, e.shape],
+    ),
+  );
+}
+
+/** Tensors back to back in sorted-name order from byte 0: the only layout the writer produces. */
+function isWriterLayout(rows: Array<[string, HeaderEntry]>): boolean {
+  let at = 0;
+  for (const [, e] of rows) {
+    if (e.data_offsets[0] !== at) return false;
+    at = e.data_offsets[1];
+  }
+  return true;
 }
 
 function readHeader(bytes: Uint8Array): { header: Record<string, unknown>; dataStart: number } {
@@ -75,12 +93,18 @@ export function saveCheckpoint(path: string, checkpoint: Checkpoint): void {
   // The writer lays tensors out in sorted-name order with no gaps: hash them in that order.
   const names = Object.keys(raws).sort();
   const hash = createHash("sha256");
+  const rows: Array<[string, HeaderEntry]> = [];
+  let offset = 0;
   for (const n of names) {
     const d = raws[n].data;
     hash.update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+    rows.push([
+      n,
+      { dtype: raws[n].dtype, shape: raws[n].shape, data_offsets: [offset, offset + d.byteLength] },
+    ]);
+    offset += d.byteLength;
   }
-  const table = JSON.stringify(names.map((n) => [n, raws[n].dtype, raws[n].shape]));
-  const sum = hash.update(table).update(metaJson).digest("hex");
+  const sum = hash.update(tensorTable(rows)).update(metaJson).digest("hex");
   writeFileAtomic(
     path,
     serializeSafetensors(raws, { [FORMAT_KEY]: FORMAT, [META_KEY]: metaJson, [CHECKSUM_KEY]: sum }),
@@ -111,8 +135,16 @@ export function loadCheckpoint<M = unknown>(path: string): Checkpoint<M> {
     );
   const { header, dataStart } = readHeader(bytes);
   const metaJson = meta[META_KEY] ?? "null";
-  const actual = checksum(bytes.subarray(dataStart), tensorTable(header), metaJson);
-  if (actual !== meta[CHECKSUM_KEY])
+  const rows = tensorEntries(header);
+  const data = bytes.subarray(dataStart);
+  const actual = checksum(data, tensorTable(rows), metaJson);
+  // Checkpoints from before the table held the offsets: their layout must be the writer's, which
+  // the old table (names, dtypes, shapes) determines, so nothing the reader uses goes unchecked.
+  const legacy =
+    actual !== meta[CHECKSUM_KEY] &&
+    isWriterLayout(rows) &&
+    checksum(data, tensorTable(rows, false), metaJson) === meta[CHECKSUM_KEY];
+  if (actual !== meta[CHECKSUM_KEY] && !legacy)
     throw new IOError(
       `${path}: corrupt checkpoint: SHA-256 of the contents is ${actual}, the file records ${meta[CHECKSUM_KEY]}`,
     );

@@ -69,4 +69,39 @@ describe("safetensors", () => {
     expect(() => readSafetensors(path)).toThrow(/cut\.safetensors: truncated safetensors file/);
     expect(() => parseSafetensors(full.subarray(0, 5))).toThrow(/truncated/);
   });
+
+  it("refuses negative, reversed and overlapping data_offsets, naming the tensors", () => {
+    /** A file with a hand-written header over 16 data bytes (four float32 values). */
+    const file = (entries: Record<string, unknown>) => {
+      const header = Buffer.from(JSON.stringify(entries), "utf8");
+      const out = new Uint8Array(8 + header.length + 16);
+      new DataView(out.buffer).setBigUint64(0, BigInt(header.length), true);
+      out.set(header, 8);
+      out.set(new Uint8Array(Float32Array.of(1, 2, 3, 4).buffer), 8 + header.length);
+      return out;
+    };
+    const f32 = (offsets: [number, number]) => ({
+      dtype: "F32",
+      shape: [2],
+      data_offsets: offsets,
+    });
+    // The well-formed file reads; each forged one is refused.
+    const ok = parseSafetensors(file({ a: f32([0, 8]), b: f32([8, 16]) }));
+    expect(Array.from(ok.tensors.b.data as Float32Array)).toEqual([3, 4]);
+    expect(() => parseSafetensors(file({ a: f32([-8, 0]) }), "neg.safetensors")).toThrow(
+      /neg\.safetensors: tensor "a": data_offsets \[-8, 0\] must be two integers 0 ≤ begin ≤ end/,
+    );
+    expect(() => parseSafetensors(file({ a: f32([8.5, 16.5]) }))).toThrow(/must be two integers/);
+    expect(() =>
+      parseSafetensors(file({ a: { dtype: "F32", shape: [0], data_offsets: [8, 0] } })),
+    ).toThrow(/data_offsets \[8, 0\] must be two integers 0 ≤ begin ≤ end/);
+    expect(() => parseSafetensors(file({ a: f32([0, 8]), b: f32([4, 12]) }), "x")).toThrow(
+      /x: tensors "a" \[0, 8\) and "b" \[4, 12\) overlap in the data section/,
+    );
+    expect(() => parseSafetensors(file({ a: f32([8, 16]), b: f32([8, 16]) }))).toThrow(/overlap/);
+    // Empty tensors occupy no bytes and overlap nothing.
+    const empty = { dtype: "F32", shape: [0], data_offsets: [8, 8] };
+    const all = { dtype: "F32", shape: [4], data_offsets: [0, 16] };
+    expect(Object.keys(parseSafetensors(file({ a: all, e: empty })).tensors)).toEqual(["a", "e"]);
+  });
 });

@@ -66,6 +66,20 @@ function view(dtype: SafetensorsDtype, bytes: Uint8Array): RawTensor["data"] {
   }
 }
 
+type Span = { name: string; begin: number; end: number };
+
+/** Two tensors may not share bytes (a writer never does; a forged header could). */
+function checkDisjoint(spans: Span[], source: string): void {
+  const sorted = spans.filter((s) => s.end > s.begin).sort((a, b) => a.begin - b.begin);
+  for (let i = 1; i < sorted.length; i++) {
+    const [a, b] = [sorted[i - 1], sorted[i]];
+    if (b.begin < a.end)
+      throw new IOError(
+        `${source}: tensors "${a.name}" [${a.begin}, ${a.end}) and "${b.name}" [${b.begin}, ${b.end}) overlap in the data section`,
+      );
+  }
+}
+
 /** Parse safetensors bytes. `source` names the file in error messages. */
 export function parseSafetensors(bytes: Uint8Array, source = "<buffer>"): SafetensorsFile {
   if (bytes.length < 8)
@@ -90,6 +104,7 @@ export function parseSafetensors(bytes: Uint8Array, source = "<buffer>"): Safete
   const base = 8 + headerLen;
   const dataLen = bytes.length - base;
   const tensors: Record<string, RawTensor> = {};
+  const spans: Span[] = [];
   let metadata: Record<string, string> = {};
   for (const [name, entry] of Object.entries(header)) {
     if (name === "__metadata__") {
@@ -108,6 +123,10 @@ export function parseSafetensors(bytes: Uint8Array, source = "<buffer>"): Safete
       );
     }
     const [begin, end] = e.data_offsets;
+    if (!Number.isSafeInteger(begin) || !Number.isSafeInteger(end) || begin < 0 || end < begin)
+      throw new IOError(
+        `${source}: tensor "${name}": data_offsets ${describeValue(e.data_offsets)} must be two integers 0 ≤ begin ≤ end`,
+      );
     const expected = e.shape.reduce((a, b) => a * b, 1) * BYTES[dtype];
     if (end - begin !== expected)
       throw new IOError(
@@ -117,12 +136,14 @@ export function parseSafetensors(bytes: Uint8Array, source = "<buffer>"): Safete
       throw new IOError(
         `${source}: truncated safetensors file: tensor "${name}" ends at byte ${end} of the data section, which has only ${dataLen} bytes`,
       );
+    spans.push({ name, begin, end });
     tensors[name] = {
       dtype,
       shape: e.shape,
       data: view(dtype, bytes.subarray(base + begin, base + end)),
     };
   }
+  checkDisjoint(spans, source);
   return { tensors, metadata };
 }
 
