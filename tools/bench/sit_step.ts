@@ -5,7 +5,8 @@
 // (D 192, depth 12, 3 heads; batch 64, 256 on webgpu), `small` = ViT-S/16 at 224 px (D 384, depth
 // 12, 6 heads; batch 64); projection head hidden 4096 → 256, reconstruction head, λ = 5. Prints
 // one JSON object on stdout (progress on stderr): step ms and images/s, the GMML drawing's share,
-// tfjs kernel launches per step (tf.profile), peak memory (tfjs bytes; on webgpu the GPU buffer
+// tfjs kernel launches per step (tf.profile), GPU dispatches and host_ms per step (webgpu: until
+// the step's last submit returns, GPU waits excluded), peak memory (tfjs bytes; on webgpu the GPU buffer
 // pool), the adapter, and the ratio tfjs / PyTorch.
 //
 //   npx tsx tools/bench/sit_step.ts [--backend wasm|cpu|webgpu] [--model tiny|small] [--batch N]
@@ -25,7 +26,8 @@ import { cpus, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, Rng, initBackend } from "../../packages/core/src/index";
-import { corruptViews, createSiT } from "../../packages/recipes/src/index";
+import { corruptViews } from "../../packages/gmml/src/index";
+import { createSiT } from "../../packages/recipes/src/index";
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -132,6 +134,67 @@ function stubSyncReads(): Map<string, number> | undefined {
   return sites;
 }
 
+/**
+ * Host time of a step on webgpu: from the step's start until the submit that hands its last
+ * commands to the GPU returns (the step's trailing commands are submitted explicitly), minus the
+ * time spent waiting for GPU results inside the step's reads (the loss readback: GPU time, which
+ * on a CPU Vulkan driver such as lavapipe is not host time of the step's encoding). Wraps the
+ * backend's queue.submit and getBufferData (tfjs-backend-webgpu 4.22). Single-threaded JS: while
+ * the step awaits a read, nothing else of the step runs, so the subtraction is exact.
+ */
+function hostClock() {
+  const be = tf.backend() as unknown as {
+    queue?: { submit: (buffers: unknown[]) => void };
+    commandEncoder?: unknown;
+    submitQueue?: () => void;
+    getBufferData?: (buffer: unknown) => Promise<unknown>;
+  };
+  const queue = be.queue;
+  const getBufferData = be.getBufferData;
+  if (!queue || !getBufferData || !be.submitQueue) return undefined;
+  const submit = queue.submit;
+  let lastSubmitEnd = 0;
+  let submits = 0;
+  let wait = 0;
+  queue.submit = (buffers: unknown[]) => {
+    submit.call(queue, buffers);
+    submits++;
+    lastSubmitEnd = performance.now();
+  };
+  be.getBufferData = async (buffer: unknown) => {
+    const t0 = performance.now();
+    const before = lastSubmitEnd;
+    const p = getBufferData.call(be, buffer);
+    // The staging copy is submitted synchronously inside getBufferData: what follows is waiting.
+    const submitted = lastSubmitEnd !== before ? lastSubmitEnd : t0;
+    const r = await p;
+    wait += performance.now() - submitted;
+    return r;
+  };
+  return {
+    start() {
+      submits = 0;
+      wait = 0;
+      lastSubmitEnd = performance.now();
+      return lastSubmitEnd;
+    },
+    /**
+     * After the step: submit what it left encoded; then its host time (ms): wall time until that
+     * submit returned, less the waits for GPU results; and the raw time to its last submit.
+     */
+    stop(t0: number) {
+      if (be.commandEncoder) be.submitQueue?.();
+      const end = performance.now();
+      return {
+        host_ms: end - t0 - wait,
+        read_wait_ms: wait,
+        to_last_submit_ms: lastSubmitEnd - t0,
+        submits,
+      };
+    },
+  };
+}
+
 async function benchTfjs(): Promise<Record<string, unknown>> {
   const info = await initBackend(backend, {
     log: false,
@@ -166,9 +229,12 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   };
   let peakGpu = 0;
   let step = 0;
+  const clock = hostClock();
+  const host: ReturnType<NonNullable<typeof clock>["stop"]>[] = [];
   const run = async () => {
-    const t0 = performance.now();
+    const t0 = clock ? clock.start() : performance.now();
     const r = await recipe.trainStep(batch, step++);
+    if (clock) host.push(clock.stop(t0));
     if (stubbed) await flush();
     peakGpu = Math.max(peakGpu, gpuBytes()?.allocated ?? 0);
     log(`${info.name} step ${step}: ${Math.round(performance.now() - t0)} ms`);
@@ -223,6 +289,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   if (WARMUP > 0) await flush();
   const warmupMs = WARMUP > 0 ? (performance.now() - w0) / WARMUP : undefined;
   const tensorsBefore = tf.memory().numTensors;
+  host.length = 0;
   const times: number[] = [];
   let loss = Number.NaN;
   const l0 = performance.now();
@@ -233,6 +300,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   }
   await flush();
   const ms = (performance.now() - l0) / ITERS;
+  const timedHost = host.slice(0, ITERS);
   // The GMML drawing alone (typed-array loops on the CPU; part of trainStep above).
   const maskRng = Rng.seed(5);
   const m0 = performance.now();
@@ -269,7 +337,16 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     images_per_s: round(BATCH / (ms / 1000), 2),
     gmml_drawing_ms: round(maskMs),
     kernel_launches_per_step: profile.kernels.length,
+    tfjs_kernel_calls_per_step: profile.kernels.length,
     ...(runProgram ? { gpu_dispatches_per_step: dispatches } : {}),
+    ...(timedHost.length
+      ? {
+          host_ms: round(timedHost.reduce((a, h) => a + h.host_ms, 0) / timedHost.length),
+          host_ms_min: round(Math.min(...timedHost.map((h) => h.host_ms))),
+          read_wait_ms: round(timedHost.reduce((a, h) => a + h.read_wait_ms, 0) / timedHost.length),
+          submits_per_step: timedHost[0].submits,
+        }
+      : {}),
     kernel_launches_top: Object.fromEntries(top),
     peak_tfjs_bytes_in_step: profile.peakBytes,
     tfjs_bytes_after_step: tf.memory().numBytes,
@@ -309,5 +386,5 @@ if (torch.available && typeof torch.step_ms === "number") {
 }
 report.loadavg_end = loadavg().map((x) => round(x, 2));
 report.note =
-  "Step = trainStep (GMML drawing included; gmml_drawing_ms is its share) vs PyTorch's step on pre-drawn corruption (SiT draws it in data-loader workers). step_ms = wall time of the timed steps (plus one final readback) / iters. kernel_launches = tfjs kernels run (tf.profile); a registered fused kernel counts once. Compare numbers from the same run only; loadavg shows the contention.";
+  "host_ms (webgpu) = from the step's start until the submit of its last commands returns, minus read_wait_ms (waiting for the GPU inside the step's loss reads), mean over the timed steps. Step = trainStep (GMML drawing included; gmml_drawing_ms is its share) vs PyTorch's step on pre-drawn corruption (SiT draws it in data-loader workers). step_ms = wall time of the timed steps (plus one final readback) / iters. kernel_launches = tfjs kernels run (tf.profile); a registered fused kernel counts once. Compare numbers from the same run only; loadavg shows the contention.";
 console.log(JSON.stringify(report, null, 2));

@@ -1,13 +1,12 @@
 import * as tf from "@tensorflow/tfjs";
 import { MLP, Module, Rng } from "@sit/core";
 import { TransformerDecoder } from "@sit/decoder";
-import { GmmlMasker } from "@sit/gmml";
+import { GmmlMasker, corruptViews } from "@sit/gmml";
 import { maskedReconstructionLoss, ntXentLoss } from "@sit/losses";
 import {
   ModuleRecipe,
   type OptimConfig,
   type TwoViewBatch,
-  corruptViews,
   gradientsByName,
   optimSchema,
   parseConfig,

@@ -25,6 +25,7 @@ export {
   type BackendInfo,
   type InitBackendOptions,
 } from "./backend";
+export { isHostBackend } from "./host-backend";
 
 // Modules and layers
 export {
@@ -73,6 +74,11 @@ export {
   type FlatAdamWStepArgs,
   type FlatEmaKernel,
 } from "./optim/fused-kernels";
+export {
+  registerPixelSourcesKernel,
+  pixelSourcesKernel,
+  type PixelSourcesKernel,
+} from "./pixel-sources";
 export { GradientAccumulator } from "./optim/accumulate";
 export {
   cosineSchedule,

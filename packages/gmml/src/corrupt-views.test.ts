@@ -1,10 +1,12 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "@sit/core";
 import { useWebgpu } from "@sit/testing";
-import { GmmlMasker } from "@sit/gmml";
+// @sit/kernels plugs the webgpu pixel-sources kernel into @sit/core when imported.
 import { PIXEL_SOURCES_KERNEL } from "@sit/kernels";
 import { afterAll, describe, expect, it } from "vitest";
-import { corruptViews } from "./common";
+import { applyCorruptionPlan } from "./corruption-plan";
+import { applyPixelSources, corruptViews } from "./corrupt-views";
+import { GmmlMasker } from "./gmml-masker";
 
 async function run(backend: string, seed: number) {
   await tf.setBackend(backend);
@@ -47,5 +49,34 @@ describe("corruptViews", () => {
       const cpu = await run("cpu", seed);
       expect(gpu).toEqual(cpu);
     }
+  });
+});
+
+describe("applyPixelSources", () => {
+  it("portable: one gather gives exactly the host application of the plan", async () => {
+    await tf.setBackend("cpu");
+    const masker = new GmmlMasker({ fill: ["zeros", "noise", "shuffle"], patchSize: 4 });
+    const shape: [number, number, number, number] = [5, 16, 16, 3];
+    const data = Rng.seed(4).fillNormal(new Float32Array(5 * 16 * 16 * 3), 0, 1);
+    const plan = masker.plan(shape, Rng.seed(5));
+    expect(plan.noise.length).toBeGreaterThan(0);
+    const images = tf.tensor4d(data, shape);
+    const out = applyPixelSources(images, plan.source, plan.noise);
+    expect(await out.data()).toEqual(applyCorruptionPlan({ data, shape }, plan).data);
+    tf.dispose([images, out]);
+  });
+
+  it("checks its arguments", () => {
+    const images = tf.zeros([1, 2, 2, 3]) as tf.Tensor4D;
+    expect(() => applyPixelSources(images, new Int32Array(3), new Float32Array(0))).toThrow(
+      /source/,
+    );
+    expect(() =>
+      applyPixelSources(images, new Int32Array(4).fill(-2), new Float32Array(0)),
+    ).toThrow(/source\[0\]/);
+    expect(() => applyPixelSources(images, new Int32Array(4), new Float32Array(2))).toThrow(
+      /noise/,
+    );
+    images.dispose();
   });
 });

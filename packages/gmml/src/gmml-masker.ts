@@ -221,7 +221,7 @@ export class GmmlMasker implements MaskingStrategy {
    * draws from `rng`, in the same order, as {@link GmmlMasker.apply}, returned as a
    * {@link CorruptionPlan} (per-pixel sources, noise values, masks). Applying the plan to the
    * images gives exactly `apply`'s corrupted images; it lets a GPU backend corrupt a batch where it
-   * lives (see `corruptViews` in @sit/recipes) instead of reading it back to the host.
+   * lives (see `corruptViews`) instead of reading it back to the host.
    */
   plan(shape: readonly [number, number, number, number], rng: Rng): GmmlCorruptionPlan {
     if (

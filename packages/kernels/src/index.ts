@@ -18,4 +18,4 @@ export { webgpuKernels, setWebgpuKernels } from "./webgpu/register";
 export { setWebgpuFlatKernels } from "./webgpu/flat-register";
 export { webgpuFlatAdamW, FLAT_ADAMW_KERNEL } from "./webgpu/adamw";
 export { webgpuFlatEma, FLAT_EMA_KERNEL } from "./webgpu/ema";
-export { applyPixelSources, PIXEL_SOURCES_KERNEL } from "./webgpu/gmml";
+export { webgpuPixelSources, PIXEL_SOURCES_KERNEL } from "./webgpu/gmml";

@@ -1,7 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { ConfigError, type Module, type Rng, ShapeError, cosineSchedule } from "@sit/core";
-import { type MaskingStrategy, maskingResultToTensors } from "@sit/gmml";
-import { applyPixelSources } from "@sit/kernels";
+import { ConfigError, type Module, ShapeError, cosineSchedule } from "@sit/core";
 import type { OptimConfig } from "./config";
 
 /** A batch of two augmented views (NHWC, normalised), as `@sit/data`'s two-view loader yields. */
@@ -53,54 +51,6 @@ export function gradientsByName<E extends Record<string, tf.Tensor>>(
   const out: Record<string, tf.Tensor> = {};
   for (const [k, g] of Object.entries(grads)) out[byVar.get(k) ?? k] = g;
   return { loss: value, grads: out, extras };
-}
-
-/** Backends whose tensors live in host memory: there the strategy corrupts the typed arrays. */
-const HOST_BACKENDS = new Set(["cpu", "wasm"]);
-
-/**
- * Corrupt each view with the strategy; returns corrupted views, `[B, H, W, 1]` pixel masks and,
- * when the strategy knows a patch size, `[B, N]` token masks (the caller disposes all of them).
- * Masks are always drawn on the CPU from `rng`. On device backends (webgpu, …), a strategy with
- * a `plan` (GMML) is applied where the views live — one dispatch per view on webgpu, through
- * `applyPixelSources` — instead of reading the views back; the numbers are the same.
- */
-export function corruptViews(
-  strategy: MaskingStrategy,
-  views: tf.Tensor4D[],
-  rng: Rng,
-): { corrupted: tf.Tensor4D[]; masks: tf.Tensor4D[]; tokenMasks: tf.Tensor2D[] } {
-  const corrupted: tf.Tensor4D[] = [];
-  const masks: tf.Tensor4D[] = [];
-  const tokenMasks: tf.Tensor2D[] = [];
-  const onDevice = !HOST_BACKENDS.has(tf.getBackend()) && typeof strategy.plan === "function";
-  for (const v of views) {
-    if (onDevice && strategy.plan) {
-      if (!(v instanceof tf.Tensor) || v.rank !== 4 || v.dtype !== "float32")
-        throw new ShapeError(
-          `views: expected float32 NHWC tensors [B, H, W, C], got ${v instanceof tf.Tensor ? `${v.dtype} [${v.shape}]` : String(v)}`,
-        );
-      const [B, H, W] = v.shape;
-      const plan = strategy.plan(v.shape, rng);
-      corrupted.push(applyPixelSources(v, plan.source, plan.noise));
-      masks.push(tf.tensor4d(Float32Array.from(plan.pixelMask.data), [B, H, W, 1], "float32"));
-      if (plan.tokenMask)
-        tokenMasks.push(
-          tf.tensor2d(Float32Array.from(plan.tokenMask.mask), plan.tokenMask.shape, "float32"),
-        );
-      continue;
-    }
-    // Masks are drawn on the CPU from the explicit Rng (same seed → same masks on every backend).
-    const result = strategy.apply(
-      { data: v.dataSync() as Float32Array, shape: v.shape as [number, number, number, number] },
-      rng,
-    );
-    const t = maskingResultToTensors(result);
-    corrupted.push(t.corrupted);
-    masks.push(t.pixelMask);
-    if (t.tokenMask) tokenMasks.push(t.tokenMask);
-  }
-  return { corrupted, masks, tokenMasks };
 }
 
 /** Per-iteration learning-rate and weight-decay schedules of SiT/DINO from an optimiser config. */

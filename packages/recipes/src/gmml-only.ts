@@ -1,9 +1,9 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "@sit/core";
-import { GmmlMasker } from "@sit/gmml";
+import { GmmlMasker, corruptViews } from "@sit/gmml";
 import { maskedReconstructionLoss } from "@sit/losses";
 import type { StepResult } from "@sit/train";
-import { type TwoViewBatch, corruptViews, gradientsByName } from "./common";
+import { type TwoViewBatch, gradientsByName } from "./common";
 import {
   type GmmlOnlyConfig,
   type GmmlOnlyConfigInput,

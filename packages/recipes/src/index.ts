@@ -23,7 +23,6 @@ export {
 } from "./config";
 export {
   gradientsByName,
-  corruptViews,
   optimSchedules,
   twoViews,
   type TwoViewBatch,

@@ -1,11 +1,11 @@
 import * as tf from "@tensorflow/tfjs";
 import { Module, Rng } from "@sit/core";
 import { TransformerDecoder } from "@sit/decoder";
-import { RandomTokenMasker } from "@sit/gmml";
+import { RandomTokenMasker, corruptViews } from "@sit/gmml";
 import { patchify } from "@sit/kernels";
 import type { StepResult } from "@sit/train";
 import type { VisionTransformer } from "@sit/vit";
-import { type TwoViewBatch, corruptViews, gradientsByName } from "./common";
+import { type TwoViewBatch, gradientsByName } from "./common";
 import { type MaeConfig, type MaeConfigInput, maeSchema, parseConfig } from "./config";
 import { ModuleRecipe } from "./recipe-base";
 import { buildBackbone } from "./sit-network";

@@ -1,11 +1,11 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "@sit/core";
 import type { EmaTeacher } from "@sit/momentum";
-import { GmmlMasker } from "@sit/gmml";
+import { GmmlMasker, corruptViews } from "@sit/gmml";
 import { maskedReconstructionLoss, sitContrastiveLoss } from "@sit/losses";
 import type { StepResult } from "@sit/train";
 import { type SitConfig, type SitConfigInput, parseConfig, sitSchema } from "./config";
-import { type TwoViewBatch, corruptViews, gradientsByName, twoViews } from "./common";
+import { type TwoViewBatch, gradientsByName, twoViews } from "./common";
 import { ModuleRecipe, type StepHyper } from "./recipe-base";
 import { type SitNetwork, buildSitNetwork } from "./sit-network";
 

@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { ConfigError, type Rng, checkNumber } from "@sit/core";
+import { ConfigError, type Rng, checkNumber, isHostBackend } from "@sit/core";
 import type { Sample } from "../types";
 import { type HostPackedBatch, type PackedBatch, packSamples, packSamplesHost } from "./batch";
 import { type CropBox, checkRange, resizeCenterCropRegion, sampleResizedCrop } from "./geometry";
@@ -189,7 +189,6 @@ export class BatchTransform<O extends TransformOutput = TransformOutput> {
   usesHost(): boolean {
     if (this.execution === "tensor" || !this.views.every((v) => v.hostCapable)) return false;
     if (this.execution === "host") return true;
-    const backend = tf.getBackend();
-    return backend === "cpu" || backend === "wasm";
+    return isHostBackend();
   }
 }

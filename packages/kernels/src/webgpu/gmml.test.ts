@@ -1,8 +1,9 @@
 import * as tf from "@tensorflow/tfjs";
-import { Rng } from "@sit/core";
+import { Rng, pixelSourcesKernel } from "@sit/core";
 import { afterAll, describe, expect, it } from "vitest";
 import { useWebgpu } from "./testing";
-import { PIXEL_SOURCES_KERNEL, applyPixelSources } from "./gmml";
+import "./flat-register";
+import { PIXEL_SOURCES_KERNEL, webgpuPixelSources } from "./gmml";
 
 const SHAPE: [number, number, number, number] = [3, 8, 6, 3];
 
@@ -32,18 +33,13 @@ function expected({ images, source, noise }: ReturnType<typeof drawCase>): Float
   return out;
 }
 
-describe("applyPixelSources (GMML corruption where the images live)", () => {
+describe("webgpuPixelSources (GMML corruption where the images live)", () => {
   afterAll(async () => {
     await tf.setBackend("cpu");
   });
 
-  it("portable: one gather gives exactly the definition", async () => {
-    await tf.setBackend("cpu");
-    const c = drawCase();
-    const images = tf.tensor4d(c.images, SHAPE);
-    const out = applyPixelSources(images, c.source, c.noise);
-    expect(await out.data()).toEqual(expected(c));
-    tf.dispose([images, out]);
+  it("is plugged into @sit/core's pixel-sources seam for webgpu", () => {
+    expect(pixelSourcesKernel("webgpu")).toBe(webgpuPixelSources);
   });
 
   it("webgpu: one dispatch gives exactly the definition, as one tfjs kernel, without leaks", async (ctx) => {
@@ -53,29 +49,15 @@ describe("applyPixelSources (GMML corruption where the images live)", () => {
     const before = tf.memory().numTensors;
     let out: tf.Tensor | undefined;
     const profile = await tf.profile(() => {
-      out = applyPixelSources(images, c.source, c.noise);
+      out = webgpuPixelSources(images, c.source, c.noise);
     });
     expect(profile.kernels.map((k) => k.name)).toEqual([PIXEL_SOURCES_KERNEL]);
     expect(tf.memory().numTensors).toBe(before + 1);
     expect(await (out as tf.Tensor).data()).toEqual(expected(c));
     // No noise at all (an empty noise buffer cannot be bound: the kernel pads it).
     const zerosOnly = c.source.map((s) => (s <= -2 ? -1 : s));
-    const out2 = applyPixelSources(images, zerosOnly, new Float32Array(0));
+    const out2 = webgpuPixelSources(images, zerosOnly, new Float32Array(0));
     expect(await out2.data()).toEqual(expected({ ...c, source: zerosOnly }));
     tf.dispose([images, out as tf.Tensor, out2]);
-  });
-
-  it("checks its arguments", () => {
-    const images = tf.zeros([1, 2, 2, 3]) as tf.Tensor4D;
-    expect(() => applyPixelSources(images, new Int32Array(3), new Float32Array(0))).toThrow(
-      /source/,
-    );
-    expect(() =>
-      applyPixelSources(images, new Int32Array(4).fill(-2), new Float32Array(0)),
-    ).toThrow(/source\[0\]/);
-    expect(() => applyPixelSources(images, new Int32Array(4), new Float32Array(2))).toThrow(
-      /noise/,
-    );
-    images.dispose();
   });
 });

@@ -1,5 +1,4 @@
 import * as tf from "@tensorflow/tfjs";
-import { ShapeError, invalidArgument } from "@sit/core";
 import {
   bufferOf,
   dispatchAll,
@@ -9,8 +8,8 @@ import {
 } from "./flat-buffers";
 
 // Applying a drawn GMML corruption (a per-pixel source map, see @sit/gmml's CorruptionPlan) to a
-// batch where it lives: on webgpu one compute dispatch; elsewhere one gather from a table of
-// [clean pixels; a zero pixel; the noise pixels]. Both only copy values, so they agree exactly.
+// batch where it lives, on webgpu: one compute dispatch. It only copies values, so it agrees
+// exactly with @sit/gmml's portable gather.
 
 /** tfjs kernel name of the WebGPU application (registered for the webgpu backend). */
 export const PIXEL_SOURCES_KERNEL = "SitApplyPixelSources";
@@ -76,60 +75,17 @@ export function registerPixelSourcesTfjsKernel(): void {
   });
 }
 
-function portablePixelSources(
-  images: tf.Tensor4D,
-  source: Int32Array,
-  noise: Float32Array,
-): tf.Tensor4D {
-  const [B, H, W, C] = images.shape;
-  const pixels = B * H * W;
-  const index = new Int32Array(pixels);
-  for (let p = 0; p < pixels; p++) {
-    const s = source[p];
-    index[p] = s >= 0 ? s : s === -1 ? pixels : pixels + 1 + (-2 - s);
-  }
-  return tf.tidy(() => {
-    const table = tf.concat([
-      images.reshape([pixels, C]),
-      tf.zeros([1, C]),
-      tf.tensor2d(noise, [noise.length / C, C]),
-    ]);
-    return tf.gather(table, tf.tensor1d(index, "int32")).reshape([B, H, W, C]) as tf.Tensor4D;
-  });
-}
-
 /**
- * Build a corrupted batch from `images` `[B, H, W, C]` and a per-pixel source map (@sit/gmml's
- * `CorruptionPlan`): output pixel p (flat `b·H·W + y·W + x`) takes all channels from clean pixel
- * `source[p]` when it is ≥ 0, zeros when it is −1, and noise values `noise[k·C … k·C + C)` when it is
- * `−2 − k`. On webgpu this is one compute dispatch (tfjs kernel `SitApplyPixelSources`); on other
- * backends one gather. Pure copies: the result is exact on every backend. Returns a new tensor.
+ * The WebGPU application of a drawn GMML corruption for @sit/core's `registerPixelSourcesKernel`
+ * (plugged in by `setWebgpuFlatKernels`; @sit/gmml's `applyPixelSources` checks the
+ * arguments and calls it on webgpu): one compute dispatch, tfjs kernel `SitApplyPixelSources`.
+ * Returns a new tensor.
  */
-export function applyPixelSources(
+export function webgpuPixelSources(
   images: tf.Tensor4D,
   source: Int32Array,
   noise: Float32Array,
 ): tf.Tensor4D {
-  if (!(images instanceof tf.Tensor) || images.rank !== 4 || images.dtype !== "float32")
-    throw invalidArgument("images", images, "a float32 NHWC tensor [B, H, W, C]");
-  const [B, H, W, C] = images.shape;
-  if (!(source instanceof Int32Array) || source.length !== B * H * W)
-    throw new ShapeError(
-      `source: expected an Int32Array of ${B * H * W} values (one per pixel of [${images.shape.join(", ")}]), got ${source instanceof Int32Array ? source.length : typeof source}`,
-    );
-  if (!(noise instanceof Float32Array) || noise.length % C !== 0)
-    throw invalidArgument("noise", noise, `a Float32Array whose length is a multiple of ${C}`);
-  const slots = noise.length / C;
-  for (let p = 0; p < source.length; p++) {
-    const s = source[p];
-    if (s >= B * H * W || s < -1 - slots)
-      throw invalidArgument(
-        `source[${p}]`,
-        s,
-        `a pixel in [0, ${B * H * W}), -1, or a noise slot down to ${-1 - slots}`,
-      );
-  }
-  if (tf.getBackend() !== "webgpu") return portablePixelSources(images, source, noise);
   registerPixelSourcesTfjsKernel();
   return tf.tidy(() => {
     const src = tf.tensor1d(source, "int32");

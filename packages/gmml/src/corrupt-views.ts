@@ -1,0 +1,117 @@
+import * as tf from "@tensorflow/tfjs";
+import {
+  type Rng,
+  ShapeError,
+  invalidArgument,
+  isHostBackend,
+  pixelSourcesKernel,
+} from "@sit/core";
+import { type MaskingStrategy, maskingResultToTensors } from "./strategy";
+
+// Corrupting tensors with a masking strategy. Masks are always drawn on the CPU from the explicit
+// Rng (same seed → same masks on every backend); only where the drawn corruption is applied
+// depends on the backend.
+
+/** One gather from a table of [clean pixels; a zero pixel; the noise pixels]. */
+function portablePixelSources(
+  images: tf.Tensor4D,
+  source: Int32Array,
+  noise: Float32Array,
+): tf.Tensor4D {
+  const [B, H, W, C] = images.shape;
+  const pixels = B * H * W;
+  const index = new Int32Array(pixels);
+  for (let p = 0; p < pixels; p++) {
+    const s = source[p];
+    index[p] = s >= 0 ? s : s === -1 ? pixels : pixels + 1 + (-2 - s);
+  }
+  return tf.tidy(() => {
+    const table = tf.concat([
+      images.reshape([pixels, C]),
+      tf.zeros([1, C]),
+      tf.tensor2d(noise, [noise.length / C, C]),
+    ]);
+    return tf.gather(table, tf.tensor1d(index, "int32")).reshape([B, H, W, C]) as tf.Tensor4D;
+  });
+}
+
+/**
+ * Build a corrupted batch from `images` `[B, H, W, C]` and a per-pixel source map (a
+ * `CorruptionPlan`): output pixel p (flat `b·H·W + y·W + x`) takes all channels from clean
+ * pixel `source[p]` when it is ≥ 0, zeros when it is −1, and noise values `noise[k·C … k·C + C)`
+ * when it is `−2 − k`. Where a backend package registered a kernel for the active backend
+ * (@sit/core's `registerPixelSourcesKernel`; @sit/kernels does for webgpu: one dispatch) that
+ * one; elsewhere one gather. Pure copies: the result is exact on every backend. Returns a new tensor.
+ */
+export function applyPixelSources(
+  images: tf.Tensor4D,
+  source: Int32Array,
+  noise: Float32Array,
+): tf.Tensor4D {
+  if (!(images instanceof tf.Tensor) || images.rank !== 4 || images.dtype !== "float32")
+    throw invalidArgument("images", images, "a float32 NHWC tensor [B, H, W, C]");
+  const [B, H, W, C] = images.shape;
+  if (!(source instanceof Int32Array) || source.length !== B * H * W)
+    throw new ShapeError(
+      `source: expected an Int32Array of ${B * H * W} values (one per pixel of [${images.shape.join(", ")}]), got ${source instanceof Int32Array ? source.length : typeof source}`,
+    );
+  if (!(noise instanceof Float32Array) || noise.length % C !== 0)
+    throw invalidArgument("noise", noise, `a Float32Array whose length is a multiple of ${C}`);
+  const slots = noise.length / C;
+  for (let p = 0; p < source.length; p++) {
+    const s = source[p];
+    if (s >= B * H * W || s < -1 - slots)
+      throw invalidArgument(
+        `source[${p}]`,
+        s,
+        `a pixel in [0, ${B * H * W}), -1, or a noise slot down to ${-1 - slots}`,
+      );
+  }
+  const kernel = pixelSourcesKernel(tf.getBackend());
+  return kernel ? kernel(images, source, noise) : portablePixelSources(images, source, noise);
+}
+
+/**
+ * Corrupt each view with the strategy; returns corrupted views, `[B, H, W, 1]` pixel masks and,
+ * when the strategy knows a patch size, `[B, N]` token masks (the caller disposes all of them).
+ * Masks are always drawn on the CPU from `rng`. On device backends (webgpu, …), a strategy with
+ * a `plan` (GMML) is applied where the views live — one dispatch per view on webgpu, through
+ * {@link applyPixelSources} — instead of reading the views back; the numbers are the same.
+ */
+export function corruptViews(
+  strategy: MaskingStrategy,
+  views: tf.Tensor4D[],
+  rng: Rng,
+): { corrupted: tf.Tensor4D[]; masks: tf.Tensor4D[]; tokenMasks: tf.Tensor2D[] } {
+  const corrupted: tf.Tensor4D[] = [];
+  const masks: tf.Tensor4D[] = [];
+  const tokenMasks: tf.Tensor2D[] = [];
+  const onDevice = !isHostBackend() && typeof strategy.plan === "function";
+  for (const v of views) {
+    if (onDevice && strategy.plan) {
+      if (!(v instanceof tf.Tensor) || v.rank !== 4 || v.dtype !== "float32")
+        throw new ShapeError(
+          `views: expected float32 NHWC tensors [B, H, W, C], got ${v instanceof tf.Tensor ? `${v.dtype} [${v.shape}]` : String(v)}`,
+        );
+      const [B, H, W] = v.shape;
+      const plan = strategy.plan(v.shape, rng);
+      corrupted.push(applyPixelSources(v, plan.source, plan.noise));
+      masks.push(tf.tensor4d(Float32Array.from(plan.pixelMask.data), [B, H, W, 1], "float32"));
+      if (plan.tokenMask)
+        tokenMasks.push(
+          tf.tensor2d(Float32Array.from(plan.tokenMask.mask), plan.tokenMask.shape, "float32"),
+        );
+      continue;
+    }
+    // Masks are drawn on the CPU from the explicit Rng (same seed → same masks on every backend).
+    const result = strategy.apply(
+      { data: v.dataSync() as Float32Array, shape: v.shape as [number, number, number, number] },
+      rng,
+    );
+    const t = maskingResultToTensors(result);
+    corrupted.push(t.corrupted);
+    masks.push(t.pixelMask);
+    if (t.tokenMask) tokenMasks.push(t.tokenMask);
+  }
+  return { corrupted, masks, tokenMasks };
+}
