@@ -1,6 +1,10 @@
 import type { WasmHeap } from "./heap";
+import { FLAT_KERNELS_SHARED, FLAT_KERNELS_UNSHARED } from "./flat-kernels.wasm";
 
-// The element loops of the whole-model updates, over float32 element offsets into the wasm heap.
+// The element loops of the whole-model updates over the wasm heap: a small SIMD module
+// (flat-kernels.wat) that imports tfjs's own memory, and the same arithmetic in JavaScript where
+// the module cannot be instantiated. Both compute in float32 operation by operation, as PyTorch's
+// AdamW and EMA do, and give identical results (flat.test.ts).
 
 /** One parameter tensor's AdamW update (offsets are float32 element indices into the heap). */
 export interface AdamWSlice {
@@ -23,34 +27,104 @@ export interface AdamWSlice {
 }
 
 export interface FlatKernels {
-  /** Σ x² over `size` elements from `offset`, accumulated in float64. */
+  /** Which implementation runs: the SIMD module or the JavaScript loops. */
+  readonly kind: "simd" | "js";
+  /** Σ x² over `size` elements from `offset`, in float64 (four lanes, then the tail). */
   sumOfSquares(offset: number, size: number): number;
-  /** `p ← p·decay − stepSize·m / (√v / bc2Sqrt + ε)` after the moment updates, in place. */
+  /**
+   * In place: `g ← g·clip; m ← m·β₁ + g·(1−β₁); v ← v·β₂ + (g·g)·(1−β₂);
+   * p ← p·decay − stepSize·(m / (√v / bc2Sqrt + ε))`, each operation rounded to float32.
+   */
   adamw(s: AdamWSlice): void;
-  /** `out ← fl(t·m) + fl(s·(1 − m))` in float32 (out may be t). */
+  /** `out ← t·m + s·(1 − m)` in float32 (out may be t). */
   ema(out: number, teacher: number, student: number, size: number, momentum: number): void;
 }
 
-/** Loops in JavaScript over a float32 view of the heap. */
-export function flatKernels(heap: WasmHeap): FlatKernels {
-  const H = heap.f32();
+interface SimdExports {
+  sumsq(p: number, n: number): number;
+  adamw(...a: number[]): void;
+  ema(out: number, t: number, s: number, n: number, a: number, b: number): void;
+}
+
+const instances = new WeakMap<WebAssembly.Memory, SimdExports | null>();
+
+function decode(base64: string): Uint8Array {
+  const bin = atob(base64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/** The SIMD module bound to `memory`, or null where this engine cannot run it. */
+function simdFor(memory: WebAssembly.Memory): SimdExports | null {
+  if (instances.has(memory)) return instances.get(memory) ?? null;
+  let exports: SimdExports | null = null;
+  try {
+    const shared =
+      typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;
+    const module = new WebAssembly.Module(
+      decode(shared ? FLAT_KERNELS_SHARED : FLAT_KERNELS_UNSHARED),
+    );
+    exports = new WebAssembly.Instance(module, { env: { memory } })
+      .exports as unknown as SimdExports;
+  } catch {
+    exports = null; // no SIMD in this engine: the JavaScript loops run instead
+  }
+  instances.set(memory, exports);
+  return exports;
+}
+
+/** The SIMD module over `heap` where it can run (`prefer: "js"` forces the loops), else the loops. */
+export function flatKernels(heap: WasmHeap, prefer: "simd" | "js" = "simd"): FlatKernels {
+  const memory = prefer === "simd" ? heap.memory() : undefined;
+  const simd = memory ? simdFor(memory) : null;
+  if (!simd) return jsKernels(heap.f32());
   const f = Math.fround;
   return {
+    kind: "simd",
+    sumOfSquares: (offset, size) => simd.sumsq(offset * 4, size),
+    adamw: (s) =>
+      simd.adamw(
+        ...[s.param * 4, s.grad * 4, s.m * 4, s.v * 4, s.size],
+        ...[s.clip, s.decay, s.stepSize, s.bc2Sqrt],
+        ...[s.beta1, f(1 - s.beta1), s.beta2, f(1 - s.beta2), s.eps],
+      ),
+    ema: (out, t, st, size, m) => simd.ema(out * 4, t * 4, st * 4, size, m, 1 - m),
+  };
+}
+
+/** The same arithmetic in JavaScript: every operation rounded to float32 with Math.fround. */
+function jsKernels(H: Float32Array): FlatKernels {
+  const f = Math.fround;
+  return {
+    kind: "js",
     sumOfSquares(offset, size) {
-      let ss = 0;
-      for (let j = offset; j < offset + size; j++) ss += H[j] * H[j];
+      // Four lane sums as the SIMD loop keeps them, combined as it does, then the tail.
+      const lanes = [0, 0, 0, 0];
+      const end4 = offset + (size & ~3);
+      for (let j = offset; j < end4; j += 4)
+        for (let k = 0; k < 4; k++) lanes[k] += H[j + k] * H[j + k];
+      let ss = lanes[0] + lanes[2] + (lanes[1] + lanes[3]);
+      for (let j = end4; j < offset + size; j++) ss += H[j] * H[j];
       return ss;
     },
     adamw(s) {
-      const { beta1: b1, beta2: b2, eps, decay, stepSize, bc2Sqrt, clip } = s;
+      const [clip, decay, step, bc2] = [f(s.clip), f(s.decay), f(s.stepSize), f(s.bc2Sqrt)];
+      const [b1, c1, b2, c2, eps] = [
+        f(s.beta1),
+        f(1 - s.beta1),
+        f(s.beta2),
+        f(1 - s.beta2),
+        f(s.eps),
+      ];
       for (let j = 0; j < s.size; j++) {
-        // Clipped gradient rounded to float32, as PyTorch scales p.grad in place.
-        const g = clip === 1 ? H[s.grad + j] : f(H[s.grad + j] * clip);
-        const m = f(b1 * H[s.m + j] + (1 - b1) * g);
-        const v = f(b2 * H[s.v + j] + (1 - b2) * g * g);
+        const g = f(H[s.grad + j] * clip);
+        const m = f(f(H[s.m + j] * b1) + f(g * c1));
+        const v = f(f(H[s.v + j] * b2) + f(f(g * g) * c2));
         H[s.m + j] = m;
         H[s.v + j] = v;
-        H[s.param + j] = H[s.param + j] * decay - (stepSize * m) / (Math.sqrt(v) / bc2Sqrt + eps);
+        const denom = f(f(f(Math.sqrt(v)) / bc2) + eps);
+        H[s.param + j] = f(H[s.param + j] * decay) - f(step * f(m / denom));
       }
     },
     ema(out, teacher, student, size, momentum) {
