@@ -22,6 +22,8 @@ const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const files = new Map<string, Buffer>();
 const cutAfter = new Map<string, number>(); // name → bytes sent before the socket is destroyed (once)
 let ignoreRange = false;
+/** How a misbehaving server answers a Range request with a 206: the whole file, another range, no range. */
+let badRange: "from-zero" | "other-start" | "no-header" | undefined;
 const requests: { path: string; range?: string }[] = [];
 let server: Server;
 let baseUrl: string;
@@ -37,6 +39,17 @@ beforeAll(async () => {
     }
     let start = 0;
     const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? "");
+    if (m && badRange) {
+      const from = badRange === "other-start" ? 1000 : 0;
+      res.writeHead(206, {
+        "Content-Length": body.length - from,
+        ...(badRange === "no-header"
+          ? {}
+          : { "Content-Range": `bytes ${from}-${body.length - 1}/${body.length}` }),
+      });
+      res.end(body.subarray(from));
+      return;
+    }
     if (m && !ignoreRange) {
       start = Number(m[1]);
       if (start >= body.length) {
@@ -68,6 +81,7 @@ afterAll(async () => {
 beforeEach(() => {
   requests.length = 0;
   ignoreRange = false;
+  badRange = undefined;
 });
 
 /** Incompressible bytes from a hash chain (deterministic). */
@@ -175,6 +189,28 @@ describe("downloadDataset against a local server", () => {
     const r2 = await downloadDataset(spec, dir2, { baseUrl });
     expect(r2.files[0]).toMatchObject({ resumed: false, bytesFetched: body.length });
     expect(readFileSync(join(dir2, "blob.bin")).equals(body)).toBe(true);
+  });
+
+  it("a 206 whose Content-Range does not start where the .part file ends restarts from byte 0", async () => {
+    const body = noise(40000);
+    files.set("nosum.bin", body);
+    // No checksum (as fgvc-aircraft): only the range check stands between the user and a bad file.
+    const spec = source("nosum", [["nosum.bin", body, {}]]);
+    for (const mode of ["from-zero", "other-start", "no-header"] as const) {
+      const dir = join(tmp, `badrange-${mode}`);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, "nosum.bin.part"), body.subarray(0, 5000));
+      badRange = mode;
+      requests.length = 0;
+      const r = await downloadDataset(spec, dir, { baseUrl, retries: 1 });
+      expect(readFileSync(join(dir, "nosum.bin")).length).toBe(body.length);
+      expect(readFileSync(join(dir, "nosum.bin")).equals(body)).toBe(true);
+      expect(r.files[0].resumed).toBe(false);
+      // The whole file in a 206 is used as it is; other ranges are dropped and fetched again.
+      expect(requests.map((q) => q.range)).toEqual(
+        mode === "from-zero" ? ["bytes=5000-"] : ["bytes=5000-", undefined],
+      );
+    }
   });
 
   it("a checksum mismatch fails loudly, removes only the bad file, keeps earlier files", async () => {

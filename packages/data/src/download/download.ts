@@ -85,6 +85,12 @@ async function verify(path: string, file: RemoteFile, name: string): Promise<boo
   return verified;
 }
 
+/** The first byte of a `Content-Range: bytes <first>-<last>/<total>` header, or undefined. */
+function rangeStart(header: string | null): number | undefined {
+  const m = /^\s*bytes\s+(\d+)-\d+\/(\d+|\*)\s*$/i.exec(header ?? "");
+  return m ? Number(m[1]) : undefined;
+}
+
 /** Fetch `url` into `part`, resuming with an HTTP Range request when `part` already has bytes. */
 async function fetchInto(
   url: string,
@@ -96,6 +102,7 @@ async function fetchInto(
   const retries = options.retries ?? 3;
   let fetched = 0;
   let resumed = false;
+  let restarts = 0;
   let lastError: unknown;
   for (let attempt = 0; attempt < Math.max(1, retries); attempt++) {
     const have = existsSync(part) ? statSync(part).size : 0;
@@ -112,7 +119,22 @@ async function fetchInto(
     if (!(response.status === 200 || response.status === 206)) {
       throw new IOError(`${name}: HTTP ${response.status} ${response.statusText} for ${url}`);
     }
-    const append = response.status === 206 && have > 0;
+    // A 206 continues the file only if its Content-Range starts where the file on disk ends; some
+    // servers send the whole file (from byte 0) or another range as a 206. From 0 it is the file:
+    // write it from the start; anything else is discarded and fetched again from byte 0.
+    let start = response.status === 206 ? rangeStart(response.headers.get("content-range")) : 0;
+    if (have === 0) start ??= 0; // nothing was asked for: a 206 without a range is the file
+    if (start !== have && start !== 0) {
+      await response.body?.cancel();
+      rmSync(part, { force: true });
+      lastError = new IOError(
+        `${name}: asked for bytes ${have}- of ${url}, got Content-Range ${JSON.stringify(response.headers.get("content-range"))}; restarted from byte 0`,
+      );
+      attempt--; // not a broken transfer: the retry budget is for those
+      if (++restarts > 1) throw lastError;
+      continue;
+    }
+    const append = have > 0 && start === have;
     if (append) resumed = true;
     const lengthHeader = response.headers.get("content-length");
     const total = lengthHeader ? Number(lengthHeader) + (append ? have : 0) : undefined;

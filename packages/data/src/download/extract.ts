@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream, mkdirSync } from "node:fs";
+import { type Stats, createReadStream, createWriteStream, lstatSync, mkdirSync } from "node:fs";
 import { dirname, isAbsolute, join, normalize, sep } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
@@ -13,38 +13,72 @@ function safeEntry(name: string): string | null {
   return p;
 }
 
+/**
+ * Refuse a path inside `dest` that would write through a symlink (a stale or planted link could
+ * point anywhere) or that needs a folder where the archive, or the disk, has a file.
+ */
+function checkTarget(archive: string, dest: string, rel: string, entry: string): void {
+  const isDir = entry.endsWith("/");
+  const parts = rel.split(sep).filter((p) => p !== "" && p !== ".");
+  let at = dest;
+  parts.forEach((part, i) => {
+    at = join(at, part);
+    let st: Stats;
+    try {
+      st = lstatSync(at);
+    } catch {
+      return; // does not exist yet: created below
+    }
+    const last = i === parts.length - 1;
+    if (st.isSymbolicLink())
+      throw new IOError(
+        `${archive}: entry ${JSON.stringify(entry)} would be written through the symlink ${at}; remove it and extract again`,
+      );
+    if ((isDir || !last) && !st.isDirectory())
+      throw new IOError(
+        `${archive}: entry ${JSON.stringify(entry)} needs ${at} to be a folder, but it is a file`,
+      );
+  });
+}
+
 async function extractZip(archive: string, dest: string): Promise<void> {
   const zip = await new Promise<yauzl.ZipFile>((resolve, reject) =>
     yauzl.open(archive, { lazyEntries: true }, (err, z) => (err ? reject(err) : resolve(z!))),
   );
   await new Promise<void>((resolve, reject) => {
-    zip.on("error", reject);
+    // Everything below runs in yauzl's callbacks, where a throw would crash the process instead
+    // of failing the extraction: each step catches and ends here.
+    const fail = (err: unknown) => {
+      zip.close();
+      reject(err);
+    };
+    zip.on("error", fail);
     zip.on("end", resolve);
     zip.on("entry", (entry: yauzl.Entry) => {
-      const rel = safeEntry(entry.fileName);
-      if (rel === null) {
-        zip.close();
-        reject(
-          new IOError(
+      try {
+        const rel = safeEntry(entry.fileName);
+        if (rel === null)
+          throw new IOError(
             `${archive}: entry ${JSON.stringify(entry.fileName)} points outside the target folder`,
-          ),
-        );
-        return;
-      }
-      const target = join(dest, rel);
-      if (entry.fileName.endsWith("/")) {
-        mkdirSync(target, { recursive: true });
-        zip.readEntry();
-        return;
-      }
-      zip.openReadStream(entry, (err, stream) => {
-        if (err || !stream) {
-          reject(err ?? new IOError(`${archive}: cannot read ${entry.fileName}`));
+          );
+        checkTarget(archive, dest, rel, entry.fileName);
+        const target = join(dest, rel);
+        if (entry.fileName.endsWith("/")) {
+          mkdirSync(target, { recursive: true });
+          zip.readEntry();
           return;
         }
         mkdirSync(dirname(target), { recursive: true });
-        pipeline(stream, createWriteStream(target)).then(() => zip.readEntry(), reject);
-      });
+        zip.openReadStream(entry, (err, stream) => {
+          if (err || !stream) {
+            fail(err ?? new IOError(`${archive}: cannot read ${entry.fileName}`));
+            return;
+          }
+          pipeline(stream, createWriteStream(target)).then(() => zip.readEntry(), fail);
+        });
+      } catch (err) {
+        fail(err);
+      }
     });
     zip.readEntry();
   });
