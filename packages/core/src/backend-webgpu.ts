@@ -69,8 +69,6 @@ async function probeAdapter(dawnPath: string): Promise<Probe> {
   });
 }
 
-let webgpuAdapterDescription: string | undefined;
-
 /**
  * Start tfjs's webgpu backend: in the browser on `navigator.gpu`; under Node through Dawn (the
  * `webgpu` package), after a probe in a child process has found an adapter it may use. A software
@@ -112,7 +110,6 @@ export async function startWebgpu(
   const backend = tryRequire("@tensorflow/tfjs-backend-webgpu");
   if (!backend.ok) return backend.reason;
   if (!(await tf.setBackend("webgpu"))) return "the webgpu backend did not start";
-  webgpuAdapterDescription = found.description;
   return {
     provider: "webgpu (Dawn) + @tensorflow/tfjs-backend-webgpu",
     adapter: found.description,
@@ -121,9 +118,4 @@ export async function startWebgpu(
 
 function softwareReason(device: string): string {
   return `only a software adapter (${device}); set SIT_WEBGPU_SOFTWARE=1 or pass allowSoftwareAdapter to use it`;
-}
-
-/** The adapter description of the running WebGPU backend, if any. */
-export function webgpuAdapter(): string | undefined {
-  return webgpuAdapterDescription;
 }

@@ -173,5 +173,3 @@ export async function initBackend(
     `no backend could start: ${skipped.map((s) => `${s.name}: ${s.reason}`).join("; ")}`,
   );
 }
-
-export { webgpuAdapter } from "./backend-webgpu";

@@ -19,7 +19,6 @@ export { Rng, type RngState } from "./rng";
 // Backends
 export {
   initBackend,
-  webgpuAdapter,
   BACKEND_NAMES,
   type BackendName,
   type BackendInfo,

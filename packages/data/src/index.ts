@@ -92,7 +92,6 @@ export {
   RandomGrayscale,
   RandomHorizontalFlip,
   RandomSolarize,
-  ToRgb,
   type ColorJitterOptions,
   type ColorJitterParams,
   type GaussianBlurOptions,

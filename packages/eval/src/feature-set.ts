@@ -11,11 +11,6 @@ export interface FeatureSet {
   dim: number;
 }
 
-/** Number of rows of a feature set. */
-export function featureCount(set: FeatureSet): number {
-  return set.labels.length;
-}
-
 /** Throw unless `set` is a well-formed feature set (sizes agree, dim a positive integer). */
 export function checkFeatureSet(name: string, set: FeatureSet): void {
   if (

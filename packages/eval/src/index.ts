@@ -2,7 +2,6 @@
 export {
   type FeatureSet,
   checkFeatureSet,
-  featureCount,
   selectRows,
   l2NormalizeRows,
 } from "./feature-set";

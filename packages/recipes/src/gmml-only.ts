@@ -3,7 +3,8 @@ import { Rng } from "@sit/core";
 import { GmmlMasker, corruptViews } from "@sit/gmml";
 import { maskedReconstructionLoss } from "@sit/losses";
 import type { StepResult } from "@sit/train";
-import { type TwoViewBatch, gradientsByName } from "./common";
+import type { TwoViewBatch } from "./batches";
+import { gradientsByName } from "./gradients";
 import {
   type GmmlOnlyConfig,
   type GmmlOnlyConfigInput,

@@ -21,19 +21,15 @@ export {
   type MaeConfig,
   type MaeConfigInput,
 } from "./config";
-export {
-  gradientsByName,
-  optimSchedules,
-  twoViews,
-  type TwoViewBatch,
-  type ImageBatch,
-  type OptimSchedules,
-} from "./common";
+export { twoViews, type TwoViewBatch, type ImageBatch } from "./batches";
+export { gradientsByName } from "./gradients";
+export { optimSchedules, type OptimSchedules } from "./schedules";
 export { SitNetwork, buildSitNetwork, buildBackbone, type SitNetworkOutput } from "./sit-network";
 export {
   SitRecipe,
   createSiT,
   type SitStepInputs,
+  type ViewPair,
   type SitStepDetails,
 } from "./sit";
 export { ModuleRecipe, type StepHyper } from "./recipe-base";

@@ -3,7 +3,10 @@ import { AdamW, type Module, Rng, type RngState } from "@sit/core";
 import { EmaTeacher, type MomentumSchedule, cosineMomentum } from "@sit/momentum";
 import type { MaybePromise, Recipe, RecipeState, StepResult } from "@sit/train";
 import type { OptimConfig } from "./config";
-import { type OptimSchedules, RECIPES_VERSION, at, optimSchedules } from "./common";
+import { type OptimSchedules, at, optimSchedules } from "./schedules";
+
+/** Library versions recorded in checkpoints. */
+const RECIPES_VERSION = "0.1.0";
 
 /** Learning rate, weight decay and (for recipes with a teacher) momentum of one step. */
 export interface StepHyper {

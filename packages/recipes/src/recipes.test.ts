@@ -8,7 +8,7 @@ import { DataLoader, loadBundledFashionMnist, sitTwoViewTransform } from "@sit/d
 import { fit, resumeFrom } from "@sit/train";
 import { withBackend } from "@sit/testing";
 import { describe, expect, it } from "vitest";
-import type { TwoViewBatch } from "./common";
+import type { TwoViewBatch } from "./batches";
 import { createGmmlOnly } from "./gmml-only";
 import { createMAE } from "./mae";
 import { createMoCoV3 } from "./moco-v3";
@@ -50,7 +50,7 @@ describe("SiT recipe", () => {
         .map(([n, v]) => [n, v.clone()] as const);
       const hyper = recipe.hyperAt(step);
       const d = recipe.stepOnInputs(
-        { x1, x2, c1: corrupted[0], c2: corrupted[1], m1: masks[0], m2: masks[1] },
+        { clean: [x1, x2], corrupted: [corrupted[0], corrupted[1]], masks: [masks[0], masks[1]] },
         hyper,
         true,
       );

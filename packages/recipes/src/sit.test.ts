@@ -73,14 +73,12 @@ describe("SiT step parity with PyTorch (sit_step.safetensors)", () => {
         loadTorchStateDict(recipe.teacher.module, SitNetwork.fromSitNames(pick(f, "teacher.")), {
           strict: false,
         });
+        // The fixture names the views x1/x2, the corrupted views c1/c2 and the masks m1/m2.
         const inputs = {
-          x1: nchwToNhwc(f.x1),
-          x2: nchwToNhwc(f.x2),
-          c1: nchwToNhwc(f.c1),
-          c2: nchwToNhwc(f.c2),
-          m1: nchwToNhwc(f.m1),
-          m2: nchwToNhwc(f.m2),
-        };
+          clean: [nchwToNhwc(f.x1), nchwToNhwc(f.x2)],
+          corrupted: [nchwToNhwc(f.c1), nchwToNhwc(f.c2)],
+          masks: [nchwToNhwc(f.m1), nchwToNhwc(f.m2)],
+        } as const;
         const d = recipe.stepOnInputs(
           inputs,
           { lr: hyper.lr, wd: hyper.wd, momentum: hyper.momentum },
@@ -185,7 +183,7 @@ describe("SiT step parity with PyTorch (sit_step.safetensors)", () => {
         tf.dispose([
           ...Object.values(f),
           ...Object.values(r),
-          ...Object.values(inputs),
+          ...Object.values(inputs).flat(),
           rec,
           ...Object.values(grads),
           ...Object.values(student),

@@ -5,18 +5,22 @@ import { GmmlMasker, corruptViews } from "@sit/gmml";
 import { maskedReconstructionLoss, sitContrastiveLoss } from "@sit/losses";
 import type { StepResult } from "@sit/train";
 import { type SitConfig, type SitConfigInput, parseConfig, sitSchema } from "./config";
-import { type TwoViewBatch, gradientsByName, twoViews } from "./common";
+import { type TwoViewBatch, twoViews } from "./batches";
+import { gradientsByName } from "./gradients";
 import { ModuleRecipe, type StepHyper } from "./recipe-base";
 import { type SitNetwork, buildSitNetwork } from "./sit-network";
 
-/** The inputs of one SiT step once the random parts are drawn (clean views, corrupted views, masks `[B,H,W,1]`). */
+/** Two tensors, one per view. */
+export type ViewPair = readonly [tf.Tensor4D, tf.Tensor4D];
+
+/** The inputs of one SiT step once the random parts are drawn, one tensor per view in each field. */
 export interface SitStepInputs {
-  x1: tf.Tensor4D;
-  x2: tf.Tensor4D;
-  c1: tf.Tensor4D;
-  c2: tf.Tensor4D;
-  m1: tf.Tensor4D;
-  m2: tf.Tensor4D;
+  /** The two augmented views `[B, H, W, C]`. */
+  clean: ViewPair;
+  /** The same views after GMML corruption. */
+  corrupted: ViewPair;
+  /** Their pixel masks `[B, H, W, 1]`, 1 = corrupted. */
+  masks: ViewPair;
 }
 
 /** Everything one step computed, for inspection and parity tests (tensors owned by the caller). */
@@ -66,12 +70,12 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
 
   /** One SiT step on a two-view batch: draws the GMML corruption, then {@link SitRecipe.stepOnInputs}. */
   async trainStep(batch: TwoViewBatch, step: number): Promise<StepResult> {
-    const [x1, x2] = twoViews(batch);
+    const clean = twoViews(batch);
     const hyper = this.hyperAt(step);
-    const { corrupted, masks, tokenMasks } = corruptViews(this.masker, [x1, x2], this.rngs.mask);
+    const { corrupted, masks, tokenMasks } = corruptViews(this.masker, clean, this.rngs.mask);
     try {
       const out = this.stepTensors(
-        { x1, x2, c1: corrupted[0], c2: corrupted[1], m1: masks[0], m2: masks[1] },
+        { clean, corrupted: [corrupted[0], corrupted[1]], masks: [masks[0], masks[1]] },
         hyper,
         false,
       );
@@ -122,32 +126,37 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
     grads?: Record<string, tf.Tensor>;
   } {
     const { temperature, lambda } = this.config;
-    const B = inputs.x1.shape[0];
+    const B = inputs.clean[0].shape[0];
     return tf.tidy(() => {
-      const clean = tf.concat([inputs.x1, inputs.x2], 0) as tf.Tensor4D;
-      const corrupted = tf.concat([inputs.c1, inputs.c2], 0) as tf.Tensor4D;
-      const mask = tf.concat([inputs.m1, inputs.m2], 0);
+      const clean = tf.concat([...inputs.clean], 0) as tf.Tensor4D;
+      const corrupted = tf.concat([...inputs.corrupted], 0) as tf.Tensor4D;
+      const mask = tf.concat([...inputs.masks], 0);
       // Teacher on the clean views, outside the tape (no gradient; its BatchNorm uses batch statistics).
       const t = this.teacher.module.forward(clean).projection as tf.Tensor2D;
       const { loss, grads, extras } = gradientsByName(this.student, () => {
         const o = this.student.forward(corrupted, { rng: this.rngs.dropPath });
         const s = o.projection as tf.Tensor2D;
         const half = (x: tf.Tensor2D, i: number) => x.slice([i * B, 0], [B, -1]);
-        const lc = sitContrastiveLoss(half(s, 0), half(s, 1), half(t, 0), half(t, 1), {
+        const contrastiveLoss = sitContrastiveLoss(half(s, 0), half(s, 1), half(t, 0), half(t, 1), {
           temperature,
         });
-        const lr = maskedReconstructionLoss(o.reconstruction as tf.Tensor4D, clean, mask, {
-          type: this.config.reconstruction,
-        });
+        const reconstructionLoss = maskedReconstructionLoss(
+          o.reconstruction as tf.Tensor4D,
+          clean,
+          mask,
+          { type: this.config.reconstruction },
+        );
         return {
-          loss: tf.add(lc, tf.mul(lr, lambda)) as tf.Scalar,
-          extras: { lc, lr, s, rec: o.reconstruction as tf.Tensor4D },
+          loss: tf.add(contrastiveLoss, tf.mul(reconstructionLoss, lambda)) as tf.Scalar,
+          extras: { contrastiveLoss, reconstructionLoss, s, rec: o.reconstruction as tf.Tensor4D },
         };
       });
       this.applyGradients(grads, hyper);
-      const losses = tf.stack([loss, extras.lc, extras.lr]);
+      const losses = tf.stack([loss, extras.contrastiveLoss, extras.reconstructionLoss]);
       // `extras` outlive the gradient scope through tf.keep: release those not returned.
-      tf.dispose(details ? [extras.lc, extras.lr] : Object.values(extras));
+      tf.dispose(
+        details ? [extras.contrastiveLoss, extras.reconstructionLoss] : Object.values(extras),
+      );
       if (!details) return { losses };
       return { losses, s: extras.s, t, rec: extras.rec, grads };
     });

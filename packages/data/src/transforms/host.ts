@@ -331,15 +331,3 @@ export function hostNormalize(x: HostImages, stats: NormalizeStats): void {
   for (let k = 0; k < d.length; k += C)
     for (let c = 0; c < C; c++) d[k + c] = Math.fround(d[k + c] - mean[c]) / std[c];
 }
-
-/** Replicate 1-channel images to 3 channels (a new batch). */
-export function hostToRgb(x: HostImages): HostImages {
-  if (x.channels === 3) return x;
-  const data = new Float32Array(x.data.length * 3);
-  for (let k = 0; k < x.data.length; k++) {
-    data[3 * k] = x.data[k];
-    data[3 * k + 1] = x.data[k];
-    data[3 * k + 2] = x.data[k];
-  }
-  return { ...x, data, channels: 3 };
-}

@@ -1,4 +1,4 @@
-import * as tf from "@tensorflow/tfjs";
+import type * as tf from "@tensorflow/tfjs";
 import { type Rng, checkNumber } from "@sit/core";
 import { applyToGroups, whereTrue } from "./batch";
 import { gaussianBlur } from "./blur";
@@ -23,7 +23,6 @@ import {
   hostNormalize,
   hostSaturation,
   hostSolarize,
-  hostToRgb,
 } from "./host";
 import { type NormalizeStats, normalize } from "./normalize";
 
@@ -313,15 +312,5 @@ export class Normalize implements TensorOp {
   applyHost(x: HostImages): HostImages {
     hostNormalize(x, this.stats);
     return x;
-  }
-}
-
-/** Replicate 1-channel images to 3 channels (no-op copy for 3-channel input). */
-export class ToRgb implements TensorOp {
-  apply(x: tf.Tensor4D): tf.Tensor4D {
-    return x.shape[3] === 1 ? (tf.tile(x, [1, 1, 1, 3]) as tf.Tensor4D) : x.clone();
-  }
-  applyHost(x: HostImages): HostImages {
-    return hostToRgb(x);
   }
 }
