@@ -72,6 +72,27 @@ describe("IDX (MNIST / Fashion-MNIST format)", () => {
     );
     expect(() => loadMnistLike(join(tmp, "nowhere"), "test")).toThrow(/none of these files exists/);
   });
+
+  it("a gzip stream may inflate to the size its IDX header declares, no more", () => {
+    // 2 images of 28×28 declared (1,584 bytes), then 20 MB of zeros: ~20 KB on disk.
+    const bomb = gzipSync(
+      Buffer.concat([idx(8, [2, 28, 28], new Uint8Array(1568)), Buffer.alloc(20e6)]),
+    );
+    expect(bomb.length).toBeLessThan(40_000);
+    const images = join(tmp, "bomb-images.gz");
+    writeFileSync(images, bomb);
+    expect(() => loadIdxDataset({ images })).toThrow(
+      `${images}: gzip stream inflates to more than the 1584 bytes its header declares; refusing to inflate it`,
+    );
+    // A file of exactly the declared size reads, however well it compresses; so does a tiny one.
+    writeFileSync(images, gzipSync(idx(8, [2000, 28, 28], new Uint8Array(2000 * 784))));
+    expect(loadIdxDataset({ images }).length).toBe(2000);
+    writeFileSync(images, gzipSync(idx(8, [1, 1, 1], Uint8Array.of(9))));
+    expect(loadIdxDataset({ images }).get(0).image[0]).toBe(9);
+    // Not IDX inside the gzip: said from the inflated head alone.
+    writeFileSync(images, gzipSync(Buffer.from("hello world")));
+    expect(() => loadIdxDataset({ images })).toThrow(/bomb-images\.gz: not an IDX file/);
+  });
 });
 
 /** CIFAR record: label byte(s) then 1024 R, 1024 G, 1024 B bytes, rows of 32. */

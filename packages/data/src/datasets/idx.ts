@@ -19,8 +19,8 @@ const IDX_TYPES: Record<number, [IdxArray["dtype"], number]> = {
   14: ["float64", 8],
 };
 
-/** Parse IDX bytes (already gunzipped). `name` is used in error messages. */
-export function parseIdx(bytes: Uint8Array, name = "IDX data"): IdxArray {
+/** The header of IDX bytes: element type, shape, and the byte length the whole file needs. */
+function idxHeader(bytes: Uint8Array, name: string) {
   if (bytes.length < 4 || bytes[0] !== 0 || bytes[1] !== 0)
     throw new IOError(
       `${name}: not an IDX file (expected magic 0x0000, got ${bytes[0]}, ${bytes[1]})`,
@@ -35,7 +35,12 @@ export function parseIdx(bytes: Uint8Array, name = "IDX data"): IdxArray {
   for (let i = 0; i < rank; i++) shape.push(view.getUint32(4 + 4 * i, false));
   const count = shape.reduce((a, b) => a * b, 1);
   const [dtype, size] = type;
-  const expected = headerSize + count * size;
+  return { dtype, size, shape, count, headerSize, expected: headerSize + count * size, view };
+}
+
+/** Parse IDX bytes (already gunzipped). `name` is used in error messages. */
+export function parseIdx(bytes: Uint8Array, name = "IDX data"): IdxArray {
+  const { dtype, size, shape, count, headerSize, expected, view } = idxHeader(bytes, name);
   if (bytes.length < expected)
     throw new IOError(
       `${name}: truncated: shape [${shape}] needs ${expected} bytes, the file has ${bytes.length}`,
@@ -70,7 +75,12 @@ export function parseIdx(bytes: Uint8Array, name = "IDX data"): IdxArray {
 
 /** Read an IDX file, gzipped or raw. */
 export function readIdx(path: string): IdxArray {
-  return parseIdx(readMaybeGzip(path), path);
+  // A gzipped file may inflate to the size its IDX header declares, and no more.
+  const limit = {
+    headBytes: 4 + 4 * 255,
+    maxBytes: (head: Uint8Array) => idxHeader(head, path).expected,
+  };
+  return parseIdx(readMaybeGzip(path, limit), path);
 }
 
 /** Largest label (a loop: spreading 10⁵ labels into Math.max overflows the stack). */

@@ -1,15 +1,44 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
-import { gunzipSync } from "node:zlib";
+import { constants, gunzipSync } from "node:zlib";
 import { ConfigError, IOError } from "@sit/core";
 
-/** Read a whole file, gunzipping it when it starts with the gzip magic bytes. */
-export function readMaybeGzip(path: string): Uint8Array {
+/** How far a gzip stream may inflate: the size that the format's own header declares. */
+export interface InflateLimit {
+  /** Inflated bytes that hold the header (fewer when the stream is shorter). */
+  headBytes: number;
+  /** The size the header declares; the stream may inflate to no more. */
+  maxBytes(head: Uint8Array): number;
+}
+
+/** The first `want` inflated bytes (or all, if fewer), inflating only growing prefixes of `raw`. */
+function inflatedHead(raw: Uint8Array, want: number): Uint8Array {
+  // A prefix of n bytes inflates to at most ~1032·n: the head never costs more than that.
+  for (let n = 256; ; n *= 8) {
+    const head = gunzipSync(raw.subarray(0, n), { finishFlush: constants.Z_SYNC_FLUSH });
+    if (head.length >= want || n >= raw.length) return head;
+  }
+}
+
+/**
+ * Read a whole file, gunzipping it when it starts with the gzip magic bytes. The stream may
+ * inflate to no more than what its header declares (`limit`): a 200 KB file can otherwise
+ * inflate to 200 MB in memory.
+ */
+export function readMaybeGzip(path: string, limit: InflateLimit): Uint8Array {
   if (!existsSync(path)) throw new IOError(`${path}: file not found`);
   const raw = readFileSync(path);
   if (raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b) {
+    let max: number;
     try {
-      return gunzipSync(raw);
+      max = limit.maxBytes(inflatedHead(raw, limit.headBytes));
+      return gunzipSync(raw, { maxOutputLength: Math.max(1, max) });
     } catch (err) {
+      if (err instanceof IOError) throw err;
+      if ((err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE")
+        throw new IOError(
+          `${path}: gzip stream inflates to more than the ${max!} bytes its header declares; refusing to inflate it`,
+          { cause: err },
+        );
       throw new IOError(`${path}: corrupt gzip stream (${(err as Error).message})`, { cause: err });
     }
   }
