@@ -1,10 +1,11 @@
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, Rng } from "@sit/core";
-import { type Dataset, type Sample, evalTransform } from "@sit/data";
+import { type Dataset, FileListDataset, type Sample, evalTransform } from "@sit/data";
 import { VisionTransformer } from "@sit/vit";
+import { PNG } from "pngjs";
 import { afterAll, describe, expect, it } from "vitest";
 import { extractFeatures } from "./extract";
 import { knnEval } from "./knn";
@@ -105,6 +106,49 @@ describe("extractFeatures", () => {
     expect((await extractFeatures(backbone, shifted, opts)).cache).toBe("computed");
     expect(readdirSync(dir).filter((f) => f.endsWith(".bin"))).toHaveLength(4);
     expect(readdirSync(dir).filter((f) => f.endsWith(".tmp"))).toHaveLength(0);
+  });
+
+  it("a dataset changed anywhere, not only at the 8 sampled images, misses the cache", async () => {
+    const dir = tempDir();
+    const backbone = meanBackbone();
+    const opts = { cache: { dir, modelKey: "m" } };
+    const base = tinyDataset(100);
+    expect((await extractFeatures(backbone, base, opts)).cache).toBe("computed");
+    expect((await extractFeatures(backbone, base, opts)).cache).toBe("hit");
+    // Image 50 is not one of the sampled ones (0, 14, 28, 42, 57, 71, 85, 99).
+    const edited = {
+      ...tinyDataset(100),
+      get: (i: number) => (i === 50 ? tinyDataset(100).get(51) : tinyDataset(100).get(i)),
+    };
+    const out = await extractFeatures(backbone, edited, opts);
+    expect(out.cache).toBe("computed");
+    expect(out.features[50 * 3]).toBeCloseTo(51 / 255, 6);
+  });
+
+  it("a folder of images changed in one unsampled file misses the cache", async () => {
+    const root = tempDir();
+    const png = (value: number) => {
+      const img = new PNG({ width: 2, height: 2 });
+      img.data.fill(value);
+      for (let p = 3; p < 16; p += 4) img.data[p] = 255;
+      return PNG.sync.write(img);
+    };
+    const files = Array.from({ length: 20 }, (_, i) => join(root, `img-${i}.png`));
+    files.forEach((f, i) => {
+      writeFileSync(f, png(10 * i));
+    });
+    const dir = tempDir();
+    const backbone = meanBackbone();
+    const opts = { cache: { dir, modelKey: "m" } };
+    const ds = () => new FileListDataset(files, new Int32Array(20));
+    expect((await extractFeatures(backbone, ds(), opts)).cache).toBe("computed");
+    expect((await extractFeatures(backbone, ds(), opts)).cache).toBe("hit");
+    // File 10 is not sampled (0, 3, 5, 8, 11, 14, 16, 19); same size, other pixels.
+    writeFileSync(files[10], png(7));
+    utimesSync(files[10], new Date(), new Date(Date.now() + 5000));
+    const out = await extractFeatures(backbone, ds(), opts);
+    expect(out.cache).toBe("computed");
+    expect(out.features[10 * 3]).toBeCloseTo(7 / 255, 6);
   });
 
   it("detects a corrupt or truncated cache file and rebuilds it", async () => {

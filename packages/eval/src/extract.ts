@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import * as tf from "@tensorflow/tfjs";
 import {
   ConfigError,
@@ -12,6 +11,7 @@ import {
 import type { Dataset, Sample } from "@sit/data";
 import {
   type FeatureCacheKey,
+  datasetFingerprint,
   featureCachePath,
   hashModuleWeights,
   readFeatureCache,
@@ -227,27 +227,6 @@ function pooled(
   if (p === "cls") return out.cls;
   const mean = tf.mean(out.patchTokens, 1);
   return p === "mean" ? mean : tf.concat([out.cls, mean], 1);
-}
-
-/** A content fingerprint: length, label list, class names and 8 evenly spread samples' pixels. */
-async function datasetFingerprint(dataset: Dataset): Promise<string> {
-  const h = createHash("sha256");
-  const n = dataset.length;
-  h.update(`n=${n}|classes=${JSON.stringify(dataset.classNames ?? null)}|`);
-  if (dataset.labels)
-    h.update(
-      new Uint8Array(dataset.labels.buffer, dataset.labels.byteOffset, dataset.labels.byteLength),
-    );
-  const picks = new Set<number>();
-  for (let i = 0; i < 8; i++) picks.add(Math.round((i * (n - 1)) / 7));
-  for (const i of picks) {
-    const s = await dataset.get(i);
-    h.update(
-      `${i}:${s.height}x${s.width}x${s.channels}:${s.label ?? -1}:${s.image.constructor.name}|`,
-    );
-    h.update(new Uint8Array(s.image.buffer, s.image.byteOffset, s.image.byteLength));
-  }
-  return h.digest("hex");
 }
 
 async function cacheKey(

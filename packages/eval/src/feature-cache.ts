@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { IOError, type Module, writeFileAtomic } from "@sit/core";
+import { ConcatDataset, type Dataset, FileListDataset, SubsetDataset } from "@sit/data";
 import type { FeatureSet } from "./feature-set";
 
 /** What identifies a feature file: any change to one of these fields selects another file. */
@@ -54,6 +55,57 @@ export function hashCheckpointFile(path: string): string {
     }
   } finally {
     closeSync(fd);
+  }
+  return h.digest("hex");
+}
+
+/** The file behind each index of a dataset built from image files, or undefined. */
+function filesOf(dataset: Dataset): readonly string[] | undefined {
+  if (dataset instanceof FileListDataset) return dataset.files;
+  if (dataset instanceof SubsetDataset) {
+    const files = filesOf(dataset.source);
+    return files && Array.from(dataset.indices, (i) => files[i]);
+  }
+  if (dataset instanceof ConcatDataset) {
+    const parts = dataset.parts.map(filesOf);
+    return parts.every((p) => p !== undefined) ? parts.flat() : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * A key for a dataset's content: its length, labels and class names; 8 evenly spread samples'
+ * pixels (they also catch decoding options); and the whole content: for datasets of image files,
+ * every file's path, size and modification time; for any other dataset, every sample's pixels.
+ * A dataset changed anywhere gets another key (sampling alone served stale features).
+ */
+export async function datasetFingerprint(dataset: Dataset): Promise<string> {
+  const h = createHash("sha256");
+  const n = dataset.length;
+  h.update(`n=${n}|classes=${JSON.stringify(dataset.classNames ?? null)}|`);
+  if (dataset.labels)
+    h.update(
+      new Uint8Array(dataset.labels.buffer, dataset.labels.byteOffset, dataset.labels.byteLength),
+    );
+  const hashSample = async (i: number) => {
+    const s = await dataset.get(i);
+    h.update(
+      `${i}:${s.height}x${s.width}x${s.channels}:${s.label ?? -1}:${s.image.constructor.name}|`,
+    );
+    h.update(new Uint8Array(s.image.buffer, s.image.byteOffset, s.image.byteLength));
+  };
+  const picks = new Set<number>();
+  for (let i = 0; i < 8; i++) picks.add(Math.round((i * (n - 1)) / 7));
+  for (const i of picks) await hashSample(i);
+  const files = filesOf(dataset);
+  if (files) {
+    // Decoding every image would cost about as much as extracting its features: stat instead.
+    for (const f of files) {
+      const st = statSync(f);
+      h.update(`${f}|${st.size}|${st.mtimeMs}\n`);
+    }
+  } else {
+    for (let i = 0; i < n; i++) await hashSample(i);
   }
   return h.digest("hex");
 }
