@@ -247,6 +247,7 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
             batchNorm: o.bn === true,
             ...(o.valFraction !== undefined ? { valFraction: o.valFraction as number } : {}),
             seed: (o.seed as number | undefined) ?? 0,
+            ...(typeof o.confusion === "string" ? { confusionPng: o.confusion } : {}),
           },
           cio,
         );
@@ -266,6 +267,10 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
           "--val-fraction <f>",
           "hold out this fraction of training rows to select the epoch",
           num(0, 1),
+        )
+        .option(
+          "--confusion <png>",
+          "where to write the test split's confusion matrix (default <out>/linear-confusion.png)",
         ),
     ),
   );

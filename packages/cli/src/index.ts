@@ -61,3 +61,11 @@ export {
   type RgbImage,
   type GridOptions,
 } from "./png";
+export {
+  gridFigure,
+  svgToPng,
+  writeSvgAsPng,
+  type Figure,
+  type GridFigureOptions,
+  type Rect,
+} from "./figure";

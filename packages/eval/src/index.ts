@@ -81,6 +81,7 @@ export {
   type ConfusionMatrix,
 } from "./metrics";
 export {
+  confusionMatrixSvg,
   renderConfusionMatrixPng,
   writeConfusionMatrixPng,
   type ConfusionPngOptions,

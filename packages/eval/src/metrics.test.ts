@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { ConfigError, ShapeError } from "@sit/core";
 import { PNG } from "pngjs";
 import { describe, expect, it } from "vitest";
-import { renderConfusionMatrixPng } from "./confusion-png";
+import { confusionMatrixSvg, renderConfusionMatrixPng } from "./confusion-png";
 import {
   accuracy,
   confusionMatrix,
@@ -58,16 +58,27 @@ describe("metrics", () => {
     expect(() => topKAccuracy(scores, labels, 0, 6)).toThrow(ConfigError);
   });
 
-  it("renders the confusion matrix as a PNG whose cells carry the row-normalised colour", () => {
+  it("renders the confusion matrix as a PNG: row-normalised colours, counts, class names and axis titles in a real font", async () => {
     const cm = confusionMatrix([0, 0, 0, 0, 1, 1, 2, 2], [0, 0, 0, 1, 1, 1, 0, 2], 3);
-    const bytes = renderConfusionMatrixPng(cm, { cellSize: 20 });
-    const png = PNG.sync.read(Buffer.from(bytes));
-    expect(png.width).toBe(png.height);
-    const margin = png.width - 1 - 3 * 20;
+    const classNames = ["cat", "dog", "ship"];
+    const svg = confusionMatrixSvg(cm, { cellSize: 40, classNames, title: "Probe" });
+    for (const t of ["Probe", "predicted class", "true class", ...classNames])
+      expect(svg).toContain(`>${t}</text>`);
+    // Each cell's count is written in it.
+    for (const n of ["3", "1", "0", "2"]) expect(svg).toContain(`>${n}</text>`);
+    const png = PNG.sync.read(
+      Buffer.from(await renderConfusionMatrixPng(cm, { cellSize: 40, classNames })),
+    );
+    // The cells, in order (row-major), from the SVG's layout.
+    const cells = [...svg.matchAll(/<rect x="([\d.]+)" y="([\d.]+)" width="40"/g)].map((m) => ({
+      x: Number(m[1]),
+      y: Number(m[2]),
+    }));
+    expect(cells).toHaveLength(9);
+    // Sample 4 px inside a cell's corner, away from its count.
     const pixel = (t: number, p: number) => {
-      const x = margin + p * 20 + 10;
-      const y = margin + t * 20 + 10;
-      const o = (y * png.width + x) * 4;
+      const { x, y } = cells[t * 3 + p];
+      const o = ((y + 4) * png.width + x + 4) * 4;
       return [png.data[o], png.data[o + 1], png.data[o + 2]];
     };
     // Full rows (fraction 1) are the darkest ramp colour, empty cells the lightest,
@@ -78,10 +89,20 @@ describe("metrics", () => {
     expect(lum(pixel(0, 0))).toBeLessThan(lum(pixel(2, 0)));
     expect(lum(pixel(2, 0))).toBeLessThan(lum(pixel(0, 1)));
     expect(lum(pixel(0, 1))).toBeLessThan(lum(pixel(0, 2)));
-    // Some dark ink in the left margin (the class indices).
+    // Glyphs were drawn: dark ink left of the matrix (class names, axis title) and a count's
+    // dark digits in the centre of a light cell.
+    const { x: x0, y: y0 } = cells[0];
     let ink = 0;
-    for (let y = margin; y < png.height; y++)
-      for (let x = 0; x < margin; x++) if (png.data[(y * png.width + x) * 4] < 100) ink++;
-    expect(ink).toBeGreaterThan(10);
+    for (let y = y0; y < y0 + 120; y++)
+      for (let x = 0; x < x0; x++) if (png.data[(y * png.width + x) * 4] < 100) ink++;
+    expect(ink).toBeGreaterThan(50);
+    let digits = 0;
+    const { x: cx, y: cy } = cells[2]; // count 0 on white
+    for (let y = cy + 10; y < cy + 30; y++)
+      for (let x = cx + 10; x < cx + 30; x++) if (png.data[(y * png.width + x) * 4] < 100) digits++;
+    expect(digits).toBeGreaterThan(5);
+    expect(() => confusionMatrixSvg(cm, { classNames: ["a"] })).toThrow(
+      /classNames: expected 3 names .*got 1/,
+    );
   });
 });

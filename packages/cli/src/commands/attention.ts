@@ -4,7 +4,8 @@ import * as tf from "@tensorflow/tfjs";
 import { startBackend } from "../backend";
 import { type CliIO, UsageError, note } from "../io";
 import { backboneOf, inputSize, loadModel } from "../model";
-import { type RgbImage, heatMap, toRgbImages, writeGrid } from "../png";
+import { type Rect, gridFigure, writeSvgAsPng } from "../figure";
+import { type RgbImage, heatColor, toRgbImages } from "../png";
 import { type PictureOptions, inEvalMode, pictureBatch } from "./inspect-common";
 
 /** Options of {@link attention}. */
@@ -20,13 +21,71 @@ export interface AttentionResult {
   heads: number;
   /** Index of the block drawn. */
   block: number;
+  /** Top of the colour scale, in multiples of uniform attention. */
+  scaleMax: number;
+  /** Where each picture is in the PNG: `cells[image][column]` (image, heads…, mean). */
+  cells: Rect[][];
   step: number;
 }
 
 /**
+ * Attention shown as a multiple of uniform attention (1/N over N patches) on a scale shared by
+ * every map of the picture, never below this many times uniform: an untrained model attends
+ * almost uniformly, and stretching its ±10 % noise over the whole colour range (as per-map
+ * min–max scaling does) would draw structure that is not there.
+ */
+export const ATTENTION_SCALE_FLOOR = 4;
+
+/**
+ * The attention map `ratios` (one value per patch, as multiples of uniform) laid over `image`:
+ * the picture in grey under the heat colour of each patch, more opaque where attention is high,
+ * so that what the head looks at stays recognisable.
+ */
+export function overlayAttention(
+  image: RgbImage,
+  ratios: ArrayLike<number>,
+  gh: number,
+  gw: number,
+  scaleMax: number,
+): RgbImage {
+  const { height, width } = image;
+  const data = new Float32Array(height * width * 3);
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) {
+      const gy = Math.min(gh - 1, Math.floor((y * gh) / height));
+      const gx = Math.min(gw - 1, Math.floor((x * gw) / width));
+      const t = Math.min(1, Math.max(0, ratios[gy * gw + gx] / scaleMax));
+      const [r, g, b] = heatColor(t);
+      const o = (y * width + x) * 3;
+      const grey = 0.299 * image.data[o] + 0.587 * image.data[o + 1] + 0.114 * image.data[o + 2];
+      const a = 0.35 + 0.5 * t;
+      data[o] = (1 - a) * grey + a * r;
+      data[o + 1] = (1 - a) * grey + a * g;
+      data[o + 2] = (1 - a) * grey + a * b;
+    }
+  return { data, height, width };
+}
+
+/** Top of the shared colour scale: the largest ratio shown, at least {@link ATTENTION_SCALE_FLOOR}. */
+export function attentionScaleMax(ratios: ArrayLike<number>): number {
+  let max = ATTENTION_SCALE_FLOOR;
+  for (let i = 0; i < ratios.length; i++) if (ratios[i] > max) max = ratios[i];
+  return max;
+}
+
+/** Tick values of a colour bar from 0 to `max` that include 1 (uniform attention). */
+function ratioTicks(max: number): { value: number; label: string }[] {
+  const step = max <= 5 ? 1 : max <= 12 ? 2 : max <= 30 ? 5 : max <= 60 ? 10 : 20;
+  const values = new Set([0, 1]);
+  for (let v = step; v <= max + 1e-9; v += step) values.add(v);
+  return [...values].sort((a, b) => a - b).map((v) => ({ value: v, label: `${v}×` }));
+}
+
+/**
  * `sit attention`: a PNG with one row per image — the image, then the attention of the CLS token
- * to every patch in the chosen block (the last by default), one column per head, then the mean
- * over heads. Each map is min–max scaled on its own (heat colours: dark = low).
+ * to every patch in the chosen block (the last by default) laid over it, one column per head, then
+ * the mean over heads. Column titles name the heads; a colour bar gives the scale, in multiples
+ * of uniform attention, shared by every map (see {@link ATTENTION_SCALE_FLOOR}).
  */
 export async function attention(options: AttentionOptions, io: CliIO): Promise<AttentionResult> {
   await startBackend(options.backend, io);
@@ -41,7 +100,13 @@ export async function attention(options: AttentionOptions, io: CliIO): Promise<A
         `--block: expected an integer in [${-depth}, ${depth - 1}], got ${requested}`,
       );
     const block = requested < 0 ? depth + requested : requested;
-    const { images } = await pictureBatch(model, options.split, options.count, size);
+    const { images, labels, classNames } = await pictureBatch(
+      model,
+      options.split,
+      options.count,
+      size,
+    );
+    const labelNames = classNames ? labels.map((l) => classNames[l] ?? "") : undefined;
     const shape = images.shape as [number, number, number, number];
     const [B, H, W] = shape;
     const [gh, gw] = [H / backbone.patchSize, W / backbone.patchSize];
@@ -57,26 +122,53 @@ export async function attention(options: AttentionOptions, io: CliIO): Promise<A
     const values = clsRows.dataSync() as Float32Array;
     const originals = toRgbImages(images.dataSync() as Float32Array, shape, model.run.stats);
     const n = gh * gw;
-    const rows: RgbImage[][] = originals.map((img, i) => {
-      const row: RgbImage[] = [img];
+    // Per image: the heads' maps and their mean, as multiples of uniform attention (1/n).
+    const maps = originals.map((_, i) => {
+      const perHead: Float32Array[] = [];
       const mean = new Float32Array(n);
       for (let h = 0; h < heads; h++) {
         const map = values.subarray((i * heads + h) * n, (i * heads + h + 1) * n);
-        for (let p = 0; p < n; p++) mean[p] += map[p] / heads;
-        row.push(heatMap(map, gh, gw, H, W));
+        const ratios = new Float32Array(n);
+        for (let p = 0; p < n; p++) {
+          ratios[p] = map[p] * n;
+          mean[p] += ratios[p] / heads;
+        }
+        perHead.push(ratios);
       }
-      row.push(heatMap(mean, gh, gw, H, W));
-      return row;
+      return [...perHead, mean];
+    });
+    const scaleMax = attentionScaleMax(Float32Array.from(maps.flat().flatMap((m) => [...m])));
+    const rows: RgbImage[][] = originals.map((img, i) => [
+      img,
+      ...maps[i].map((m) => overlayAttention(img, m, gh, gw, scaleMax)),
+    ]);
+    const who = `${options.weights}, ${model.step} training steps`;
+    const figure = gridFigure(rows, {
+      title: `CLS-token attention, block ${block + 1} of ${depth} (${who})`,
+      subtitle: `${gh}×${gw} patches; 1× = uniform attention (1/${n}); one colour scale for every map`,
+      columnTitles: [
+        "image",
+        ...Array.from({ length: heads }, (_, h) => `head ${h + 1}`),
+        "mean of heads",
+      ],
+      ...(labelNames ? { rowLabels: labelNames } : {}),
+      colorBar: {
+        map: heatColor,
+        min: 0,
+        max: scaleMax,
+        ticks: ratioTicks(scaleMax),
+        title: "attention ÷ uniform",
+      },
     });
     const path = resolve(options.out);
     mkdirSync(dirname(path), { recursive: true });
-    writeGrid(path, rows);
+    await writeSvgAsPng(path, figure.svg);
     tf.dispose([images, clsRows]);
     note(
       io,
       `[sit] CLS attention of block ${block} (${heads} heads + mean) for ${B} ${options.split} images (weights after ${model.step} steps)`,
     );
-    return { path, images: B, heads, block, step: model.step };
+    return { path, images: B, heads, block, step: model.step, scaleMax, cells: figure.cells };
   } finally {
     model.recipe.dispose();
   }

@@ -30,14 +30,25 @@ export async function pictureBatch(
   split: "train" | "test",
   count: number,
   size: number,
-): Promise<{ images: tf.Tensor4D; kind: DatasetKind; labels: number[] }> {
+): Promise<{
+  images: tf.Tensor4D;
+  kind: DatasetKind;
+  labels: number[];
+  /** Class names of the split, index = label, when the dataset has them. */
+  classNames?: readonly string[];
+}> {
   const kind = resolveDataset(model.run.data);
   const ds = openSplit(kind, split, count);
   const samples: Sample[] = await Promise.all(
     Array.from({ length: ds.length }, (_, i) => Promise.resolve(ds.get(i))),
   );
   const [images] = evaluationTransform(model.run, kind, size).apply(samples, Rng.seed(0));
-  return { images, kind, labels: samples.map((s) => s.label ?? -1) };
+  return {
+    images,
+    kind,
+    labels: samples.map((s) => s.label ?? -1),
+    ...(ds.classNames ? { classNames: ds.classNames } : {}),
+  };
 }
 
 /** Run `fn` with `module` in eval mode, restoring its mode afterwards. */

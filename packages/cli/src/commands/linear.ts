@@ -1,5 +1,12 @@
-import { join } from "node:path";
-import { linearProbe, saveLinearHead, selectRows } from "@sit/eval";
+import { join, resolve } from "node:path";
+import {
+  confusionMatrix,
+  linearProbe,
+  predictClasses,
+  saveLinearHead,
+  selectRows,
+  writeConfusionMatrixPng,
+} from "@sit/eval";
 import { openSplit, splitFeatures } from "../features";
 import { type CliIO, UsageError, note, pct } from "../io";
 import { backboneOf } from "../model";
@@ -24,6 +31,8 @@ export interface LinearCommandOptions extends EvalSourceOptions, EvalFeatureOpti
   /** Hold out this fraction of the training features (evenly spaced rows) to select the epoch. */
   valFraction?: number;
   seed: number;
+  /** PNG of the test split's confusion matrix under the final head (default `<out>/linear-confusion.png`). */
+  confusionPng?: string;
 }
 
 /** What {@link linear} measured. */
@@ -35,6 +44,8 @@ export interface LinearCommandResult {
   selected?: { epoch: number; valTop1: number; top1: number; top5: number };
   headPath: string;
   resultsFile: string;
+  /** The confusion matrix picture of the test split. */
+  confusionPath: string;
 }
 
 /**
@@ -104,7 +115,18 @@ export async function linear(
     });
     const headPath = join(ctx.out, "linear-head.safetensors");
     saveLinearHead(headPath, result.head);
+    // Which classes the final head confuses, on the test split (class names from the dataset).
+    const numClasses = result.head.numClasses;
+    const predicted = predictClasses(result.head.predict(test.features, test.dim), numClasses);
     result.head.dispose();
+    const cm = confusionMatrix(test.labels, predicted, numClasses);
+    const confusionPath = resolve(options.confusionPng ?? join(ctx.out, "linear-confusion.png"));
+    const classNames = openSplit(ctx.kind, "test", 1).classNames;
+    const final = result.selected ?? result.last;
+    await writeConfusionMatrixPng(confusionPath, cm, {
+      title: `Linear probe on ${ctx.kind.name} (test, ${test.labels.length} images): top-1 ${pct(final.top1)}`,
+      ...(classNames?.length === numClasses ? { classNames } : {}),
+    });
     const resultsFile = appendResult(ctx.out, "eval.jsonl", {
       command: "linear",
       source: ctx.model.source,
@@ -118,10 +140,12 @@ export async function linear(
       bestTest: result.bestTest,
       ...(result.selected ? { selected: result.selected } : {}),
       head: headPath,
+      confusion: confusionPath,
     });
     io.out(
       `linear probe: last epoch top-1 ${pct(result.last.top1)}, best test epoch ${result.bestTest.epoch} top-1 ${pct(result.bestTest.top1)}${result.selected ? `, selected on validation (epoch ${result.selected.epoch}) top-1 ${pct(result.selected.top1)}` : ""} (${ctx.label})\n`,
     );
+    note(io, `[sit] confusion matrix of the test split: ${confusionPath}`);
     return {
       source: ctx.model.source,
       step: ctx.model.step,
@@ -130,6 +154,7 @@ export async function linear(
       ...(result.selected ? { selected: result.selected } : {}),
       headPath,
       resultsFile,
+      confusionPath,
     };
   } finally {
     ctx.model.recipe.dispose();

@@ -6,7 +6,8 @@ import * as tf from "@tensorflow/tfjs";
 import { startBackend } from "../backend";
 import { type CliIO, note } from "../io";
 import { inputSize, loadModel } from "../model";
-import { toRgbImages, writeGrid } from "../png";
+import { type Rect, gridFigure, writeSvgAsPng } from "../figure";
+import { toRgbImages } from "../png";
 import { reconstructionParts } from "../recipes";
 import { type PictureOptions, inEvalMode, pictureBatch } from "./inspect-common";
 
@@ -26,6 +27,8 @@ export interface ReconstructResult {
   maskedL1: number;
   /** Training steps behind the weights. */
   step: number;
+  /** Where each picture is in the PNG: `cells[image][column]` (original, corrupted, reconstruction). */
+  cells: Rect[][];
 }
 
 /**
@@ -42,7 +45,12 @@ export async function reconstruct(
   try {
     const { network, masker } = reconstructionParts(model.recipe, options.weights);
     const size = inputSize(network.backbone);
-    const { images } = await pictureBatch(model, options.split, options.count, size);
+    const { images, labels, classNames } = await pictureBatch(
+      model,
+      options.split,
+      options.count,
+      size,
+    );
     const shape = images.shape as [number, number, number, number];
     const masked = masker.apply(images, Rng.seed(options.seed));
     const t = maskingResultToTensors(masked);
@@ -64,22 +72,27 @@ export async function reconstruct(
     const stats = model.run.stats;
     const cols = [clean, corrupted, recon].map((d) => toRgbImages(d, shape, stats));
     const rows = cols[0].map((_, i) => cols.map((c) => c[i]));
-    const path = resolve(options.out);
-    mkdirSync(dirname(path), { recursive: true });
-    writeGrid(path, rows);
     tf.dispose([images, rec, t.corrupted, t.pixelMask, ...(t.tokenMask ? [t.tokenMask] : [])]);
-    const result: ReconstructResult = {
-      path,
+    const result: Omit<ReconstructResult, "cells"> = {
+      path: resolve(options.out),
       images: B,
       maskedFraction: count / C / (B * H * W),
       maskedL1: count > 0 ? sum / count : 0,
       step: model.step,
     };
+    const figure = gridFigure(rows, {
+      title: `GMML reconstruction (${options.weights}, ${model.step} training steps)`,
+      subtitle: `${(100 * result.maskedFraction).toFixed(1)} % of pixels corrupted (seed ${options.seed}); mean |x̂ − x| on them ${result.maskedL1.toFixed(3)} (normalised units)`,
+      columnTitles: ["original", "corrupted", "reconstruction"],
+      ...(classNames ? { rowLabels: labels.map((l) => classNames[l] ?? "") } : {}),
+    });
+    mkdirSync(dirname(result.path), { recursive: true });
+    await writeSvgAsPng(result.path, figure.svg);
     note(
       io,
       `[sit] reconstruction of ${B} ${options.split} images (weights after ${model.step} steps, ${(100 * result.maskedFraction).toFixed(1)} % of pixels corrupted, masked L1 ${result.maskedL1.toFixed(4)})`,
     );
-    return result;
+    return { ...result, cells: figure.cells };
   } finally {
     model.recipe.dispose();
   }
