@@ -29,7 +29,12 @@ export default defineConfig({
       })),
       {
         ...shared,
-        test: { ...shared.test, name: "tools", include: ["tools/**/*.test.ts", "examples/*/src/**/*.test.ts", "docs/**/*.test.ts"] },
+        test: { ...shared.test, name: "tools", include: ["tools/**/*.test.ts", "examples/*/src/**/*.test.ts"] },
+      },
+      // The docs run their snippets as programs of their own, as a reader would: no setup file.
+      {
+        ...shared,
+        test: { ...shared.test, name: "docs", setupFiles: [], include: ["docs/**/*.test.ts"] },
       },
     ],
   },

@@ -7,20 +7,22 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, relative } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { PICTURES, writeGmmlPictures } from "./scripts/gmml-pictures";
 
-// Every ```ts block of docs/**/*.md runs here, so the guides cannot rot. A block may be skipped
-// only with a reason on the line before it: <!-- snippet: skip (needs a GPU) -->.
+// Every ```ts block of docs/**/*.md and of the README runs here, so the guides cannot rot. Each runs as its own program (node --import tsx, from the repository root),
+// exactly as a reader who copies it into a fresh file would run it: no setup file, no backend
+// started beforehand, nothing shared with the other snippets. A block may be skipped only with a
+// reason on the line before it: <!-- snippet: skip (needs a GPU) -->.
 const docs = fileURLToPath(new URL(".", import.meta.url));
 const root = join(docs, "..");
 const require = createRequire(import.meta.url);
-const snippetDir = join(docs, ".snippets"); // git-ignored; inside the repo so @sit/* aliases resolve
+const snippetDir = join(docs, ".snippets"); // git-ignored; inside the repo so @sit/* paths resolve
 
 function markdownFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
@@ -58,7 +60,21 @@ function codeBlocks(text: string): { lang: string; line: number; code: string; s
   return out;
 }
 
-const files = markdownFiles(docs);
+/** The README of the repository and of every package (npm shows the latter). */
+function readmes(): string[] {
+  const packages = join(root, "packages");
+  return [
+    join(root, "README.md"),
+    ...readdirSync(packages)
+      .map((p) => join(packages, p, "README.md"))
+      .filter((p) => existsSync(p)),
+  ];
+}
+
+// Package READMEs are API summaries (fragments that use names defined elsewhere): their links are
+// checked below, their code is not run.
+const files = [...markdownFiles(docs), join(root, "README.md")];
+const packageReadmes = readmes().slice(1);
 const snippets: Snippet[] = files.flatMap((file) =>
   codeBlocks(readFileSync(file, "utf8"))
     .filter((b) => b.lang === "ts" || b.lang === "typescript")
@@ -87,43 +103,64 @@ describe("docs: code blocks", () => {
       it.skip(`${name} (skipped: ${s.skip})`, () => {});
       continue;
     }
-    it(`${name} runs`, async () => {
-      const path = join(snippetDir, `${basename(s.file, ".md")}-${i}.ts`);
-      // `export {}` makes every snippet a module (top-level await, no shared globals).
-      writeFileSync(path, `${s.code}\nexport {};\n`);
-      const log = console.log;
-      console.log = () => {}; // the snippets' output is for readers
-      try {
-        await import(pathToFileURL(path).href);
-      } finally {
-        console.log = log;
-      }
-    });
+    it(`${name} runs as its own program`, async () => {
+      const run = await runSnippet(writeSnippet(s, i));
+      // The tail: a failing wasm start dumps the whole minified emscripten module.
+      expect(run.code, `${name}\n${run.stderr.slice(-3000)}`).toBe(0);
+    }, 320_000);
   }
 });
 
+/** Run one snippet file with node + tsx from the repository root. */
+function runSnippet(path: string) {
+  return runNode(["--import", "tsx", path]);
+}
+
+/** Run node asynchronously (vitest's worker must stay responsive), as a reader's shell would. */
+function runNode(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env = { ...process.env };
+  delete env.SIT_BACKEND;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd: root, env, timeout: 300_000 });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    child.stderr.on("data", (d) => {
+      stderr += d;
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Write a snippet as a module of its own (`export {}`: top-level await, no shared globals). */
+function writeSnippet(s: Snippet, i: number): string {
+  const stem = relative(root, s.file)
+    .replace(/\.md$/, "")
+    .replace(/[^\w]+/g, "-");
+  const path = join(snippetDir, `${stem}-${i}.ts`);
+  writeFileSync(path, `${s.code}\nexport {};\n`);
+  return path;
+}
+
 describe("docs: types", () => {
-  it("every snippet typechecks against the packages' sources (tsc -p docs/tsconfig.json)", () => {
-    for (const [i, s] of snippets.entries())
-      writeFileSync(
-        join(snippetDir, `${basename(s.file, ".md")}-${i}.ts`),
-        `${s.code}\nexport {};\n`,
-      );
-    const tsc = spawnSync(
-      process.execPath,
-      [require.resolve("typescript/bin/tsc"), "-p", join(docs, "tsconfig.json")],
-      {
-        encoding: "utf8",
-      },
-    );
+  it("every snippet typechecks against the packages' sources (tsc -p docs/tsconfig.json)", async () => {
+    for (const [i, s] of snippets.entries()) writeSnippet(s, i);
+    const tsc = await runNode([
+      require.resolve("typescript/bin/tsc"),
+      "-p",
+      join(docs, "tsconfig.json"),
+    ]);
     expect(`${tsc.stdout}${tsc.stderr}`.trim()).toBe("");
-    expect(tsc.status).toBe(0);
+    expect(tsc.code).toBe(0);
   });
 });
 
 describe("docs: links and pictures", () => {
   it("relative links point at files that exist", () => {
-    for (const file of files) {
+    for (const file of [...files, ...packageReadmes]) {
       const text = readFileSync(file, "utf8");
       for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
         const target = m[1].split("#")[0];
@@ -132,6 +169,21 @@ describe("docs: links and pictures", () => {
           true,
         );
       }
+    }
+  });
+
+  it("no document cites a file outside the repository (a fresh clone has no ../shared)", () => {
+    for (const file of [...files, ...packageReadmes]) {
+      const text = readFileSync(file, "utf8");
+      expect(text, relative(root, file)).not.toMatch(/\.\.\/shared\/|\bshared\/spec\b|`spec\//);
+    }
+  });
+
+  it("package READMEs link outside their package with absolute URLs (npm shows them alone)", () => {
+    for (const file of packageReadmes) {
+      const text = readFileSync(file, "utf8");
+      for (const m of text.matchAll(/\]\(([^)\s]+)\)/g))
+        expect(m[1], `${relative(root, file)} → ${m[1]}`).not.toMatch(/^\.\.\//);
     }
   });
 
