@@ -19,7 +19,7 @@ export const backboneSchema = z
     embedDim: positiveInt.optional(),
     depth: positiveInt.optional(),
     numHeads: positiveInt.optional(),
-    mlpRatio: z.number().positive().default(4),
+    mlpRatio: z.number().finite().positive().default(4),
     /** Student stochastic depth (0 → rate, linearly over blocks); the teacher always uses 0. */
     dropPathRate: z.number().min(0).lt(1).default(0.1),
     /** Recompute blocks in the backward pass (needed on wasm for deep models at large batches). */
@@ -53,13 +53,13 @@ export const optimSchema = z
     /** Iterations per epoch (dataset length / batch size). */
     stepsPerEpoch: positiveInt,
     /** lr = baseLr · batchSize / 256 (SiT's linear scaling rule). */
-    baseLr: z.number().positive().default(5e-4),
-    minLr: z.number().min(0).default(1e-6),
+    baseLr: z.number().finite().positive().default(5e-4),
+    minLr: z.number().finite().min(0).default(1e-6),
     warmupEpochs: z.number().int().min(0).default(10),
-    weightDecay: z.number().min(0).default(0.04),
-    weightDecayEnd: z.number().min(0).default(0.1),
+    weightDecay: z.number().finite().min(0).default(0.04),
+    weightDecayEnd: z.number().finite().min(0).default(0.1),
     /** Per-tensor gradient clipping (0 disables). */
-    clipGrad: z.number().min(0).default(3.0),
+    clipGrad: z.number().finite().min(0).default(3.0),
     betas: z.tuple([z.number().gt(0).lt(1), z.number().gt(0).lt(1)]).default([0.9, 0.999]),
   })
   .strict();
@@ -75,9 +75,9 @@ export const sitSchema = z
     gmml: gmmlSchema.default({}),
     optim: optimSchema,
     /** Contrastive temperature τ (loss scaled by 2τ). */
-    temperature: z.number().positive().default(0.2),
+    temperature: z.number().finite().positive().default(0.2),
     /** λ in L = Lc + λ·Lr (README: 5 for small datasets). */
-    lambda: z.number().min(0).default(1),
+    lambda: z.number().finite().min(0).default(1),
     /** Teacher momentum: cosine from `base` to `final` over the run. */
     momentum: z
       .object({
@@ -151,7 +151,7 @@ export const mocoV3Schema = z
       .default({}),
     predictorHidden: positiveInt.default(4096),
     optim: optimSchema,
-    temperature: z.number().positive().default(0.2),
+    temperature: z.number().finite().positive().default(0.2),
     momentum: z
       .object({
         base: z.number().min(0).max(1).default(0.99),

@@ -147,6 +147,12 @@ describe("SiT recipe", () => {
       createSiT({ optim: { stepsPerEpoch: 1 }, backbone: { preset: "huge" as "tiny" } }),
     ).toThrow(/sit\.backbone\.preset/);
     expect(() => createSiT({ optim: { stepsPerEpoch: 1 }, lamda: 5 } as never)).toThrow(/lamda/);
+    // JSON's 1e999 is Infinity: the field is named, not the schedule's internal `base`.
+    const inf = JSON.parse('{"stepsPerEpoch": 1, "baseLr": 1e999}');
+    expect(() => createSiT({ optim: inf })).toThrow(/^sit\.optim\.baseLr: Number must be finite/);
+    expect(() =>
+      createSiT({ optim: { stepsPerEpoch: 1 }, lambda: Number.POSITIVE_INFINITY }),
+    ).toThrow(/^sit\.lambda: Number must be finite/);
   });
 });
 

@@ -15,6 +15,7 @@ import {
 import { startBackend } from "../backend";
 import { limitDataset, resolveDataset } from "../datasets";
 import { knnOfBackbone, openSplit } from "../features";
+import { RunFilesSink, checkOutFolder } from "../run-files";
 import { type CliIO, UsageError, note, pct } from "../io";
 import {
   type RunInfo,
@@ -78,6 +79,7 @@ export async function pretrain(
 ): Promise<PretrainResult> {
   const out = resolve(config.out);
   const ckptDir = join(out, "checkpoints");
+  checkOutFolder(out);
   if (!options.resume && listCheckpoints(ckptDir).length > 0)
     throw new UsageError(
       `--out: ${ckptDir} already holds checkpoints; pass --resume to continue that run, or choose another --out`,
@@ -104,15 +106,20 @@ export async function pretrain(
     dropLast: true,
     prefetch: config.data.prefetch,
   });
-  mkdirSync(out, { recursive: true });
   // run.json holds the config as the run resolved it (every default, the preset, the schedules).
   const resolved = resolvePretrainRun(config, images.length);
-  writeFileAtomic(join(out, "run.json"), `${JSON.stringify(resolved, null, 2)}\n`);
   for (const w of scheduleWarnings(resolved.config, resolved.derived)) io.err(`warning: ${w}\n`);
   describeRun(config, recipe, run, images.length, stepsPerEpoch, io);
 
-  const sinks: MetricSink[] = [new JsonlSink(join(out, "metrics.jsonl"))];
-  if (config.train.tensorboard) sinks.push(new TensorBoardSink(join(out, "tb")));
+  // The run's files appear when training starts: a failed --resume leaves the folder as it was.
+  const runFiles = new RunFilesSink(() => {
+    mkdirSync(out, { recursive: true });
+    writeFileAtomic(join(out, "run.json"), `${JSON.stringify(resolved, null, 2)}\n`);
+    const files: MetricSink[] = [new JsonlSink(join(out, "metrics.jsonl"))];
+    if (config.train.tensorboard) files.push(new TensorBoardSink(join(out, "tb")));
+    return files;
+  });
+  const sinks: MetricSink[] = [runFiles];
   if (!io.quiet)
     sinks.push(new ConsoleProgressSink(io.progressStream ? { stream: io.progressStream } : {}));
   let lastMonitor: Record<string, number> | undefined;
@@ -134,7 +141,8 @@ export async function pretrain(
       },
       sinks,
       ...(config.monitor.knnEvery ? { monitor: knnMonitor(config, run, recipe, io) } : {}),
-      onWarning: (m) => note(io, `warning: ${m}`),
+      // Warnings (a skipped unreadable checkpoint…) are not progress: -q does not hide them.
+      onWarning: (m) => io.err(`warning: ${m}\n`),
       ...(options.handleSignals !== undefined ? { handleSignals: options.handleSignals } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
       // fit stops after the step that spends the budget, with a checkpoint, and its ETA honours it.
