@@ -51,6 +51,12 @@ export { crc32c, maskedCrc32c } from "./tensorboard/crc32c";
 export {
   encodeScalarsEvent,
   encodeFileVersionEvent,
+  encodeImageEvent,
+  encodeTextEvent,
+  encodeHparamsStartEvent,
+  encodeHparamsEndEvent,
   frameRecord,
   TFEVENTS_FILE_VERSION,
+  type EncodedImage,
+  type HparamValue,
 } from "./tensorboard/event";

@@ -1,7 +1,18 @@
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { MetricSink, TrainEvent } from "../events";
-import { encodeFileVersionEvent, encodeScalarsEvent, frameRecord } from "../tensorboard/event";
+import { ConfigError, checkNumber, describeValue } from "@sit/core";
+import {
+  type EncodedImage,
+  type HparamValue,
+  encodeFileVersionEvent,
+  encodeHparamsEndEvent,
+  encodeHparamsStartEvent,
+  encodeImageEvent,
+  encodeScalarsEvent,
+  encodeTextEvent,
+  frameRecord,
+} from "../tensorboard/event";
 import { AppendFile } from "./file";
 
 let fileCounter = 0;
@@ -12,9 +23,15 @@ let fileCounter = 0;
  * `perf/{images_per_sec,step_ms,data_ms,tensors}`, `monitor/<metric>`. Each record is written to
  * the operating system as soon as its event arrives. Implements the tfevents format itself
  * (TFRecord framing with masked CRC-32C around `Event` protobufs), so it needs no TensorFlow.
+ *
+ * Beyond the events of `fit`, a caller can add pictures ({@link TensorBoardSink.image}), text such
+ * as the run's config ({@link TensorBoardSink.text}) and the run's hyper-parameters
+ * ({@link TensorBoardSink.hparams}); a run that completes or fails also ends its hparams session
+ * (an interrupted one leaves it open for the run that resumes it).
  */
 export class TensorBoardSink implements MetricSink {
   private readonly file: AppendFile;
+  private hparamsWritten = false;
 
   constructor(logdir: string) {
     const now = Date.now();
@@ -28,7 +45,51 @@ export class TensorBoardSink implements MetricSink {
     return this.file.path;
   }
 
+  /** A PNG picture on the Images tab under `tag` at `step`. */
+  image(tag: string, step: number, image: EncodedImage): void {
+    checkNumber("step", step, { integer: true, min: 0 });
+    for (const k of ["width", "height"] as const)
+      checkNumber(`image.${k}`, image[k], { integer: true, min: 1 });
+    this.file.write(frameRecord(encodeImageEvent(Date.now() / 1000, step, tag, image)));
+  }
+
+  /** Markdown on the Text tab under `tag` at `step` (a JSON config reads well as a code block). */
+  text(tag: string, markdown: string, step = 0): void {
+    checkNumber("step", step, { integer: true, min: 0 });
+    this.file.write(frameRecord(encodeTextEvent(Date.now() / 1000, step, tag, markdown)));
+  }
+
+  /**
+   * The run's hyper-parameters for the HParams tab (numbers, strings, booleans; anything else is
+   * refused by name). `groupName` groups runs that differ only in their seed.
+   */
+  hparams(values: Readonly<Record<string, HparamValue>>, groupName = ""): void {
+    for (const [k, v] of Object.entries(values))
+      if (
+        !["number", "string", "boolean"].includes(typeof v) ||
+        (typeof v === "number" && !Number.isFinite(v))
+      )
+        throw new ConfigError(
+          `values.${k}: expected a finite number, a string or a boolean, got ${describeValue(v)}`,
+        );
+    this.file.write(frameRecord(encodeHparamsStartEvent(Date.now() / 1000, values, groupName)));
+    this.hparamsWritten = true;
+  }
+
   onEvent(event: TrainEvent): void {
+    if (
+      event.type === "end" &&
+      this.hparamsWritten &&
+      (event.reason === "completed" || event.reason === "error")
+    )
+      this.file.write(
+        frameRecord(
+          encodeHparamsEndEvent(
+            event.wallTime / 1000,
+            event.reason === "completed" ? "success" : "failure",
+          ),
+        ),
+      );
     const scalars: Array<[string, number]> = [];
     if (event.type === "step") {
       scalars.push(["loss/total", event.loss]);

@@ -64,6 +64,8 @@ interface DecodedEvent {
   step: number;
   fileVersion?: string;
   values: Record<string, number>;
+  /** Every field of each summary value but its tag, by tag. */
+  raw: Record<string, Field[]>;
 }
 
 function readTfEvents(bytes: Uint8Array): DecodedEvent[] {
@@ -76,7 +78,7 @@ function readTfEvents(bytes: Uint8Array): DecodedEvent[] {
     const data = bytes.subarray(pos + 12, pos + 12 + len);
     expect(unmask(dv.getUint32(pos + 12 + len, true))).toBe(crc32cBitwise(data));
     pos += 12 + len + 4;
-    const ev: DecodedEvent = { step: 0, values: {} };
+    const ev: DecodedEvent = { step: 0, values: {}, raw: {} };
     for (const f of decodeMessage(data)) {
       if (f.field === 1) ev.wallTime = (f.value as DataView).getFloat64(0, true);
       else if (f.field === 2) ev.step = Number(f.value as bigint);
@@ -86,11 +88,13 @@ function readTfEvents(bytes: Uint8Array): DecodedEvent[] {
           expect(v.field).toBe(1);
           let tag = "";
           let value = Number.NaN;
-          for (const g of decodeMessage(v.value as Uint8Array)) {
+          const fields = decodeMessage(v.value as Uint8Array);
+          for (const g of fields) {
             if (g.field === 1) tag = new TextDecoder().decode(g.value as Uint8Array);
             if (g.field === 2) value = (g.value as DataView).getFloat32(0, true);
           }
-          ev.values[tag] = value;
+          if (fields.some((g) => g.field === 2)) ev.values[tag] = value;
+          ev.raw[tag] = fields.filter((g) => g.field !== 1);
         }
       } else throw new Error(`unexpected Event field ${f.field}`);
     }
@@ -189,5 +193,124 @@ describe("TensorBoardSink", () => {
     sink.close();
     const [file] = readdirSync(dir);
     expect(readTfEvents(readFileSync(join(dir, file)))[1].step).toBe(3_000_000_000);
+  });
+});
+
+// ---- Images, text and hparams, decoded with the field numbers of TensorFlow's and TensorBoard's protos.
+
+const utf8 = (b: unknown) => new TextDecoder().decode(b as Uint8Array);
+const field = (fields: Field[], n: number) => fields.find((f) => f.field === n)?.value;
+const sub = (fields: Field[], n: number) => decodeMessage(field(fields, n) as Uint8Array);
+
+function oneFile(dir: string): DecodedEvent[] {
+  const [file] = readdirSync(dir);
+  return readTfEvents(readFileSync(join(dir, file)));
+}
+
+/** The plugin name and content of a summary value's metadata (field 9). */
+function plugin(fields: Field[]): { name: string; content?: Uint8Array } {
+  const data = sub(sub(fields, 9), 1);
+  return { name: utf8(field(data, 1)), content: field(data, 2) as Uint8Array | undefined };
+}
+
+describe("TensorBoardSink: images, text and hparams", () => {
+  it("writes a PNG as an image summary (height, width, colourspace, the bytes unchanged)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sit-tb-"));
+    const sink = new TensorBoardSink(dir);
+    const png = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]);
+    sink.image("pictures/reconstruction", 40, { png, width: 300, height: 200 });
+    sink.close();
+    const ev = oneFile(dir)[1];
+    expect(ev.step).toBe(40);
+    const image = sub(ev.raw["pictures/reconstruction"], 4);
+    expect(field(image, 1)).toBe(200n);
+    expect(field(image, 2)).toBe(300n);
+    expect(field(image, 3)).toBe(3n);
+    expect([...(field(image, 4) as Uint8Array)]).toEqual([...png]);
+    expect(() => new TensorBoardSink(dir).image("x", 0, { png, width: 0, height: 1 })).toThrow(
+      /image\.width: expected .*got 0/,
+    );
+  });
+
+  it("writes Markdown as a text-plugin summary (a scalar DT_STRING tensor)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sit-tb-"));
+    const sink = new TensorBoardSink(dir);
+    const markdown = '    {\n      "recipe": "sit"\n    }';
+    sink.text("config/run.json", markdown);
+    sink.close();
+    const fields = oneFile(dir)[1].raw["config/run.json"];
+    expect(plugin(fields).name).toBe("text");
+    const tensor = sub(fields, 8);
+    expect(field(tensor, 1)).toBe(7n); // DT_STRING
+    expect(decodeMessage(field(tensor, 2) as Uint8Array)).toEqual([]); // scalar shape
+    expect(utf8(field(tensor, 8))).toBe(markdown);
+  });
+
+  it("writes hparams as the plugin's session start, and a session end only when the run completes or fails", () => {
+    const run = (reason: "completed" | "signal" | "error") => {
+      const dir = mkdtempSync(join(tmpdir(), "sit-tb-"));
+      const sink = new TensorBoardSink(dir);
+      sink.hparams(
+        { recipe: "sit", "optim.baseLr": 5e-4, "backbone.checkpointBlocks": false },
+        "g",
+      );
+      sink.onEvent({
+        type: "end",
+        reason,
+        steps: 3,
+        step: 2,
+        epoch: 0,
+        elapsedSec: 1,
+        wallTime: 5e12,
+      });
+      sink.close();
+      return oneFile(dir);
+    };
+    const events = run("completed");
+    const start = events[1].raw["_hparams_/session_start_info"];
+    const { name, content } = plugin(start);
+    expect(name).toBe("hparams");
+    const data = decodeMessage(content as Uint8Array);
+    expect(field(data, 1)).toBe(0n); // plugin data version
+    const info = sub(data, 3);
+    const hparams = Object.fromEntries(
+      info
+        .filter((f) => f.field === 1)
+        .map((f) => {
+          const entry = decodeMessage(f.value as Uint8Array);
+          const [v] = decodeMessage(field(entry, 2) as Uint8Array);
+          const value =
+            v.field === 2
+              ? (v.value as DataView).getFloat64(0, true)
+              : v.field === 3
+                ? utf8(v.value)
+                : v.value === 1n;
+          return [utf8(field(entry, 1)), value];
+        }),
+    );
+    expect(hparams).toEqual({
+      recipe: "sit",
+      "optim.baseLr": 5e-4,
+      "backbone.checkpointBlocks": false,
+    });
+    expect(utf8(field(info, 4))).toBe("g");
+    // Its tensor is the plugin's empty float vector: DT_FLOAT, shape [0].
+    expect(field(sub(start, 8), 1)).toBe(1n);
+    const end = decodeMessage(
+      plugin(events[2].raw["_hparams_/session_end_info"]).content as Uint8Array,
+    );
+    const endInfo = sub(end, 4);
+    expect(field(endInfo, 1)).toBe(1n); // STATUS_SUCCESS
+    expect((field(endInfo, 2) as DataView).getFloat64(0, true)).toBe(5e9);
+    const failed = run("error");
+    const failedEnd = decodeMessage(
+      plugin(failed[2].raw["_hparams_/session_end_info"]).content as Uint8Array,
+    );
+    expect(field(sub(failedEnd, 4), 1)).toBe(2n); // STATUS_FAILURE
+    // An interrupted run stays open: the run that resumes it ends the session.
+    expect(run("signal")).toHaveLength(2);
+    const sink = new TensorBoardSink(mkdtempSync(join(tmpdir(), "sit-tb-")));
+    expect(() => sink.hparams({ lr: Number.NaN })).toThrow(/values\.lr: expected a finite number/);
+    expect(() => sink.hparams({ crop: [0.2, 1] as never })).toThrow(/values\.crop: .*got/);
   });
 });
