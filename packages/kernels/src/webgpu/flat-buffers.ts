@@ -35,6 +35,8 @@ interface GpuPipeline {
 }
 
 interface GpuDevice {
+  pushErrorScope(filter: "validation"): void;
+  popErrorScope(): Promise<{ message: string } | null>;
   createShaderModule(desc: { code: string; label?: string }): unknown;
   createComputePipeline(desc: object): GpuPipeline;
   createBindGroup(desc: object): unknown;
@@ -45,6 +47,9 @@ interface GpuDevice {
 export interface WebGpuInternals {
   device: GpuDevice;
   commandEncoder: GpuEncoder | null;
+  computePassEncoder: GpuPass | null;
+  dispatchCountInPass: number;
+  submitQueue(): void;
   tensorMap: {
     get(dataId: object): { values: unknown; resource: unknown; shape: number[]; dtype: string };
   };
@@ -131,8 +136,35 @@ export function copyElements(
 }
 
 const pipelines = new WeakMap<object, Map<string, GpuPipeline>>();
+let rawDispatches = 0;
 
-function pipeline(b: WebGpuInternals, key: string, code: string): GpuPipeline {
+/** Dispatches recorded by this package outside tfjs's `runWebGPUProgram` (for counting). */
+export function rawDispatchCount(): number {
+  return rawDispatches;
+}
+
+/** Shaders whose compilation failed (by key), and errors not yet thrown to a caller. */
+const shaderErrors = new Map<string, Error>();
+const unreported: Error[] = [];
+const pendingChecks = new Set<Promise<void>>();
+
+function throwShaderError(key: string): void {
+  const first = unreported.shift();
+  if (first) throw first;
+  const own = shaderErrors.get(key);
+  if (own) throw own;
+}
+
+/**
+ * The compute pipeline of `code` (entry point `main`), created once per device and key. WebGPU
+ * reports WGSL compile errors asynchronously (an error scope, resolved after the call that
+ * created the pipeline has returned), so a broken shader cannot fail its first call; it fails
+ * every later kernel call of this package (the first error once, then every call of that shader)
+ * with an Error naming the shader and carrying the compiler's message, and
+ * {@link checkWebgpuShaders} rejects with it — instead of a log line and garbage results.
+ */
+export function pipeline(b: WebGpuInternals, key: string, code: string): GpuPipeline {
+  throwShaderError(key);
   let cache = pipelines.get(b.device);
   if (!cache) {
     cache = new Map();
@@ -140,15 +172,65 @@ function pipeline(b: WebGpuInternals, key: string, code: string): GpuPipeline {
   }
   let p = cache.get(key);
   if (!p) {
+    b.device.pushErrorScope("validation");
     const module = b.device.createShaderModule({ code, label: key });
     p = b.device.createComputePipeline({
       layout: "auto",
       compute: { module, entryPoint: "main" },
       label: key,
     });
+    const check: Promise<void> = b.device.popErrorScope().then((err) => {
+      pendingChecks.delete(check);
+      if (!err) return;
+      const e = new Error(`@sit/kernels: WGSL shader "${key}" failed to compile: ${err.message}`);
+      shaderErrors.set(key, e);
+      unreported.push(e);
+    });
+    pendingChecks.add(check);
     cache.set(key, p);
   }
   return p;
+}
+
+/**
+ * Wait until every shader compiled so far has been checked, and throw (once) the first compile
+ * error not yet thrown by a kernel call. Cheap; call it after a first step or in tests.
+ */
+export async function checkWebgpuShaders(): Promise<void> {
+  await Promise.all([...pendingChecks]);
+  const first = unreported.shift();
+  if (first) throw first;
+}
+
+/** Wait until every shader compiled so far has been checked (errors stay pending). */
+export async function settleShaderChecks(): Promise<void> {
+  await Promise.all([...pendingChecks]);
+}
+
+/**
+ * Record one dispatch in tfjs's open compute pass (opening one if needed), as tfjs's own programs
+ * are recorded: no pass break between our dispatches and tfjs's, and tfjs's periodic submit after
+ * `WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE` dispatches still happens at its next program.
+ */
+export function encodeInPass(
+  b: WebGpuInternals,
+  p: GpuPipeline,
+  buffers: GpuBuffer[],
+  uniforms: { type: "float32" | "int32" | "uint32"; data: number[] }[],
+  workgroups: [number, number, number],
+): void {
+  const entries = buffers.map((buffer, i) => ({ binding: i, resource: { buffer } }));
+  entries.push({ binding: buffers.length, resource: b.makeUniforms(uniforms) as never });
+  const group = b.device.createBindGroup({ layout: p.getBindGroupLayout(0), entries });
+  b.ensureCommandEncoderReady();
+  if (!b.computePassEncoder)
+    b.computePassEncoder = (b.commandEncoder as GpuEncoder).beginComputePass();
+  const pass = b.computePassEncoder;
+  pass.setPipeline(p);
+  pass.setBindGroup(0, group);
+  pass.dispatchWorkgroups(...workgroups);
+  b.dispatchCountInPass++;
+  rawDispatches++;
 }
 
 /** One compute dispatch of a WGSL shader (entry point `main`). */
@@ -181,6 +263,7 @@ export function dispatchAll(b: WebGpuInternals, dispatches: Dispatch[]): void {
     pass.setPipeline(bindGroups[i].p);
     pass.setBindGroup(0, bindGroups[i].group);
     pass.dispatchWorkgroups(d.workgroups, 1, 1);
+    rawDispatches++;
   });
   pass.end();
 }

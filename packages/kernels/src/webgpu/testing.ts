@@ -1,6 +1,7 @@
 // Test helpers for the webgpu kernels (not exported from the package).
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "@sit/core";
+import { rawDispatchCount } from "./flat-buffers";
 
 export { useWebgpu } from "@sit/testing";
 
@@ -18,19 +19,24 @@ export async function onCpu(fn: () => tf.Tensor[]): Promise<Float32Array[]> {
   }
 }
 
-/** GPU dispatches (programs run by the webgpu backend) and tfjs kernels issued by `fn`. */
+/**
+ * GPU dispatches (programs run by the webgpu backend, and this package's own directly encoded
+ * dispatches) and tfjs kernels issued by `fn`.
+ */
 export async function countLaunches(
   fn: () => tf.Tensor | tf.Tensor[],
 ): Promise<{ dispatches: number; kernels: string[] }> {
   const backend = tf.backend() as unknown as { runWebGPUProgram: (...a: unknown[]) => unknown };
   const original = backend.runWebGPUProgram;
   let dispatches = 0;
+  const raw0 = rawDispatchCount();
   backend.runWebGPUProgram = function (this: unknown, ...a: unknown[]) {
     dispatches++;
     return original.apply(this, a);
   };
   try {
     const info = await tf.profile(() => fn() as tf.TensorContainer as tf.Tensor);
+    dispatches += rawDispatchCount() - raw0;
     return { dispatches, kernels: info.kernels.map((k) => k.name) };
   } finally {
     backend.runWebGPUProgram = original;

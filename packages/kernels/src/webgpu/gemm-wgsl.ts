@@ -1,0 +1,158 @@
+import { PHI_WGSL } from "./gelu";
+
+/**
+ * What one GEMM shader does: `C[M,N] = pre(op(A))[M,K] · op(B)[K,N]`, then the epilogue
+ * `(C + bias[n]) · gelu′(H[m,n]) + R[m,n]` (each part optional), and optionally the column sums
+ * of op(B) over K (`S[N]`, a bias gradient when B is the incoming gradient). Shapes are uniforms,
+ * so one pipeline serves every shape of a variant.
+ */
+export interface GemmVariant {
+  /** A is stored `[K, M]` (op(A) = Aᵀ). */
+  transA: boolean;
+  /** B is stored `[N, K]` (op(B) = Bᵀ). */
+  transB: boolean;
+  /** Apply exact GELU to A's elements as they are loaded (the prologue). */
+  geluA: boolean;
+  /** Add `bias[N]` to each row. */
+  bias: boolean;
+  /** Multiply by gelu′(H) elementwise, `H [M, N]` (the backward of a GELU prologue). */
+  geluGrad: boolean;
+  /** Add `R [M, N]` (a residual). */
+  residual: boolean;
+  /** Also write the column sums of op(B) over K to `S[N]`. */
+  colSum: boolean;
+}
+
+/** Output tile `BM × BN` per workgroup of 16 × 16 threads (4 × 4 outputs each), K in steps of `BK`. */
+export const TILE = { BM: 64, BN: 64, BK: 16 } as const;
+
+/** A short, unique cache key of a variant. */
+export function gemmKey(v: GemmVariant): string {
+  const bits = [v.transA, v.transB, v.geluA, v.bias, v.geluGrad, v.residual, v.colSum];
+  return `SitGemm_${bits.map((b) => (b ? 1 : 0)).join("")}`;
+}
+
+/**
+ * The storage bindings of a variant, in binding order (the uniforms `U {M, N, K}` follow):
+ * read-only inputs first, then the written outputs.
+ */
+export function gemmBindings(v: GemmVariant): string[] {
+  return [
+    "A",
+    "B",
+    ...(v.bias ? ["Bias"] : []),
+    ...(v.geluGrad ? ["H"] : []),
+    ...(v.residual ? ["R"] : []),
+    "C",
+    ...(v.colSum ? ["S"] : []),
+  ];
+}
+
+/**
+ * WGSL of a variant. Each thread keeps a 4 × 4 block of C in registers, at rows `ty + 16·i` and
+ * columns `tx + 16·j` of the tile (so that neighbouring threads read neighbouring shared-memory
+ * words and write neighbouring addresses). Tiles of op(A) and op(B) are staged in workgroup memory
+ * with loads along the stored contiguous axis (coalesced for either layout) and zero-filled past
+ * the edges, so any M, N, K work. Barriers are only under workgroup-uniform control flow.
+ */
+export function gemmWgsl(v: GemmVariant): string {
+  const { BM, BN, BK } = TILE;
+  const names = gemmBindings(v);
+  const decl = names
+    .map((name, i) => {
+      const access = name === "C" || name === "S" ? "read_write" : "read";
+      return `@group(0) @binding(${i}) var<storage, ${access}> ${name} : array<f32>;`;
+    })
+    .join("\n");
+  // Element e of the tile's BM·BK (or BK·BN) loads, mapped so that consecutive threads read
+  // consecutive addresses of the stored matrix.
+  const loadA = v.transA
+    ? "let mm = e % BM; let kk = e / BM; let idx = (k0 + kk) * u.M + row0 + mm;"
+    : "let kk = e % BK; let mm = e / BK; let idx = (row0 + mm) * u.K + k0 + kk;";
+  const loadB = v.transB
+    ? "let kk = e % BK; let nn = e / BK; let idx = (col0 + nn) * u.K + k0 + kk;"
+    : "let nn = e % BN; let kk = e / BN; let idx = (k0 + kk) * u.N + col0 + nn;";
+  return /* wgsl */ `
+struct U { M : i32, N : i32, K : i32, pad : i32 };
+${decl}
+@group(0) @binding(${names.length}) var<uniform> u : U;
+${PHI_WGSL}
+const BM = ${BM};
+const BN = ${BN};
+const BK = ${BK};
+var<workgroup> As : array<array<f32, BM>, BK>;
+var<workgroup> Bs : array<array<f32, BN>, BK>;
+
+@compute @workgroup_size(16, 16, 1)
+fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_id) lid : vec3<u32>) {
+  let tx = i32(lid.x);
+  let ty = i32(lid.y);
+  let tid = ty * 16 + tx;
+  let row0 = i32(wid.y) * BM;
+  let col0 = i32(wid.x) * BN;
+  var acc : array<array<f32, 4>, 4>;
+  var csum : array<f32, 4>;
+  for (var k0 = 0; k0 < u.K; k0 += BK) {
+    for (var l = 0; l < ${(BM * BK) / 256}; l++) {
+      let e = tid + l * 256;
+      ${loadA}
+      var a = 0.0;
+      if (row0 + mm < u.M && k0 + kk < u.K) {
+        a = A[idx];
+        ${v.geluA ? "a = sitGelu(a);" : ""}
+      }
+      As[kk][mm] = a;
+    }
+    for (var l = 0; l < ${(BN * BK) / 256}; l++) {
+      let e = tid + l * 256;
+      ${loadB}
+      var b = 0.0;
+      if (col0 + nn < u.N && k0 + kk < u.K) { b = B[idx]; }
+      Bs[kk][nn] = b;
+    }
+    workgroupBarrier();
+    for (var kk = 0; kk < BK; kk++) {
+      var a : array<f32, 4>;
+      var b : array<f32, 4>;
+      for (var i = 0; i < 4; i++) { a[i] = As[kk][ty + 16 * i]; }
+      for (var j = 0; j < 4; j++) { b[j] = Bs[kk][tx + 16 * j]; }
+      for (var i = 0; i < 4; i++) {
+        for (var j = 0; j < 4; j++) { acc[i][j] = fma(a[i], b[j], acc[i][j]); }
+      }
+    }
+    ${v.colSum ? "for (var j = 0; j < 4; j++) { csum[j] += Bs[ty][tx + 16 * j]; }" : ""}
+    workgroupBarrier();
+  }
+  for (var i = 0; i < 4; i++) {
+    let m = row0 + ty + 16 * i;
+    for (var j = 0; j < 4; j++) {
+      let n = col0 + tx + 16 * j;
+      if (m < u.M && n < u.N) {
+        var c = acc[i][j];
+        ${v.bias ? "c += Bias[n];" : ""}
+        ${v.geluGrad ? "c *= sitGeluGrad(H[m * u.N + n]);" : ""}
+        ${v.residual ? "c += R[m * u.N + n];" : ""}
+        C[m * u.N + n] = c;
+      }
+    }
+  }
+  ${v.colSum ? COLSUM_TAIL : ""}
+}`;
+}
+
+// Column sums of op(B): every workgroup in the first row of tiles has seen all of K for its
+// columns; each thread summed tile row ty, and the 16 partial sums of a column are added here
+// (wid.y is workgroup-uniform, so the barrier is allowed under the branch).
+const COLSUM_TAIL = `
+  if (wid.y == 0u) {
+    for (var j = 0; j < 4; j++) { As[ty][tx + 16 * j] = csum[j]; }
+    workgroupBarrier();
+    if (ty == 0) {
+      for (var j = 0; j < 4; j++) {
+        let n = col0 + tx + 16 * j;
+        var s = 0.0;
+        for (var r = 0; r < BK; r++) { s += As[r][tx + 16 * j]; }
+        if (n < u.N) { S[n] = s; }
+      }
+    }
+  }`;

@@ -1,0 +1,199 @@
+import * as tf from "@tensorflow/tfjs";
+import { expectClose } from "@sit/testing";
+import { afterAll, describe, expect, it } from "vitest";
+import { portableGelu } from "../gelu";
+import { portableLinear } from "../linear";
+import {
+  checkWebgpuShaders,
+  dispatchAll,
+  settleShaderChecks,
+  webgpuInternals,
+} from "./flat-buffers";
+import { webgpuFusedLinear, webgpuGemm } from "./gemm";
+import { countLaunches, fill, onCpu, useWebgpu } from "./testing";
+
+afterAll(async () => {
+  await tf.setBackend("cpu");
+});
+
+// Shapes that cross the 64 × 64 × 16 tiles' edges in every dimension.
+const [M, K, N] = [70, 37, 67];
+
+describe("webgpu GEMM kernels", () => {
+  it("match tfjs's matMul for every transpose pair, with GELU prologue, bias and residual", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const make = (ta: boolean, tb: boolean) => [
+      fill(ta ? [K, M] : [M, K], 1),
+      fill(tb ? [N, K] : [K, N], 2),
+      fill([N], 3),
+      fill([M, N], 4),
+    ];
+    // Each transpose pair once with and once without the GELU prologue and epilogue (16 shaders
+    // to compile on a CPU Vulkan driver: kept small).
+    for (const [ta, tb, gelu] of [
+      [false, false, true],
+      [true, false, false],
+      [false, true, true],
+      [true, true, false],
+    ]) {
+      {
+        const reference = await onCpu(() => {
+          const [a, b, bias, r] = make(ta, tb);
+          const pre = gelu ? portableGelu(a) : a;
+          return [tf.add(tf.add(tf.matMul(pre, b, ta, tb), bias), r), tf.matMul(a, b, ta, tb)];
+        });
+        const [a, b, bias, r] = make(ta, tb) as tf.Tensor2D[];
+        const got = [
+          webgpuGemm(a, b, {
+            transposeA: ta,
+            transposeB: tb,
+            geluA: gelu,
+            bias: bias as unknown as tf.Tensor1D,
+            residual: r,
+          }),
+          webgpuGemm(a, b, { transposeA: ta, transposeB: tb }),
+        ];
+        expectClose(
+          await got[0].data(),
+          reference[0],
+          1e-5,
+          `fused ta=${ta} tb=${tb} gelu=${gelu}`,
+        );
+        expectClose(await got[1].data(), reference[1], 1e-5, `plain ta=${ta} tb=${tb}`);
+        tf.dispose([a, b, bias, r, ...got]);
+      }
+    }
+  }, 600_000);
+
+  it("fused linear (GELU input, bias, residual; rank 3) matches the portable ops, forward and every gradient", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const make = () => [
+      fill([2, 35, K], 5),
+      fill([K, N], 6, 0.3),
+      fill([N], 7),
+      fill([2, 35, N], 8),
+      fill([2, 35, N], 9),
+    ];
+    // Every flag on and off, the MLP's two layers (bias; GELU input + bias + residual) included.
+    for (const [geluInput, withBias, withResidual] of [
+      [false, false, false],
+      [false, true, false],
+      [false, true, true],
+      [true, true, true],
+      [true, false, false],
+    ]) {
+      {
+        const label = `gelu=${geluInput} bias=${withBias} residual=${withResidual}`;
+        const portable = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, r: tf.Tensor) => {
+          const pre = geluInput ? portableGelu(x) : x;
+          const y = portableLinear(
+            tf.reshape(pre, [-1, K]) as tf.Tensor2D,
+            w as tf.Tensor2D,
+            withBias ? (b as tf.Tensor1D) : null,
+          ).reshape([2, 35, N]);
+          return withResidual ? tf.add(y, r) : y;
+        };
+        const fused = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, r: tf.Tensor) =>
+          webgpuFusedLinear(x, w, withBias ? b : null, {
+            geluInput,
+            residual: withResidual ? r : null,
+          });
+        const names = [
+          "dx",
+          "dw",
+          ...(withBias ? ["dbias"] : []),
+          ...(withResidual ? ["dresidual"] : []),
+        ];
+        const run = (f: typeof portable, [x, w, b, r, dy]: tf.Tensor[]) => {
+          const used = [x, w, ...(withBias ? [b] : []), ...(withResidual ? [r] : [])];
+          const g = (...t: tf.Tensor[]) =>
+            tf.sum(
+              tf.mul(f(t[0], t[1], withBias ? t[2] : b, withResidual ? t[t.length - 1] : r), dy),
+            );
+          return [f(x, w, b, r), ...tf.grads(g)(used)];
+        };
+        const reference = await onCpu(() => run(portable, make()));
+        const inputs = make();
+        const got = run(fused, inputs);
+        expectClose(await got[0].data(), reference[0], 1e-5, `${label} y`);
+        for (const [i, name] of names.entries())
+          expectClose(await got[i + 1].data(), reference[i + 1], 1e-4, `${label} ${name}`);
+        tf.dispose([...inputs, ...got]);
+      }
+    }
+  }, 600_000);
+
+  it("runs a linear in one dispatch forward and two backward (dx; dW with db), leaking nothing", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const [x, w, b, r, dy] = [
+      fill([130, 192], 1),
+      fill([192, 768], 2),
+      fill([768], 3),
+      fill([130, 768], 4),
+      fill([130, 768], 5),
+    ];
+    const forward = await countLaunches(() =>
+      webgpuFusedLinear(x, w, b, { residual: r, geluInput: true }),
+    );
+    expect(forward).toEqual({ dispatches: 1, kernels: ["SitLinear"] });
+    const f = tf.grads((xi: tf.Tensor, wi: tf.Tensor, bi: tf.Tensor, ri: tf.Tensor) =>
+      webgpuFusedLinear(xi, wi, bi, { residual: ri, geluInput: true }),
+    );
+    const both = await countLaunches(() => f([x, w, b, r], dy));
+    // (tf.grads itself adds Identity kernels: no dispatch.)
+    expect(both.kernels.filter((k) => k !== "Identity")).toEqual(["SitLinear", "SitLinearGrad"]);
+    expect(both.dispatches).toBe(1 + 2);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) tf.dispose(f([x, w, b, r], dy));
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x, w, b, r, dy]);
+  });
+
+  it("rejects bad input with an error naming the argument, value and expectation", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const [x, w] = [fill([4, 5], 1), fill([5, 3], 2)];
+    expect(() => webgpuFusedLinear(x, fill([4, 3], 3), null)).toThrow(
+      /fusedLinear x: .*last axis is 4/,
+    );
+    expect(() => webgpuFusedLinear(x, w, fill([4], 3))).toThrow(
+      /fusedLinear bias: expected .*\[3\]/,
+    );
+    expect(() => webgpuFusedLinear(x, w, null, { residual: fill([4, 4], 3) })).toThrow(
+      /fusedLinear residual: expected a tensor of shape \[4,3\]/,
+    );
+    expect(() => webgpuGemm(x as tf.Tensor2D, x as tf.Tensor2D)).toThrow(
+      /gemm b: expected 5 along its first axis/,
+    );
+    tf.dispose([x, w]);
+  });
+
+  it("fails loudly on a WGSL compile error: the check rejects and the next kernel call throws", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const b = webgpuInternals(tf.backend());
+    const broken = (key: string) =>
+      dispatchAll(b, [
+        {
+          key,
+          code: "@compute @workgroup_size(1) fn main() { let x : f32 = undefinedThing; }",
+          buffers: [],
+          uniforms: [{ type: "int32", data: [0] }],
+          workgroups: 1,
+        },
+      ]);
+    // WebGPU reports compile errors asynchronously: the first call cannot know yet.
+    broken("SitBrokenForTest");
+    await expect(checkWebgpuShaders()).rejects.toThrow(
+      /WGSL shader "SitBrokenForTest" failed to compile: .*undefinedThing/s,
+    );
+    // Every later use of that shader throws from the call.
+    expect(() => broken("SitBrokenForTest")).toThrow(/SitBrokenForTest" failed to compile/);
+    // Reported once to the next kernel call of any shader, even a healthy one.
+    broken("SitBrokenForTest2");
+    await settleShaderChecks();
+    const [x, w] = [fill([4, 5], 1), fill([5, 3], 2)];
+    expect(() => webgpuFusedLinear(x, w, null)).toThrow(/SitBrokenForTest2" failed to compile/);
+    const y = webgpuFusedLinear(x, w, null);
+    expect(y.shape).toEqual([4, 3]);
+    tf.dispose([x, w, y]);
+  });
+});
