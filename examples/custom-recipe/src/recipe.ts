@@ -50,7 +50,7 @@ class Network extends Module {
  * and SimCLR's NT-Xent pulls the two views' CLS embeddings together: `L = NT-Xent + λ·L1`.
  * Optimiser, schedules, checkpoint state and generators come from @sit/recipes' ModuleRecipe.
  */
-export class GmmlSimclrRecipe extends ModuleRecipe<Network, TwoViewBatch> {
+export class GmmlSimclrRecipe extends ModuleRecipe<Network, TwoViewBatch, never> {
   readonly name = "gmml-simclr";
   readonly masker: GmmlMasker;
   readonly lambda: number;
@@ -63,6 +63,10 @@ export class GmmlSimclrRecipe extends ModuleRecipe<Network, TwoViewBatch> {
     this.rngs.dropPath = rng.split();
     this.masker = new GmmlMasker({ ratio: 0.5, fill: "noise", patchSize: o.vit.patchSize });
     this.lambda = o.lambda ?? 5;
+  }
+
+  protected backboneOf(network: Network): VisionTransformer {
+    return network.vit;
   }
 
   async trainStep(batch: TwoViewBatch, step: number): Promise<StepResult> {

@@ -1,40 +1,31 @@
-import type { Module } from "@sit/core";
 import { ConfigError } from "@sit/core";
 import type { GmmlMasker } from "@sit/gmml";
 import {
+  type AnyRecipe,
+  GmmlOnlyRecipe,
+  RECIPES,
+  RECIPE_NAMES,
+  type RecipeEntry,
+  type RecipeName,
   type SitNetwork,
-  createGmmlOnly,
-  createMAE,
-  createMoCoV3,
-  createSiT,
+  SitRecipe,
+  type TwoViewBatch,
+  type WeightsChoice,
+  isRecipeName,
   optimSchema,
 } from "@sit/recipes";
 import type { Recipe, RecipeState } from "@sit/train";
-import { VisionTransformer } from "@sit/vit";
+import type { VisionTransformer } from "@sit/vit";
+import type { Module } from "@sit/core";
 import { UsageError } from "./io";
 
-/** Recipes the CLI can pretrain. */
-export const RECIPE_NAMES = ["sit", "gmml", "mocov3", "mae"] as const;
-export type RecipeName = (typeof RECIPE_NAMES)[number];
+// The recipes the CLI can pretrain are @sit/recipes' registry (RECIPES); this file only turns
+// their errors into usage errors that name the flag.
 
-/** A recipe as the CLI uses it: @sit/train's contract plus the trained modules. */
-export interface TrainedRecipe extends Recipe<unknown> {
-  readonly student: Module;
-  readonly config: Record<string, unknown> & { seed: number };
-  dispose(): void;
-}
+export { RECIPE_NAMES, isRecipeName, type RecipeName, type WeightsChoice };
 
-const FACTORIES: Record<RecipeName, (config: Record<string, unknown>) => TrainedRecipe> = {
-  sit: (c) => createSiT(c as never) as unknown as TrainedRecipe,
-  gmml: (c) => createGmmlOnly(c as never) as unknown as TrainedRecipe,
-  mocov3: (c) => createMoCoV3(c as never) as unknown as TrainedRecipe,
-  mae: (c) => createMAE(c as never) as unknown as TrainedRecipe,
-};
-
-/** Whether `name` is a recipe the CLI knows. */
-export function isRecipeName(name: unknown): name is RecipeName {
-  return typeof name === "string" && (RECIPE_NAMES as readonly string[]).includes(name);
-}
+/** A recipe as the CLI uses it: any built-in recipe. */
+export type TrainedRecipe = AnyRecipe;
 
 /** Build a recipe from its config; an invalid config is a usage error that names the field. */
 export function createRecipe(name: string, config: Record<string, unknown>): TrainedRecipe {
@@ -42,8 +33,9 @@ export function createRecipe(name: string, config: Record<string, unknown>): Tra
     throw new UsageError(
       `recipe: expected one of ${RECIPE_NAMES.join(", ")}, got ${JSON.stringify(name)}`,
     );
+  const entry: RecipeEntry = RECIPES[name];
   try {
-    return FACTORIES[name](config);
+    return entry.create(config);
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message, { cause: err });
     throw err;
@@ -60,15 +52,12 @@ export function optimDefaults(optim: unknown): { batchSize: number; epochs: numb
   return { batchSize: parsed.data.batchSize, epochs: parsed.data.epochs };
 }
 
-/** Which copy of the network: the trained student or the EMA teacher (recipes that have one). */
-export type WeightsChoice = "student" | "teacher";
-
-function backboneIn(network: Module): VisionTransformer | undefined {
-  const n = network as unknown as { backbone?: unknown; encoder?: { backbone?: unknown } };
-  if (network instanceof VisionTransformer) return network;
-  if (n.backbone instanceof VisionTransformer) return n.backbone;
-  if (n.encoder?.backbone instanceof VisionTransformer) return n.encoder.backbone;
-  return undefined;
+/** `--weights teacher` needs a recipe with a teacher. */
+function checkWeights(recipe: TrainedRecipe, weights: WeightsChoice): void {
+  if (weights === "teacher" && !recipe.teacherModule)
+    throw new UsageError(
+      `--weights: recipe "${recipe.name}" has no teacher; use --weights student`,
+    );
 }
 
 /** The network (student or teacher) of a recipe and its ViT backbone. */
@@ -76,20 +65,8 @@ export function networkOf(
   recipe: TrainedRecipe,
   weights: WeightsChoice = "student",
 ): { network: Module; backbone: VisionTransformer } {
-  const r = recipe as unknown as {
-    teacherModule?: Module | null;
-    teacher?: { module?: Module };
-  };
-  const network =
-    weights === "student" ? recipe.student : (r.teacherModule ?? r.teacher?.module ?? null);
-  if (!network)
-    throw new UsageError(
-      `--weights: recipe "${recipe.name}" has no teacher; use --weights student`,
-    );
-  const backbone = backboneIn(network);
-  if (!backbone)
-    throw new ConfigError(`recipe "${recipe.name}": its ${weights} network holds no ViT backbone`);
-  return { network, backbone };
+  checkWeights(recipe, weights);
+  return { network: recipe.network(weights), backbone: recipe.backbone(weights) };
 }
 
 /** The SiT network with a reconstruction head and the GMML masker, for recipes that have both (sit, gmml). */
@@ -97,14 +74,12 @@ export function reconstructionParts(
   recipe: TrainedRecipe,
   weights: WeightsChoice = "student",
 ): { network: SitNetwork; masker: GmmlMasker } {
-  const { network } = networkOf(recipe, weights);
-  const masker = (recipe as unknown as { masker?: GmmlMasker }).masker;
-  const net = network as SitNetwork;
-  if (!net.recHead || !masker || typeof (masker as GmmlMasker).apply !== "function")
+  if (!(recipe instanceof SitRecipe || recipe instanceof GmmlOnlyRecipe))
     throw new UsageError(
       `recipe "${recipe.name}" has no GMML reconstruction head (reconstruction pictures need the sit or gmml recipe)`,
     );
-  return { network: net, masker };
+  checkWeights(recipe, weights);
+  return { network: recipe.network(weights), masker: recipe.masker };
 }
 
 /**
@@ -112,7 +87,7 @@ export function reconstructionParts(
  * normalisation, channels…), so that `sit reconstruct`, `sit knn` and the others need nothing
  * but the checkpoint file.
  */
-export class RecipeWithRunInfo implements Recipe<unknown> {
+export class RecipeWithRunInfo implements Recipe<TwoViewBatch> {
   readonly name: string;
   constructor(
     readonly inner: TrainedRecipe,
@@ -123,7 +98,7 @@ export class RecipeWithRunInfo implements Recipe<unknown> {
   get totalSteps(): number | undefined {
     return this.inner.totalSteps;
   }
-  trainStep(batch: unknown, step: number) {
+  trainStep(batch: TwoViewBatch, step: number) {
     return this.inner.trainStep(batch, step);
   }
   async saveState(): Promise<RecipeState> {

@@ -3,6 +3,7 @@ import { Rng } from "@sit/core";
 import { GmmlMasker, corruptViews } from "@sit/gmml";
 import { maskedReconstructionLoss } from "@sit/losses";
 import type { StepResult } from "@sit/train";
+import type { VisionTransformer } from "@sit/vit";
 import type { TwoViewBatch } from "./batches";
 import { gradientsByName } from "./gradients";
 import {
@@ -18,7 +19,7 @@ import { type SitNetwork, buildSitNetwork } from "./sit-network";
  * GMML alone (Atito et al., GMML repo): corrupt every view with GMML, reconstruct the clean views
  * from the corrupted ones with SiT's reconstruction head, masked L1. No teacher, no contrastive term.
  */
-export class GmmlOnlyRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch> {
+export class GmmlOnlyRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, never> {
   readonly name = "gmml";
   declare readonly config: GmmlOnlyConfig;
   readonly masker: GmmlMasker;
@@ -32,6 +33,10 @@ export class GmmlOnlyRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch> {
     this.rngs.mask = rng.split();
     this.rngs.dropPath = rng.split();
     this.masker = new GmmlMasker({ ...config.gmml, patchSize: this.student.backbone.patchSize });
+  }
+
+  protected backboneOf(network: SitNetwork): VisionTransformer {
+    return network.backbone;
   }
 
   async trainStep(batch: TwoViewBatch, step: number): Promise<StepResult> {

@@ -32,7 +32,15 @@ export {
   type ViewPair,
   type SitStepDetails,
 } from "./sit";
-export { ModuleRecipe, type StepHyper } from "./recipe-base";
+export { ModuleRecipe, type StepHyper, type WeightsChoice } from "./recipe-base";
+export {
+  RECIPES,
+  RECIPE_NAMES,
+  isRecipeName,
+  type RecipeName,
+  type RecipeEntry,
+  type AnyRecipe,
+} from "./registry";
 export { GmmlOnlyRecipe, createGmmlOnly } from "./gmml-only";
 export { MocoV3Recipe, MocoStudent, createMoCoV3 } from "./moco-v3";
 export { MaeRecipe, MaeNetwork, createMAE } from "./mae";

@@ -30,7 +30,7 @@ export class MaeNetwork extends Module {
  * Deviation, stated: the encoder sees every token, with the masked patches blanked in pixel space
  * (SimMIM-like input), where MAE drops them; the decoder and the loss are MAE's.
  */
-export class MaeRecipe extends ModuleRecipe<MaeNetwork, TwoViewBatch> {
+export class MaeRecipe extends ModuleRecipe<MaeNetwork, TwoViewBatch, never> {
   readonly name = "mae";
   declare readonly config: MaeConfig;
   readonly masker: RandomTokenMasker;
@@ -50,6 +50,10 @@ export class MaeRecipe extends ModuleRecipe<MaeNetwork, TwoViewBatch> {
     this.masker = new RandomTokenMasker({ ratio: config.maskRatio, patchSize: backbone.patchSize });
     this.rngs.mask = rng.split();
     this.rngs.dropPath = rng.split();
+  }
+
+  protected backboneOf(network: MaeNetwork): VisionTransformer {
+    return network.backbone;
   }
 
   async trainStep(batch: TwoViewBatch, step: number): Promise<StepResult> {

@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { MLP, Module, Rng } from "@sit/core";
 import { sitContrastiveLoss } from "@sit/losses";
 import type { StepResult } from "@sit/train";
+import type { VisionTransformer } from "@sit/vit";
 import { type TwoViewBatch, twoViews } from "./batches";
 import { gradientsByName } from "./gradients";
 import { type MocoV3Config, type MocoV3ConfigInput, mocoV3Schema, parseConfig } from "./config";
@@ -50,11 +51,15 @@ export class MocoV3Recipe extends ModuleRecipe<MocoStudent, TwoViewBatch, SitNet
     this.rngs.dropPath = rng.split();
   }
 
+  protected backboneOf(network: MocoStudent | SitNetwork): VisionTransformer {
+    return network instanceof MocoStudent ? network.encoder.backbone : network.backbone;
+  }
+
   async trainStep(batch: TwoViewBatch, step: number): Promise<StepResult> {
     const [x1, x2] = twoViews(batch);
     const hyper = this.hyperAt(step);
     const B = x1.shape[0];
-    const teacher = this.teacherModule as SitNetwork;
+    const teacher = this.network("teacher");
     const values = tf.tidy(() => {
       const x = tf.concat([x1, x2], 0) as tf.Tensor4D;
       const k = teacher.forward(x).projection as tf.Tensor2D;

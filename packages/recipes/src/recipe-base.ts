@@ -1,12 +1,16 @@
 import * as tf from "@tensorflow/tfjs";
-import { AdamW, type Module, Rng, type RngState } from "@sit/core";
+import { AdamW, ConfigError, type Module, Rng, type RngState } from "@sit/core";
 import { EmaTeacher, type MomentumSchedule, cosineMomentum } from "@sit/momentum";
 import type { MaybePromise, Recipe, RecipeState, StepResult } from "@sit/train";
+import type { VisionTransformer } from "@sit/vit";
 import type { OptimConfig } from "./config";
 import { type OptimSchedules, at, optimSchedules } from "./schedules";
 
 /** Library versions recorded in checkpoints. */
 const RECIPES_VERSION = "0.1.0";
+
+/** Which copy of a recipe's network: the trained student or the EMA teacher (recipes that have one). */
+export type WeightsChoice = "student" | "teacher";
 
 /** Learning rate, weight decay and (for recipes with a teacher) momentum of one step. */
 export interface StepHyper {
@@ -19,7 +23,8 @@ export interface StepHyper {
  * What every recipe of this package shares: a trained module (`student`) optimised by AdamW with
  * SiT's lr/wd schedules and per-tensor clipping, optionally an EMA teacher of a part of it with the
  * cosine momentum schedule, named random generators, and full-state save/load for @sit/train.
- * A concrete recipe adds its forward pass and loss in `trainStep`.
+ * A concrete recipe adds its forward pass and loss in `trainStep`, and says where the ViT sits in
+ * its networks (`backboneOf`). `M` is the student's type, `T` the teacher's (`never` without one).
  */
 export abstract class ModuleRecipe<M extends Module, Batch, T extends Module = Module>
   implements Recipe<Batch>
@@ -59,6 +64,34 @@ export abstract class ModuleRecipe<M extends Module, Batch, T extends Module = M
   get teacherModule(): T | null {
     return this.ema?.teacher.module ?? null;
   }
+
+  /**
+   * The trained network (`student`, the default) or its EMA teacher (`teacher`); a recipe without
+   * a teacher throws a ConfigError for `teacher`.
+   */
+  network(weights?: "student"): M;
+  network(weights: "teacher"): T;
+  network(weights?: WeightsChoice): M | T;
+  network(weights: WeightsChoice = "student"): M | T {
+    if (weights === "student") return this.student;
+    if (weights !== "teacher")
+      throw new ConfigError(
+        `weights: expected "student" or "teacher", got ${JSON.stringify(weights)}`,
+      );
+    if (!this.ema)
+      throw new ConfigError(
+        `weights: recipe "${this.name}" has no teacher (it trains one network); use "student"`,
+      );
+    return this.ema.teacher.module;
+  }
+
+  /** The ViT backbone inside {@link ModuleRecipe.network}: what evaluations and exports use. */
+  backbone(weights: WeightsChoice = "student"): VisionTransformer {
+    return this.backboneOf(this.network(weights));
+  }
+
+  /** Where the ViT sits in this recipe's student or teacher network. */
+  protected abstract backboneOf(network: M | T): VisionTransformer;
 
   /** Attach an EMA teacher of `follows` (the student or a part of it), built by `factory` without drop path. */
   protected attachTeacher(follows: Module, factory: () => T): EmaTeacher<T> {

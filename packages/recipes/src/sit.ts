@@ -4,6 +4,7 @@ import type { EmaTeacher } from "@sit/momentum";
 import { GmmlMasker, corruptViews } from "@sit/gmml";
 import { maskedReconstructionLoss, sitContrastiveLoss } from "@sit/losses";
 import type { StepResult } from "@sit/train";
+import type { VisionTransformer } from "@sit/vit";
 import { type SitConfig, type SitConfigInput, parseConfig, sitSchema } from "./config";
 import { type TwoViewBatch, twoViews } from "./batches";
 import { gradientsByName } from "./gradients";
@@ -61,6 +62,10 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
     this.rngs.mask = rng.split();
     this.rngs.dropPath = rng.split();
     this.masker = new GmmlMasker({ ...config.gmml, patchSize: this.student.backbone.patchSize });
+  }
+
+  protected backboneOf(network: SitNetwork): VisionTransformer {
+    return network.backbone;
   }
 
   /** The student's heads. */
