@@ -41,6 +41,24 @@ export {
   type RecipeEntry,
   type AnyRecipe,
 } from "./registry";
+export {
+  loadBackbone,
+  loadRecipe,
+  openCheckpoint,
+  type LoadedBackbone,
+  type LoadedRecipe,
+  type LoadRecipeOptions,
+} from "./load-backbone";
 export { GmmlOnlyRecipe, createGmmlOnly } from "./gmml-only";
 export { MocoV3Recipe, MocoStudent, createMoCoV3 } from "./moco-v3";
 export { MaeRecipe, MaeNetwork, createMAE } from "./mae";
+export {
+  planWasmHeap,
+  measureStepBytes,
+  stepBytesAt,
+  WASM_HEAP_LIMIT_BYTES,
+  HEAP_OVERHEAD_FACTOR,
+  type WasmHeapPlan,
+  type ProbeRecipe,
+  type StepBytes,
+} from "./heap-plan";

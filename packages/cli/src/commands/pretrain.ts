@@ -8,12 +8,14 @@ import {
   JsonlSink,
   type MetricSink,
   type MonitorOptions,
+  type StepEvent,
   TensorBoardSink,
   fit,
   listCheckpoints,
 } from "@sit/train";
 import { startBackend } from "../backend";
-import { limitDataset, resolveDataset } from "../datasets";
+import { limitDataset, prepareDataset, skippedImages } from "../datasets";
+import { fitWasmHeap } from "../heap";
 import { knnOfBackbone, openSplit } from "../features";
 import { RunFilesSink, checkOutFolder } from "../run-files";
 import { type CliIO, UsageError, note, pct } from "../io";
@@ -33,6 +35,7 @@ import {
   optimDefaults,
 } from "../recipes";
 import { resolvePretrainRun, scheduleWarnings } from "../resolved-config";
+import { TrainingPictures, configMarkdown, flattenHparams } from "../tensorboard-extras";
 import type { PretrainConfig } from "../run-config";
 
 /** Options of {@link pretrain} besides the config. */
@@ -85,7 +88,7 @@ export async function pretrain(
       `--out: ${ckptDir} already holds checkpoints; pass --resume to continue that run, or choose another --out`,
     );
   await startBackend(config.backend, io);
-  const kind = resolveDataset(config.data);
+  const kind = await prepareDataset(config.data, io);
   const images = limitDataset(kind.open("pretrain"), config.data.limit);
   const { batchSize } = optimDefaults(config.config.optim);
   if (batchSize > images.length)
@@ -93,9 +96,12 @@ export async function pretrain(
       `--batch-size: expected at most the ${images.length} pretraining images, got ${batchSize}`,
     );
   const stepsPerEpoch = Math.floor(images.length / batchSize);
-  const recipeConfig = withChannels(
-    withStepsPerEpoch(config.config, stepsPerEpoch),
-    config.data.channels,
+  // On wasm: recomputation on by itself if the step needs it, or a fast, numbered refusal.
+  const recipeConfig = await fitWasmHeap(
+    config.recipe,
+    withChannels(withStepsPerEpoch(config.config, stepsPerEpoch), config.data.channels),
+    batchSize,
+    io,
   );
   const recipe = createRecipe(config.recipe, recipeConfig);
   const run = runInfoOf(config, kind);
@@ -107,16 +113,31 @@ export async function pretrain(
     prefetch: config.data.prefetch,
   });
   // run.json holds the config as the run resolved it (every default, the preset, the schedules).
-  const resolved = resolvePretrainRun(config, images.length);
+  // (with the block recomputation that fitWasmHeap chose).
+  const backbone = recipeConfig.backbone as { checkpointBlocks?: boolean };
+  const asRun = { ...config, config: { ...config.config, backbone } } as PretrainConfig;
+  const resolved = resolvePretrainRun(asRun, images.length);
   for (const w of scheduleWarnings(resolved.config, resolved.derived)) io.err(`warning: ${w}\n`);
   describeRun(config, recipe, run, images.length, stepsPerEpoch, io);
 
+  // TensorBoard also gets the resolved config (Text tab), its values (HParams tab) and pictures.
+  let tb: TensorBoardSink | undefined;
+  const imagesEvery = config.train.tensorboard
+    ? (config.train.tensorboardImagesEvery ?? stepsPerEpoch)
+    : 0;
+  const pictures =
+    imagesEvery > 0 ? await TrainingPictures.create(recipe, run, kind, images) : undefined;
   // The run's files appear when training starts: a failed --resume leaves the folder as it was.
   const runFiles = new RunFilesSink(() => {
     mkdirSync(out, { recursive: true });
     writeFileAtomic(join(out, "run.json"), `${JSON.stringify(resolved, null, 2)}\n`);
     const files: MetricSink[] = [new JsonlSink(join(out, "metrics.jsonl"))];
-    if (config.train.tensorboard) files.push(new TensorBoardSink(join(out, "tb")));
+    if (config.train.tensorboard) {
+      tb = new TensorBoardSink(join(out, "tb"));
+      tb.text("config/run.json", configMarkdown(resolved));
+      tb.hparams(flattenHparams(resolved));
+      files.push(tb);
+    }
     return files;
   });
   const sinks: MetricSink[] = [runFiles];
@@ -145,6 +166,13 @@ export async function pretrain(
       onWarning: (m) => io.err(`warning: ${m}\n`),
       ...(options.handleSignals !== undefined ? { handleSignals: options.handleSignals } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
+      ...(pictures
+        ? {
+            onStep: async (e: StepEvent) => {
+              if ((e.step + 1) % imagesEvery === 0 && tb) await pictures.write(tb, e.step + 1);
+            },
+          }
+        : {}),
       // fit stops after the step that spends the budget, with a checkpoint, and its ETA honours it.
       ...(config.train.maxMinutes !== undefined
         ? { maxSeconds: config.train.maxMinutes * 60 }
@@ -167,7 +195,10 @@ export async function pretrain(
     return summary;
   } finally {
     await loader.close();
+    pictures?.dispose();
     recipe.dispose();
+    const skipped = skippedImages(kind);
+    if (skipped) io.err(`warning: ${skipped}\n`);
   }
 
   function knnMonitor(

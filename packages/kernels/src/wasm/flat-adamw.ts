@@ -7,8 +7,9 @@ import { flatKernels } from "./flat-kernels";
 // read and written where tfjs keeps them, so nothing is copied to JavaScript and no tensor is
 // created per step. Parameters are updated in place when their buffer is private (`WasmHeap.owns`);
 // a shared one (e.g. a teacher that still shares the student's initial weights) gets a private
-// copy first, which is returned for the optimiser to assign. The arithmetic is @sit/core's host
-// AdamW's, element for element (the same float32 roundings), so both match PyTorch alike.
+// copy first, which is returned for the optimiser to assign. The element loops (flat-kernels.ts)
+// round every operation to float32 as PyTorch's AdamW does; the clip factors are computed here as
+// in @sit/core's host AdamW.
 
 const FLOAT32_MAX = 3.4028234663852886e38;
 

@@ -48,7 +48,7 @@ interface SimdExports {
 
 const instances = new WeakMap<WebAssembly.Memory, SimdExports | null>();
 
-function decode(base64: string): Uint8Array {
+function decode(base64: string): Uint8Array<ArrayBuffer> {
   const bin = atob(base64);
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
