@@ -1,25 +1,22 @@
 """Recompute the SiT step of sit_step.safetensors in PyTorch from its own inputs and weights.
 
-Why: the shared fixture's gradients are wrong for every parameter upstream of the reconstruction
-head's last GELU (values ~1e22; its `after.*` weights are consistent with those values, because
-per-tensor clipping of an overflowing norm zeroes them). Its losses, projections, reconstruction
-and the gradients of `cls_head.*` and `rec_head.convTrans.*` are right. This script recomputes the
-whole step (gradients, per-tensor clipping, AdamW with SiT's two groups, EMA, BatchNorm running
-statistics) with PyTorch from the fixture's own inputs and weights, prints how each gradient
-compares with the fixture, and with `--write OUT` saves the recomputed step under the fixture's
-tensor names. Not used by the product. Run with Debian's PyTorch 1.13 (the fixtures' version):
+Why: an earlier copy of the fixture had wrong gradients for every parameter upstream of the
+reconstruction head's last GELU (values ~1e22). The cause was Debian's float32 PyTorch 1.13
+`gelu_backward`, which returns wrong values when the incoming gradient is not contiguous, as the
+gradient coming back through `conv_transpose2d` (the reconstruction head's last layer) is; float64
+is right. The fixture was regenerated with the transposed convolution written as a per-token
+matmul, whose gradient reaches the GELU contiguous. This script recomputes the whole step that way
+and prints how the losses and every gradient compare with the fixture, then shows the cause in
+isolation. Not used by the product. Run with Debian's PyTorch 1.13 (the fixtures' version):
 
-    /usr/bin/python3 tools/reference/sit_step_check.py [FIXTURE] [--write OUT]
+    /usr/bin/python3 tools/reference/sit_step_check.py [FIXTURE]
 """
 import json, struct, sys
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-args = [a for a in sys.argv[1:]]
-out_path = None
-if "--write" in args:
-    i = args.index("--write"); out_path = args[i + 1]; del args[i:i + 2]
+args = sys.argv[1:]
 path = args[0] if args else "packages/testing/fixtures/sit_step.safetensors"
 raw = open(path, "rb").read()
 n = struct.unpack("<Q", raw[:8])[0]
@@ -67,9 +64,10 @@ def rec_head(W, t):
     for j in (0, 2, 4):
         t = F.gelu(F.linear(t, W[f"rec_head.mlp.{j}.weight"], W[f"rec_head.mlp.{j}.bias"]))
     side = int(t.shape[1] ** 0.5)
-    # ConvTranspose2d with kernel = stride = p, written as a per-token matmul + unpatchify: this
-    # PyTorch build's conv_transpose2d returns a wrong (and run-to-run varying) input gradient here,
-    # which is what broke the shared fixture. The forward equals F.conv_transpose2d (checked below).
+    # ConvTranspose2d with kernel = stride = p, written as a per-token matmul + unpatchify, as the
+    # fixture was made: conv_transpose2d's input gradient comes back non-contiguous, and this
+    # PyTorch build's float32 gelu_backward gets such a gradient wrong (shown at the end). The
+    # forward equals F.conv_transpose2d (checked below).
     w = W["rec_head.convTrans.weight"]  # [D, C, p, p]
     C = w.shape[1]
     y = t @ w.reshape(D, C * p * p)  # [B, N, C*p*p]
@@ -105,31 +103,14 @@ for k in sorted(S):
     rel = (g - ref).abs().max().item() / max(ref.abs().max().item(), 1e-30)
     print(f"{k:40s} fixture max|g| {ref.abs().max().item():.4e}  recomputed {g.abs().max().item():.4e}  rel.diff {rel:.2e}")
 
-if out_path:
-    from safetensors_write import write  # noqa: E402  (local helper beside this script)
-    grads = {k: S[k].grad.detach().clone() for k in S}
-    # SiT's clip_gradients: per tensor, coef = c / (norm + 1e-6) when below 1.
-    for k, g in grads.items():
-        norm = g.norm(2)
-        coef = hyper["clip"] / (norm + 1e-6)
-        if coef < 1:
-            g.mul_(coef)
-    params = {k: S[k].detach().clone().requires_grad_(True) for k in S}
-    for k in params:
-        params[k].grad = grads[k].clone()
-    decay = [params[k] for k in sorted(params) if params[k].ndim > 1 and not k.endswith(".bias")]
-    no_decay = [params[k] for k in sorted(params) if not (params[k].ndim > 1 and not k.endswith(".bias"))]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": hyper["wd"]}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=hyper["lr"], betas=tuple(hyper["betas"]), eps=hyper["eps"])
-    opt.step()
-    mom = hyper["momentum"]
-    teacher_after = {k: Tc[k] * mom + (1 - mom) * params[k].detach() for k in Tc}
-    out = {"loss.total": loss.detach().reshape(1), "loss.contrastive": lc.detach().reshape(1), "loss.reconstruction": lr.detach().reshape(1),
-           "out.student_proj": s.detach(), "out.teacher_proj": t.detach(), "out.reconstruction": r.detach()}
-    out.update({f"grad.{k}": S[k].grad for k in S})
-    out.update({f"after.student.{k}": params[k].detach() for k in params})
-    out.update({f"after.teacher.{k}": v for k, v in teacher_after.items()})
-    out.update({f"after.student_buffer.{k}": v for k, v in student_buf.items()})
-    write(out_path, out, {"source": "tools/reference/sit_step_check.py: the SiT step of sit_step.safetensors recomputed with PyTorch " + torch.__version__ + " from that fixture's inputs and weights (its gradients upstream of rec_head.mlp.5 are wrong)",
-                          "config": meta["config"], "hyper": meta["hyper"]})
-    print("wrote", out_path)
+# The cause, in isolation: the gradient that conv_transpose2d hands back to the tokens is not
+# contiguous, and float32 gelu_backward is wrong on it (float64, or a contiguous copy, is right).
+tok_in = torch.randn(2 * B, (cfg["img"] // p) ** 2, D)
+grad_in = torch.randn(2 * B, 3, cfg["img"], cfg["img"])
+t_req = tok_in.clone().requires_grad_(True)
+img = F.conv_transpose2d(t_req.transpose(1, 2).reshape(2 * B, D, cfg["img"] // p, -1), S["rec_head.convTrans.weight"].detach(), stride=p)
+(g_tok,) = torch.autograd.grad(img, t_req, grad_in)
+for dtype in (torch.float32, torch.float64):
+    x_, g_ = tok_in.to(dtype), g_tok.to(dtype)
+    wrong = (torch.ops.aten.gelu_backward(g_, x_) - torch.ops.aten.gelu_backward(g_.contiguous(), x_)).abs().max().item()
+    print(f"gelu_backward {dtype}: gradient contiguous {g_.is_contiguous()}, max |non-contiguous - contiguous| {wrong:.3e}")

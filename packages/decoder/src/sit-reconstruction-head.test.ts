@@ -18,25 +18,11 @@ const rec = loadFixture("rec_head.safetensors");
 const step = loadFixture("sit_step.safetensors");
 afterAll(() => tf.dispose([...Object.values(rec.tensors), ...Object.values(step.tensors)]));
 
-/**
- * λ·∂Lr/∂θ for the student's rec_head in sit_step.safetensors, recomputed by PyTorch 1.13 in
- * float64 from the fixture's weights and inputs (Frobenius norm, first and last entry in PyTorch's
- * layout). The fixture's own `grad.rec_head.mlp.*` (and every backbone `grad.*`, which the
- * reconstruction loss reaches through this head) are corrupt — magnitudes around 1e23: Debian's
- * float32 PyTorch 1.13 returns different garbage on every run of this exact backward (0, 1e11,
- * 2e2 …), while float64 is stable and agrees with this implementation. Its `convTrans.*`
- * gradients are correct and are compared in full.
- */
-const FLOAT64_HEAD_GRADS: Record<string, { norm: number; first: number; last: number }> = {
-  "mlp.0.weight": { norm: 0.1895537771, first: -0.007753864735, last: -0.001963438836 },
-  "mlp.0.bias": { norm: 0.04063110895, first: 0.01025275885, last: 0.00130673695 },
-  "mlp.2.weight": { norm: 0.2241642529, first: 0.0007375764709, last: -0.002065661307 },
-  "mlp.2.bias": { norm: 0.06126442945, first: 0.003493385055, last: 0.03019520869 },
-  "mlp.4.weight": { norm: 0.1232737093, first: -0.001147772316, last: 0.001912900223 },
-  "mlp.4.bias": { norm: 0.1091918478, first: -0.02316943701, last: 0.0007238044218 },
-  "convTrans.weight": { norm: 0.127728489, first: -0.001134035469, last: -0.004152172318 },
-  "convTrans.bias": { norm: 0.4718193536, first: -0.1544195953, last: -0.4440894569 },
-};
+// The fixture's `grad.rec_head.*` are λ·∂Lr/∂θ (the contrastive term does not reach the head).
+// An earlier copy had them wrong upstream of the head's last GELU (~1e23): Debian's float32
+// PyTorch 1.13 gelu_backward returns wrong values for a non-contiguous incoming gradient, which
+// is what conv_transpose2d hands back; the regenerated fixture agrees with float64 (see
+// packages/testing/fixtures/README.md).
 
 const REC_NAMES = Object.keys(rec.tensors).filter((k) => !/^(input|output)\./.test(k));
 const toNhwc = (x: tf.Tensor) => tf.transpose(x, [0, 2, 3, 1]);
@@ -103,26 +89,12 @@ describe.each(TEST_BACKENDS)("SitReconstructionHead parity with PyTorch on %s", 
           ) as tf.Scalar,
         headParams.map(([, p]) => p),
       );
+      expect(headParams.length).toBe(8);
       for (const [name, p] of headParams) {
         const ours = gradientToTorch(head, name, grads[p.name]);
-        const flat = ours.dataSync();
-        const norm = tf.norm(ours).dataSync()[0];
-        const ref = FLOAT64_HEAD_GRADS[name];
-        expect(Math.abs(norm - ref.norm) / ref.norm, `‖grad.rec_head.${name}‖`).toBeLessThan(1e-4);
-        expect(Math.abs(flat[0] - ref.first), `grad.rec_head.${name}[0]`).toBeLessThan(
-          1e-4 * ref.norm,
-        );
-        expect(
-          Math.abs(flat[flat.length - 1] - ref.last),
-          `grad.rec_head.${name}[-1]`,
-        ).toBeLessThan(1e-4 * ref.norm);
-        // The fixture's own gradients are valid for convTrans only (see FLOAT64_HEAD_GRADS).
-        if (name.startsWith("convTrans"))
-          expectClose(ours, t[`grad.rec_head.${name}`], 1e-4, `grad.rec_head.${name}`);
+        expectClose(ours, t[`grad.rec_head.${name}`], 1e-4, `grad.rec_head.${name}`);
         ours.dispose();
       }
-      // Pins the defect, so this test notices when the fixture is regenerated with valid values.
-      expect(tf.max(tf.abs(t["grad.rec_head.mlp.0.weight"])).dataSync()[0]).toBeGreaterThan(1e10);
       tf.dispose([corrupted, clean, mask, r, expected, maskSum, ...Object.values(grads)]);
       vit.dispose();
       head.dispose();

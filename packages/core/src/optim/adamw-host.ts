@@ -21,7 +21,7 @@ const FLOAT32_MAX = 3.4028234663852886e38;
 /**
  * Sum of squares as PyTorch's float32 norm sees it: accumulated here in float64, but a total
  * beyond float32's range is infinite there, and then the clip factor is 0 (the gradient is
- * zeroed). sit_step.safetensors has such a tensor.
+ * zeroed).
  */
 function sumOfSquares(g: Float32Array): number {
   let ss = 0;
