@@ -12,7 +12,11 @@ export interface CheckpointSchedule {
   everySteps?: number;
   /** Write one at the end of every this many epochs. */
   everyEpochs?: number;
-  /** Keep the newest this many and delete older ones once the new one is durable (default 3; 0 keeps all). */
+  /**
+   * Keep the newest this many and delete older ones once the new one is durable (default 3; 0
+   * keeps all). At least 2 are kept: when the newest holds diverged weights, the one before it is
+   * where training resumes.
+   */
   keepLast?: number;
   /** Write one when training completes (default true). */
   atEnd?: boolean;
