@@ -9,6 +9,7 @@ export {
 export { linear } from "./linear";
 export { layerNorm } from "./layer-norm";
 export { gelu } from "./gelu";
+export { fusedLinear, type FusedLinearOptions } from "./fused-linear";
 export { multiHeadAttention, packedSelfAttention, type AttentionOptions } from "./attention";
 export { patchify, unpatchify } from "./patchify";
 export { portableKernels } from "./portable";

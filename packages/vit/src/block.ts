@@ -93,9 +93,15 @@ export class Block extends Module {
     const scales =
       options.dropScales !== undefined ? options.dropScales : this.drawDropScales(b, options.rng);
     return tf.tidy(() => {
-      const branch = (y: tf.Tensor, i: 0 | 1) =>
-        scales ? tf.mul(y, tf.tensor3d(scales[i], [b, 1, 1])) : y;
-      const a = this.attn.apply(applyNorm(this.norm1, x), options.returnAttention === true);
+      const withAttention = options.returnAttention === true;
+      if (!scales) {
+        // No drop path: each residual add rides in its branch's last GEMM (one kernel on webgpu).
+        const a = this.attn.apply(applyNorm(this.norm1, x), withAttention, x);
+        const output = this.mlp.apply(applyNorm(this.norm2, a.output), a.output) as tf.Tensor3D;
+        return a.attention ? { output, attention: a.attention } : { output };
+      }
+      const branch = (y: tf.Tensor, i: 0 | 1) => tf.mul(y, tf.tensor3d(scales[i], [b, 1, 1]));
+      const a = this.attn.apply(applyNorm(this.norm1, x), withAttention);
       const h = tf.add(x, branch(a.output, 0));
       const output = tf.add(h, branch(this.mlp.apply(applyNorm(this.norm2, h)), 1)) as tf.Tensor3D;
       return a.attention ? { output, attention: a.attention } : { output };

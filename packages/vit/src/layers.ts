@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { type LayerNorm, Linear, Module, type Rng, kaimingUniform } from "@sit/core";
-import { gelu, layerNorm, linear, packedSelfAttention, patchify } from "@sit/kernels";
+import { fusedLinear, layerNorm, linear, packedSelfAttention, patchify } from "@sit/kernels";
 
 /** Apply one of core's LayerNorm modules through the kernels seam. */
 export function applyNorm(norm: LayerNorm, x: tf.Tensor): tf.Tensor {
@@ -76,14 +76,23 @@ export class Attention extends Module {
     this.proj = this.registerModule("proj", new Linear(dim, dim, { rng: options.rng }));
   }
 
-  /** `x [B, N, D]` → `[B, N, D]`, plus the softmax probabilities `[B, H, N, N]` on request. */
-  apply(x: tf.Tensor, returnAttention = false): { output: tf.Tensor3D; attention?: tf.Tensor4D } {
+  /**
+   * `x [B, N, D]` → `[B, N, D]` (`+ residual` when given: added in the output projection's
+   * kernel where the backend fuses it), plus the softmax probabilities `[B, H, N, N]` on request.
+   */
+  apply(
+    x: tf.Tensor,
+    returnAttention = false,
+    residual: tf.Tensor | null = null,
+  ): { output: tf.Tensor3D; attention?: tf.Tensor4D } {
     return tf.tidy(() => {
       const r = packedSelfAttention(applyLinear(this.qkv, x), {
         numHeads: this.numHeads,
         returnProbabilities: returnAttention,
       });
-      const output = applyLinear(this.proj, r.output) as tf.Tensor3D;
+      const output = fusedLinear(r.output, this.proj.weight, this.proj.bias, {
+        residual,
+      }) as tf.Tensor3D;
       return r.probabilities ? { output, attention: r.probabilities } : { output };
     });
   }
@@ -100,7 +109,16 @@ export class Mlp extends Module {
     this.fc2 = this.registerModule("fc2", new Linear(hidden, dim, { rng }));
   }
 
-  apply(x: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => applyLinear(this.fc2, gelu(applyLinear(this.fc1, x))));
+  /**
+   * `fc2(gelu(fc1(x)))` (`+ residual` when given). GELU is applied as fc2 loads fc1's output, so
+   * on webgpu each layer is one GEMM dispatch and only the pre-activation is kept for backward.
+   */
+  apply(x: tf.Tensor, residual: tf.Tensor | null = null): tf.Tensor {
+    return tf.tidy(() =>
+      fusedLinear(applyLinear(this.fc1, x), this.fc2.weight, this.fc2.bias, {
+        geluInput: true,
+        residual,
+      }),
+    );
   }
 }

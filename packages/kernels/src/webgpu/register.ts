@@ -12,8 +12,8 @@ import { webgpuLinear } from "./linear";
 /**
  * The webgpu backend's kernels behind the seam: WGSL kernels registered with tfjs's own
  * `registerKernel` for the `webgpu` backend (LayerNorm, exact GELU, packed attention, each with a
- * registered gradient that runs a WGSL backward kernel), and a `linear` whose backward uses
- * matMul's transpose flags and a fused bias-gradient kernel. Each is tested against
+ * registered gradient that runs a WGSL backward kernel), and a `linear` on the WGSL GEMM (one
+ * dispatch forward; dx and dW with the bias gradient fused, two backward). Each is tested against
  * `portableKernels` on the cpu backend.
  */
 export const webgpuKernels: Readonly<Partial<KernelSignatures>> = Object.freeze({
@@ -47,6 +47,11 @@ export function setWebgpuKernels(enabled: boolean): void {
     removeAll();
     removeAll = null;
   }
+}
+
+/** Whether the webgpu overrides are on (see {@link setWebgpuKernels}). */
+export function webgpuKernelsEnabled(): boolean {
+  return removeAll !== null;
 }
 
 // On by default: importing the package (or this module) gives models the webgpu kernels.

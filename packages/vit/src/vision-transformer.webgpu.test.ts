@@ -1,0 +1,93 @@
+import * as tf from "@tensorflow/tfjs";
+import { Rng } from "@sit/core";
+import { setWebgpuKernels } from "@sit/kernels";
+import { expectClose, useWebgpu } from "@sit/testing";
+import { afterAll, describe, expect, it } from "vitest";
+import { VisionTransformer } from "./vision-transformer";
+
+afterAll(async () => {
+  setWebgpuKernels(true);
+  await tf.setBackend("cpu");
+});
+
+const build = (dropPathRate: number) =>
+  new VisionTransformer({
+    imgSize: 16,
+    patchSize: 4,
+    embedDim: 48,
+    depth: 2,
+    numHeads: 2,
+    dropPathRate,
+    rng: Rng.seed(5),
+  });
+
+/** Loss, then the gradient of every parameter (in parameter order), as plain arrays. */
+async function step(dropPathRate: number, checkpointBlocks: boolean): Promise<Float32Array[]> {
+  const m = build(dropPathRate);
+  const images = tf.tensor4d(
+    Rng.seed(7).fillNormal(new Float32Array(2 * 16 * 16 * 3), 0, 1),
+    [2, 16, 16, 3],
+  );
+  const weights = tf.tensor3d(
+    Rng.seed(9).fillNormal(new Float32Array(2 * 17 * 48), 0, 1),
+    [2, 17, 48],
+  );
+  const out = tf.tidy(() => {
+    const { value, grads } = tf.variableGrads(() => {
+      const o = m.forward(images, { rng: Rng.seed(8), checkpointBlocks });
+      return tf.sum(tf.mul(o.tokens, weights)) as tf.Scalar;
+    });
+    return [value, ...m.parameters().map((p) => grads[p.name])];
+  });
+  const data = await Promise.all(out.map((t) => t.data() as Promise<Float32Array>));
+  tf.dispose([...out, images, weights]);
+  m.dispose();
+  return data;
+}
+
+describe("VisionTransformer on webgpu with the fused GEMM kernels", () => {
+  it.for([
+    ["no drop path", 0, false],
+    ["drop path", 0.4, false],
+    ["checkpointed blocks", 0, true],
+  ] as const)(
+    "matches the portable path (tfjs ops on webgpu): loss and every parameter's gradient (%s)",
+    async ([, dropPathRate, checkpointBlocks], ctx) => {
+      if (!(await useWebgpu(ctx))) return;
+      setWebgpuKernels(false);
+      const portable = await step(dropPathRate, checkpointBlocks);
+      setWebgpuKernels(true);
+      const fused = await step(dropPathRate, checkpointBlocks);
+      expectClose(fused[0], portable[0], 1e-5, "loss");
+      const names = build(0)
+        .namedParameters()
+        .map(([n]) => n);
+      for (let i = 1; i < fused.length; i++)
+        expectClose(fused[i], portable[i], 1e-4, `grad ${names[i - 1]}`);
+    },
+  );
+
+  it("takes fewer dispatches and kernels than the portable path, and leaks nothing", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const m = build(0);
+    const images = tf.randomNormal([2, 16, 16, 3], 0, 1, "float32", 4);
+    const run = () =>
+      tf.tidy(() => tf.variableGrads(() => tf.mean(tf.square(m.forward(images).tokens))).value);
+    const profile = async () =>
+      (await tf.profile(async () => tf.dispose(run()))).kernels.map((k) => k.name);
+    const fusedKernels = await profile();
+    expect(fusedKernels.filter((k) => k === "SitLinear")).toHaveLength(2 * 4 + 1);
+    expect(fusedKernels.filter((k) => k === "SitLinearGrad")).toHaveLength(2 * 4 + 1);
+    expect(fusedKernels).not.toContain("_FusedMatMul");
+    setWebgpuKernels(false);
+    const portableKernels = await profile();
+    setWebgpuKernels(true);
+    expect(fusedKernels.length).toBeLessThan(portableKernels.length);
+    run().dispose();
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) run().dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    images.dispose();
+    m.dispose();
+  });
+});
