@@ -123,6 +123,7 @@ export function addPretrainOptions(cmd: Command): Command {
       new Option("-r, --recipe <name>", "sit (default) | gmml | mocov3 | mae").choices(
         RECIPE_NAMES,
       ),
+  ["tbImagesEvery", "train.tensorboardImagesEvery"],
     )
     .option("-d, --dataset <name|path>", `dataset: ${DATASET_HELP} (default fashion-mnist-bundled)`)
     .option("--data-dir <dir>", "folder of the named dataset's files")
@@ -211,6 +212,11 @@ export function addPretrainOptions(cmd: Command): Command {
     .option("--print-config", "print the resolved config as JSON and exit")
     .option("-q, --quiet", "no progress output");
 }
+    .option(
+      "--tb-images-every <steps>",
+      "reconstruction and attention pictures in TensorBoard every this many steps (0 = none; default: once an epoch)",
+      int(0),
+    )
 
 /**
  * The pretraining config of a command line: defaults < `<out>/run.json` (when resuming without

@@ -131,10 +131,14 @@ export function svgDocument(width: number, height: number, body: string[]): stri
   ].join("\n");
 }
 
-/** Rasterise an SVG document to PNG bytes with sharp (librsvg; text in a real font). */
+/** Rasterise an SVG document to RGB PNG bytes with sharp (librsvg; text in a real font). */
 export async function svgToPng(svg: string): Promise<Buffer> {
   const { default: sharp } = await import("sharp");
-  return sharp(Buffer.from(svg), { density: 72 }).png().toBuffer();
+  // density 72: one SVG unit = one pixel. flatten: no alpha channel (the figures are opaque).
+  return sharp(Buffer.from(svg), { density: 72 })
+    .flatten({ background: "#ffffff" })
+    .png()
+    .toBuffer();
 }
 
 /** {@link svgToPng}, written atomically to `path`. */

@@ -77,6 +77,11 @@ export const trainSchema = z
   .strict();
 
 /** The online k-NN monitor: features of a labelled training split vs a held-out split, every N epochs. */
+    /**
+     * Steps between the reconstruction and attention pictures in TensorBoard (0: none; default:
+     * once an epoch).
+     */
+    tensorboardImagesEvery: z.number().int().min(0).optional(),
 export const monitorSchema = z
   .object({
     /** Run every this many epochs (and at the end); absent = off. */

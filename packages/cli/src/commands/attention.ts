@@ -1,10 +1,12 @@
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import type { NormalizeStats } from "@sit/data";
+import type { VisionTransformer } from "@sit/vit";
 import * as tf from "@tensorflow/tfjs";
 import { startBackend } from "../backend";
 import { type CliIO, UsageError, note } from "../io";
 import { backboneOf, inputSize, loadModel } from "../model";
-import { type Rect, gridFigure, writeSvgAsPng } from "../figure";
+import { type Figure, type Rect, gridFigure, writeSvgAsPng } from "../figure";
 import { type RgbImage, heatColor, toRgbImages } from "../png";
 import { type PictureOptions, inEvalMode, pictureBatch } from "./inspect-common";
 
@@ -81,6 +83,83 @@ function ratioTicks(max: number): { value: number; label: string }[] {
   return [...values].sort((a, b) => a - b).map((v) => ({ value: v, label: `${v}×` }));
 }
 
+/** An attention picture and its colour scale. */
+export interface AttentionFigure {
+  figure: Figure;
+  heads: number;
+  /** Top of the colour scale, in multiples of uniform attention. */
+  scaleMax: number;
+}
+
+/**
+ * The attention picture of `images` (NHWC, normalised; not disposed) in block `block` of
+ * `backbone`: one row per image — the image, each head's CLS-token attention laid over it, the
+ * mean of the heads — with a colour bar. The backbone runs in eval mode; every tensor made here
+ * is disposed.
+ */
+export function attentionFigure(
+  backbone: VisionTransformer,
+  images: tf.Tensor4D,
+  stats: NormalizeStats | null,
+  block: number,
+  o: { title: string; rowLabels?: string[] },
+): AttentionFigure {
+  const shape = images.shape as [number, number, number, number];
+  const [, H, W] = shape;
+  const [gh, gw] = [H / backbone.patchSize, W / backbone.patchSize];
+  const clsRows = inEvalMode(backbone, () =>
+    tf.tidy(() => {
+      const att = backbone.forward(images, { attentions: true }).attentions![block];
+      const [b, heads, t] = att.shape;
+      // Row 0 of each head: how the CLS token attends to the patches (CLS column dropped).
+      return tf.reshape(tf.slice(att, [0, 0, 0, 1], [b, heads, 1, t - 1]), [b, heads, t - 1]);
+    }),
+  );
+  const heads = clsRows.shape[1] as number;
+  const values = clsRows.dataSync() as Float32Array;
+  clsRows.dispose();
+  const originals = toRgbImages(images.dataSync() as Float32Array, shape, stats);
+  const n = gh * gw;
+  // Per image: the heads' maps and their mean, as multiples of uniform attention (1/n).
+  const maps = originals.map((_, i) => {
+    const perHead: Float32Array[] = [];
+    const mean = new Float32Array(n);
+    for (let h = 0; h < heads; h++) {
+      const map = values.subarray((i * heads + h) * n, (i * heads + h + 1) * n);
+      const ratios = new Float32Array(n);
+      for (let p = 0; p < n; p++) {
+        ratios[p] = map[p] * n;
+        mean[p] += ratios[p] / heads;
+      }
+      perHead.push(ratios);
+    }
+    return [...perHead, mean];
+  });
+  const scaleMax = attentionScaleMax(Float32Array.from(maps.flat().flatMap((m) => [...m])));
+  const rows: RgbImage[][] = originals.map((img, i) => [
+    img,
+    ...maps[i].map((m) => overlayAttention(img, m, gh, gw, scaleMax)),
+  ]);
+  const figure = gridFigure(rows, {
+    title: o.title,
+    subtitle: `${gh}×${gw} patches; 1× = uniform attention (1/${n}); one colour scale for every map`,
+    columnTitles: [
+      "image",
+      ...Array.from({ length: heads }, (_, h) => `head ${h + 1}`),
+      "mean of heads",
+    ],
+    ...(o.rowLabels ? { rowLabels: o.rowLabels } : {}),
+    colorBar: {
+      map: heatColor,
+      min: 0,
+      max: scaleMax,
+      ticks: ratioTicks(scaleMax),
+      title: "attention ÷ uniform",
+    },
+  });
+  return { figure, heads, scaleMax };
+}
+
 /**
  * `sit attention`: a PNG with one row per image — the image, then the attention of the CLS token
  * to every patch in the chosen block (the last by default) laid over it, one column per head, then
@@ -106,64 +185,20 @@ export async function attention(options: AttentionOptions, io: CliIO): Promise<A
       options.count,
       size,
     );
-    const labelNames = classNames ? labels.map((l) => classNames[l] ?? "") : undefined;
-    const shape = images.shape as [number, number, number, number];
-    const [B, H, W] = shape;
-    const [gh, gw] = [H / backbone.patchSize, W / backbone.patchSize];
-    const clsRows = inEvalMode(backbone, () =>
-      tf.tidy(() => {
-        const att = backbone.forward(images, { attentions: true }).attentions![block];
-        const [b, heads, t] = att.shape;
-        // Row 0 of each head: how the CLS token attends to the patches (CLS column dropped).
-        return tf.reshape(tf.slice(att, [0, 0, 0, 1], [b, heads, 1, t - 1]), [b, heads, t - 1]);
-      }),
-    );
-    const heads = clsRows.shape[1] as number;
-    const values = clsRows.dataSync() as Float32Array;
-    const originals = toRgbImages(images.dataSync() as Float32Array, shape, model.run.stats);
-    const n = gh * gw;
-    // Per image: the heads' maps and their mean, as multiples of uniform attention (1/n).
-    const maps = originals.map((_, i) => {
-      const perHead: Float32Array[] = [];
-      const mean = new Float32Array(n);
-      for (let h = 0; h < heads; h++) {
-        const map = values.subarray((i * heads + h) * n, (i * heads + h + 1) * n);
-        const ratios = new Float32Array(n);
-        for (let p = 0; p < n; p++) {
-          ratios[p] = map[p] * n;
-          mean[p] += ratios[p] / heads;
-        }
-        perHead.push(ratios);
-      }
-      return [...perHead, mean];
-    });
-    const scaleMax = attentionScaleMax(Float32Array.from(maps.flat().flatMap((m) => [...m])));
-    const rows: RgbImage[][] = originals.map((img, i) => [
-      img,
-      ...maps[i].map((m) => overlayAttention(img, m, gh, gw, scaleMax)),
-    ]);
-    const who = `${options.weights}, ${model.step} training steps`;
-    const figure = gridFigure(rows, {
-      title: `CLS-token attention, block ${block + 1} of ${depth} (${who})`,
-      subtitle: `${gh}×${gw} patches; 1× = uniform attention (1/${n}); one colour scale for every map`,
-      columnTitles: [
-        "image",
-        ...Array.from({ length: heads }, (_, h) => `head ${h + 1}`),
-        "mean of heads",
-      ],
-      ...(labelNames ? { rowLabels: labelNames } : {}),
-      colorBar: {
-        map: heatColor,
-        min: 0,
-        max: scaleMax,
-        ticks: ratioTicks(scaleMax),
-        title: "attention ÷ uniform",
-      },
-    });
+    let picture: AttentionFigure;
+    try {
+      picture = attentionFigure(backbone, images, model.run.stats, block, {
+        title: `CLS-token attention, block ${block + 1} of ${depth} (${options.weights}, ${model.step} training steps)`,
+        ...(classNames ? { rowLabels: labels.map((l) => classNames[l] ?? "") } : {}),
+      });
+    } finally {
+      images.dispose();
+    }
+    const { figure, heads, scaleMax } = picture;
+    const B = labels.length;
     const path = resolve(options.out);
     mkdirSync(dirname(path), { recursive: true });
     await writeSvgAsPng(path, figure.svg);
-    tf.dispose([images, clsRows]);
     note(
       io,
       `[sit] CLS attention of block ${block} (${heads} heads + mean) for ${B} ${options.split} images (weights after ${model.step} steps)`,
