@@ -1,12 +1,12 @@
-import { existsSync, statSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import { IMAGENET_STATS, type NormalizeStats, evalTransform, sitTwoViewTransform } from "@sit/data";
 import { IOError } from "@sit/core";
-import { type LoadedCheckpoint, loadCheckpointFile, resumeFrom } from "@sit/train";
+import { type LoadedRecipe, loadRecipe } from "@sit/recipes";
 import type { VisionTransformer } from "@sit/vit";
 import { type DatasetKind, resolveDataset } from "./datasets";
 import { UsageError } from "./io";
-import { type TrainedRecipe, createRecipe, isRecipeName, networkOf } from "./recipes";
+import { type TrainedRecipe, createRecipe, networkOf } from "./recipes";
 import type { DataConfig, PretrainConfig } from "./run-config";
 import { dataSchema, deepMerge, parseWith } from "./run-config";
 
@@ -95,55 +95,52 @@ export function evaluationTransform(
   });
 }
 
-/** Find the checkpoint file a path names: a file, or the newest readable one of a run or checkpoint folder. */
-async function openCheckpoint(path: string): Promise<LoadedCheckpoint> {
-  const target = resolve(path);
-  if (!existsSync(target)) throw new UsageError(`--checkpoint: not found: ${path}`);
-  if (statSync(target).isFile()) return loadCheckpointFile(target);
-  const dirs = [target, resolve(target, "checkpoints")];
-  for (const dir of dirs) {
-    if (!existsSync(dir)) continue;
-    const found = await resumeFrom(dir);
-    if (found) return found;
-  }
-  throw new IOError(`--checkpoint: ${path} holds no checkpoint (looked in ${dirs.join(" and ")})`);
-}
-
-/** Load a trained network from a checkpoint file or run folder written by `sit pretrain` (or any @sit/train run of a known recipe). */
+/**
+ * Load a trained network from a checkpoint file or run folder written by `sit pretrain` (or any
+ * @sit/train run of a built-in recipe): @sit/recipes' `loadRecipe`, plus the CLI's record of how
+ * the run prepared its images (`meta.cli`).
+ */
 export async function loadModel(
   path: string,
   dataOverride?: Partial<DataConfig>,
 ): Promise<LoadedModel> {
-  const ckpt = await openCheckpoint(path);
+  if (!existsSync(resolve(path))) throw new UsageError(`--checkpoint: not found: ${path}`);
+  let loaded: LoadedRecipe;
   try {
-    const meta = ckpt.state.meta as { config?: Record<string, unknown>; cli?: RunInfo };
-    const name = meta.cli?.recipe ?? ckpt.recipe;
-    if (!isRecipeName(name))
-      throw new IOError(
-        `${ckpt.path}: written by recipe ${JSON.stringify(name)}, which the CLI cannot rebuild`,
-      );
-    const config = meta.config ?? meta.cli?.recipeConfig;
-    if (!config) throw new IOError(`${ckpt.path}: its meta holds no recipe config`);
-    const recipe = createRecipe(name, config);
-    await recipe.loadState(ckpt.state);
+    loaded = await loadRecipe(path);
+  } catch (err) {
+    // The library names its argument `path`; here it is the flag.
+    if (err instanceof IOError && err.message.startsWith("path: "))
+      throw new IOError(`--checkpoint: ${err.message.slice(6)}`, { cause: err });
+    throw err;
+  }
+  const { recipe, meta, source, step } = loaded;
+  try {
+    const cli = meta.cli as RunInfo | undefined;
     const data = parseWith(
       dataSchema,
-      deepMerge((meta.cli?.data ?? {}) as Record<string, unknown>, dataOverride ?? {}),
+      deepMerge((cli?.data ?? {}) as Record<string, unknown>, dataOverride ?? {}),
       "data",
     );
-    const run: RunInfo = meta.cli
-      ? { ...meta.cli, data }
-      : { recipe: name, recipeConfig: config, data, stats: IMAGENET_STATS };
-    const dir = dirname(ckpt.path);
+    const run: RunInfo = cli
+      ? { ...cli, data }
+      : {
+          recipe: recipe.name,
+          recipeConfig: meta.config as Record<string, unknown>,
+          data,
+          stats: IMAGENET_STATS,
+        };
+    const dir = dirname(source);
     return {
       recipe,
       run,
-      source: ckpt.path,
-      step: ckpt.progress.step,
+      source,
+      step,
       ...(basename(dir) === "checkpoints" ? { runDir: dirname(dir) } : {}),
     };
-  } finally {
-    ckpt.dispose();
+  } catch (err) {
+    recipe.dispose();
+    throw err;
   }
 }
 
