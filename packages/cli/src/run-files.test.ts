@@ -69,4 +69,19 @@ describe("sit pretrain: the run folder and its warnings", () => {
     const after = ["run.json", "metrics.jsonl"].map((f) => readFileSync(join(out, f), "utf8"));
     expect(after).toEqual(before);
   });
+
+  it("--lr 1e30 --checkpoint-every 1: the diverged checkpoint is set aside, never resumed from", async () => {
+    const dir = tempDir();
+    const out = join(dir, "run");
+    const config = writeConfig(dir, tinyConfig(out));
+    const args = ["--lr", "1e30", "--checkpoint-every", "1", "--steps", "6", "-q"];
+    const r = await sit("pretrain", "--config", config, ...args);
+    expect(r.code).toBe(EXIT.failure);
+    const ckpts = join(out, "checkpoints");
+    // Update 1 blew the weights up; the loss of step 1, computed with them, is the first NaN.
+    expect(r.err).toMatch(/non-finite loss at step 1: /);
+    expect(r.err).toContain(`moved to ${join(ckpts, "checkpoint-00000001.diverged.safetensors")}`);
+    expect(r.err).toContain(`No checkpoint in ${ckpts} predates the divergence`);
+    expect(readdirSync(ckpts)).toEqual(["checkpoint-00000001.diverged.safetensors"]);
+  });
 });

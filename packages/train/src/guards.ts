@@ -44,7 +44,8 @@ export class NonFiniteLossError extends SitError {
       `non-finite loss at step ${step}: loss = ${formatNumber(loss)}` +
         (parts.length > 0 ? ` (terms: ${parts.join(", ")})` : "") +
         (bad.length > 0 ? `; non-finite term(s): ${bad.join(", ")}` : "") +
-        `.${where} Lower the learning rate, check the inputs, or resume from the last good checkpoint.`,
+        `.${where} Lower the learning rate or check the inputs` +
+        (ck?.lastGood ? ", then resume from the last good checkpoint." : ", and start again."),
     );
   }
 }
