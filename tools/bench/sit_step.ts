@@ -28,6 +28,7 @@ import * as tf from "@tensorflow/tfjs";
 import { type BackendName, Rng, initBackend } from "../../packages/core/src/index";
 import { corruptViews } from "../../packages/gmml/src/index";
 import { createSiT } from "../../packages/recipes/src/index";
+import { instrumentPhases } from "./phases";
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -222,6 +223,8 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   );
   const batch = { views };
   log(`${info.name}: model built in ${Math.round(performance.now() - c0)} ms`);
+  // Wall time per phase of the timed steps (host time only on webgpu: kernels run later).
+  const phases = instrumentPhases(recipe as never);
   const stubbed = stubSyncReads();
   // Waits for queued GPU work (the optimiser and EMA updates after the loss readback).
   const flush = async () => {
@@ -293,12 +296,14 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   const times: number[] = [];
   let loss = Number.NaN;
   const l0 = performance.now();
+  phases.timer.reset();
   for (let i = 0; i < ITERS; i++) {
     const t0 = performance.now();
-    loss = (await run()).loss;
+    loss = (await phases.timeStep(run)).loss;
     times.push(performance.now() - t0);
   }
   await flush();
+  const phasesMs = phases.timer.perStep();
   const ms = (performance.now() - l0) / ITERS;
   const timedHost = host.slice(0, ITERS);
   // The GMML drawing alone (typed-array loops on the CPU; part of trainStep above).
@@ -336,6 +341,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     step_ms_min: round(Math.min(...times)),
     images_per_s: round(BATCH / (ms / 1000), 2),
     gmml_drawing_ms: round(maskMs),
+    phases_ms: phasesMs,
     kernel_launches_per_step: profile.kernels.length,
     tfjs_kernel_calls_per_step: profile.kernels.length,
     ...(runProgram ? { gpu_dispatches_per_step: dispatches } : {}),

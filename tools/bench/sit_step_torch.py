@@ -167,15 +167,31 @@ def main() -> int:
         k = F.normalize(k, dim=1)
         return F.cross_entropy(q @ k.t() / tau, torch.arange(q.shape[0], device=q.device)) * 2 * tau
 
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    # Per-phase wall time of the timed steps (each phase synchronised on cuda), as sit_step.ts reports.
+    phases = {k: 0.0 for k in ("teacher_forward", "student_forward", "backward", "optimizer", "ema")}
+    clock = [0.0]
+
+    def lap(name):
+        sync()
+        now = time.perf_counter()
+        if name is not None:
+            phases[name] += (now - clock[0]) * 1000
+        clock[0] = now
+
     def step(momentum=0.996):
+        lap(None)
         with torch.no_grad():
             t, _ = teacher(x)
+        lap("teacher_forward")
         s, rec = student(corrupted)
         lc = contrastive(s[:B], t[B:]) + contrastive(s[B:], t[:B])
         lr = ((rec - x).abs() * mask3).sum() / mask3.sum()
         loss = lc + lam * lr
+        lap("student_forward")
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        lap("backward")
         if args.sync_free_clip:
             # The same clipping without a host sync per tensor (SiT's `if coef < 1` reads each norm).
             grads = [q.grad for q in student.parameters() if q.grad is not None]
@@ -190,14 +206,17 @@ def main() -> int:
                     if coef < 1:
                         q.grad.mul_(coef)
         opt.step()
+        lap("optimizer")
         with torch.no_grad():
             for ps, pt in zip(student.parameters(), teacher.parameters()):
                 pt.mul_(momentum).add_(ps.detach(), alpha=1 - momentum)
+        lap("ema")
         return loss.item()
 
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
     for _ in range(args.warmup):
         step()
+    for k in phases:
+        phases[k] = 0.0
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     times = []
@@ -238,6 +257,7 @@ def main() -> int:
                 "step_ms": round(ms, 1),
                 "step_ms_min": round(min(times), 1),
                 "images_per_s": round(B / (ms / 1000), 2),
+                "phases_ms": {k: round(v / len(times), 1) for k, v in phases.items()},
                 "loss_finite": loss == loss and abs(loss) != float("inf"),
                 "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "params": sum(q.numel() for q in student.parameters()),
