@@ -62,6 +62,18 @@ const channelsOption = () =>
     return Number(v) as 1 | 3;
   });
 
+/** `--download` of every command that reads a named dataset. */
+const DOWNLOAD_OPTION = [
+  "--download",
+  "download the named dataset into --data-dir first (checksums verified; files already there are kept)",
+] as const;
+
+/** `--skip-corrupt` of every command that reads image files. */
+const SKIP_CORRUPT_OPTION = [
+  "--skip-corrupt",
+  "skip image files that fail to decode (listed at the end) instead of stopping",
+] as const;
+
 /** `--backend`. */
 export function addBackend(cmd: Command): Command {
   return cmd.addOption(
@@ -79,6 +91,8 @@ const PRETRAIN_FLAGS: [flag: string, path: string][] = [
   ["out", "out"],
   ["dataset", "data.dataset"],
   ["dataDir", "data.dataDir"],
+  ["download", "data.download"],
+  ["skipCorrupt", "data.skipCorrupt"],
   ["channels", "data.channels"],
   ["normalize", "data.normalize"],
   ["interpolation", "data.interpolation"],
@@ -109,6 +123,7 @@ const PRETRAIN_FLAGS: [flag: string, path: string][] = [
   ["keepLast", "train.keepLast"],
   ["maxMinutes", "train.maxMinutes"],
   ["tensorboard", "train.tensorboard"],
+  ["tbImagesEvery", "train.tensorboardImagesEvery"],
   ["knnEvery", "monitor.knnEvery"],
   ["knnK", "monitor.k"],
   ["knnSamples", "monitor.samples"],
@@ -123,10 +138,11 @@ export function addPretrainOptions(cmd: Command): Command {
       new Option("-r, --recipe <name>", "sit (default) | gmml | mocov3 | mae").choices(
         RECIPE_NAMES,
       ),
-  ["tbImagesEvery", "train.tensorboardImagesEvery"],
     )
     .option("-d, --dataset <name|path>", `dataset: ${DATASET_HELP} (default fashion-mnist-bundled)`)
     .option("--data-dir <dir>", "folder of the named dataset's files")
+    .option(...DOWNLOAD_OPTION)
+    .option(...SKIP_CORRUPT_OPTION)
     .addOption(channelsOption())
     .addOption(
       new Option("--normalize <stats>", "input normalisation (default imagenet, as SiT)").choices([
@@ -197,6 +213,11 @@ export function addPretrainOptions(cmd: Command): Command {
     .option("--keep-last <k>", "keep the newest k checkpoints, 0 = all (default 3)", int(0))
     .option("--no-tensorboard", "do not write TensorBoard event files")
     .option(
+      "--tb-images-every <steps>",
+      "reconstruction and attention pictures in TensorBoard every this many steps (0 = none; default: once an epoch)",
+      int(0),
+    )
+    .option(
       "--knn-every <epochs>",
       "online k-NN monitor on the held-out split every this many epochs",
       int(1),
@@ -212,11 +233,6 @@ export function addPretrainOptions(cmd: Command): Command {
     .option("--print-config", "print the resolved config as JSON and exit")
     .option("-q, --quiet", "no progress output");
 }
-    .option(
-      "--tb-images-every <steps>",
-      "reconstruction and attention pictures in TensorBoard every this many steps (0 = none; default: once an epoch)",
-      int(0),
-    )
 
 /**
  * The pretraining config of a command line: defaults < `<out>/run.json` (when resuming without
@@ -258,6 +274,8 @@ export function addSourceOptions(cmd: Command): Command {
     )
     .option("-d, --dataset <name|path>", `evaluation dataset (default: the run's): ${DATASET_HELP}`)
     .option("--data-dir <dir>", "folder of the named dataset's files")
+    .option(...DOWNLOAD_OPTION)
+    .option(...SKIP_CORRUPT_OPTION)
     .option(
       "-o, --out <dir>",
       "results folder (default: the checkpoint's run folder, else runs/eval)",
@@ -299,6 +317,8 @@ export function sourceOptions(cmd: Command) {
     data: {
       ...(o.dataset !== undefined ? { dataset: o.dataset as string } : {}),
       ...(o.dataDir !== undefined ? { dataDir: o.dataDir as string } : {}),
+      ...(o.download ? { download: true } : {}),
+      ...(o.skipCorrupt ? { skipCorrupt: true } : {}),
     },
     ...(typeof o.backend === "string" ? { backend: o.backend } : {}),
     ...(typeof o.out === "string" ? { out: o.out } : {}),

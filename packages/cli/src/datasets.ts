@@ -1,9 +1,11 @@
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { IOError } from "@sit/core";
 import {
   ConcatDataset,
   DATASET_STATS,
   type Dataset,
+  type FileListDataset,
   IMAGENET_STATS,
   ImageFolderDataset,
   type NormalizeStats,
@@ -20,8 +22,9 @@ import {
   loadOxfordPets,
   loadStanfordCars,
 } from "@sit/data";
+import { downloadHint, downloadNamedDataset, downloadedReaderDir } from "./dataset-download";
 import { moduleDir } from "./here";
-import { UsageError } from "./io";
+import { type CliIO, UsageError } from "./io";
 
 /** Dataset names the CLI knows; anything else is read as a path. */
 export const DATASET_NAMES = [
@@ -48,6 +51,10 @@ export interface DataSource {
   dataset: string;
   /** Folder holding the named dataset's files (not needed for `fashion-mnist-bundled` or a path). */
   dataDir?: string;
+  /** Download the named dataset into `dataDir` first (see {@link prepareDataset}). */
+  download?: boolean;
+  /** Image-file datasets: skip files that fail to decode instead of stopping (see {@link skippedImages}). */
+  skipCorrupt?: boolean;
 }
 
 /** A resolved dataset kind: how to open each split and what its images are like. */
@@ -63,6 +70,8 @@ export interface DatasetKind {
   /** Normalisation statistics of the dataset, when known (else ImageNet's). */
   stats: NormalizeStats;
   open(role: SplitRole): Dataset;
+  /** Image files skipped so far as undecodable by the datasets this kind opened (with `skipCorrupt`). */
+  skipped?: () => string[];
 }
 
 /** The bundled Fashion-MNIST subset, searched from the working directory, then from this package. */
@@ -92,9 +101,10 @@ function needDir(source: DataSource, name: string): string {
   const dir = resolve(source.dataDir);
   if (!existsSync(dir) || !statSync(dir).isDirectory())
     throw new UsageError(
-      `--data-dir: expected an existing folder, got ${JSON.stringify(source.dataDir)}`,
+      `--data-dir: expected an existing folder, got ${JSON.stringify(source.dataDir)}${downloadHint(name, source.dataDir)}`,
     );
-  return dir;
+  // A folder that `--download` filled: its reader reads a sub-folder (e.g. cifar-10-batches-bin).
+  return downloadedReaderDir(name, dir) ?? dir;
 }
 
 function idxKind(name: string, root: string, fashion: boolean): DatasetKind {
@@ -140,25 +150,45 @@ function stlKind(root: string): DatasetKind {
   };
 }
 
+/** Image-file datasets opened with `skipCorrupt`, so that what they skipped can be reported. */
+function tracker(skipCorrupt: boolean | undefined) {
+  const opened: FileListDataset[] = [];
+  return {
+    options: { skipCorrupt: skipCorrupt ?? false },
+    track<T extends FileListDataset>(d: T): T {
+      opened.push(d);
+      return d;
+    },
+    skipped: () => [...new Set(opened.flatMap((d) => [...d.corruptFiles]))],
+  };
+}
+
 function fileListKind(
   name: string,
   root: string,
-  open: (split: "trainval" | "train" | "test") => Dataset,
+  open: (
+    split: "trainval" | "train" | "test",
+    options: { skipCorrupt: boolean },
+  ) => FileListDataset,
   trainSplit: "trainval" | "train",
+  skipCorrupt: boolean | undefined,
 ): DatasetKind {
+  const t = tracker(skipCorrupt);
   return {
     name,
     root,
     nativeChannels: 3,
     lowRes: false,
     stats: IMAGENET_STATS,
-    open: (role) => open(role === "test" ? "test" : trainSplit),
+    open: (role) => t.track(open(role === "test" ? "test" : trainSplit, t.options)),
+    skipped: t.skipped,
   };
 }
 
-function imageFolderKind(root: string): DatasetKind {
+function imageFolderKind(root: string, skipCorrupt?: boolean): DatasetKind {
   // root/train/<class>/… and root/test/<class>/…, or a single root/<class>/… (no test split).
   const split = has(root, "train") && statSync(join(root, "train")).isDirectory();
+  const t = tracker(skipCorrupt);
   return {
     name: "image-folder",
     root,
@@ -171,18 +201,19 @@ function imageFolderKind(root: string): DatasetKind {
           throw new UsageError(
             `--dataset: ${root} has no test split (expected ${join(root, "test")}/<class>/… beside ${join(root, "train")})`,
           );
-        return new ImageFolderDataset(root);
+        return t.track(new ImageFolderDataset(root, t.options));
       }
       const dir = join(root, role === "test" ? "test" : "train");
       if (!existsSync(dir))
         throw new UsageError(`--dataset: ${root} has no ${role} split (expected ${dir}/<class>/…)`);
-      return new ImageFolderDataset(dir);
+      return t.track(new ImageFolderDataset(dir, t.options));
     },
+    skipped: t.skipped,
   };
 }
 
 /** Recognise a dataset folder by its files. */
-function kindFromPath(path: string): DatasetKind {
+function kindFromPath(path: string, skipCorrupt?: boolean): DatasetKind {
   const root = resolve(path);
   if (!existsSync(root) || !statSync(root).isDirectory())
     throw new UsageError(
@@ -195,7 +226,7 @@ function kindFromPath(path: string): DatasetKind {
     return cifarKind("cifar100", root);
   if (has(root, "train_X.bin")) return stlKind(root);
   if (readdirSync(root, { withFileTypes: true }).some((d) => d.isDirectory()))
-    return imageFolderKind(root);
+    return imageFolderKind(root, skipCorrupt);
   throw new UsageError(
     `--dataset: ${root} holds no dataset this CLI recognises (IDX files, CIFAR or STL-10 binaries, or class folders)`,
   );
@@ -203,7 +234,48 @@ function kindFromPath(path: string): DatasetKind {
 
 /** Resolve a dataset name or path to a {@link DatasetKind}. */
 export function resolveDataset(source: DataSource): DatasetKind {
+  const kind = resolveKind(source);
+  const hint = downloadHint(source.dataset, source.dataDir);
+  if (!hint) return kind;
+  // A named dataset whose files are missing: say how to get them, not only which file is absent.
+  const open = kind.open;
+  return {
+    ...kind,
+    open: (role) => {
+      try {
+        return open(role);
+      } catch (err) {
+        const message = (err as Error).message;
+        if (err instanceof IOError && /not found|none of these files exists|ENOENT/.test(message))
+          throw new IOError(`${message}${hint}`, { cause: err });
+        throw err;
+      }
+    },
+  };
+}
+
+/**
+ * Resolve a data source for a command: with `download`, fetch the named dataset into `dataDir`
+ * first (idempotent: files completed earlier are kept), then {@link resolveDataset}.
+ */
+export async function prepareDataset(source: DataSource, io: CliIO): Promise<DatasetKind> {
+  if (!source.download) return resolveDataset(source);
+  const dataDir = await downloadNamedDataset(source.dataset, source.dataDir, io);
+  return resolveDataset({ ...source, dataDir });
+}
+
+/** The images `--skip-corrupt` skipped so far, as a warning line (undefined: none). */
+export function skippedImages(kind: DatasetKind): string | undefined {
+  const files = kind.skipped?.() ?? [];
+  if (files.length === 0) return undefined;
+  const shown = files.slice(0, 10).join(", ");
+  const more = files.length > 10 ? ` and ${files.length - 10} more` : "";
+  return `skipped ${files.length} image file(s) that failed to decode (--skip-corrupt): ${shown}${more}`;
+}
+
+function resolveKind(source: DataSource): DatasetKind {
   const name = source.dataset;
+  const skip = source.skipCorrupt;
   switch (name) {
     case "fashion-mnist-bundled":
       return { ...idxKind(name, bundledFashionMnistDir(), true) };
@@ -216,45 +288,36 @@ export function resolveDataset(source: DataSource): DatasetKind {
       return cifarKind(name, needDir(source, name));
     case "stl10":
       return stlKind(needDir(source, name));
-    case "flowers102":
-      return fileListKind(
-        name,
-        needDir(source, name),
-        (s) => loadFlowers102(needDir(source, name), s),
-        "trainval",
-      );
-    case "pets":
-      return fileListKind(
-        name,
-        needDir(source, name),
-        (s) => loadOxfordPets(needDir(source, name), s === "test" ? "test" : "trainval"),
-        "trainval",
-      );
-    case "cub200":
-      return fileListKind(
-        name,
-        needDir(source, name),
-        (s) => loadCub200(needDir(source, name), s === "test" ? "test" : "train"),
-        "train",
-      );
-    case "aircraft":
-      return fileListKind(
-        name,
-        needDir(source, name),
-        (s) => loadFgvcAircraft(needDir(source, name), s),
-        "trainval",
-      );
-    case "cars":
-      return fileListKind(
-        name,
-        needDir(source, name),
-        (s) => loadStanfordCars(needDir(source, name), s === "test" ? "test" : "train"),
-        "train",
-      );
+    case "flowers102": {
+      const dir = needDir(source, name);
+      return fileListKind(name, dir, (s, o) => loadFlowers102(dir, s, o), "trainval", skip);
+    }
+    case "pets": {
+      const dir = needDir(source, name);
+      const open = (s: string, o: { skipCorrupt: boolean }) =>
+        loadOxfordPets(dir, s === "test" ? "test" : "trainval", o);
+      return fileListKind(name, dir, open, "trainval", skip);
+    }
+    case "cub200": {
+      const dir = needDir(source, name);
+      const open = (s: string, o: { skipCorrupt: boolean }) =>
+        loadCub200(dir, s === "test" ? "test" : "train", o);
+      return fileListKind(name, dir, open, "train", skip);
+    }
+    case "aircraft": {
+      const dir = needDir(source, name);
+      return fileListKind(name, dir, (s, o) => loadFgvcAircraft(dir, s, o), "trainval", skip);
+    }
+    case "cars": {
+      const dir = needDir(source, name);
+      const open = (s: string, o: { skipCorrupt: boolean }) =>
+        loadStanfordCars(dir, s === "test" ? "test" : "train", o);
+      return fileListKind(name, dir, open, "train", skip);
+    }
     case "image-folder":
-      return imageFolderKind(needDir(source, name));
+      return imageFolderKind(needDir(source, name), skip);
     default:
-      return kindFromPath(name);
+      return kindFromPath(name, skip);
   }
 }
 

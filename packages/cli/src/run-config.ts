@@ -14,6 +14,10 @@ export const dataSchema = z
     dataset: z.string().min(1).default("fashion-mnist-bundled"),
     /** Folder of the named dataset's files. */
     dataDir: z.string().optional(),
+    /** Download the named dataset into `dataDir` first (checksums verified; files already there are kept). */
+    download: z.boolean().optional(),
+    /** Image-file datasets: skip files that fail to decode (reported at the end) instead of stopping. */
+    skipCorrupt: z.boolean().optional(),
     /** Network input channels: 3 (grey images become RGB, as SiT) or 1 (native grey). Default 3. */
     channels: z
       .number()
@@ -73,15 +77,15 @@ export const trainSchema = z
     maxMinutes: z.number().positive().optional(),
     /** Write TensorBoard event files under `<out>/tb`. */
     tensorboard: z.boolean().default(true),
-  })
-  .strict();
-
-/** The online k-NN monitor: features of a labelled training split vs a held-out split, every N epochs. */
     /**
      * Steps between the reconstruction and attention pictures in TensorBoard (0: none; default:
      * once an epoch).
      */
     tensorboardImagesEvery: z.number().int().min(0).optional(),
+  })
+  .strict();
+
+/** The online k-NN monitor: features of a labelled training split vs a held-out split, every N epochs. */
 export const monitorSchema = z
   .object({
     /** Run every this many epochs (and at the end); absent = off. */

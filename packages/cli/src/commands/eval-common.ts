@@ -2,7 +2,7 @@ import { appendFileSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Pool } from "@sit/eval";
 import { startBackend } from "../backend";
-import { type DatasetKind, resolveDataset } from "../datasets";
+import { type DatasetKind, prepareDataset } from "../datasets";
 import type { FeatureOptions } from "../features";
 import { type CliIO, UsageError, note } from "../io";
 import { type LoadedModel, loadModel, randomModel } from "../model";
@@ -57,7 +57,7 @@ export async function openEvalContext(o: EvalSourceOptions, io: CliIO): Promise<
     const cfg = o.randomInit as PretrainConfig;
     model = randomModel({ ...cfg, data: { ...cfg.data, ...definedOnly(o.data ?? {}) } });
   }
-  const kind = resolveDataset(model.run.data);
+  const kind = await prepareDataset(model.run.data, io);
   const out = resolve(o.out ?? model.runDir ?? "runs/eval");
   mkdirSync(out, { recursive: true });
   const label =
