@@ -266,7 +266,10 @@ export async function main(argv: string[]): Promise<string | null> {
   if (!args.report) return null;
   mkdirSync(args.report, { recursive: true });
   const results = collectResults(store, args.budget);
-  writeFileAtomic(join(args.report, "fashion-mnist.png"), renderStudyPlot(results, args.budget));
+  writeFileAtomic(
+    join(args.report, "fashion-mnist.png"),
+    await renderStudyPlot(results, args.budget),
+  );
   const md = renderStudyMarkdown({
     budget: args.budget,
     results,

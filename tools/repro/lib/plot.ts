@@ -1,72 +1,6 @@
-import { PNG } from "pngjs";
-import { GLYPH_HEIGHT, GLYPH_WIDTH, glyphPixel, textWidth } from "./font";
+import sharp from "sharp";
 
 type Rgb = readonly [number, number, number];
-
-/** A white RGB canvas with the few drawing operations the plot needs. */
-class Canvas {
-  readonly png: PNG;
-  constructor(
-    readonly width: number,
-    readonly height: number,
-  ) {
-    this.png = new PNG({ width, height });
-    this.png.data.fill(255);
-  }
-
-  set(x: number, y: number, c: Rgb): void {
-    x = Math.round(x);
-    y = Math.round(y);
-    if (x < 0 || y < 0 || x >= this.width || y >= this.height) return;
-    const o = (y * this.width + x) * 4;
-    this.png.data[o] = c[0];
-    this.png.data[o + 1] = c[1];
-    this.png.data[o + 2] = c[2];
-    this.png.data[o + 3] = 255;
-  }
-
-  rect(x: number, y: number, w: number, h: number, c: Rgb): void {
-    for (let j = 0; j < h; j++) for (let i = 0; i < w; i++) this.set(x + i, y + j, c);
-  }
-
-  /** A line `thick` pixels wide (square pen), optionally dashed (`dash` pixels on, `dash` off). */
-  line(x0: number, y0: number, x1: number, y1: number, c: Rgb, thick = 1, dash = 0): void {
-    const n = Math.max(1, Math.ceil(Math.hypot(x1 - x0, y1 - y0)));
-    const r = Math.floor(thick / 2);
-    for (let k = 0; k <= n; k++) {
-      if (dash > 0 && Math.floor(k / dash) % 2 === 1) continue;
-      const x = x0 + ((x1 - x0) * k) / n;
-      const y = y0 + ((y1 - y0) * k) / n;
-      this.rect(Math.round(x) - r, Math.round(y) - r, thick, thick, c);
-    }
-  }
-
-  disc(cx: number, cy: number, radius: number, c: Rgb): void {
-    for (let j = -radius; j <= radius; j++)
-      for (let i = -radius; i <= radius; i++)
-        if (i * i + j * j <= radius * radius + radius) this.set(cx + i, cy + j, c);
-  }
-
-  /** Text with its top-left corner at (x, y); `align` places x at the left, centre or right. */
-  text(
-    s: string,
-    x: number,
-    y: number,
-    c: Rgb,
-    scale = 2,
-    align: "left" | "center" | "right" = "left",
-  ): void {
-    const w = textWidth(s, scale);
-    let left = align === "left" ? x : align === "center" ? x - w / 2 : x - w;
-    left = Math.round(left);
-    for (const ch of s) {
-      for (let gy = 0; gy < GLYPH_HEIGHT; gy++)
-        for (let gx = 0; gx < GLYPH_WIDTH; gx++)
-          if (glyphPixel(ch, gx, gy)) this.rect(left + gx * scale, y + gy * scale, scale, scale, c);
-      left += (GLYPH_WIDTH + 1) * scale;
-    }
-  }
-}
 
 /** One line of a panel: a name, a colour and y values at the panel's x positions (NaN: missing). */
 export interface Series {
@@ -86,15 +20,43 @@ export interface PlotSpec {
   panels: { title: string; series: Series[] }[];
 }
 
-const GREY: Rgb = [110, 110, 110];
-const GRID: Rgb = [225, 225, 225];
-const BLACK: Rgb = [20, 20, 20];
+// The plot is SVG, rasterised by sharp (librsvg), so its text is set in a real font (DejaVu Sans
+// on Debian) rather than hand-drawn glyphs.
+const FONT = "DejaVu Sans, Helvetica, Arial, sans-serif";
+const GREY = "rgb(110,110,110)";
+const GRID = "rgb(225,225,225)";
+const BLACK = "rgb(20,20,20)";
+
+const css = (c: Rgb) => `rgb(${c[0]},${c[1]},${c[2]})`;
+
+function escapeXml(s: string): string {
+  return s.replace(
+    /[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;" })[c] as string,
+  );
+}
+
+/** Text whose baseline is at y. */
+function text(
+  x: number,
+  y: number,
+  s: string,
+  o: { size?: number; anchor?: "start" | "middle" | "end"; fill?: string; extra?: string } = {},
+): string {
+  return `<text x="${x}" y="${y}" font-family="${FONT}" font-size="${o.size ?? 14}" text-anchor="${o.anchor ?? "middle"}" fill="${o.fill ?? BLACK}"${o.extra ?? ""}>${escapeXml(s)}</text>`;
+}
+
+function line(x0: number, y0: number, x1: number, y1: number, stroke: string, width = 1, dash = 0) {
+  const d = dash > 0 ? ` stroke-dasharray="${dash} ${dash}"` : "";
+  return `<line x1="${x0}" y1="${y0}" x2="${x1}" y2="${y1}" stroke="${stroke}" stroke-width="${width}"${d}/>`;
+}
 
 /**
  * Accuracy-vs-x line plots side by side, with a shared y range (in %, rounded out to tens), grid
- * lines every 10 %, markers at the data points and one legend for every series. Returns PNG bytes.
+ * lines every 10 %, markers at the data points, axis titles and one legend for every series.
+ * Resolves with PNG bytes.
  */
-export function renderPlot(spec: PlotSpec): Buffer {
+export async function renderPlot(spec: PlotSpec): Promise<Buffer> {
   const panelW = 420;
   const panelH = 300;
   const left = 80;
@@ -103,12 +65,15 @@ export function renderPlot(spec: PlotSpec): Buffer {
   const width = left + spec.panels.length * panelW + (spec.panels.length - 1) * gap + 30;
   const legendRows = Math.ceil(spec.panels[0].series.length / 3);
   const height = top + panelH + 70 + legendRows * 26 + 10;
-  const cv = new Canvas(width, height);
   const all = spec.panels.flatMap((p) => p.series.flatMap((s) => s.values)).filter(Number.isFinite);
   const lo = all.length ? Math.max(0, Math.floor(Math.min(...all) / 10) * 10) : 0;
   const hi = all.length ? Math.min(100, Math.ceil(Math.max(...all) / 10) * 10) : 100;
   const yMax = hi > lo ? hi : lo + 10;
-  cv.text(spec.title, width / 2, 10, BLACK, 2, "center");
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    text(width / 2, 28, spec.title, { size: 17, extra: ' font-weight="bold"' }),
+  ];
 
   spec.panels.forEach((panel, p) => {
     const x0 = left + p * (panelW + gap);
@@ -116,45 +81,54 @@ export function renderPlot(spec: PlotSpec): Buffer {
     const px = (i: number) => x0 + 30 + (i * (panelW - 60)) / Math.max(1, spec.xLabels.length - 1);
     const py = (v: number) => y0 + panelH - ((v - lo) / (yMax - lo)) * panelH;
     for (let v = lo; v <= yMax; v += 10) {
-      cv.line(x0, py(v), x0 + panelW, py(v), GRID);
-      cv.text(`${v}`, x0 - 8, py(v) - 7, GREY, 2, "right");
+      out.push(line(x0, py(v), x0 + panelW, py(v), GRID));
+      out.push(text(x0 - 8, py(v) + 5, `${v}`, { anchor: "end", fill: GREY }));
     }
-    cv.line(x0, y0, x0, y0 + panelH, BLACK);
-    cv.line(x0, y0 + panelH, x0 + panelW, y0 + panelH, BLACK);
+    out.push(
+      line(x0, y0, x0, y0 + panelH, BLACK),
+      line(x0, y0 + panelH, x0 + panelW, y0 + panelH, BLACK),
+    );
     spec.xLabels.forEach((l, i) => {
-      cv.line(px(i), y0 + panelH, px(i), y0 + panelH + 5, BLACK);
-      cv.text(l, px(i), y0 + panelH + 10, GREY, 2, "center");
+      out.push(line(px(i), y0 + panelH, px(i), y0 + panelH + 5, BLACK));
+      out.push(text(px(i), y0 + panelH + 22, l, { fill: GREY }));
     });
-    cv.text(panel.title, x0 + panelW / 2, y0 - 24, BLACK, 2, "center");
-    cv.text(spec.xTitle, x0 + panelW / 2, y0 + panelH + 32, GREY, 2, "center");
+    out.push(
+      text(x0 + panelW / 2, y0 - 14, panel.title, { size: 15, extra: ' font-weight="bold"' }),
+    );
+    out.push(text(x0 + panelW / 2, y0 + panelH + 46, spec.xTitle, { fill: GREY }));
     for (const s of panel.series) {
       for (let i = 1; i < s.values.length; i++)
         if (Number.isFinite(s.values[i - 1]) && Number.isFinite(s.values[i]))
-          cv.line(
-            px(i - 1),
-            py(s.values[i - 1]),
-            px(i),
-            py(s.values[i]),
-            s.color,
-            3,
-            s.dashed ? 6 : 0,
+          out.push(
+            line(
+              px(i - 1),
+              py(s.values[i - 1]),
+              px(i),
+              py(s.values[i]),
+              css(s.color),
+              3,
+              s.dashed ? 6 : 0,
+            ),
           );
       s.values.forEach((v, i) => {
-        if (Number.isFinite(v)) cv.disc(px(i), py(v), 5, s.color);
+        if (Number.isFinite(v))
+          out.push(`<circle cx="${px(i)}" cy="${py(v)}" r="5" fill="${css(s.color)}"/>`);
       });
     }
   });
-  cv.text(spec.yTitle, 10, top - 46, GREY, 2, "left");
+  out.push(text(10, top - 36, spec.yTitle, { anchor: "start", fill: GREY }));
 
   const legendTop = top + panelH + 62;
   spec.panels[0].series.forEach((s, i) => {
-    const col = i % 3;
-    const row = Math.floor(i / 3);
-    const x = left + col * 260;
-    const y = legendTop + row * 26;
-    cv.line(x, y + 7, x + 30, y + 7, s.color, 3, s.dashed ? 6 : 0);
-    cv.disc(x + 15, y + 7, 5, s.color);
-    cv.text(s.label, x + 40, y, BLACK, 2);
+    const x = left + (i % 3) * 260;
+    const y = legendTop + Math.floor(i / 3) * 26;
+    out.push(line(x, y + 7, x + 30, y + 7, css(s.color), 3, s.dashed ? 6 : 0));
+    out.push(`<circle cx="${x + 15}" cy="${y + 7}" r="5" fill="${css(s.color)}"/>`);
+    out.push(text(x + 40, y + 12, s.label, { anchor: "start" }));
   });
-  return PNG.sync.write(cv.png);
+  out.push("</svg>");
+  return sharp(Buffer.from(out.join("\n")), { density: 72 })
+    .flatten({ background: "#ffffff" })
+    .png()
+    .toBuffer();
 }

@@ -17,7 +17,7 @@ const fractionLabel = (f: number) => `${+(100 * f).toPrecision(3)} %`;
 export function renderStudyPlot(
   results: Record<string, MethodResults>,
   budget: StudyBudget,
-): Buffer {
+): Promise<Buffer> {
   const fractions = [...budget.fractions].sort((a, b) => a - b);
   const series = (kind: "linear" | "finetune") =>
     budget.methods.map((m) => ({
