@@ -1,27 +1,10 @@
-import {
-  gmmlOnlySchema,
-  maeSchema,
-  mocoV3Schema,
-  parseConfig,
-  resolveBackbone,
-  sitSchema,
-} from "@sit/recipes";
+import { RECIPES, parseConfig, resolveBackbone } from "@sit/recipes";
 import { ConfigError } from "@sit/core";
-import type { z } from "zod";
 import { limitDataset, resolveDataset } from "./datasets";
 import { type CliIO, UsageError } from "./io";
 import { withChannels, withStepsPerEpoch } from "./model";
 import type { RecipeName } from "./recipes";
 import type { PretrainConfig } from "./run-config";
-
-// The schema each recipe validates its config with (item 21 of issue 15 moves this table into
-// @sit/recipes as RECIPES[name].schema).
-const SCHEMAS: Record<RecipeName, z.ZodTypeAny> = {
-  sit: sitSchema,
-  gmml: gmmlOnlySchema,
-  mocov3: mocoV3Schema,
-  mae: maeSchema,
-};
 
 /**
  * What a run's config implies but does not state: its size in steps and the values its schedules
@@ -68,7 +51,8 @@ export function resolveRecipeConfig(
   const input = withChannels(withStepsPerEpoch(config, 1), channels);
   let parsed: Record<string, unknown> & { backbone: Parameters<typeof resolveBackbone>[0] };
   try {
-    parsed = parseConfig(SCHEMAS[recipe], input, "config");
+    // The schema the recipe validates its config with (@sit/recipes' registry).
+    parsed = parseConfig(RECIPES[recipe].schema, input, "config");
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message, { cause: err });
     throw err;
