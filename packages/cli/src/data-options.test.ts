@@ -167,10 +167,9 @@ describe("sit --download", () => {
 
 describe("sit --skip-corrupt", () => {
   /** An image folder of 28 px PNGs (two classes), with one file that is not an image. */
-  function imageFolder(): { root: string; bad: string } {
-    const root = tempDir();
+  function imageFolder(root = tempDir(), withBad = true): { root: string; bad: string } {
     for (const [c, cls] of ["cats", "dogs"].entries()) {
-      mkdirSync(join(root, cls));
+      mkdirSync(join(root, cls), { recursive: true });
       for (let i = 0; i < (c === 0 ? 8 : 7); i++) {
         const png = new PNG({ width: 28, height: 28 });
         for (let p = 0; p < png.data.length; p++)
@@ -179,7 +178,7 @@ describe("sit --skip-corrupt", () => {
       }
     }
     const bad = join(root, "dogs", "broken.png");
-    writeFileSync(bad, "this is not a PNG");
+    if (withBad) writeFileSync(bad, "this is not a PNG");
     return { root, bad };
   }
 
@@ -200,6 +199,23 @@ describe("sit --skip-corrupt", () => {
     const r = await sit("pretrain", "-c", config(dir, root));
     expect(r.code).toBe(EXIT.failure);
     expect(r.err).toContain(bad);
+  });
+
+  it("evaluations skip too, and say what they skipped", async () => {
+    const root = tempDir();
+    imageFolder(join(root, "train"), false);
+    const { bad } = imageFolder(join(root, "test"));
+    const dir = tempDir();
+    const pre = await sit("pretrain", "-c", config(dir, root));
+    expect(pre.code, pre.err).toBe(EXIT.ok);
+    const knn = (...flags: string[]) =>
+      sit("knn", "--checkpoint", join(dir, "run"), "--ks", "1", "--no-cache", ...flags);
+    const strict = await knn();
+    expect(strict.code).toBe(EXIT.failure);
+    expect(strict.err).toContain(bad);
+    const r = await knn("--skip-corrupt");
+    expect(r.code, r.err).toBe(EXIT.ok);
+    expect(r.err).toContain(`(--skip-corrupt): ${bad}`);
   });
 
   it("with it the run completes and lists what it skipped", async () => {

@@ -2,7 +2,7 @@ import { appendFileSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Pool } from "@sit/eval";
 import { startBackend } from "../backend";
-import { type DatasetKind, prepareDataset } from "../datasets";
+import { type DatasetKind, prepareDataset, skippedImages } from "../datasets";
 import type { FeatureOptions } from "../features";
 import { type CliIO, UsageError, note } from "../io";
 import { type LoadedModel, loadModel, randomModel } from "../model";
@@ -42,6 +42,8 @@ export interface EvalContext {
   out: string;
   /** Short description of the weights for logs and results. */
   label: string;
+  /** Dispose the model, and warn about any image files `--skip-corrupt` skipped. */
+  close(): void;
 }
 
 /** Start the backend, then load the checkpoint (or build the random baseline) and resolve the data. */
@@ -65,7 +67,12 @@ export async function openEvalContext(o: EvalSourceOptions, io: CliIO): Promise<
       ? `random init (${model.recipe.name} architecture, seed ${model.recipe.config.seed})`
       : `${model.recipe.name} ${o.weights} after ${model.step} steps`;
   note(io, `[sit] evaluating ${label} on ${kind.name}`);
-  return { model, kind, out, label };
+  const close = () => {
+    model.recipe.dispose();
+    const skipped = skippedImages(kind);
+    if (skipped) io.err(`warning: ${skipped}\n`);
+  };
+  return { model, kind, out, label, close };
 }
 
 /** The object without its undefined values. */

@@ -167,7 +167,7 @@ export async function finetune(
       resultsFile,
     };
   } finally {
-    ctx.model.recipe.dispose();
+    ctx.close();
   }
 }
 

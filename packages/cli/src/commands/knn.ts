@@ -74,7 +74,7 @@ export async function knn(options: KnnCommandOptions, io: CliIO): Promise<KnnCom
       resultsFile,
     };
   } finally {
-    ctx.model.recipe.dispose();
+    ctx.close();
   }
 }
 
@@ -153,6 +153,6 @@ export async function fewshot(
     });
     return { source: ctx.model.source, step: ctx.model.step, results, resultsFile };
   } finally {
-    ctx.model.recipe.dispose();
+    ctx.close();
   }
 }

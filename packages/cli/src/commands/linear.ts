@@ -157,6 +157,6 @@ export async function linear(
       confusionPath,
     };
   } finally {
-    ctx.model.recipe.dispose();
+    ctx.close();
   }
 }
