@@ -1,9 +1,9 @@
 import type { WasmHeap } from "./heap";
 import { FLAT_KERNELS_SHARED, FLAT_KERNELS_UNSHARED } from "./flat-kernels.wasm";
 
-// The element loops of the whole-model updates over the wasm heap: a small SIMD module
-// (flat-kernels.wat) that imports tfjs's own memory, and the same arithmetic in JavaScript where
-// the module cannot be instantiated. Both compute in float32 operation by operation, as PyTorch's
+// The element loops of the whole-model updates (and column sums) over the wasm heap: a small SIMD
+// module (flat-kernels.wat) that imports tfjs's own memory, and the same arithmetic in JavaScript
+// where the module cannot be instantiated. Both compute in float32 operation by operation, as PyTorch's
 // AdamW and EMA do, and give identical results (flat.test.ts).
 
 /** One parameter tensor's AdamW update (offsets are float32 element indices into the heap). */
@@ -38,12 +38,15 @@ export interface FlatKernels {
   adamw(s: AdamWSlice): void;
   /** `out ← t·m + s·(1 − m)` in float32 (out may be t). */
   ema(out: number, teacher: number, student: number, size: number, momentum: number): void;
+  /** `out[j] ← Σᵢ x[i, j]` over a row-major `[rows, cols]` matrix, adding rows in order, in float32. */
+  columnSum(out: number, x: number, rows: number, cols: number): void;
 }
 
 interface SimdExports {
   sumsq(p: number, n: number): number;
   adamw(...a: number[]): void;
   ema(out: number, t: number, s: number, n: number, a: number, b: number): void;
+  colsum(out: number, x: number, rows: number, cols: number): void;
 }
 
 const instances = new WeakMap<WebAssembly.Memory, SimdExports | null>();
@@ -90,6 +93,7 @@ export function flatKernels(heap: WasmHeap, prefer: "simd" | "js" = "simd"): Fla
         ...[s.beta1, f(1 - s.beta1), s.beta2, f(1 - s.beta2), s.eps],
       ),
     ema: (out, t, st, size, m) => simd.ema(out * 4, t * 4, st * 4, size, m, 1 - m),
+    columnSum: (out, x, rows, cols) => simd.colsum(out * 4, x * 4, rows, cols),
   };
 }
 
@@ -131,6 +135,11 @@ function jsKernels(H: Float32Array): FlatKernels {
       const a = f(momentum);
       const b = f(1 - momentum);
       for (let j = 0; j < size; j++) H[out + j] = f(H[teacher + j] * a) + f(H[student + j] * b);
+    },
+    columnSum(out, x, rows, cols) {
+      H.fill(0, out, out + cols);
+      for (let i = 0; i < rows; i++)
+        for (let j = 0; j < cols; j++) H[out + j] = f(H[out + j] + H[x + i * cols + j]);
     },
   };
 }

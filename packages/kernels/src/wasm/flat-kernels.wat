@@ -1,5 +1,6 @@
-;; Whole-model update loops over the tfjs wasm backend's own heap (imported memory), in 128-bit
-;; SIMD: AdamW, the EMA teacher update and a float64 sum of squares for gradient clipping.
+;; Loops over the tfjs wasm backend's own heap (imported memory), in 128-bit SIMD: the
+;; whole-model AdamW and EMA teacher updates, a float64 sum of squares for gradient clipping, and
+;; column sums (bias and LayerNorm gradients).
 ;; Pointers are byte addresses into the heap, counts are float32 elements. Arithmetic is float32,
 ;; operation by operation as PyTorch's AdamW and EMA (mul_, add_, addcmul_, sqrt, addcdiv_).
 ;; Source of flat-kernels.wasm.ts: regenerate with `npx tsx tools/wasm/build-flat-kernels.ts`
@@ -139,4 +140,36 @@
         (local.set $out (i32.add (local.get $out) (i32.const 4)))
         (local.set $t (i32.add (local.get $t) (i32.const 4)))
         (local.set $s (i32.add (local.get $s) (i32.const 4)))
-        (br $tail)))))
+        (br $tail))))
+
+  ;; Column sums of a row-major [rows, cols] matrix: out[j] ← Σᵢ x[i, j] in float32, adding the
+  ;; rows in order into `out` (which stays in cache) while x streams through once.
+  (func (export "colsum") (param $out i32) (param $x i32) (param $rows i32) (param $cols i32)
+    (local $cols4 i32) (local $j i32) (local $i i32) (local $o i32)
+    (local.set $cols4 (i32.and (local.get $cols) (i32.const -4)))
+    (memory.fill (local.get $out) (i32.const 0) (i32.shl (local.get $cols) (i32.const 2)))
+    (block $done
+      (loop $row
+        (br_if $done (i32.ge_u (local.get $i) (local.get $rows)))
+        (local.set $j (i32.const 0))
+        (block $vec_done
+          (loop $vec
+            (br_if $vec_done (i32.ge_u (local.get $j) (local.get $cols4)))
+            (local.set $o (i32.add (local.get $out) (i32.shl (local.get $j) (i32.const 2))))
+            (v128.store align=4 (local.get $o)
+              (f32x4.add (v128.load align=4 (local.get $o))
+                (v128.load align=4 (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))))))
+            (local.set $j (i32.add (local.get $j) (i32.const 4)))
+            (br $vec)))
+        (block $tail_done
+          (loop $tail
+            (br_if $tail_done (i32.ge_u (local.get $j) (local.get $cols)))
+            (local.set $o (i32.add (local.get $out) (i32.shl (local.get $j) (i32.const 2))))
+            (f32.store (local.get $o)
+              (f32.add (f32.load (local.get $o))
+                (f32.load (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $tail)))
+        (local.set $x (i32.add (local.get $x) (i32.shl (local.get $cols) (i32.const 2))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $row)))))

@@ -4,6 +4,8 @@ import { AdamW, Module, Rng, flatAdamWKernel, flatEmaKernel } from "@sit/core";
 import { EmaTeacher } from "@sit/momentum";
 import { expectClose, loadFixture, withBackend } from "@sit/testing";
 import { describe, expect, it } from "vitest";
+import { columnSum } from "./linear";
+import { heapColumnSum, heapColumnSumAvailable } from "./column-sum";
 import { type FlatKernels, flatKernels } from "./flat-kernels";
 import { WasmHeap } from "./heap";
 import { setWasmKernels } from "./register";
@@ -291,6 +293,53 @@ describe("wasm heap EMA", () => {
       alias.dispose();
       ema.dispose();
       student.dispose();
+    });
+  });
+});
+
+describe("wasm heap column sums", () => {
+  it("equal a Sum over rows, SIMD and JavaScript alike, with a gradient, leaking nothing", async () => {
+    await withBackend("wasm", () => {
+      const heap = WasmHeap.active();
+      const rng = Rng.seed(21);
+      // Column counts with and without a remainder after the four-wide vectors.
+      for (const [rows, cols] of [
+        [37, 12],
+        [5, 7],
+        [300, 97],
+      ]) {
+        const x = tf.tensor2d(rng.fillNormal(new Float32Array(rows * cols), 0, 1), [rows, cols]);
+        const n0 = tf.memory().numTensors;
+        const y = columnSum(x);
+        expect(heapColumnSumAvailable()).toBe(true);
+        expect(tf.memory().numTensors).toBe(n0 + 1);
+        const ref = tf.sum(x, 0);
+        expectClose(y, ref, 1e-5, `[${rows}, ${cols}]`, 1e-5);
+        const outs = ["simd", "js"].map((kind) => {
+          const out = tf.zeros([cols]).add(0);
+          flatKernels(heap, kind as "simd" | "js").columnSum(
+            heap.offset(out),
+            heap.offset(x),
+            rows,
+            cols,
+          );
+          const v = Array.from(out.dataSync());
+          out.dispose();
+          return v;
+        });
+        expect(outs[0]).toEqual(outs[1]);
+        expect(outs[0]).toEqual(Array.from(y.dataSync()));
+        const dy = tf.tensor1d(rng.fillNormal(new Float32Array(cols), 0, 1));
+        const [dx] = tf.grads((a: tf.Tensor) => heapColumnSum(a as tf.Tensor2D))([x], dy);
+        expectClose(dx, tf.mul(tf.onesLike(x), dy), 0, "dx");
+        tf.dispose([x, y, ref, dy, dx]);
+      }
+      setWasmKernels(false);
+      try {
+        expect(heapColumnSumAvailable()).toBe(false);
+      } finally {
+        setWasmKernels(true);
+      }
     });
   });
 });

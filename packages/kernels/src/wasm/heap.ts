@@ -27,16 +27,22 @@ export class WasmHeap {
 
   /** The heap of the active backend; throws unless it is tfjs's wasm backend (4.22 internals). */
   static active(): WasmHeap {
-    const be = tf.backend() as unknown as Partial<WasmInternals>;
+    if (tf.getBackend() !== "wasm")
+      throw new Error(
+        `WasmHeap: expected the active tfjs backend to be wasm, got '${tf.getBackend()}'`,
+      );
+    return WasmHeap.of(tf.backend());
+  }
+
+  /** The heap of `backend` (a kernel's `backend` argument); throws unless it is tfjs's wasm backend. */
+  static of(backend: unknown): WasmHeap {
+    const be = backend as Partial<WasmInternals>;
     if (
-      tf.getBackend() !== "wasm" ||
-      !be.wasm?.HEAPU8 ||
+      !be?.wasm?.HEAPU8 ||
       typeof be.dataIdMap?.get !== "function" ||
       typeof be.makeOutput !== "function"
     )
-      throw new Error(
-        `WasmHeap: expected the active tfjs backend to be wasm (tfjs-backend-wasm 4.22), got '${tf.getBackend()}'`,
-      );
+      throw new Error("WasmHeap: expected tfjs's wasm backend (tfjs-backend-wasm 4.22 internals)");
     return new WasmHeap(be as WasmInternals);
   }
 

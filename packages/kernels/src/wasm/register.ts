@@ -2,6 +2,7 @@ import { registerFlatAdamWKernel, registerFlatEmaKernel } from "@sit/core";
 import type { KernelName, KernelSignatures } from "../registry";
 import { registerKernelOverride } from "../registry";
 import { wasmMultiHeadAttention, wasmPackedSelfAttention } from "./attention";
+import { setHeapColumnSum } from "./column-sum";
 import { wasmFlatAdamW } from "./flat-adamw";
 import { wasmFlatEma } from "./flat-ema";
 import { wasmGelu } from "./gelu";
@@ -29,7 +30,8 @@ let removeAll: (() => void) | null = null;
  * overrides of {@link wasmKernels}, and with them a wasm `Identity` kernel that shares its input's
  * buffer instead of copying it (tfjs clones every tensor saved for a backward pass; see
  * `identity.ts`), a `Slice` that copies contiguous slices heap to heap (`slice.ts`), and the
- * whole-model AdamW and EMA updates inside the heap (`flat-adamw.ts`, `flat-ema.ts`). The
+ * whole-model AdamW and EMA updates and column sums inside the heap (`flat-adamw.ts`,
+ * `flat-ema.ts`, `column-sum.ts`). The
  * kernels are installed on the first call of an override, once the wasm
  * backend's own kernels are registered. Removing everything makes the wasm backend run the
  * portable implementations and tfjs's own kernels — for comparisons and benchmarks. Idempotent.
@@ -50,6 +52,8 @@ export function setWasmKernels(enabled: boolean): void {
     // Whole-model AdamW and EMA inside the heap (flat-adamw.ts, flat-ema.ts), through @sit/core's seams.
     removers.push(registerFlatAdamWKernel("wasm", wasmFlatAdamW));
     removers.push(registerFlatEmaKernel("wasm", wasmFlatEma));
+    setHeapColumnSum(true);
+    removers.push(() => setHeapColumnSum(false));
     removeAll = () => {
       for (const r of removers) r();
       setSharingIdentity(false);
