@@ -37,15 +37,17 @@ export const dataSchema = z
       .object({
         flipP: probability.optional(),
         grayscaleP: probability.optional(),
-        blurSigma: z.tuple([z.number().positive(), z.number().positive()]).optional(),
+        blurSigma: z
+          .tuple([z.number().finite().positive(), z.number().finite().positive()])
+          .optional(),
         /** Blur probability of view 1 and view 2 (SiT: 1.0 and 0.1). */
         blurP: z.tuple([probability, probability]).optional(),
         solarizeP: probability.optional(),
         colorJitter: z
           .object({
-            brightness: z.number().min(0),
-            contrast: z.number().min(0),
-            saturation: z.number().min(0),
+            brightness: z.number().finite().min(0),
+            contrast: z.number().finite().min(0),
+            saturation: z.number().finite().min(0),
             hue: z.number().min(0).max(0.5),
             p: probability,
           })
@@ -74,7 +76,7 @@ export const trainSchema = z
     /** Keep the newest k checkpoints (0 keeps all). */
     keepLast: z.number().int().min(0).default(3),
     /** Stop (with a checkpoint) once this run has trained this many minutes: a time budget. */
-    maxMinutes: z.number().positive().optional(),
+    maxMinutes: z.number().finite().positive().optional(),
     /** Write TensorBoard event files under `<out>/tb`. */
     tensorboard: z.boolean().default(true),
     /**

@@ -26,6 +26,15 @@ describe("sit pretrain: the run folder and its warnings", () => {
     expect(r.code).toBe(EXIT.usage);
     expect(r.err).toMatch(/config\.optim\.baseLr: Number must be finite/);
     expect(r.err).not.toMatch(/\bbase: /);
+    // The CLI's own fields too: an infinite time budget named as train.maxMinutes, not maxSeconds.
+    const budget = writeConfig(dir, tinyConfig(join(dir, "run")), "budget.json");
+    writeFileSync(
+      budget,
+      readFileSync(budget, "utf8").replace('"keepLast": 2', '"keepLast": 2, "maxMinutes": 1e999'),
+    );
+    const b = await sit("pretrain", "--config", budget);
+    expect(b.code).toBe(EXIT.usage);
+    expect(b.err).toMatch(/config\.train\.maxMinutes: Number must be finite/);
   });
 
   it("a failed --resume leaves no run.json or metrics.jsonl behind", async () => {
