@@ -43,8 +43,6 @@ export { DropPath, dropPath, type DropPathOptions } from "./nn/drop-path";
 export {
   MLP,
   ProjectionHead,
-  sitProjectionBlocks,
-  sitProjectionHead,
   type MLPBlock,
   type MLPNorm,
   type MLPOptions,

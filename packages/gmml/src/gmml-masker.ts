@@ -24,7 +24,19 @@ import { NormalStream } from "./normal-stream";
 import type { MaskingResult, MaskingStrategy } from "./strategy";
 import { pixelToTokenMask } from "./token-mask";
 
-/** Options of {@link GmmlMasker}; the defaults are SiT v3's. */
+/** {@link GmmlMasker}'s defaults: SiT v3's (the recipes' config schemas are built from them). */
+export const GMML_DEFAULTS = {
+  ratio: 0.5,
+  fill: "zeros",
+  align: 1,
+  maxBlockFraction: 0.3,
+  replaceProb: 0.5,
+  replaceRatio: 0.3,
+  excludeSelf: false,
+  tokenThreshold: 0.5,
+} as const satisfies Omit<Required<GmmlMaskerOptions>, "patchSize">;
+
+/** Options of {@link GmmlMasker}; the defaults are SiT v3's ({@link GMML_DEFAULTS}). */
 export interface GmmlMaskerOptions {
   /** `drop_perc` r in (0, 1]: covered fraction drawn in [min(0.5, r), r] (default 0.5). */
   ratio?: number;
@@ -102,11 +114,11 @@ export class GmmlMasker implements MaskingStrategy {
   constructor(options: GmmlMaskerOptions = {}) {
     if (typeof options !== "object" || options === null)
       throw invalidArgument("options", options, "an options object");
-    this.ratio = options.ratio ?? 0.5;
-    this.align = options.align ?? 1;
-    this.maxBlockFraction = options.maxBlockFraction ?? 0.3;
+    this.ratio = options.ratio ?? GMML_DEFAULTS.ratio;
+    this.align = options.align ?? GMML_DEFAULTS.align;
+    this.maxBlockFraction = options.maxBlockFraction ?? GMML_DEFAULTS.maxBlockFraction;
     checkGmmlBlockOptions("", this.blockOptions(this.ratio));
-    const fill = options.fill ?? "zeros";
+    const fill = options.fill ?? GMML_DEFAULTS.fill;
     const fills = typeof fill === "string" ? [fill] : fill;
     if (
       !Array.isArray(fills) ||
@@ -119,24 +131,36 @@ export class GmmlMasker implements MaskingStrategy {
         `one of ${GMML_FILLS.map((f) => `"${f}"`).join(", ")} or a non-empty array of them`,
       );
     this.fills = [...fills];
-    this.replaceProb = checkNumber("replaceProb", options.replaceProb ?? 0.5, { min: 0, max: 1 });
-    this.replaceRatio = checkNumber("replaceRatio", options.replaceRatio ?? 0.3, {
-      min: 0,
-      max: 1,
-      minExclusive: true,
-    });
-    const excludeSelf = options.excludeSelf ?? false;
+    this.replaceProb = checkNumber(
+      "replaceProb",
+      options.replaceProb ?? GMML_DEFAULTS.replaceProb,
+      { min: 0, max: 1 },
+    );
+    this.replaceRatio = checkNumber(
+      "replaceRatio",
+      options.replaceRatio ?? GMML_DEFAULTS.replaceRatio,
+      {
+        min: 0,
+        max: 1,
+        minExclusive: true,
+      },
+    );
+    const excludeSelf = options.excludeSelf ?? GMML_DEFAULTS.excludeSelf;
     if (typeof excludeSelf !== "boolean")
       throw invalidArgument("excludeSelf", excludeSelf, "a boolean");
     this.excludeSelf = excludeSelf;
     if (options.patchSize !== undefined)
       checkNumber("patchSize", options.patchSize, { min: 1, integer: true });
     this.patchSize = options.patchSize;
-    this.tokenThreshold = checkNumber("tokenThreshold", options.tokenThreshold ?? 0.5, {
-      min: 0,
-      max: 1,
-      minExclusive: true,
-    });
+    this.tokenThreshold = checkNumber(
+      "tokenThreshold",
+      options.tokenThreshold ?? GMML_DEFAULTS.tokenThreshold,
+      {
+        min: 0,
+        max: 1,
+        minExclusive: true,
+      },
+    );
   }
 
   private blockOptions(ratio: number): GmmlBlockOptions {

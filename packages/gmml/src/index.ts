@@ -17,6 +17,7 @@ export {
 export { GMML_FILLS, type GmmlFill } from "./fills";
 export {
   GmmlMasker,
+  GMML_DEFAULTS,
   type GmmlMaskerOptions,
   type GmmlImageRecord,
   type GmmlMaskingResult,

@@ -1,7 +1,13 @@
 export {
   maskedReconstructionLoss,
+  RECONSTRUCTION_LOSS_DEFAULTS,
   type MaskedReconstructionOptions,
 } from "./masked-reconstruction";
-export { mocoV3Loss, sitContrastiveLoss, type MocoV3Options } from "./moco-v3";
+export {
+  mocoV3Loss,
+  sitContrastiveLoss,
+  CONTRASTIVE_LOSS_DEFAULTS,
+  type MocoV3Options,
+} from "./moco-v3";
 export { ntXentLoss, type NtXentOptions } from "./nt-xent";
 export { l2Normalize, stopGradient, softmaxCrossEntropy } from "./ops";

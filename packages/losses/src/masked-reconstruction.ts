@@ -2,7 +2,10 @@ import * as tf from "@tensorflow/tfjs";
 import { ShapeError, invalidArgument } from "@sit/core";
 import { checkFloatTensor, checkSameShape } from "./checks";
 
-/** Options of {@link maskedReconstructionLoss}; defaults are SiT v3's. */
+/** {@link maskedReconstructionLoss}'s defaults: SiT v3's (masked L1). */
+export const RECONSTRUCTION_LOSS_DEFAULTS = { type: "l1", reduction: "masked" } as const;
+
+/** Options of {@link maskedReconstructionLoss}; defaults are SiT v3's ({@link RECONSTRUCTION_LOSS_DEFAULTS}). */
 export interface MaskedReconstructionOptions {
   /** `l1` (default, SiT/GMML): |x̂ − x|; `l2`: (x̂ − x)². */
   type?: "l1" | "l2";
@@ -27,8 +30,8 @@ export function maskedReconstructionLoss(
   mask: tf.Tensor | null | undefined,
   options: MaskedReconstructionOptions = {},
 ): tf.Scalar {
-  const type = options.type ?? "l1";
-  const reduction = options.reduction ?? "masked";
+  const type = options.type ?? RECONSTRUCTION_LOSS_DEFAULTS.type;
+  const reduction = options.reduction ?? RECONSTRUCTION_LOSS_DEFAULTS.reduction;
   if (type !== "l1" && type !== "l2") throw invalidArgument("type", type, '"l1" or "l2"');
   if (reduction !== "masked" && reduction !== "all")
     throw invalidArgument("reduction", reduction, '"masked" or "all"');

@@ -3,7 +3,10 @@ import { ShapeError, checkNumber } from "@sit/core";
 import { checkFloatTensor, checkSameShape } from "./checks";
 import { l2Normalize, softmaxCrossEntropy, stopGradient } from "./ops";
 
-/** Options of {@link mocoV3Loss} and {@link sitContrastiveLoss}. */
+/** {@link mocoV3Loss}'s defaults: SiT's `simclr_temp` τ 0.2 and PyTorch's normalisation ε. */
+export const CONTRASTIVE_LOSS_DEFAULTS = { temperature: 0.2, eps: 1e-12 } as const;
+
+/** Options of {@link mocoV3Loss} and {@link sitContrastiveLoss} ({@link CONTRASTIVE_LOSS_DEFAULTS}). */
 export interface MocoV3Options {
   /** τ (SiT's `simclr_temp`, default 0.2). */
   temperature?: number;
@@ -24,11 +27,18 @@ function checkPair(qName: string, q: tf.Tensor, kName: string, k: tf.Tensor): vo
  * image); the other keys are negatives. `k` is detached: no gradient reaches the teacher.
  */
 export function mocoV3Loss(q: tf.Tensor, k: tf.Tensor, options: MocoV3Options = {}): tf.Scalar {
-  const temperature = checkNumber("temperature", options.temperature ?? 0.2, {
+  const temperature = checkNumber(
+    "temperature",
+    options.temperature ?? CONTRASTIVE_LOSS_DEFAULTS.temperature,
+    {
+      min: 0,
+      minExclusive: true,
+    },
+  );
+  const eps = checkNumber("eps", options.eps ?? CONTRASTIVE_LOSS_DEFAULTS.eps, {
     min: 0,
     minExclusive: true,
   });
-  const eps = checkNumber("eps", options.eps ?? 1e-12, { min: 0, minExclusive: true });
   checkPair("q", q, "k", k);
   const batch = q.shape[0];
   // The one-hot target is a constant: no gather or comparison is recorded on the tape.

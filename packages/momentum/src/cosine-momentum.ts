@@ -1,6 +1,9 @@
 import { ConfigError, checkNumber } from "@sit/core";
 
-/** Options of {@link cosineMomentum}; defaults are SiT v3's (and DINO's). */
+/** {@link cosineMomentum}'s defaults: SiT v3's (and DINO's) teacher momentum, from 0.996 to 1. */
+export const MOMENTUM_DEFAULTS = { base: 0.996, final: 1 } as const;
+
+/** Options of {@link cosineMomentum}; defaults are SiT v3's ({@link MOMENTUM_DEFAULTS}). */
 export interface CosineMomentumOptions {
   /** Momentum at step 0 (default 0.996). */
   base?: number;
@@ -23,8 +26,8 @@ export function cosineMomentum(options: CosineMomentumOptions): MomentumSchedule
     throw new ConfigError(
       "options: expected { base?, final?, totalSteps }, got " + String(options),
     );
-  const base = checkNumber("base", options.base ?? 0.996, { min: 0, max: 1 });
-  const final = checkNumber("final", options.final ?? 1, { min: 0, max: 1 });
+  const base = checkNumber("base", options.base ?? MOMENTUM_DEFAULTS.base, { min: 0, max: 1 });
+  const final = checkNumber("final", options.final ?? MOMENTUM_DEFAULTS.final, { min: 0, max: 1 });
   const totalSteps = checkNumber("totalSteps", options.totalSteps, { min: 1, integer: true });
   return (step: number): number => {
     checkNumber("step", step, { min: 0, integer: true });

@@ -1,9 +1,16 @@
 import { ConfigError } from "@sit/core";
+import { GMML_DEFAULTS } from "@sit/gmml";
+import { CONTRASTIVE_LOSS_DEFAULTS, RECONSTRUCTION_LOSS_DEFAULTS } from "@sit/losses";
+import { MOMENTUM_DEFAULTS } from "@sit/momentum";
+import { VIT_DEFAULTS, VIT_PRESETS } from "@sit/vit";
 import { z } from "zod";
+import { SIT_PROJECTION_DEFAULTS } from "./sit-projection-head";
 
 /**
  * Run-time validated configurations of the recipes, with SiT v3's defaults (spec §2–§7).
  * A bad value throws a ConfigError that names the field, the value and what was expected.
+ * Defaults that belong to a block are that block's exported defaults (`VIT_DEFAULTS`,
+ * `GMML_DEFAULTS`, `MOMENTUM_DEFAULTS`…); only the recipes' own choices are written here.
  */
 
 const positiveInt = z.number().int().positive();
@@ -13,35 +20,29 @@ const fraction = z.number().gt(0).lte(1);
 export const backboneSchema = z
   .object({
     preset: z.enum(["tiny", "small", "base"]).optional(),
-    imgSize: positiveInt.default(224),
-    patchSize: positiveInt.default(16),
-    inChans: positiveInt.default(3),
+    imgSize: positiveInt.default(VIT_DEFAULTS.imgSize),
+    patchSize: positiveInt.default(VIT_DEFAULTS.patchSize),
+    inChans: positiveInt.default(VIT_DEFAULTS.inChans),
     embedDim: positiveInt.optional(),
     depth: positiveInt.optional(),
     numHeads: positiveInt.optional(),
-    mlpRatio: z.number().finite().positive().default(4),
+    mlpRatio: z.number().finite().positive().default(VIT_DEFAULTS.mlpRatio),
     /** Student stochastic depth (0 → rate, linearly over blocks); the teacher always uses 0. */
     dropPathRate: z.number().min(0).lt(1).default(0.1),
     /** Recompute blocks in the backward pass (needed on wasm for deep models at large batches). */
-    checkpointBlocks: z.boolean().default(false),
+    checkpointBlocks: z.boolean().default(VIT_DEFAULTS.checkpointBlocks),
   })
   .strict();
 
-const PRESETS = {
-  tiny: { embedDim: 192, depth: 12, numHeads: 3 },
-  small: { embedDim: 384, depth: 12, numHeads: 6 },
-  base: { embedDim: 768, depth: 12, numHeads: 12 },
-} as const;
-
 export const gmmlSchema = z
   .object({
-    ratio: fraction.default(0.5),
-    fill: z.enum(["zeros", "noise", "shuffle"]).default("zeros"),
-    align: positiveInt.default(1),
-    maxBlockFraction: fraction.default(0.3),
-    replaceProb: z.number().min(0).max(1).default(0.5),
-    replaceRatio: fraction.default(0.3),
-    excludeSelf: z.boolean().default(false),
+    ratio: fraction.default(GMML_DEFAULTS.ratio),
+    fill: z.enum(["zeros", "noise", "shuffle"]).default(GMML_DEFAULTS.fill),
+    align: positiveInt.default(GMML_DEFAULTS.align),
+    maxBlockFraction: fraction.default(GMML_DEFAULTS.maxBlockFraction),
+    replaceProb: z.number().min(0).max(1).default(GMML_DEFAULTS.replaceProb),
+    replaceRatio: fraction.default(GMML_DEFAULTS.replaceRatio),
+    excludeSelf: z.boolean().default(GMML_DEFAULTS.excludeSelf),
   })
   .strict();
 
@@ -69,24 +70,27 @@ export const sitSchema = z
     backbone: backboneSchema.default({}),
     /** Projection head `CLSHead(D, outDim)` (hidden 4096, out 256 in SiT). */
     projection: z
-      .object({ hidden: positiveInt.default(4096), outDim: positiveInt.default(256) })
+      .object({
+        hidden: positiveInt.default(SIT_PROJECTION_DEFAULTS.hidden),
+        outDim: positiveInt.default(SIT_PROJECTION_DEFAULTS.outDim),
+      })
       .strict()
       .default({}),
     gmml: gmmlSchema.default({}),
     optim: optimSchema,
     /** Contrastive temperature τ (loss scaled by 2τ). */
-    temperature: z.number().finite().positive().default(0.2),
+    temperature: z.number().finite().positive().default(CONTRASTIVE_LOSS_DEFAULTS.temperature),
     /** λ in L = Lc + λ·Lr (README: 5 for small datasets). */
     lambda: z.number().finite().min(0).default(1),
     /** Teacher momentum: cosine from `base` to `final` over the run. */
     momentum: z
       .object({
-        base: z.number().min(0).max(1).default(0.996),
-        final: z.number().min(0).max(1).default(1),
+        base: z.number().min(0).max(1).default(MOMENTUM_DEFAULTS.base),
+        final: z.number().min(0).max(1).default(MOMENTUM_DEFAULTS.final),
       })
       .strict()
       .default({}),
-    reconstruction: z.enum(["l1", "l2"]).default("l1"),
+    reconstruction: z.enum(["l1", "l2"]).default(RECONSTRUCTION_LOSS_DEFAULTS.type),
     seed: z.number().int().default(0),
   })
   .strict();
@@ -116,7 +120,7 @@ export function parseConfig<S extends z.ZodTypeAny>(
 
 /** Fill embedDim/depth/numHeads from the preset (default small, as SiT) where not given. */
 export function resolveBackbone(b: BackboneConfig): Required<Omit<BackboneConfig, "preset">> {
-  const preset = PRESETS[b.preset ?? "small"];
+  const preset = VIT_PRESETS[b.preset ?? "small"];
   return {
     imgSize: b.imgSize,
     patchSize: b.patchSize,
@@ -136,7 +140,7 @@ export const gmmlOnlySchema = z
     backbone: backboneSchema.default({}),
     gmml: gmmlSchema.default({}),
     optim: optimSchema,
-    reconstruction: z.enum(["l1", "l2"]).default("l1"),
+    reconstruction: z.enum(["l1", "l2"]).default(RECONSTRUCTION_LOSS_DEFAULTS.type),
     seed: z.number().int().default(0),
   })
   .strict();
@@ -146,12 +150,15 @@ export const mocoV3Schema = z
   .object({
     backbone: backboneSchema.default({}),
     projection: z
-      .object({ hidden: positiveInt.default(4096), outDim: positiveInt.default(256) })
+      .object({
+        hidden: positiveInt.default(SIT_PROJECTION_DEFAULTS.hidden),
+        outDim: positiveInt.default(SIT_PROJECTION_DEFAULTS.outDim),
+      })
       .strict()
       .default({}),
     predictorHidden: positiveInt.default(4096),
     optim: optimSchema,
-    temperature: z.number().finite().positive().default(0.2),
+    temperature: z.number().finite().positive().default(CONTRASTIVE_LOSS_DEFAULTS.temperature),
     momentum: z
       .object({
         base: z.number().min(0).max(1).default(0.99),

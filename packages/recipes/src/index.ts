@@ -26,6 +26,11 @@ export { gradientsByName } from "./gradients";
 export { optimSchedules, type OptimSchedules } from "./schedules";
 export { SitNetwork, buildSitNetwork, buildBackbone, type SitNetworkOutput } from "./sit-network";
 export {
+  sitProjectionHead,
+  sitProjectionBlocks,
+  SIT_PROJECTION_DEFAULTS,
+} from "./sit-projection-head";
+export {
   SitRecipe,
   createSiT,
   type SitStepInputs,

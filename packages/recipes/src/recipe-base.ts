@@ -1,6 +1,11 @@
 import * as tf from "@tensorflow/tfjs";
 import { AdamW, ConfigError, type Module, Rng, type RngState } from "@sit/core";
-import { EmaTeacher, type MomentumSchedule, cosineMomentum } from "@sit/momentum";
+import {
+  EmaTeacher,
+  MOMENTUM_DEFAULTS,
+  type MomentumSchedule,
+  cosineMomentum,
+} from "@sit/momentum";
 import type { MaybePromise, Recipe, RecipeState, StepResult } from "@sit/train";
 import type { VisionTransformer } from "@sit/vit";
 import type { OptimConfig } from "./config";
@@ -46,7 +51,7 @@ export abstract class ModuleRecipe<M extends Module, Batch, T extends Module = M
     },
   ) {
     const s = optimSchedules(config.optim);
-    const m = config.momentum ?? { base: 0.996, final: 1 };
+    const m = config.momentum ?? MOMENTUM_DEFAULTS;
     this.schedules = { ...s, momentum: cosineMomentum({ ...m, totalSteps: s.totalSteps }) };
     this.optimizer = new AdamW(student, {
       lr: s.lr[0],

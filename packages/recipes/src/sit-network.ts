@@ -1,9 +1,10 @@
 import type * as tf from "@tensorflow/tfjs";
-import { Module, type ProjectionHead, type Rng, sitProjectionHead } from "@sit/core";
+import { Module, type ProjectionHead, type Rng } from "@sit/core";
 import { SitReconstructionHead } from "@sit/decoder";
 import { VisionTransformer, type VitOutput } from "@sit/vit";
 import type { BackboneConfig } from "./config";
 import { resolveBackbone } from "./config";
+import { sitProjectionHead } from "./sit-projection-head";
 
 /** What {@link SitNetwork.forward} returns (tensors the caller owns). */
 export interface SitNetworkOutput {

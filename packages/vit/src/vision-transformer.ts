@@ -14,6 +14,7 @@ import { Block } from "./block";
 import { gradientCheckpoint } from "./checkpoint";
 import { PatchEmbed, applyNorm } from "./layers";
 import { interpolatePosEmbed } from "./pos-embed";
+import { VIT_DEFAULTS, VIT_PRESETS } from "./presets";
 
 /** Configuration of a {@link VisionTransformer}; defaults are ViT-B/16 at 224 px as in SiT. */
 export interface VisionTransformerConfig {
@@ -123,12 +124,22 @@ export class VisionTransformer extends Module {
       throw invalidArgument("config", config, "a VisionTransformerConfig object");
     if (!(config.rng instanceof Rng))
       throw invalidArgument("config.rng", config.rng, "an Rng (initial weights are random)");
-    this.imgSize = sizePair("imgSize", config.imgSize ?? 224);
-    this.patchSize = checkNumber("patchSize", config.patchSize ?? 16, { integer: true, min: 1 });
-    this.inChans = checkNumber("inChans", config.inChans ?? 3, { integer: true, min: 1 });
-    this.embedDim = checkNumber("embedDim", config.embedDim ?? 768, { integer: true, min: 1 });
-    this.depth = checkNumber("depth", config.depth ?? 12, { integer: true, min: 1 });
-    this.numHeads = checkNumber("numHeads", config.numHeads ?? 12, { integer: true, min: 1 });
+    const d = VIT_DEFAULTS;
+    this.imgSize = sizePair("imgSize", config.imgSize ?? d.imgSize);
+    this.patchSize = checkNumber("patchSize", config.patchSize ?? d.patchSize, {
+      integer: true,
+      min: 1,
+    });
+    this.inChans = checkNumber("inChans", config.inChans ?? d.inChans, { integer: true, min: 1 });
+    this.embedDim = checkNumber("embedDim", config.embedDim ?? d.embedDim, {
+      integer: true,
+      min: 1,
+    });
+    this.depth = checkNumber("depth", config.depth ?? d.depth, { integer: true, min: 1 });
+    this.numHeads = checkNumber("numHeads", config.numHeads ?? d.numHeads, {
+      integer: true,
+      min: 1,
+    });
     if (this.embedDim % this.numHeads !== 0)
       throw new ConfigError(
         `numHeads: expected a divisor of embedDim ${this.embedDim}, got ${this.numHeads}`,
@@ -136,9 +147,9 @@ export class VisionTransformer extends Module {
     const [h, w] = this.imgSize;
     if (h % this.patchSize !== 0 || w % this.patchSize !== 0)
       throw new ConfigError(
-        `imgSize: expected a multiple of patchSize ${this.patchSize}, got ${describeValue(config.imgSize ?? 224)}`,
+        `imgSize: expected a multiple of patchSize ${this.patchSize}, got ${describeValue(config.imgSize ?? d.imgSize)}`,
       );
-    const rate = checkNumber("dropPathRate", config.dropPathRate ?? 0, {
+    const rate = checkNumber("dropPathRate", config.dropPathRate ?? d.dropPathRate, {
       min: 0,
       max: 1,
       maxExclusive: true,
@@ -176,7 +187,7 @@ export class VisionTransformer extends Module {
     this.registerModule("blocks", blocks);
     this.norm = this.registerModule(
       "norm",
-      new LayerNorm(this.embedDim, config.layerNormEps ?? 1e-6),
+      new LayerNorm(this.embedDim, config.layerNormEps ?? d.layerNormEps),
     );
     this.dropPathRng = rng.split();
     this.checkpointBlocks = config.checkpointBlocks === true;
@@ -303,15 +314,15 @@ type PresetOptions = Omit<VisionTransformerConfig, "embedDim" | "depth" | "numHe
 
 /** ViT-Tiny (D 192, depth 12, 3 heads; patch 16 unless given), as SiT's `vit_tiny`. */
 export function vitTiny(options: PresetOptions): VisionTransformer {
-  return new VisionTransformer({ ...options, embedDim: 192, depth: 12, numHeads: 3 });
+  return new VisionTransformer({ ...options, ...VIT_PRESETS.tiny });
 }
 
 /** ViT-Small (D 384, depth 12, 6 heads; patch 16 unless given), as SiT's `vit_small` (its default). */
 export function vitSmall(options: PresetOptions): VisionTransformer {
-  return new VisionTransformer({ ...options, embedDim: 384, depth: 12, numHeads: 6 });
+  return new VisionTransformer({ ...options, ...VIT_PRESETS.small });
 }
 
 /** ViT-Base (D 768, depth 12, 12 heads; patch 16 unless given), as SiT's `vit_base`. */
 export function vitBase(options: PresetOptions): VisionTransformer {
-  return new VisionTransformer({ ...options, embedDim: 768, depth: 12, numHeads: 12 });
+  return new VisionTransformer({ ...options, ...VIT_PRESETS.base });
 }

@@ -2,11 +2,22 @@ import * as tf from "@tensorflow/tfjs";
 import { describe, expect, it } from "vitest";
 import { ShapeError } from "../errors";
 import { Rng } from "../rng";
-import { sitProjectionHead } from "./mlp";
+import { ProjectionHead } from "./mlp";
+
+/** A small SiT-style projection head (Linear, BatchNorm and a BatchNorm without affine). */
+const head683 = (rng: Rng) =>
+  new ProjectionHead(
+    [
+      { in: 6, out: 8, norm: "batch", activation: "relu" },
+      { in: 8, out: 8, norm: "batch", activation: "gelu" },
+      { in: 8, out: 3, norm: "batch_noaffine", activation: null },
+    ],
+    { rng },
+  );
 
 describe("Module.loadStateDict", () => {
   it("rejects a wrong-shaped state dict, naming each entry with both shapes", () => {
-    const head = sitProjectionHead(6, 3, 8, Rng.seed(0));
+    const head = head683(Rng.seed(0));
     const dict = { ...head.stateDict() };
     dict["mlp.0.weight"] = tf.zeros([8, 6]); // PyTorch layout handed to the native loader
     dict["mlp.4.bias"] = tf.zeros([7]);
@@ -25,8 +36,8 @@ describe("Module.loadStateDict", () => {
   });
 
   it("round-trips its own state dict and reports missing/unexpected names", () => {
-    const a = sitProjectionHead(6, 3, 8, Rng.seed(1));
-    const b = sitProjectionHead(6, 3, 8, Rng.seed(2));
+    const a = head683(Rng.seed(1));
+    const b = head683(Rng.seed(2));
     b.loadStateDict(a.stateDict());
     expect(Array.from(b.stateDict()["mlp.3.weight"].dataSync())).toEqual(
       Array.from(a.stateDict()["mlp.3.weight"].dataSync()),
