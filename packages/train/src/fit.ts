@@ -102,17 +102,17 @@ class FitRun<Batch> {
     return this.priorElapsed + (performance.now() - this.started) / 1000;
   }
 
-  private base(): EventBase {
-    return {
-      step: this.progress.step - 1,
-      epoch: this.lastStepEpoch,
-      elapsedSec: this.elapsed(),
   /** `elapsedSec` at which the time budget stops this run (it counts this run only, not a resumed one's). */
   private budgetEnd(): number | undefined {
     const b = this.options.maxSeconds;
     return b === undefined ? undefined : this.priorElapsed + b;
   }
 
+  private base(): EventBase {
+    return {
+      step: this.progress.step - 1,
+      epoch: this.lastStepEpoch,
+      elapsedSec: this.elapsed(),
       wallTime: Date.now(),
     };
   }
@@ -306,6 +306,11 @@ class FitRun<Batch> {
         this.stop = { reason: "aborted" };
         return false;
       }
+      const budgetEnd = this.budgetEnd();
+      if (budgetEnd !== undefined && this.elapsed() >= budgetEnd) {
+        this.stop = { reason: "time-budget" };
+        return false;
+      }
       if (o.maxSteps !== undefined && p.step >= o.maxSteps) return false;
       if (p.stepsPerEpoch !== null && p.stepInEpoch >= p.stepsPerEpoch) return true;
       const t0 = performance.now();
@@ -319,11 +324,6 @@ class FitRun<Batch> {
       }
       await this.step(next.value, t0);
       await yieldToEventLoop(); // lets signal handlers run between synchronous steps
-      const budgetEnd = this.budgetEnd();
-      if (budgetEnd !== undefined && this.elapsed() >= budgetEnd) {
-        this.stop = { reason: "time-budget" };
-        return false;
-      }
     }
   }
 
@@ -367,6 +367,7 @@ class FitRun<Batch> {
       tensors,
       totalSteps: this.totalSteps,
       stepsPerEpoch: p.stepsPerEpoch ?? undefined,
+      ...(this.budgetEnd() !== undefined ? { budgetEndSec: this.budgetEnd() } : {}),
     };
     await this.emit(event);
     await o.onStep?.(event);
@@ -381,7 +382,6 @@ class FitRun<Batch> {
     if (p.stepsPerEpoch === null) {
       p.stepsPerEpoch = p.stepInEpoch;
       this.planTotal();
-      ...(this.budgetEnd() !== undefined ? { budgetEndSec: this.budgetEnd() } : {}),
     } else if (p.stepInEpoch < p.stepsPerEpoch && !this.warnedShortEpoch) {
       this.warnedShortEpoch = true;
       await this.warning(
