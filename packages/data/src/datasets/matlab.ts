@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { inflateSync } from "node:zlib";
 import { IOError } from "@sit/core";
+import { inflatedHead } from "./inflate";
 
 /**
  * A value read from a MATLAB v5 `.mat` file. Supported: numeric and logical arrays (any integer
@@ -124,10 +125,22 @@ class Reader {
   /** Decode one top-level or nested element into `[name, value]`. */
   value(el: Element): [string, MatValue] {
     if (el.type === MI.COMPRESSED) {
+      // The inflated element's own tag declares its size: inflate no further than that.
       let inflated: Uint8Array;
+      let max = 0;
       try {
-        inflated = inflateSync(el.data);
+        const head = inflatedHead(el.data, 8, "zlib");
+        if (head.length < 8) this.fail("truncated compressed element (no element tag inside)");
+        const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+        const small = view.getUint32(0, this.little) >>> 16 !== 0;
+        max = small ? 8 : 8 + Math.ceil(view.getUint32(4, this.little) / 8) * 8;
+        inflated = inflateSync(el.data, { maxOutputLength: max });
       } catch (err) {
+        if (err instanceof IOError) throw err;
+        if ((err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE")
+          this.fail(
+            `compressed element inflates to more than the ${max} bytes its tag declares; refusing to inflate it`,
+          );
         this.fail(`corrupt compressed element (${(err as Error).message})`);
       }
       return this.value(this.element(inflated, 0));

@@ -1,6 +1,7 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
-import { constants, gunzipSync } from "node:zlib";
+import { gunzipSync } from "node:zlib";
 import { ConfigError, IOError } from "@sit/core";
+import { inflatedHead } from "./inflate";
 
 /** How far a gzip stream may inflate: the size that the format's own header declares. */
 export interface InflateLimit {
@@ -8,15 +9,6 @@ export interface InflateLimit {
   headBytes: number;
   /** The size the header declares; the stream may inflate to no more. */
   maxBytes(head: Uint8Array): number;
-}
-
-/** The first `want` inflated bytes (or all, if fewer), inflating only growing prefixes of `raw`. */
-function inflatedHead(raw: Uint8Array, want: number): Uint8Array {
-  // A prefix of n bytes inflates to at most ~1032·n: the head never costs more than that.
-  for (let n = 256; ; n *= 8) {
-    const head = gunzipSync(raw.subarray(0, n), { finishFlush: constants.Z_SYNC_FLUSH });
-    if (head.length >= want || n >= raw.length) return head;
-  }
 }
 
 /**
@@ -30,7 +22,7 @@ export function readMaybeGzip(path: string, limit: InflateLimit): Uint8Array {
   if (raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b) {
     let max: number;
     try {
-      max = limit.maxBytes(inflatedHead(raw, limit.headBytes));
+      max = limit.maxBytes(inflatedHead(raw, limit.headBytes, "gzip"));
       return gunzipSync(raw, { maxOutputLength: Math.max(1, max) });
     } catch (err) {
       if (err instanceof IOError) throw err;
