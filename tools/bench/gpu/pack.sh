@@ -3,8 +3,8 @@
 # git-ignored) that runs on an x86-64 Linux machine with python3 + torch and no Node, no
 # node_modules and no network:  bash bench-gpu/run.sh   (see tools/bench/gpu/README.md).
 #   node.xz            this machine's node, stripped and xz-compressed (cached across packs)
-#   app/               esbuild bundle of sit_step.ts + check-kernels.ts (tfjs, webgpu backend,
-#                      @sit/* sources), sit_step_torch.py, summary.py
+#   app/               esbuild bundle of sit_step.ts + gemm-webgpu.ts + check-kernels.ts (tfjs,
+#                      webgpu backend, @sit/* sources), sit_step_torch.py, gemm_torch.py, summary.py
 #   app/dist/linux-x64.dawn.node.xz   the `webgpu` package's Dawn addon (next to the bundle)
 #   lib/libvulkan.so.1 the Vulkan loader, used only when the machine has none
 # Usage: bash tools/bench/gpu/pack.sh [outdir]
@@ -31,7 +31,7 @@ mkdir -p "$OUT/app/dist" "$OUT/lib"
 npx tsx tools/bench/gpu/bundle.ts "$OUT/app"
 DAWN=node_modules/webgpu/dist/linux-x64.dawn.node
 xz -T0 -6 -c "$DAWN" >"$OUT/app/dist/linux-x64.dawn.node.xz"
-cp tools/bench/sit_step_torch.py tools/bench/gpu/summary.py "$OUT/app/"
+cp tools/bench/sit_step_torch.py tools/bench/gemm_torch.py tools/bench/gpu/summary.py "$OUT/app/"
 cp tools/bench/gpu/run.sh "$OUT/run.sh"
 chmod +x "$OUT/run.sh"
 cp -L /usr/lib/x86_64-linux-gnu/libvulkan.so.1 "$OUT/lib/libvulkan.so.1"

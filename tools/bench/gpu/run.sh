@@ -2,10 +2,12 @@
 # SiT.js GPU bench, self-contained (made by tools/bench/gpu/pack.sh; no Node, no network needed).
 # Stages, each under its own timeout, the run goes on when one fails:
 #   kernels      check-kernels: every registered webgpu kernel override vs the portable ops
+#   gemm         gemm-webgpu: TFLOP/s of the step's GEMM shapes, fused WGSL vs tfjs matMul vs PyTorch
 #   torch_tiny   PyTorch CUDA fp32 SiT step, ViT-Tiny/4 32 px      torch_small  ViT-S/16 224 px
 #   tfjs_tiny    tfjs webgpu SiT step, ViT-Tiny/4 32 px            tfjs_small   ViT-S/16 224 px
 #   memory       tfjs webgpu, N steps: tensors and GPU bytes after step 10 and step N
-# then prints summary.json. Files go to $OUT if set (else a folder it names), ≤ 8 files.
+# then prints the summary (also appended to log.txt). Files go to $OUT if set (else a folder it
+# names), ≤ 8 files.
 # Usage: bash run.sh [--warmup 2] [--iters 5] [--tiny-batch 256] [--small-batch 64]
 #   [--memory-steps 30] [--memory-batch 64] [--budget 420] [--depth N] [--quick]
 #   [--allow-software-adapter]
@@ -14,6 +16,7 @@
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 WARMUP=2 ITERS=5 TINY_B=256 SMALL_B=64 MEM_STEPS=30 MEM_B=64 BUDGET=420 DEPTH="" SOFT="" KB=8
+GEMM_ARGS="--iters 5 --reps 10"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --warmup) WARMUP=$2; shift ;;
@@ -24,7 +27,8 @@ while [[ $# -gt 0 ]]; do
     --memory-batch) MEM_B=$2; shift ;;
     --budget) BUDGET=$2; shift ;;
     --depth) DEPTH=$2; shift ;;
-    --quick) WARMUP=0 ITERS=1 TINY_B=2 SMALL_B=1 MEM_STEPS=12 MEM_B=2 DEPTH=2 KB=2 ;;
+    --quick) WARMUP=0 ITERS=1 TINY_B=2 SMALL_B=1 MEM_STEPS=12 MEM_B=2 DEPTH=2 KB=2
+      GEMM_ARGS="--batch 2 --iters 1 --reps 1" ;;
     --allow-software-adapter) SOFT=--allow-software-adapter ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -90,14 +94,16 @@ stage() {
 D=${DEPTH:+--depth $DEPTH}
 STEP="$NODE sit_step.mjs --backend webgpu $SOFT --no-torch --warmup $WARMUP --iters $ITERS $D"
 TORCH="$PY sit_step_torch.py --device cuda --warmup $WARMUP --iters $ITERS $D"
-stage kernels 12 $NODE check-kernels.mjs --backend webgpu $SOFT --batch $KB
-stage torch_tiny 8 $TORCH --model tiny --batch "$TINY_B"
-stage torch_small 8 $TORCH --model small --batch "$SMALL_B"
-stage tfjs_tiny 24 $STEP --model tiny --batch "$TINY_B"
-stage tfjs_small 24 $STEP --model small --batch "$SMALL_B"
+stage kernels 10 $NODE check-kernels.mjs --backend webgpu $SOFT --batch $KB
+stage gemm 8 $NODE gemm-webgpu.mjs $SOFT --model both $GEMM_ARGS
+stage torch_tiny 7 $TORCH --model tiny --batch "$TINY_B"
+stage torch_small 7 $TORCH --model small --batch "$SMALL_B"
+stage tfjs_tiny 23 $STEP --model tiny --batch "$TINY_B"
+stage tfjs_small 23 $STEP --model small --batch "$SMALL_B"
 stage memory 20 $NODE sit_step.mjs --backend webgpu $SOFT --no-torch --model tiny \
   --batch "$MEM_B" --memory-steps "$MEM_STEPS" $D
-"$PY" "$WORK/app/summary.py" "$RES" >"$RES/summary.json" 2>>"$LOG"
-cat "$RES/summary.json"
+# The summary goes to stdout and log.txt, not a file of its own: with gemm.json the stages fill
+# the 8 files a device run brings back (summary.py recomputes it from them anywhere).
+"$PY" "$WORK/app/summary.py" "$RES" 2>>"$LOG" | tee -a "$LOG"
 say "done in $(($(date +%s) - START))s; files in $RES: $(ls "$RES" | tr '\n' ' ')"
 rm -rf "$WORK/node" "$WORK/app"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summary of a bench-gpu run: reads the stage JSON files in a folder, prints one JSON object.
 
-Usage: python3 summary.py <dir>   (files: kernels.json, tfjs_tiny.json, tfjs_small.json,
+Usage: python3 summary.py <dir>   (files: kernels.json, gemm.json, tfjs_tiny.json, tfjs_small.json,
 torch_tiny.json, torch_small.json, memory.json; a missing or broken one is reported as such).
 Ratios are tfjs / PyTorch (step time, and peak GPU memory: tfjs's buffer pool high-water mark
 over torch.cuda.max_memory_allocated).
@@ -62,6 +62,19 @@ def main():
     out["memory"] = {key: mj.get(key) for key in
                      ("memory_steps", "tensor_growth", "gpu_allocated_growth", "no_growth", "error")
                      if mj.get(key) is not None}
+    g = load(d, "gemm.json")
+    if "error" in g:
+        out["gemm"] = g
+    else:
+        rows = g.get("shapes", [])
+        out["gemm"] = {
+            "sum_ms": g.get("sum_ms"),
+            # Fused / PyTorch time per shape (> 1: slower than PyTorch).
+            "fused_over_torch_time": {r["shape"]: round(r["fused_ms"] / r["torch_ms"], 2)
+                                      for r in rows if r.get("torch_ms")},
+            "fused_tflops": {r["shape"]: r.get("fused_tflops") for r in rows},
+            "torch": {k: v for k, v in (g.get("torch") or {}).items() if k != "ms"},
+        }
     print(json.dumps(out, indent=2))
 
 

@@ -1,0 +1,187 @@
+// TFLOP/s of the SiT step's GEMM shapes on webgpu: @sit/kernels' fused WGSL GEMM (with the
+// epilogue the ViT uses: bias, GELU prologue, residual) against tfjs's own matMul (the product
+// alone, same transpose flags), and PyTorch's torch.matmul on the same shapes in the same run
+// (tools/bench/gemm_torch.py; fp32, TF32 off). Shapes per model, M = batch·tokens:
+//   forward   x[M,K]·W[K,N]  patch (K = p²·3), qkv, proj (+ residual), fc1, fc2 (GELU input + residual)
+//   dx        dy[M,N]·Wᵀ      (transposed B)
+//   dW        xᵀ·dy           (transposed A, K = M)
+// so K runs from 48 (patch 4) to 1536 (ViT-S fc2) and M up to batch·197. Each entry: median of
+// --iters timed runs of --reps launches ended by a one-element read. Prints one JSON object.
+//
+//   npx tsx tools/bench/gemm-webgpu.ts [--model tiny|small|both] [--batch N] [--iters 5]
+//     [--reps 10] [--allow-software-adapter] [--no-torch] [--torch-device cuda|cpu]
+// On lavapipe (no GPU): LP_NUM_THREADS=1 ... --model tiny --batch 2 --iters 2 --reps 2 --no-torch
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import * as tf from "@tensorflow/tfjs";
+import { Rng, initBackend } from "../../packages/core/src/index";
+import { webgpuGemm } from "../../packages/kernels/src/webgpu/gemm";
+
+function option(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
+}
+const flag = (name: string) => process.argv.includes(`--${name}`);
+const MODEL = option("model", "both");
+const ITERS = Number(option("iters", "5"));
+const REPS = Number(option("reps", "10"));
+const MODELS = {
+  tiny: { tokens: 65, patches: 64, patchK: 48, d: 192, batch: 256 },
+  small: { tokens: 197, patches: 196, patchK: 768, d: 384, batch: 64 },
+} as const;
+if (MODEL !== "both" && !(MODEL in MODELS))
+  throw new Error(`--model: expected tiny, small or both, got ${MODEL}`);
+for (const [k, v] of Object.entries({ ITERS, REPS }))
+  if (!Number.isInteger(v) || v < 1)
+    throw new Error(`--${k.toLowerCase()}: expected a positive integer, got ${v}`);
+
+/** One GEMM of the step: C[m,n] = op(A)·op(B), op(A) [m,k]. */
+interface Shape {
+  name: string;
+  m: number;
+  k: number;
+  n: number;
+  transA: boolean;
+  transB: boolean;
+  gelu: boolean;
+  bias: boolean;
+  residual: boolean;
+}
+
+function shapesOf(model: keyof typeof MODELS): Shape[] {
+  const c = MODELS[model];
+  const batch = Number(option("batch", String(c.batch)));
+  const m = batch * c.tokens;
+  const d = c.d;
+  const layers: [string, number, number, number, boolean, boolean][] = [
+    // name, M, K, N, GELU input, residual
+    ["patch", batch * c.patches, c.patchK, d, false, false],
+    ["qkv", m, d, 3 * d, false, false],
+    ["proj", m, d, d, false, true],
+    ["fc1", m, d, 4 * d, false, false],
+    ["fc2", m, 4 * d, d, true, true],
+  ];
+  const base = { transA: false, transB: false, gelu: false, bias: false, residual: false };
+  return layers.flatMap(([name, rows, k, n, gelu, residual]) => [
+    { ...base, name: `${model}.${name}.fwd`, m: rows, k, n, gelu, bias: true, residual },
+    { ...base, name: `${model}.${name}.dx`, m: rows, k: n, n: k, transB: true },
+    { ...base, name: `${model}.${name}.dW`, m: k, k: rows, n, transA: true, gelu },
+  ]);
+}
+
+function randn(shape: number[], seed: number): tf.Tensor2D {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return tf.tensor(Rng.seed(seed).fillNormal(new Float32Array(n)), shape) as tf.Tensor2D;
+}
+
+async function time(f: () => tf.Tensor): Promise<number> {
+  const run = async () => {
+    const t0 = performance.now();
+    let last: tf.Tensor | undefined;
+    for (let r = 0; r < REPS; r++) {
+      last?.dispose();
+      last = f();
+    }
+    await (last as tf.Tensor).slice([0, 0], [1, 1]).data();
+    last?.dispose();
+    return (performance.now() - t0) / REPS;
+  };
+  await run(); // compile, warm up
+  const times: number[] = [];
+  for (let i = 0; i < ITERS; i++) times.push(await run());
+  times.sort((a, b) => a - b);
+  return times[times.length >> 1];
+}
+
+function torchRun(shapes: Shape[]): Record<string, unknown> {
+  if (flag("no-torch")) return { available: false, note: "skipped (--no-torch)" };
+  const script = fileURLToPath(new URL("./gemm_torch.py", import.meta.url));
+  const python =
+    process.env.SIT_TORCH_PYTHON ??
+    (existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3");
+  const args = [script, "--device", option("torch-device", "cuda"), "--iters", String(ITERS)];
+  const r = spawnSync(python, [...args, "--reps", String(REPS)], {
+    input: JSON.stringify(shapes),
+    encoding: "utf8",
+    maxBuffer: 1 << 24,
+  });
+  if (r.error || r.status !== 0)
+    return {
+      available: false,
+      note: `${python} ${script} failed: ${r.error?.message ?? r.stderr}`,
+    };
+  try {
+    return JSON.parse(r.stdout.trim().split("\n").pop() ?? "");
+  } catch {
+    return { available: false, note: `unparseable output: ${r.stdout.slice(0, 200)}` };
+  }
+}
+
+const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
+const sig = (x: number) => Number(x.toPrecision(3));
+
+async function main() {
+  const models = MODEL === "both" ? (["tiny", "small"] as const) : [MODEL as keyof typeof MODELS];
+  const shapes = models.flatMap(shapesOf);
+  const torch = torchRun(shapes);
+  const info = await initBackend("webgpu", {
+    allowSoftwareAdapter: flag("allow-software-adapter"),
+    log: false,
+  });
+  const torchMs = (torch.ms ?? {}) as Record<string, number>;
+  const rows: Record<string, unknown>[] = [];
+  for (const s of shapes) {
+    const a = randn(s.transA ? [s.k, s.m] : [s.m, s.k], 1);
+    const b = randn(s.transB ? [s.n, s.k] : [s.k, s.n], 2);
+    const bias = s.bias ? (randn([1, s.n], 3).reshape([s.n]) as tf.Tensor1D) : null;
+    const residual = s.residual ? randn([s.m, s.n], 4) : null;
+    const flops = 2 * s.m * s.n * s.k;
+    const opts = { transposeA: s.transA, transposeB: s.transB, geluA: s.gelu, bias, residual };
+    const fused = await time(() => webgpuGemm(a, b, opts));
+    const plain = await time(() => tf.matMul(a, b, s.transA, s.transB));
+    const row: Record<string, unknown> = {
+      shape: s.name,
+      m: s.m,
+      k: s.k,
+      n: s.n,
+      epilogue: [s.gelu && "gelu-in", s.bias && "bias", s.residual && "residual"].filter(Boolean),
+      fused_ms: round(fused),
+      fused_tflops: sig(flops / fused / 1e9),
+      tfjs_matmul_ms: round(plain),
+      tfjs_matmul_tflops: sig(flops / plain / 1e9),
+    };
+    const t = torchMs[s.name];
+    if (typeof t === "number") {
+      row.torch_ms = round(t);
+      row.torch_tflops = sig(flops / t / 1e9);
+      row.fused_over_torch_tflops = round(t / fused, 2);
+    }
+    rows.push(row);
+    tf.dispose([a, b, ...(bias ? [bias] : []), ...(residual ? [residual] : [])]);
+  }
+  const total = (key: string) =>
+    rows.reduce((sum, r) => sum + ((r[key] as number | undefined) ?? Number.NaN), 0);
+  console.log(
+    JSON.stringify(
+      {
+        bench: "gemm-webgpu",
+        adapter: info.adapter,
+        tfjs: tf.version.tfjs,
+        iters: ITERS,
+        reps: REPS,
+        note: "ms per launch (median of iters, each REPS launches + one read); TFLOP/s = 2·m·n·k / time. fused = @sit/kernels WGSL GEMM with the listed epilogue; tfjs_matmul = tf.matMul, product only; torch = torch.matmul fp32 (TF32 off), product only.",
+        sum_ms: {
+          fused: round(total("fused_ms")),
+          tfjs_matmul: round(total("tfjs_matmul_ms")),
+          ...(torch.available !== false ? { torch: round(total("torch_ms")) } : {}),
+        },
+        torch: { ...torch, ms: undefined },
+        shapes: rows,
+      },
+      null,
+      2,
+    ),
+  );
+}
+main();
