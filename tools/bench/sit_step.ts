@@ -27,6 +27,7 @@ import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, Rng, initBackend } from "../../packages/core/src/index";
 import { corruptViews } from "../../packages/gmml/src/index";
+import { rawDispatchCount } from "../../packages/kernels/src/webgpu/flat-buffers";
 import { createSiT } from "../../packages/recipes/src/index";
 import { instrumentPhases } from "./phases";
 
@@ -314,8 +315,8 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   tf.dispose(Object.values(drawn).flat());
   // One more step under tf.profile: kernel launches and tfjs's peak bytes.
   // GPU dispatches: tf.profile also counts kernels that launch nothing on webgpu (Reshape,
-  // Identity, … share buffers), so count the backend's program runs (every WGSL dispatch, ours
-  // included, except the flat AdamW/EMA kernels' own 1–3 raw dispatches) during the same step.
+  // Identity, … share buffers), so count the backend's program runs plus the dispatches that
+  // @sit/kernels encodes itself (GEMM, flat AdamW/EMA) during the same step.
   const be = tf.backend() as unknown as { runWebGPUProgram?: (...a: unknown[]) => unknown };
   const runProgram = be.runWebGPUProgram;
   let dispatches = 0;
@@ -324,10 +325,12 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
       dispatches++;
       return runProgram.apply(be, a);
     };
+  const raw0 = rawDispatchCount();
   const profile = await tf.profile(async () => {
     await run();
   });
   if (runProgram) be.runWebGPUProgram = runProgram;
+  dispatches += rawDispatchCount() - raw0;
   const byKernel = new Map<string, number>();
   for (const k of profile.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + 1);
   const top = [...byKernel.entries()].sort((a, b) => b[1] - a[1]).slice(0, 8);
