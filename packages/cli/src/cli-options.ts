@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { BACKEND_CHOICES } from "./backend";
 import { UsageError } from "./io";
+import { defaultPreset, defaultText } from "./help";
 import { RECIPE_NAMES } from "./recipes";
 import {
   DATASET_HELP,
@@ -135,71 +136,118 @@ export function addPretrainOptions(cmd: Command): Command {
   cmd
     .option("-c, --config <file>", "JSON config file (see the README); flags override it")
     .addOption(
-      new Option("-r, --recipe <name>", "sit (default) | gmml | mocov3 | mae").choices(
-        RECIPE_NAMES,
-      ),
+      new Option(
+        "-r, --recipe <name>",
+        `${RECIPE_NAMES.join(" | ")} (${defaultText("recipe")})`,
+      ).choices(RECIPE_NAMES),
     )
-    .option("-d, --dataset <name|path>", `dataset: ${DATASET_HELP} (default fashion-mnist-bundled)`)
+    .option(
+      "-d, --dataset <name|path>",
+      `dataset: ${DATASET_HELP} (${defaultText("data.dataset")})`,
+    )
     .option("--data-dir <dir>", "folder of the named dataset's files")
     .option(...DOWNLOAD_OPTION)
     .option(...SKIP_CORRUPT_OPTION)
     .addOption(channelsOption())
     .addOption(
-      new Option("--normalize <stats>", "input normalisation (default imagenet, as SiT)").choices([
-        "imagenet",
-        "dataset",
-        "none",
-      ]),
+      new Option(
+        "--normalize <stats>",
+        `input normalisation (${defaultText("data.normalize")}, as SiT)`,
+      ).choices(["imagenet", "dataset", "none"]),
     )
     .addOption(
-      new Option("--interpolation <mode>", "crop resampling (default bicubic)").choices([
-        "bicubic",
-        "bilinear",
-      ]),
+      new Option(
+        "--interpolation <mode>",
+        `crop resampling (${defaultText("data.interpolation")})`,
+      ).choices(["bicubic", "bilinear"]),
     )
-    .option("--crop-scale <a,b>", "RandomResizedCrop area range (default 0.2,1)", fractionPair)
+    .option(
+      "--crop-scale <a,b>",
+      `RandomResizedCrop area range (${defaultText("data.cropScale")})`,
+      fractionPair,
+    )
     .option("--limit <n>", "use only the first n pretraining images", int(1))
     .addOption(
-      new Option("--preset <name>", "ViT size preset (default small)").choices([
+      new Option("--preset <name>", `ViT size preset (default ${defaultPreset()})`).choices([
         "tiny",
         "small",
         "base",
       ]),
     )
-    .option("--img-size <px>", "input side (default 224)", int(1))
-    .option("--patch-size <px>", "patch side (default 16)", int(1))
+    .option("--img-size <px>", `input side (${defaultText("config.backbone.imgSize")})`, int(1))
+    .option("--patch-size <px>", `patch side (${defaultText("config.backbone.patchSize")})`, int(1))
     .option("--embed-dim <n>", "token width D (overrides the preset)", int(1))
     .option("--depth <n>", "number of blocks (overrides the preset)", int(1))
     .option("--heads <n>", "attention heads (overrides the preset)", int(1))
-    .option("--drop-path <rate>", "student stochastic depth (default 0.1)", num(0, 0.99))
+    .option(
+      "--drop-path <rate>",
+      `student stochastic depth (${defaultText("config.backbone.dropPathRate")})`,
+      num(0, 0.99),
+    )
     .option(
       "--checkpoint-blocks",
       "recompute blocks in the backward pass (less memory; needed on wasm for deep models)",
     )
-    .option("--proj-hidden <n>", "projection head hidden width (default 4096)", int(1))
-    .option("--proj-out <n>", "projection head output width (default 256)", int(1))
-    .option("-b, --batch-size <n>", "images per step (default 64)", int(1))
-    .option("-e, --epochs <n>", "epochs of the schedules (default 800)", int(1))
+    .option(
+      "--proj-hidden <n>",
+      `projection head hidden width (${defaultText("config.projection.hidden")})`,
+      int(1),
+    )
+    .option(
+      "--proj-out <n>",
+      `projection head output width (${defaultText("config.projection.outDim")})`,
+      int(1),
+    )
+    .option(
+      "-b, --batch-size <n>",
+      `images per step (${defaultText("config.optim.batchSize")})`,
+      int(1),
+    )
+    .option(
+      "-e, --epochs <n>",
+      `epochs of the schedules (${defaultText("config.optim.epochs")})`,
+      int(1),
+    )
     .option("--steps <n>", "stop after this many steps in all", int(1))
     .option(
       "--max-minutes <m>",
       "time budget: stop with a checkpoint after m minutes of this run",
       num(0.01),
     )
-    .option("--warmup-epochs <n>", "linear lr warm-up epochs (default 10)", int(0))
-    .option("--lr <x>", "base learning rate, scaled by batch/256 (default 5e-4)", num(0))
-    .option("--min-lr <x>", "final learning rate (default 1e-6)", num(0))
-    .option("--weight-decay <x>", "initial weight decay (default 0.04)", num(0))
-    .option("--weight-decay-end <x>", "final weight decay (default 0.1)", num(0))
     .option(
-      "--lambda <x>",
-      "λ in L = Lc + λ·Lr (sit; default 1, SiT's README: 5 for small datasets)",
+      "--warmup-epochs <n>",
+      `linear lr warm-up epochs (${defaultText("config.optim.warmupEpochs")})`,
+      int(0),
+    )
+    .option(
+      "--lr <x>",
+      `base learning rate, scaled by batch/256 (${defaultText("config.optim.baseLr")})`,
       num(0),
     )
-    .option("--seed <n>", "seed of weights, augmentations and masks (default 0)", int(0));
+    .option("--min-lr <x>", `final learning rate (${defaultText("config.optim.minLr")})`, num(0))
+    .option(
+      "--weight-decay <x>",
+      `initial weight decay (${defaultText("config.optim.weightDecay")})`,
+      num(0),
+    )
+    .option(
+      "--weight-decay-end <x>",
+      `final weight decay (${defaultText("config.optim.weightDecayEnd")})`,
+      num(0),
+    )
+    .option(
+      "--lambda <x>",
+      `λ in L = Lc + λ·Lr (sit; ${defaultText("config.lambda")}, SiT's README: 5 for small datasets)`,
+      num(0),
+    )
+    .option(
+      "--seed <n>",
+      `seed of weights, augmentations and masks (${defaultText("config.seed")})`,
+      int(0),
+    );
   addBackend(cmd);
   return cmd
-    .option("-o, --out <dir>", "output folder (default runs/sit)")
+    .option("-o, --out <dir>", `output folder (${defaultText("out")})`)
     .option(
       "--resume [checkpoint]",
       "continue from <out>/checkpoints, or from the given checkpoint file/folder",
@@ -210,7 +258,11 @@ export function addPretrainOptions(cmd: Command): Command {
       "checkpoint every this many epochs (default 1)",
       int(1),
     )
-    .option("--keep-last <k>", "keep the newest k checkpoints, 0 = all (default 3)", int(0))
+    .option(
+      "--keep-last <k>",
+      `keep the newest k checkpoints, 0 = all (${defaultText("train.keepLast")})`,
+      int(0),
+    )
     .option("--no-tensorboard", "do not write TensorBoard event files")
     .option(
       "--tb-images-every <steps>",
@@ -222,7 +274,7 @@ export function addPretrainOptions(cmd: Command): Command {
       "online k-NN monitor on the held-out split every this many epochs",
       int(1),
     )
-    .option("--knn-k <k>", "neighbours of the monitor (default 20)", int(1))
+    .option("--knn-k <k>", `neighbours of the monitor (${defaultText("monitor.k")})`, int(1))
     .option("--knn-samples <n>", "at most n images per split for the monitor", int(1))
     .addOption(
       new Option("--knn-weights <which>", "monitor the student (default) or the teacher").choices([
@@ -266,7 +318,11 @@ export function addSourceOptions(cmd: Command): Command {
       "-c, --config <file>",
       "pretraining config JSON that defines the --random-init architecture and data",
     )
-    .option("--seed <n>", "seed of the random initialisation / of the protocol (default 0)", int(0))
+    .option(
+      "--seed <n>",
+      `seed of the random initialisation / of the protocol (${defaultText("config.seed")})`,
+      int(0),
+    )
     .addOption(
       new Option("--weights <which>", "student (default) or teacher")
         .choices(["student", "teacher"])

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
+import { BACKEND_CHOICES } from "./backend";
 import { DATASET_NAMES } from "./datasets";
 import { UsageError } from "./io";
 import { RECIPE_NAMES } from "./recipes";
@@ -106,7 +107,7 @@ export const pretrainSchema = z
   .object({
     $comment: z.string().optional(),
     recipe: z.enum(RECIPE_NAMES).default("sit"),
-    backend: z.enum(["auto", "tensorflow", "webgpu", "wasm", "cpu"]).default("auto"),
+    backend: z.enum(BACKEND_CHOICES).default("auto"),
     /** Output folder: config, checkpoints, metrics, TensorBoard events. */
     out: z.string().min(1).default("runs/sit"),
     data: dataSchema.default({}),
