@@ -330,7 +330,8 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     await run();
   });
   if (runProgram) be.runWebGPUProgram = runProgram;
-  dispatches += rawDispatchCount() - raw0;
+  const directDispatches = rawDispatchCount() - raw0;
+  dispatches += directDispatches;
   const byKernel = new Map<string, number>();
   for (const k of profile.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + 1);
   const top = [...byKernel.entries()].sort((a, b) => b[1] - a[1]).slice(0, 8);
@@ -347,7 +348,9 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     phases_ms: phasesMs,
     kernel_launches_per_step: profile.kernels.length,
     tfjs_kernel_calls_per_step: profile.kernels.length,
-    ...(runProgram ? { gpu_dispatches_per_step: dispatches } : {}),
+    ...(runProgram
+      ? { gpu_dispatches_per_step: dispatches, direct_dispatches_per_step: directDispatches }
+      : {}),
     ...(timedHost.length
       ? {
           host_ms: round(timedHost.reduce((a, h) => a + h.host_ms, 0) / timedHost.length),
