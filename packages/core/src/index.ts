@@ -15,6 +15,7 @@ export {
 
 // Randomness
 export { Rng, type RngState } from "./rng";
+export { roundHalfEven } from "./round";
 
 // Backends
 export {

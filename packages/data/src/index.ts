@@ -80,7 +80,6 @@ export {
 } from "./transforms/resample";
 export {
   resizeCenterCropRegion,
-  roundHalfEven,
   sampleResizedCrop,
   type CropBox,
 } from "./transforms/geometry";

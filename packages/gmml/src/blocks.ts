@@ -1,4 +1,4 @@
-import { ConfigError, type Rng, checkNumber } from "@sit/core";
+import { ConfigError, type Rng, checkNumber, roundHalfEven } from "@sit/core";
 
 /** Geometry of GMML block drawing (§3.1 of the SiT reference). */
 export interface GmmlBlockOptions {
@@ -42,15 +42,6 @@ export interface GmmlGeometry {
   maxBlockWidth: number;
   /** Pixels that any block can reach (the loop could never end above this). */
   coverable: number;
-}
-
-/** Python's `round` (half to even), which the reference applies to `h / align`. */
-export function roundHalfEven(x: number): number {
-  const f = Math.floor(x);
-  const d = x - f;
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return f % 2 === 0 ? f : f + 1;
 }
 
 /** Check the options shared by every GMML entry point; returns them with `align` normalised. */

@@ -1,5 +1,4 @@
-import { ConfigError, type Rng, checkNumber, invalidArgument } from "@sit/core";
-import { roundHalfEven } from "./blocks";
+import { ConfigError, type Rng, checkNumber, invalidArgument, roundHalfEven } from "@sit/core";
 import type { ImageInput, MaskingBuffers } from "./images";
 import type { MaskingResult, MaskingStrategy } from "./strategy";
 import { type TokenFill, checkTokenFill, corruptByTokens } from "./token-corruption";

@@ -8,7 +8,6 @@ export {
 export {
   drawGmmlBlocks,
   gmmlGeometry,
-  roundHalfEven,
   type GmmlBlock,
   type GmmlBlockDraw,
   type GmmlBlockOptions,

@@ -1,4 +1,4 @@
-import { ConfigError, type Rng, checkNumber } from "@sit/core";
+import { ConfigError, type Rng, checkNumber, roundHalfEven } from "@sit/core";
 import type { SampleRegion } from "./resample";
 
 /** A crop box in pixels: rows `[top, top+height)`, columns `[left, left+width)`. */
@@ -7,12 +7,6 @@ export interface CropBox {
   left: number;
   height: number;
   width: number;
-}
-
-/** Python's `round`: half to even. */
-export function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 /** Validate a `[low, high]` range with `0 < low ≤ high` (and `high ≤ max` when given). */
