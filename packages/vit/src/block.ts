@@ -93,17 +93,12 @@ export class Block extends Module {
     const scales =
       options.dropScales !== undefined ? options.dropScales : this.drawDropScales(b, options.rng);
     return tf.tidy(() => {
-      const withAttention = options.returnAttention === true;
-      if (!scales) {
-        // No drop path: each residual add rides in its branch's last GEMM (one kernel on webgpu).
-        const a = this.attn.apply(applyNorm(this.norm1, x), withAttention, x);
-        const output = this.mlp.apply(applyNorm(this.norm2, a.output), a.output) as tf.Tensor3D;
-        return a.attention ? { output, attention: a.attention } : { output };
-      }
-      const branch = (y: tf.Tensor, i: 0 | 1) => tf.mul(y, tf.tensor3d(scales[i], [b, 1, 1]));
-      const a = this.attn.apply(applyNorm(this.norm1, x), withAttention);
-      const h = tf.add(x, branch(a.output, 0));
-      const output = tf.add(h, branch(this.mlp.apply(applyNorm(this.norm2, h)), 1)) as tf.Tensor3D;
+      // Each residual add (with its drop-path factors) rides in its branch's last GEMM: one
+      // kernel on webgpu; elsewhere the same mul and add as before.
+      const [s0, s1] = scales ? [tf.tensor1d(scales[0]), tf.tensor1d(scales[1])] : [null, null];
+      const a = this.attn.apply(applyNorm(this.norm1, x), options.returnAttention === true, x, s0);
+      const h = a.output;
+      const output = this.mlp.apply(applyNorm(this.norm2, h), h, s1) as tf.Tensor3D;
       return a.attention ? { output, attention: a.attention } : { output };
     });
   }

@@ -77,13 +77,16 @@ export class Attention extends Module {
   }
 
   /**
-   * `x [B, N, D]` → `[B, N, D]` (`+ residual` when given: added in the output projection's
-   * kernel where the backend fuses it), plus the softmax probabilities `[B, H, N, N]` on request.
+   * `x [B, N, D]` → `[B, N, D]`, plus the softmax probabilities `[B, H, N, N]` on request. With
+   * `residual`, returns `residual + rowScale · attention(x)` (rowScale `[B]`: per-sample
+   * stochastic-depth factors, optional), added in the output projection's kernel where the
+   * backend fuses it.
    */
   apply(
     x: tf.Tensor,
     returnAttention = false,
     residual: tf.Tensor | null = null,
+    rowScale: tf.Tensor | null = null,
   ): { output: tf.Tensor3D; attention?: tf.Tensor4D } {
     return tf.tidy(() => {
       const r = packedSelfAttention(applyLinear(this.qkv, x), {
@@ -92,6 +95,7 @@ export class Attention extends Module {
       });
       const output = fusedLinear(r.output, this.proj.weight, this.proj.bias, {
         residual,
+        rowScale,
       }) as tf.Tensor3D;
       return r.probabilities ? { output, attention: r.probabilities } : { output };
     });
@@ -110,14 +114,20 @@ export class Mlp extends Module {
   }
 
   /**
-   * `fc2(gelu(fc1(x)))` (`+ residual` when given). GELU is applied as fc2 loads fc1's output, so
-   * on webgpu each layer is one GEMM dispatch and only the pre-activation is kept for backward.
+   * `fc2(gelu(fc1(x)))`; with `residual`, `residual + rowScale · fc2(…)` (rowScale `[B]`
+   * optional). GELU is applied as fc2 loads fc1's output, so on webgpu each layer is one GEMM
+   * dispatch and only the pre-activation is kept for backward.
    */
-  apply(x: tf.Tensor, residual: tf.Tensor | null = null): tf.Tensor {
+  apply(
+    x: tf.Tensor,
+    residual: tf.Tensor | null = null,
+    rowScale: tf.Tensor | null = null,
+  ): tf.Tensor {
     return tf.tidy(() =>
       fusedLinear(applyLinear(this.fc1, x), this.fc2.weight, this.fc2.bias, {
         geluInput: true,
         residual,
+        rowScale,
       }),
     );
   }

@@ -50,6 +50,7 @@ describe("VisionTransformer on webgpu with the fused GEMM kernels", () => {
     ["no drop path", 0, false],
     ["drop path", 0.4, false],
     ["checkpointed blocks", 0, true],
+    ["checkpointed blocks, drop path", 0.4, true],
   ] as const)(
     "matches the portable path (tfjs ops on webgpu): loss and every parameter's gradient (%s)",
     async ([, dropPathRate, checkpointBlocks], ctx) => {
@@ -69,14 +70,17 @@ describe("VisionTransformer on webgpu with the fused GEMM kernels", () => {
 
   it("takes fewer dispatches and kernels than the portable path, and leaks nothing", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;
-    const m = build(0);
+    // Drop path 0 → 0.4 over the two blocks: block 1's residual GEMMs carry the factors.
+    const m = build(0.4);
     const images = tf.randomNormal([2, 16, 16, 3], 0, 1, "float32", 4);
     const run = () =>
       tf.tidy(() => tf.variableGrads(() => tf.mean(tf.square(m.forward(images).tokens))).value);
     const profile = async () =>
       (await tf.profile(async () => tf.dispose(run()))).kernels.map((k) => k.name);
     const fusedKernels = await profile();
-    expect(fusedKernels.filter((k) => k === "SitLinear")).toHaveLength(2 * 4 + 1);
+    // Patch embedding + 4 per block; of those, block 1's proj and fc2 with drop-path factors.
+    expect(fusedKernels.filter((k) => k === "SitLinear")).toHaveLength(1 + 4 + 2);
+    expect(fusedKernels.filter((k) => k === "SitLinearScaled")).toHaveLength(2);
     expect(fusedKernels.filter((k) => k === "SitLinearGrad")).toHaveLength(2 * 4 + 1);
     expect(fusedKernels).not.toContain("_FusedMatMul");
     setWebgpuKernels(false);

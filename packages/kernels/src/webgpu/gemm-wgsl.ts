@@ -2,7 +2,8 @@ import { PHI_WGSL } from "./gelu";
 
 /**
  * What one GEMM shader does: `C[M,N] = pre(op(A))[M,K] · op(B)[K,N]`, then the epilogue
- * `(C + bias[n]) · gelu′(H[m,n]) + R[m,n]` (each part optional), and optionally the column sums
+ * `(C + bias[n]) · s[m] · gelu′(H[m,n]) + R[m,n]` (each part optional; s a per-sample factor), and
+ * optionally the column sums
  * of op(B) over K (`S[N]`, a bias gradient when B is the incoming gradient). Shapes are uniforms,
  * so one pipeline serves every shape of a variant.
  */
@@ -19,6 +20,13 @@ export interface GemmVariant {
   geluGrad: boolean;
   /** Add `R [M, N]` (a residual). */
   residual: boolean;
+  /**
+   * Multiply output row m by `Sc[m / rowsPer]` before the residual (stochastic depth: one factor
+   * per sample of `rowsPer` rows).
+   */
+  scaleRows: boolean;
+  /** Multiply B's row k by `Sc[k / rowsPer]` as it is loaded (the same, in a weight gradient). */
+  scaleB: boolean;
   /** Also write the column sums of op(B) over K to `S[N]`. */
   colSum: boolean;
 }
@@ -29,11 +37,12 @@ export const TILE = { BM: 64, BN: 64, BK: 16 } as const;
 /** A short, unique cache key of a variant. */
 export function gemmKey(v: GemmVariant): string {
   const bits = [v.transA, v.transB, v.geluA, v.bias, v.geluGrad, v.residual, v.colSum];
+  bits.push(v.scaleRows, v.scaleB);
   return `SitGemm_${bits.map((b) => (b ? 1 : 0)).join("")}`;
 }
 
 /**
- * The storage bindings of a variant, in binding order (the uniforms `U {M, N, K}` follow):
+ * The storage bindings of a variant, in binding order (the uniforms `U {M, N, K, rowsPer}` follow):
  * read-only inputs first, then the written outputs.
  */
 export function gemmBindings(v: GemmVariant): string[] {
@@ -43,6 +52,7 @@ export function gemmBindings(v: GemmVariant): string[] {
     ...(v.bias ? ["Bias"] : []),
     ...(v.geluGrad ? ["H"] : []),
     ...(v.residual ? ["R"] : []),
+    ...(v.scaleRows || v.scaleB ? ["Sc"] : []),
     "C",
     ...(v.colSum ? ["S"] : []),
   ];
@@ -73,7 +83,7 @@ export function gemmWgsl(v: GemmVariant): string {
     ? "let kk = e % BK; let nn = e / BK; let idx = (col0 + nn) * u.K + k0 + kk;"
     : "let nn = e % BN; let kk = e / BN; let idx = (k0 + kk) * u.N + col0 + nn;";
   return /* wgsl */ `
-struct U { M : i32, N : i32, K : i32, pad : i32 };
+struct U { M : i32, N : i32, K : i32, rowsPer : i32 };
 ${decl}
 @group(0) @binding(${names.length}) var<uniform> u : U;
 ${PHI_WGSL}
@@ -107,7 +117,10 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_id) li
       let e = tid + l * 256;
       ${loadB}
       var b = 0.0;
-      if (col0 + nn < u.N && k0 + kk < u.K) { b = B[idx]; }
+      if (col0 + nn < u.N && k0 + kk < u.K) {
+        b = B[idx];
+        ${v.scaleB ? "b *= Sc[(k0 + kk) / u.rowsPer];" : ""}
+      }
       Bs[kk][nn] = b;
     }
     workgroupBarrier();
@@ -130,6 +143,7 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_id) li
       if (m < u.M && n < u.N) {
         var c = acc[i][j];
         ${v.bias ? "c += Bias[n];" : ""}
+        ${v.scaleRows ? "c *= Sc[m / u.rowsPer];" : ""}
         ${v.geluGrad ? "c *= sitGeluGrad(H[m * u.N + n]);" : ""}
         ${v.residual ? "c += R[m * u.N + n];" : ""}
         C[m * u.N + n] = c;

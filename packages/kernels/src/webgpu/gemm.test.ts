@@ -73,17 +73,20 @@ describe("webgpu GEMM kernels", () => {
       fill([N], 7),
       fill([2, 35, N], 8),
       fill([2, 35, N], 9),
+      tf.tensor1d([0, 1.25]), // stochastic depth: the first sample's branch dropped
     ];
-    // Every flag on and off, the MLP's two layers (bias; GELU input + bias + residual) included.
-    for (const [geluInput, withBias, withResidual] of [
-      [false, false, false],
-      [false, true, false],
-      [false, true, true],
-      [true, true, true],
-      [true, false, false],
+    // Every flag on and off, the MLP's two layers (bias; GELU input + bias + residual, with and
+    // without drop-path factors) included.
+    for (const [geluInput, withBias, withResidual, withScale] of [
+      [false, false, false, false],
+      [false, true, false, false],
+      [false, true, true, true],
+      [true, true, true, false],
+      [true, true, true, true],
+      [true, false, false, true],
     ]) {
       {
-        const label = `gelu=${geluInput} bias=${withBias} residual=${withResidual}`;
+        const label = `gelu=${geluInput} bias=${withBias} residual=${withResidual} scale=${withScale}`;
         const portable = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, r: tf.Tensor) => {
           const pre = geluInput ? portableGelu(x) : x;
           const y = portableLinear(
@@ -91,12 +94,14 @@ describe("webgpu GEMM kernels", () => {
             w as tf.Tensor2D,
             withBias ? (b as tf.Tensor1D) : null,
           ).reshape([2, 35, N]);
-          return withResidual ? tf.add(y, r) : y;
+          const ys = withScale ? tf.mul(y, tf.reshape(scale, [2, 1, 1])) : y;
+          return withResidual ? tf.add(ys, r) : ys;
         };
         const fused = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, r: tf.Tensor) =>
           webgpuFusedLinear(x, w, withBias ? b : null, {
             geluInput,
             residual: withResidual ? r : null,
+            rowScale: withScale ? scale : null,
           });
         const names = [
           "dx",
@@ -104,7 +109,9 @@ describe("webgpu GEMM kernels", () => {
           ...(withBias ? ["dbias"] : []),
           ...(withResidual ? ["dresidual"] : []),
         ];
-        const run = (f: typeof portable, [x, w, b, r, dy]: tf.Tensor[]) => {
+        let scale: tf.Tensor;
+        const run = (f: typeof portable, [x, w, b, r, dy, sc]: tf.Tensor[]) => {
+          scale = sc;
           const used = [x, w, ...(withBias ? [b] : []), ...(withResidual ? [r] : [])];
           const g = (...t: tf.Tensor[]) =>
             tf.sum(
@@ -160,6 +167,9 @@ describe("webgpu GEMM kernels", () => {
     );
     expect(() => webgpuFusedLinear(x, w, null, { residual: fill([4, 4], 3) })).toThrow(
       /fusedLinear residual: expected a tensor of shape \[4,3\]/,
+    );
+    expect(() => webgpuFusedLinear(x, w, null, { rowScale: fill([5], 3) })).toThrow(
+      /fusedLinear rowScale: expected a tensor of shape \[4\]/,
     );
     expect(() => webgpuGemm(x as tf.Tensor2D, x as tf.Tensor2D)).toThrow(
       /gemm b: expected 5 along its first axis/,

@@ -21,6 +21,8 @@ import { type GemmVariant, TILE, gemmKey, gemmWgsl } from "./gemm-wgsl";
 // SitGemm exposes the raw family (no gradient) for benchmarks.
 
 export const LINEAR_KERNEL = "SitLinear";
+/** SitLinear with a per-sample factor on the product (stochastic depth); saves the factors too. */
+export const LINEAR_SCALED_KERNEL = "SitLinearScaled";
 export const LINEAR_GRAD_KERNEL = "SitLinearGrad";
 export const GEMM_KERNEL = "SitGemm";
 
@@ -32,6 +34,8 @@ const PLAIN: GemmVariant = {
   geluGrad: false,
   residual: false,
   colSum: false,
+  scaleRows: false,
+  scaleB: false,
 };
 
 /** Encode `variant` on `[M, N, K]` with the given buffers (in {@link gemmBindings} order). */
@@ -40,6 +44,7 @@ function encodeGemm(
   variant: GemmVariant,
   [m, n, k]: [number, number, number],
   tensors: tf.TensorInfo[],
+  rowsPer = 1,
 ): void {
   const key = gemmKey(variant);
   const p = pipeline(b, key, gemmWgsl(variant));
@@ -53,7 +58,7 @@ function encodeGemm(
     b,
     p,
     tensors.map((t) => bufferOf(b, t)),
-    [m, n, k, 0].map((x) => ({ type: "int32" as const, data: [x] })),
+    [m, n, k, rowsPer].map((x) => ({ type: "int32" as const, data: [x] })),
     groups,
   );
 }
@@ -64,6 +69,12 @@ interface LinearAttrs {
   hasResidual: boolean;
 }
 
+/** Rows of x per entry of the per-sample factors (`x [B, …, K]`, `scale [B]`). */
+function rowsPerSample(x: tf.TensorInfo, scale: tf.TensorInfo | undefined): number {
+  if (!scale) return 1;
+  return tf.util.sizeFromShape(x.shape) / x.shape[x.shape.length - 1] / scale.shape[0];
+}
+
 function linearForward(args: unknown): tf.TensorInfo {
   const { inputs, backend, attrs } = args as {
     inputs: Record<string, tf.TensorInfo>;
@@ -71,13 +82,26 @@ function linearForward(args: unknown): tf.TensorInfo {
     attrs: LinearAttrs;
   };
   const b = webgpuInternals(backend);
-  const { x, w, bias, residual } = inputs;
+  const { x, w, bias, residual, scale } = inputs;
   const [k, n] = w.shape;
   const m = tf.util.sizeFromShape(x.shape) / k;
   const y = newTensorInfo(b, [...x.shape.slice(0, -1), n]);
-  const variant = { ...PLAIN, geluA: attrs.geluInput, bias: !!bias, residual: !!residual };
-  const tensors = [x, w, ...(bias ? [bias] : []), ...(residual ? [residual] : []), y];
-  if (m > 0 && n > 0) encodeGemm(b, variant, [m, n, k], tensors);
+  const variant = {
+    ...PLAIN,
+    geluA: attrs.geluInput,
+    bias: !!bias,
+    residual: !!residual,
+    scaleRows: !!scale,
+  };
+  const tensors = [
+    x,
+    w,
+    ...(bias ? [bias] : []),
+    ...(residual ? [residual] : []),
+    ...(scale ? [scale] : []),
+    y,
+  ];
+  if (m > 0 && n > 0) encodeGemm(b, variant, [m, n, k], tensors, rowsPerSample(x, scale));
   return y;
 }
 
@@ -88,18 +112,27 @@ function linearBackward(args: unknown): tf.TensorInfo[] {
     attrs: LinearAttrs;
   };
   const b = webgpuInternals(backend);
-  const { dy, x, w } = inputs;
+  const { dy, x, w, scale } = inputs;
   const [k, n] = w.shape;
   const m = tf.util.sizeFromShape(x.shape) / k;
   const dx = newTensorInfo(b, x.shape);
   const dw = newTensorInfo(b, w.shape);
   const db = attrs.hasBias ? newTensorInfo(b, [n]) : null;
-  // dx = dy·Wᵀ, times gelu′(x) when the forward applied GELU to x.
-  const dxVariant = { ...PLAIN, transB: true, geluGrad: attrs.geluInput };
-  encodeGemm(b, dxVariant, [m, k, n], [dy, w, ...(attrs.geluInput ? [x] : []), dx]);
-  // dW = pre(x)ᵀ·dy over the M rows, with Σ_rows dy in the same dispatch.
-  const dwVariant = { ...PLAIN, transA: true, geluA: attrs.geluInput, colSum: !!db };
-  encodeGemm(b, dwVariant, [k, n, m], [x, dy, dw, ...(db ? [db] : [])]);
+  const sc = scale ? [scale] : [];
+  const rowsPer = rowsPerSample(x, scale);
+  // dx = (s·dy)·Wᵀ, times gelu′(x) when the forward applied GELU to x.
+  const dxVariant = { ...PLAIN, transB: true, geluGrad: attrs.geluInput, scaleRows: !!scale };
+  const gx = attrs.geluInput ? [x] : [];
+  encodeGemm(b, dxVariant, [m, k, n], [dy, w, ...gx, ...sc, dx], rowsPer);
+  // dW = pre(x)ᵀ·(s·dy) over the M rows, with Σ_rows s·dy in the same dispatch.
+  const dwVariant = {
+    ...PLAIN,
+    transA: true,
+    geluA: attrs.geluInput,
+    colSum: !!db,
+    scaleB: !!scale,
+  };
+  encodeGemm(b, dwVariant, [k, n, m], [x, dy, ...sc, dw, ...(db ? [db] : [])], rowsPer);
   return db ? [dx, dw, db] : [dx, dw];
 }
 
@@ -140,6 +173,7 @@ export function registerGemmKernels(): void {
   registered = true;
   for (const [kernelName, kernelFunc] of [
     [LINEAR_KERNEL, linearForward],
+    [LINEAR_SCALED_KERNEL, linearForward],
     [LINEAR_GRAD_KERNEL, linearBackward],
     [GEMM_KERNEL, gemmForward],
   ] as const)
@@ -148,18 +182,28 @@ export function registerGemmKernels(): void {
       backendName: "webgpu",
       kernelFunc: kernelFunc as unknown as tf.KernelFunc,
     });
+  const gradFunc = (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: unknown) => {
+    const [x, w, scale] = saved;
+    const inputs = { dy: dy as tf.Tensor, x, w, ...(scale ? { scale } : {}) };
+    const [dx, dw, db] = tf
+      .engine()
+      .runKernel(LINEAR_GRAD_KERNEL, inputs, attrs as never) as tf.Tensor[];
+    // The residual's gradient is dy: a new handle on its buffer (what Reshape does, without the
+    // kernel call), since a caller may dispose its gradient and dy separately. The factors are
+    // constants (drawn on the host).
+    return {
+      x: () => dx,
+      w: () => dw,
+      bias: () => db,
+      residual: () => share(dy as tf.Tensor),
+      scale: () => tf.zerosLike(scale),
+    };
+  };
+  tf.registerGradient({ kernelName: LINEAR_KERNEL, inputsToSave: ["x", "w"], gradFunc });
   tf.registerGradient({
-    kernelName: LINEAR_KERNEL,
-    inputsToSave: ["x", "w"],
-    gradFunc: (dy, [x, w], attrs) => {
-      const a = attrs as unknown as LinearAttrs;
-      const [dx, dw, db] = tf
-        .engine()
-        .runKernel(LINEAR_GRAD_KERNEL, { dy: dy as tf.Tensor, x, w }, a as never) as tf.Tensor[];
-      // The residual's gradient is dy: a new handle on its buffer (what Reshape does, without the
-      // kernel call), since a caller may dispose its gradient and dy separately.
-      return { x: () => dx, w: () => dw, bias: () => db, residual: () => share(dy as tf.Tensor) };
-    },
+    kernelName: LINEAR_SCALED_KERNEL,
+    inputsToSave: ["x", "w", "scale"],
+    gradFunc,
   });
 }
 
@@ -169,6 +213,11 @@ export interface FusedLinearOptions {
   geluInput?: boolean;
   /** Added to the output (same shape as the output). */
   residual?: tf.Tensor | null;
+  /**
+   * Per-sample factors `[B]` (B = x's first axis) multiplying the product before the residual is
+   * added: stochastic depth's 0 or 1/keep. Constants: no gradient flows into them.
+   */
+  rowScale?: tf.Tensor | null;
 }
 
 /**
@@ -204,11 +253,23 @@ export function webgpuFusedLinear(
     throw new ShapeError(
       `fusedLinear residual: expected a tensor of shape [${outShape}], got ${describeValue(residual)}`,
     );
+  const scale = options.rowScale ?? null;
+  if (
+    scale != null &&
+    (!(scale instanceof tf.Tensor) ||
+      scale.rank !== 1 ||
+      x.rank < 2 ||
+      scale.shape[0] !== x.shape[0])
+  )
+    throw new ShapeError(
+      `fusedLinear rowScale: expected a tensor of shape [${x.rank >= 2 ? x.shape[0] : "B"}] (one factor per sample of x [${x.shape}]), got ${describeValue(scale)}`,
+    );
   for (const [name, t] of [
     ["x", x],
     ["weight", weight],
     ["bias", bias],
     ["residual", residual],
+    ["rowScale", scale],
   ] as const)
     if (t != null && t.dtype !== "float32")
       throw new ShapeError(`fusedLinear ${name}: expected float32, got ${t.dtype}`);
@@ -221,7 +282,9 @@ export function webgpuFusedLinear(
   const inputs: Record<string, tf.Tensor> = { x, w: weight };
   if (bias) inputs.bias = bias;
   if (residual) inputs.residual = residual;
-  return tf.engine().runKernel(LINEAR_KERNEL, inputs, attrs as never) as tf.Tensor;
+  if (scale) inputs.scale = scale;
+  const kernel = scale ? LINEAR_SCALED_KERNEL : LINEAR_KERNEL;
+  return tf.engine().runKernel(kernel, inputs, attrs as never) as tf.Tensor;
 }
 
 /** Options of {@link webgpuGemm}. */
