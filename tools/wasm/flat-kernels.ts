@@ -21,7 +21,8 @@ export async function compileFlatKernels(wat: string): Promise<string> {
       threads: true,
     });
     try {
-      module.validate({ simd: true, threads: true });
+      // wabt's typings omit validate's features argument (its shared memory needs `threads`).
+      (module.validate as (features?: object) => void)({ simd: true, threads: true });
       return Buffer.from(module.toBinary({}).buffer).toString("base64");
     } finally {
       module.destroy();

@@ -41,28 +41,27 @@ export interface FlatAdamWStepArgs {
  * A fused AdamW for one backend: `prepare` gets the static layout once (and may cache device
  * tables for it; `dispose` releases them); `step` performs clipping, decoupled weight decay and
  * the Adam update of every parameter, updates `flatParams`, `m` and `v` in place and returns the
- * new parameter tensors (parameter shapes, flat order) for the optimiser to assign. An entry may
- * be `null` where the kernel wrote the parameter's own buffer in place (only when no other tensor
- * shares it); such a kernel sets `inPlace` and gets no flat parameter copy (`flatParams` is empty).
+ * new parameter tensors (parameter shapes, flat order) for the optimiser to assign. A kernel that
+ * reads the parameters themselves (`params`) sets `readsParameters`, and the optimiser keeps no
+ * flat copy of them (`flatParams` is then empty).
  */
 export interface FlatAdamWKernel {
-  inPlace?: boolean;
+  readsParameters?: boolean;
   prepare(layout: FlatAdamWLayout): {
-    step(args: FlatAdamWStepArgs): (tf.Tensor | null)[];
+    step(args: FlatAdamWStepArgs): tf.Tensor[];
     dispose(): void;
   };
 }
 
 /**
  * A fused EMA for one backend: returns `momentum·teacher + (1 − momentum)·student` for every
- * tensor: a new tensor of the teacher's shape, or `null` where the kernel wrote the teacher's own
- * buffer in place (only when no other tensor shares it). The student is not modified.
+ * tensor (new tensors of the teacher's shapes; the inputs are not modified).
  */
 export type FlatEmaKernel = (
   teacher: tf.Tensor[],
   student: tf.Tensor[],
   momentum: number,
-) => (tf.Tensor | null)[];
+) => tf.Tensor[];
 
 const adamwKernels = new Map<string, FlatAdamWKernel>();
 const emaKernels = new Map<string, FlatEmaKernel>();

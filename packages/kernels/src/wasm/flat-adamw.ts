@@ -4,12 +4,13 @@ import { WasmHeap } from "./heap";
 import { flatKernels } from "./flat-kernels";
 
 // AdamW over the whole model inside the wasm heap: gradients, parameters and both moments are
-// read and written where tfjs keeps them, so nothing is copied to JavaScript and no tensor is
-// created per step. Parameters are updated in place when their buffer is private (`WasmHeap.owns`);
-// a shared one (e.g. a teacher that still shares the student's initial weights) gets a private
-// copy first, which is returned for the optimiser to assign. The element loops (flat-kernels.ts)
-// round every operation to float32 as PyTorch's AdamW does; the clip factors are computed here as
-// in @sit/core's host AdamW.
+// read where tfjs keeps them, and nothing is copied to JavaScript. The moments are updated in
+// place; each parameter's new value goes into a fresh heap buffer, returned for the optimiser to
+// assign. Never into the parameter's own buffer: XNNPACK caches weights packed for its matrix
+// products per tensor, so a weight changed under its tensor would be multiplied stale (and a
+// buffer may be shared by other tensors). The element loops (flat-kernels.ts) round every
+// operation to float32 as PyTorch's AdamW does; the clip factors are computed here as in
+// @sit/core's host AdamW.
 
 const FLOAT32_MAX = 3.4028234663852886e38;
 
@@ -35,18 +36,12 @@ function clipFactors(sumsOfSquares: Float64Array, args: FlatAdamWStepArgs): Floa
   return factors;
 }
 
-function step(layout: FlatAdamWLayout, args: FlatAdamWStepArgs): (tf.Tensor | null)[] {
+function step(layout: FlatAdamWLayout, args: FlatAdamWStepArgs): tf.Tensor[] {
   const heap = WasmHeap.active();
   const { params, grads } = args;
-  // Allocate every private copy before taking heap views: an allocation may grow the heap.
-  const replaced = params.map((p) => (heap.owns(p) ? null : heap.fresh(p.shape)));
+  // Allocate every output before taking heap views: an allocation may grow the heap.
+  const outs = params.map((p) => heap.fresh(p.shape));
   const kernels = flatKernels(heap);
-  const H = heap.f32();
-  replaced.forEach((c, i) => {
-    if (!c) return;
-    const src = heap.offset(params[i]);
-    H.copyWithin(heap.offset(c), src, src + params[i].size);
-  });
   const sums = new Float64Array(params.length);
   for (let i = 0; i < params.length; i++)
     sums[i] = kernels.sumOfSquares(heap.offset(grads[i]), grads[i].size);
@@ -58,7 +53,8 @@ function step(layout: FlatAdamWLayout, args: FlatAdamWStepArgs): (tf.Tensor | nu
   for (let i = 0; i < params.length; i++) {
     const group = args.groups[layout.groupOf[i]];
     kernels.adamw({
-      param: heap.offset(replaced[i] ?? params[i]),
+      out: heap.offset(outs[i]),
+      param: heap.offset(params[i]),
       grad: heap.offset(grads[i]),
       m: m0 + layout.offsets[i],
       v: v0 + layout.offsets[i],
@@ -72,12 +68,12 @@ function step(layout: FlatAdamWLayout, args: FlatAdamWStepArgs): (tf.Tensor | nu
       eps: args.eps,
     });
   }
-  return replaced;
+  return outs;
 }
 
 /** The fused AdamW of the wasm backend (plugged into @sit/core's AdamW by `setWasmKernels`). */
 export const wasmFlatAdamW: FlatAdamWKernel = {
-  inPlace: true,
+  readsParameters: true,
   prepare(layout) {
     return { step: (args) => step(layout, args), dispose() {} };
   },

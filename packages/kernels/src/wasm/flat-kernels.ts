@@ -8,6 +8,8 @@ import { FLAT_KERNELS_SHARED, FLAT_KERNELS_UNSHARED } from "./flat-kernels.wasm"
 
 /** One parameter tensor's AdamW update (offsets are float32 element indices into the heap). */
 export interface AdamWSlice {
+  /** Where the updated parameter goes (may equal `param`). */
+  out: number;
   param: number;
   grad: number;
   m: number;
@@ -32,14 +34,44 @@ export interface FlatKernels {
   /** Σ x² over `size` elements from `offset`, in float64 (four lanes, then the tail). */
   sumOfSquares(offset: number, size: number): number;
   /**
-   * In place: `g ← g·clip; m ← m·β₁ + g·(1−β₁); v ← v·β₂ + (g·g)·(1−β₂);
-   * p ← p·decay − stepSize·(m / (√v / bc2Sqrt + ε))`, each operation rounded to float32.
+   * `g ← g·clip; m ← m·β₁ + g·(1−β₁); v ← v·β₂ + (g·g)·(1−β₂)` (moments in place);
+   * `out ← p·decay − stepSize·(m / (√v / bc2Sqrt + ε))`, each operation rounded to float32.
    */
   adamw(s: AdamWSlice): void;
   /** `out ← t·m + s·(1 − m)` in float32 (out may be t). */
   ema(out: number, teacher: number, student: number, size: number, momentum: number): void;
   /** `out[j] ← Σᵢ x[i, j]` over a row-major `[rows, cols]` matrix, adding rows in order, in float32. */
   columnSum(out: number, x: number, rows: number, cols: number): void;
+  /** LayerNorm over rows: writes `y = x̂·γ + β`, `x̂` and `rstd` (one per row). */
+  layerNormForward(o: LayerNormForward): void;
+  /** LayerNorm gradients: `dx`, and `dγ`, `dβ` summed over rows. */
+  layerNormBackward(o: LayerNormBackward): void;
+}
+
+/** Heap offsets (float32 elements) and sizes of one LayerNorm forward. */
+export interface LayerNormForward {
+  y: number;
+  xhat: number;
+  rstd: number;
+  x: number;
+  gamma: number;
+  beta: number;
+  rows: number;
+  cols: number;
+  eps: number;
+}
+
+/** Heap offsets (float32 elements) and sizes of one LayerNorm backward. */
+export interface LayerNormBackward {
+  dx: number;
+  dgamma: number;
+  dbeta: number;
+  dy: number;
+  xhat: number;
+  rstd: number;
+  gamma: number;
+  rows: number;
+  cols: number;
 }
 
 interface SimdExports {
@@ -47,6 +79,8 @@ interface SimdExports {
   adamw(...a: number[]): void;
   ema(out: number, t: number, s: number, n: number, a: number, b: number): void;
   colsum(out: number, x: number, rows: number, cols: number): void;
+  ln_fwd(...a: number[]): void;
+  ln_bwd(...a: number[]): void;
 }
 
 const instances = new WeakMap<WebAssembly.Memory, SimdExports | null>();
@@ -88,12 +122,22 @@ export function flatKernels(heap: WasmHeap, prefer: "simd" | "js" = "simd"): Fla
     sumOfSquares: (offset, size) => simd.sumsq(offset * 4, size),
     adamw: (s) =>
       simd.adamw(
-        ...[s.param * 4, s.grad * 4, s.m * 4, s.v * 4, s.size],
+        ...[s.out * 4, s.param * 4, s.grad * 4, s.m * 4, s.v * 4, s.size],
         ...[s.clip, s.decay, s.stepSize, s.bc2Sqrt],
         ...[s.beta1, f(1 - s.beta1), s.beta2, f(1 - s.beta2), s.eps],
       ),
     ema: (out, t, st, size, m) => simd.ema(out * 4, t * 4, st * 4, size, m, 1 - m),
     columnSum: (out, x, rows, cols) => simd.colsum(out * 4, x * 4, rows, cols),
+    layerNormForward: (o) =>
+      simd.ln_fwd(
+        ...[o.y, o.xhat, o.rstd, o.x, o.gamma, o.beta].map((p) => p * 4),
+        ...[o.rows, o.cols, o.eps],
+      ),
+    layerNormBackward: (o) =>
+      simd.ln_bwd(
+        ...[o.dx, o.dgamma, o.dbeta, o.dy, o.xhat, o.rstd, o.gamma].map((p) => p * 4),
+        ...[o.rows, o.cols],
+      ),
   };
 }
 
@@ -128,7 +172,7 @@ function jsKernels(H: Float32Array): FlatKernels {
         H[s.m + j] = m;
         H[s.v + j] = v;
         const denom = f(f(f(Math.sqrt(v)) / bc2) + eps);
-        H[s.param + j] = f(H[s.param + j] * decay) - f(step * f(m / denom));
+        H[s.out + j] = f(H[s.param + j] * decay) - f(step * f(m / denom));
       }
     },
     ema(out, teacher, student, size, momentum) {
@@ -141,5 +185,50 @@ function jsKernels(H: Float32Array): FlatKernels {
       for (let i = 0; i < rows; i++)
         for (let j = 0; j < cols; j++) H[out + j] = f(H[out + j] + H[x + i * cols + j]);
     },
+    layerNormForward(o) {
+      const { rows, cols } = o;
+      const eps = f(o.eps);
+      for (let i = 0; i < rows; i++) {
+        const x = o.x + i * cols;
+        const mean = f(rowSum(cols, (j) => H[x + j]) / cols);
+        const r = f(
+          1 / f(Math.sqrt(f(f(rowSum(cols, (j) => f(f(H[x + j] - mean) ** 2)) / cols) + eps))),
+        );
+        H[o.rstd + i] = r;
+        for (let j = 0; j < cols; j++) {
+          const xh = f(f(H[x + j] - mean) * r);
+          H[o.xhat + i * cols + j] = xh;
+          H[o.y + i * cols + j] = f(xh * H[o.gamma + j]) + H[o.beta + j];
+        }
+      }
+    },
+    layerNormBackward(o) {
+      const { rows, cols } = o;
+      H.fill(0, o.dgamma, o.dgamma + cols);
+      H.fill(0, o.dbeta, o.dbeta + cols);
+      for (let i = 0; i < rows; i++) {
+        const [dy, xh] = [o.dy + i * cols, o.xhat + i * cols];
+        const d = (j: number) => f(H[dy + j] * H[o.gamma + j]);
+        const m1 = f(rowSum(cols, d) / cols);
+        const m2 = f(rowSum(cols, (j) => f(d(j) * H[xh + j])) / cols);
+        const r = H[o.rstd + i];
+        for (let j = 0; j < cols; j++) {
+          H[o.dx + i * cols + j] = f(f(f(d(j) - m1) - f(H[xh + j] * m2)) * r);
+          H[o.dgamma + j] = f(H[o.dgamma + j] + f(H[dy + j] * H[xh + j]));
+          H[o.dbeta + j] = f(H[o.dbeta + j] + H[dy + j]);
+        }
+      }
+    },
   };
+
+  /** Σⱼ term(j) in float32 as the SIMD loop adds it: four lane sums, (l0 + l1) + (l2 + l3), then the tail. */
+  function rowSum(cols: number, term: (j: number) => number): number {
+    const lanes = [0, 0, 0, 0];
+    const cols4 = cols & ~3;
+    for (let j = 0; j < cols4; j += 4)
+      for (let k = 0; k < 4; k++) lanes[k] = f(lanes[k] + term(j + k));
+    let tail = 0;
+    for (let j = cols4; j < cols; j++) tail = f(tail + term(j));
+    return f(f(f(lanes[0] + lanes[1]) + f(lanes[2] + lanes[3])) + tail);
+  }
 }

@@ -5,7 +5,7 @@ import { EmaTeacher } from "@sit/momentum";
 import { expectClose, loadFixture, withBackend } from "@sit/testing";
 import { describe, expect, it } from "vitest";
 import { columnSum } from "./linear";
-import { heapColumnSum, heapColumnSumAvailable } from "./column-sum";
+import { heapColumnSum, heapOpsAvailable } from "./heap-ops";
 import { type FlatKernels, flatKernels } from "./flat-kernels";
 import { WasmHeap } from "./heap";
 import { setWasmKernels } from "./register";
@@ -52,13 +52,11 @@ function train(implementation: "auto" | "host", clip: { perTensor?: number; glob
     clipGlobalNorm: clip.globalNorm,
     implementation,
   });
-  const ids: unknown[][] = [];
   for (let s = 1; s <= 3; s++) {
     opt.setLr(0.05 / s).setWeightDecay(0.1 + 0.02 * s);
     const g = gradients(s);
     opt.step(g);
     tf.dispose(Object.values(g));
-    ids.push(params.map(([, v]) => v.dataId));
   }
   const values = Object.fromEntries(params.map(([n, v]) => [n, v.dataSync().slice()]));
   const state = opt.state();
@@ -68,7 +66,7 @@ function train(implementation: "auto" | "host", clip: { perTensor?: number; glob
   tf.dispose(Object.values(state.tensors));
   opt.dispose();
   tf.dispose(params.map(([, v]) => v));
-  return { values, moments, ids };
+  return { values, moments };
 }
 
 describe("wasm heap AdamW", () => {
@@ -107,7 +105,7 @@ describe("wasm heap AdamW", () => {
   });
 
   for (const clip of [{}, { perTensor: 1 }, { perTensor: 1, globalNorm: 0.5 }])
-    it(`agrees with the host loop, moments included, and updates in place (clip ${JSON.stringify(clip)})`, async () => {
+    it(`agrees with the host loop, moments included (clip ${JSON.stringify(clip)})`, async () => {
       await withBackend("wasm", () => {
         const heap = train("auto", clip);
         const host = train("host", clip);
@@ -116,9 +114,6 @@ describe("wasm heap AdamW", () => {
           expectClose(heap.values[k], host.values[k], 1e-6, k, 1e-7);
         for (const k of Object.keys(host.moments))
           expectClose(heap.moments[k], host.moments[k], 1e-6, k, 1e-9);
-        // In place: after the first step every parameter keeps its buffer.
-        expect(heap.ids[2]).toEqual(heap.ids[1]);
-        expect(host.ids[2]).not.toEqual(host.ids[1]);
       });
     });
 
@@ -139,7 +134,7 @@ describe("wasm heap AdamW", () => {
         const ss = k.sumOfSquares(at(g), n);
         for (const clip of [1, 0.37])
           k.adamw({
-            ...{ param: at(p), grad: at(g), m: at(m), v: at(v), size: n, clip },
+            ...{ out: at(p), param: at(p), grad: at(g), m: at(m), v: at(v), size: n, clip },
             ...{ decay: 1 - 1e-3 * 0.04, stepSize: 1e-3 / 0.1, bc2Sqrt: Math.sqrt(0.001) },
             ...{ beta1: 0.9, beta2: 0.999, eps: 1e-8 },
           });
@@ -184,6 +179,28 @@ describe("wasm heap AdamW", () => {
       tf.dispose([alias, ...Object.values(warm)]);
       opt.dispose();
       tf.dispose(params.map(([, v]) => v));
+    });
+  });
+
+  it("updated weights are what the next matrix product uses (XNNPACK caches packed weights per tensor)", async () => {
+    await withBackend("wasm", () => {
+      const w = tf.variable(
+        tf.tensor2d(Rng.seed(5).fillNormal(new Float32Array(48), 0, 1), [6, 8]),
+      );
+      const x = tf.tensor2d(Rng.seed(6).fillNormal(new Float32Array(30), 0, 1), [5, 6]);
+      const opt = new AdamW([["w", w]], { lr: 0.1 });
+      for (let s = 0; s < 3; s++) {
+        tf.tidy(() => tf.matMul(x, w).dataSync()); // packs w for XNNPACK
+        const g = tf.onesLike(w);
+        opt.step({ w: g });
+        g.dispose();
+        // The product with the updated weights equals the product of their values, copied fresh.
+        const fresh = tf.tensor2d(w.dataSync().slice(), [6, 8]);
+        expectClose(tf.matMul(x, w), tf.matMul(x, fresh), 1e-6, `step ${s}`);
+        fresh.dispose();
+      }
+      opt.dispose();
+      tf.dispose([w, x]);
     });
   });
 
@@ -233,7 +250,7 @@ class Tiny extends Module {
 }
 
 describe("wasm heap EMA", () => {
-  it("matches PyTorch over ema.safetensors' three updates, updating the teacher in place", async () => {
+  it("matches PyTorch over ema.safetensors' three updates", async () => {
     await withBackend("wasm", () => {
       const { tensors, metadata } = loadFixture("ema.safetensors");
       const momenta = metadata.momenta as number[];
@@ -252,12 +269,10 @@ describe("wasm heap EMA", () => {
         { strict: false },
       );
       const base = Object.fromEntries(student.namedParameters().map(([n, v]) => [n, v.clone()]));
-      const ids: unknown[][] = [];
       for (let i = 1; i <= 3; i++) {
         for (const [n, v] of student.namedParameters())
           v.assign(tf.tidy(() => tf.add(base[n], 0.01 * i)));
         ema.update(student, momenta[i - 1]);
-        ids.push(ema.module.namedParameters().map(([, v]) => v.dataId));
         for (const name of ["w", "b", "gamma"])
           expectClose(
             ema.module.stateDict()[name],
@@ -266,7 +281,6 @@ describe("wasm heap EMA", () => {
             `${i} ${name}`,
           );
       }
-      expect(ids[2]).toEqual(ids[1]);
       tf.dispose([...Object.values(base), ...Object.values(tensors)]);
       ema.dispose();
       student.dispose();
@@ -290,6 +304,14 @@ describe("wasm heap EMA", () => {
       }
       expect(Array.from(alias.dataSync())).toEqual(Array.from(before));
       expect(Array.from(w.dataSync())).not.toEqual(Array.from(before));
+      // The teacher's next product uses its updated weight (XNNPACK caches packed weights).
+      const t = ema.module.namedParameters()[0][1];
+      const x = tf.ones([2, 6]);
+      tf.tidy(() => tf.matMul(x, t).dataSync());
+      ema.update(student, 0.5);
+      const copy = tf.tensor(t.dataSync().slice(), t.shape);
+      expectClose(tf.matMul(x, t), tf.matMul(x, copy), 1e-6, "teacher product");
+      tf.dispose([x, copy]);
       alias.dispose();
       ema.dispose();
       student.dispose();
@@ -311,7 +333,7 @@ describe("wasm heap column sums", () => {
         const x = tf.tensor2d(rng.fillNormal(new Float32Array(rows * cols), 0, 1), [rows, cols]);
         const n0 = tf.memory().numTensors;
         const y = columnSum(x);
-        expect(heapColumnSumAvailable()).toBe(true);
+        expect(heapOpsAvailable()).toBe(true);
         expect(tf.memory().numTensors).toBe(n0 + 1);
         const ref = tf.sum(x, 0);
         expectClose(y, ref, 1e-5, `[${rows}, ${cols}]`, 1e-5);
@@ -336,9 +358,79 @@ describe("wasm heap column sums", () => {
       }
       setWasmKernels(false);
       try {
-        expect(heapColumnSumAvailable()).toBe(false);
+        expect(heapOpsAvailable()).toBe(false);
       } finally {
         setWasmKernels(true);
+      }
+    });
+  });
+});
+
+describe("wasm heap LayerNorm", () => {
+  it("SIMD and JavaScript give identical forward and backward results, close to the portable op", async () => {
+    await withBackend("wasm", () => {
+      const heap = WasmHeap.active();
+      const rng = Rng.seed(33);
+      for (const [rows, cols] of [
+        [9, 16],
+        [4, 19],
+      ]) {
+        const t = (n: number, std = 1) => tf.tensor1d(rng.fillNormal(new Float32Array(n), 0, std));
+        const [x, g, b, dy] = [t(rows * cols, 2), t(cols), t(cols), t(rows * cols)];
+        const run = (kind: "simd" | "js") => {
+          const k = flatKernels(heap, kind);
+          const [y, xh, rs, dx, dg, db] = [
+            rows * cols,
+            rows * cols,
+            rows,
+            rows * cols,
+            cols,
+            cols,
+          ].map((n) => tf.zeros([n]).add(0));
+          const at = (v: tf.Tensor) => heap.offset(v);
+          k.layerNormForward({
+            ...{ y: at(y), xhat: at(xh), rstd: at(rs), x: at(x), gamma: at(g), beta: at(b) },
+            ...{ rows, cols, eps: 1e-6 },
+          });
+          k.layerNormBackward({
+            ...{ dx: at(dx), dgamma: at(dg), dbeta: at(db), dy: at(dy), xhat: at(xh) },
+            ...{ rstd: at(rs), gamma: at(g), rows, cols },
+          });
+          const out = [y, xh, rs, dx, dg, db].map((v) => Array.from(v.dataSync()));
+          tf.dispose([y, xh, rs, dx, dg, db]);
+          return out;
+        };
+        const simd = run("simd");
+        expect(simd).toEqual(run("js"));
+        // Against the portable formulas (tfjs ops): forward 1e-5, gradients 1e-4.
+        const x2 = x.reshape([rows, cols]) as tf.Tensor2D;
+        const f = (xs: tf.Tensor, gs: tf.Tensor, bs: tf.Tensor) => {
+          const mean = tf.mean(xs, -1, true);
+          const c = tf.sub(xs, mean);
+          const r = tf.rsqrt(tf.add(tf.mean(tf.square(c), -1, true), 1e-6));
+          return tf.add(tf.mul(tf.mul(c, r), gs), bs);
+        };
+        expectClose(
+          new Float32Array(simd[0]),
+          f(x2, g, b).dataSync() as Float32Array,
+          1e-5,
+          "y",
+          1e-6,
+        );
+        const grads = tf.grads(f)([x2, g, b], dy.reshape([rows, cols]));
+        for (const [i, name] of [
+          [3, "dx"],
+          [4, "dγ"],
+          [5, "dβ"],
+        ] as const)
+          expectClose(
+            new Float32Array(simd[i]),
+            grads[i - 3].dataSync() as Float32Array,
+            1e-4,
+            name,
+            1e-5,
+          );
+        tf.dispose([x, g, b, dy, x2, ...grads]);
       }
     });
   });

@@ -2,8 +2,19 @@ import * as tf from "@tensorflow/tfjs";
 import { flatKernels } from "./flat-kernels";
 import { WasmHeap } from "./heap";
 
+// tfjs kernels over the wasm heap (flat-kernels.wat): column sums and LayerNorm, forward and
+// backward, each one pass instead of a chain of tfjs kernels (LayerNorm on wasm was eleven kernel
+// calls forward and backward, each a pass over the activations plus tfjs's per-call cost).
+
 /** tfjs kernel name of the heap column sum (registered for wasm by `setWasmKernels`). */
 export const COLUMN_SUM_KERNEL = "SitColumnSum";
+/** tfjs kernel names of the heap LayerNorm: forward → [y, x̂, rstd]; backward → [dx, dγ, dβ]. */
+export const LAYER_NORM_FORWARD_KERNEL = "SitLayerNormForward";
+export const LAYER_NORM_BACKWARD_KERNEL = "SitLayerNormBackward";
+
+interface HeapBackend {
+  makeOutput(s: number[], d: tf.DataType): tf.TensorInfo;
+}
 
 /**
  * Column sums `[M, n] → [n]` in one pass over the heap (flat-kernels.wat's `colsum`). Bias and
@@ -14,23 +25,75 @@ export const COLUMN_SUM_KERNEL = "SitColumnSum";
 function columnSumKernel(args: { inputs: tf.NamedTensorInfoMap; backend: unknown }): tf.TensorInfo {
   const x = args.inputs.x as tf.TensorInfo;
   const [rows, cols] = x.shape;
-  const backend = args.backend as { makeOutput(s: number[], d: tf.DataType): tf.TensorInfo };
-  const out = backend.makeOutput([cols], "float32");
+  const out = (args.backend as HeapBackend).makeOutput([cols], "float32");
   const heap = WasmHeap.of(args.backend);
   flatKernels(heap).columnSum(heap.offset(out), heap.offset(x), rows, cols);
   return out;
 }
 
+function layerNormForwardKernel(args: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+  attrs: tf.NamedAttrMap;
+}): tf.TensorInfo[] {
+  const { x, gamma, beta } = args.inputs as Record<string, tf.TensorInfo>;
+  const [rows, cols] = x.shape;
+  const be = args.backend as HeapBackend;
+  const [y, xhat, rstd] = [
+    be.makeOutput([rows, cols], "float32"),
+    be.makeOutput([rows, cols], "float32"),
+    be.makeOutput([rows], "float32"),
+  ];
+  const heap = WasmHeap.of(args.backend);
+  const at = (t: tf.TensorInfo) => heap.offset(t);
+  flatKernels(heap).layerNormForward({
+    ...{ y: at(y), xhat: at(xhat), rstd: at(rstd), x: at(x), gamma: at(gamma), beta: at(beta) },
+    ...{ rows, cols, eps: (args.attrs as { eps: number }).eps },
+  });
+  return [y, xhat, rstd];
+}
+
+function layerNormBackwardKernel(args: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+}): tf.TensorInfo[] {
+  const { dy, xhat, rstd, gamma } = args.inputs as Record<string, tf.TensorInfo>;
+  const [rows, cols] = dy.shape;
+  const be = args.backend as HeapBackend;
+  const [dx, dgamma, dbeta] = [
+    be.makeOutput([rows, cols], "float32"),
+    be.makeOutput([cols], "float32"),
+    be.makeOutput([cols], "float32"),
+  ];
+  const heap = WasmHeap.of(args.backend);
+  const at = (t: tf.TensorInfo) => heap.offset(t);
+  flatKernels(heap).layerNormBackward({
+    ...{ dx: at(dx), dgamma: at(dgamma), dbeta: at(dbeta), dy: at(dy), xhat: at(xhat) },
+    ...{ rstd: at(rstd), gamma: at(gamma), rows, cols },
+  });
+  return [dx, dgamma, dbeta];
+}
+
+const KERNELS: [string, unknown][] = [
+  [COLUMN_SUM_KERNEL, columnSumKernel],
+  [LAYER_NORM_FORWARD_KERNEL, layerNormForwardKernel],
+  [LAYER_NORM_BACKWARD_KERNEL, layerNormBackwardKernel],
+];
+
 let registered = false;
 
-/** Register (`true`) or remove (`false`) the wasm column-sum kernel and its gradient. Idempotent. */
-export function setHeapColumnSum(enabled: boolean): void {
+/**
+ * Register (`true`) or remove (`false`) the wasm heap kernels (column sum with its gradient,
+ * LayerNorm forward and backward, whose gradient `wasmLayerNorm` declares). Idempotent.
+ */
+export function setHeapOps(enabled: boolean): void {
   if (enabled && !registered) {
-    tf.registerKernel({
-      kernelName: COLUMN_SUM_KERNEL,
-      backendName: "wasm",
-      kernelFunc: columnSumKernel as unknown as tf.KernelFunc,
-    });
+    for (const [kernelName, kernelFunc] of KERNELS)
+      tf.registerKernel({
+        kernelName,
+        backendName: "wasm",
+        kernelFunc: kernelFunc as tf.KernelFunc,
+      });
     if (!tf.getGradient(COLUMN_SUM_KERNEL))
       tf.registerGradient({
         kernelName: COLUMN_SUM_KERNEL,
@@ -43,17 +106,37 @@ export function setHeapColumnSum(enabled: boolean): void {
       });
     registered = true;
   } else if (!enabled && registered) {
-    tf.unregisterKernel(COLUMN_SUM_KERNEL, "wasm");
+    for (const [kernelName] of KERNELS) tf.unregisterKernel(kernelName, "wasm");
     registered = false;
   }
 }
 
-/** Whether {@link heapColumnSum} can run now (wasm active, kernel registered). */
-export function heapColumnSumAvailable(): boolean {
+/** Whether the heap kernels can run now (wasm active, kernels registered). */
+export function heapOpsAvailable(): boolean {
   return registered && tf.getBackend() === "wasm";
 }
 
 /** Column sums of a float32 `x [M, n]` on the wasm heap (see {@link setHeapColumnSum}). */
 export function heapColumnSum(x: tf.Tensor2D): tf.Tensor1D {
   return tf.engine().runKernel(COLUMN_SUM_KERNEL, { x }) as tf.Tensor1D;
+}
+
+/** LayerNorm forward on the heap: `[y, x̂, rstd]`. */
+export function heapLayerNormForward(
+  x: tf.Tensor2D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  eps: number,
+): [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D] {
+  return tf.engine().runKernel(LAYER_NORM_FORWARD_KERNEL, { x, gamma, beta }, { eps }) as never;
+}
+
+/** LayerNorm backward on the heap: `[dx, dγ, dβ]`. */
+export function heapLayerNormBackward(
+  dy: tf.Tensor2D,
+  xhat: tf.Tensor2D,
+  rstd: tf.Tensor1D,
+  gamma: tf.Tensor1D,
+): [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D] {
+  return tf.engine().runKernel(LAYER_NORM_BACKWARD_KERNEL, { dy, xhat, rstd, gamma }) as never;
 }

@@ -3,12 +3,11 @@ import * as tf from "@tensorflow/tfjs";
 // Direct access to the wasm backend's heap, for the whole-model updates (AdamW, EMA) that read and
 // write every parameter once per step: through tfjs, each would be a `dataSync` copy out of the
 // heap and a `tf.tensor` copy back in (≈ 1.4 s of a 1.7 s SiT step at depth 1, batch 4). Relies
-// on internals of @tensorflow/tfjs-backend-wasm 4.22 (`dataIdMap`, `makeOutput`, `refCount`),
+// on internals of @tensorflow/tfjs-backend-wasm 4.22 (`dataIdMap`, `makeOutput`, the module's memory),
 // the version the project pins; `wasmHeap` checks that they are there.
 
 interface TensorData {
   memoryOffset: number;
-  refCount: number;
 }
 
 interface WasmInternals {
@@ -68,15 +67,6 @@ export class WasmHeap {
   /** Index of the tensor's first element in {@link WasmHeap.f32}. */
   offset(t: tf.TensorInfo): number {
     return this.data(t).memoryOffset >>> 2;
-  }
-
-  /**
-   * True when no other tensor shares `t`'s buffer, so that it may be written in place (tfjs
-   * tensors are immutable by contract: `assign`, `clone`, `reshape` and the sharing `Identity`
-   * share buffers by reference count).
-   */
-  owns(t: tf.TensorInfo): boolean {
-    return this.data(t).refCount === 1;
   }
 
   /** A new float32 tensor of `shape` whose buffer is private to it (contents undefined). */

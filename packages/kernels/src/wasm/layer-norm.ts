@@ -1,7 +1,21 @@
 import * as tf from "@tensorflow/tfjs";
 import { withGradient } from "../custom-grad";
 import type { KernelSignatures } from "../registry";
+import { heapLayerNormBackward, heapLayerNormForward, heapOpsAvailable } from "./heap-ops";
 import { columnSum } from "./linear";
+
+/** On the heap: one kernel forward ([y, x̂, rstd]) and one backward ([dx, dγ, dβ]). */
+function heapLayerNormOp(eps: number) {
+  return withGradient<[tf.Tensor2D, tf.Tensor1D, tf.Tensor1D], tf.Tensor2D>(([x, g, b], save) => {
+    const [y, xhat, rstd] = heapLayerNormForward(x, g, b, eps);
+    save([xhat, rstd, g]);
+    return {
+      value: y,
+      backward: (dy, [xh, rs, gamma]) =>
+        heapLayerNormBackward(dy, xh as tf.Tensor2D, rs as tf.Tensor1D, gamma as tf.Tensor1D),
+    };
+  });
+}
 
 function layerNormOp(eps: number) {
   return withGradient<[tf.Tensor2D, tf.Tensor1D, tf.Tensor1D], tf.Tensor2D>(([x, g, b], save) => {
@@ -24,14 +38,19 @@ function layerNormOp(eps: number) {
   });
 }
 
-const ops = new Map<number, ReturnType<typeof layerNormOp>>();
+const ops = new Map<string, ReturnType<typeof layerNormOp>>();
 
-/** wasm `layerNorm`: the portable maths, with the γ/β gradients as XNNPACK products. */
+/**
+ * wasm `layerNorm`: one heap kernel each way where they are registered (heap-ops.ts), else the
+ * portable maths with the γ/β gradients as column sums.
+ */
 export const wasmLayerNorm: KernelSignatures["layerNorm"] = (x, gamma, beta, eps) => {
-  let op = ops.get(eps);
+  const heap = heapOpsAvailable() && [x, gamma, beta].every((t) => t.dtype === "float32");
+  const key = `${heap ? "heap" : "ops"} ${eps}`;
+  let op = ops.get(key);
   if (!op) {
-    op = layerNormOp(eps);
-    ops.set(eps, op);
+    op = heap ? heapLayerNormOp(eps) : layerNormOp(eps);
+    ops.set(key, op);
   }
   return op(x, gamma, beta);
 };

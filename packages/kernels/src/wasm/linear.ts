@@ -1,15 +1,15 @@
 import * as tf from "@tensorflow/tfjs";
-import { heapColumnSum, heapColumnSumAvailable } from "./column-sum";
+import { heapColumnSum, heapOpsAvailable } from "./heap-ops";
 import { withGradient } from "../custom-grad";
 import type { KernelSignatures } from "../registry";
 
 /**
  * Column sums of `x [M, n]` → `[n]`: one pass over the heap where the wasm column-sum kernel is
- * registered (column-sum.ts), else `ones[1, M] · x` — on wasm a `Sum` over axis 0 transposes its
+ * registered (heap-ops.ts), else `ones[1, M] · x` — on wasm a `Sum` over axis 0 transposes its
  * input first (a strided copy, ≈ 20× the cost of the product for a [8320, 768] input).
  */
 export function columnSum(x: tf.Tensor2D): tf.Tensor1D {
-  if (heapColumnSumAvailable() && x.dtype === "float32") return heapColumnSum(x);
+  if (heapOpsAvailable() && x.dtype === "float32") return heapColumnSum(x);
   const [m, n] = x.shape;
   return tf.reshape(tf.matMul(tf.ones([1, m]), x), [n]);
 }

@@ -2,7 +2,7 @@ import { registerFlatAdamWKernel, registerFlatEmaKernel } from "@sit/core";
 import type { KernelName, KernelSignatures } from "../registry";
 import { registerKernelOverride } from "../registry";
 import { wasmMultiHeadAttention, wasmPackedSelfAttention } from "./attention";
-import { setHeapColumnSum } from "./column-sum";
+import { setHeapOps } from "./heap-ops";
 import { wasmFlatAdamW } from "./flat-adamw";
 import { wasmFlatEma } from "./flat-ema";
 import { wasmGelu } from "./gelu";
@@ -31,7 +31,7 @@ let removeAll: (() => void) | null = null;
  * buffer instead of copying it (tfjs clones every tensor saved for a backward pass; see
  * `identity.ts`), a `Slice` that copies contiguous slices heap to heap (`slice.ts`), and the
  * whole-model AdamW and EMA updates and column sums inside the heap (`flat-adamw.ts`,
- * `flat-ema.ts`, `column-sum.ts`). The
+ * `flat-ema.ts`, `heap-ops.ts`), and LayerNorm in one pass each way (`heap-ops.ts`). The
  * kernels are installed on the first call of an override, once the wasm
  * backend's own kernels are registered. Removing everything makes the wasm backend run the
  * portable implementations and tfjs's own kernels — for comparisons and benchmarks. Idempotent.
@@ -52,8 +52,8 @@ export function setWasmKernels(enabled: boolean): void {
     // Whole-model AdamW and EMA inside the heap (flat-adamw.ts, flat-ema.ts), through @sit/core's seams.
     removers.push(registerFlatAdamWKernel("wasm", wasmFlatAdamW));
     removers.push(registerFlatEmaKernel("wasm", wasmFlatEma));
-    setHeapColumnSum(true);
-    removers.push(() => setHeapColumnSum(false));
+    setHeapOps(true);
+    removers.push(() => setHeapOps(false));
     removeAll = () => {
       for (const r of removers) r();
       setSharingIdentity(false);
