@@ -112,6 +112,21 @@ export {
   type EvalTransformOptions,
   type SitTwoViewOptions,
 } from "./transforms/sit";
+// Augmentations for fine-tuning (DeiT's RandAugment and Mixup/CutMix)
+export {
+  randAugment,
+  RAND_AUGMENT_OPS,
+  type RandAugmentOp,
+  type RandAugmentOptions,
+} from "./transforms/rand-augment";
+export {
+  mixBatch,
+  smoothOneHot,
+  sampleBeta,
+  sampleGamma,
+  type MixupOptions,
+  type MixInfo,
+} from "./transforms/mixup";
 // Loader
 export {
   DataLoader,

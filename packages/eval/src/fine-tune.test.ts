@@ -1,12 +1,11 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng, ShapeError } from "@sit/core";
-import { ArrayDataset } from "@sit/data";
+import { ArrayDataset, type MixupOptions } from "@sit/data";
 import { LinearClassifier, VisionTransformer } from "@sit/vit";
 import { withBackend } from "@sit/testing";
 import { describe, expect, it } from "vitest";
 import { evaluateClassifier, fineTune } from "./fine-tune";
 import { layerDecayGroups, vitLayerId } from "./layer-decay";
-import type { MixupOptions } from "./mixup";
 
 /**
  * 8×8 RGB images of 4 classes by colour: red-, green-, blue-dominant or grey (channel means 0.7

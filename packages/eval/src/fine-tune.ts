@@ -9,13 +9,19 @@ import {
   cosineSchedule,
   describeValue,
 } from "@sit/core";
-import type { Dataset, Sample } from "@sit/data";
+import {
+  type Dataset,
+  type MixupOptions,
+  type RandAugmentOptions,
+  type Sample,
+  mixBatch,
+  randAugment,
+  smoothOneHot,
+} from "@sit/data";
 import { LinearClassifier, SitClassifier, type VisionTransformer, type VitOutput } from "@sit/vit";
 import { type ImageTransform, checkTransform, samplesToImages } from "./images";
 import { layerDecayGroups } from "./layer-decay";
 import { topKAccuracy } from "./metrics";
-import { type MixupOptions, mixBatch, smoothOneHot } from "./mixup";
-import { type RandAugmentOptions, randAugment } from "./rand-augment";
 
 /** A classification head on ViT outputs (e.g. @sit/vit's LinearClassifier or SitClassifier). */
 export interface ClassifierHead extends Module {

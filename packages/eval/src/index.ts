@@ -53,21 +53,6 @@ export {
   type FewShotClassifier,
   type Episode,
 } from "./few-shot";
-// Augmentation for fine-tuning
-export {
-  mixBatch,
-  smoothOneHot,
-  sampleBeta,
-  sampleGamma,
-  type MixupOptions,
-  type MixInfo,
-} from "./mixup";
-export {
-  randAugment,
-  RAND_AUGMENT_OPS,
-  type RandAugmentOp,
-  type RandAugmentOptions,
-} from "./rand-augment";
 // Metrics
 export {
   topKAccuracy,

@@ -1,9 +1,9 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, Rng, checkNumber, cosineSchedule, describeValue } from "@sit/core";
+import { smoothOneHot } from "@sit/data";
 import { type FeatureSet, checkLabeled, inferNumClasses } from "./feature-set";
 import { LinearHead } from "./linear-head";
 import { topKAccuracy } from "./metrics";
-import { smoothOneHot } from "./mixup";
 import { type HeadOptimizer, makeHeadOptimizer } from "./head-optimizer";
 
 /** Options of {@link linearProbe}. */
