@@ -3,8 +3,9 @@ import { join } from "node:path";
 import { ConfigError, IOError } from "@sit/core";
 import {
   ConcatDataset,
-  DATASET_SOURCES,
+  DATASETS,
   type Dataset,
+  type DatasetEntry,
   Stl10Dataset,
   loadCifar10,
   loadCifar100,
@@ -36,15 +37,12 @@ export interface ExampleSplits {
   test: Dataset;
 }
 
-/** How one paper dataset is fetched and read. */
-export interface DatasetSpec {
+/**
+ * How one paper dataset is fetched and read: @sit/data's catalog entry (title, download source,
+ * reader folder — also accepted under `--data` — and classes) plus the splits the paper uses.
+ */
+export interface DatasetSpec extends DatasetEntry {
   name: PaperDataset;
-  title: string;
-  /** Key of @sit/data's DATASET_SOURCES, when the dataset can be downloaded. */
-  source?: string;
-  /** Folder the reader expects, relative to the download directory (also accepted under `--data`). */
-  readerDir: string;
-  numClasses: number;
   /** Which splits are used, in words (README and results). */
   splits: string;
   open(root: string): ExampleSplits;
@@ -59,46 +57,31 @@ const same = (train: Dataset, test: Dataset): ExampleSplits => ({ pretrain: trai
 export const DATASET_SPECS: Readonly<Record<PaperDataset, DatasetSpec>> = {
   flowers: {
     name: "flowers",
-    title: "Oxford Flowers-102",
-    source: "flowers-102",
-    readerDir: DATASET_SOURCES["flowers-102"].readerDir,
-    numClasses: 102,
+    ...DATASETS.flowers102,
     splits: "train+val (2,040) / test (6,149)",
     open: (root) => same(loadFlowers102(root, "trainval"), loadFlowers102(root, "test")),
   },
   pets: {
     name: "pets",
-    title: "Oxford-IIIT Pets",
-    source: "oxford-pets",
-    readerDir: DATASET_SOURCES["oxford-pets"].readerDir,
-    numClasses: 37,
+    ...DATASETS.pets,
     splits: "trainval (3,680) / test (3,669)",
     open: (root) => same(loadOxfordPets(root, "trainval"), loadOxfordPets(root, "test")),
   },
   cub: {
     name: "cub",
-    title: "CUB-200-2011",
-    source: "cub-200-2011",
-    readerDir: DATASET_SOURCES["cub-200-2011"].readerDir,
-    numClasses: 200,
+    ...DATASETS.cub200,
     splits: "train (5,994) / test (5,794)",
     open: (root) => same(loadCub200(root, "train"), loadCub200(root, "test")),
   },
   aircraft: {
     name: "aircraft",
-    title: "FGVC-Aircraft (variants)",
-    source: "fgvc-aircraft",
-    readerDir: DATASET_SOURCES["fgvc-aircraft"].readerDir,
-    numClasses: 100,
+    ...DATASETS.aircraft,
     splits: "trainval (6,667) / test (3,333)",
     open: (root) => same(loadFgvcAircraft(root, "trainval"), loadFgvcAircraft(root, "test")),
   },
   stl10: {
     name: "stl10",
-    title: "STL-10",
-    source: "stl-10",
-    readerDir: DATASET_SOURCES["stl-10"].readerDir,
-    numClasses: 10,
+    ...DATASETS.stl10,
     splits:
       "pretraining on train + unlabeled (105,000); fine-tuning on train (5,000) / test (8,000)",
     open: (root) => {
@@ -112,28 +95,19 @@ export const DATASET_SPECS: Readonly<Record<PaperDataset, DatasetSpec>> = {
   },
   cars: {
     name: "cars",
-    title: "Stanford Cars",
-    // No download: the original host no longer serves the files (see @sit/data's sources).
-    readerDir: ".",
-    numClasses: 196,
+    ...DATASETS.cars,
     splits: "train (8,144) / test (8,041)",
     open: (root) => same(loadStanfordCars(root, "train"), loadStanfordCars(root, "test")),
   },
   cifar10: {
     name: "cifar10",
-    title: "CIFAR-10",
-    source: "cifar-10",
-    readerDir: DATASET_SOURCES["cifar-10"].readerDir,
-    numClasses: 10,
+    ...DATASETS.cifar10,
     splits: "train (50,000) / test (10,000)",
     open: (root) => same(loadCifar10(root, "train"), loadCifar10(root, "test")),
   },
   cifar100: {
     name: "cifar100",
-    title: "CIFAR-100",
-    source: "cifar-100",
-    readerDir: DATASET_SOURCES["cifar-100"].readerDir,
-    numClasses: 100,
+    ...DATASETS.cifar100,
     splits: "train (50,000) / test (10,000)",
     open: (root) => same(loadCifar100(root, "train"), loadCifar100(root, "test")),
   },

@@ -1,6 +1,8 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import {
+  DATASETS,
+  DATASET_NAMES,
   DATASET_SOURCES,
   type DatasetSource,
   type DownloadOptions,
@@ -10,20 +12,15 @@ import { type CliIO, UsageError, note } from "./io";
 
 /**
  * The CLI's dataset names that @sit/data can download, and the name of each in
- * `DATASET_SOURCES`. Stanford Cars has none (its host no longer serves the files); the bundled
- * subset needs none; an image folder is the user's.
+ * `DATASET_SOURCES` (from @sit/data's catalog). Stanford Cars has none (its host no longer
+ * serves the files); the bundled subset needs none; an image folder is the user's.
  */
-export const DOWNLOADABLE: Readonly<Record<string, string>> = {
-  "fashion-mnist": "fashion-mnist",
-  mnist: "mnist",
-  cifar10: "cifar-10",
-  cifar100: "cifar-100",
-  stl10: "stl-10",
-  flowers102: "flowers-102",
-  pets: "oxford-pets",
-  cub200: "cub-200-2011",
-  aircraft: "fgvc-aircraft",
-};
+export const DOWNLOADABLE: Readonly<Record<string, string>> = Object.fromEntries(
+  DATASET_NAMES.flatMap((name) => {
+    const source: string | undefined = DATASETS[name].source;
+    return source ? [[name, source]] : [];
+  }),
+);
 
 /** Where a dataset's files end up inside the folder it was downloaded to (e.g. `cifar-10-batches-bin`). */
 export function downloadedReaderDir(dataset: string, dir: string): string | undefined {

@@ -3,6 +3,7 @@ import { join, resolve } from "node:path";
 import { IOError } from "@sit/core";
 import {
   ConcatDataset,
+  DATASET_NAMES as CATALOG_NAMES,
   DATASET_STATS,
   type Dataset,
   type FileListDataset,
@@ -26,21 +27,15 @@ import { downloadHint, downloadNamedDataset, downloadedReaderDir } from "./datas
 import { moduleDir } from "./here";
 import { type CliIO, UsageError } from "./io";
 
-/** Dataset names the CLI knows; anything else is read as a path. */
-export const DATASET_NAMES = [
+/**
+ * Dataset names the CLI knows: @sit/data's catalog, the bundled Fashion-MNIST subset and a
+ * generic image folder; anything else is read as a path.
+ */
+export const DATASET_NAMES: readonly string[] = [
   "fashion-mnist-bundled",
-  "fashion-mnist",
-  "mnist",
-  "cifar10",
-  "cifar100",
-  "stl10",
-  "flowers102",
-  "pets",
-  "cub200",
-  "aircraft",
-  "cars",
+  ...CATALOG_NAMES,
   "image-folder",
-] as const;
+];
 
 /** What a split is used for: SSL pretraining (may include unlabelled data), labelled training, or held-out test. */
 export type SplitRole = "pretrain" | "train" | "test";

@@ -52,6 +52,13 @@ export {
 } from "./download/download";
 export { extractArchive } from "./download/extract";
 export { DATASET_SOURCES, type DatasetSource, type RemoteFile } from "./download/sources";
+export {
+  DATASETS,
+  DATASET_NAMES,
+  isDatasetName,
+  type DatasetEntry,
+  type DatasetName,
+} from "./datasets/catalog";
 // Image operations and transforms
 export {
   adjustBrightness,
