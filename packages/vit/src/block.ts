@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { LayerNorm, Module, type Rng, checkNumber, invalidArgument } from "@sit/core";
 import { Attention, Mlp, applyNorm } from "./layers";
+import { VIT_DEFAULTS } from "./presets";
 
 /** Options of {@link Block}. */
 export interface BlockOptions {
@@ -48,17 +49,23 @@ export class Block extends Module {
     options: BlockOptions,
   ) {
     super();
-    const mlpRatio = checkNumber("mlpRatio", options.mlpRatio ?? 4, { min: 0, minExclusive: true });
+    const mlpRatio = checkNumber("mlpRatio", options.mlpRatio ?? VIT_DEFAULTS.mlpRatio, {
+      min: 0,
+      minExclusive: true,
+    });
     this.dropPath = checkNumber("dropPath", options.dropPath ?? 0, {
       min: 0,
       max: 1,
       maxExclusive: true,
     });
-    const eps = options.layerNormEps ?? 1e-6;
+    const eps = options.layerNormEps ?? VIT_DEFAULTS.layerNormEps;
     this.norm1 = this.registerModule("norm1", new LayerNorm(dim, eps));
     this.attn = this.registerModule(
       "attn",
-      new Attention(dim, numHeads, { qkvBias: options.qkvBias ?? true, rng: options.rng }),
+      new Attention(dim, numHeads, {
+        qkvBias: options.qkvBias ?? VIT_DEFAULTS.qkvBias,
+        rng: options.rng,
+      }),
     );
     this.norm2 = this.registerModule("norm2", new LayerNorm(dim, eps));
     this.mlp = this.registerModule("mlp", new Mlp(dim, Math.round(dim * mlpRatio), options.rng));
