@@ -11,7 +11,7 @@ export const VIT_PRESETS = {
 /** A name of {@link VIT_PRESETS}. */
 export type VitPresetName = keyof typeof VIT_PRESETS;
 
-/** {@link VisionTransformer}'s defaults: ViT-B/16 at 224 px, as in SiT. */
+/** `VisionTransformer`'s defaults: ViT-B/16 at 224 px, as in SiT. */
 export const VIT_DEFAULTS = {
   imgSize: 224,
   patchSize: 16,
