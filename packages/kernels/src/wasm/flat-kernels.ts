@@ -46,6 +46,14 @@ export interface FlatKernels {
   layerNormForward(o: LayerNormForward): void;
   /** LayerNorm gradients: `dx`, and `dγ`, `dβ` summed over rows. */
   layerNormBackward(o: LayerNormBackward): void;
+  /**
+   * Exact GELU over `size` floats, SIMD only (elsewhere tfjs's ops compute it): `forward` writes
+   * `y = x·Φ(x)` and `Φ(x)`; `backward` writes `dx = dy·(Φ + x·φ(x))`.
+   */
+  gelu?: {
+    forward(y: number, cdf: number, x: number, size: number): void;
+    backward(dx: number, dy: number, x: number, cdf: number, size: number): void;
+  };
 }
 
 /** Heap offsets (float32 elements) and sizes of one LayerNorm forward. */
@@ -81,6 +89,8 @@ interface SimdExports {
   colsum(out: number, x: number, rows: number, cols: number): void;
   ln_fwd(...a: number[]): void;
   ln_bwd(...a: number[]): void;
+  gelu_fwd(y: number, cdf: number, x: number, n: number): void;
+  gelu_bwd(dx: number, dy: number, x: number, cdf: number, n: number): void;
 }
 
 const instances = new WeakMap<WebAssembly.Memory, SimdExports | null>();
@@ -138,6 +148,10 @@ export function flatKernels(heap: WasmHeap, prefer: "simd" | "js" = "simd"): Fla
         ...[o.dx, o.dgamma, o.dbeta, o.dy, o.xhat, o.rstd, o.gamma].map((p) => p * 4),
         ...[o.rows, o.cols],
       ),
+    gelu: {
+      forward: (y, cdf, x, n) => simd.gelu_fwd(y * 4, cdf * 4, x * 4, n),
+      backward: (dx, dy, x, cdf, n) => simd.gelu_bwd(dx * 4, dy * 4, x * 4, cdf * 4, n),
+    },
   };
 }
 

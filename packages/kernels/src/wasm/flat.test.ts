@@ -5,7 +5,14 @@ import { EmaTeacher } from "@sit/momentum";
 import { expectClose, loadFixture, withBackend } from "@sit/testing";
 import { describe, expect, it } from "vitest";
 import { columnSum } from "./linear";
-import { heapColumnSum, heapOpsAvailable } from "./heap-ops";
+import { wasmGelu } from "./gelu";
+import {
+  heapColumnSum,
+  heapGeluAvailable,
+  heapGeluBackward,
+  heapGeluForward,
+  heapOpsAvailable,
+} from "./heap-ops";
 import { type FlatKernels, flatKernels } from "./flat-kernels";
 import { WasmHeap } from "./heap";
 import { setWasmKernels } from "./register";
@@ -432,6 +439,48 @@ describe("wasm heap LayerNorm", () => {
           );
         tf.dispose([x, g, b, dy, x2, ...grads]);
       }
+    });
+  });
+});
+
+describe("wasm heap GELU", () => {
+  // Φ in float64 from the same erfc fit (fractional error < 1.2e-7), as the reference.
+  const phi = (x: number) => {
+    const z = Math.abs(x) / Math.SQRT2;
+    const t = 1 / (1 + 0.5 * z);
+    const c = [-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807];
+    const d = [-1.13520398, 1.48851587, -0.82215223, 0.17087277];
+    const poly = [...c, ...d].reduceRight((acc, k) => k + t * acc, 0);
+    const r = 0.5 * t * Math.exp(-z * z + poly);
+    return x >= 0 ? 1 - r : r;
+  };
+
+  it("matches exact GELU and its gradient in float64 over the whole range, tails included", async () => {
+    await withBackend("wasm", () => {
+      expect(heapGeluAvailable()).toBe(true);
+      // 4·k + 3 values from −12 to 12, plus the extremes: vector loop and scalar tail both run.
+      const xs = [...Array.from({ length: 483 }, (_, i) => -12 + (24 * i) / 482), -90, 90, 0];
+      const x = tf.tensor1d(xs);
+      const dy = tf.tensor1d(xs.map((_, i) => Math.cos(i)));
+      const n0 = tf.memory().numTensors;
+      const [y, cdf] = heapGeluForward(x);
+      const dx = heapGeluBackward(dy, x, cdf);
+      expect(tf.memory().numTensors).toBe(n0 + 3);
+      const want = xs.map((v) => v * phi(v));
+      const wantDx = xs.map(
+        (v, i) => Math.cos(i) * (phi(v) + (v * Math.exp(-0.5 * v * v)) / Math.sqrt(2 * Math.PI)),
+      );
+      expectClose(y.dataSync() as Float32Array, Float32Array.from(want), 2e-6, "y", 1e-30);
+      expectClose(dx.dataSync() as Float32Array, Float32Array.from(wantDx), 2e-6, "dx", 1e-30);
+      // The public wasm gelu routes here, with this gradient.
+      const g = tf.grads((a: tf.Tensor) => wasmGelu(a))([x], dy)[0];
+      expect(Array.from(g.dataSync())).toEqual(Array.from(dx.dataSync()));
+      tf.dispose([x, dy, y, cdf, dx, g]);
+      // A NaN stays NaN.
+      const nan = tf.tensor1d([Number.NaN, 1]);
+      const [yn, cn] = heapGeluForward(nan);
+      expect(Number.isNaN(yn.dataSync()[0])).toBe(true);
+      tf.dispose([nan, yn, cn]);
     });
   });
 });

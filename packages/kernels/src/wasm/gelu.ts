@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { withGradient } from "../custom-grad";
 import type { KernelSignatures } from "../registry";
+import { heapGeluAvailable, heapGeluBackward, heapGeluForward } from "./heap-ops";
 
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
@@ -21,5 +22,13 @@ const geluOp = withGradient<[tf.Tensor], tf.Tensor>(([x], save) => {
   };
 });
 
-/** wasm `gelu` (see the note on its op above). */
-export const wasmGelu: KernelSignatures["gelu"] = (x) => geluOp(x);
+/** On the heap: one SIMD kernel each way (Φ from an erfc fit, no libm call per element). */
+const heapGeluOp = withGradient<[tf.Tensor], tf.Tensor>(([x], save) => {
+  const [y, cdf] = heapGeluForward(x);
+  save([x, cdf]);
+  return { value: y, backward: (dy, [xs, phi]) => [heapGeluBackward(dy, xs, phi)] };
+});
+
+/** wasm `gelu`: the heap kernels where they run (heap-ops.ts), else the op above. */
+export const wasmGelu: KernelSignatures["gelu"] = (x) =>
+  heapGeluAvailable() && x.dtype === "float32" ? heapGeluOp(x) : geluOp(x);

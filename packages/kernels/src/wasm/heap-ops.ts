@@ -2,8 +2,8 @@ import * as tf from "@tensorflow/tfjs";
 import { flatKernels } from "./flat-kernels";
 import { WasmHeap } from "./heap";
 
-// tfjs kernels over the wasm heap (flat-kernels.wat): column sums and LayerNorm, forward and
-// backward, each one pass instead of a chain of tfjs kernels (LayerNorm on wasm was eleven kernel
+// tfjs kernels over the wasm heap (flat-kernels.wat): column sums, LayerNorm and exact GELU,
+// forward and backward, each one pass instead of a chain of tfjs kernels (LayerNorm on wasm was eleven kernel
 // calls forward and backward, each a pass over the activations plus tfjs's per-call cost).
 
 /** tfjs kernel name of the heap column sum (registered for wasm by `setWasmKernels`). */
@@ -11,6 +11,9 @@ export const COLUMN_SUM_KERNEL = "SitColumnSum";
 /** tfjs kernel names of the heap LayerNorm: forward → [y, x̂, rstd]; backward → [dx, dγ, dβ]. */
 export const LAYER_NORM_FORWARD_KERNEL = "SitLayerNormForward";
 export const LAYER_NORM_BACKWARD_KERNEL = "SitLayerNormBackward";
+/** tfjs kernel names of the heap GELU: forward → [y, Φ(x)]; backward → dx. */
+export const GELU_FORWARD_KERNEL = "SitGeluForward";
+export const GELU_BACKWARD_KERNEL = "SitGeluBackward";
 
 interface HeapBackend {
   makeOutput(s: number[], d: tf.DataType): tf.TensorInfo;
@@ -74,7 +77,44 @@ function layerNormBackwardKernel(args: {
   return [dx, dgamma, dbeta];
 }
 
+function geluForwardKernel(args: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+}): tf.TensorInfo[] {
+  const x = args.inputs.x as tf.TensorInfo;
+  const be = args.backend as HeapBackend;
+  const [y, cdf] = [be.makeOutput([...x.shape], "float32"), be.makeOutput([...x.shape], "float32")];
+  const heap = WasmHeap.of(args.backend);
+  simdGelu(heap).forward(
+    heap.offset(y),
+    heap.offset(cdf),
+    heap.offset(x),
+    tf.util.sizeFromShape(x.shape),
+  );
+  return [y, cdf];
+}
+
+function geluBackwardKernel(args: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+}): tf.TensorInfo {
+  const { dy, x, cdf } = args.inputs as Record<string, tf.TensorInfo>;
+  const dx = (args.backend as HeapBackend).makeOutput([...x.shape], "float32");
+  const heap = WasmHeap.of(args.backend);
+  const at = (t: tf.TensorInfo) => heap.offset(t);
+  simdGelu(heap).backward(at(dx), at(dy), at(x), at(cdf), tf.util.sizeFromShape(x.shape));
+  return dx;
+}
+
+function simdGelu(heap: WasmHeap): NonNullable<ReturnType<typeof flatKernels>["gelu"]> {
+  const gelu = flatKernels(heap).gelu;
+  if (!gelu) throw new Error(`${GELU_FORWARD_KERNEL}: this engine cannot run the SIMD module`);
+  return gelu;
+}
+
 const KERNELS: [string, unknown][] = [
+  [GELU_FORWARD_KERNEL, geluForwardKernel],
+  [GELU_BACKWARD_KERNEL, geluBackwardKernel],
   [COLUMN_SUM_KERNEL, columnSumKernel],
   [LAYER_NORM_FORWARD_KERNEL, layerNormForwardKernel],
   [LAYER_NORM_BACKWARD_KERNEL, layerNormBackwardKernel],
@@ -139,4 +179,19 @@ export function heapLayerNormBackward(
   gamma: tf.Tensor1D,
 ): [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D] {
   return tf.engine().runKernel(LAYER_NORM_BACKWARD_KERNEL, { dy, xhat, rstd, gamma }) as never;
+}
+
+/** Whether the SIMD heap GELU can run now (heap kernels registered and the SIMD module usable). */
+export function heapGeluAvailable(): boolean {
+  return heapOpsAvailable() && flatKernels(WasmHeap.active()).gelu !== undefined;
+}
+
+/** Exact GELU forward on the heap: `[y, Φ(x)]`. */
+export function heapGeluForward(x: tf.Tensor): [tf.Tensor, tf.Tensor] {
+  return tf.engine().runKernel(GELU_FORWARD_KERNEL, { x }) as never;
+}
+
+/** Exact GELU backward on the heap: `dy·(Φ + x·φ(x))`. */
+export function heapGeluBackward(dy: tf.Tensor, x: tf.Tensor, cdf: tf.Tensor): tf.Tensor {
+  return tf.engine().runKernel(GELU_BACKWARD_KERNEL, { dy, x, cdf }) as tf.Tensor;
 }
