@@ -86,6 +86,7 @@ export {
 
 // IO
 export { removeStaleTempFiles, writeFileAtomic } from "./io/atomic";
+export { encodePng } from "./io/png";
 export {
   parseSafetensors,
   readSafetensors,
