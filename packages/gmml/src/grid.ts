@@ -1,5 +1,11 @@
-import { writeFileAtomic, ConfigError, ShapeError, checkNumber, describeValue } from "@sit/core";
-import { PNG } from "pngjs";
+import {
+  ConfigError,
+  ShapeError,
+  checkNumber,
+  describeValue,
+  encodePng,
+  writeFileAtomic,
+} from "@sit/core";
 import { type ImageInput, type PixelMask, checkPixelMask, readImageBatch } from "./images";
 
 /** ImageNet statistics, the normalisation SiT uses. */
@@ -68,11 +74,11 @@ export function renderGmmlGrid(
   const pad = checkNumber("padding", options.padding ?? 2, { min: 0, max: 64, integer: true });
   const cellW = W * scale;
   const cellH = H * scale;
-  const png = new PNG({ width: 3 * cellW + 4 * pad, height: rows * cellH + (rows + 1) * pad });
-  png.data.fill(128); // grey frame: distinct from a white mask and from black pixels
-  for (let i = 3; i < png.data.length; i += 4) png.data[i] = 255;
-  const out = png.data;
-  const stride = png.width * 4;
+  const width = 3 * cellW + 4 * pad;
+  const height = rows * cellH + (rows + 1) * pad;
+  const out = new Uint8Array(width * height * 3);
+  out.fill(128); // grey frame: distinct from a white mask and from black pixels
+  const stride = width * 3;
 
   const toByte = (v: number): number => {
     const x = Math.round(v * 255);
@@ -96,7 +102,7 @@ export function renderGmmlGrid(
         const m = mask.data[pixel] !== 0 ? 255 : 0;
         const cells: number[][] = [rgb(clean.data), [m, m, m], rgb(bad.data)];
         for (let k = 0; k < 3; k++) {
-          const o = (top + y) * stride + (pad + k * (cellW + pad) + x) * 4;
+          const o = (top + y) * stride + (pad + k * (cellW + pad) + x) * 3;
           out[o] = cells[k][0];
           out[o + 1] = cells[k][1];
           out[o + 2] = cells[k][2];
@@ -104,7 +110,7 @@ export function renderGmmlGrid(
       }
     }
   }
-  return PNG.sync.write(png);
+  return Buffer.from(encodePng(out, width, height, 3));
 }
 
 /** {@link renderGmmlGrid}, written atomically to `path` (a crash never leaves a partial PNG). */
