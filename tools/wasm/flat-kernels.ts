@@ -2,7 +2,11 @@ import { fileURLToPath } from "node:url";
 import wabt from "wabt";
 
 const dir = fileURLToPath(new URL("../../packages/kernels/src/wasm/", import.meta.url));
-export const FLAT_KERNELS_WAT = `${dir}flat-kernels.wat`;
+/** The WAT sources, by the name of the constants they become. */
+export const FLAT_KERNELS_WAT = {
+  UPDATE_KERNELS: `${dir}update-kernels.wat`,
+  LAYER_KERNELS: `${dir}layer-kernels.wat`,
+};
 export const FLAT_KERNELS_WASM_TS = `${dir}flat-kernels.wasm.ts`;
 
 // tfjs's threaded build runs on a shared memory of at most 4 GiB; its single-threaded build on an
@@ -12,11 +16,11 @@ const MEMORIES = {
   unshared: '(import "env" "memory" (memory 1))',
 };
 
-/** The text of flat-kernels.wasm.ts (as biome formats it) for the WAT source `wat`. */
-export async function compileFlatKernels(wat: string): Promise<string> {
+/** The text of flat-kernels.wasm.ts (as biome formats it) for the WAT sources, by constant name. */
+export async function compileFlatKernels(sources: Record<string, string>): Promise<string> {
   const w = await wabt();
-  const binary = (memory: string) => {
-    const module = w.parseWat("flat-kernels.wat", wat.replace(";; @memory", memory), {
+  const binary = (name: string, wat: string, memory: string) => {
+    const module = w.parseWat(`${name}.wat`, wat.replace(";; @memory", memory), {
       simd: true,
       threads: true,
     });
@@ -28,14 +32,24 @@ export async function compileFlatKernels(wat: string): Promise<string> {
       module.destroy();
     }
   };
-  return [
-    "// Generated from flat-kernels.wat by tools/wasm/build-flat-kernels.ts: do not edit.",
+  const lines = [
+    "// Generated from *-kernels.wat by tools/wasm/build-flat-kernels.ts: do not edit.",
     "",
-    "/** The flat-kernels module importing a shared memory (tfjs's threaded wasm build), base64. */",
-    `export const FLAT_KERNELS_SHARED =\n  "${binary(MEMORIES.shared)}";`,
-    "",
-    "/** The flat-kernels module importing an unshared memory (single-threaded build), base64. */",
-    `export const FLAT_KERNELS_UNSHARED =\n  "${binary(MEMORIES.unshared)}";`,
-    "",
-  ].join("\n");
+  ];
+  for (const [name, wat] of Object.entries(sources)) {
+    lines.push(
+      `/** ${name}, importing a shared memory (tfjs's threaded wasm build), base64. */`,
+      `export const ${name}_SHARED =\n  "${binary(name, wat, MEMORIES.shared)}";`,
+      "",
+      `/** ${name}, importing an unshared memory (single-threaded build), base64. */`,
+      `export const ${name}_UNSHARED =\n  "${binary(name, wat, MEMORIES.unshared)}";`,
+      "",
+    );
+  }
+  return lines.join("\n");
+}
+
+/** The WAT sources as compileFlatKernels takes them. */
+export function readFlatKernelSources(read: (path: string) => string): Record<string, string> {
+  return Object.fromEntries(Object.entries(FLAT_KERNELS_WAT).map(([k, p]) => [k, read(p)]));
 }

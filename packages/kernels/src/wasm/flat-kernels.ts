@@ -1,9 +1,15 @@
 import type { WasmHeap } from "./heap";
-import { FLAT_KERNELS_SHARED, FLAT_KERNELS_UNSHARED } from "./flat-kernels.wasm";
+import {
+  LAYER_KERNELS_SHARED,
+  LAYER_KERNELS_UNSHARED,
+  UPDATE_KERNELS_SHARED,
+  UPDATE_KERNELS_UNSHARED,
+} from "./flat-kernels.wasm";
 
-// The element loops of the whole-model updates (and column sums) over the wasm heap: a small SIMD
-// module (flat-kernels.wat) that imports tfjs's own memory, and the same arithmetic in JavaScript
-// where the module cannot be instantiated. Both compute in float32 operation by operation, as PyTorch's
+// The element loops over the wasm heap: two small SIMD modules that import tfjs's own memory
+// (update-kernels.wat: AdamW, EMA, sums of squares; layer-kernels.wat: column sums, LayerNorm,
+// GELU), and the same arithmetic in JavaScript where the modules cannot be instantiated (GELU
+// then stays with tfjs's ops). Both compute in float32 operation by operation, as PyTorch's
 // AdamW and EMA do, and give identical results (flat.test.ts).
 
 /** One parameter tensor's AdamW update (offsets are float32 element indices into the heap). */
@@ -109,11 +115,12 @@ function simdFor(memory: WebAssembly.Memory): SimdExports | null {
   try {
     const shared =
       typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;
-    const module = new WebAssembly.Module(
-      decode(shared ? FLAT_KERNELS_SHARED : FLAT_KERNELS_UNSHARED),
-    );
-    exports = new WebAssembly.Instance(module, { env: { memory } })
-      .exports as unknown as SimdExports;
+    const instantiate = (base64: string) =>
+      new WebAssembly.Instance(new WebAssembly.Module(decode(base64)), { env: { memory } }).exports;
+    exports = {
+      ...instantiate(shared ? UPDATE_KERNELS_SHARED : UPDATE_KERNELS_UNSHARED),
+      ...instantiate(shared ? LAYER_KERNELS_SHARED : LAYER_KERNELS_UNSHARED),
+    } as unknown as SimdExports;
   } catch {
     exports = null; // no SIMD in this engine: the JavaScript loops run instead
   }

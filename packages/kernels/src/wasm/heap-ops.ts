@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { flatKernels } from "./flat-kernels";
 import { WasmHeap } from "./heap";
 
-// tfjs kernels over the wasm heap (flat-kernels.wat): column sums, LayerNorm and exact GELU,
+// tfjs kernels over the wasm heap (layer-kernels.wat): column sums, LayerNorm and exact GELU,
 // forward and backward, each one pass instead of a chain of tfjs kernels (LayerNorm on wasm was eleven kernel
 // calls forward and backward, each a pass over the activations plus tfjs's per-call cost).
 
@@ -20,7 +20,7 @@ interface HeapBackend {
 }
 
 /**
- * Column sums `[M, n] → [n]` in one pass over the heap (flat-kernels.wat's `colsum`). Bias and
+ * Column sums `[M, n] → [n]` in one pass over the heap (layer-kernels.wat's `colsum`). Bias and
  * LayerNorm gradients need them a hundred times per SiT step; a `Sum` over axis 0 transposes its
  * input first, and the `ones[1, M] · x` product that replaced it makes XNNPACK pack all of x as
  * "weights" on every call (≈ 5 ms for a [2176, 96] gradient).
