@@ -75,24 +75,18 @@ export function instrumentPhases(recipe: Instrumentable): {
   timeStep: <T>(f: () => Promise<T>) => Promise<T>;
 } {
   const timer = new PhaseTimer();
-  wrap(recipe.student, "forward", (ms) => {
-    timer.ms.student_forward += ms;
-  });
-  wrap(recipe.teacherModule, "forward", (ms) => {
-    timer.ms.teacher_forward += ms;
-  });
-  wrap(recipe.optimizer, "step", (ms) => {
-    timer.ms.optimizer += ms;
-  });
-  wrap(recipe.teacher, "update", (ms) => {
-    timer.ms.ema += ms;
-  });
-  wrap(recipe.masker, "apply", (ms) => {
-    timer.ms.data += ms;
-  });
-  wrap(recipe.masker, "plan", (ms) => {
-    timer.ms.data += ms;
-  });
+  const parts: [unknown, string, PhaseName][] = [
+    [recipe.student, "forward", "student_forward"],
+    [recipe.teacherModule, "forward", "teacher_forward"],
+    [recipe.optimizer, "step", "optimizer"],
+    [recipe.teacher, "update", "ema"],
+    [recipe.masker, "apply", "data"],
+    [recipe.masker, "plan", "data"],
+  ];
+  for (const [obj, method, phase] of parts)
+    wrap(obj, method, (ms) => {
+      timer.ms[phase] += ms;
+    });
   return {
     timer,
     timeStep: async (f) => {
