@@ -72,7 +72,7 @@ function shapesOf(model: keyof typeof MODELS): Shape[] {
 
 function randn(shape: number[], seed: number): tf.Tensor2D {
   const n = shape.reduce((a, b) => a * b, 1);
-  return tf.tensor(Rng.seed(seed).fillNormal(new Float32Array(n)), shape) as tf.Tensor2D;
+  return tf.tensor2d(Rng.seed(seed).fillNormal(new Float32Array(n)), shape as [number, number]);
 }
 
 async function time(f: () => tf.Tensor): Promise<number> {
