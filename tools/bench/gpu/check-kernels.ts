@@ -18,6 +18,7 @@ import {
   portableKernels,
 } from "../../../packages/kernels/src/index";
 import { findOverride } from "../../../packages/kernels/src/registry";
+import { checkWebgpuShaders } from "../../../packages/kernels/src/webgpu/flat-buffers";
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -169,18 +170,26 @@ for (const { name } of mine)
     console.error(`[check-kernels] ${JSON.stringify(r)}`);
     results.push(r);
   }
+// WGSL compile errors of the kernels that @sit/kernels encodes itself surface asynchronously.
+let shaderError: string | undefined;
+if (active === "webgpu")
+  shaderError = await checkWebgpuShaders().then(
+    () => undefined,
+    (err: Error) => err.message,
+  );
 console.log(
   JSON.stringify(
     {
       check: "kernels",
       backend: active,
+      ...(shaderError ? { shader_error: shaderError } : {}),
       adapter: info.adapter ?? null,
       tolerance_rel: TOL,
       registered: registered.map((r) => `${r.name}@${r.backend}`),
       checked: mine.length,
       note:
         mine.length === 0 ? `no overrides registered for ${active}: nothing to compare` : undefined,
-      all_pass: results.every((r) => r.pass === true),
+      all_pass: !shaderError && results.every((r) => r.pass === true),
       results,
     },
     null,
