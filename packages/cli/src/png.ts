@@ -1,6 +1,5 @@
-import { ConfigError, writeFileAtomic } from "@sit/core";
+import { ConfigError, encodePng, writeFileAtomic } from "@sit/core";
 import type { NormalizeStats } from "@sit/data";
-import { PNG } from "pngjs";
 
 /** One picture of a grid: RGB values in [0, 1], row-major `[h, w, 3]`. */
 export interface RgbImage {
@@ -117,13 +116,10 @@ export function renderGrid(rows: RgbImage[][], options: GridOptions = {}): Buffe
   const pad = options.padding ?? 2;
   const cw = W * scale;
   const ch = H * scale;
-  const png = new PNG({
-    width: cols * cw + (cols + 1) * pad,
-    height: rows.length * ch + (rows.length + 1) * pad,
-  });
-  png.data.fill(128);
-  for (let i = 3; i < png.data.length; i += 4) png.data[i] = 255;
-  const stride = png.width * 4;
+  const width = cols * cw + (cols + 1) * pad;
+  const height = rows.length * ch + (rows.length + 1) * pad;
+  const rgb = new Uint8Array(width * height * 3).fill(128);
+  const stride = width * 3;
   rows.forEach((row, r) => {
     row.forEach((img, c) => {
       const top = pad + r * (ch + pad);
@@ -132,15 +128,15 @@ export function renderGrid(rows: RgbImage[][], options: GridOptions = {}): Buffe
         const sy = Math.floor(y / scale);
         for (let x = 0; x < cw; x++) {
           const s = (sy * W + Math.floor(x / scale)) * 3;
-          const o = (top + y) * stride + (left + x) * 4;
-          png.data[o] = Math.round(img.data[s] * 255);
-          png.data[o + 1] = Math.round(img.data[s + 1] * 255);
-          png.data[o + 2] = Math.round(img.data[s + 2] * 255);
+          const o = (top + y) * stride + (left + x) * 3;
+          rgb[o] = Math.round(img.data[s] * 255);
+          rgb[o + 1] = Math.round(img.data[s + 1] * 255);
+          rgb[o + 2] = Math.round(img.data[s + 2] * 255);
         }
       }
     });
   });
-  return PNG.sync.write(png);
+  return Buffer.from(encodePng(rgb, width, height, 3));
 }
 
 /** {@link renderGrid} written atomically to `path`. */
