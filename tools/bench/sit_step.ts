@@ -257,6 +257,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
       tensors: tf.memory().numTensors,
       tfjs_bytes: tf.memory().numBytes,
       ...(gpuBytes() ? { gpu: gpuBytes() } : {}),
+      ...(wasmHeapBytes() !== undefined ? { wasm_heap_bytes: wasmHeapBytes() } : {}),
       rss_mb: round(process.memoryUsage().rss / 2 ** 20),
     });
     const early = Math.min(10, MEMORY_STEPS);
@@ -282,7 +283,8 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
       gpu_allocated_growth: (last.gpu?.allocated ?? 0) - (first?.gpu?.allocated ?? 0),
       no_growth:
         last.tensors === first?.tensors &&
-        (last.gpu?.allocated ?? 0) <= (first?.gpu?.allocated ?? 0),
+        (last.gpu?.allocated ?? 0) <= (first?.gpu?.allocated ?? 0) &&
+        (last.wasm_heap_bytes ?? 0) <= (first?.wasm_heap_bytes ?? 0),
     };
     tf.dispose(views);
     recipe.dispose();
