@@ -1,3 +1,9 @@
+import {
+  FEW_SHOT_DEFAULTS,
+  FINE_TUNE_DEFAULTS,
+  KNN_DEFAULTS,
+  LINEAR_PROBE_DEFAULTS,
+} from "@sit/eval";
 import { Command, CommanderError, Option } from "commander";
 import {
   addBackend,
@@ -20,6 +26,7 @@ import { fewshot, knn } from "./commands/knn";
 import { linear } from "./commands/linear";
 import { pretrain, pretrainSummaryLine } from "./commands/pretrain";
 import { reconstruct } from "./commands/reconstruct";
+import { formatDefault } from "./help";
 import { printableConfig } from "./resolved-config";
 import { type CliIO, EXIT, UsageError, processIO } from "./io";
 
@@ -221,13 +228,8 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
           return EXIT.ok;
         },
       )
-        .option(
-          "-k, --ks <list>",
-          "neighbour counts (default 10,20,100,200)",
-          intList(1),
-          [10, 20, 100, 200],
-        )
-        .option("--temperature <T>", "vote temperature (default 0.07)", num(1e-6), 0.07),
+        .option("-k, --ks <list>", "neighbour counts", intList(1), [...KNN_DEFAULTS.ks])
+        .option("--temperature <T>", "vote temperature", num(1e-6), KNN_DEFAULTS.temperature),
     ),
   );
 
@@ -253,15 +255,24 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
         );
         return EXIT.ok;
       })
-        .option("-e, --epochs <n>", "epochs (default 100)", int(1), 100)
-        .option("--lr <x>", "peak learning rate (default: sgd 0.1, adamw 1e-3)", num(0))
-        .addOption(
-          new Option("--optimizer <name>", "sgd (default, DINO) or adamw")
-            .choices(["sgd", "adamw"])
-            .default("sgd"),
+        .option("-e, --epochs <n>", "epochs", int(1), LINEAR_PROBE_DEFAULTS.epochs)
+        .option(
+          "--lr <x>",
+          `peak learning rate (default: sgd ${formatDefault(LINEAR_PROBE_DEFAULTS.lr.sgd)}, adamw ${formatDefault(LINEAR_PROBE_DEFAULTS.lr.adamw)})`,
+          num(0),
         )
-        .option("-b, --batch-size <n>", "probe mini-batch (default 256)", int(1), 256)
-        .option("--weight-decay <x>", "weight decay of the weight matrix (default 0)", num(0), 0)
+        .addOption(
+          new Option("--optimizer <name>", "sgd (DINO) or adamw")
+            .choices(["sgd", "adamw"])
+            .default(LINEAR_PROBE_DEFAULTS.optimizer),
+        )
+        .option("-b, --batch-size <n>", "probe mini-batch", int(1), LINEAR_PROBE_DEFAULTS.batchSize)
+        .option(
+          "--weight-decay <x>",
+          "weight decay of the weight matrix",
+          num(0),
+          LINEAR_PROBE_DEFAULTS.weightDecay,
+        )
         .option("--bn", "BatchNorm without affine before the linear layer (MAE)")
         .option(
           "--val-fraction <f>",
@@ -311,14 +322,38 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
         return EXIT.ok;
       },
     )
-      .option("-e, --epochs <n>", "epochs (default 100)", int(1), 100)
-      .option("-b, --batch-size <n>", "images per step (default 64)", int(1), 64)
-      .option("--lr <x>", "peak learning rate (default 5e-4·batch/512)", num(0))
-      .option("--min-lr <x>", "final learning rate (default 1e-5)", num(0))
-      .option("--warmup-epochs <n>", "warm-up epochs (default 5)", num(0))
-      .option("--weight-decay <x>", "AdamW weight decay (default 0.05)", num(0))
-      .option("--label-smoothing <x>", "label smoothing (default 0.1)", num(0, 0.99))
-      .option("--layer-decay <x>", "layer-wise lr decay, 1 = off (default 1)", num(0.01, 1))
+      .option("-e, --epochs <n>", "epochs", int(1), FINE_TUNE_DEFAULTS.epochs)
+      .option("-b, --batch-size <n>", "images per step", int(1), FINE_TUNE_DEFAULTS.batchSize)
+      .option(
+        "--lr <x>",
+        `peak learning rate (default ${formatDefault(FINE_TUNE_DEFAULTS.lrPer512)}·batch/512)`,
+        num(0),
+      )
+      .option(
+        "--min-lr <x>",
+        `final learning rate (default ${formatDefault(FINE_TUNE_DEFAULTS.minLr)})`,
+        num(0),
+      )
+      .option(
+        "--warmup-epochs <n>",
+        `warm-up epochs (default ${FINE_TUNE_DEFAULTS.warmupEpochs})`,
+        num(0),
+      )
+      .option(
+        "--weight-decay <x>",
+        `AdamW weight decay (default ${FINE_TUNE_DEFAULTS.weightDecay})`,
+        num(0),
+      )
+      .option(
+        "--label-smoothing <x>",
+        `label smoothing (default ${FINE_TUNE_DEFAULTS.labelSmoothing})`,
+        num(0, 0.99),
+      )
+      .option(
+        "--layer-decay <x>",
+        `layer-wise lr decay, 1 = off (default ${FINE_TUNE_DEFAULTS.layerDecay})`,
+        num(0.01, 1),
+      )
       .option("--mixup", "Mixup 0.8 / CutMix 1.0 (DeiT)")
       .option("--rand-augment", "RandAugment m9-mstd0.5 (DeiT)")
       .addOption(
@@ -362,10 +397,11 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
         );
         return EXIT.ok;
       })
-        .option("--ways <n>", "classes per episode (default 5)", int(2), 5)
-        .option("--shots <list>", "support images per class (default 1,5)", intList(1), [1, 5])
-        .option("--queries <n>", "query images per class (default 15)", int(1), 15)
-        .option("--episodes <n>", "episodes (default 600)", int(1), 600)
+        .option("--ways <n>", "classes per episode", int(2), FEW_SHOT_DEFAULTS.ways)
+        // The CLI reports 1- and 5-shot by default (the library's default is one shot count).
+        .option("--shots <list>", "support images per class", intList(1), [1, 5])
+        .option("--queries <n>", "query images per class", int(1), FEW_SHOT_DEFAULTS.queries)
+        .option("--episodes <n>", "episodes", int(1), FEW_SHOT_DEFAULTS.episodes)
         .addOption(
           new Option("--split <name>", "split the episodes come from")
             .choices(["train", "test"])

@@ -1,3 +1,4 @@
+import { FINE_TUNE_DEFAULTS, KNN_DEFAULTS } from "@sit/eval";
 import { optimSchema } from "@sit/recipes";
 import { describe, expect, it } from "vitest";
 import { defaultPreset, defaultText, formatDefault, pretrainDefault } from "./help";
@@ -24,5 +25,15 @@ describe("help texts", () => {
     expect(help).toContain("RandomResizedCrop area range (default 0.2,1)");
     expect(help).toContain("sit | gmml | mocov3 | mae (default sit)");
     expect(help).toContain("images per step (default 64)");
+  });
+
+  it("the evaluation commands show the evaluation protocols' defaults", async () => {
+    const finetune = (await sit("finetune", "--help")).out.replace(/\s+/g, " ");
+    expect(finetune).toContain(
+      `final learning rate (default ${formatDefault(FINE_TUNE_DEFAULTS.minLr)})`,
+    );
+    expect(finetune).toContain(`epochs (default: ${FINE_TUNE_DEFAULTS.epochs})`);
+    const knn = (await sit("knn", "--help")).out.replace(/\s+/g, " ");
+    expect(knn).toContain(`vote temperature (default: ${KNN_DEFAULTS.temperature})`);
   });
 });

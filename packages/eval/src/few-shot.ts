@@ -131,11 +131,26 @@ export function meanConfidence(values: ArrayLike<number>): {
  * L2-normalised features by default — SimpleShot); `logistic`: multinomial logistic regression
  * trained by full-batch gradient descent from zero. Every classifier sees the same episodes.
  */
+/** {@link fewShot}'s defaults: 5-way 1-shot, 15 queries per class, 600 episodes. */
+export const FEW_SHOT_DEFAULTS = { ways: 5, shots: 1, queries: 15, episodes: 600 } as const;
+
 export function fewShot(features: FeatureSet, options: FewShotOptions): FewShotStats[] {
-  const ways = checkNumber("ways", options.ways ?? 5, { integer: true, min: 2 });
-  const shots = checkNumber("shots", options.shots ?? 1, { integer: true, min: 1 });
-  const queries = checkNumber("queries", options.queries ?? 15, { integer: true, min: 1 });
-  const count = checkNumber("episodes", options.episodes ?? 600, { integer: true, min: 1 });
+  const ways = checkNumber("ways", options.ways ?? FEW_SHOT_DEFAULTS.ways, {
+    integer: true,
+    min: 2,
+  });
+  const shots = checkNumber("shots", options.shots ?? FEW_SHOT_DEFAULTS.shots, {
+    integer: true,
+    min: 1,
+  });
+  const queries = checkNumber("queries", options.queries ?? FEW_SHOT_DEFAULTS.queries, {
+    integer: true,
+    min: 1,
+  });
+  const count = checkNumber("episodes", options.episodes ?? FEW_SHOT_DEFAULTS.episodes, {
+    integer: true,
+    min: 1,
+  });
   const seed = checkNumber("seed", options.seed, { integer: true });
   const classifiers = options.classifiers ?? ["prototype", "logistic"];
   if (

@@ -110,6 +110,19 @@ async function loadSamples(dataset: Dataset, indices: ArrayLike<number>): Promis
   return Promise.all(Array.from(indices, (i) => Promise.resolve(dataset.get(i))));
 }
 
+/** {@link fineTune}'s defaults: DeiT's recipe (peak lr `lrPer512`·batchSize/512). */
+export const FINE_TUNE_DEFAULTS = {
+  epochs: 100,
+  batchSize: 64,
+  lrPer512: 5e-4,
+  minLr: 1e-5,
+  warmupLr: 1e-6,
+  warmupEpochs: 5,
+  weightDecay: 0.05,
+  labelSmoothing: 0.1,
+  layerDecay: 1,
+} as const;
+
 /**
  * Fine-tune a whole ViT with a classification head, DeiT-style: AdamW (optionally with
  * layer-wise lr decay), per-step linear warm-up + cosine learning rate, label-smoothed
@@ -123,22 +136,26 @@ export async function fineTune(
   testData: Dataset,
   options: FineTuneOptions,
 ): Promise<FineTuneResult> {
-  const epochs = checkNumber("epochs", options.epochs ?? 100, { integer: true, min: 1 });
-  const batchSize = checkNumber("batchSize", options.batchSize ?? 64, { integer: true, min: 1 });
-  const lr = checkNumber("lr", options.lr ?? (5e-4 * batchSize) / 512, { min: 0 });
-  const minLr = checkNumber("minLr", options.minLr ?? 1e-5, { min: 0 });
-  const warmupLr = checkNumber("warmupLr", options.warmupLr ?? 1e-6, { min: 0 });
+  const d = FINE_TUNE_DEFAULTS;
+  const epochs = checkNumber("epochs", options.epochs ?? d.epochs, { integer: true, min: 1 });
+  const batchSize = checkNumber("batchSize", options.batchSize ?? d.batchSize, {
+    integer: true,
+    min: 1,
+  });
+  const lr = checkNumber("lr", options.lr ?? (d.lrPer512 * batchSize) / 512, { min: 0 });
+  const minLr = checkNumber("minLr", options.minLr ?? d.minLr, { min: 0 });
+  const warmupLr = checkNumber("warmupLr", options.warmupLr ?? d.warmupLr, { min: 0 });
   const warmupEpochs = Math.min(
-    checkNumber("warmupEpochs", options.warmupEpochs ?? 5, { min: 0 }),
+    checkNumber("warmupEpochs", options.warmupEpochs ?? d.warmupEpochs, { min: 0 }),
     epochs - 1,
   );
-  const weightDecay = checkNumber("weightDecay", options.weightDecay ?? 0.05, { min: 0 });
-  const smoothing = checkNumber("labelSmoothing", options.labelSmoothing ?? 0.1, {
+  const weightDecay = checkNumber("weightDecay", options.weightDecay ?? d.weightDecay, { min: 0 });
+  const smoothing = checkNumber("labelSmoothing", options.labelSmoothing ?? d.labelSmoothing, {
     min: 0,
     max: 1,
     maxExclusive: true,
   });
-  const layerDecay = checkNumber("layerDecay", options.layerDecay ?? 1, {
+  const layerDecay = checkNumber("layerDecay", options.layerDecay ?? d.layerDecay, {
     min: 0,
     minExclusive: true,
     max: 1,

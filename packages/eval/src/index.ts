@@ -24,10 +24,11 @@ export {
   type FeatureCacheKey,
 } from "./feature-cache";
 // Protocols
-export { knnEval, type KnnOptions, type KnnResult } from "./knn";
+export { knnEval, KNN_DEFAULTS, type KnnOptions, type KnnResult } from "./knn";
 export { TopKSelector } from "./top-k";
 export {
   linearProbe,
+  LINEAR_PROBE_DEFAULTS,
   type LinearProbeOptions,
   type LinearProbeResult,
   type ProbeEpoch,
@@ -36,6 +37,7 @@ export { LinearHead, saveLinearHead, loadLinearHead, type LinearHeadOptions } fr
 export { SgdMomentum } from "./sgd";
 export {
   fineTune,
+  FINE_TUNE_DEFAULTS,
   evaluateClassifier,
   type FineTuneOptions,
   type FineTuneResult,
@@ -45,6 +47,7 @@ export {
 export { layerDecayGroups, vitLayerId, fineTuneNoDecay } from "./layer-decay";
 export {
   fewShot,
+  FEW_SHOT_DEFAULTS,
   sampleEpisodes,
   meanConfidence,
   firstKPerClass,

@@ -37,17 +37,20 @@ export interface KnnResult {
  * The similarity products run on the active tfjs backend in chunks of test rows; the top-k
  * selection runs in JS (see {@link TopKSelector}).
  */
+/** {@link knnEval}'s defaults: DINO's k-NN protocol. */
+export const KNN_DEFAULTS = { ks: [10, 20, 100, 200], temperature: 0.07 } as const;
+
 export function knnEval(
   train: FeatureSet,
   test: FeatureSet,
   options: KnnOptions = {},
 ): KnnResult[] {
-  const ks = options.ks ?? [10, 20, 100, 200];
+  const ks = options.ks ?? [...KNN_DEFAULTS.ks];
   if (!Array.isArray(ks) || ks.length === 0)
     throw new ConfigError(
       `ks: expected a non-empty array of positive integers, got ${describeValue(ks)}`,
     );
-  const temperature = checkNumber("temperature", options.temperature ?? 0.07, {
+  const temperature = checkNumber("temperature", options.temperature ?? KNN_DEFAULTS.temperature, {
     min: 0,
     minExclusive: true,
   });

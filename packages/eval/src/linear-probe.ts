@@ -61,6 +61,15 @@ export interface LinearProbeResult {
   head: LinearHead;
 }
 
+/** {@link linearProbe}'s defaults: DINO's SGD probe (lr per optimiser). */
+export const LINEAR_PROBE_DEFAULTS = {
+  epochs: 100,
+  optimizer: "sgd",
+  lr: { sgd: 0.1, adamw: 1e-3 },
+  batchSize: 256,
+  weightDecay: 0,
+} as const;
+
 /**
  * Linear evaluation of frozen features: a linear classifier (optionally after BatchNorm without
  * affine, as MAE) trained with cross-entropy, SGD-momentum or AdamW, and a per-step warm-up +
@@ -72,21 +81,25 @@ export function linearProbe(
   test: FeatureSet,
   options: LinearProbeOptions,
 ): LinearProbeResult {
-  const epochs = checkNumber("epochs", options.epochs ?? 100, { integer: true, min: 1 });
-  const optimizerName = options.optimizer ?? "sgd";
+  const d = LINEAR_PROBE_DEFAULTS;
+  const epochs = checkNumber("epochs", options.epochs ?? d.epochs, { integer: true, min: 1 });
+  const optimizerName = options.optimizer ?? d.optimizer;
   if (optimizerName !== "sgd" && optimizerName !== "adamw")
     throw new ConfigError(
       `optimizer: expected "sgd" or "adamw", got ${describeValue(optimizerName)}`,
     );
-  const lr = checkNumber("lr", options.lr ?? (optimizerName === "sgd" ? 0.1 : 1e-3), { min: 0 });
+  const lr = checkNumber("lr", options.lr ?? d.lr[optimizerName], { min: 0 });
   const minLr = checkNumber("minLr", options.minLr ?? 0, { min: 0 });
   const warmup = checkNumber("warmupEpochs", options.warmupEpochs ?? 0, {
     min: 0,
     max: epochs,
     maxExclusive: true,
   });
-  const batchSize = checkNumber("batchSize", options.batchSize ?? 256, { integer: true, min: 1 });
-  const weightDecay = checkNumber("weightDecay", options.weightDecay ?? 0, { min: 0 });
+  const batchSize = checkNumber("batchSize", options.batchSize ?? d.batchSize, {
+    integer: true,
+    min: 1,
+  });
+  const weightDecay = checkNumber("weightDecay", options.weightDecay ?? d.weightDecay, { min: 0 });
   const seed = checkNumber("seed", options.seed, { integer: true });
   checkLabeled("train", train, options.numClasses);
   checkLabeled("test", test, options.numClasses);
