@@ -347,7 +347,7 @@ export function addFeatureOptions(cmd: Command): Command {
         .choices(["cls", "mean", "cls+mean"])
         .default("cls"),
     )
-    .option("--extract-batch <n>", "images per forward pass (default 128)", int(1), 128)
+    .option("--extract-batch <n>", "images per forward pass", int(1), 128)
     .option("--train-limit <n>", "at most n training images (evenly spaced)", int(1))
     .option("--test-limit <n>", "at most n test images (evenly spaced)", int(1))
     .option("--no-cache", "do not cache features in <out>/feature-cache")

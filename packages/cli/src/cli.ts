@@ -361,20 +361,10 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
           .choices(["linear", "sit"])
           .default("linear"),
       )
-      .option(
-        "--crop-scale <a,b>",
-        "RandomResizedCrop area range (default 0.08,1)",
-        fractionPair,
-        [0.08, 1],
-      )
+      .option("--crop-scale <a,b>", "RandomResizedCrop area range", fractionPair, [0.08, 1])
       .option("--train-limit <n>", "at most n training images (evenly spaced)", int(1))
       .option("--test-limit <n>", "at most n test images (evenly spaced)", int(1))
-      .option(
-        "--keep-last <k>",
-        "keep the newest k epoch checkpoints, 0 = all (default 2)",
-        int(0),
-        2,
-      )
+      .option("--keep-last <k>", "keep the newest k epoch checkpoints, 0 = all", int(0), 2)
       .option("-q, --quiet", "no progress output"),
   );
 
