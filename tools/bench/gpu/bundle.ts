@@ -6,7 +6,7 @@
 //
 // @sit/core's backend.ts loads optional backends with `createRequire(import.meta.url)(id)`, which
 // a bundle cannot follow; the plugin below gives it a static table of the bundled ones instead.
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { type Plugin, build } from "esbuild";
 
@@ -14,20 +14,36 @@ const root = fileURLToPath(new URL("../../../", import.meta.url));
 const outdir = process.argv[2];
 if (!outdir) throw new Error("usage: bundle.ts <outdir>");
 
+// @sit/core loads optional packages through backend-require.ts's `requireFrom` (a createRequire)
+// and probes Dawn in a child process that `require`s the file `requireFrom.resolve("webgpu")`
+// names. In the bundle, both come from this table: the bundled modules, and webgpu-entry.mjs
+// (written beside the bundle below) loading the Dawn addon from dist/.
 const bundledRequire: Plugin = {
   name: "sit-bundled-require",
   setup(b) {
-    b.onLoad({ filter: /packages[\\/]core[\\/]src[\\/]backend\.ts$/ }, (args) => {
+    b.onLoad({ filter: /packages[\\/]core[\\/]src[\\/]backend-require\.ts$/ }, (args) => {
       const src = readFileSync(args.path, "utf8");
       const from = "const requireFrom = createRequire(import.meta.url);";
       if (!src.includes(from)) throw new Error(`bundle.ts: "${from}" not found in ${args.path}`);
-      const table = `const requireFrom = (id: string): unknown => {
-  if (id === "webgpu") return require("webgpu");
-  if (id === "@tensorflow/tfjs-backend-webgpu") return require("@tensorflow/tfjs-backend-webgpu");
+      const table = `const notBundled = (id: string) => {
   const e = new Error(\`Cannot find module '\${id}' (not in the bench bundle)\`) as NodeJS.ErrnoException;
   e.code = "MODULE_NOT_FOUND";
-  throw e;
+  return e;
 };
+const requireFrom = Object.assign(
+  (id: string): unknown => {
+    if (id === "webgpu") return require("webgpu");
+    if (id === "@tensorflow/tfjs-backend-webgpu") return require("@tensorflow/tfjs-backend-webgpu");
+    throw notBundled(id);
+  },
+  {
+    resolve: (id: string): string => {
+      if (id === "webgpu") return decodeURIComponent(new URL("./webgpu-entry.mjs", import.meta.url).pathname);
+      if (id === "@tensorflow/tfjs-backend-webgpu") return "(bundled)";
+      throw notBundled(id);
+    },
+  },
+);
 void createRequire;`;
       return { contents: src.replace(from, table), loader: "ts" };
     });
@@ -60,6 +76,15 @@ const result = await build({
   // Our packages say "sideEffects": false, but kernel registration on import is one: keep it.
   ignoreAnnotations: true,
 });
+writeFileSync(
+  `${outdir}/webgpu-entry.mjs`,
+  `// Dawn for the bundle (what the webgpu package's index.js does), for @sit/core's adapter probe.
+import { createRequire } from "node:module";
+const require = createRequire(import.meta.url);
+const { create, globals } = require(\`./dist/\${process.platform}-\${process.arch}.dawn.node\`);
+export { create, globals };
+`,
+);
 const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0);
 console.error(
   `[bundle] ${Object.keys(result.metafile.outputs).length} files, ${(bytes / 2 ** 20).toFixed(1)} MiB`,
