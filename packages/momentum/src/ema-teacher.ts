@@ -108,14 +108,15 @@ export class EmaTeacher<M extends Module = Module> {
     const fused = flatEmaKernel(tf.getBackend());
     if (fused) {
       // A backend package registered a whole-network EMA (@sit/kernels: one dispatch over flat
-      // buffers on webgpu, one loop inside the heap on wasm). It returns new tensors; the old
-      // teacher data is released.
+      // buffers on webgpu, one loop inside the heap on wasm). It returns new tensors (the old
+      // teacher data is released), or null where it updated the teacher's buffer in place.
       const next = fused(
         tp.map(([, v]) => v),
         sp.map(([, v]) => v),
         momentum,
       );
       next.forEach((t, i) => {
+        if (!t) return;
         tp[i][1].assign(t);
         t.dispose();
       });

@@ -64,8 +64,8 @@ export function createFused(
     tf.tidy(() => tf.variable(freshFlat(parts()), false));
   const m = fresh(() => groups.map((g) => groupMoments(g, "m")));
   const v = fresh(() => groups.map((g) => groupMoments(g, "v")));
-  // A kernel that reads the parameters themselves needs no flat copy of them.
-  const params = fresh(() => [tf.zeros([kernel.readsParameters ? 0 : total])]);
+  // A kernel that updates the parameters' own buffers needs no flat copy of them.
+  const params = fresh(() => [tf.zeros([kernel.inPlace ? 0 : total])]);
   for (const g of groups) {
     disposeDevice(g);
     g.host = null;
@@ -125,6 +125,7 @@ export function fusedStep(
     clipGlobalNorm: h.clipGlobalNorm,
   });
   next.forEach((t, i) => {
+    if (!t) return; // updated in place
     f.vars[i].assign(t);
     t.dispose();
   });

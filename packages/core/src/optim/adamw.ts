@@ -74,7 +74,7 @@ export type Gradients = Record<string, tf.Tensor>;
  * - where a backend package registered a fused kernel for the active backend
  *   ({@link registerFlatAdamWKernel}; @sit/kernels does for webgpu and wasm), `auto` and `device`
  *   modes hand it every group at once: all moments in two flat buffers, one kernel per step (on
- *   wasm inside the heap, reading the parameters where they are).
+ *   wasm inside the heap, updating the parameters in place).
  * All three paths are checked against PyTorch (adamw.safetensors; the fused one in @sit/kernels).
  */
 export class AdamW {

@@ -42,26 +42,27 @@ export interface FlatAdamWStepArgs {
  * tables for it; `dispose` releases them); `step` performs clipping, decoupled weight decay and
  * the Adam update of every parameter, updates `flatParams`, `m` and `v` in place and returns the
  * new parameter tensors (parameter shapes, flat order) for the optimiser to assign. A kernel that
- * reads the parameters themselves (`params`) sets `readsParameters`, and the optimiser keeps no
- * flat copy of them (`flatParams` is then empty).
+ * updates the parameters' own buffers sets `inPlace`: the optimiser then keeps no flat copy of
+ * them (`flatParams` is empty), and an entry is `null` where the parameter was written in place.
  */
 export interface FlatAdamWKernel {
-  readsParameters?: boolean;
+  inPlace?: boolean;
   prepare(layout: FlatAdamWLayout): {
-    step(args: FlatAdamWStepArgs): tf.Tensor[];
+    step(args: FlatAdamWStepArgs): (tf.Tensor | null)[];
     dispose(): void;
   };
 }
 
 /**
  * A fused EMA for one backend: returns `momentum·teacher + (1 − momentum)·student` for every
- * tensor (new tensors of the teacher's shapes; the inputs are not modified).
+ * tensor: a new tensor of the teacher's shape, or `null` where the kernel wrote the teacher's own
+ * buffer in place. The student is not modified.
  */
 export type FlatEmaKernel = (
   teacher: tf.Tensor[],
   student: tf.Tensor[],
   momentum: number,
-) => tf.Tensor[];
+) => (tf.Tensor | null)[];
 
 const adamwKernels = new Map<string, FlatAdamWKernel>();
 const emaKernels = new Map<string, FlatEmaKernel>();

@@ -3,16 +3,23 @@ import * as tf from "@tensorflow/tfjs";
 // Direct access to the wasm backend's heap, for the whole-model updates (AdamW, EMA) that read and
 // write every parameter once per step: through tfjs, each would be a `dataSync` copy out of the
 // heap and a `tf.tensor` copy back in (≈ 1.4 s of a 1.7 s SiT step at depth 1, batch 4). Relies
-// on internals of @tensorflow/tfjs-backend-wasm 4.22 (`dataIdMap`, `makeOutput`, the module's memory),
+// on internals of @tensorflow/tfjs-backend-wasm 4.22 (`dataIdMap`, `makeOutput`, the module's memory
+// and its tensor registry),
 // the version the project pins; `wasmHeap` checks that they are there.
 
 interface TensorData {
+  id: number;
   memoryOffset: number;
+  refCount: number;
 }
 
 interface WasmInternals {
   wasm: {
     HEAPU8: Uint8Array;
+    tfjs: {
+      registerTensor(id: number, size: number, memoryOffset: number): void;
+      disposeData(id: number): void;
+    };
     wasmMemory?: WebAssembly.Memory;
     asm?: { memory?: WebAssembly.Memory };
   };
@@ -39,7 +46,9 @@ export class WasmHeap {
     if (
       !be?.wasm?.HEAPU8 ||
       typeof be.dataIdMap?.get !== "function" ||
-      typeof be.makeOutput !== "function"
+      typeof be.makeOutput !== "function" ||
+      typeof be.wasm.tfjs?.registerTensor !== "function" ||
+      typeof be.wasm.tfjs?.disposeData !== "function"
     )
       throw new Error("WasmHeap: expected tfjs's wasm backend (tfjs-backend-wasm 4.22 internals)");
     return new WasmHeap(be as WasmInternals);
@@ -67,6 +76,26 @@ export class WasmHeap {
   /** Index of the tensor's first element in {@link WasmHeap.f32}. */
   offset(t: tf.TensorInfo): number {
     return this.data(t).memoryOffset >>> 2;
+  }
+
+  /**
+   * True when no other tensor shares `t`'s buffer, so that it may be written in place (tfjs
+   * tensors are immutable by contract: `assign`, `clone`, `reshape` and the sharing `Identity`
+   * share buffers by reference count).
+   */
+  owns(t: tf.TensorInfo): boolean {
+    return this.data(t).refCount === 1;
+  }
+
+  /**
+   * Tell the backend's native side that `t`'s values changed in place: it forgets everything it
+   * cached for the tensor (XNNPACK keeps weights packed for matrix products per tensor id, and
+   * would go on multiplying the old values) by unregistering and re-registering the same buffer.
+   */
+  changed(t: tf.TensorInfo): void {
+    const d = this.data(t);
+    this.be.wasm.tfjs.disposeData(d.id);
+    this.be.wasm.tfjs.registerTensor(d.id, tf.util.sizeFromShape(t.shape), d.memoryOffset);
   }
 
   /** A new float32 tensor of `shape` whose buffer is private to it (contents undefined). */

@@ -99,7 +99,8 @@ export function registerFlatEmaTfjsKernel(): void {
  * The WebGPU fused EMA for @sit/core's `registerFlatEmaKernel`: one tfjs kernel (`SitFlatEma`),
  * one compute dispatch plus buffer copies, whatever the number of tensors.
  */
-export const webgpuFlatEma: FlatEmaKernel = (teacher, student, momentum) => {
+// Typed as returning tensors only (it never writes in place), which a FlatEmaKernel may.
+export const webgpuFlatEma = ((teacher, student, momentum) => {
   if (teacher.length !== student.length)
     throw new Error(
       `SitFlatEma: ${teacher.length} teacher tensors but ${student.length} student tensors`,
@@ -117,4 +118,4 @@ export const webgpuFlatEma: FlatEmaKernel = (teacher, student, momentum) => {
     | tf.Tensor
     | tf.Tensor[];
   return Array.isArray(out) ? out : [out];
-};
+}) satisfies FlatEmaKernel;
