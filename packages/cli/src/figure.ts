@@ -1,4 +1,4 @@
-import { ConfigError, writeFileAtomic } from "@sit/core";
+import { ConfigError, svgText, writeFileAtomic } from "@sit/core";
 import { type RgbImage, renderGrid } from "./png";
 
 /**
@@ -8,9 +8,6 @@ import { type RgbImage, renderGrid } from "./png";
  * fontconfig (DejaVu Sans on Debian). No hand-drawn glyphs.
  */
 
-/** Font stack of every figure: DejaVu Sans first (Debian's default), then common fallbacks. */
-export const FIGURE_FONT = "DejaVu Sans, Helvetica, Arial, sans-serif";
-
 // Widths of an average character in DejaVu Sans (generous: layouts must not clip the text).
 const CHAR_WIDTH_12 = 8;
 const CHAR_WIDTH_13 = 8.4;
@@ -19,37 +16,6 @@ const CHAR_WIDTH_17_BOLD = 12;
 /** Width in pixels that a line of text is given in a layout (an upper estimate). */
 function textWidth(text: string, charWidth: number): number {
   return Math.ceil(text.length * charWidth);
-}
-
-/** `s` safe inside SVG text and attribute values. */
-export function escapeXml(s: string): string {
-  return s.replace(
-    /[&<>"']/g,
-    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;" })[c] as string,
-  );
-}
-
-/** Options of {@link svgText}. */
-export interface TextOptions {
-  /** Font size in pixels (default 14). */
-  size?: number;
-  /** Horizontal anchor of `x` (default middle). */
-  anchor?: "start" | "middle" | "end";
-  bold?: boolean;
-  /** Colour (default near-black). */
-  fill?: string;
-  /** Rotation in degrees about (x, y), e.g. −90 for a vertical axis title. */
-  rotate?: number;
-}
-
-/** A line of text whose baseline is at `y`. */
-export function svgText(x: number, y: number, text: string, o: TextOptions = {}): string {
-  const rotate = o.rotate ? ` transform="rotate(${o.rotate} ${x} ${y})"` : "";
-  return (
-    `<text x="${x}" y="${y}" font-family="${FIGURE_FONT}" font-size="${o.size ?? 14}"` +
-    ` text-anchor="${o.anchor ?? "middle"}" fill="${o.fill ?? "#1a1a1a"}"` +
-    `${o.bold ? ' font-weight="bold"' : ""}${rotate}>${escapeXml(text)}</text>`
-  );
 }
 
 /** A picture enlarged `scale` times (nearest neighbour, so pixels stay visible) at (x, y). */

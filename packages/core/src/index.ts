@@ -87,6 +87,7 @@ export {
 // IO
 export { removeStaleTempFiles, writeFileAtomic } from "./io/atomic";
 export { encodePng } from "./io/png";
+export { FIGURE_FONT, escapeXml, svgText, type TextOptions } from "./io/svg";
 export {
   parseSafetensors,
   readSafetensors,

@@ -1,4 +1,4 @@
-import { ConfigError, checkNumber, writeFileAtomic } from "@sit/core";
+import { ConfigError, type TextOptions, checkNumber, svgText, writeFileAtomic } from "@sit/core";
 import type { ConfusionMatrix } from "./metrics";
 
 /** Options of {@link confusionMatrixSvg} and {@link renderConfusionMatrixPng}. */
@@ -38,24 +38,15 @@ function rampColor(v: number): [number, number, number] {
   return [0, 1, 2].map((c) => Math.round(a[c] + (b[c] - a[c]) * f)) as [number, number, number];
 }
 
-const FONT = "DejaVu Sans, Helvetica, Arial, sans-serif";
-
-function escapeXml(s: string): string {
-  return s.replace(
-    /[&<>"']/g,
-    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;" })[c] as string,
-  );
-}
-
 function text(
   x: number,
   y: number,
   s: string,
   size: number,
   anchor: "start" | "middle" | "end",
-  extra = "",
+  o: TextOptions = {},
 ): string {
-  return `<text x="${x}" y="${y}" font-family="${FONT}" font-size="${size}" text-anchor="${anchor}"${extra}>${escapeXml(s)}</text>`;
+  return svgText(x, y, s, { size, anchor, ...o });
 }
 
 /**
@@ -102,14 +93,14 @@ export function confusionMatrixSvg(cm: ConfusionMatrix, options: ConfusionPngOpt
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    text(width / 2, 24, title, 16, "middle", ' font-weight="bold"'),
+    text(width / 2, 24, title, 16, "middle", { bold: true }),
     text(
       width / 2,
       42,
       `count in each cell; colour: ${normalize === "row" ? "fraction of its row (true class)" : "count ÷ largest count"}`,
       11,
       "middle",
-      ' fill="#444"',
+      { fill: "#444" },
     ),
   ];
   let maxCount = 0;
@@ -129,14 +120,9 @@ export function confusionMatrixSvg(cm: ConfusionMatrix, options: ConfusionPngOpt
       );
       if (showCounts)
         parts.push(
-          text(
-            x + cell / 2,
-            y + cell / 2 + size * 0.35,
-            String(count),
-            size,
-            "middle",
-            ` fill="${v > 0.5 ? "white" : "#1a1a1a"}"`,
-          ),
+          text(x + cell / 2, y + cell / 2 + size * 0.35, String(count), size, "middle", {
+            fill: v > 0.5 ? "white" : "#1a1a1a",
+          }),
         );
     }
   }
@@ -145,20 +131,11 @@ export function confusionMatrixSvg(cm: ConfusionMatrix, options: ConfusionPngOpt
       const centre = i * cell + cell / 2;
       parts.push(text(left - 6, top + centre + size * 0.35, label(i), size, "end"));
       const cx = left + centre + size * 0.3;
-      parts.push(
-        text(cx, top - 6, label(i), size, "start", ` transform="rotate(-45 ${cx} ${top - 6})"`),
-      );
+      parts.push(text(cx, top - 6, label(i), size, "start", { rotate: -45 }));
     }
   parts.push(
-    text(left + side / 2, 42 + 20, "predicted class", 13, "middle", ' font-weight="bold"'),
-    text(
-      16,
-      top + side / 2,
-      "true class",
-      13,
-      "middle",
-      ` font-weight="bold" transform="rotate(-90 16 ${top + side / 2})"`,
-    ),
+    text(left + side / 2, 42 + 20, "predicted class", 13, "middle", { bold: true }),
+    text(16, top + side / 2, "true class", 13, "middle", { bold: true, rotate: -90 }),
     "</svg>",
   );
   return parts.join("\n");

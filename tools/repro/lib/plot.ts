@@ -1,3 +1,4 @@
+import { type TextOptions, svgText } from "@sit/core";
 import sharp from "sharp";
 
 type Rgb = readonly [number, number, number];
@@ -22,28 +23,15 @@ export interface PlotSpec {
 
 // The plot is SVG, rasterised by sharp (librsvg), so its text is set in a real font (DejaVu Sans
 // on Debian) rather than hand-drawn glyphs.
-const FONT = "DejaVu Sans, Helvetica, Arial, sans-serif";
 const GREY = "rgb(110,110,110)";
 const GRID = "rgb(225,225,225)";
 const BLACK = "rgb(20,20,20)";
 
 const css = (c: Rgb) => `rgb(${c[0]},${c[1]},${c[2]})`;
 
-function escapeXml(s: string): string {
-  return s.replace(
-    /[&<>"']/g,
-    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;" })[c] as string,
-  );
-}
-
-/** Text whose baseline is at y. */
-function text(
-  x: number,
-  y: number,
-  s: string,
-  o: { size?: number; anchor?: "start" | "middle" | "end"; fill?: string; extra?: string } = {},
-): string {
-  return `<text x="${x}" y="${y}" font-family="${FONT}" font-size="${o.size ?? 14}" text-anchor="${o.anchor ?? "middle"}" fill="${o.fill ?? BLACK}"${o.extra ?? ""}>${escapeXml(s)}</text>`;
+/** Text whose baseline is at y (plot defaults: dark text). */
+function text(x: number, y: number, s: string, o: TextOptions = {}): string {
+  return svgText(x, y, s, { fill: BLACK, ...o });
 }
 
 function line(x0: number, y0: number, x1: number, y1: number, stroke: string, width = 1, dash = 0) {
@@ -72,7 +60,7 @@ export async function renderPlot(spec: PlotSpec): Promise<Buffer> {
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    text(width / 2, 28, spec.title, { size: 17, extra: ' font-weight="bold"' }),
+    text(width / 2, 28, spec.title, { size: 17, bold: true }),
   ];
 
   spec.panels.forEach((panel, p) => {
@@ -92,9 +80,7 @@ export async function renderPlot(spec: PlotSpec): Promise<Buffer> {
       out.push(line(px(i), y0 + panelH, px(i), y0 + panelH + 5, BLACK));
       out.push(text(px(i), y0 + panelH + 22, l, { fill: GREY }));
     });
-    out.push(
-      text(x0 + panelW / 2, y0 - 14, panel.title, { size: 15, extra: ' font-weight="bold"' }),
-    );
+    out.push(text(x0 + panelW / 2, y0 - 14, panel.title, { size: 15, bold: true }));
     out.push(text(x0 + panelW / 2, y0 + panelH + 46, spec.xTitle, { fill: GREY }));
     for (const s of panel.series) {
       for (let i = 1; i < s.values.length; i++)
