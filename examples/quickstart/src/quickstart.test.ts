@@ -37,8 +37,10 @@ describe("quick start (smoke: every stage in a few steps)", () => {
     expect(text).toMatch(/random init \(same architecture\)\s+\d+\.\d %/);
     expect(text).toMatch(/SiT-pretrained \(4 steps, 1 epochs\)\s+\d+\.\d %/);
     const png = PNG.sync.read(readFileSync(r.reconstruction.path));
-    // 8 rows × 3 columns of 112 px cells (28 px × 4) with 2 px frames.
-    expect([png.width, png.height]).toEqual([3 * 112 + 4 * 2, 8 * 112 + 9 * 2]);
+    // A titled figure around 8 rows × 3 columns of 112 px pictures (28 px × 4): room for the
+    // pictures, plus a title and column titles above them.
+    expect(png.width).toBeGreaterThanOrEqual(3 * 112);
+    expect(png.height).toBeGreaterThanOrEqual(8 * 112 + 40);
     expect(r.reconstruction.path).toBe(join(out, "reconstruction.png"));
     expect(progress).toMatch(/backend: wasm/);
   }, 120_000);
