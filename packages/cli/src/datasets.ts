@@ -46,9 +46,9 @@ export interface DataSource {
   dataset: string;
   /** Folder holding the named dataset's files (not needed for `fashion-mnist-bundled` or a path). */
   dataDir?: string;
-  /** Download the named dataset into `dataDir` first (see {@link prepareDataset}). */
+  /** Download the named dataset into `dataDir` first (see `prepareDataset`). */
   download?: boolean;
-  /** Image-file datasets: skip files that fail to decode instead of stopping (see {@link skippedImages}). */
+  /** Image-file datasets: skip files that fail to decode instead of stopping (see `skippedImages`). */
   skipCorrupt?: boolean;
 }
 

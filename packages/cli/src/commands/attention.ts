@@ -164,7 +164,7 @@ export function attentionFigure(
  * `sit attention`: a PNG with one row per image — the image, then the attention of the CLS token
  * to every patch in the chosen block (the last by default) laid over it, one column per head, then
  * the mean over heads. Column titles name the heads; a colour bar gives the scale, in multiples
- * of uniform attention, shared by every map (see {@link ATTENTION_SCALE_FLOOR}).
+ * of uniform attention, shared by every map (see `ATTENTION_SCALE_FLOOR`, 4).
  */
 export async function attention(options: AttentionOptions, io: CliIO): Promise<AttentionResult> {
   await startBackend(options.backend, io);
