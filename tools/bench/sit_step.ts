@@ -300,6 +300,8 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   let loss = Number.NaN;
   const l0 = performance.now();
   phases.timer.reset();
+  // Process CPU time (all threads: wasm's pthreads are workers of this process) over wall time.
+  const cpu0 = process.cpuUsage();
   for (let i = 0; i < ITERS; i++) {
     const t0 = performance.now();
     loss = (await phases.timeStep(run)).loss;
@@ -307,6 +309,8 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   }
   await flush();
   const phasesMs = phases.timer.perStep();
+  const cpu = process.cpuUsage(cpu0);
+  const cpuCoresBusy = round((cpu.user + cpu.system) / 1000 / (performance.now() - l0), 2);
   const ms = (performance.now() - l0) / ITERS;
   const timedHost = host.slice(0, ITERS);
   // The GMML drawing alone (typed-array loops on the CPU; part of trainStep above).
@@ -348,6 +352,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     images_per_s: round(BATCH / (ms / 1000), 2),
     gmml_drawing_ms: round(maskMs),
     phases_ms: phasesMs,
+    cpu_cores_busy: cpuCoresBusy,
     kernel_launches_per_step: profile.kernels.length,
     tfjs_kernel_calls_per_step: profile.kernels.length,
     ...(runProgram
