@@ -109,6 +109,8 @@ export {
   convTranspose2dWeightFromTorch,
   convTranspose2dWeightToTorch,
   torchShapeOf,
+  tensorToTorch,
+  tensorFromTorch,
   toTorchStateDict,
   loadTorchStateDict,
 } from "./io/torch";

@@ -67,14 +67,19 @@ export function torchShapeOf(shape: readonly number[], layout: TorchLayout | und
   return [...layout.torchShape];
 }
 
-function fromTorch(t: tf.Tensor, layout: TorchLayout | undefined): tf.Tensor {
+/**
+ * One tensor of a parameter whose PyTorch layout is `layout` (none: same layout), PyTorch's layout →
+ * ours. Also what optimiser moments need: they have their parameter's shape. A new tensor.
+ */
+export function tensorFromTorch(t: tf.Tensor, layout: TorchLayout | undefined): tf.Tensor {
   if (!layout) return t.clone();
   if (layout.kind === "linear") return linearWeightFromTorch(t);
   if (layout.kind === "conv2d") return conv2dWeightFromTorch(t);
   return convTranspose2dWeightFromTorch(t);
 }
 
-function toTorch(t: tf.Tensor, layout: TorchLayout | undefined): tf.Tensor {
+/** Inverse of {@link tensorFromTorch}: our layout → PyTorch's. A new tensor. */
+export function tensorToTorch(t: tf.Tensor, layout: TorchLayout | undefined): tf.Tensor {
   if (!layout) return t.clone();
   if (layout.kind === "linear") return linearWeightToTorch(t);
   if (layout.kind === "conv2d") return conv2dWeightToTorch(t, layout.torchShape);
@@ -90,7 +95,7 @@ export function toTorchStateDict(module: Module): StateDict {
   const layouts = new Map(module.namedTorchLayouts());
   const out: StateDict = {};
   for (const [name, t] of Object.entries(module.stateDict()))
-    out[name] = toTorch(t, layouts.get(name));
+    out[name] = tensorToTorch(t, layouts.get(name));
   return out;
 }
 
@@ -127,7 +132,7 @@ export function loadTorchStateDict(
     );
   const converted: StateDict = {};
   for (const [name, t] of Object.entries(dict))
-    converted[name] = name in own ? fromTorch(t, layouts.get(name)) : t;
+    converted[name] = name in own ? tensorFromTorch(t, layouts.get(name)) : t;
   try {
     return module.loadStateDict(converted, options);
   } finally {
