@@ -24,7 +24,7 @@ import {
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
 /** Named budgets; any flag below overrides a field. */
-export const BUDGETS: Record<"smoke" | "cpu" | "gpu", StudyBudget> = {
+export const BUDGETS: Record<"smoke" | "cpu" | "curves" | "gpu", StudyBudget> = {
   // Every stage for a moment on tiny data (CI).
   smoke: {
     methods: [...METHODS],
@@ -79,6 +79,38 @@ export const BUDGETS: Record<"smoke" | "cpu" | "gpu", StudyBudget> = {
     finetuneWarmup: 0.2,
     from: "student",
   },
+  // Learning curves (issue 17): the cpu budget's model and data, pretrained 4× longer (1,600 steps
+  // at batch 64, ~25 epochs of 4,000 images), with frozen-feature evaluations from the checkpoints
+  // at 100, 200, 400, 800 and 1,600 steps (k-NN and a 10 %-label linear probe); hours on 2 cores.
+  curves: {
+    methods: [...METHODS],
+    imgSize: 28,
+    patchSize: 7,
+    embedDim: 96,
+    depth: 4,
+    numHeads: 3,
+    projHidden: 512,
+    decoderDim: 64,
+    decoderDepth: 1,
+    batchSize: 64,
+    steps: 1600,
+    pretrainLr: 2e-3,
+    lambda: 5,
+    seed: 0,
+    pretrainImages: 4000,
+    testImages: 1000,
+    fractions: [0.01, 0.1, 1],
+    knnK: 20,
+    probeEpochs: 30,
+    finetuneEpochs: 3,
+    fewshotEpochs: 6,
+    finetuneBatch: 32,
+    finetuneLr: 1e-3,
+    finetuneWarmup: 0.2,
+    from: "student",
+    curve: [100, 200, 400, 800, 1600],
+    curveFractions: [0.1],
+  },
   // The full study on a GPU backend: all 60,000 training and 10,000 test images.
   gpu: {
     methods: [...METHODS],
@@ -130,7 +162,8 @@ const INT_FLAGS = {
 
 const USAGE = `Usage: npx tsx tools/repro/fashion-mnist.ts --data DIR [options]
   --data DIR          folder with Fashion-MNIST's IDX files (train-images-idx3-ubyte[.gz], …)
-  --budget NAME       smoke | cpu | gpu (default cpu); the flags below override its fields
+  --budget NAME       smoke | cpu | curves | gpu (default cpu); the flags below override its fields
+  --curve LIST        learning-curve steps, e.g. 100,200,400 (the last must equal --steps)
   --out DIR           state, checkpoints, logs (default runs/fashion-mnist-<budget>)
   --report DIR        where fashion-mnist.md/.png go (default docs/results); --no-report: none
   --report-only       render the report from <out>/results.json as it stands (runs nothing)
@@ -168,6 +201,7 @@ export function parseStudyArgs(argv: string[]): {
     "finetune-lr": { type: "string" },
     "finetune-warmup": { type: "string" },
     from: { type: "string" },
+    curve: { type: "string" },
     quiet: { type: "boolean" },
     "report-only": { type: "boolean" },
     help: { type: "boolean" },
@@ -202,6 +236,18 @@ export function parseStudyArgs(argv: string[]): {
       throw new ConfigError(
         `--fractions: expected numbers in (0, 1], got ${JSON.stringify(v.fractions)}`,
       );
+  }
+  if (v.curve !== undefined) {
+    const curve = (v.curve as string).split(",").map(Number);
+    const ok = curve.every((x, i) => Number.isInteger(x) && x > 0 && (i === 0 || x > curve[i - 1]));
+    if (!ok || curve[curve.length - 1] !== budget.steps)
+      throw new ConfigError(
+        `--curve: expected increasing positive step counts ending at --steps (${budget.steps}), got ${JSON.stringify(v.curve)}`,
+      );
+    budget.curve = curve;
+  } else if (budget.curve && budget.curve[budget.curve.length - 1] !== budget.steps) {
+    // --steps changed the run's length: keep the curve's points that fit, and end it at --steps.
+    budget.curve = [...budget.curve.filter((x) => x < budget.steps), budget.steps];
   }
   if (v.lambda !== undefined) budget.lambda = Number(v.lambda);
   for (const [flag, field, zeroOk] of [

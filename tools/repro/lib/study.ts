@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { copyFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { Rng } from "@sit/core";
 import {
@@ -17,6 +17,7 @@ import {
 import { extractFeatures, firstKPerClass, knnEval, linearProbe, selectRows } from "@sit/eval";
 import { StageStore, fineTuneStage, loadWeights, pretrain, saveWeights } from "@sit/example-shared";
 import { VisionTransformer } from "@sit/vit";
+import { type CurvePoint, collectCurve, curveWeights, runCurves, validateCurve } from "./curves";
 import { METHODS, type Method, type ModelBudget, createMethod } from "./methods";
 
 /** Everything that defines a study run (its fingerprint: results of another budget are not mixed in). */
@@ -44,6 +45,13 @@ export interface StudyBudget extends ModelBudget {
   finetuneCropScale?: number;
   /** Which backbone is evaluated where a method has an EMA teacher. */
   from: "student" | "teacher";
+  /**
+   * Learning curve: the steps (increasing, the last = `steps`) at which each method's backbone is
+   * saved and evaluated on frozen features (k-NN and linear probes at `curveFractions`). With a
+   * curve, `methods` is not part of the results file's fingerprint: methods can be added later.
+   */
+  curve?: number[];
+  curveFractions?: number[];
 }
 
 /** Accuracies of one method (fractions in [0, 1]); keys of `linear`/`finetune` are label fractions. */
@@ -52,6 +60,8 @@ export interface MethodResults {
   knn?: number;
   linear: Record<string, number>;
   finetune: Record<string, number>;
+  /** Frozen-feature accuracies along pretraining (budgets with a curve). */
+  curve?: CurvePoint[];
 }
 
 const STATS = DATASET_STATS["fashion-mnist"];
@@ -77,7 +87,9 @@ export function openStudy(
 ): { train: Dataset; test: Dataset; store: StageStore } {
   const train = firstN(loadFashionMnist(options.data, "train"), budget.pretrainImages);
   const test = firstN(loadFashionMnist(options.data, "test"), budget.testImages);
-  const store = new StageStore(join(options.out, "results.json"), budget, {
+  // Results are keyed by method, so a curve study's file accepts methods added later.
+  const fingerprint = budget.curve ? { ...budget, methods: undefined } : budget;
+  const store = new StageStore(join(options.out, "results.json"), fingerprint, {
     data: { train: train.length, test: test.length },
   });
   return { train, test, store };
@@ -108,57 +120,105 @@ export async function runStudy(
     1,
   );
 
-  for (const method of budget.methods) {
+  // Pretrain `method` up to `maxSteps` (resuming from its checkpoints; the schedules span
+  // `budget.steps`) and save the evaluated backbone to `weights`.
+  const pretrainTo = async (
+    method: Exclude<Method, "random">,
+    maxSteps: number,
+    weights: string,
+  ) => {
+    const loader = new DataLoader(train, {
+      transform: sitTwoViewTransform({
+        size,
+        channels: 1,
+        normalize: STATS,
+        interpolation: "bilinear",
+        blurSigma: [0.1, 1.0],
+      }),
+      batchSize: budget.batchSize,
+      seed: budget.seed,
+      dropLast: true,
+    });
+    const m = createMethod(method, budget);
+    try {
+      log(`[${method}] pretraining to step ${maxSteps} of ${budget.steps}`);
+      const summary = await pretrain(m.recipe, {
+        out: join(options.out, method),
+        quiet: options.quiet,
+        log,
+        loader: (e) => loader.epoch(e),
+        epochs: Math.ceil(budget.steps / loader.batchesPerEpoch),
+        stepsPerEpoch: loader.batchesPerEpoch,
+        maxSteps,
+        // A kill loses at most an epoch of a curve segment.
+        ...(budget.curve ? { checkpointEveryEpochs: 1 } : {}),
+      });
+      if (summary) saveWeights((budget.from === "teacher" && m.teacher) || m.student, weights);
+      return summary;
+    } finally {
+      m.recipe.dispose();
+    }
+  };
+  const backbone = (method: Method, weights: string | null, dropPathRate = 0) => {
+    const vit = new VisionTransformer({
+      imgSize: size,
+      patchSize: budget.patchSize,
+      inChans: 1,
+      embedDim: budget.embedDim,
+      depth: budget.depth,
+      numHeads: budget.numHeads,
+      dropPathRate,
+      rng: Rng.seed(budget.seed).split(),
+    });
+    if (method !== "random" && weights) loadWeights(vit, weights);
+    return vit;
+  };
+
+  for (const method of budget.methods)
     if (!METHODS.includes(method)) throw new Error(`unknown method ${method}`);
+  if (budget.curve) {
+    validateCurve(budget.curve, budget.steps);
+    const trained = budget.methods.filter((m): m is Exclude<Method, "random"> => m !== "random");
+    const finished = await runCurves(
+      store,
+      trained,
+      budget.curve,
+      budget.curveFractions ?? [0.1],
+      options.out,
+      {
+        pretrainTo,
+        model: (m, w) => backbone(m, w),
+        train,
+        test,
+        evalTransform: evalT,
+        evalTransformKey: `eval-${size}`,
+        featureCacheDir: join(options.out, "features"),
+        knnK: budget.knnK,
+        probeEpochs: budget.probeEpochs,
+        seed: budget.seed,
+        perClass: (f) => perClass(train, f),
+        log,
+      },
+    );
+    if (!finished) return store; // interrupted: run again to continue
+  }
+
+  for (const method of budget.methods) {
     const dir = join(options.out, method);
     const weights = join(dir, "backbone.safetensors");
     const io = { out: dir, quiet: options.quiet, log };
     if (method !== "random") {
       const done = await store.run(`${method}/pretrain`, async () => {
-        const loader = new DataLoader(train, {
-          transform: sitTwoViewTransform({
-            size,
-            channels: 1,
-            normalize: STATS,
-            interpolation: "bilinear",
-            blurSigma: [0.1, 1.0],
-          }),
-          batchSize: budget.batchSize,
-          seed: budget.seed,
-          dropLast: true,
-        });
-        const m = createMethod(method, budget);
-        try {
-          log(`[${method}] pretraining for ${budget.steps} steps`);
-          const summary = await pretrain(m.recipe, {
-            ...io,
-            loader: (e) => loader.epoch(e),
-            epochs: Math.ceil(budget.steps / loader.batchesPerEpoch),
-            stepsPerEpoch: loader.batchesPerEpoch,
-            maxSteps: budget.steps,
-          });
-          if (summary) saveWeights((budget.from === "teacher" && m.teacher) || m.student, weights);
-          return summary;
-        } finally {
-          m.recipe.dispose();
-        }
+        if (!budget.curve) return pretrainTo(method, budget.steps, weights);
+        // The curve's last segment is the full run: its weights are the final ones.
+        copyFileSync(curveWeights(dir, budget.steps), weights);
+        const steps = budget.steps;
+        const sec = collectCurve(store, method, budget.curve, []).at(-1)?.pretrainSec;
+        return { steps, elapsedSec: sec ?? 0 };
       });
       if (!done) return store; // interrupted: run again to continue
     }
-    const model = (dropPathRate = 0) => {
-      const vit = new VisionTransformer({
-        imgSize: size,
-        patchSize: budget.patchSize,
-        inChans: 1,
-        embedDim: budget.embedDim,
-        depth: budget.depth,
-        numHeads: budget.numHeads,
-        dropPathRate,
-        rng: Rng.seed(budget.seed).split(),
-      });
-      if (method !== "random") loadWeights(vit, weights);
-      return vit;
-    };
+    const model = (dropPathRate = 0) => backbone(method, weights, dropPathRate);
 
     // Frozen features (cached on disk, keyed by the weights): k-NN and the linear probes.
     const needFrozen =
@@ -255,6 +315,8 @@ export function collectResults(
       if (lin !== undefined) r.linear[f] = lin;
       if (ft !== undefined) r.finetune[f] = ft;
     }
+    if (budget.curve)
+      r.curve = collectCurve(store, m, budget.curve, budget.curveFractions ?? [0.1]);
     out[m] = r;
   }
   return out;
