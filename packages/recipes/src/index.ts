@@ -67,3 +67,20 @@ export {
   type ProbeRecipe,
   type StepBytes,
 } from "./heap-plan";
+export {
+  sitTorchState,
+  sitRecipeFromTorch,
+  toOfficialKey,
+  fromOfficialKey,
+  SIT_TORCH_FORMAT,
+  SIT_TORCH_VERSION,
+  TORCH_GROUP_NAMES,
+  type SitTorchJson,
+  type TorchParamGroup,
+} from "./sit-torch";
+export {
+  sitArgsFromConfig,
+  sitConfigFromArgs,
+  sitTorchArchitecture,
+  type SitTorchArchitecture,
+} from "./sit-torch-args";
