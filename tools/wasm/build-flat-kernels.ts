@@ -1,4 +1,4 @@
-// Compiles packages/kernels/src/wasm/{update,layer}-kernels.wat into flat-kernels.wasm.ts (each as
+// Compiles packages/kernels/src/wasm/*-kernels.wat into flat-kernels.wasm.ts (each as
 // two binaries, importing a shared or an unshared memory, as base64), with wabt (a dev dependency).
 //   npx tsx tools/wasm/build-flat-kernels.ts [--check]
 // --check exits 1 when the committed file differs from a fresh compile (flat-updates.test.ts

@@ -6,6 +6,8 @@ const dir = fileURLToPath(new URL("../../packages/kernels/src/wasm/", import.met
 export const FLAT_KERNELS_WAT = {
   UPDATE_KERNELS: `${dir}update-kernels.wat`,
   LAYER_KERNELS: `${dir}layer-kernels.wat`,
+  ACTIVATION_KERNELS: `${dir}activation-kernels.wat`,
+  MATMUL_KERNELS: `${dir}matmul-kernels.wat`,
 };
 export const FLAT_KERNELS_WASM_TS = `${dir}flat-kernels.wasm.ts`;
 

@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { withGradient } from "../custom-grad";
 import type { AttentionResult, KernelSignatures, ResolvedAttentionOptions } from "../registry";
+import { heapSimdAvailable, heapSoftmax, heapSoftmaxBackward } from "./heap-ops";
 
 /**
  * Batched product through one `depthwiseConv2d` (XNNPACK on wasm, multithreaded):
@@ -29,30 +30,45 @@ const rotate = (x: tf.Tensor): tf.Tensor3D => tf.transpose(x, [2, 0, 1]) as tf.T
 const reverse = (x: tf.Tensor): tf.Tensor3D => tf.transpose(x, [2, 1, 0]) as tf.Tensor3D;
 
 /**
- * Attention with tokens first and the (batch·head) axis G in the middle: `qs`, `k`, `v` are
- * `[N, G, hd]` (`qs` already scaled). Returns the output `[Nq, G, hd]`, the probabilities
- * `[Nq, G, Nk]` and the tensors the backward needs. Every product is a
- * {@link batchMatMulBatchLast}; the layouts are chosen so that the softmax runs over the last axis.
+ * `softmax(scale·scores)` over the last axis: one heap pass (activation-kernels.wat) where the
+ * SIMD modules run, else tfjs's Multiply + Softmax.
  */
-function forwardTokensFirst(qs: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D) {
-  const logits = batchMatMulBatchLast(swapLast(qs), reverse(k)); // [Nq, G, Nk]
-  const p = tf.softmax(logits) as tf.Tensor3D;
+function scaledSoftmax(scores: tf.Tensor3D, scale: number): tf.Tensor3D {
+  return heapSimdAvailable() && scores.dtype === "float32"
+    ? heapSoftmax(scores, scale)
+    : (tf.softmax(tf.mul(scores, scale)) as tf.Tensor3D);
+}
+
+/** Its gradient with respect to the unscaled scores: `scale·P ⊙ (dP − rowsum(dP ⊙ P))`. */
+function scaledSoftmaxGrad(dP: tf.Tensor3D, p: tf.Tensor3D, scale: number): tf.Tensor3D {
+  if (heapSimdAvailable() && dP.dtype === "float32") return heapSoftmaxBackward(dP, p, scale);
+  return tf.mul(tf.mul(p, tf.sub(dP, tf.sum(tf.mul(dP, p), -1, true))), scale) as tf.Tensor3D;
+}
+
+/**
+ * Attention with tokens first and the (batch·head) axis G in the middle: `q`, `k`, `v` are
+ * `[N, G, hd]`, the scale applied inside the softmax. Returns the output `[Nq, G, hd]` and the
+ * probabilities `[Nq, G, Nk]`. Every product is a {@link batchMatMulBatchLast}; the layouts are
+ * chosen so that the softmax runs over the last axis.
+ */
+function forwardTokensFirst(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, scale: number) {
+  const scores = batchMatMulBatchLast(swapLast(q), reverse(k)); // [Nq, G, Nk]
+  const p = scaledSoftmax(scores, scale);
   const out = batchMatMulBatchLast(swapLast(p), v); // [Nq, G, hd]
   return { out, p };
 }
 
-/** dOut [Nq, G, hd] → [dQ, dK, dV] in `[N, G, hd]` (the scale applied to dQ). */
+/** dOut [Nq, G, hd] → [dQ, dK, dV] in `[N, G, hd]`. */
 function backwardTokensFirst(
   dOut: tf.Tensor3D,
-  [qs, k, v, p]: tf.Tensor[],
+  [q, k, v, p]: tf.Tensor[],
   scale: number,
 ): tf.Tensor3D[] {
   const dV = batchMatMulBatchLast(rotate(p), dOut); // Σ_i P[i,j]·dO[i,:]
   const dP = batchMatMulBatchLast(swapLast(dOut), reverse(v)); // dO·Vᵀ → [Nq, G, Nk]
-  // Softmax backward: dS = P ⊙ (dP − rowsum(dP ⊙ P)).
-  const dS = tf.mul(p, tf.sub(dP, tf.sum(tf.mul(dP, p), -1, true)));
-  const dQ = tf.mul(batchMatMulBatchLast(swapLast(dS), k as tf.Tensor3D), scale) as tf.Tensor3D;
-  const dK = batchMatMulBatchLast(rotate(dS), qs as tf.Tensor3D); // qs carries the scale
+  const dS = scaledSoftmaxGrad(dP, p as tf.Tensor3D, scale); // carries the scale
+  const dQ = batchMatMulBatchLast(swapLast(dS), k as tf.Tensor3D);
+  const dK = batchMatMulBatchLast(rotate(dS), q as tf.Tensor3D);
   return [dQ, dK, dV];
 }
 
@@ -103,11 +119,11 @@ export const wasmMultiHeadAttention: KernelSignatures["multiHeadAttention"] = (
   return withProbabilities(
     (capture) =>
       withGradient<[tf.Tensor3D, tf.Tensor3D, tf.Tensor3D], tf.Tensor3D>(([qi, ki, vi], save) => {
-        const qs = tf.mul(toTokensFirst(qi, h), scale) as tf.Tensor3D;
+        const qt = toTokensFirst(qi, h);
         const kt = toTokensFirst(ki, h);
         const vt = toTokensFirst(vi, h);
-        const { out, p } = forwardTokensFirst(qs, kt, vt);
-        save([qs, kt, vt, p]);
+        const { out, p } = forwardTokensFirst(qt, kt, vt, scale);
+        save([qt, kt, vt, p]);
         capture(p);
         return {
           value: fromTokensFirst(out, b),
@@ -142,11 +158,9 @@ export const wasmPackedSelfAttention: KernelSignatures["packedSelfAttention"] = 
         const parts = tf.transpose(tf.reshape(x, [b, n, 3, d]), [2, 1, 0, 3]); // [3, N, B, D]
         const part = (i: number) =>
           tf.reshape(tf.slice(parts, [i, 0, 0, 0], [1, n, b, d]), [n, b * h, hd]) as tf.Tensor3D;
-        const qs = tf.mul(part(0), scale) as tf.Tensor3D;
-        const k = part(1);
-        const v = part(2);
-        const { out, p } = forwardTokensFirst(qs, k, v);
-        save([qs, k, v, p]);
+        const [q, k, v] = [part(0), part(1), part(2)];
+        const { out, p } = forwardTokensFirst(q, k, v, scale);
+        save([q, k, v, p]);
         capture(p);
         return {
           value: fromTokensFirst(out, b),

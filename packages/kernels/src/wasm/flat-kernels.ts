@@ -1,14 +1,19 @@
 import type { WasmHeap } from "./heap";
 import {
+  ACTIVATION_KERNELS_SHARED,
+  ACTIVATION_KERNELS_UNSHARED,
   LAYER_KERNELS_SHARED,
   LAYER_KERNELS_UNSHARED,
+  MATMUL_KERNELS_SHARED,
+  MATMUL_KERNELS_UNSHARED,
   UPDATE_KERNELS_SHARED,
   UPDATE_KERNELS_UNSHARED,
 } from "./flat-kernels.wasm";
+import { type SoftmaxKernels, softmaxTwin } from "./softmax-twin";
 
-// The element loops over the wasm heap: two small SIMD modules that import tfjs's own memory
-// (update-kernels.wat: AdamW, EMA, sums of squares; layer-kernels.wat: column sums, LayerNorm,
-// GELU), and the same arithmetic in JavaScript where the modules cannot be instantiated (GELU
+// The element loops over the wasm heap: small SIMD modules that import tfjs's own memory
+// (update-kernels.wat: AdamW, EMA, sums of squares; layer-kernels.wat: column sums, LayerNorm;
+// activation-kernels.wat: GELU, attention softmax; matmul-kernels.wat: products of a few rows), and the same arithmetic in JavaScript where the modules cannot be instantiated (GELU
 // then stays with tfjs's ops). Both compute in float32 operation by operation, as PyTorch's
 // AdamW and EMA do, and give identical results (flat.test.ts).
 
@@ -53,6 +58,13 @@ export interface FlatKernels {
   /** LayerNorm gradients: `dx`, and `dγ`, `dβ` summed over rows. */
   layerNormBackward(o: LayerNormBackward): void;
   /**
+   * `out[M, N] = bias + x[M, K]·w[K, N]` (row-major; N a multiple of 4), every output adding its
+   * float32 products in increasing k: meant for a few rows (M ≤ 32) through a large weight.
+   */
+  smallMatMul(o: SmallMatMul): void;
+  /** The attention softmax over rows of scaled scores, and its backward (softmax-twin.ts). */
+  softmax: SoftmaxKernels;
+  /**
    * Exact GELU over `size` floats, SIMD only (elsewhere tfjs's ops compute it): `forward` writes
    * `y = x·Φ(x)` and `Φ(x)`; `backward` writes `dx = dy·(Φ + x·φ(x))`.
    */
@@ -88,6 +100,17 @@ export interface LayerNormBackward {
   cols: number;
 }
 
+/** Heap offsets (float32 elements) and sizes of one few-rows product; `bias` null for none. */
+export interface SmallMatMul {
+  out: number;
+  x: number;
+  w: number;
+  bias: number | null;
+  m: number;
+  k: number;
+  n: number;
+}
+
 interface SimdExports {
   sumsq(p: number, n: number): number;
   adamw(...a: number[]): void;
@@ -97,6 +120,9 @@ interface SimdExports {
   ln_bwd(...a: number[]): void;
   gelu_fwd(y: number, cdf: number, x: number, n: number): void;
   gelu_bwd(dx: number, dy: number, x: number, cdf: number, n: number): void;
+  gemm_small(...a: number[]): void;
+  softmax_fwd(p: number, x: number, rows: number, n: number, scale: number): void;
+  softmax_bwd(dx: number, dp: number, p: number, rows: number, n: number, scale: number): void;
 }
 
 const instances = new WeakMap<WebAssembly.Memory, SimdExports | null>();
@@ -120,6 +146,8 @@ function simdFor(memory: WebAssembly.Memory): SimdExports | null {
     exports = {
       ...instantiate(shared ? UPDATE_KERNELS_SHARED : UPDATE_KERNELS_UNSHARED),
       ...instantiate(shared ? LAYER_KERNELS_SHARED : LAYER_KERNELS_UNSHARED),
+      ...instantiate(shared ? ACTIVATION_KERNELS_SHARED : ACTIVATION_KERNELS_UNSHARED),
+      ...instantiate(shared ? MATMUL_KERNELS_SHARED : MATMUL_KERNELS_UNSHARED),
     } as unknown as SimdExports;
   } catch {
     exports = null; // no SIMD in this engine: the JavaScript loops run instead
@@ -155,6 +183,16 @@ export function flatKernels(heap: WasmHeap, prefer: "simd" | "js" = "simd"): Fla
         ...[o.dx, o.dgamma, o.dbeta, o.dy, o.xhat, o.rstd, o.gamma].map((p) => p * 4),
         ...[o.rows, o.cols],
       ),
+    smallMatMul: (o) =>
+      simd.gemm_small(
+        ...[o.out * 4, o.x * 4, o.w * 4, (o.bias ?? 0) * 4, o.bias === null ? 0 : 1],
+        ...[o.m, o.k, o.n],
+      ),
+    softmax: {
+      forward: (p, x, rows, n, scale) => simd.softmax_fwd(p * 4, x * 4, rows, n, scale),
+      backward: (dx, dp, p, rows, n, scale) =>
+        simd.softmax_bwd(dx * 4, dp * 4, p * 4, rows, n, scale),
+    },
     gelu: {
       forward: (y, cdf, x, n) => simd.gelu_fwd(y * 4, cdf * 4, x * 4, n),
       backward: (dx, dy, x, cdf, n) => simd.gelu_bwd(dx * 4, dy * 4, x * 4, cdf * 4, n),
@@ -223,6 +261,8 @@ function jsKernels(H: Float32Array): FlatKernels {
         }
       }
     },
+    smallMatMul,
+    softmax: softmaxTwin(H),
     layerNormBackward(o) {
       const { rows, cols } = o;
       H.fill(0, o.dgamma, o.dgamma + cols);
@@ -241,6 +281,20 @@ function jsKernels(H: Float32Array): FlatKernels {
       }
     },
   };
+
+  function smallMatMul(o: SmallMatMul): void {
+    const { m, k, n } = o;
+    for (let i = 0; i < m; i++) {
+      const out = o.out + i * n;
+      if (o.bias === null) H.fill(0, out, out + n);
+      else H.copyWithin(out, o.bias, o.bias + n);
+      for (let kk = 0; kk < k; kk++) {
+        const xv = H[o.x + i * k + kk];
+        const w = o.w + kk * n;
+        for (let j = 0; j < n; j++) H[out + j] = f(H[out + j] + f(xv * H[w + j]));
+      }
+    }
+  }
 
   /** Σⱼ term(j) in float32 as the SIMD loop adds it: four lane sums, (l0 + l1) + (l2 + l3), then the tail. */
   function rowSum(cols: number, term: (j: number) => number): number {

@@ -14,6 +14,11 @@ export const LAYER_NORM_BACKWARD_KERNEL = "SitLayerNormBackward";
 /** tfjs kernel names of the heap GELU: forward → [y, Φ(x)]; backward → dx. */
 export const GELU_FORWARD_KERNEL = "SitGeluForward";
 export const GELU_BACKWARD_KERNEL = "SitGeluBackward";
+/** tfjs kernel names of the attention softmax: `softmax(scale·x)` over the last axis, and back. */
+export const SOFTMAX_FORWARD_KERNEL = "SitSoftmaxForward";
+export const SOFTMAX_BACKWARD_KERNEL = "SitSoftmaxBackward";
+/** tfjs kernel name of the heap product for a few rows: `bias + x·w` (matmul-kernels.wat). */
+export const SMALL_MATMUL_KERNEL = "SitSmallMatMul";
 
 interface HeapBackend {
   makeOutput(s: number[], d: tf.DataType): tf.TensorInfo;
@@ -112,7 +117,58 @@ function simdGelu(heap: WasmHeap): NonNullable<ReturnType<typeof flatKernels>["g
   return gelu;
 }
 
+function smallMatMulKernel(args: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+}): tf.TensorInfo {
+  const { x, w, bias } = args.inputs as Record<string, tf.TensorInfo | undefined>;
+  if (!x || !w) throw new Error(`${SMALL_MATMUL_KERNEL}: expected inputs x and w`);
+  const [m, k] = x.shape;
+  const n = w.shape[1];
+  const out = (args.backend as HeapBackend).makeOutput([m, n], "float32");
+  const heap = WasmHeap.of(args.backend);
+  flatKernels(heap).smallMatMul({
+    ...{ out: heap.offset(out), x: heap.offset(x), w: heap.offset(w) },
+    ...{ bias: bias ? heap.offset(bias) : null, m, k, n },
+  });
+  return out;
+}
+
+function softmaxForwardKernel(args: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+  attrs: tf.NamedAttrMap;
+}): tf.TensorInfo {
+  const x = args.inputs.x as tf.TensorInfo;
+  const n = x.shape[x.shape.length - 1];
+  const p = (args.backend as HeapBackend).makeOutput([...x.shape], "float32");
+  const heap = WasmHeap.of(args.backend);
+  const rows = tf.util.sizeFromShape(x.shape) / n;
+  const { scale } = args.attrs as { scale: number };
+  flatKernels(heap).softmax.forward(heap.offset(p), heap.offset(x), rows, n, scale);
+  return p;
+}
+
+function softmaxBackwardKernel(args: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+  attrs: tf.NamedAttrMap;
+}): tf.TensorInfo {
+  const { dp, p } = args.inputs as Record<string, tf.TensorInfo>;
+  const n = p.shape[p.shape.length - 1];
+  const dx = (args.backend as HeapBackend).makeOutput([...p.shape], "float32");
+  const heap = WasmHeap.of(args.backend);
+  const at = (t: tf.TensorInfo) => heap.offset(t);
+  const rows = tf.util.sizeFromShape(p.shape) / n;
+  const { scale } = args.attrs as { scale: number };
+  flatKernels(heap).softmax.backward(at(dx), at(dp), at(p), rows, n, scale);
+  return dx;
+}
+
 const KERNELS: [string, unknown][] = [
+  [SOFTMAX_FORWARD_KERNEL, softmaxForwardKernel],
+  [SOFTMAX_BACKWARD_KERNEL, softmaxBackwardKernel],
+  [SMALL_MATMUL_KERNEL, smallMatMulKernel],
   [GELU_FORWARD_KERNEL, geluForwardKernel],
   [GELU_BACKWARD_KERNEL, geluBackwardKernel],
   [COLUMN_SUM_KERNEL, columnSumKernel],
@@ -181,9 +237,46 @@ export function heapLayerNormBackward(
   return tf.engine().runKernel(LAYER_NORM_BACKWARD_KERNEL, { dy, xhat, rstd, gamma }) as never;
 }
 
+/** Whether the heap kernels can run now with the SIMD modules (not their JavaScript twins). */
+export function heapSimdAvailable(): boolean {
+  return heapOpsAvailable() && flatKernels(WasmHeap.active()).kind === "simd";
+}
+
 /** Whether the SIMD heap GELU can run now (heap kernels registered and the SIMD module usable). */
 export function heapGeluAvailable(): boolean {
-  return heapOpsAvailable() && flatKernels(WasmHeap.active()).gelu !== undefined;
+  return heapSimdAvailable();
+}
+
+/**
+ * `softmax(scale·x)` over the last axis of a float32 `x`, on the heap (attention's scaled scores);
+ * no gradient of its own: {@link heapSoftmaxBackward} is the backward that callers wire up.
+ */
+export function heapSoftmax<T extends tf.Tensor>(x: T, scale: number): T {
+  return tf.engine().runKernel(SOFTMAX_FORWARD_KERNEL, { x }, { scale }) as T;
+}
+
+/** The gradient of {@link heapSoftmax} with respect to `x`: `scale·p ⊙ (dp − Σ dp·p)` per row. */
+export function heapSoftmaxBackward<T extends tf.Tensor>(dp: T, p: T, scale: number): T {
+  if (!tf.util.arraysEqual(dp.shape, p.shape))
+    throw new Error(
+      `heapSoftmaxBackward: expected dp of the probabilities' shape [${p.shape}], got [${dp.shape}]`,
+    );
+  return tf.engine().runKernel(SOFTMAX_BACKWARD_KERNEL, { dp, p }, { scale }) as T;
+}
+
+/**
+ * `bias + x·w` on the heap for float32 `x [M, K]` (a few rows), `w [K, N]` with N a multiple of 4,
+ * `bias [N]` optional; no gradient of its own (callers wrap it, as `wasmLinear` does).
+ */
+export function heapSmallMatMul(x: tf.Tensor2D, w: tf.Tensor2D, bias?: tf.Tensor1D): tf.Tensor2D {
+  const k = x.shape[1];
+  const [kw, n] = w.shape;
+  if (k !== kw || n % 4 !== 0 || (bias && bias.shape[0] !== n))
+    throw new Error(
+      `heapSmallMatMul: expected x [M, K], w [K, N] with N a multiple of 4 and bias [N], got x [${x.shape}], w [${w.shape}]${bias ? `, bias [${bias.shape}]` : ""}`,
+    );
+  const inputs: tf.NamedTensorMap = bias ? { x, w, bias } : { x, w };
+  return tf.engine().runKernel(SMALL_MATMUL_KERNEL, inputs) as tf.Tensor2D;
 }
 
 /** Exact GELU forward on the heap: `[y, Φ(x)]`. */

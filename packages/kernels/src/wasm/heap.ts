@@ -27,6 +27,12 @@ interface WasmInternals {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
 }
 
+/**
+ * Tensors changed in place (`WasmHeap.changed`) since XNNPACK last multiplied by them: it has no
+ * packed copy of these and would pack them anew (see `wasmLinear`'s few-rows product).
+ */
+const unpacked = new WeakSet<object>();
+
 /** The active wasm backend's heap, seen as float32 elements. */
 export class WasmHeap {
   private constructor(private readonly be: WasmInternals) {}
@@ -96,6 +102,17 @@ export class WasmHeap {
     const d = this.data(t);
     this.be.wasm.tfjs.disposeData(d.id);
     this.be.wasm.tfjs.registerTensor(d.id, tf.util.sizeFromShape(t.shape), d.memoryOffset);
+    unpacked.add(t.dataId as object);
+  }
+
+  /** Whether `t` changed in place since {@link WasmHeap.packing} was last called for it. */
+  unpacked(t: tf.TensorInfo): boolean {
+    return unpacked.has(t.dataId as object);
+  }
+
+  /** Note that XNNPACK is about to multiply by `t` (and so to keep it packed). */
+  packing(t: tf.TensorInfo): void {
+    unpacked.delete(t.dataId as object);
   }
 
   /** A new float32 tensor of `shape` whose buffer is private to it (contents undefined). */
