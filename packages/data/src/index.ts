@@ -119,6 +119,11 @@ export {
   type EvalTransformOptions,
   type SitTwoViewOptions,
 } from "./transforms/sit";
+export {
+  multiCropTransform,
+  MULTI_CROP_DEFAULTS,
+  type MultiCropOptions,
+} from "./transforms/multi-crop";
 // Augmentations for fine-tuning (DeiT's RandAugment and Mixup/CutMix)
 export {
   randAugment,

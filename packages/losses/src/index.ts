@@ -9,5 +9,13 @@ export {
   CONTRASTIVE_LOSS_DEFAULTS,
   type MocoV3Options,
 } from "./moco-v3";
+export {
+  DinoLoss,
+  dinoLoss,
+  updatedCenter,
+  teacherTemperatureAt,
+  DINO_LOSS_DEFAULTS,
+  type DinoLossOptions,
+} from "./dino";
 export { ntXentLoss, type NtXentOptions } from "./nt-xent";
 export { l2Normalize, stopGradient, softmaxCrossEntropy } from "./ops";

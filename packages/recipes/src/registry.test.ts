@@ -12,11 +12,12 @@ const configs: Record<string, object> = {
   gmml: tiny,
   mocov3: { ...tiny, projection: { hidden: 8, outDim: 4 }, predictorHidden: 8 },
   mae: { ...tiny, decoder: { embedDim: 8, depth: 1, numHeads: 2 } },
+  dino: { ...tiny, head: { hidden: 8, bottleneck: 4, outDim: 16 }, multiCrop: { nLocal: 2 } },
 };
 
 describe("RECIPES", () => {
   it("builds every recipe by name, with its name, and refuses a wrong field by name", () => {
-    expect(RECIPE_NAMES).toEqual(["sit", "gmml", "mocov3", "mae"]);
+    expect(RECIPE_NAMES).toEqual(["sit", "gmml", "mocov3", "mae", "dino"]);
     expect(isRecipeName("mae")).toBe(true);
     expect(isRecipeName("toString")).toBe(false);
     for (const name of RECIPE_NAMES) {
@@ -30,7 +31,13 @@ describe("RECIPES", () => {
   });
 
   it("network() and backbone() find the student's and the teacher's ViT; no teacher is an error", () => {
-    const teachers: Record<string, boolean> = { sit: true, gmml: false, mocov3: true, mae: false };
+    const teachers: Record<string, boolean> = {
+      sit: true,
+      gmml: false,
+      mocov3: true,
+      mae: false,
+      dino: true,
+    };
     for (const name of RECIPE_NAMES) {
       const entry: RecipeEntry = RECIPES[name];
       const recipe = entry.create(configs[name]);

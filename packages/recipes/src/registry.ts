@@ -1,6 +1,7 @@
 import type { Module } from "@sit/core";
 import type { z } from "zod";
 import { gmmlOnlySchema, maeSchema, mocoV3Schema, sitSchema } from "./config";
+import { createDINO, dinoSchema } from "./dino";
 import { createGmmlOnly } from "./gmml-only";
 import { createMAE } from "./mae";
 import { createMoCoV3 } from "./moco-v3";
@@ -28,6 +29,7 @@ export const RECIPES = {
   gmml: { schema: gmmlOnlySchema, create: createGmmlOnly },
   mocov3: { schema: mocoV3Schema, create: createMoCoV3 },
   mae: { schema: maeSchema, create: createMAE },
+  dino: { schema: dinoSchema, create: createDINO },
 } as const satisfies Record<string, RecipeEntry>;
 
 export type RecipeName = keyof typeof RECIPES;
