@@ -109,10 +109,16 @@ function torchParamOrder(recipe: SitRecipe): { names: string[]; regularized: num
     throw new IOError(
       `sit-torch: expected the optimiser groups decay, no_decay; got ${groups.map((g) => g.name).join(", ")}`,
     );
-  return {
-    names: [...groups[0].params, ...groups[1].params],
-    regularized: groups[0].params.length,
-  };
+  // PyTorch numbers each group's parameters in named_parameters() order; our groups keep theirs
+  // in their flat buffers' order, so the order comes from the network, the split from the groups.
+  const decay = new Set(groups[0].params);
+  const grouped = new Set([...groups[0].params, ...groups[1].params]);
+  const all = recipe.student.namedParameters().map(([n]) => n);
+  const names = [
+    ...all.filter((n) => decay.has(n)),
+    ...all.filter((n) => grouped.has(n) && !decay.has(n)),
+  ];
+  return { names, regularized: groups[0].params.length };
 }
 
 /**
@@ -261,8 +267,13 @@ export function sitRecipeFromTorch(
         moments[`optim.${m}.${name}`] = tensorFromTorch(t, layouts.get(name));
       }
     });
+    // saveState hands out the networks' own variables; loading a variable into itself breaks
+    // tfjs, so the weights go back as copies (the generators and moments are why we load at all).
+    const copies: Record<string, tf.Tensor> = {};
+    for (const [k, t] of Object.entries(state.tensors))
+      if (!k.startsWith("optim.")) copies[k] = t.clone();
     const restored: RecipeState = {
-      tensors: { ...state.tensors, ...moments },
+      tensors: { ...state.tensors, ...copies, ...moments },
       meta: {
         ...state.meta,
         optimizer: {
@@ -280,7 +291,7 @@ export function sitRecipeFromTorch(
       recipe.loadState(restored);
     } finally {
       for (const [k, t] of Object.entries(state.tensors)) if (k.startsWith("optim.")) t.dispose();
-      tf.dispose(Object.values(moments));
+      tf.dispose([...Object.values(moments), ...Object.values(copies)]);
     }
     const batch = recipe.config.optim.batchSize;
     const perEpoch = recipe.config.optim.stepsPerEpoch;
