@@ -20,6 +20,7 @@ import {
 } from "./cli-options";
 import { attention } from "./commands/attention";
 import { exportWeights } from "./commands/export";
+import { exportSitTorch, importSitTorch } from "./commands/sit-torch";
 import { finetune } from "./commands/finetune";
 import { formatInfo, info } from "./commands/info";
 import { fewshot, knn } from "./commands/knn";
@@ -165,9 +166,23 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
   addBackend(
     command(
       "export",
-      "backbone weights to safetensors with timm names (PyTorch layouts)",
+      "backbone weights to safetensors with timm names (PyTorch layouts), or the whole training state for PyTorch (sit-torch)",
       async (cmd, cio) => {
         const o = cmd.opts() as Record<string, string>;
+        if (o.format === "sit-torch") {
+          const dir = o.out === "backbone.safetensors" ? "sit-torch" : o.out;
+          const r = await exportSitTorch(
+            {
+              checkpoint: o.checkpoint,
+              out: dir,
+              ...(o.worldSize !== undefined ? { worldSize: Number(o.worldSize) } : {}),
+              ...(o.backend ? { backend: o.backend } : {}),
+            },
+            cio,
+          );
+          cio.out(`${r.path}\n`);
+          return EXIT.ok;
+        }
         const r = await exportWeights(
           {
             checkpoint: o.checkpoint,
@@ -183,7 +198,11 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
       },
     )
       .requiredOption("--checkpoint <path>", "checkpoint file or run folder of `sit pretrain`")
-      .option("-o, --out <file>", "safetensors file to write", "backbone.safetensors")
+      .option(
+        "-o, --out <file>",
+        "safetensors file to write (sit-torch: a folder, default sit-torch)",
+        "backbone.safetensors",
+      )
       .addOption(
         new Option("--weights <which>", "student (default) or teacher")
           .choices(["student", "teacher"])
@@ -192,10 +211,49 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
       .addOption(
         new Option(
           "--format <names>",
-          "timm: the ViT backbone with timm names; sit: the whole SiT network with the SiT code's names",
+          "timm: the ViT backbone with timm names; sit: the whole SiT network with the SiT code's names; sit-torch: the whole training state for tools/scale-out (docs/scale-out.md)",
         )
-          .choices(["timm", "sit"])
+          .choices(["timm", "sit", "sit-torch"])
           .default("timm"),
+      )
+      .option(
+        "--world-size <n>",
+        "sit-torch: PyTorch processes the batch is split over (args.batch_size is per process)",
+        int(1),
+      )
+      .option("-q, --quiet", "no progress output"),
+  );
+
+  addBackend(
+    command(
+      "import",
+      "a training state from PyTorch (sit-torch, from tools/scale-out/from_torch.py) as a checkpoint of a run folder",
+      async (cmd, cio) => {
+        const o = cmd.opts() as {
+          from: string;
+          out: string;
+          stepsPerEpoch?: number;
+          backend?: string;
+        };
+        const r = await importSitTorch(
+          {
+            from: o.from,
+            out: o.out,
+            ...(o.stepsPerEpoch !== undefined ? { stepsPerEpoch: o.stepsPerEpoch } : {}),
+            ...(o.backend ? { backend: o.backend } : {}),
+          },
+          cio,
+        );
+        cio.out(`${r.path}\n`);
+        return EXIT.ok;
+      },
+    )
+      .requiredOption("--from <folder>", "sit-torch folder (state.json + state.safetensors)")
+      .requiredOption("--out <folder>", "run folder: the checkpoint goes to <out>/checkpoints")
+      .option(
+        "--steps-per-epoch <n>",
+        "batches per epoch, for an official checkpoint that does not record it (default step / epoch)",
+        int(1),
       )
       .option("-q, --quiet", "no progress output"),
   );

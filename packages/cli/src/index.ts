@@ -16,6 +16,14 @@ export {
 } from "./commands/reconstruct";
 export { attention, type AttentionOptions, type AttentionResult } from "./commands/attention";
 export { exportWeights, type ExportOptions, type ExportResult } from "./commands/export";
+export {
+  exportSitTorch,
+  importSitTorch,
+  readSitTorch,
+  writeSitTorch,
+  SIT_TORCH_FILES,
+  type SitTorchResult,
+} from "./commands/sit-torch";
 export { info, formatInfo, type InfoReport } from "./commands/info";
 export {
   knn,

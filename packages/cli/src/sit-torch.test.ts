@@ -1,0 +1,131 @@
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadCheckpointFile, listCheckpoints } from "@sit/train";
+import { beforeAll, describe, expect, it } from "vitest";
+import { EXIT } from "./io";
+import { sit, tempDir, tinyConfig, writeConfig } from "./test-support";
+
+// SiT.js → sit-torch → checkpoint.pth (tools/scale-out) → sit-torch → SiT.js, with Debian's
+// python3-torch (.ci/run installs it). Without it these tests skip, saying why.
+export const PYTHON = process.env.SIT_TORCH_PYTHON ?? "/usr/bin/python3";
+export const SCALE_OUT = fileURLToPath(new URL("../../../tools/scale-out/", import.meta.url));
+const probe = spawnSync(PYTHON, ["-c", "import torch"], { encoding: "utf8" });
+export const torchMissing =
+  probe.status === 0
+    ? ""
+    : `${PYTHON} -c 'import torch' failed (${(probe.stderr || String(probe.error)).trim().split("\n").pop()}); install python3-torch libopenblas0-pthread`;
+
+/** Run a tools/scale-out script; its stderr is the assertion message. */
+export function python(script: string, ...args: string[]) {
+  const r = spawnSync(PYTHON, [join(SCALE_OUT, script), ...args], {
+    encoding: "utf8",
+    cwd: SCALE_OUT,
+  });
+  return { code: r.status, out: r.stdout, err: `${r.stderr}${r.error ?? ""}` };
+}
+
+/** Every tensor of two SiT.js checkpoints, bit for bit, and their optimiser step, groups and progress. */
+async function expectSameCheckpoint(a: string, b: string): Promise<void> {
+  const [x, y] = [await loadCheckpointFile(a), await loadCheckpointFile(b)];
+  try {
+    expect(Object.keys(y.state.tensors).sort()).toEqual(Object.keys(x.state.tensors).sort());
+    for (const [k, t] of Object.entries(x.state.tensors)) {
+      const u = y.state.tensors[k];
+      expect(u.shape, k).toEqual(t.shape);
+      expect(u.dtype, k).toBe(t.dtype);
+      const [p, q] = [t.dataSync(), u.dataSync()];
+      const bytes = (v: typeof p) => Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+      expect(bytes(q).equals(bytes(p)), `${k} bit-identical`).toBe(true);
+    }
+    expect(y.state.meta.optimizer).toEqual(x.state.meta.optimizer);
+    expect(y.state.meta.rngs).toEqual(x.state.meta.rngs);
+    expect(y.state.meta.config).toEqual(x.state.meta.config);
+    expect(y.state.meta.cli).toEqual(x.state.meta.cli);
+    expect(y.progress).toEqual(x.progress);
+  } finally {
+    x.dispose();
+    y.dispose();
+  }
+}
+
+describe("sit export --format sit-torch / sit import", () => {
+  const dir = tempDir("sit-torch-");
+  const run = join(dir, "run");
+  const exported = join(dir, "exported");
+
+  beforeAll(async () => {
+    // 3 steps: one epoch of 4 batches is not complete, so the step is inside an epoch.
+    const r = await sit(
+      "pretrain",
+      "--config",
+      writeConfig(dir, tinyConfig(run)),
+      "--steps",
+      "3",
+      "-q",
+    );
+    expect(r.code, r.err).toBe(EXIT.ok);
+    const e = await sit(
+      "export",
+      "--checkpoint",
+      run,
+      "--format",
+      "sit-torch",
+      "-o",
+      exported,
+      "-q",
+    );
+    expect(e.code, e.err).toBe(EXIT.ok);
+  });
+
+  it("writes the official names, PyTorch's optimizer numbering and the args", () => {
+    const json = JSON.parse(readFileSync(join(exported, "state.json"), "utf8"));
+    expect(json).toMatchObject({ format: "sit-torch", step: 3, epoch: 0, step_in_epoch: 3 });
+    const names: string[] = json.param_names;
+    const [reg, noReg] = json.optimizer.param_groups.map((g: { params: number[] }) => g.params);
+    // Group 0 holds no bias and no 1-D tensor; group 1 only those; indices count up across both.
+    expect([...reg, ...noReg]).toEqual(names.map((_, i) => i));
+    for (const i of reg) expect(names[i].endsWith(".bias")).toBe(false);
+    expect(reg.map((i: number) => names[i])).toContain("module.backbone.pos_embed");
+    expect(noReg.map((i: number) => names[i])).toContain("module.head.mlp.1.weight");
+    expect(json.optimizer.param_groups[1].weight_decay).toBe(0);
+    expect(Object.values(json.optimizer.state)).toEqual(names.map(() => ({ step: 3 })));
+    expect(names.every((n) => /^module\.(backbone|head|head_recons)\./.test(n))).toBe(true);
+    expect(json.args).toMatchObject({ lr: 0.02, lmbda: 5, batch_size: 16, epochs: 2, out_dim: 16 });
+    // 28 px, patch 7, one channel, D 16: no official model; main.py cannot run it (train_ddp.py can).
+    expect(json.official_differences.join(" ")).toMatch(/patch_size is 7/);
+  });
+
+  it("round-trips through checkpoint.pth bit-identically (weights, moments, step, generators)", async (ctx) => {
+    if (torchMissing) {
+      console.log(`skipped: ${torchMissing}`);
+      ctx.skip();
+    }
+    const pth = join(dir, "pth", "checkpoint.pth");
+    const a = python("to_torch.py", exported, pth);
+    expect(a.code, a.err).toBe(0);
+    const back = join(dir, "back");
+    const b = python("from_torch.py", pth, back);
+    expect(b.code, b.err).toBe(0);
+    const again = join(dir, "again");
+    const i = await sit("import", "--from", back, "--out", again, "-q");
+    expect(i.code, i.err).toBe(EXIT.ok);
+    const [orig] = listCheckpoints(join(run, "checkpoints")).slice(-1);
+    const [copy] = listCheckpoints(join(again, "checkpoints"));
+    expect(copy.step).toBe(3);
+    await expectSameCheckpoint(orig.path, copy.path);
+  });
+
+  it("refuses a state whose tensors are not the ones its JSON names", async () => {
+    const other = join(dir, "other");
+    const e = await sit("export", "--checkpoint", run, "--format", "sit-torch", "-o", other, "-q");
+    expect(e.code).toBe(EXIT.ok);
+    const json = JSON.parse(readFileSync(join(other, "state.json"), "utf8"));
+    json.tensors_sha256 = "0".repeat(64);
+    writeFileSync(join(other, "state.json"), JSON.stringify(json));
+    const i = await sit("import", "--from", other, "--out", join(dir, "nope"), "-q");
+    expect(i.code).not.toBe(EXIT.ok);
+    expect(i.err).toMatch(/SHA-256/);
+  });
+});
