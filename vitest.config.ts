@@ -5,8 +5,15 @@ import { defineConfig } from "vitest/config";
 const root = fileURLToPath(new URL(".", import.meta.url));
 const packages = readdirSync(`${root}packages`).filter((d) => existsSync(`${root}packages/${d}/package.json`));
 
-// Tests import the packages' sources, not their builds, so `npm test` needs no build step.
-const alias = Object.fromEntries(packages.map((p) => [`@sit/${p}`, `${root}packages/${p}/src/index.ts`]));
+// Tests import the packages' sources, not their builds, so `npm test` needs no build step. A
+// package's Node-only entry `@sit/<p>/node` is its src/node.ts; listed first, since an alias also
+// matches the paths below its name.
+const alias = Object.fromEntries([
+  ...packages
+    .filter((p) => existsSync(`${root}packages/${p}/src/node.ts`))
+    .map((p) => [`@sit/${p}/node`, `${root}packages/${p}/src/node.ts`]),
+  ...packages.map((p) => [`@sit/${p}`, `${root}packages/${p}/src/index.ts`]),
+]);
 
 const shared = {
   resolve: { alias },

@@ -1,3 +1,4 @@
 import { packageConfig } from "../../tools/tsup.base";
 
-export default packageConfig();
+// Two entries: the main one (browser-safe) and ./node (files, PNG, Node's backend start-up).
+export default packageConfig({ entry: ["src/index.ts", "src/node.ts"] });

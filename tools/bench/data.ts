@@ -9,7 +9,8 @@ import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import sharp from "sharp";
-import { type BackendName, Rng, initBackend } from "../../packages/core/src/index";
+import { type BackendName, Rng } from "../../packages/core/src/index";
+import { initBackend } from "../../packages/core/src/node";
 import {
   CifarDataset,
   DataLoader,

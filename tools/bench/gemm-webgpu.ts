@@ -15,7 +15,8 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
-import { Rng, initBackend } from "../../packages/core/src/index";
+import { Rng } from "../../packages/core/src/index";
+import { initBackend } from "../../packages/core/src/node";
 import { webgpuGemm } from "../../packages/kernels/src/webgpu/gemm";
 
 function option(name: string, fallback: string): string {

@@ -6,7 +6,8 @@
 // next to a straightforward per-tensor implementation for reference.
 import { loadavg } from "node:os";
 import * as tf from "@tensorflow/tfjs";
-import { AdamW, type BackendName, initBackend } from "@sit/core";
+import { AdamW, type BackendName } from "@sit/core";
+import { initBackend } from "@sit/core/node";
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);

@@ -9,7 +9,8 @@ import { spawnSync } from "node:child_process";
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
-import { type BackendName, Rng, initBackend } from "../../packages/core/src/index";
+import { type BackendName, Rng } from "../../packages/core/src/index";
+import { initBackend } from "../../packages/core/src/node";
 import {
   type KernelSignatures,
   multiHeadAttention,

@@ -8,7 +8,8 @@
 //   npx tsx tools/bench/webgpu-kernels.ts [--batch 256] [--model tiny|small] [--iters 10]
 //     [--allow-software-adapter]
 import * as tf from "@tensorflow/tfjs";
-import { Rng, initBackend } from "../../packages/core/src/index";
+import { Rng } from "../../packages/core/src/index";
+import { initBackend } from "../../packages/core/src/node";
 import {
   gelu,
   layerNorm,

@@ -10,7 +10,8 @@ import { cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { type BackendName, ConfigError, initBackend, writeFileAtomic } from "@sit/core";
+import { type BackendName, ConfigError } from "@sit/core";
+import { initBackend, writeFileAtomic } from "@sit/core/node";
 import { METHODS, type Method } from "./lib/methods";
 import { renderStudyMarkdown, renderStudyPlot } from "./lib/report";
 import {

@@ -8,7 +8,8 @@
 import { cpus, loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs";
-import { AdamW, type BackendName, Rng, initBackend } from "@sit/core";
+import { AdamW, type BackendName, Rng } from "@sit/core";
+import { initBackend } from "@sit/core/node";
 import { createSiT } from "@sit/recipes";
 import { SitClassifier, VisionTransformer } from "@sit/vit";
 

@@ -2,7 +2,8 @@
 // the k-NN accuracy of its backbone before and after.
 //   npm start -w @sit/example-custom-recipe -- [--steps 200] [--data DIR] [--backend wasm]
 import { parseArgs } from "node:util";
-import { type BackendName, initBackend } from "@sit/core";
+import type { BackendName } from "@sit/core";
+import { initBackend } from "@sit/core/node";
 import {
   DataLoader,
   evalTransform,

@@ -2,7 +2,8 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
-import { type BackendInfo, Rng, initBackend } from "@sit/core";
+import { type BackendInfo, Rng } from "@sit/core";
+import { initBackend } from "@sit/core/node";
 import {
   BatchTransform,
   DataLoader,

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { ConfigError, IOError, writeFileAtomic } from "@sit/core";
+import { ConfigError, IOError } from "@sit/core";
+import { writeFileAtomic } from "@sit/core/node";
 
 /** One finished stage in a {@link StageStore} file. */
 export interface StageRecord<R = unknown> {

@@ -1,7 +1,8 @@
 import { appendFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import { type Module, loadSafetensors, writeSafetensors } from "@sit/core";
+import type { Module } from "@sit/core";
+import { loadSafetensors, writeSafetensors } from "@sit/core/node";
 import type { Dataset } from "@sit/data";
 import {
   type ClassifierHead,

@@ -1,4 +1,5 @@
-import { BACKEND_NAMES, type BackendInfo, type BackendName, initBackend } from "@sit/core";
+import { BACKEND_NAMES, type BackendInfo, type BackendName } from "@sit/core";
+import { initBackend } from "@sit/core/node";
 import { type CliIO, UsageError, note } from "./io";
 
 /** Values `--backend` accepts. */

@@ -1,4 +1,5 @@
-import { ConfigError, svgText, writeFileAtomic } from "@sit/core";
+import { ConfigError, svgText } from "@sit/core";
+import { writeFileAtomic } from "@sit/core/node";
 import { type RgbImage, renderGrid } from "./png";
 
 /**

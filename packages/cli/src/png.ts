@@ -1,4 +1,5 @@
-import { ConfigError, encodePng, writeFileAtomic } from "@sit/core";
+import { ConfigError } from "@sit/core";
+import { encodePng, writeFileAtomic } from "@sit/core/node";
 import type { NormalizeStats } from "@sit/data";
 
 /** One picture of a grid: RGB values in [0, 1], row-major `[h, w, 3]`. */

@@ -1,3 +1,4 @@
+// Node only (@sit/core/node): optional packages loaded with Node's require.
 import { createRequire } from "node:module";
 
 const requireFrom = createRequire(import.meta.url);

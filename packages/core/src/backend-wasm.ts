@@ -1,17 +1,23 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import os from "node:os";
-import { dirname, join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import { invalidArgument } from "./errors";
 
-type TfWasm = typeof import("@tensorflow/tfjs-backend-wasm");
+// Starting tfjs's wasm backend, in a web page and under Node alike. What only Node needs (the
+// binaries' folder in node_modules, threads from a worker file) comes in as WasmHooks from
+// @sit/core/node (backend-wasm-node.ts).
 
-// Multi-threaded WASM under Node relies on internals of @tensorflow/tfjs-backend-wasm, checked
-// against this version only (the dependency is pinned to it).
-const THREADS_VERIFIED_VERSION = "4.22.0";
-/** Emscripten pre-spawns this many pthread workers in tfjs's threaded build; more cannot start. */
-const MAX_THREADS = 8;
+/** @internal */
+export type TfWasm = typeof import("@tensorflow/tfjs-backend-wasm");
+
+/** Where tfjs finds its `.wasm` binaries: a URL prefix ending in `/`, or one URL per binary. */
+export type WasmPaths =
+  | string
+  | Partial<
+      Record<
+        | "tfjs-backend-wasm.wasm"
+        | "tfjs-backend-wasm-simd.wasm"
+        | "tfjs-backend-wasm-threaded-simd.wasm",
+        string
+      >
+    >;
 
 /** What {@link startWasm} did. */
 export interface WasmStart {
@@ -21,7 +27,18 @@ export interface WasmStart {
   note?: string;
 }
 
-const requireHere = createRequire(import.meta.url);
+/**
+ * What a runtime adds to the wasm start. A web page needs nothing: tfjs finds its binaries where
+ * `wasmPaths` says and starts threads itself when the page is cross-origin isolated.
+ * @internal
+ */
+export interface WasmHooks {
+  /** Where the binaries are when `wasmPaths` is not given (Node: node_modules). */
+  defaultPaths?: () => WasmPaths | undefined;
+  /** Start the threaded build (Node); true when it started, else why not. */
+  startThreaded?: (tfwasm: TfWasm, threads: number) => Promise<true | string>;
+}
+
 let pathsConfigured = false;
 
 /**
@@ -34,100 +51,17 @@ async function loadTfWasm(): Promise<TfWasm> {
   return import("@tensorflow/tfjs-backend-wasm");
 }
 
-/** Threads to ask for: `SIT_WASM_THREADS`, else the available cores (at most 8). */
-export function defaultWasmThreads(): number {
-  const env = process.env.SIT_WASM_THREADS;
-  if (env !== undefined && env !== "") {
-    const n = Number(env);
-    if (!Number.isInteger(n) || n < 1 || n > MAX_THREADS)
-      throw invalidArgument("SIT_WASM_THREADS", env, `an integer from 1 to ${MAX_THREADS}`);
-    return n;
-  }
-  const cores =
-    typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length;
-  return Math.max(1, Math.min(cores, MAX_THREADS));
-}
-
-function wasmPackageDir(): string | undefined {
-  try {
-    return dirname(requireHere.resolve("@tensorflow/tfjs-backend-wasm/package.json"));
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Point tfjs at the `.wasm` binaries inside node_modules, whatever file imported the backend (a
- * bundle's own directory would otherwise be searched). Must happen before the first start.
- */
-function configurePaths(tfwasm: TfWasm, pkgDir: string | undefined): void {
-  if (pathsConfigured || !pkgDir) return;
-  tfwasm.setWasmPaths(`${join(pkgDir, "dist")}/`);
-  pathsConfigured = true;
-}
-
-/**
- * tfjs starts its pthread workers from `blob:` URLs, which Node's worker_threads refuse
- * (ERR_WORKER_PATH), and disables threads under Node for that reason. We write the worker script
- * to a file, make the worker load the module script from node_modules instead of a Blob, and
- * lift two Node-specific limits while the module starts (see {@link startWasm}).
- */
-function writeWorkerScript(pkgDir: string): { dir: string; path: string } {
-  const workerModule = join(pkgDir, "wasm-out", "tfjs-backend-wasm-threaded-simd.worker.js");
-  const mainScript = join(pkgDir, "wasm-out", "tfjs-backend-wasm-threaded-simd.js");
-  readFileSync(mainScript); // fail early, with the path, if the package layout differs
-  const { wasmWorkerContents } = requireHere(workerModule) as { wasmWorkerContents: string };
-  const prelude =
-    "// SiT.js: load the module script from its file (Node cannot import blob: URLs).\n" +
-    `URL.createObjectURL = function () { return ${JSON.stringify(mainScript)}; };\n` +
-    "URL.revokeObjectURL = function () {};\n";
-  const dir = mkdtempSync(join(os.tmpdir(), "sit-wasm-"));
-  const path = join(dir, "tfjs-backend-wasm-threaded-simd.worker.cjs");
-  // tfjs escapes newlines the same way before wrapping the source in a Blob.
-  writeFileSync(path, prelude + wasmWorkerContents.replace(/\n/g, "\\n"));
-  return { dir, path };
-}
-
-interface EmscriptenThreads {
-  PThread?: { runningWorkers?: { unref?: () => void }[] };
-}
-
-async function startThreaded(tfwasm: TfWasm, pkgDir: string, threads: number): Promise<boolean> {
-  const { dir, path } = writeWorkerScript(pkgDir);
-  const createObjectURL = URL.createObjectURL;
-  const cpus = os.cpus;
-  try {
-    tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", true);
-    tfwasm.setThreadsCount(threads);
-    URL.createObjectURL = ((obj: Blob) =>
-      obj instanceof Blob && obj.type === "application/javascript"
-        ? path
-        : createObjectURL(obj)) as typeof URL.createObjectURL;
-    // tfjs caps its pool at half the logical cores (assuming hyper-threading); report enough
-    // cores for the requested count while the module initialises.
-    const real = cpus();
-    (os as { cpus: () => os.CpuInfo[] }).cpus = () =>
-      Array.from({ length: 2 * threads }, (_, i) => real[i % real.length]);
-    const ok = await tf.setBackend("wasm");
-    if (ok) {
-      // Running pthread workers are ref'd by Emscripten and would keep Node alive forever.
-      const backend = tf.findBackend("wasm") as unknown as { wasm?: EmscriptenThreads };
-      for (const w of backend.wasm?.PThread?.runningWorkers ?? []) w.unref?.();
-    }
-    return ok;
-  } finally {
-    URL.createObjectURL = createObjectURL;
-    (os as { cpus: () => os.CpuInfo[] }).cpus = cpus;
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 /**
  * Start tfjs's WASM backend: SIMD always (when the runtime supports it), and `threads` XNNPACK
  * threads through the threaded build (1 keeps the single-threaded SIMD build). Falls back to one
  * thread, with a note saying why, if the threaded build cannot start.
+ * @internal
  */
-export async function startWasm(threads: number): Promise<WasmStart | string> {
+export async function startWasm(
+  threads: number,
+  paths: WasmPaths | undefined,
+  hooks: WasmHooks,
+): Promise<WasmStart | string> {
   const tfwasm = await loadTfWasm();
   if (!tf.findBackendFactory("wasm")) return "@tensorflow/tfjs-backend-wasm did not register";
   const simd = (await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT")) as boolean;
@@ -143,23 +77,28 @@ export async function startWasm(threads: number): Promise<WasmStart | string> {
           note: `already started with ${running}; threads apply before the first start`,
         };
   }
-  const pkgDir = wasmPackageDir();
-  configurePaths(tfwasm, pkgDir);
+  // Paths must be set before the first start, and only once (tfjs refuses a second call after).
+  const where = paths ?? hooks.defaultPaths?.();
+  if (where !== undefined && !pathsConfigured) {
+    tfwasm.setWasmPaths(where);
+    pathsConfigured = true;
+  }
   let note: string | undefined;
   if (threads > 1) {
-    if (tfwasm.version_wasm !== THREADS_VERIFIED_VERSION)
-      note = `threads need @tensorflow/tfjs-backend-wasm ${THREADS_VERIFIED_VERSION} (found ${tfwasm.version_wasm})`;
-    else if (!simd) note = "the threaded build needs WebAssembly SIMD";
-    else if (!pkgDir) note = "@tensorflow/tfjs-backend-wasm/package.json cannot be resolved";
-    else {
+    if (!simd) note = "the threaded build needs WebAssembly SIMD";
+    else if (hooks.startThreaded) {
       try {
-        if (await startThreaded(tfwasm, pkgDir, threads))
-          return { threads: tfwasm.getThreadsCount(), simd };
-        note = "the threaded build did not start";
+        const started = await hooks.startThreaded(tfwasm, threads);
+        if (started === true) return { threads: tfwasm.getThreadsCount(), simd };
+        note = started;
       } catch (err) {
         note = `the threaded build failed: ${(err as Error).message.split("\n")[0]}`;
       }
-    }
+    } else if (await tf.env().getAsync("WASM_HAS_MULTITHREAD_SUPPORT")) {
+      tfwasm.setThreadsCount(threads);
+      if (await tf.setBackend("wasm")) return { threads: tfwasm.getThreadsCount(), simd };
+      note = "the threaded build did not start";
+    } else note = "threads need SharedArrayBuffer (a cross-origin-isolated page)";
   }
   tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", false);
   if (!(await tf.setBackend("wasm"))) return "the wasm backend did not start";

@@ -1,7 +1,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { expectClose, loadFixture } from "@sit/testing";
 import { afterAll, describe, expect, it } from "vitest";
-import { type BackendInfo, initBackend } from "./backend";
+import type { BackendInfo } from "./backend";
+import { initBackend } from "./backend-node";
 import { gelu } from "./nn/activations";
 import { AdamW } from "./optim/adamw";
 

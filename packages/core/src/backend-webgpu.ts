@@ -1,23 +1,34 @@
-import { createRequire } from "node:module";
 import * as tf from "@tensorflow/tfjs";
-import { resolveOptional, tryRequire } from "./backend-require";
 
-const requireHere = createRequire(import.meta.url);
+// Starting tfjs's webgpu backend on `navigator.gpu`: the browser's own, or under Node the one that
+// @sit/core/node installs from Dawn first (backend-webgpu-node.ts, a PrepareWebgpu).
 
-interface GPULike {
+/** @internal */
+export interface GPULike {
   requestAdapter(
     opts?: unknown,
   ): Promise<{ info?: Record<string, string>; isFallbackAdapter?: boolean } | null>;
 }
 
-/** What the probe saw: the adapter Dawn would give, or why there is none. */
-type Probe = { description: string; device: string; software: boolean } | string;
+/** An adapter in one line, and whether it is a software rasteriser rather than a GPU. @internal */
+export interface AdapterDescription {
+  description: string;
+  device: string;
+  software: boolean;
+}
 
-/** Describe an adapter in one line, and tell a software rasteriser from a GPU. */
-function describeAdapter(adapter: {
+/**
+ * Make `navigator.gpu` exist where the runtime has none of its own; a one-line reason when it
+ * cannot, or when the only adapter is a software one that is not allowed.
+ * @internal
+ */
+export type PrepareWebgpu = (allowSoftware: boolean) => Promise<string | undefined>;
+
+/** Describe an adapter in one line, and tell a software rasteriser from a GPU. @internal */
+export function describeAdapter(adapter: {
   info?: Record<string, string>;
   isFallbackAdapter?: boolean;
-}): Exclude<Probe, string> {
+}): AdapterDescription {
   const info = adapter.info ?? {};
   const description =
     [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ") ||
@@ -28,94 +39,51 @@ function describeAdapter(adapter: {
   return { description, device: info.device || description, software };
 }
 
-// Runs in a child process: Dawn and the Vulkan loader print warnings (XDG_RUNTIME_DIR, dynamic
-// indexing, artificially reduced limits) straight to file descriptor 2, which Node cannot
-// redirect in-process. Probing there keeps that chatter out of the terminal whenever WebGPU is
-// skipped; it is printed only when WebGPU is really chosen.
-const PROBE = `
-const out = (v) => { process.stdout.write(JSON.stringify(v)); process.exit(0); };
-try {
-  const gpu = require(process.argv[1]).create([]);
-  gpu.requestAdapter({ powerPreference: "high-performance" }).then(
-    (a) => out(a ? { info: Object.fromEntries(["vendor", "architecture", "device", "description"].map((k) => [k, a.info?.[k] ?? ""])), isFallbackAdapter: a.isFallbackAdapter === true } : { none: true }),
-    (e) => out({ error: String(e?.message ?? e).split("\\n")[0] }),
-  );
-} catch (e) {
-  out({ error: String(e?.message ?? e).split("\\n")[0] });
-}`;
-
-/** Ask Dawn, in a child process, which adapter it would give. */
-async function probeAdapter(dawnPath: string): Promise<Probe> {
-  const { execFile } = requireHere("node:child_process") as typeof import("node:child_process");
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ["-e", PROBE, dawnPath],
-      { timeout: 20_000, encoding: "utf8" },
-      (err, stdout) => {
-        let parsed: { none?: true; error?: string; info?: Record<string, string> } | undefined;
-        try {
-          parsed = JSON.parse(stdout);
-        } catch {
-          parsed = undefined;
-        }
-        if (!parsed)
-          resolve(`the WebGPU probe failed (${err ? err.message.split("\n")[0] : "no answer"})`);
-        else if (parsed.error) resolve(`Dawn failed: ${parsed.error}`);
-        else if (parsed.none) resolve("no WebGPU adapter found");
-        else resolve(describeAdapter(parsed as Parameters<typeof describeAdapter>[0]));
-      },
-    );
-  });
+/** Why a software adapter was not used. @internal */
+export function softwareReason(device: string): string {
+  return `only a software adapter (${device}); set SIT_WEBGPU_SOFTWARE=1 or pass allowSoftwareAdapter to use it`;
 }
 
 /**
- * Start tfjs's webgpu backend: in the browser on `navigator.gpu`; under Node through Dawn (the
- * `webgpu` package), after a probe in a child process has found an adapter it may use. A software
- * adapter (lavapipe, SwiftShader) is used only when allowed. Returns a one-line reason otherwise.
+ * Start tfjs's webgpu backend on `navigator.gpu` (after `prepare` where the runtime has none of its
+ * own). A software adapter (lavapipe, SwiftShader) is used only when allowed. Returns a one-line
+ * reason otherwise.
+ * @internal
  */
 export async function startWebgpu(
   allowSoftware: boolean,
+  provider: string,
+  prepare?: PrepareWebgpu,
 ): Promise<{ provider: string; adapter: string } | string> {
   const g = globalThis as unknown as { navigator?: { gpu?: GPULike } };
   if (!g.navigator?.gpu) {
-    const dawnPath = resolveOptional("webgpu");
-    if (!dawnPath) return "webgpu is not installed (Dawn for Node)";
-    if (!resolveOptional("@tensorflow/tfjs-backend-webgpu"))
-      return "@tensorflow/tfjs-backend-webgpu is not installed";
-    const probe = await probeAdapter(dawnPath);
-    if (typeof probe === "string") return probe;
-    if (probe.software && !allowSoftware) return softwareReason(probe.device);
-    const dawn = tryRequire("webgpu");
-    if (!dawn.ok) return `${dawn.reason} (Dawn for Node)`;
-    const { create, globals } = dawn.mod as {
-      create: (flags: string[]) => GPULike;
-      globals: Record<string, unknown>;
-    };
-    Object.assign(globalThis, globals);
-    const gpu = create([]);
-    if (g.navigator) Object.defineProperty(g.navigator, "gpu", { value: gpu, configurable: true });
-    else
-      Object.defineProperty(globalThis, "navigator", {
-        value: { gpu },
-        configurable: true,
-        writable: true,
-      });
+    if (!prepare)
+      return isNode()
+        ? "no navigator.gpu here: under Node, initBackend from @sit/core/node starts WebGPU through Dawn"
+        : "this runtime has no WebGPU (navigator.gpu)";
+    const reason = await prepare(allowSoftware);
+    if (reason !== undefined) return reason;
   }
   const gpu = (globalThis as unknown as { navigator: { gpu: GPULike } }).navigator.gpu;
   const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) return "no WebGPU adapter found";
   const found = describeAdapter(adapter);
   if (found.software && !allowSoftware) return softwareReason(found.device);
-  const backend = tryRequire("@tensorflow/tfjs-backend-webgpu");
-  if (!backend.ok) return backend.reason;
+  // Loaded here, not on import: importing registers "webgpu" with tfjs, which must not happen
+  // before initBackend (see backend-wasm.ts).
+  try {
+    await import("@tensorflow/tfjs-backend-webgpu");
+  } catch (err) {
+    return `@tensorflow/tfjs-backend-webgpu failed to load: ${(err as Error).message.split("\n")[0]}`;
+  }
   if (!(await tf.setBackend("webgpu"))) return "the webgpu backend did not start";
-  return {
-    provider: "webgpu (Dawn) + @tensorflow/tfjs-backend-webgpu",
-    adapter: found.description,
-  };
+  return { provider, adapter: found.description };
 }
 
-function softwareReason(device: string): string {
-  return `only a software adapter (${device}); set SIT_WEBGPU_SOFTWARE=1 or pass allowSoftwareAdapter to use it`;
+/** Whether this runs under Node, where the main entry's initBackend is the wrong one. */
+function isNode(): boolean {
+  return (
+    typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions
+      ?.node === "string"
+  );
 }

@@ -2,7 +2,8 @@ import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, describe, expect, it } from "vitest";
-import { type BackendName, initBackend } from "./backend";
+import { type BackendName, initBackend as initBackendInPage } from "./backend";
+import { initBackend } from "./backend-node";
 import { BackendError, ConfigError } from "./errors";
 
 const requireHere = createRequire(import.meta.url);
@@ -21,7 +22,7 @@ async function gradientWorks(): Promise<number[]> {
   return Array.from(await g.data());
 }
 
-describe("initBackend", () => {
+describe("initBackend (@sit/core/node)", () => {
   afterAll(async () => {
     await tf.setBackend("cpu");
   });
@@ -129,6 +130,39 @@ describe("initBackend", () => {
     }
     await expect(initBackend("tensorflow", { log: false })).rejects.toThrow(
       /backend "tensorflow" is not available: @tensorflow\/tfjs-node-gpu is not installed; @tensorflow\/tfjs-node is not installed\. Install it with: npm install @tensorflow\/tfjs-node-gpu \(CUDA\) or @tensorflow\/tfjs-node \(CPU\)/,
+    );
+  });
+});
+
+describe("initBackend (@sit/core, a web page's)", () => {
+  afterAll(async () => {
+    await tf.setBackend("cpu");
+  });
+
+  it("tries webgpu, then wasm, then cpu, and reads no environment variable", async () => {
+    const saved = process.env.SIT_BACKEND;
+    // A page has no environment: SIT_BACKEND=cpu would make Node's initBackend pick cpu.
+    process.env.SIT_BACKEND = "cpu";
+    try {
+      const info = await initBackendInPage(undefined, { log: false, wasmThreads: 1 });
+      expect(info.name).toBe("wasm");
+      expect(info.skipped).toEqual([
+        {
+          name: "webgpu",
+          reason:
+            "no navigator.gpu here: under Node, initBackend from @sit/core/node starts WebGPU through Dawn",
+        },
+      ]);
+      expect(tf.getBackend()).toBe("wasm");
+    } finally {
+      if (saved === undefined) delete process.env.SIT_BACKEND;
+      else process.env.SIT_BACKEND = saved;
+    }
+  });
+
+  it("says that tfjs-node is Node's, and where Node's initBackend is", async () => {
+    await expect(initBackendInPage("tensorflow", { log: false })).rejects.toThrow(
+      /tensorflow \(tfjs-node\) runs under Node only: use initBackend from @sit\/core\/node/,
     );
   });
 });

@@ -1,12 +1,15 @@
 import * as tf from "@tensorflow/tfjs";
-import { defaultWasmThreads, startWasm } from "./backend-wasm";
-import { tryRequire } from "./backend-require";
-import { startWebgpu } from "./backend-webgpu";
+import { type WasmHooks, type WasmPaths, startWasm } from "./backend-wasm";
+import { type PrepareWebgpu, startWebgpu } from "./backend-webgpu";
 import { BackendError, checkNumber, describeValue } from "./errors";
 
 // Importing the union package registers every gradient under Node (tfjs-core alone registers none).
 // No backend is registered here: wasm and webgpu load inside initBackend, so that importing
 // @sit/core has no side effect and tfjs falls back to its cpu backend when initBackend is not called.
+//
+// One selection for every runtime. What differs between a web page and Node is a BackendHost: the
+// order, environment variables, and the Node-only ways to start a backend (tfjs-node, Dawn, wasm
+// binaries in node_modules, wasm threads from a worker file), which @sit/core/node supplies.
 
 export type BackendName = "tensorflow" | "webgpu" | "wasm" | "cpu";
 export const BACKEND_NAMES: readonly BackendName[] = ["tensorflow", "webgpu", "wasm", "cpu"];
@@ -28,15 +31,43 @@ export interface BackendInfo {
 }
 
 export interface InitBackendOptions {
-  /** Accept a software WebGPU adapter (Mesa lavapipe, SwiftShader): slow, but it runs WGSL on CPU-only machines. Default false, or `SIT_WEBGPU_SOFTWARE=1`. */
+  /** Accept a software WebGPU adapter (Mesa lavapipe, SwiftShader): slow, but it runs WGSL on CPU-only machines. Default false, or under Node `SIT_WEBGPU_SOFTWARE=1`. */
   allowSoftwareAdapter?: boolean;
   /**
-   * WASM threads (default: `SIT_WASM_THREADS`, else the available cores, at most 8). 1 uses the
-   * single-threaded SIMD build, which starts faster.
+   * WASM threads (default under Node: `SIT_WASM_THREADS`, else the available cores, at most 8; in
+   * a page: its cores when it is cross-origin isolated, else 1). 1 uses the single-threaded SIMD
+   * build, which starts faster.
    */
   wasmThreads?: number;
+  /**
+   * Where the wasm backend finds its `.wasm` binaries: a URL prefix ending in `/`, or a URL per
+   * file (tfjs's `setWasmPaths`). In a web page, where the bundler put them; under Node, the
+   * default is the package's own folder in node_modules.
+   */
+  wasmPaths?: WasmPaths;
   /** Print the one-line choice summary (default true). */
   log?: boolean | ((line: string) => void);
+}
+
+/**
+ * What a runtime brings to {@link initBackend}: the automatic order, its settings, and its own ways
+ * to start a backend. The web page's is this module's; Node's is @sit/core/node's.
+ * @internal
+ */
+export interface BackendHost {
+  /** The order of `"auto"`. */
+  auto: readonly BackendName[];
+  /** A setting by name (`SIT_BACKEND`, …), or undefined where the runtime has none. */
+  setting(name: string): string | undefined;
+  /** wasm threads when none are asked for. */
+  defaultWasmThreads(): number;
+  /** Start tfjs-node; absent where it cannot exist (a web page). */
+  startTensorflow?: () => Promise<{ provider: string } | string>;
+  /** Provide `navigator.gpu` where the runtime has none of its own (Node: Dawn). */
+  prepareWebgpu?: PrepareWebgpu;
+  /** Who provides WebGPU, for the summary. */
+  webgpuProvider: string;
+  wasm: WasmHooks;
 }
 
 const INSTALL_HINT: Record<BackendName, string> = {
@@ -46,22 +77,12 @@ const INSTALL_HINT: Record<BackendName, string> = {
   cpu: "npm install @tensorflow/tfjs",
 };
 
-async function tryTensorflow(): Promise<{ provider: string } | string> {
-  const reasons: string[] = [];
-  for (const id of ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]) {
-    const r = tryRequire(id);
-    if (r.ok && tf.findBackendFactory("tensorflow")) {
-      if (await tf.setBackend("tensorflow")) return { provider: id };
-      reasons.push(`${id} loaded but the tensorflow backend did not start`);
-    } else if (!r.ok) reasons.push(r.reason);
-  }
-  return reasons.join("; ");
-}
-
 async function tryWasm(
   threads: number,
+  paths: WasmPaths | undefined,
+  hooks: WasmHooks,
 ): Promise<{ provider: string; threads: number; simd: boolean; note?: string } | string> {
-  const r = await startWasm(threads);
+  const r = await startWasm(threads, paths, hooks);
   if (typeof r === "string") return r;
   return { provider: "@tensorflow/tfjs-backend-wasm", ...r };
 }
@@ -75,14 +96,35 @@ async function startCpu(): Promise<{ provider: string } | string> {
   return { provider: "@tensorflow/tfjs (cpu)" };
 }
 
+const MAX_WASM_THREADS = 8;
+
 /**
- * Pick and start the best available TensorFlow.js backend.
+ * A web page's runtime: WebGPU from the browser (`navigator.gpu`), then wasm (threads only where
+ * the page is cross-origin isolated, which SharedArrayBuffer needs), then cpu. No settings.
+ */
+const BROWSER_HOST: BackendHost = {
+  auto: ["webgpu", "wasm", "cpu"],
+  setting: () => undefined,
+  defaultWasmThreads() {
+    const g = globalThis as {
+      crossOriginIsolated?: boolean;
+      navigator?: { hardwareConcurrency?: number };
+    };
+    if (g.crossOriginIsolated !== true) return 1;
+    return Math.max(1, Math.min(g.navigator?.hardwareConcurrency ?? 1, MAX_WASM_THREADS));
+  },
+  webgpuProvider: "navigator.gpu + @tensorflow/tfjs-backend-webgpu",
+  wasm: {},
+};
+
+/**
+ * Pick and start the best available TensorFlow.js backend — in a web page (or a Worker).
  *
- * Order unless told otherwise: `tensorflow` (tfjs-node-gpu, then tfjs-node) → `webgpu` (hardware
- * adapter) → `wasm` → `cpu`. `"auto"` (or no argument) means the `SIT_BACKEND` environment
- * variable when it is set, else that order; a backend named in the argument wins over
- * `SIT_BACKEND`. Naming one backend makes it the only candidate: if it cannot start, this throws
- * and says which package to install. Returns what was chosen and why the others were skipped.
+ * Order unless told otherwise: `webgpu` (the browser's `navigator.gpu`, hardware adapter) →
+ * `wasm` → `cpu`. Naming one backend makes it the only candidate: if it cannot start, this throws
+ * and says why. Returns what was chosen and why the others were skipped. Under Node, use
+ * `initBackend` from `@sit/core/node`, which adds `tensorflow` (tfjs-node) first, WebGPU through
+ * Dawn, wasm threads and the `SIT_BACKEND` environment variable.
  *
  * Nothing is registered with tfjs before this runs: without it, tfjs computes on its cpu backend.
  */
@@ -90,12 +132,24 @@ export async function initBackend(
   preference?: BackendName | "auto" | BackendName[],
   options: InitBackendOptions = {},
 ): Promise<BackendInfo> {
-  const envPref = process.env.SIT_BACKEND;
+  return initBackendOn(BROWSER_HOST, preference, options);
+}
+
+/**
+ * {@link initBackend} on a given runtime.
+ * @internal
+ */
+export async function initBackendOn(
+  host: BackendHost,
+  preference: BackendName | "auto" | BackendName[] | undefined,
+  options: InitBackendOptions,
+): Promise<BackendInfo> {
+  const envPref = host.setting("SIT_BACKEND");
   const fromEnv =
     (preference === undefined || preference === "auto") && envPref !== undefined && envPref !== "";
   const pref = fromEnv ? (envPref as BackendName | "auto") : (preference ?? "auto");
   const list: BackendName[] =
-    pref === "auto" ? [...BACKEND_NAMES] : Array.isArray(pref) ? pref : [pref];
+    pref === "auto" ? [...host.auto] : Array.isArray(pref) ? pref : [pref];
   for (const name of list) {
     if (!BACKEND_NAMES.includes(name)) {
       const from = fromEnv ? "SIT_BACKEND" : "preference";
@@ -104,22 +158,30 @@ export async function initBackend(
       );
     }
   }
-  const allowSoftware = options.allowSoftwareAdapter ?? process.env.SIT_WEBGPU_SOFTWARE === "1";
+  const allowSoftware = options.allowSoftwareAdapter ?? host.setting("SIT_WEBGPU_SOFTWARE") === "1";
   // Validated up front (also SIT_WASM_THREADS) so that a bad value is an error, not a skip reason.
   const wasmThreads = !list.includes("wasm")
     ? 1
     : options.wasmThreads === undefined
-      ? defaultWasmThreads()
-      : checkNumber("wasmThreads", options.wasmThreads, { integer: true, min: 1, max: 8 });
+      ? host.defaultWasmThreads()
+      : checkNumber("wasmThreads", options.wasmThreads, {
+          integer: true,
+          min: 1,
+          max: MAX_WASM_THREADS,
+        });
   const skipped: BackendInfo["skipped"] = [];
   for (const name of list) {
     let result:
       | { provider: string; adapter?: string; threads?: number; simd?: boolean; note?: string }
       | string;
     try {
-      if (name === "tensorflow") result = await tryTensorflow();
-      else if (name === "webgpu") result = await startWebgpu(allowSoftware);
-      else if (name === "wasm") result = await tryWasm(wasmThreads);
+      if (name === "tensorflow")
+        result = host.startTensorflow
+          ? await host.startTensorflow()
+          : "tensorflow (tfjs-node) runs under Node only: use initBackend from @sit/core/node";
+      else if (name === "webgpu")
+        result = await startWebgpu(allowSoftware, host.webgpuProvider, host.prepareWebgpu);
+      else if (name === "wasm") result = await tryWasm(wasmThreads, options.wasmPaths, host.wasm);
       else result = await startCpu();
     } catch (err) {
       result = `${name} failed: ${(err as Error).message.split("\n")[0]}`;

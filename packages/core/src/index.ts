@@ -1,4 +1,6 @@
-// Public API of @sit/core: explicit named exports only.
+// Public API of @sit/core: explicit named exports only. This entry runs in a web page as well as
+// under Node (no Node built-in is reachable from it); files, PNG and Node's backend start-up are
+// @sit/core/node's (src/node.ts).
 
 // Errors
 export {
@@ -25,6 +27,12 @@ export {
   type BackendInfo,
   type InitBackendOptions,
 } from "./backend";
+export type { WasmPaths } from "./backend-wasm";
+// For @sit/core/node only (marked @internal): its build imports them from here rather than carry
+// a second copy of the selection.
+export { initBackendOn, type BackendHost } from "./backend";
+export type { TfWasm, WasmHooks } from "./backend-wasm";
+export { describeAdapter, softwareReason, type GPULike } from "./backend-webgpu";
 export { isHostBackend } from "./host-backend";
 
 // Modules and layers
@@ -84,23 +92,18 @@ export {
   type CosineScheduleOptions,
 } from "./optim/schedules";
 
-// IO
-export { removeStaleTempFiles, writeFileAtomic } from "./io/atomic";
-export { encodePng } from "./io/png";
+// IO: bytes in, bytes out (files are @sit/core/node's)
 export { FIGURE_FONT, escapeXml, svgText, type TextOptions } from "./io/svg";
 export {
   parseSafetensors,
-  readSafetensors,
-  loadSafetensors,
   rawToTensor,
   toRawTensor,
   serializeSafetensors,
-  writeSafetensors,
   type SafetensorsDtype,
   type RawTensor,
   type SafetensorsFile,
 } from "./io/safetensors";
-export { saveCheckpoint, loadCheckpoint, type Checkpoint } from "./io/checkpoint";
+export { serializeCheckpoint, parseCheckpoint, type Checkpoint } from "./io/checkpoint";
 export {
   linearWeightFromTorch,
   linearWeightToTorch,

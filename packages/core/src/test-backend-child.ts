@@ -2,12 +2,13 @@
 // touched tfjs before: prints what it saw as JSON on stdout. Argument: the scenario.
 import * as tf from "@tensorflow/tfjs";
 import * as core from "./index";
+import * as node from "./node";
 
 const scenario = process.argv[2];
 const report: Record<string, unknown> = {};
 if (scenario === "no-init") {
-  // Importing all of @sit/core and computing without initBackend.
-  report.exports = Object.keys(core).length;
+  // Importing all of @sit/core and @sit/core/node, and computing without initBackend.
+  report.exports = Object.keys(core).length + Object.keys(node).length;
   report.wasmRegistered = tf.findBackendFactory("wasm") !== null;
   const a = tf.tensor2d([
     [1, 2],
@@ -16,10 +17,10 @@ if (scenario === "no-init") {
   report.product = Array.from(await tf.matMul(a, a).data());
   report.backend = tf.getBackend();
 } else if (scenario === "cpu") {
-  await core.initBackend("cpu", { log: false });
+  await node.initBackend("cpu", { log: false });
   report.sum = Array.from(await tf.add(tf.tensor1d([1, 2]), 1).data());
 } else if (scenario === "webgpu-or-cpu") {
-  const info = await core.initBackend(["webgpu", "cpu"], {
+  const info = await node.initBackend(["webgpu", "cpu"], {
     log: false,
     allowSoftwareAdapter: false,
   });

@@ -2,7 +2,8 @@
 // Usage: npx tsx packages/eval/bench/knn.ts [backend=wasm] [nTest=10000] [nTrain=60000] [dim=384]
 // Prints one JSON line.
 import * as tf from "@tensorflow/tfjs";
-import { Rng, initBackend, type BackendName } from "@sit/core";
+import { Rng, type BackendName } from "@sit/core";
+import { initBackend } from "@sit/core/node";
 import { knnEval } from "../src/knn";
 
 const [backend = "wasm", nTest = "10000", nTrain = "60000", dim = "384", chunk = "256"] = process.argv.slice(2);

@@ -1,4 +1,5 @@
-import { ConfigError, type TextOptions, checkNumber, svgText, writeFileAtomic } from "@sit/core";
+import { ConfigError, type TextOptions, checkNumber, svgText } from "@sit/core";
+import { writeFileAtomic } from "@sit/core/node";
 import type { ConfusionMatrix } from "./metrics";
 
 /** Options of {@link confusionMatrixSvg} and {@link renderConfusionMatrixPng}. */

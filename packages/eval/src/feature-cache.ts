@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { IOError, type Module, writeFileAtomic } from "@sit/core";
+import { IOError, type Module } from "@sit/core";
+import { writeFileAtomic } from "@sit/core/node";
 import { ConcatDataset, type Dataset, FileListDataset, SubsetDataset } from "@sit/data";
 import type { FeatureSet } from "./feature-set";
 

@@ -1,15 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
-import {
-  BatchNorm1d,
-  IOError,
-  Linear,
-  Module,
-  type Rng,
-  ShapeError,
-  checkNumber,
-  loadSafetensors,
-  writeSafetensors,
-} from "@sit/core";
+import { BatchNorm1d, IOError, Linear, Module, type Rng, ShapeError, checkNumber } from "@sit/core";
+import { loadSafetensors, writeSafetensors } from "@sit/core/node";
 
 /** Options of {@link LinearHead}. */
 export interface LinearHeadOptions {

@@ -1,11 +1,5 @@
-import {
-  ConfigError,
-  ShapeError,
-  checkNumber,
-  describeValue,
-  encodePng,
-  writeFileAtomic,
-} from "@sit/core";
+import { ConfigError, ShapeError, checkNumber, describeValue } from "@sit/core";
+import { encodePng, writeFileAtomic } from "@sit/core/node";
 import { type ImageInput, type PixelMask, checkPixelMask, readImageBatch } from "./images";
 
 /** ImageNet statistics, the normalisation SiT uses. */

@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
-import { initBackend, type BackendName } from "@sit/core";
+import type { BackendName } from "@sit/core";
+import { initBackend } from "@sit/core/node";
 
 /** Backends every portable spec runs on in CI (webgpu joins when SIT_TEST_WEBGPU=1 and Mesa is present). */
 export const TEST_BACKENDS: BackendName[] =

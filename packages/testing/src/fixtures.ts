@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type * as tf from "@tensorflow/tfjs";
-import { loadSafetensors, readSafetensors, type SafetensorsFile } from "@sit/core";
+import type { SafetensorsFile } from "@sit/core";
+import { loadSafetensors, readSafetensors } from "@sit/core/node";
 
 /** The PyTorch reference fixtures, copied into the repository from the project's shared fixtures. */
 export const FIXTURES_DIR = fileURLToPath(new URL("../fixtures/", import.meta.url));

@@ -1,4 +1,4 @@
-import { loadCheckpoint, saveCheckpoint } from "@sit/core";
+import { loadCheckpoint, saveCheckpoint } from "@sit/core/node";
 import type * as tf from "@tensorflow/tfjs";
 import type { MaybePromise, RecipeState } from "./recipe";
 

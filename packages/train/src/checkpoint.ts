@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
-import { IOError, writeFileAtomic } from "@sit/core";
+import { IOError } from "@sit/core";
+import { writeFileAtomic } from "@sit/core/node";
 import * as tf from "@tensorflow/tfjs";
 import { type CheckpointIO, defaultCheckpointIO } from "./checkpoint-io";
 

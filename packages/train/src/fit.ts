@@ -1,4 +1,5 @@
-import { ConfigError, removeStaleTempFiles } from "@sit/core";
+import { ConfigError } from "@sit/core";
+import { removeStaleTempFiles } from "@sit/core/node";
 import * as tf from "@tensorflow/tfjs";
 import {
   type LoadedCheckpoint,

@@ -4,8 +4,9 @@
 // ESM files under <outdir> (shared chunks), runnable by a bare `node` with no node_modules.
 // Called by pack.sh:  npx tsx tools/bench/gpu/bundle.ts <outdir>
 //
-// @sit/core's backend.ts loads optional backends with `createRequire(import.meta.url)(id)`, which
-// a bundle cannot follow; the plugin below gives it a static table of the bundled ones instead.
+// @sit/core/node loads optional backends with `createRequire(import.meta.url)(id)`, which a bundle
+// cannot follow; the plugin below gives it a static table of the bundled ones instead
+// (@tensorflow/tfjs-backend-webgpu is a static import(), which esbuild bundles by itself).
 import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { type Plugin, build } from "esbuild";
@@ -33,13 +34,11 @@ const bundledRequire: Plugin = {
 const requireFrom = Object.assign(
   (id: string): unknown => {
     if (id === "webgpu") return require("webgpu");
-    if (id === "@tensorflow/tfjs-backend-webgpu") return require("@tensorflow/tfjs-backend-webgpu");
     throw notBundled(id);
   },
   {
     resolve: (id: string): string => {
       if (id === "webgpu") return decodeURIComponent(new URL("./webgpu-entry.mjs", import.meta.url).pathname);
-      if (id === "@tensorflow/tfjs-backend-webgpu") return "(bundled)";
       throw notBundled(id);
     },
   },

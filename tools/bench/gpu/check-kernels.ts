@@ -10,7 +10,8 @@
 //   npx tsx tools/bench/gpu/check-kernels.ts [--backend webgpu] [--allow-software-adapter]
 //     [--tol 1e-4] [--batch 8]
 import * as tf from "@tensorflow/tfjs";
-import { type BackendName, initBackend } from "../../../packages/core/src/index";
+import { type BackendName } from "../../../packages/core/src/index";
+import { initBackend } from "../../../packages/core/src/node";
 import {
   type KernelName,
   type KernelSignatures,

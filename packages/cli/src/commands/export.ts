@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { toTorchStateDict, writeSafetensors } from "@sit/core";
+import { toTorchStateDict } from "@sit/core";
+import { writeSafetensors } from "@sit/core/node";
 import { SitNetwork } from "@sit/recipes";
 import * as tf from "@tensorflow/tfjs";
 import { startBackend } from "../backend";

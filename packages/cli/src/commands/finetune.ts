@@ -1,6 +1,7 @@
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { Rng, writeSafetensors } from "@sit/core";
+import { Rng } from "@sit/core";
+import { writeSafetensors } from "@sit/core/node";
 import {
   BatchTransform,
   type NormalizeStats,

@@ -1,6 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { writeFileAtomic } from "@sit/core";
+import { writeFileAtomic } from "@sit/core/node";
 import { DataLoader } from "@sit/data";
 import {
   ConsoleProgressSink,

@@ -1,3 +1,4 @@
+// Node only (@sit/core/node): node:fs, and process ids to tell a live writer from a dead one.
 import {
   closeSync,
   existsSync,
@@ -11,7 +12,7 @@ import {
   writeSync,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { IOError } from "../errors";
+import { IOError } from "@sit/core";
 
 let counter = 0;
 

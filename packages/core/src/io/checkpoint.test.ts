@@ -5,8 +5,9 @@ import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { describe, expect, it } from "vitest";
 import { IOError } from "../errors";
-import { loadCheckpoint, saveCheckpoint } from "./checkpoint";
-import { writeSafetensors } from "./safetensors";
+import { parseCheckpoint, serializeCheckpoint } from "./checkpoint";
+import { loadCheckpoint, saveCheckpoint } from "./checkpoint-files";
+import { writeSafetensors } from "./safetensors-files";
 
 function sample() {
   return {
@@ -41,6 +42,27 @@ describe("checkpoints", () => {
     expect(back.tensors["opt.step"].dtype).toBe("int32");
     expect(back.tensors.mask.dtype).toBe("bool");
     expect(Array.from(back.tensors.mask.dataSync())).toEqual([1, 0, 1]);
+    tf.dispose([...Object.values(ck.tensors), ...Object.values(back.tensors)]);
+  });
+
+  it("as bytes both ways: the file saveCheckpoint writes is serializeCheckpoint's bytes", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sit-ckpt-"));
+    const path = join(dir, "bytes.safetensors");
+    const ck = sample();
+    const bytes = serializeCheckpoint(ck);
+    saveCheckpoint(path, ck);
+    expect(new Uint8Array(readFileSync(path))).toEqual(bytes);
+    const back = parseCheckpoint<typeof ck.meta>(bytes, "upload.safetensors");
+    expect(back.meta).toEqual(ck.meta);
+    expect(Array.from(back.tensors["model.w"].dataSync())).toEqual([1.5, -2, 3, 4.25]);
+    const bad = bytes.slice();
+    bad[bad.length - 1] ^= 1;
+    expect(() => parseCheckpoint(bad, "upload.safetensors")).toThrow(
+      /upload\.safetensors: corrupt checkpoint: SHA-256/,
+    );
+    expect(() => parseCheckpoint("x" as unknown as Uint8Array)).toThrow(
+      /bytes: expected a Uint8Array/,
+    );
     tf.dispose([...Object.values(ck.tensors), ...Object.values(back.tensors)]);
   });
 

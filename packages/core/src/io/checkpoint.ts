@@ -1,8 +1,5 @@
-import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import type * as tf from "@tensorflow/tfjs";
 import { IOError, describeValue, invalidArgument } from "../errors";
-import { writeFileAtomic } from "./atomic";
 import {
   type RawTensor,
   parseSafetensors,
@@ -10,6 +7,10 @@ import {
   serializeSafetensors,
   toRawTensor,
 } from "./safetensors";
+import { sha256 } from "./sha256";
+
+// A checkpoint as bytes, both ways: the same functions serve a web page (download, upload) and
+// Node, whose @sit/core/node writes these bytes to disk atomically (checkpoint-files.ts).
 
 /** Metadata keys of a SiT checkpoint inside the safetensors `__metadata__`. */
 const FORMAT_KEY = "sit.format";
@@ -17,7 +18,7 @@ const FORMAT = "sit-checkpoint/1";
 const META_KEY = "sit.meta";
 const CHECKSUM_KEY = "sit.sha256";
 
-/** What {@link saveCheckpoint} writes and {@link loadCheckpoint} returns. */
+/** What {@link serializeCheckpoint} encodes and {@link parseCheckpoint} returns. */
 export interface Checkpoint<M = unknown> {
   /** Tensors by name (model parameters, optimiser moments, …). */
   tensors: Record<string, tf.Tensor>;
@@ -29,7 +30,7 @@ export interface Checkpoint<M = unknown> {
 // the meta JSON, so a flipped byte anywhere a reader depends on is detected — including offsets
 // swapped between two tensors of the same size, which leave every other byte as it was.
 function checksum(data: Uint8Array, table: string, metaJson: string): string {
-  return createHash("sha256").update(data).update(table).update(metaJson).digest("hex");
+  return sha256().update(data).update(table).update(metaJson).digest();
 }
 
 type HeaderEntry = { dtype: string; shape: number[]; data_offsets: [number, number] };
@@ -63,17 +64,16 @@ function isWriterLayout(rows: Array<[string, HeaderEntry]>): boolean {
 function readHeader(bytes: Uint8Array): { header: Record<string, unknown>; dataStart: number } {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const len = Number(dv.getBigUint64(0, true));
-  const header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + len)).toString("utf8"));
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + len)));
   return { header, dataStart: 8 + len };
 }
 
 /**
- * Write a checkpoint as a safetensors file whose metadata holds `meta` (JSON) and a SHA-256 of the
- * contents, atomically (temp file + fsync + rename): a crash mid-write leaves the previous file.
+ * Encode a checkpoint as safetensors bytes whose metadata holds `meta` (JSON) and a SHA-256 of the
+ * contents: the bytes `saveCheckpoint` of `@sit/core/node` writes to a file, and that a web page
+ * offers as a download.
  */
-export function saveCheckpoint(path: string, checkpoint: Checkpoint): void {
-  if (typeof path !== "string" || path.length === 0)
-    throw invalidArgument("path", path, "a non-empty file path");
+export function serializeCheckpoint(checkpoint: Checkpoint): Uint8Array {
   if (!checkpoint || typeof checkpoint !== "object" || typeof checkpoint.tensors !== "object")
     throw invalidArgument("checkpoint", checkpoint, "{ tensors: Record<string, Tensor>, meta }");
   let metaJson: string;
@@ -92,7 +92,7 @@ export function saveCheckpoint(path: string, checkpoint: Checkpoint): void {
   for (const [name, t] of Object.entries(checkpoint.tensors)) raws[name] = toRawTensor(t);
   // The writer lays tensors out in sorted-name order with no gaps: hash them in that order.
   const names = Object.keys(raws).sort();
-  const hash = createHash("sha256");
+  const hash = sha256();
   const rows: Array<[string, HeaderEntry]> = [];
   let offset = 0;
   for (const n of names) {
@@ -104,34 +104,30 @@ export function saveCheckpoint(path: string, checkpoint: Checkpoint): void {
     ]);
     offset += d.byteLength;
   }
-  const sum = hash.update(tensorTable(rows)).update(metaJson).digest("hex");
-  writeFileAtomic(
-    path,
-    serializeSafetensors(raws, { [FORMAT_KEY]: FORMAT, [META_KEY]: metaJson, [CHECKSUM_KEY]: sum }),
-  );
+  const sum = hash.update(tensorTable(rows)).update(metaJson).digest();
+  return serializeSafetensors(raws, {
+    [FORMAT_KEY]: FORMAT,
+    [META_KEY]: metaJson,
+    [CHECKSUM_KEY]: sum,
+  });
 }
 
 /**
- * Read a checkpoint written by {@link saveCheckpoint}, verifying its checksum. A missing,
- * truncated or corrupt file (or a safetensors file that is not a SiT checkpoint) throws an
- * IOError that names the file. The caller owns (disposes) the returned tensors.
+ * Decode checkpoint bytes made by {@link serializeCheckpoint}, verifying the checksum. Truncated or
+ * corrupt bytes (or a safetensors file that is not a SiT checkpoint) throw an IOError that names
+ * `source` (a file name, an upload's name). The caller owns (disposes) the returned tensors.
  */
-export function loadCheckpoint<M = unknown>(path: string): Checkpoint<M> {
-  if (typeof path !== "string" || path.length === 0)
-    throw invalidArgument("path", path, "a non-empty file path");
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (err) {
-    throw new IOError(`loadCheckpoint: cannot read ${path}: ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
-  const parsed = parseSafetensors(bytes, path);
+export function parseCheckpoint<M = unknown>(
+  bytes: Uint8Array,
+  source = "<buffer>",
+): Checkpoint<M> {
+  if (!(bytes instanceof Uint8Array))
+    throw invalidArgument("bytes", bytes, "a Uint8Array (the checkpoint file's contents)");
+  const parsed = parseSafetensors(bytes, source);
   const meta = parsed.metadata;
   if (meta[FORMAT_KEY] !== FORMAT || typeof meta[CHECKSUM_KEY] !== "string")
     throw new IOError(
-      `${path}: not a SiT checkpoint (expected metadata ${FORMAT_KEY}=${FORMAT} with a ${CHECKSUM_KEY} checksum, got ${describeValue(meta[FORMAT_KEY])})`,
+      `${source}: not a SiT checkpoint (expected metadata ${FORMAT_KEY}=${FORMAT} with a ${CHECKSUM_KEY} checksum, got ${describeValue(meta[FORMAT_KEY])})`,
     );
   const { header, dataStart } = readHeader(bytes);
   const metaJson = meta[META_KEY] ?? "null";
@@ -146,13 +142,13 @@ export function loadCheckpoint<M = unknown>(path: string): Checkpoint<M> {
     checksum(data, tensorTable(rows, false), metaJson) === meta[CHECKSUM_KEY];
   if (actual !== meta[CHECKSUM_KEY] && !legacy)
     throw new IOError(
-      `${path}: corrupt checkpoint: SHA-256 of the contents is ${actual}, the file records ${meta[CHECKSUM_KEY]}`,
+      `${source}: corrupt checkpoint: SHA-256 of the contents is ${actual}, the file records ${meta[CHECKSUM_KEY]}`,
     );
   let value: M;
   try {
     value = JSON.parse(metaJson) as M;
   } catch (err) {
-    throw new IOError(`${path}: corrupt checkpoint metadata (${(err as Error).message})`);
+    throw new IOError(`${source}: corrupt checkpoint metadata (${(err as Error).message})`);
   }
   const tensors: Record<string, tf.Tensor> = {};
   for (const [k, raw] of Object.entries(parsed.tensors)) tensors[k] = rawToTensor(raw);

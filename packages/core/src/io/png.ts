@@ -1,8 +1,9 @@
 import { crc32, deflateSync } from "node:zlib";
-import { invalidArgument } from "../errors";
+import { invalidArgument } from "@sit/core";
 
 // The one PNG writer of the project (pictures, grids, TensorBoard images): 8-bit RGB or RGBA,
-// no interlacing, every row filtered with "None". node:zlib does the compression and the CRCs.
+// no interlacing, every row filtered with "None". node:zlib does the compression and the CRCs,
+// so it is Node only (@sit/core/node); a web page draws pixels on a canvas instead.
 
 const SIGNATURE = Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a);
 

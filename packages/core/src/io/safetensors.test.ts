@@ -5,13 +5,8 @@ import * as tf from "@tensorflow/tfjs";
 import { describe, expect, it } from "vitest";
 import { FIXTURES_DIR } from "@sit/testing";
 import { IOError } from "../errors";
-import {
-  loadSafetensors,
-  parseSafetensors,
-  readSafetensors,
-  serializeSafetensors,
-  writeSafetensors,
-} from "./safetensors";
+import { parseSafetensors, serializeSafetensors } from "./safetensors";
+import { loadSafetensors, readSafetensors, writeSafetensors } from "./safetensors-files";
 
 describe("safetensors", () => {
   it("reads every reference fixture file", () => {

@@ -1,7 +1,10 @@
-import { readFileSync } from "node:fs";
 import * as tf from "@tensorflow/tfjs";
 import { IOError, describeValue } from "../errors";
-import { writeFileAtomic } from "./atomic";
+
+// Bytes in, bytes out: this module runs unchanged in a web page and under Node. Reading and
+// writing files is @sit/core/node's (safetensors-files.ts).
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
+const utf8Encoder = new TextEncoder();
 
 /** safetensors dtypes this reader understands, and the typed array each becomes. */
 export type SafetensorsDtype = "F32" | "F64" | "F16" | "I32" | "I64" | "U8" | "I8" | "I16" | "BOOL";
@@ -41,7 +44,6 @@ const BYTES: Record<SafetensorsDtype, number> = {
 
 function view(dtype: SafetensorsDtype, bytes: Uint8Array): RawTensor["data"] {
   // Copy into a fresh aligned buffer: header lengths make offsets arbitrary.
-  // (Buffer#slice shares memory, so copy explicitly.)
   const copy = new Uint8Array(bytes.length);
   copy.set(bytes);
   const buf = copy.buffer;
@@ -95,7 +97,7 @@ export function parseSafetensors(bytes: Uint8Array, source = "<buffer>"): Safete
   }
   let header: Record<string, unknown>;
   try {
-    header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + headerLen)).toString("utf8"));
+    header = JSON.parse(utf8Decoder.decode(bytes.subarray(8, 8 + headerLen)));
   } catch (err) {
     throw new IOError(
       `${source}: malformed safetensors header (not JSON: ${(err as Error).message})`,
@@ -147,19 +149,6 @@ export function parseSafetensors(bytes: Uint8Array, source = "<buffer>"): Safete
   return { tensors, metadata };
 }
 
-/** Read and parse a safetensors file. */
-export function readSafetensors(path: string): SafetensorsFile {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (err) {
-    throw new IOError(`readSafetensors: cannot read ${path}: ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
-  return parseSafetensors(bytes, path);
-}
-
 /** Convert a raw tensor to a tfjs tensor (F64/I64 narrowed to float32/int32, F16 widened). */
 export function rawToTensor(raw: RawTensor): tf.Tensor {
   const { dtype, shape, data } = raw;
@@ -181,17 +170,6 @@ export function rawToTensor(raw: RawTensor): tf.Tensor {
     default:
       return tf.tensor(Int32Array.from(data as ArrayLike<number>), shape, "int32");
   }
-}
-
-/** Load every tensor of a safetensors file as tfjs tensors. The caller owns (disposes) them. */
-export function loadSafetensors(path: string): {
-  tensors: Record<string, tf.Tensor>;
-  metadata: Record<string, string>;
-} {
-  const f = readSafetensors(path);
-  const tensors: Record<string, tf.Tensor> = {};
-  for (const [k, v] of Object.entries(f.tensors)) tensors[k] = rawToTensor(v);
-  return { tensors, metadata: f.metadata };
 }
 
 function halfToFloat(h: Uint16Array): Float32Array {
@@ -244,10 +222,10 @@ export function serializeSafetensors(
     header[n] = { dtype: r.dtype, shape: r.shape, data_offsets: [offset, offset + len] };
     offset += len;
   });
-  let json = JSON.stringify(header);
+  const json = utf8Encoder.encode(JSON.stringify(header));
   // Pad with spaces so the data section starts 8-byte aligned, as the reference writer does.
-  while ((8 + Buffer.byteLength(json)) % 8 !== 0) json += " ";
-  const headerBytes = Buffer.from(json, "utf8");
+  const headerBytes = new Uint8Array(json.length + ((8 - ((8 + json.length) % 8)) % 8)).fill(0x20);
+  headerBytes.set(json, 0);
   const out = new Uint8Array(8 + headerBytes.length + offset);
   new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
   out.set(headerBytes, 8);
@@ -257,13 +235,4 @@ export function serializeSafetensors(
     pos += r.data.byteLength;
   }
   return out;
-}
-
-/** Write tensors to a safetensors file atomically. */
-export function writeSafetensors(
-  path: string,
-  tensors: Record<string, Serializable>,
-  metadata: Record<string, string> = {},
-): void {
-  writeFileAtomic(path, serializeSafetensors(tensors, metadata));
 }

@@ -10,7 +10,8 @@ import {
 } from "node:fs";
 import { open } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { ConfigError, IOError, writeFileAtomic } from "@sit/core";
+import { ConfigError, IOError } from "@sit/core";
+import { writeFileAtomic } from "@sit/core/node";
 import { extractArchive } from "./extract";
 import { DATASET_SOURCES, type DatasetSource, type RemoteFile } from "./sources";
 
