@@ -55,4 +55,10 @@ export {
   type BlockwiseMaskOptions,
   type BlockwiseMaskerOptions,
 } from "./blockwise";
+export {
+  AttentionMasker,
+  clsAttentionScores,
+  ATTENTION_MASK_DEFAULTS,
+  type AttentionMaskerOptions,
+} from "./attention-mask";
 export { renderGmmlGrid, writeGmmlGrid, type GmmlGridOptions } from "./grid";
