@@ -91,7 +91,13 @@ describe("VisionTransformer.forward", () => {
     expect(tf.max(tf.abs(tf.sub(raw.intermediates![1], raw.tokens))).dataSync()[0]).toBeGreaterThan(
       1e-3,
     );
-    tf.dispose([images, rowSums, raw as never, normed as never]);
+    // "last": only the last block's map, the same numbers (what attention-guided masking reads).
+    const last = m.forward(images, { attentions: "last" });
+    expect(last.attentions!.map((t) => t.shape)).toEqual([[2, 2, 17, 17]]);
+    expect(Array.from(last.attentions![0].dataSync())).toEqual(
+      Array.from(raw.attentions![2].dataSync()),
+    );
+    tf.dispose([images, rowSums, raw as never, normed as never, last as never]);
     m.dispose();
   });
 

@@ -58,8 +58,11 @@ export interface VitForwardOptions {
    * `get_intermediate_layers`. Default false (raw block outputs).
    */
   normalizeIntermediates?: boolean;
-  /** Return every block's attention probabilities `[B, H, 1+N, 1+N]`. Default false. */
-  attentions?: boolean;
+  /**
+   * Return attention probabilities `[B, H, 1+N, 1+N]`: of every block (true) or of the last block
+   * only ("last": the other blocks keep their fused kernels). Default false.
+   */
+  attentions?: boolean | "last";
   /** Generator of this call's drop-path draws (default: the model's own). */
   rng?: Rng;
   /** Gradient checkpointing per block for this call (default: the model's setting). */
@@ -76,7 +79,7 @@ export interface VitOutput {
   tokens: tf.Tensor3D;
   /** Outputs of the requested blocks `[B, 1+N, D]`. */
   intermediates?: tf.Tensor3D[];
-  /** Attention probabilities of every block `[B, H, 1+N, 1+N]`. */
+  /** Attention probabilities `[B, H, 1+N, 1+N]` of every block (or of the last one only). */
   attentions?: tf.Tensor4D[];
 }
 
@@ -236,8 +239,9 @@ export class VisionTransformer extends Module {
       const intermediates = new Map<number, tf.Tensor3D>();
       const attentions: tf.Tensor4D[] = [];
       const useCheckpoints = options.checkpointBlocks ?? this.checkpointBlocks;
-      const wantAttention = options.attentions === true;
       this.blocks.forEach((block, i) => {
+        const wantAttention =
+          options.attentions === true || (options.attentions === "last" && i === this.depth - 1);
         const dropScales = block.drawDropScales(b, rng);
         if (useCheckpoints) {
           let attention: tf.Tensor4D | undefined;
