@@ -4,7 +4,7 @@
 // (clipping + AdamW) and EMA. Prints one JSON object: per phase the kernel launches and summed
 // kernel time, the top kernels by time and by count, and the top (kernel, input shapes) pairs.
 //
-//   npx tsx tools/bench/profile-step.ts [--backend wasm|cpu|webgpu] [--batch 64] [--warmup 1]
+//   npx tsx tools/bench/profile-step.ts [--backend wasm|cpu|webgpu] [--batch 64] [--depth 12] [--warmup 1]
 //     [--top 12] [--checkpoint-blocks on|off] [--no-overrides] [--shapes-of Identity,Transpose]
 //
 // Phase boundaries come from hooks on this step only: the engine's startTape/endTape (the outer
@@ -13,7 +13,8 @@
 // which `untimed_ms` (step wall time − summed kernel time) shows.
 import { loadavg } from "node:os";
 import * as tf from "@tensorflow/tfjs";
-import { type BackendName, initBackend } from "../../packages/core/src/index";
+import type { BackendName } from "../../packages/core/src/index";
+import { initBackend } from "../../packages/core/src/node";
 import { listKernelOverrides, setWasmKernels } from "../../packages/kernels/src/index";
 import { createSiT } from "../../packages/recipes/src/index";
 
@@ -25,6 +26,7 @@ const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 
 const backend = option("backend", "wasm") as BackendName;
 const BATCH = Number(option("batch", "64"));
+const DEPTH = Number(option("depth", "12"));
 const WARMUP = Number(option("warmup", "1"));
 const TOP = Number(option("top", "12"));
 const IMG = 32;
@@ -84,7 +86,10 @@ if (process.argv.includes("--no-overrides")) {
   setWasmKernels(false);
 }
 const recipe = createSiT({
-  backbone: { preset: "tiny", imgSize: IMG, patchSize: PATCH, inChans: 3, checkpointBlocks },
+  backbone: {
+    ...{ preset: "tiny", depth: DEPTH, imgSize: IMG, patchSize: PATCH, inChans: 3 },
+    checkpointBlocks,
+  },
   projection: { hidden: 4096, outDim: 256 },
   optim: { batchSize: BATCH, epochs: 100, stepsPerEpoch: 100 },
   lambda: 5,
@@ -154,7 +159,7 @@ console.log(
   JSON.stringify(
     {
       bench: "profile_step",
-      model: `SiT v3, ViT-Tiny/${PATCH} at ${IMG} px, projection 4096 → 256, batch ${BATCH}`,
+      model: `SiT v3, ViT-Tiny/${PATCH} at ${IMG} px, depth ${DEPTH}, projection 4096 → 256, batch ${BATCH}`,
       backend: info.name,
       ...(info.threads !== undefined ? { threads: info.threads, simd: info.simd } : {}),
       checkpoint_blocks: checkpointBlocks,

@@ -17,8 +17,6 @@ export const GELU_BACKWARD_KERNEL = "SitGeluBackward";
 /** tfjs kernel names of the attention softmax: `softmax(scale·x)` over the last axis, and back. */
 export const SOFTMAX_FORWARD_KERNEL = "SitSoftmaxForward";
 export const SOFTMAX_BACKWARD_KERNEL = "SitSoftmaxBackward";
-/** tfjs kernel name of the heap product for a few rows: `bias + x·w` (matmul-kernels.wat). */
-export const SMALL_MATMUL_KERNEL = "SitSmallMatMul";
 
 interface HeapBackend {
   makeOutput(s: number[], d: tf.DataType): tf.TensorInfo;
@@ -117,23 +115,6 @@ function simdGelu(heap: WasmHeap): NonNullable<ReturnType<typeof flatKernels>["g
   return gelu;
 }
 
-function smallMatMulKernel(args: {
-  inputs: tf.NamedTensorInfoMap;
-  backend: unknown;
-}): tf.TensorInfo {
-  const { x, w, bias } = args.inputs as Record<string, tf.TensorInfo | undefined>;
-  if (!x || !w) throw new Error(`${SMALL_MATMUL_KERNEL}: expected inputs x and w`);
-  const [m, k] = x.shape;
-  const n = w.shape[1];
-  const out = (args.backend as HeapBackend).makeOutput([m, n], "float32");
-  const heap = WasmHeap.of(args.backend);
-  flatKernels(heap).smallMatMul({
-    ...{ out: heap.offset(out), x: heap.offset(x), w: heap.offset(w) },
-    ...{ bias: bias ? heap.offset(bias) : null, m, k, n },
-  });
-  return out;
-}
-
 function softmaxForwardKernel(args: {
   inputs: tf.NamedTensorInfoMap;
   backend: unknown;
@@ -168,7 +149,6 @@ function softmaxBackwardKernel(args: {
 const KERNELS: [string, unknown][] = [
   [SOFTMAX_FORWARD_KERNEL, softmaxForwardKernel],
   [SOFTMAX_BACKWARD_KERNEL, softmaxBackwardKernel],
-  [SMALL_MATMUL_KERNEL, smallMatMulKernel],
   [GELU_FORWARD_KERNEL, geluForwardKernel],
   [GELU_BACKWARD_KERNEL, geluBackwardKernel],
   [COLUMN_SUM_KERNEL, columnSumKernel],
@@ -262,21 +242,6 @@ export function heapSoftmaxBackward<T extends tf.Tensor>(dp: T, p: T, scale: num
       `heapSoftmaxBackward: expected dp of the probabilities' shape [${p.shape}], got [${dp.shape}]`,
     );
   return tf.engine().runKernel(SOFTMAX_BACKWARD_KERNEL, { dp, p }, { scale }) as T;
-}
-
-/**
- * `bias + x·w` on the heap for float32 `x [M, K]` (a few rows), `w [K, N]` with N a multiple of 4,
- * `bias [N]` optional; no gradient of its own (callers wrap it, as `wasmLinear` does).
- */
-export function heapSmallMatMul(x: tf.Tensor2D, w: tf.Tensor2D, bias?: tf.Tensor1D): tf.Tensor2D {
-  const k = x.shape[1];
-  const [kw, n] = w.shape;
-  if (k !== kw || n % 4 !== 0 || (bias && bias.shape[0] !== n))
-    throw new Error(
-      `heapSmallMatMul: expected x [M, K], w [K, N] with N a multiple of 4 and bias [N], got x [${x.shape}], w [${w.shape}]${bias ? `, bias [${bias.shape}]` : ""}`,
-    );
-  const inputs: tf.NamedTensorMap = bias ? { x, w, bias } : { x, w };
-  return tf.engine().runKernel(SMALL_MATMUL_KERNEL, inputs) as tf.Tensor2D;
 }
 
 /** Exact GELU forward on the heap: `[y, Φ(x)]`. */

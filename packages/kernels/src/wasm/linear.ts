@@ -1,6 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { WasmHeap } from "./heap";
-import { heapColumnSum, heapOpsAvailable, heapSimdAvailable, heapSmallMatMul } from "./heap-ops";
+import { heapColumnSum, heapOpsAvailable } from "./heap-ops";
 import { withGradient } from "../custom-grad";
 import type { KernelSignatures } from "../registry";
 
@@ -38,39 +37,11 @@ export function weightGradient(x: tf.Tensor2D, dy: tf.Tensor2D): tf.Tensor2D {
     : tf.matMul(tf.transpose(x), dy);
 }
 
-/** Rows up to which {@link product} may take the heap's few-rows product. */
-export const SMALL_PRODUCT_ROWS = 32;
-/** Weight elements from which packing costs more than the heap's few-rows product (4 MB). */
-export const SMALL_PRODUCT_MIN_WEIGHT = 1 << 20;
-
-/**
- * `bias + x·w` in the forward pass. XNNPACK packs `w` before it multiplies and keeps the packed
- * copy until `w` changes; a weight that AdamW or the EMA rewrote in place since its last product
- * (`WasmHeap.unpacked`) would be packed anew, which for a few rows through a large weight costs
- * several times the product (a 4096 × 4096 weight: ≈ 70 ms to pack, ≈ 18 ms for 8 rows through
- * matmul-kernels.wat's single-threaded SIMD product, measured). Such products take the heap
- * kernel; everything else XNNPACK, which then holds the weight packed.
- */
-export function product(x: tf.Tensor2D, w: tf.Tensor2D, bias?: tf.Tensor1D): tf.Tensor2D {
-  const [inF, outF] = w.shape;
-  if (heapSimdAvailable()) {
-    const heap = WasmHeap.active();
-    const few =
-      x.shape[0] <= SMALL_PRODUCT_ROWS &&
-      inF * outF >= SMALL_PRODUCT_MIN_WEIGHT &&
-      outF % 4 === 0 &&
-      x.dtype === "float32";
-    if (few && heap.unpacked(w)) return heapSmallMatMul(x, w, bias);
-    heap.packing(w);
-  }
-  return bias ? (tf.fused.matMul({ a: x, b: w, bias }) as tf.Tensor2D) : tf.matMul(x, w);
-}
-
 const withBias = withGradient<[tf.Tensor2D, tf.Tensor2D, tf.Tensor1D], tf.Tensor2D>(
   ([x, w, b], save) => {
     save([x, w]);
     return {
-      value: product(x, w, b),
+      value: tf.fused.matMul({ a: x, b: w, bias: b }) as tf.Tensor2D,
       backward: (dy, [xs, ws]) => [
         inputGradient(dy, ws as tf.Tensor2D),
         weightGradient(xs as tf.Tensor2D, dy),
@@ -83,7 +54,7 @@ const withBias = withGradient<[tf.Tensor2D, tf.Tensor2D, tf.Tensor1D], tf.Tensor
 const noBias = withGradient<[tf.Tensor2D, tf.Tensor2D], tf.Tensor2D>(([x, w], save) => {
   save([x, w]);
   return {
-    value: product(x, w),
+    value: tf.matMul(x, w),
     backward: (dy, [xs, ws]) => [
       inputGradient(dy, ws as tf.Tensor2D),
       weightGradient(xs as tf.Tensor2D, dy),

@@ -10,6 +10,7 @@ import { wasmLayerNorm } from "./layer-norm";
 import { setSharingIdentity } from "./identity";
 import { wasmLinear } from "./linear";
 import { setHeapSlice } from "./slice";
+import { setSmallProduct } from "./small-product";
 
 /**
  * The wasm backend's kernels behind the seam: the fastest composition of existing tfjs wasm
@@ -29,7 +30,8 @@ let removeAll: (() => void) | null = null;
  * Register (`true`, the state after importing this package) or remove (`false`) the built-in wasm
  * overrides of {@link wasmKernels}, and with them a wasm `Identity` kernel that shares its input's
  * buffer instead of copying it (tfjs clones every tensor saved for a backward pass; see
- * `identity.ts`), a `Slice` that copies contiguous slices heap to heap (`slice.ts`), and the
+ * `identity.ts`), a `Slice` that copies contiguous slices heap to heap (`slice.ts`), products of a
+ * few rows by a weight changed in place without XNNPACK's repacking (`small-product.ts`), and the
  * whole-model AdamW and EMA updates and column sums inside the heap (`flat-adamw.ts`,
  * `flat-ema.ts`, `heap-ops.ts`), and LayerNorm in one pass each way (`heap-ops.ts`). The
  * kernels are installed on the first call of an override, once the wasm
@@ -44,6 +46,7 @@ export function setWasmKernels(enabled: boolean): void {
         if (removeAll) {
           setSharingIdentity(true);
           setHeapSlice(true);
+          setSmallProduct(true);
         }
         return impl(...a);
       };
@@ -58,6 +61,7 @@ export function setWasmKernels(enabled: boolean): void {
       for (const r of removers) r();
       setSharingIdentity(false);
       setHeapSlice(false);
+      setSmallProduct(false);
     };
   } else if (!enabled && removeAll) {
     removeAll();
