@@ -1,5 +1,5 @@
 import { ConfigError } from "@sit/core";
-import { GMML_DEFAULTS } from "@sit/gmml";
+import { ATTENTION_MASK_DEFAULTS, GMML_DEFAULTS } from "@sit/gmml";
 import { CONTRASTIVE_LOSS_DEFAULTS, RECONSTRUCTION_LOSS_DEFAULTS } from "@sit/losses";
 import { MOMENTUM_DEFAULTS } from "@sit/momentum";
 import { VIT_DEFAULTS, VIT_PRESETS } from "@sit/vit";
@@ -46,6 +46,20 @@ export const gmmlSchema = z
   })
   .strict();
 
+/**
+ * Attention-guided masking (AttMask, Kakogeorgiou et al. 2022): which patches the teacher's CLS
+ * attends to most are masked ("high"), optionally with a few of the top ones revealed ("hint").
+ */
+export const attentionMaskSchema = z
+  .object({
+    mode: z.enum(["high", "hint"]).default(ATTENTION_MASK_DEFAULTS.mode),
+    ratio: fraction.default(GMML_DEFAULTS.ratio),
+    showMax: fraction.default(ATTENTION_MASK_DEFAULTS.showMax),
+    showRatio: z.number().min(0).max(1).default(ATTENTION_MASK_DEFAULTS.showRatio),
+    groups: z.enum(["token", "pixel"]).default(ATTENTION_MASK_DEFAULTS.groups),
+  })
+  .strict();
+
 export const optimSchema = z
   .object({
     /** Images per step (both views count once: B images give 2B crops). */
@@ -77,6 +91,12 @@ export const sitSchema = z
       .strict()
       .default({}),
     gmml: gmmlSchema.default({}),
+    /**
+     * "gmml" (default: GMML's random blocks, `gmml`) or "attention" (attention-guided masks from
+     * the teacher's forward on the clean views, `attentionMask`). Absent means "gmml".
+     */
+    masking: z.enum(["gmml", "attention"]).optional(),
+    attentionMask: attentionMaskSchema.optional(),
     optim: optimSchema,
     /** Contrastive temperature τ (loss scaled by 2τ). */
     temperature: z.number().finite().positive().default(CONTRASTIVE_LOSS_DEFAULTS.temperature),
@@ -98,6 +118,7 @@ export const sitSchema = z
 export type BackboneConfig = z.output<typeof backboneSchema>;
 export type BackboneConfigInput = z.input<typeof backboneSchema>;
 export type GmmlConfig = z.output<typeof gmmlSchema>;
+export type AttentionMaskConfig = z.output<typeof attentionMaskSchema>;
 export type OptimConfig = z.output<typeof optimSchema>;
 export type SitConfig = z.output<typeof sitSchema>;
 export type SitConfigInput = z.input<typeof sitSchema>;

@@ -1,11 +1,17 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "@sit/core";
 import type { EmaTeacher } from "@sit/momentum";
-import { GmmlMasker, corruptViews } from "@sit/gmml";
+import { AttentionMasker, GmmlMasker, clsAttentionScores, corruptViews } from "@sit/gmml";
 import { maskedReconstructionLoss, sitContrastiveLoss } from "@sit/losses";
 import type { StepResult } from "@sit/train";
 import type { VisionTransformer } from "@sit/vit";
-import { type SitConfig, type SitConfigInput, parseConfig, sitSchema } from "./config";
+import {
+  type SitConfig,
+  type SitConfigInput,
+  attentionMaskSchema,
+  parseConfig,
+  sitSchema,
+} from "./config";
 import { type TwoViewBatch, twoViews } from "./batches";
 import { gradientsByName } from "./gradients";
 import { ModuleRecipe, type StepHyper } from "./recipe-base";
@@ -50,6 +56,8 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
   declare readonly config: SitConfig;
   readonly teacher: EmaTeacher<SitNetwork>;
   readonly masker: GmmlMasker;
+  /** The attention-guided masker when `masking` is "attention" (GMML's `masker` is unused then). */
+  readonly attentionMasker: AttentionMasker | null;
 
   constructor(config: SitConfig) {
     const rng = Rng.seed(config.seed);
@@ -62,6 +70,13 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
     this.rngs.mask = rng.split();
     this.rngs.dropPath = rng.split();
     this.masker = new GmmlMasker({ ...config.gmml, patchSize: this.student.backbone.patchSize });
+    this.attentionMasker =
+      config.masking === "attention"
+        ? new AttentionMasker({
+            ...attentionMaskSchema.parse(config.attentionMask ?? {}),
+            patchSize: this.student.backbone.patchSize,
+          })
+        : null;
   }
 
   protected backboneOf(network: SitNetwork): VisionTransformer {
@@ -77,17 +92,38 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
   async trainStep(batch: TwoViewBatch, step: number): Promise<StepResult> {
     const clean = twoViews(batch);
     const hyper = this.hyperAt(step);
-    const { corrupted, masks, tokenMasks } = corruptViews(this.masker, clean, this.rngs.mask);
+    // With attention-guided masking the teacher runs first: its forward on the clean views gives
+    // both its projections and the last block's CLS attention that ranks the patches to mask.
+    const teacher = this.attentionMasker ? this.teacherWithScores(clean) : null;
+    const { corrupted, masks, tokenMasks } = teacher
+      ? this.attentionMasker!.maskViews(clean, teacher.scores, this.rngs.mask)
+      : corruptViews(this.masker, clean, this.rngs.mask);
     try {
       const out = this.stepTensors(
         { clean, corrupted: [corrupted[0], corrupted[1]], masks: [masks[0], masks[1]] },
         hyper,
         false,
+        teacher?.projection,
       );
       return await this.readResult(out.losses, ["contrastive", "reconstruction"], hyper);
     } finally {
       tf.dispose([...corrupted, ...masks, ...tokenMasks]);
+      if (teacher) tf.dispose([teacher.projection, ...teacher.scores]);
     }
+  }
+
+  /** The teacher on the clean views: projections `[2B, D]` and per-view CLS-attention scores `[B, N]`. */
+  teacherWithScores(clean: ViewPair): { projection: tf.Tensor2D; scores: tf.Tensor2D[] } {
+    const B = clean[0].shape[0];
+    const t = this.teacher.module;
+    return tf.tidy(() => {
+      const f = t.backbone.forward(tf.concat([...clean], 0), { attentions: "last" });
+      const scores = clsAttentionScores(f.attentions![0]);
+      return {
+        projection: t.clsHead!.apply(f.cls) as tf.Tensor2D,
+        scores: [0, 1].map((i) => tf.slice(scores, [i * B, 0], [B, -1]) as tf.Tensor2D),
+      };
+    });
   }
 
   /**
@@ -123,6 +159,7 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
     inputs: SitStepInputs,
     hyper: StepHyper,
     details: boolean,
+    teacherProjection?: tf.Tensor2D,
   ): {
     losses: tf.Tensor;
     s?: tf.Tensor;
@@ -137,7 +174,7 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
       const corrupted = tf.concat([...inputs.corrupted], 0) as tf.Tensor4D;
       const mask = tf.concat([...inputs.masks], 0);
       // Teacher on the clean views, outside the tape (no gradient; its BatchNorm uses batch statistics).
-      const t = this.teacher.module.forward(clean).projection as tf.Tensor2D;
+      const t = teacherProjection ?? (this.teacher.module.forward(clean).projection as tf.Tensor2D);
       const { loss, grads, extras } = gradientsByName(this.student, () => {
         const o = this.student.forward(corrupted, { rng: this.rngs.dropPath });
         const s = o.projection as tf.Tensor2D;
