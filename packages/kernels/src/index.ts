@@ -10,6 +10,16 @@ export { linear } from "./linear";
 export { layerNorm } from "./layer-norm";
 export { gelu } from "./gelu";
 export { fusedLinear, type FusedLinearOptions } from "./fused-linear";
+export {
+  transformerBlock,
+  portableTransformerBlock,
+  setWebgpuFusedBlock,
+  type TransformerBlockWeights,
+  type TransformerBlockOptions,
+  type TransformerBlockResult,
+  type NormWeights,
+  type LinearWeights,
+} from "./transformer-block";
 export { multiHeadAttention, packedSelfAttention, type AttentionOptions } from "./attention";
 export { patchify, unpatchify } from "./patchify";
 export { portableKernels } from "./portable";

@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { LayerNorm, Module, type Rng, checkNumber, invalidArgument } from "@sit/core";
-import { Attention, Mlp, applyNorm } from "./layers";
+import { transformerBlock } from "@sit/kernels";
+import { Attention, Mlp } from "./layers";
 import { VIT_DEFAULTS } from "./presets";
 
 /** Options of {@link Block}. */
@@ -100,13 +101,25 @@ export class Block extends Module {
     const scales =
       options.dropScales !== undefined ? options.dropScales : this.drawDropScales(b, options.rng);
     return tf.tidy(() => {
-      // Each residual add (with its drop-path factors) rides in its branch's last GEMM: one
-      // kernel on webgpu; elsewhere the same mul and add as before.
-      const [s0, s1] = scales ? [tf.tensor1d(scales[0]), tf.tensor1d(scales[1])] : [null, null];
-      const a = this.attn.apply(applyNorm(this.norm1, x), options.returnAttention === true, x, s0);
-      const h = a.output;
-      const output = this.mlp.apply(applyNorm(this.norm2, h), h, s1) as tf.Tensor3D;
-      return a.attention ? { output, attention: a.attention } : { output };
+      // On webgpu the whole block is one fused kernel per direction (no attention maps asked
+      // for); elsewhere @sit/kernels composes it from LayerNorm, linear, attention and the fused
+      // linear that carries each residual add and its drop-path factors.
+      const dropScales = scales
+        ? ([tf.tensor1d(scales[0]), tf.tensor1d(scales[1])] as [tf.Tensor1D, tf.Tensor1D])
+        : null;
+      const weights = {
+        norm1: this.norm1,
+        qkv: this.attn.qkv,
+        proj: this.attn.proj,
+        norm2: this.norm2,
+        fc1: this.mlp.fc1,
+        fc2: this.mlp.fc2,
+      };
+      return transformerBlock(x as tf.Tensor3D, weights, {
+        numHeads: this.numHeads,
+        dropScales,
+        returnAttention: options.returnAttention === true,
+      }) as { output: tf.Tensor3D; attention?: tf.Tensor4D };
     });
   }
 }

@@ -1,12 +1,13 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "@sit/core";
-import { setWebgpuKernels } from "@sit/kernels";
+import { setWebgpuFusedBlock, setWebgpuKernels } from "@sit/kernels";
 import { expectClose, useWebgpu } from "@sit/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import { VisionTransformer } from "./vision-transformer";
 
 afterAll(async () => {
   setWebgpuKernels(true);
+  setWebgpuFusedBlock(true);
   await tf.setBackend("cpu");
 });
 
@@ -45,19 +46,19 @@ async function step(dropPathRate: number, checkpointBlocks: boolean): Promise<Fl
   return data;
 }
 
-describe("VisionTransformer on webgpu with the fused GEMM kernels", () => {
+describe("VisionTransformer on webgpu with the fused block", () => {
   it.for([
     ["no drop path", 0, false],
     ["drop path", 0.4, false],
     ["checkpointed blocks", 0, true],
     ["checkpointed blocks, drop path", 0.4, true],
   ] as const)(
-    "matches the portable path (tfjs ops on webgpu): loss and every parameter's gradient (%s)",
+    "matches the portable block on webgpu: loss and every parameter's gradient (%s)",
     async ([, dropPathRate, checkpointBlocks], ctx) => {
       if (!(await useWebgpu(ctx))) return;
-      setWebgpuKernels(false);
+      setWebgpuFusedBlock(false);
       const portable = await step(dropPathRate, checkpointBlocks);
-      setWebgpuKernels(true);
+      setWebgpuFusedBlock(true);
       const fused = await step(dropPathRate, checkpointBlocks);
       expectClose(fused[0], portable[0], 1e-5, "loss");
       const names = build(0)
@@ -68,9 +69,9 @@ describe("VisionTransformer on webgpu with the fused GEMM kernels", () => {
     },
   );
 
-  it("takes fewer dispatches and kernels than the portable path, and leaks nothing", async (ctx) => {
+  it("runs each block as one kernel per direction, fewer kernels than the portable block, and leaks nothing", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;
-    // Drop path 0 → 0.4 over the two blocks: block 1's residual GEMMs carry the factors.
+    // Drop path 0 → 0.4 over the two blocks: block 1 carries the factors.
     const m = build(0.4);
     const images = tf.randomNormal([2, 16, 16, 3], 0, 1, "float32", 4);
     const run = () =>
@@ -78,15 +79,18 @@ describe("VisionTransformer on webgpu with the fused GEMM kernels", () => {
     const profile = async () =>
       (await tf.profile(async () => tf.dispose(run()))).kernels.map((k) => k.name);
     const fusedKernels = await profile();
-    // Patch embedding + 4 per block; of those, block 1's proj and fc2 with drop-path factors.
-    expect(fusedKernels.filter((k) => k === "SitLinear")).toHaveLength(1 + 4 + 2);
-    expect(fusedKernels.filter((k) => k === "SitLinearScaled")).toHaveLength(2);
-    expect(fusedKernels.filter((k) => k === "SitLinearGrad")).toHaveLength(2 * 4 + 1);
-    expect(fusedKernels).not.toContain("_FusedMatMul");
-    setWebgpuKernels(false);
+    const count = (name: string) => fusedKernels.filter((k) => k === name).length;
+    expect([count("SitBlock"), count("SitBlockScaled"), count("SitBlockGrad")]).toEqual([1, 1, 2]);
+    // The patch embedding is the only other linear.
+    expect([count("SitLinear"), count("SitLinearGrad")]).toEqual([1, 1]);
+    expect(fusedKernels).not.toContain("SitPackedAttention");
+    setWebgpuFusedBlock(false);
     const portableKernels = await profile();
-    setWebgpuKernels(true);
+    setWebgpuFusedBlock(true);
     expect(fusedKernels.length).toBeLessThan(portableKernels.length);
+    // Attention maps take the portable block.
+    const withMaps = tf.tidy(() => m.forward(images, { attentions: true }).attentions!.length);
+    expect(withMaps).toBe(2);
     run().dispose();
     const before = tf.memory().numTensors;
     for (let i = 0; i < 3; i++) run().dispose();

@@ -63,8 +63,19 @@ function attentionProgram(
     threads: ROWS,
     variableNames,
     uniforms: UNIFORMS,
-    code: `${preamble(hd)}
-  fn main(index : i32) {
+    code: attentionMain(hd, body, "main"),
+  });
+}
+
+/**
+ * The WGSL of one attention pass as a function `fnName(index)`: the preamble and `body` (one of
+ * the `*Body()` texts below). It reads `uniforms.qKVShape` ([B, N, 3D]), `uniforms.numHeads`,
+ * `uniforms.scale`, `localId` and `sitGroup()`, as tfjs's program generator declares them; the
+ * fused block declares the same names itself (see block-wgsl.ts).
+ */
+export function attentionMain(hd: number, body: string, fnName: string): string {
+  return `${preamble(hd)}
+  fn ${fnName}(index : i32) {
     let P = place();
     let tid = i32(localId.x);
     // From the uniforms, not from P: WGSL's uniformity analysis must see the loop bounds uniform.
@@ -75,9 +86,11 @@ function attentionProgram(
     let scale = uniforms.scale;
     let tiles = (n + KT - 1) / KT;
     ${body}
-  }`,
-  });
+  }`;
 }
+
+/** Threads per workgroup of the attention passes (one query or key row each). */
+export const ATTENTION_ROWS = ROWS;
 
 /**
  * Load rows `t·KT …` of the packed operand at column offset `colA` (and `colB`) of every token into
@@ -97,7 +110,7 @@ function loadTile(colA: string, colB: string | null, extra = ""): string {
 }
 
 /** Forward: O = softmax(scale·QKᵀ)·V per (batch, head), online softmax over key tiles. */
-function forwardBody(): string {
+export function forwardBody(): string {
   return `
     var q : array<f32, HD>;
     var acc : array<f32, HD>;
@@ -139,7 +152,7 @@ function forwardBody(): string {
 }
 
 /** Backward 1: per query row, logsumexp of its logits and δ = Σ dO·O → `[B, H, N, 2]`. */
-function statsBody(): string {
+export function statsBody(): string {
   return `
     var q : array<f32, HD>;
     if (P.rowOk) {
@@ -173,7 +186,7 @@ function statsBody(): string {
 }
 
 /** Backward 2: dQ = scale·Σ_j dS_ij·K_j with dS = P ⊙ (dO·Vᵀ − δ), into dQKV's q columns. */
-function dqBody(): string {
+export function dqBody(): string {
   return `
     var q : array<f32, HD>;
     var dO : array<f32, HD>;
@@ -217,7 +230,7 @@ function dqBody(): string {
  * Backward 3: per key row j, dV_j = Σ_i P_ij·dO_i and dK_j = scale·Σ_i dS_ij·Q_i, over tiles of
  * query rows (Q and dO in shared memory with their logsumexp and δ), into dQKV's k and v columns.
  */
-function dkdvBody(): string {
+export function dkdvBody(): string {
   return `
     var k : array<f32, HD>;
     var v : array<f32, HD>;

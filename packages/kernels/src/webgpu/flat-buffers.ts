@@ -8,7 +8,7 @@ import type * as tf from "@tensorflow/tfjs";
 // own programs), so a tensor disposed before the next submit keeps its buffer until then.
 
 /** The parts of a GPUBuffer used here. */
-interface GpuBuffer {
+export interface GpuBuffer {
   size: number;
 }
 
@@ -30,7 +30,7 @@ interface GpuEncoder {
   beginComputePass(desc?: object): GpuPass;
 }
 
-interface GpuPipeline {
+export interface GpuPipeline {
   getBindGroupLayout(i: number): unknown;
 }
 
@@ -40,12 +40,14 @@ interface GpuDevice {
   createShaderModule(desc: { code: string; label?: string }): unknown;
   createComputePipeline(desc: object): GpuPipeline;
   createBindGroup(desc: object): unknown;
+  createBuffer(desc: { size: number; usage: number }): GpuBuffer;
   limits: { maxComputeWorkgroupsPerDimension: number };
 }
 
 /** The internals of tfjs's `WebGPUBackend` used here (tfjs-backend-webgpu 4.22). */
 export interface WebGpuInternals {
   device: GpuDevice;
+  queue: { writeBuffer(buffer: GpuBuffer, offset: number, data: ArrayBuffer): void };
   commandEncoder: GpuEncoder | null;
   computePassEncoder: GpuPass | null;
   dispatchCountInPass: number;
@@ -138,6 +140,11 @@ export function copyElements(
 const pipelines = new WeakMap<object, Map<string, GpuPipeline>>();
 let rawDispatches = 0;
 
+/** Count one dispatch recorded outside tfjs's `runWebGPUProgram` (see {@link rawDispatchCount}). */
+export function noteRawDispatch(): void {
+  rawDispatches++;
+}
+
 /** Dispatches recorded by this package outside tfjs's `runWebGPUProgram` (for counting). */
 export function rawDispatchCount(): number {
   return rawDispatches;
@@ -156,14 +163,20 @@ function throwShaderError(key: string): void {
 }
 
 /**
- * The compute pipeline of `code` (entry point `main`), created once per device and key. WebGPU
+ * The compute pipeline of `code` (entry point `main`; a function of it is called only on the
+ * first use of `key`, so that callers need not build the WGSL text per call), created once per
+ * device and key. WebGPU
  * reports WGSL compile errors asynchronously (an error scope, resolved after the call that
  * created the pipeline has returned), so a broken shader cannot fail its first call; it fails
  * every later kernel call of this package (the first error once, then every call of that shader)
  * with an Error naming the shader and carrying the compiler's message, and
  * {@link checkWebgpuShaders} rejects with it — instead of a log line and garbage results.
  */
-export function pipeline(b: WebGpuInternals, key: string, code: string): GpuPipeline {
+export function pipeline(
+  b: WebGpuInternals,
+  key: string,
+  code: string | (() => string),
+): GpuPipeline {
   throwShaderError(key);
   let cache = pipelines.get(b.device);
   if (!cache) {
@@ -173,7 +186,8 @@ export function pipeline(b: WebGpuInternals, key: string, code: string): GpuPipe
   let p = cache.get(key);
   if (!p) {
     b.device.pushErrorScope("validation");
-    const module = b.device.createShaderModule({ code, label: key });
+    const text = typeof code === "string" ? code : code();
+    const module = b.device.createShaderModule({ code: text, label: key });
     p = b.device.createComputePipeline({
       layout: "auto",
       compute: { module, entryPoint: "main" },

@@ -68,11 +68,11 @@ export function gemmBindings(v: GemmVariant): string[] {
 export function gemmWgsl(v: GemmVariant): string {
   const { BM, BN, BK } = TILE;
   const names = gemmBindings(v);
+  // Every binding read_write: WebGPU tracks usage per buffer, not per range, so a read-only
+  // binding of a buffer whose other range is written in the same dispatch (the fused block's
+  // workspace) is a usage conflict; writable bindings of one buffer at disjoint ranges are not.
   const decl = names
-    .map((name, i) => {
-      const access = name === "C" || name === "S" ? "read_write" : "read";
-      return `@group(0) @binding(${i}) var<storage, ${access}> ${name} : array<f32>;`;
-    })
+    .map((name, i) => `@group(0) @binding(${i}) var<storage, read_write> ${name} : array<f32>;`)
     .join("\n");
   // Element e of the tile's BM·BK (or BK·BN) loads, mapped so that consecutive threads read
   // consecutive addresses of the stored matrix.

@@ -1,13 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { ShapeError, describeValue } from "@sit/core";
-import {
-  type WebGpuInternals,
-  bufferOf,
-  encodeInPass,
-  newTensorInfo,
-  pipeline,
-  webgpuInternals,
-} from "./flat-buffers";
+import { type View, encode, viewOf } from "./encode";
+import { type WebGpuInternals, newTensorInfo, webgpuInternals } from "./flat-buffers";
 import { type GemmVariant, TILE, gemmKey, gemmWgsl } from "./gemm-wgsl";
 
 // A tiled GEMM family encoded directly on tfjs's compute pass (see flat-buffers.ts): one shader per
@@ -38,29 +32,31 @@ const PLAIN: GemmVariant = {
   scaleB: false,
 };
 
-/** Encode `variant` on `[M, N, K]` with the given buffers (in {@link gemmBindings} order). */
-function encodeGemm(
+/** The plain variant (no transposes, prologue or epilogue); others spread over it. */
+export const PLAIN_GEMM = PLAIN;
+
+/**
+ * Encode `variant` on `[M, N, K]` with the given tensors or buffer views (in {@link gemmBindings}
+ * order), directly on tfjs's compute pass (encode.ts: cached WGSL, uniforms and bind groups).
+ */
+export function encodeGemm(
   b: WebGpuInternals,
   variant: GemmVariant,
   [m, n, k]: [number, number, number],
-  tensors: tf.TensorInfo[],
+  operands: (tf.TensorInfo | View)[],
   rowsPer = 1,
 ): void {
+  if (m === 0 || n === 0) return;
   const key = gemmKey(variant);
-  const p = pipeline(b, key, gemmWgsl(variant));
   const groups: [number, number, number] = [Math.ceil(n / TILE.BN), Math.ceil(m / TILE.BM), 1];
   const limit = b.device.limits.maxComputeWorkgroupsPerDimension;
   if (groups[0] > limit || groups[1] > limit)
     throw new ShapeError(
       `${key}: a [${m}, ${k}]·[${k}, ${n}] product needs ${groups[1]} × ${groups[0]} workgroups; the device allows ${limit} per dimension`,
     );
-  encodeInPass(
-    b,
-    p,
-    tensors.map((t) => bufferOf(b, t)),
-    [m, n, k, rowsPer].map((x) => ({ type: "int32" as const, data: [x] })),
-    groups,
-  );
+  const views = operands.map((t) => ("offset" in t ? t : viewOf(b, t)));
+  const uniforms = [m, n, k, rowsPer].map((i) => ({ i }));
+  encode(b, key, () => gemmWgsl(variant), views, uniforms, groups);
 }
 
 interface LinearAttrs {

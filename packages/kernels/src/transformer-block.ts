@@ -1,0 +1,221 @@
+import * as tf from "@tensorflow/tfjs";
+import { ConfigError, ShapeError, checkNumber, describeValue } from "@sit/core";
+import { packedSelfAttention } from "./attention";
+import { fusedLinear } from "./fused-linear";
+import { layerNorm } from "./layer-norm";
+import { linear } from "./linear";
+import { MAX_HEAD_DIM } from "./webgpu/attention";
+import {
+  BLOCK_KERNEL,
+  BLOCK_SCALED_KERNEL,
+  type BlockAttrs,
+  registerBlockKernels,
+  workspaceLayout,
+} from "./webgpu/block";
+import { webgpuKernelsEnabled } from "./webgpu/register";
+
+/** A LayerNorm's parameters (the shape of @sit/core's `LayerNorm` module). */
+export interface NormWeights {
+  weight: tf.Tensor;
+  bias: tf.Tensor;
+  eps: number;
+}
+
+/** A linear layer's parameters, weight `[in, out]` (the shape of @sit/core's `Linear`). */
+export interface LinearWeights {
+  weight: tf.Tensor;
+  bias: tf.Tensor | null;
+}
+
+/** The parameters of a pre-norm transformer block, named as timm's `Block`. */
+export interface TransformerBlockWeights {
+  norm1: NormWeights;
+  qkv: LinearWeights;
+  proj: LinearWeights;
+  norm2: NormWeights;
+  fc1: LinearWeights;
+  fc2: LinearWeights;
+}
+
+/** Options of {@link transformerBlock}. */
+export interface TransformerBlockOptions {
+  /** Attention heads (a divisor of D). */
+  numHeads: number;
+  /**
+   * Per-sample stochastic-depth factors `[B]` of the attention and MLP branches (0 or 1/keep),
+   * constants: no gradient flows into them. Null or absent: no drop path.
+   */
+  dropScales?: [tf.Tensor, tf.Tensor] | null;
+  /** Also return the attention probabilities `[B, H, N, N]` (forces the portable path). */
+  returnAttention?: boolean;
+}
+
+/** What {@link transformerBlock} returns. */
+export interface TransformerBlockResult {
+  output: tf.Tensor3D;
+  attention?: tf.Tensor4D;
+}
+
+let fusedOnWebgpu = true;
+
+/**
+ * Turn the fused webgpu block on (default) or off; off, {@link transformerBlock} composes the
+ * block from the package's other kernels on webgpu too (for comparisons and benchmarks).
+ */
+export function setWebgpuFusedBlock(enabled: boolean): void {
+  fusedOnWebgpu = enabled === true;
+}
+
+function checkShape(name: string, t: unknown, shape: number[]): void {
+  if (!(t instanceof tf.Tensor) || !tf.util.arraysEqual(t.shape, shape) || t.dtype !== "float32")
+    throw new ShapeError(
+      `transformerBlock ${name}: expected a float32 tensor of shape [${shape}], got ${describeValue(t)}`,
+    );
+}
+
+/** Validate the arguments; returns the MLP width. */
+function check(x: tf.Tensor, w: TransformerBlockWeights, o: TransformerBlockOptions): number {
+  if (!(x instanceof tf.Tensor) || x.rank !== 3 || x.dtype !== "float32")
+    throw new ShapeError(
+      `transformerBlock x: expected a float32 tensor [B, N, D], got ${describeValue(x)}`,
+    );
+  const [b, , d] = x.shape;
+  if (w === null || typeof w !== "object")
+    throw new ConfigError(`transformerBlock weights: expected an object, got ${describeValue(w)}`);
+  checkNumber("numHeads", o.numHeads, { integer: true, min: 1 });
+  if (d % o.numHeads !== 0)
+    throw new ConfigError(`numHeads: expected a divisor of D = ${d}, got ${o.numHeads}`);
+  const hidden = w.fc1?.weight?.shape?.[1] ?? -1;
+  const linears: [string, LinearWeights, number, number][] = [
+    ["qkv", w.qkv, d, 3 * d],
+    ["proj", w.proj, d, d],
+    ["fc1", w.fc1, d, hidden],
+    ["fc2", w.fc2, hidden, d],
+  ];
+  for (const [name, l, i, out] of linears) {
+    checkShape(`${name}.weight`, l?.weight, [i, out]);
+    if (l.bias != null) checkShape(`${name}.bias`, l.bias, [out]);
+  }
+  for (const [name, n] of [
+    ["norm1", w.norm1],
+    ["norm2", w.norm2],
+  ] as const) {
+    checkShape(`${name}.weight`, n?.weight, [d]);
+    checkShape(`${name}.bias`, n.bias, [d]);
+    checkNumber(`${name}.eps`, n.eps, { min: 0 });
+  }
+  if (o.dropScales != null) {
+    if (!Array.isArray(o.dropScales) || o.dropScales.length !== 2)
+      throw new ShapeError(
+        `transformerBlock dropScales: expected two tensors [${b}], got ${describeValue(o.dropScales)}`,
+      );
+    checkShape("dropScales[0]", o.dropScales[0], [b]);
+    checkShape("dropScales[1]", o.dropScales[1], [b]);
+  }
+  return hidden;
+}
+
+/**
+ * The pre-norm transformer block composed from this package's kernels (LayerNorm, linear, packed
+ * attention, fused linear with residual): the reference the fused kernel is tested against, and
+ * the path on every backend without one.
+ */
+export function portableTransformerBlock(
+  x: tf.Tensor3D,
+  w: TransformerBlockWeights,
+  options: TransformerBlockOptions,
+): TransformerBlockResult {
+  return tf.tidy(() => {
+    const [s0, s1] = options.dropScales ?? [null, null];
+    const a = layerNorm(x, w.norm1.weight, w.norm1.bias, w.norm1.eps);
+    const r = packedSelfAttention(linear(a, w.qkv.weight, w.qkv.bias) as tf.Tensor3D, {
+      numHeads: options.numHeads,
+      returnProbabilities: options.returnAttention === true,
+    });
+    const h = fusedLinear(r.output, w.proj.weight, w.proj.bias, { residual: x, rowScale: s0 });
+    const u = linear(
+      layerNorm(h, w.norm2.weight, w.norm2.bias, w.norm2.eps),
+      w.fc1.weight,
+      w.fc1.bias,
+    );
+    const output = fusedLinear(u, w.fc2.weight, w.fc2.bias, {
+      geluInput: true,
+      residual: h,
+      rowScale: s1,
+    }) as tf.Tensor3D;
+    return r.probabilities ? { output, attention: r.probabilities } : { output };
+  }) as TransformerBlockResult;
+}
+
+/** Whether the fused webgpu kernel takes this call (backend, features, buffer limits). */
+function fusable(x: tf.Tensor, hidden: number, o: TransformerBlockOptions): boolean {
+  if (!fusedOnWebgpu || o.returnAttention === true) return false;
+  if (tf.getBackend() !== "webgpu" || !webgpuKernelsEnabled()) return false;
+  const [b, n, d] = x.shape;
+  if (d / o.numHeads > MAX_HEAD_DIM) return false;
+  const limits = (
+    tf.backend() as unknown as {
+      device?: { limits: { maxBufferSize: number; maxStorageBufferBindingSize: number } };
+    }
+  ).device?.limits;
+  if (!limits) return false;
+  const m = b * n;
+  const biggest = Math.max(m * 3 * d, m * hidden) * 4;
+  return (
+    workspaceLayout(m, d, hidden).total * 4 <= limits.maxBufferSize &&
+    biggest <= limits.maxStorageBufferBindingSize
+  );
+}
+
+/**
+ * A pre-norm transformer block (timm/DINO `Block`):
+ * `h = x + s0·proj(attn(qkv(LN1(x))))`, `y = h + s1·fc2(GELU(fc1(LN2(h))))`, with s0, s1 the
+ * optional per-sample stochastic-depth factors. On webgpu (the package's kernels on, no attention
+ * maps asked for) it is one tfjs kernel forward (7 GPU dispatches) and one backward (17); elsewhere
+ * it is {@link portableTransformerBlock}. Differentiable in x and every weight.
+ */
+export function transformerBlock(
+  x: tf.Tensor3D,
+  weights: TransformerBlockWeights,
+  options: TransformerBlockOptions,
+): TransformerBlockResult {
+  const hidden = check(x, weights, options);
+  if (!fusable(x, hidden, options)) return portableTransformerBlock(x, weights, options);
+  registerBlockKernels();
+  const d = x.shape[2];
+  const w = weights;
+  const engine = tf.engine() as unknown as { isTapeOn(): boolean };
+  const attrs: BlockAttrs = {
+    numHeads: options.numHeads,
+    eps1: w.norm1.eps,
+    eps2: w.norm2.eps,
+    scale: (d / options.numHeads) ** -0.5,
+    hasQkvBias: w.qkv.bias != null,
+    hasProjBias: w.proj.bias != null,
+    hasFc1Bias: w.fc1.bias != null,
+    hasFc2Bias: w.fc2.bias != null,
+    save: engine.isTapeOn(),
+  };
+  const inputs: Record<string, tf.Tensor> = {
+    x,
+    ln1g: w.norm1.weight,
+    ln1b: w.norm1.bias,
+    qkvW: w.qkv.weight,
+    projW: w.proj.weight,
+    ln2g: w.norm2.weight,
+    ln2b: w.norm2.bias,
+    fc1W: w.fc1.weight,
+    fc2W: w.fc2.weight,
+  };
+  if (w.qkv.bias) inputs.qkvB = w.qkv.bias;
+  if (w.proj.bias) inputs.projB = w.proj.bias;
+  if (w.fc1.bias) inputs.fc1B = w.fc1.bias;
+  if (w.fc2.bias) inputs.fc2B = w.fc2.bias;
+  const scales = options.dropScales ?? null;
+  if (scales) [inputs.s0, inputs.s1] = scales;
+  const kernel = scales ? BLOCK_SCALED_KERNEL : BLOCK_KERNEL;
+  const outs = tf.engine().runKernel(kernel, inputs, attrs as never) as unknown as tf.Tensor[];
+  // The workspace (when a tape records) stays alive through the tape's saved copy.
+  if (outs.length > 1) outs[1].dispose();
+  return { output: outs[0] as tf.Tensor3D };
+}

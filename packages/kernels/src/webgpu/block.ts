@@ -1,0 +1,434 @@
+import * as tf from "@tensorflow/tfjs";
+import { ATTENTION_ROWS, dkdvBody, dqBody, forwardBody, statsBody } from "./attention";
+import {
+  PARTIAL_ROWS,
+  attentionWgsl,
+  finishPartialsWgsl,
+  layerNormGradWgsl,
+  layerNormPartialsWgsl,
+  layerNormWgsl,
+  lnThreads,
+  partialCols,
+} from "./block-wgsl";
+import { type Scalars, VIEW_ALIGN, type View, encode, foldGroups, viewOf } from "./encode";
+import { type WebGpuInternals, newTensorInfo, webgpuInternals } from "./flat-buffers";
+import { PLAIN_GEMM, encodeGemm } from "./gemm";
+
+// The pre-norm transformer block as one tfjs kernel per direction on webgpu:
+//   h = x + s0·proj(attention(qkv(LN1(x))));  y = h + s1·fc2(gelu(fc1(LN2(h))))
+// (s0, s1: per-sample stochastic-depth factors, optional). The forward records 7 dispatches, the
+// backward 17, each encoded directly on tfjs's compute pass (encode.ts) — no tfjs engine call per
+// inner operation. The forward's second output is a workspace holding what the backward reads
+// (LN1(x), qkv, the attention output, h, LN2(h), fc1's pre-activation), saved by tfjs's tape like
+// any kernel output; without a tape (inference, the first pass of a recomputed block) it is a
+// temporary and the kernel returns y alone.
+
+export const BLOCK_KERNEL = "SitBlock";
+/** The block with stochastic-depth factors (two more inputs, saved for the backward). */
+export const BLOCK_SCALED_KERNEL = "SitBlockScaled";
+export const BLOCK_GRAD_KERNEL = "SitBlockGrad";
+
+/** Attributes of the block kernels. */
+export interface BlockAttrs {
+  numHeads: number;
+  eps1: number;
+  eps2: number;
+  /** Attention logit scale (hd^−½ in a ViT). */
+  scale: number;
+  hasQkvBias: boolean;
+  hasProjBias: boolean;
+  hasFc1Bias: boolean;
+  hasFc2Bias: boolean;
+  /** Return the workspace as a second output (a gradient tape is recording). */
+  save: boolean;
+}
+
+const SEGMENTS = ["a1", "qkv", "o", "h", "a2", "u"] as const;
+type Segment = (typeof SEGMENTS)[number];
+
+const align = (n: number) => Math.ceil(n / VIEW_ALIGN) * VIEW_ALIGN;
+
+/** Offsets (elements, 256-byte aligned) of the workspace's parts for M rows, width D, MLP width H. */
+export function workspaceLayout(m: number, d: number, hidden: number) {
+  const sizes: Record<Segment, number> = {
+    a1: m * d,
+    qkv: m * 3 * d,
+    o: m * d,
+    h: m * d,
+    a2: m * d,
+    u: m * hidden,
+  };
+  const offsets = {} as Record<Segment, number>;
+  let total = 0;
+  for (const s of SEGMENTS) {
+    offsets[s] = total;
+    total += align(sizes[s]);
+  }
+  return { sizes, offsets, total };
+}
+
+/** Views of the parts of a flat tensor laid out as `sizes` (in that order). */
+function carve<K extends string>(
+  b: WebGpuInternals,
+  t: tf.TensorInfo,
+  sizes: Record<K, number>,
+): Record<K, View> {
+  const out = {} as Record<K, View>;
+  let offset = 0;
+  for (const k of Object.keys(sizes) as K[]) {
+    out[k] = viewOf(b, t, offset, sizes[k]);
+    offset += align(sizes[k]);
+  }
+  return out;
+}
+
+function totalOf(sizes: Record<string, number>): number {
+  return Object.values(sizes).reduce((p, q) => p + align(q), 0);
+}
+
+function dims(x: tf.TensorInfo, fc1W: tf.TensorInfo) {
+  const [batch, n, d] = x.shape;
+  return { batch, n, d, m: batch * n, hidden: fc1W.shape[1] };
+}
+
+function layerNorm(
+  b: WebGpuInternals,
+  [x, gamma, beta, y]: View[],
+  m: number,
+  d: number,
+  eps: number,
+) {
+  const wg = lnThreads(d);
+  const u: Scalars[] = [{ i: m }, { i: d }, { f: eps }];
+  encode(b, `SitBlockLN_${wg}`, () => layerNormWgsl(wg), [x, gamma, beta, y], u, foldGroups(b, m));
+}
+
+/** dX = R + LN′ᵀ·dY, and (dγ, dβ) through partial column sums (3 dispatches). */
+function layerNormGrad(
+  b: WebGpuInternals,
+  views: { dy: View; x: View; gamma: View; r: View; dx: View; partials: View },
+  outs: [View, View],
+  m: number,
+  d: number,
+  eps: number,
+) {
+  const wg = lnThreads(d);
+  const u: Scalars[] = [{ i: m }, { i: d }, { f: eps }];
+  const { dy, x, gamma, r, dx, partials } = views;
+  encode(
+    b,
+    `SitBlockLNGrad_${wg}`,
+    () => layerNormGradWgsl(wg),
+    [dy, x, gamma, r, dx],
+    u,
+    foldGroups(b, m),
+  );
+  const cpt = partialCols(d);
+  const blocks = Math.ceil(m / PARTIAL_ROWS);
+  encode(
+    b,
+    `SitBlockLNPartials_${cpt}`,
+    () => layerNormPartialsWgsl(cpt),
+    [dy, x, partials],
+    u,
+    foldGroups(b, blocks),
+  );
+  encode(
+    b,
+    "SitBlockLNFinish",
+    finishPartialsWgsl,
+    [partials, ...outs],
+    [{ i: blocks }, { i: d }],
+    [Math.ceil(d / 64), 1, 1],
+  );
+}
+
+/** One attention pass (attention.ts's bodies) over `qkv [B, N, 3D]`. */
+function attention(
+  b: WebGpuInternals,
+  name: string,
+  body: () => string,
+  read: [string, View][],
+  result: View,
+  { batch, n, d }: { batch: number; n: number; d: number },
+  attrs: BlockAttrs,
+) {
+  const hd = d / attrs.numHeads;
+  const names = read.map(([k]) => k);
+  const u: Scalars[] = [
+    { i: batch },
+    { i: n },
+    { i: 3 * d },
+    { i: attrs.numHeads },
+    { f: attrs.scale },
+  ];
+  const groups = batch * attrs.numHeads * Math.ceil(n / ATTENTION_ROWS);
+  encode(
+    b,
+    `SitBlockAttn${name}_${hd}`,
+    () => attentionWgsl(hd, names, body()),
+    [...read.map(([, v]) => v), result],
+    u,
+    foldGroups(b, groups),
+  );
+}
+
+function blockForward(args: unknown): tf.TensorInfo[] {
+  const { inputs, backend, attrs } = args as {
+    inputs: Record<string, tf.TensorInfo>;
+    backend: unknown;
+    attrs: BlockAttrs;
+  };
+  const b = webgpuInternals(backend);
+  const t = inputs;
+  const dm = dims(t.x, t.fc1W);
+  const { n, d, m, hidden } = dm;
+  const y = newTensorInfo(b, t.x.shape);
+  const layout = workspaceLayout(m, d, hidden);
+  const ws = newTensorInfo(b, [layout.total]);
+  const v = carve(b, ws, layout.sizes);
+  const w = (name: string) => viewOf(b, t[name]);
+  const opt = (name: string, present: boolean) => (present ? [w(name)] : []);
+  const x = w("x");
+  layerNorm(b, [x, w("ln1g"), w("ln1b"), v.a1], m, d, attrs.eps1);
+  encodeGemm(
+    b,
+    { ...PLAIN_GEMM, bias: attrs.hasQkvBias },
+    [m, 3 * d, d],
+    [v.a1, w("qkvW"), ...opt("qkvB", attrs.hasQkvBias), v.qkv],
+  );
+  attention(b, "Fwd", forwardBody, [["QKV", v.qkv]], v.o, dm, attrs);
+  const scaled = t.s0 !== undefined;
+  const proj = { ...PLAIN_GEMM, bias: attrs.hasProjBias, residual: true, scaleRows: scaled };
+  encodeGemm(
+    b,
+    proj,
+    [m, d, d],
+    [v.o, w("projW"), ...opt("projB", attrs.hasProjBias), x, ...opt("s0", scaled), v.h],
+    n,
+  );
+  layerNorm(b, [v.h, w("ln2g"), w("ln2b"), v.a2], m, d, attrs.eps2);
+  encodeGemm(
+    b,
+    { ...PLAIN_GEMM, bias: attrs.hasFc1Bias },
+    [m, hidden, d],
+    [v.a2, w("fc1W"), ...opt("fc1B", attrs.hasFc1Bias), v.u],
+  );
+  const fc2 = { ...proj, bias: attrs.hasFc2Bias, geluA: true };
+  encodeGemm(
+    b,
+    fc2,
+    [m, d, hidden],
+    [v.u, w("fc2W"), ...opt("fc2B", attrs.hasFc2Bias), v.h, ...opt("s1", scaled), viewOf(b, y)],
+    n,
+  );
+  if (attrs.save) return [y, ws];
+  b.disposeData(ws.dataId);
+  return [y];
+}
+
+function blockBackward(args: unknown): tf.TensorInfo[] {
+  const { inputs, backend, attrs } = args as {
+    inputs: Record<string, tf.TensorInfo>;
+    backend: unknown;
+    attrs: BlockAttrs;
+  };
+  const b = webgpuInternals(backend);
+  const t = inputs;
+  const dm = dims(t.x, t.fc1W);
+  const { batch, n, d, m, hidden } = dm;
+  const layout = workspaceLayout(m, d, hidden);
+  const v = carve(b, t.ws, layout.sizes);
+  const tmpSizes = {
+    du: m * hidden,
+    da: m * d,
+    dh: m * d,
+    dO: m * d,
+    stats: batch * attrs.numHeads * n * 2,
+    dqkv: m * 3 * d,
+    partials: Math.ceil(m / PARTIAL_ROWS) * 2 * d,
+  };
+  const tmp = newTensorInfo(b, [totalOf(tmpSizes)]);
+  const g = carve(b, tmp, tmpSizes);
+  const w = (name: string) => viewOf(b, t[name]);
+  const scaled = t.s0 !== undefined;
+  const s0 = scaled ? [w("s0")] : [];
+  const s1 = scaled ? [w("s1")] : [];
+  const out = (shape: number[]) => newTensorInfo(b, shape);
+  const dx = out(t.x.shape);
+  const [dln1g, dln1b, dln2g, dln2b] = [0, 1, 2, 3].map(() => out([d]));
+  const dqkvW = out([d, 3 * d]);
+  const dqkvB = attrs.hasQkvBias ? out([3 * d]) : null;
+  const dprojW = out([d, d]);
+  const dprojB = attrs.hasProjBias ? out([d]) : null;
+  const dfc1W = out([d, hidden]);
+  const dfc1B = attrs.hasFc1Bias ? out([hidden]) : null;
+  const dfc2W = out([hidden, d]);
+  const dfc2B = attrs.hasFc2Bias ? out([d]) : null;
+  const vb = (o: tf.TensorInfo | null) => (o ? [viewOf(b, o)] : []);
+  const dy = w("dy");
+  const P = PLAIN_GEMM;
+  // MLP branch: du = (s1·dy)·W2ᵀ ⊙ gelu′(u); dW2 = gelu(u)ᵀ·(s1·dy), db2 = Σ s1·dy.
+  encodeGemm(
+    b,
+    { ...P, transB: true, geluGrad: true, scaleRows: scaled },
+    [m, hidden, d],
+    [dy, w("fc2W"), v.u, ...s1, g.du],
+    n,
+  );
+  encodeGemm(
+    b,
+    { ...P, transA: true, geluA: true, colSum: attrs.hasFc2Bias, scaleB: scaled },
+    [hidden, d, m],
+    [v.u, dy, ...s1, viewOf(b, dfc2W), ...vb(dfc2B)],
+    n,
+  );
+  // da2 = du·W1ᵀ; dW1 = a2ᵀ·du, db1 = Σ du.
+  encodeGemm(b, { ...P, transB: true }, [m, d, hidden], [g.du, w("fc1W"), g.da]);
+  encodeGemm(
+    b,
+    { ...P, transA: true, colSum: attrs.hasFc1Bias },
+    [d, hidden, m],
+    [v.a2, g.du, viewOf(b, dfc1W), ...vb(dfc1B)],
+  );
+  // dh = dy + LN2′ᵀ·da2, with dγ2, dβ2.
+  layerNormGrad(
+    b,
+    { dy: g.da, x: v.h, gamma: w("ln2g"), r: dy, dx: g.dh, partials: g.partials },
+    [viewOf(b, dln2g), viewOf(b, dln2b)],
+    m,
+    d,
+    attrs.eps2,
+  );
+  // Attention branch: dO = (s0·dh)·Wpᵀ; dWp = oᵀ·(s0·dh), dbp = Σ s0·dh.
+  encodeGemm(
+    b,
+    { ...P, transB: true, scaleRows: scaled },
+    [m, d, d],
+    [g.dh, w("projW"), ...s0, g.dO],
+    n,
+  );
+  encodeGemm(
+    b,
+    { ...P, transA: true, colSum: attrs.hasProjBias, scaleB: scaled },
+    [d, d, m],
+    [v.o, g.dh, ...s0, viewOf(b, dprojW), ...vb(dprojB)],
+    n,
+  );
+  // FlashAttention-2's backward: row statistics (logsumexp, δ = Σ dO·O), then dQ, then dK and dV.
+  attention(
+    b,
+    "Stats",
+    statsBody,
+    [
+      ["QKV", v.qkv],
+      ["DY", g.dO],
+      ["O", v.o],
+    ],
+    g.stats,
+    dm,
+    attrs,
+  );
+  const withStats: [string, View][] = [
+    ["QKV", v.qkv],
+    ["DY", g.dO],
+    ["ST", g.stats],
+  ];
+  attention(b, "Dq", dqBody, withStats, g.dqkv, dm, attrs);
+  attention(b, "DkDv", dkdvBody, withStats, g.dqkv, dm, attrs);
+  // da1 = dqkv·Wqkvᵀ (into da: da2 is dead); dWqkv = a1ᵀ·dqkv, dbqkv = Σ dqkv.
+  encodeGemm(b, { ...P, transB: true }, [m, d, 3 * d], [g.dqkv, w("qkvW"), g.da]);
+  encodeGemm(
+    b,
+    { ...P, transA: true, colSum: attrs.hasQkvBias },
+    [d, 3 * d, m],
+    [v.a1, g.dqkv, viewOf(b, dqkvW), ...vb(dqkvB)],
+  );
+  // dx = dh + LN1′ᵀ·da1, with dγ1, dβ1.
+  layerNormGrad(
+    b,
+    { dy: g.da, x: w("x"), gamma: w("ln1g"), r: g.dh, dx: viewOf(b, dx), partials: g.partials },
+    [viewOf(b, dln1g), viewOf(b, dln1b)],
+    m,
+    d,
+    attrs.eps1,
+  );
+  b.disposeData(tmp.dataId);
+  const grads = [dx, dln1g, dln1b, dqkvW, dqkvB, dprojW, dprojB, dln2g, dln2b];
+  grads.push(dfc1W, dfc1B, dfc2W, dfc2B);
+  return grads.filter((o): o is tf.TensorInfo => o !== null);
+}
+
+/** Input names of the block kernels whose gradients the backward kernel returns, in its order. */
+const GRAD_INPUTS: [string, keyof BlockAttrs | null][] = [
+  ["x", null],
+  ["ln1g", null],
+  ["ln1b", null],
+  ["qkvW", null],
+  ["qkvB", "hasQkvBias"],
+  ["projW", null],
+  ["projB", "hasProjBias"],
+  ["ln2g", null],
+  ["ln2b", null],
+  ["fc1W", null],
+  ["fc1B", "hasFc1Bias"],
+  ["fc2W", null],
+  ["fc2B", "hasFc2Bias"],
+];
+
+const SAVED = ["x", "ln1g", "qkvW", "projW", "ln2g", "fc1W", "fc2W"];
+
+let registered = false;
+
+/** Register the block kernels and the forward's gradient with tfjs (once). */
+export function registerBlockKernels(): void {
+  if (registered) return;
+  registered = true;
+  for (const [kernelName, kernelFunc] of [
+    [BLOCK_KERNEL, blockForward],
+    [BLOCK_SCALED_KERNEL, blockForward],
+    [BLOCK_GRAD_KERNEL, blockBackward],
+  ] as const)
+    tf.registerKernel({
+      kernelName,
+      backendName: "webgpu",
+      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+    });
+  const gradFunc = (dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], raw: unknown) => {
+    const attrs = raw as BlockAttrs;
+    const dy = (dys as tf.Tensor[])[0];
+    const named: Record<string, tf.Tensor> = { dy };
+    SAVED.forEach((name, i) => {
+      named[name] = saved[i];
+    });
+    const scaled = saved.length === SAVED.length + 3;
+    if (scaled) [named.s0, named.s1] = [saved[SAVED.length], saved[SAVED.length + 1]];
+    named.ws = saved[saved.length - 1];
+    const outs = tf.engine().runKernel(BLOCK_GRAD_KERNEL, named, attrs as never) as tf.Tensor[];
+    const grads: Record<string, () => tf.Tensor> = {};
+    let k = 0;
+    for (const [name, flag] of GRAD_INPUTS) {
+      if (flag && !attrs[flag]) continue;
+      const o = outs[k++];
+      grads[name] = () => o;
+    }
+    // The drop-path factors are constants drawn on the host.
+    if (scaled) {
+      grads.s0 = () => tf.zerosLike(named.s0);
+      grads.s1 = () => tf.zerosLike(named.s1);
+    }
+    return grads;
+  };
+  tf.registerGradient({
+    kernelName: BLOCK_KERNEL,
+    inputsToSave: SAVED,
+    outputsToSave: [false, true],
+    gradFunc,
+  });
+  tf.registerGradient({
+    kernelName: BLOCK_SCALED_KERNEL,
+    inputsToSave: [...SAVED, "s0", "s1"],
+    outputsToSave: [false, true],
+    gradFunc,
+  });
+}

@@ -1,0 +1,141 @@
+import type * as tf from "@tensorflow/tfjs";
+import {
+  type GpuBuffer,
+  type GpuPipeline,
+  type WebGpuInternals,
+  bufferOf,
+  noteRawDispatch,
+  pipeline,
+} from "./flat-buffers";
+
+// Dispatches encoded straight onto tfjs's open compute pass with as little host work per call as
+// possible: the WGSL text is built once per pipeline key, uniform buffers are made once per
+// (key, values) and kept, and bind groups are kept per (pipeline, buffers, ranges, uniforms). A
+// fused kernel that records many dispatches (a transformer block: 7 forward, 17 backward) costs a
+// few microseconds per dispatch instead of a tfjs kernel call each. tfjs's buffer manager hands
+// the same buffers back step after step, so the bind groups of a training loop repeat.
+
+/** A range of a tensor's GPU buffer, in float32 elements. */
+export interface View {
+  buffer: GpuBuffer;
+  offset: number;
+  size: number;
+}
+
+/** Storage-binding offsets must be multiples of 256 bytes (WebGPU's largest allowed alignment). */
+export const VIEW_ALIGN = 64;
+
+/** The whole buffer of `t`, or `size` elements from `offset` (owned by the pending commands). */
+export function viewOf(b: WebGpuInternals, t: tf.TensorInfo, offset = 0, size?: number): View {
+  const n = size ?? t.shape.reduce((p, q) => p * q, 1);
+  return { buffer: bufferOf(b, t), offset, size: n };
+}
+
+/** Uniforms: 32-bit scalars (i32 or f32), packed in order (a WGSL struct of scalars). */
+export type Scalars = { i: number } | { f: number };
+
+const GPU_BUFFER_USAGE_UNIFORM = 0x40;
+const GPU_BUFFER_USAGE_COPY_DST = 0x08;
+/** Bound on each cache; cleared (not evicted one by one) past it. */
+const CACHE_LIMIT = 4096;
+
+interface DeviceCaches {
+  uniforms: Map<string, GpuBuffer>;
+  groups: Map<string, unknown>;
+  ids: WeakMap<object, number>;
+  nextId: number;
+}
+const caches = new WeakMap<object, DeviceCaches>();
+
+function cachesOf(b: WebGpuInternals): DeviceCaches {
+  let c = caches.get(b.device);
+  if (!c) {
+    c = { uniforms: new Map(), groups: new Map(), ids: new WeakMap(), nextId: 1 };
+    caches.set(b.device, c);
+  }
+  return c;
+}
+
+function idOf(c: DeviceCaches, o: object): number {
+  let id = c.ids.get(o);
+  if (id === undefined) {
+    id = c.nextId++;
+    c.ids.set(o, id);
+  }
+  return id;
+}
+
+/** A uniform buffer holding `values`, made once per distinct content and device. */
+function uniformBuffer(b: WebGpuInternals, c: DeviceCaches, values: Scalars[]): GpuBuffer {
+  const key = values.map((v) => ("i" in v ? `i${v.i}` : `f${v.f}`)).join(",");
+  let buf = c.uniforms.get(key);
+  if (!buf) {
+    const bytes = Math.max(16, Math.ceil((values.length * 4) / 16) * 16);
+    const data = new ArrayBuffer(bytes);
+    const ints = new Int32Array(data);
+    const floats = new Float32Array(data);
+    values.forEach((v, i) => {
+      if ("i" in v) ints[i] = v.i;
+      else floats[i] = v.f;
+    });
+    buf = b.device.createBuffer({
+      size: bytes,
+      usage: GPU_BUFFER_USAGE_UNIFORM | GPU_BUFFER_USAGE_COPY_DST,
+    });
+    b.queue.writeBuffer(buf, 0, data);
+    if (c.uniforms.size >= CACHE_LIMIT) c.uniforms.clear();
+    c.uniforms.set(key, buf);
+  }
+  return buf;
+}
+
+/** Workgroups for `groups` flat workgroups, folded into 2-D past the per-dimension limit. */
+export function foldGroups(b: WebGpuInternals, groups: number): [number, number, number] {
+  const limit = b.device.limits.maxComputeWorkgroupsPerDimension;
+  const g = Math.max(1, groups);
+  if (g <= limit) return [g, 1, 1];
+  return [limit, Math.ceil(g / limit), 1];
+}
+
+/**
+ * Record one dispatch of the shader `key` (built by `code` on first use; bindings 0…n−1 the
+ * `views`, binding n the uniforms) in tfjs's open compute pass.
+ */
+export function encode(
+  b: WebGpuInternals,
+  key: string,
+  code: () => string,
+  views: View[],
+  uniforms: Scalars[],
+  workgroups: [number, number, number],
+): void {
+  const c = cachesOf(b);
+  const p: GpuPipeline = pipeline(b, key, code);
+  const ub = uniformBuffer(b, c, uniforms);
+  let gkey = `${idOf(c, p)}|${idOf(c, ub)}`;
+  for (const v of views) gkey += `|${idOf(c, v.buffer)}:${v.offset}:${v.size}`;
+  let group = c.groups.get(gkey);
+  if (!group) {
+    const entries = views.map((v, i) => ({
+      binding: i,
+      resource: { buffer: v.buffer, offset: v.offset * 4, size: Math.max(4, v.size * 4) },
+    }));
+    entries.push({ binding: views.length, resource: { buffer: ub, offset: 0, size: ub.size } });
+    group = b.device.createBindGroup({ layout: p.getBindGroupLayout(0), entries });
+    if (c.groups.size >= CACHE_LIMIT) c.groups.clear();
+    c.groups.set(gkey, group);
+  }
+  b.ensureCommandEncoderReady();
+  if (!b.computePassEncoder)
+    b.computePassEncoder = (
+      b.commandEncoder as unknown as {
+        beginComputePass(): NonNullable<typeof b.computePassEncoder>;
+      }
+    ).beginComputePass();
+  const pass = b.computePassEncoder;
+  pass.setPipeline(p);
+  pass.setBindGroup(0, group);
+  pass.dispatchWorkgroups(...workgroups);
+  b.dispatchCountInPass++;
+  noteRawDispatch();
+}
