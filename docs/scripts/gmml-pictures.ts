@@ -7,13 +7,8 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Rng } from "@sit/core";
 import { DATASET_STATS, loadBundledFashionMnist } from "@sit/data";
-import {
-  BlockwiseMasker,
-  GmmlMasker,
-  type MaskingStrategy,
-  RandomTokenMasker,
-  writeGmmlGrid,
-} from "@sit/gmml";
+import { BlockwiseMasker, GmmlMasker, type MaskingStrategy, RandomTokenMasker } from "@sit/gmml";
+import { writeGmmlGrid } from "@sit/gmml/node";
 
 /** The pictures: file name → masking strategy (28 px images, patch 4 where a patch size matters). */
 export const PICTURES: Record<string, () => MaskingStrategy> = {

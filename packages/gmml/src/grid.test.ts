@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { Rng } from "@sit/core";
 import { PNG } from "pngjs";
 import { describe, expect, it } from "vitest";
-import { GmmlMasker, renderGmmlGrid, writeGmmlGrid } from "./index";
+import { GmmlMasker, drawGmmlGrid } from "./index";
+import { renderGmmlGrid, writeGmmlGrid } from "./node";
 
 const MEAN = [0.485, 0.456, 0.406];
 const STD = [0.229, 0.224, 0.225];
@@ -30,9 +31,14 @@ describe("renderGmmlGrid", () => {
     const S = 8;
     const images = normalisedBatch(B, S);
     const result = new GmmlMasker({ maxBlockFraction: 0.5 }).apply(images, Rng.seed(3));
-    const png = PNG.sync.read(
-      renderGmmlGrid(images, result.pixelMask, result.corrupted, { scale: 1, padding: 2 }),
-    );
+    const options = { scale: 1, padding: 2 };
+    const bytes = renderGmmlGrid(images, result.pixelMask, result.corrupted, options);
+    const png = PNG.sync.read(Buffer.from(bytes));
+    // The PNG holds drawGmmlGrid's pixels (the main entry's, which a page draws on a canvas).
+    const drawn = drawGmmlGrid(images, result.pixelMask, result.corrupted, options);
+    expect([drawn.width, drawn.height]).toEqual([png.width, png.height]);
+    const rgb = png.data.filter((_, i) => i % 4 !== 3);
+    expect(Buffer.from(drawn.data).equals(Buffer.from(rgb))).toBe(true);
     expect(png.width).toBe(3 * S + 4 * 2);
     expect(png.height).toBe(B * S + 3 * 2);
     const px = (x: number, y: number) =>

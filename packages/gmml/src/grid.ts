@@ -1,12 +1,11 @@
 import { ConfigError, ShapeError, checkNumber, describeValue } from "@sit/core";
-import { encodePng, writeFileAtomic } from "@sit/core/node";
 import { type ImageInput, type PixelMask, checkPixelMask, readImageBatch } from "./images";
 
 /** ImageNet statistics, the normalisation SiT uses. */
 const IMAGENET_MEAN = [0.485, 0.456, 0.406];
 const IMAGENET_STD = [0.229, 0.224, 0.225];
 
-/** Options of {@link renderGmmlGrid}. */
+/** Options of {@link drawGmmlGrid} (and of `renderGmmlGrid`/`writeGmmlGrid` in `@sit/gmml/node`). */
 export interface GmmlGridOptions {
   /** Per-channel mean used to normalise the images (default ImageNet's; one value for grey images). */
   mean?: number | readonly number[];
@@ -30,18 +29,25 @@ function perChannel(name: string, value: number | readonly number[], channels: n
   return list;
 }
 
+/** A picture as 8-bit RGB pixels, row-major, 3 bytes per pixel. */
+export interface RgbImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
 /**
- * Render a PNG grid that shows what GMML did: one row per image, columns *original | mask |
+ * Draw a grid that shows what GMML did: one row per image, columns *original | mask |
  * corrupted*. Images are NHWC in normalised units (1 or 3 channels) and are un-normalised with
  * `mean`/`std` for viewing (values clamped to [0, 1]); the mask is white where pixels are corrupted.
- * Returns the encoded PNG.
+ * Returns RGB pixels (a page puts them on a canvas; `@sit/gmml/node` encodes them as PNG).
  */
-export function renderGmmlGrid(
+export function drawGmmlGrid(
   images: ImageInput,
   mask: PixelMask,
   corrupted: ImageInput,
   options: GmmlGridOptions = {},
-): Buffer {
+): RgbImage {
   const clean = readImageBatch("images", images);
   const bad = readImageBatch("corrupted", corrupted);
   const [B, H, W, C] = clean.shape;
@@ -104,18 +110,5 @@ export function renderGmmlGrid(
       }
     }
   }
-  return Buffer.from(encodePng(out, width, height, 3));
-}
-
-/** {@link renderGmmlGrid}, written atomically to `path` (a crash never leaves a partial PNG). */
-export function writeGmmlGrid(
-  path: string,
-  images: ImageInput,
-  mask: PixelMask,
-  corrupted: ImageInput,
-  options: GmmlGridOptions = {},
-): void {
-  if (typeof path !== "string" || path.length === 0)
-    throw new ConfigError(`path: expected a non-empty file path, got ${describeValue(path)}`);
-  writeFileAtomic(path, renderGmmlGrid(images, mask, corrupted, options));
+  return { width, height, data: out };
 }

@@ -61,4 +61,4 @@ export {
   ATTENTION_MASK_DEFAULTS,
   type AttentionMaskerOptions,
 } from "./attention-mask";
-export { renderGmmlGrid, writeGmmlGrid, type GmmlGridOptions } from "./grid";
+export { drawGmmlGrid, type GmmlGridOptions, type RgbImage } from "./grid";
