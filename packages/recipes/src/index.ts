@@ -58,6 +58,17 @@ export { GmmlOnlyRecipe, createGmmlOnly } from "./gmml-only";
 export { MocoV3Recipe, MocoStudent, createMoCoV3 } from "./moco-v3";
 export { MaeRecipe, MaeNetwork, createMAE } from "./mae";
 export {
+  DinoRecipe,
+  DinoNetwork,
+  createDINO,
+  dinoSchema,
+  dinoLocalSize,
+  multiCropViews,
+  type DinoConfig,
+  type DinoConfigInput,
+} from "./dino";
+export { DinoHead, DinoLastLayer, DINO_HEAD_DEFAULTS, type DinoHeadOptions } from "./dino-head";
+export {
   planWasmHeap,
   measureStepBytes,
   stepBytesAt,
