@@ -1,30 +1,12 @@
-import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { loadCheckpointFile, listCheckpoints } from "@sit/train";
 import { beforeAll, describe, expect, it } from "vitest";
 import { EXIT } from "./io";
+import { python, torchMissing } from "./scale-out-support";
 import { sit, tempDir, tinyConfig, writeConfig } from "./test-support";
 
-// SiT.js → sit-torch → checkpoint.pth (tools/scale-out) → sit-torch → SiT.js, with Debian's
-// python3-torch (.ci/run installs it). Without it these tests skip, saying why.
-export const PYTHON = process.env.SIT_TORCH_PYTHON ?? "/usr/bin/python3";
-export const SCALE_OUT = fileURLToPath(new URL("../../../tools/scale-out/", import.meta.url));
-const probe = spawnSync(PYTHON, ["-c", "import torch"], { encoding: "utf8" });
-export const torchMissing =
-  probe.status === 0
-    ? ""
-    : `${PYTHON} -c 'import torch' failed (${(probe.stderr || String(probe.error)).trim().split("\n").pop()}); install python3-torch libopenblas0-pthread`;
-
-/** Run a tools/scale-out script; its stderr is the assertion message. */
-export function python(script: string, ...args: string[]) {
-  const r = spawnSync(PYTHON, [join(SCALE_OUT, script), ...args], {
-    encoding: "utf8",
-    cwd: SCALE_OUT,
-  });
-  return { code: r.status, out: r.stdout, err: `${r.stderr}${r.error ?? ""}` };
-}
+// SiT.js → sit-torch → checkpoint.pth (tools/scale-out) → sit-torch → SiT.js.
 
 /** Every tensor of two SiT.js checkpoints, bit for bit, and their optimiser step, groups and progress. */
 async function expectSameCheckpoint(a: string, b: string): Promise<void> {

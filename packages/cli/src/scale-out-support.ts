@@ -1,0 +1,24 @@
+// Helpers for the tests that run tools/scale-out with Debian's python3-torch (not exported from
+// the package). .ci/run installs python3-torch; without it those tests skip and say why.
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const PYTHON = process.env.SIT_TORCH_PYTHON ?? "/usr/bin/python3";
+export const SCALE_OUT = fileURLToPath(new URL("../../../tools/scale-out/", import.meta.url));
+
+const probe = spawnSync(PYTHON, ["-c", "import torch"], { encoding: "utf8" });
+/** Why the PyTorch tests cannot run here ("" when they can). */
+export const torchMissing =
+  probe.status === 0
+    ? ""
+    : `${PYTHON} -c 'import torch' failed (${(probe.stderr || String(probe.error)).trim().split("\n").pop()}); install python3-torch libopenblas0-pthread`;
+
+/** Run a tools/scale-out script (from its folder); its stderr is the assertion message. */
+export function python(script: string, ...args: string[]) {
+  const r = spawnSync(PYTHON, [join(SCALE_OUT, script), ...args], {
+    encoding: "utf8",
+    cwd: SCALE_OUT,
+  });
+  return { code: r.status, out: r.stdout, err: `${r.stderr}${r.error ?? ""}` };
+}
