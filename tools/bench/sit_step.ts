@@ -12,8 +12,10 @@
 //   npx tsx tools/bench/sit_step.ts [--backend wasm|cpu|webgpu] [--model tiny|small] [--batch N]
 //     [--iters 3] [--warmup 1] [--depth N] [--allow-software-adapter] [--memory-steps N]
 //     [--no-torch] [--torch-device cpu|cuda] [--torch-iters 3] [--torch-warmup 1]
-//     [--checkpoint-blocks on|off]
+//     [--checkpoint-blocks on|off] [--fused-block on|off]
 //
+// --fused-block off makes webgpu compose each transformer block from separate kernels (the
+// portable block) instead of the fused one-kernel-per-direction block (for before/after runs).
 // --memory-steps N replaces the timing: it runs N steps and reports the tensor count and the GPU
 // buffer bytes after step min(10, N) and after step N (the no-growth check). --depth overrides the
 // model's depth (for quick smoke runs only). PyTorch runs with $SIT_TORCH_PYTHON, else
@@ -28,6 +30,7 @@ import * as tf from "@tensorflow/tfjs";
 import { type BackendName, Rng } from "../../packages/core/src/index";
 import { initBackend } from "../../packages/core/src/node";
 import { corruptViews } from "../../packages/gmml/src/index";
+import { setWebgpuFusedBlock } from "../../packages/kernels/src/index";
 import { rawDispatchCount } from "../../packages/kernels/src/webgpu/flat-buffers";
 import { createSiT } from "../../packages/recipes/src/index";
 import { instrumentPhases } from "./phases";
@@ -55,6 +58,8 @@ const DEPTH = Number(option("depth", String(MODEL.depth)));
 const MEMORY_STEPS = Number(option("memory-steps", "0"));
 const TORCH_DEVICE = option("torch-device", backend === "webgpu" ? "cuda" : "cpu");
 const checkpointBlocks = option("checkpoint-blocks", backend === "wasm" ? "on" : "off") === "on";
+const fusedBlock = option("fused-block", "on") === "on";
+setWebgpuFusedBlock(fusedBlock);
 for (const [k, v] of Object.entries({ BATCH, ITERS, WARMUP, DEPTH, MEMORY_STEPS }))
   if (!Number.isInteger(v) || v < 0 || (v === 0 && k !== "WARMUP" && k !== "MEMORY_STEPS"))
     throw new Error(`--${k.toLowerCase().replace("_", "-")}: expected a non-negative integer`);
@@ -250,6 +255,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     ...(info.threads !== undefined ? { threads: info.threads, simd: info.simd } : {}),
     ...(info.adapter ? { adapter: info.adapter } : {}),
     checkpoint_blocks: checkpointBlocks,
+    fused_block: fusedBlock,
     params: recipe.student.namedParameters().reduce((n, [, v]) => n + v.size, 0),
   };
   if (MEMORY_STEPS > 0) {
