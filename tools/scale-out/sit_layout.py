@@ -1,4 +1,4 @@
-"""The SiT code's module layout, written from ../shared/spec (sit-reference.md §2, §4, §5).
+"""The SiT code's module layout (FullPipline), written from the method's description (docs/method.md).
 
 `FullPipline(backbone, head, head_recons)`: a timm/DINO ViT (cls_token, pos_embed,
 patch_embed.proj, blocks.{i}.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}, norm), the
@@ -55,7 +55,7 @@ class Mlp(nn.Module):
 
 
 def drop_path(x, rate, training):
-    """Stochastic depth per sample (spec §2): drop the residual branch, rescale the kept ones."""
+    """Stochastic depth per sample (§2 of the method): drop the residual branch, rescale the kept ones."""
     if rate == 0.0 or not training:
         return x
     keep = torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), device=x.device) >= rate

@@ -1,4 +1,4 @@
-"""The SiT v3 step in PyTorch, written from ../shared/spec/sit-reference.md (§1, §4–§7).
+"""The SiT v3 step in PyTorch, written from the method's description (docs/method.md), not copied.
 
 Student on the corrupted views, EMA teacher on the clean ones; L = Lc + λ·Lr with
 Lc = CL(s₁, t₂) + CL(s₂, t₁) (MoCo-v3 form, keys gathered from every process, ×2τ) and Lr the L1

@@ -91,6 +91,17 @@ def pack(folder, world_size=None, official=False):
     return ckpt, notes
 
 
+# The SiT code's main.py options that shape training (it re-reads them from its command line,
+# not from the checkpoint): pass these so that it continues this run.
+MAIN_PY_FLAGS = ("model", "drop_path_rate", "out_dim", "simclr_temp", "momentum_teacher", "drop_perc",
+                 "drop_replace", "drop_align", "drop_type", "lmbda", "weight_decay", "weight_decay_end",
+                 "clip_grad", "batch_size", "epochs", "lr", "warmup_epochs", "min_lr", "seed", "use_fp16")
+
+
+def main_py_flags(args):
+    return " ".join(f"--{k} {str(args[k]).lower() if isinstance(args[k], bool) else args[k]}" for k in MAIN_PY_FLAGS if k in args)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder", help="sit-torch folder (state.json + state.safetensors)")
@@ -108,6 +119,7 @@ def main(argv=None):
     torch_save_atomic(ckpt, o.output)
     print(f"wrote {o.output}: step {ckpt['sit_torch']['step']}, epoch {ckpt['epoch']}, "
           f"{len(ckpt['optimizer']['state'])} parameters with AdamW state")
+    print("main.py flags of this run: " + main_py_flags(ckpt["args"]))
     return 0
 
 
