@@ -7,11 +7,12 @@
 //       [--report DIR | --no-report] [--backend NAME] [budget flags, see --help]
 import { mkdirSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
-import { join, resolve } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { type BackendName, ConfigError } from "@sit/core";
 import { initBackend, writeFileAtomic } from "@sit/core/node";
+import { renderCurveMarkdown, renderCurvePlot } from "./lib/curve-report";
 import { METHODS, type Method } from "./lib/methods";
 import { renderStudyMarkdown, renderStudyPlot } from "./lib/report";
 import {
@@ -139,7 +140,7 @@ export const BUDGETS: Record<"smoke" | "cpu" | "curves" | "gpu", StudyBudget> = 
 };
 
 export const FULL_GPU_COMMAND =
-  "npx tsx tools/repro/fashion-mnist.ts --data /path/to/fashion-mnist --budget gpu --backend tensorflow --out runs/fashion-mnist-gpu";
+  "npx tsx tools/repro/fashion-mnist.ts --data /path/to/fashion-mnist --budget gpu --backend webgpu --out runs/fashion-mnist-gpu";
 
 const INT_FLAGS = {
   steps: "steps",
@@ -313,6 +314,26 @@ export async function main(argv: string[]): Promise<string | null> {
   if (!args.report) return null;
   mkdirSync(args.report, { recursive: true });
   const results = collectResults(store, args.budget);
+  if (args.budget.curve) {
+    // A curve study has its own files: the cpu budget's fashion-mnist.md stays as it is.
+    const curveDone = args.budget.methods.every(
+      (m) => m === "random" || results[m]?.curve?.at(-1)?.step === args.budget.steps,
+    );
+    writeFileAtomic(
+      join(args.report, `fashion-mnist-${args.name}.png`),
+      await renderCurvePlot(results, args.budget, !curveDone),
+    );
+    const curveMd = renderCurveMarkdown({
+      budget: args.budget,
+      results,
+      machine: (store.meta.machine as string | undefined) ?? machine,
+      command: `nice -n 15 npx tsx tools/repro/fashion-mnist.ts --data /path/to/fashion-mnist --budget ${args.name} --methods ${args.budget.methods.join(",")} --out ${relative(REPO, args.out) || "."}`,
+      plotFile: `fashion-mnist-${args.name}.png`,
+      partial: !curveDone,
+    });
+    writeFileAtomic(join(args.report, `fashion-mnist-${args.name}.md`), curveMd);
+    return curveMd;
+  }
   writeFileAtomic(
     join(args.report, "fashion-mnist.png"),
     await renderStudyPlot(results, args.budget),

@@ -1,9 +1,9 @@
 import type { Recipe } from "@sit/train";
-import { createGmmlOnly, createMAE, createMoCoV3, createSiT } from "@sit/recipes";
+import { createDINO, createGmmlOnly, createMAE, createMoCoV3, createSiT } from "@sit/recipes";
 import type { VisionTransformer } from "@sit/vit";
 
 /** The methods the study compares; `random` is no pretraining (random initialisation). */
-export const METHODS = ["random", "sit", "gmml", "mocov3", "mae"] as const;
+export const METHODS = ["random", "sit", "gmml", "mocov3", "mae", "dino", "sit-attn"] as const;
 export type Method = (typeof METHODS)[number];
 
 /** Display names (table rows and plot legend). */
@@ -13,7 +13,30 @@ export const METHOD_LABELS: Readonly<Record<Method, string>> = {
   gmml: "GMML only",
   mocov3: "MoCo v3",
   mae: "MAE",
+  dino: "DINO",
+  "sit-attn": "SiT + AttMask",
 };
+
+/**
+ * DINO in the study: DINO's recipe and defaults (τs 0.1, τt 0.04, centre momentum 0.9, teacher
+ * momentum 0.996 → 1, weight decay 0.04 → 0.4, last layer frozen for the first tenth of the run)
+ * with a head sized for the small ViT (hidden = projHidden, bottleneck 128, 4,096 outputs instead
+ * of 65,536) and 4 local crops of 14 px (2 × 2 patches) instead of 8: the CPU budget's choice.
+ */
+export const STUDY_DINO = {
+  bottleneck: 128,
+  outDim: 4096,
+  nLocal: 4,
+  localSize: 14,
+} as const;
+
+/**
+ * SiT + AttMask in the study: SiT exactly as the "sit" row, but its masks come from the teacher's
+ * attention (AttMask-Hint, Kakogeorgiou et al. 2022: the most attended half of the patches, one
+ * of the top 10 % revealed) as GMML-style pixel groups, so that only the choice of *where* to mask
+ * differs from GMML's random blocks.
+ */
+export const STUDY_ATTENTION_MASK = { mode: "hint", groups: "pixel" } as const;
 
 /** The ViT and heads every method shares, and the pretraining budget. */
 export interface ModelBudget {
@@ -74,9 +97,33 @@ export function createMethod(method: Exclude<Method, "random">, b: ModelBudget):
   const projection = { hidden: b.projHidden, outDim: 256 };
   const seed = b.seed;
   switch (method) {
-    case "sit": {
-      const r = createSiT({ backbone, projection, optim, lambda: b.lambda, seed });
+    case "sit":
+    case "sit-attn": {
+      const r = createSiT({
+        backbone,
+        projection,
+        optim,
+        lambda: b.lambda,
+        seed,
+        ...(method === "sit-attn"
+          ? { masking: "attention" as const, attentionMask: STUDY_ATTENTION_MASK }
+          : {}),
+      });
       return { recipe: r, student: r.student.backbone, teacher: r.teacher.module.backbone };
+    }
+    case "dino": {
+      const r = createDINO({
+        backbone,
+        head: {
+          hidden: b.projHidden,
+          bottleneck: STUDY_DINO.bottleneck,
+          outDim: STUDY_DINO.outDim,
+        },
+        multiCrop: { nLocal: STUDY_DINO.nLocal, localSize: STUDY_DINO.localSize },
+        optim,
+        seed,
+      });
+      return { recipe: r, student: r.student.backbone, teacher: r.teacherModule?.backbone };
     }
     case "gmml": {
       const r = createGmmlOnly({ backbone, optim, seed });

@@ -2,12 +2,15 @@ import { METHOD_LABELS, type Method } from "./methods";
 import { type PlotSpec, renderPlot } from "./plot";
 import type { MethodResults, StudyBudget } from "./study";
 
-const COLORS: Record<Method, readonly [number, number, number]> = {
+/** Line colour of each method in the study's plots. */
+export const METHOD_COLORS: Record<Method, readonly [number, number, number]> = {
   random: [120, 120, 120],
   sit: [214, 39, 40],
   gmml: [255, 127, 14],
   mocov3: [31, 119, 180],
   mae: [44, 160, 44],
+  dino: [148, 103, 189],
+  "sit-attn": [140, 86, 75],
 };
 
 const pct = (x: number | undefined) => (x === undefined ? "–" : (100 * x).toFixed(1));
@@ -22,7 +25,7 @@ export function renderStudyPlot(
   const series = (kind: "linear" | "finetune") =>
     budget.methods.map((m) => ({
       label: METHOD_LABELS[m],
-      color: COLORS[m],
+      color: METHOD_COLORS[m],
       dashed: m === "random",
       values: fractions.map((f) => 100 * (results[m]?.[kind][f] ?? Number.NaN)),
     }));

@@ -12,13 +12,14 @@ import {
   ViewPipeline,
   evalTransform,
   loadFashionMnist,
+  multiCropTransform,
   sitTwoViewTransform,
 } from "@sit/data";
 import { extractFeatures, firstKPerClass, knnEval, linearProbe, selectRows } from "@sit/eval";
 import { StageStore, fineTuneStage, loadWeights, pretrain, saveWeights } from "@sit/example-shared";
 import { VisionTransformer } from "@sit/vit";
 import { type CurvePoint, collectCurve, curveWeights, runCurves, validateCurve } from "./curves";
-import { METHODS, type Method, type ModelBudget, createMethod } from "./methods";
+import { METHODS, type Method, type ModelBudget, STUDY_DINO, createMethod } from "./methods";
 
 /** Everything that defines a study run (its fingerprint: results of another budget are not mixed in). */
 export interface StudyBudget extends ModelBudget {
@@ -128,13 +129,25 @@ export async function runStudy(
     weights: string,
   ) => {
     const loader = new DataLoader(train, {
-      transform: sitTwoViewTransform({
-        size,
-        channels: 1,
-        normalize: STATS,
-        interpolation: "bilinear",
-        blurSigma: [0.1, 1.0],
-      }),
+      // DINO trains on its multi-crop views; every other method on SiT's two views.
+      transform:
+        method === "dino"
+          ? multiCropTransform({
+              globalSize: size,
+              localSize: STUDY_DINO.localSize,
+              nLocal: STUDY_DINO.nLocal,
+              channels: 1,
+              normalize: STATS,
+              interpolation: "bilinear",
+              blurSigma: [0.1, 1.0],
+            })
+          : sitTwoViewTransform({
+              size,
+              channels: 1,
+              normalize: STATS,
+              interpolation: "bilinear",
+              blurSigma: [0.1, 1.0],
+            }),
       batchSize: budget.batchSize,
       seed: budget.seed,
       dropLast: true,
