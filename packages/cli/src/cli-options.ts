@@ -117,6 +117,10 @@ const PRETRAIN_FLAGS: [flag: string, path: string][] = [
   ["weightDecay", "config.optim.weightDecay"],
   ["weightDecayEnd", "config.optim.weightDecayEnd"],
   ["lambda", "config.lambda"],
+  ["masking", "config.masking"],
+  ["attentionMode", "config.attentionMask.mode"],
+  ["attentionGroups", "config.attentionMask.groups"],
+  ["localCrops", "config.multiCrop.nLocal"],
   ["seed", "config.seed"],
   ["steps", "train.steps"],
   ["checkpointEvery", "train.checkpointEverySteps"],
@@ -239,6 +243,29 @@ export function addPretrainOptions(cmd: Command): Command {
       "--lambda <x>",
       `λ in L = Lc + λ·Lr (sit; ${defaultText("config.lambda")}, SiT's README: 5 for small datasets)`,
       num(0),
+    )
+    .addOption(
+      new Option(
+        "--masking <kind>",
+        "sit: gmml (GMML's random blocks, the default) or attention (mask what the teacher's CLS attends to, AttMask)",
+      ).choices(["gmml", "attention"]),
+    )
+    .addOption(
+      new Option(
+        "--attention-mode <mode>",
+        "with --masking attention: high (mask the most attended patches, the default) or hint (reveal a few of them again)",
+      ).choices(["high", "hint"]),
+    )
+    .addOption(
+      new Option(
+        "--attention-groups <kind>",
+        "with --masking attention: token (token-aligned, the default) or pixel (GMML-style pixel groups)",
+      ).choices(["token", "pixel"]),
+    )
+    .option(
+      "--local-crops <n>",
+      "dino: local crops per image besides the 2 global ones (DINO: 8)",
+      int(0),
     )
     .option(
       "--seed <n>",

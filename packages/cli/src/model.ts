@@ -1,8 +1,14 @@
 import { existsSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
-import { IMAGENET_STATS, type NormalizeStats, evalTransform, sitTwoViewTransform } from "@sit/data";
+import {
+  IMAGENET_STATS,
+  type NormalizeStats,
+  evalTransform,
+  multiCropTransform,
+  sitTwoViewTransform,
+} from "@sit/data";
 import { IOError } from "@sit/core";
-import { type LoadedRecipe, loadRecipe } from "@sit/recipes";
+import { DinoRecipe, type LoadedRecipe, dinoLocalSize, loadRecipe } from "@sit/recipes";
 import type { VisionTransformer } from "@sit/vit";
 import { type DatasetKind, resolveDataset } from "./datasets";
 import { UsageError } from "./io";
@@ -69,6 +75,31 @@ export function pretrainTransform(run: RunInfo, size: number) {
     ...(a.solarizeP !== undefined ? { solarizeP: a.solarizeP } : {}),
     ...(a.colorJitter ? { colorJitter: a.colorJitter } : {}),
     scale: run.data.cropScale,
+    interpolation: run.data.interpolation,
+    normalize: run.stats,
+    channels: run.data.channels,
+  });
+}
+
+/**
+ * The views a recipe trains on: DINO's multi-crop views (2 global crops at `size` and the
+ * recipe's local crops; the run's augmentation overrides apply to both) or SiT's two views.
+ */
+export function recipeTransform(recipe: TrainedRecipe, run: RunInfo, size: number) {
+  if (!(recipe instanceof DinoRecipe)) return pretrainTransform(run, size);
+  const a = run.data.augment ?? {};
+  const mc = recipe.config.multiCrop;
+  const b = networkOf(recipe).backbone;
+  return multiCropTransform({
+    globalSize: size,
+    localSize: dinoLocalSize(recipe.config, size, b.patchSize),
+    nLocal: mc.nLocal,
+    globalScale: mc.globalScale,
+    localScale: mc.localScale,
+    ...(a.flipP !== undefined ? { flipP: a.flipP } : {}),
+    ...(a.grayscaleP !== undefined ? { grayscaleP: a.grayscaleP } : {}),
+    ...(a.blurSigma ? { blurSigma: a.blurSigma } : {}),
+    ...(a.colorJitter ? { colorJitter: a.colorJitter } : {}),
     interpolation: run.data.interpolation,
     normalize: run.stats,
     channels: run.data.channels,

@@ -22,7 +22,7 @@ import { type CliIO, UsageError, note, pct } from "../io";
 import {
   type RunInfo,
   inputSize,
-  pretrainTransform,
+  recipeTransform,
   runInfoOf,
   withChannels,
   withStepsPerEpoch,
@@ -106,7 +106,7 @@ export async function pretrain(
   const recipe = createRecipe(config.recipe, recipeConfig);
   const run = runInfoOf(config, kind);
   const loader = new DataLoader(images, {
-    transform: pretrainTransform(run, inputSize(networkOf(recipe).backbone)),
+    transform: recipeTransform(recipe, run, inputSize(networkOf(recipe).backbone)),
     batchSize,
     seed: recipe.config.seed,
     dropLast: true,
