@@ -12,7 +12,7 @@ import {
   sitTwoViewTransform,
 } from "@sit/data";
 import { extractFeatures, knnEval } from "@sit/eval";
-import { fit } from "@sit/train";
+import { fit } from "@sit/train/node";
 import { GmmlSimclrRecipe } from "./recipe";
 
 const { values } = parseArgs({

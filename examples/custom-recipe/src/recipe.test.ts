@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import { fit } from "@sit/train";
+import { fit } from "@sit/train/node";
 import { afterAll, describe, expect, it } from "vitest";
 import { GmmlSimclrRecipe } from "./recipe";
 

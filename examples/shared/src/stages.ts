@@ -16,14 +16,8 @@ import {
   meanPerClassAccuracy,
   predictClasses,
 } from "@sit/eval";
-import {
-  ConsoleProgressSink,
-  type FitResult,
-  JsonlSink,
-  type MetricSink,
-  type Recipe,
-  fit,
-} from "@sit/train";
+import { ConsoleProgressSink, type FitResult, type MetricSink, type Recipe } from "@sit/train";
+import { JsonlSink, fit } from "@sit/train/node";
 import type { VisionTransformer } from "@sit/vit";
 
 /** Where a stage writes and how loudly. */

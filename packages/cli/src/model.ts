@@ -8,7 +8,8 @@ import {
   sitTwoViewTransform,
 } from "@sit/data";
 import { IOError } from "@sit/core";
-import { DinoRecipe, type LoadedRecipe, dinoLocalSize, loadRecipe } from "@sit/recipes";
+import { DinoRecipe, type LoadedRecipe, dinoLocalSize } from "@sit/recipes";
+import { loadRecipe } from "@sit/recipes/node";
 import type { VisionTransformer } from "@sit/vit";
 import { type DatasetKind, resolveDataset } from "./datasets";
 import { UsageError } from "./io";

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { listCheckpoints } from "@sit/train";
+import { listCheckpoints } from "@sit/train/node";
 import { describe, expect, it } from "vitest";
 import { EXIT } from "./io";
 import { sit, tempDir, tinyConfig, writeConfig } from "./test-support";

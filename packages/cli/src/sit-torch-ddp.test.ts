@@ -5,7 +5,7 @@ import { Rng, tensorToTorch, toTorchStateDict } from "@sit/core";
 import { readSafetensors, writeSafetensors } from "@sit/core/node";
 import { corruptViews } from "@sit/gmml";
 import { createSiT, sitTorchState, toOfficialKey } from "@sit/recipes";
-import { listCheckpoints, loadCheckpointFile } from "@sit/train";
+import { listCheckpoints, loadCheckpointFile } from "@sit/train/node";
 import * as tf from "@tensorflow/tfjs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { writeSitTorch } from "./commands/sit-torch";

@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { loadCheckpointFile, listCheckpoints } from "@sit/train";
+import { loadCheckpointFile, listCheckpoints } from "@sit/train/node";
 import { beforeAll, describe, expect, it } from "vitest";
 import { EXIT } from "./io";
 import { python, torchMissing } from "./scale-out-support";

@@ -1,6 +1,7 @@
 import { Rng } from "@sit/core";
 import type { Dataset, Sample } from "@sit/data";
-import type { HparamValue, TensorBoardSink } from "@sit/train";
+import type { HparamValue } from "@sit/train";
+import type { TensorBoardSink } from "@sit/train/node";
 import type * as tf from "@tensorflow/tfjs";
 import { attentionFigure } from "./commands/attention";
 import { reconstructionFigure } from "./commands/reconstruct";

@@ -47,13 +47,10 @@ export {
   type AnyRecipe,
 } from "./registry";
 export {
-  loadBackbone,
-  loadRecipe,
-  openCheckpoint,
+  recipeFromCheckpoint,
   type LoadedBackbone,
   type LoadedRecipe,
-  type LoadRecipeOptions,
-} from "./load-backbone";
+} from "./recipe-from-checkpoint";
 export { GmmlOnlyRecipe, createGmmlOnly } from "./gmml-only";
 export { MocoV3Recipe, MocoStudent, createMoCoV3 } from "./moco-v3";
 export { MaeRecipe, MaeNetwork, createMAE } from "./mae";

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { IOError, Rng } from "@sit/core";
-import { fit } from "@sit/train";
+import { fit } from "@sit/train/node";
 import { describe, expect, it } from "vitest";
 import type { TwoViewBatch } from "./batches";
 import { loadBackbone } from "./load-backbone";

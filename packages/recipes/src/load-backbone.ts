@@ -1,34 +1,22 @@
 import { existsSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { IOError, invalidArgument } from "@sit/core";
-import { type LoadedCheckpoint, loadCheckpointFile, resumeFrom } from "@sit/train";
-import type { VisionTransformer } from "@sit/vit";
-import type { WeightsChoice } from "./recipe-base";
-import { type AnyRecipe, RECIPES, RECIPE_NAMES, type RecipeEntry, isRecipeName } from "./registry";
+import {
+  type LoadedBackbone,
+  type LoadedRecipe,
+  type WeightsChoice,
+  recipeFromCheckpoint,
+} from "@sit/recipes";
+import type { LoadedCheckpoint } from "@sit/train";
+import { loadCheckpointFile, resumeFrom } from "@sit/train/node";
+
+// Node only (@sit/recipes/node): recipes and backbones from checkpoint files and run folders.
+// Rebuilding the recipe is the main entry's recipeFromCheckpoint, which a page uses on bytes.
 
 /** Options of {@link loadRecipe} and {@link loadBackbone}. */
 export interface LoadRecipeOptions {
   /** Where warnings go (a skipped unreadable checkpoint of a folder). Default `console.warn`. */
   onWarning?: (message: string) => void;
-}
-
-/** A recipe rebuilt from a checkpoint, with its weights loaded. */
-export interface LoadedRecipe {
-  /** The recipe (student, teacher, heads and optimiser state as saved); dispose it when done. */
-  recipe: AnyRecipe;
-  /** The checkpoint file that was read. */
-  source: string;
-  /** Training steps behind these weights. */
-  step: number;
-  /** Everything the checkpoint's writer recorded beside the tensors (`meta.config`, …). */
-  meta: Record<string, unknown>;
-}
-
-/** A ViT backbone from a checkpoint, and the recipe that holds it. */
-export interface LoadedBackbone extends LoadedRecipe {
-  backbone: VisionTransformer;
-  /** Free every tensor of the recipe, the backbone's included. */
-  dispose(): void;
 }
 
 /**
@@ -56,34 +44,14 @@ export async function openCheckpoint(
 }
 
 /**
- * Rebuild the recipe that wrote a checkpoint (any built-in recipe of {@link RECIPES}, from the
- * config it recorded) and load its weights, student and teacher.
+ * Rebuild the recipe that wrote a checkpoint (any built-in recipe, from the config it recorded)
+ * and load its weights, student and teacher.
  */
 export async function loadRecipe(
   path: string,
   options: LoadRecipeOptions = {},
 ): Promise<LoadedRecipe> {
-  const ckpt = await openCheckpoint(path, options);
-  try {
-    const meta = ckpt.state.meta;
-    if (!isRecipeName(ckpt.recipe))
-      throw new IOError(
-        `${ckpt.path}: written by recipe ${JSON.stringify(ckpt.recipe)}; expected one of ${RECIPE_NAMES.join(", ")}`,
-      );
-    if (meta.config === undefined || meta.config === null)
-      throw new IOError(`${ckpt.path}: its meta holds no recipe config (meta.config)`);
-    const entry: RecipeEntry = RECIPES[ckpt.recipe];
-    const recipe = entry.create(meta.config);
-    try {
-      await recipe.loadState(ckpt.state);
-    } catch (err) {
-      recipe.dispose();
-      throw err;
-    }
-    return { recipe, source: ckpt.path, step: ckpt.progress.step, meta };
-  } finally {
-    ckpt.dispose();
-  }
+  return recipeFromCheckpoint(await openCheckpoint(path, options));
 }
 
 /**

@@ -5,7 +5,7 @@ import * as tf from "@tensorflow/tfjs";
 import { ConfigError, Rng } from "@sit/core";
 import { corruptViews } from "@sit/gmml";
 import { DataLoader, loadBundledFashionMnist, sitTwoViewTransform } from "@sit/data";
-import { fit, resumeFrom } from "@sit/train";
+import { fit, resumeFrom } from "@sit/train/node";
 import { withBackend } from "@sit/testing";
 import { describe, expect, it } from "vitest";
 import type { TwoViewBatch } from "./batches";

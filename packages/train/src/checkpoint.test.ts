@@ -11,14 +11,13 @@ import { join } from "node:path";
 import { IOError } from "@sit/core";
 import * as tf from "@tensorflow/tfjs";
 import { describe, expect, it } from "vitest";
+import { listCheckpoints, loadCheckpointFile, resumeFrom, writeCheckpoint } from "./checkpoint";
 import {
   type TrainProgress,
   checkpointFileName,
-  listCheckpoints,
-  loadCheckpointFile,
-  resumeFrom,
-  writeCheckpoint,
-} from "./checkpoint";
+  parseTrainCheckpoint,
+  serializeTrainCheckpoint,
+} from "./checkpoint-format";
 import type { CheckpointIO } from "./checkpoint-io";
 
 const tmp = () => mkdtempSync(join(tmpdir(), "sit-ckpt-"));
@@ -177,5 +176,47 @@ describe("resumeFrom", () => {
     ck?.dispose();
     expect(warnings[0]).toMatch(/latest names "checkpoint-00000009\.safetensors"/);
     expect(existsSync(join(dir, checkpointFileName(9)))).toBe(false);
+  });
+});
+
+describe("checkpoint bytes (a web page's download and upload)", () => {
+  it("serializeTrainCheckpoint gives the bytes of the file writeCheckpoint writes, and reads back", async () => {
+    const dir = tmp();
+    const state = {
+      tensors: { "student.w": tf.tensor2d([[1, -2, 3]]), count: tf.scalar(7, "int32") },
+      meta: { rng: [1, 2, 3, 4], cli: { recipe: "sit" } },
+    };
+    const versions = { "@sit/train": "0.1.0" };
+    const path = await writeCheckpoint(dir, "sit", progress(12), state, { versions });
+    const bytes = serializeTrainCheckpoint(
+      { recipe: "sit", progress: progress(12), versions },
+      state,
+    );
+    expect(new Uint8Array(readFileSync(path))).toEqual(bytes);
+
+    const back = parseTrainCheckpoint(bytes, "run.safetensors");
+    expect(back).toMatchObject({ path: "run.safetensors", recipe: "sit", versions });
+    expect(back.progress).toEqual(progress(12));
+    expect(back.state.meta).toEqual(state.meta);
+    expect(Array.from(back.state.tensors["student.w"].dataSync())).toEqual([1, -2, 3]);
+    back.dispose();
+    expect(back.state.tensors["student.w"].isDisposed).toBe(true);
+    // And a file the folder functions wrote is what the bytes reader takes.
+    const fromFile = parseTrainCheckpoint(new Uint8Array(readFileSync(path)), path);
+    expect(fromFile.progress.step).toBe(12);
+    fromFile.dispose();
+    tf.dispose(Object.values(state.tensors));
+  });
+
+  it("refuses bytes that are not a @sit/train checkpoint, or a bad progress, naming them", () => {
+    const state = { tensors: { w: tf.scalar(1) }, meta: {} };
+    const bad = { ...progress(3), step: -1 };
+    expect(() => serializeTrainCheckpoint({ recipe: "sit", progress: bad }, state)).toThrow(
+      /info\.progress: expected \{ step, epoch, stepInEpoch: integers ≥ 0/,
+    );
+    expect(() => parseTrainCheckpoint(new Uint8Array(4), "x.safetensors")).toThrow(
+      /x\.safetensors: truncated/,
+    );
+    tf.dispose(state.tensors.w);
   });
 });

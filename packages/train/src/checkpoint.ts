@@ -1,52 +1,30 @@
 import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
 import { IOError } from "@sit/core";
-import { writeFileAtomic } from "@sit/core/node";
-import * as tf from "@tensorflow/tfjs";
-import { type CheckpointIO, defaultCheckpointIO } from "./checkpoint-io";
+import { loadCheckpoint, saveCheckpoint, writeFileAtomic } from "@sit/core/node";
+import {
+  type CheckpointIO,
+  LATEST_POINTER,
+  type LoadedCheckpoint,
+  type RecipeState,
+  type ResumeFromOptions,
+  type TrainProgress,
+  type WriteCheckpointOptions,
+  checkpointFileName,
+  readTrainCheckpoint,
+  trainCheckpoint,
+} from "@sit/train";
 
-import type { RecipeState } from "./recipe";
+// Node only (@sit/train/node): a run's checkpoint folder on disk. What one checkpoint holds, and
+// its bytes, are the main entry's (checkpoint-format.ts).
 
-/** Name of the pointer file, in a checkpoint directory, that holds the newest checkpoint's file name. */
-export const LATEST_POINTER = "latest";
-const FORMAT = "sit-train-checkpoint";
-const FORMAT_VERSION = 1;
+/** @sit/core's checkpoint format: saveCheckpoint / loadCheckpoint of @sit/core/node. */
+export const defaultCheckpointIO: CheckpointIO = {
+  save: (path, state) => saveCheckpoint(path, state),
+  load: (path) => loadCheckpoint<Record<string, unknown>>(path),
+};
+
 const NAME_RE = /^checkpoint-(\d{8,})\.safetensors$/;
-
-/** Where a run stood when a checkpoint was written; stored in the checkpoint's meta under `train`. */
-export interface TrainProgress {
-  /** Steps completed = the global index of the next step. */
-  step: number;
-  /** Epoch of the next step. */
-  epoch: number;
-  /** Batches of `epoch` already consumed (skipped on resume). */
-  stepInEpoch: number;
-  /** Batches per epoch, when known. */
-  stepsPerEpoch: number | null;
-  /** Images seen so far. */
-  images: number;
-  /** Seconds of training so far (all runs). */
-  elapsedSec: number;
-}
-
-/** A checkpoint read back: where the run stood and the recipe state (tensors owned by the caller). */
-export interface LoadedCheckpoint {
-  path: string;
-  progress: TrainProgress;
-  /** The recipe's name when it was saved. */
-  recipe: string;
-  /** Library versions when it was saved. */
-  versions: Record<string, string>;
-  /** What to pass to `recipe.loadState`. */
-  state: RecipeState;
-  /** Dispose the state's tensors. */
-  dispose(): void;
-}
-
-/** File name of the checkpoint taken after `step` completed steps. */
-export function checkpointFileName(step: number): string {
-  return `checkpoint-${String(step).padStart(8, "0")}.safetensors`;
-}
 
 /** Checkpoint files in `dir`, oldest (fewest steps) first. Temporary and foreign files are ignored. */
 export function listCheckpoints(dir: string): Array<{ path: string; step: number }> {
@@ -57,16 +35,6 @@ export function listCheckpoints(dir: string): Array<{ path: string; step: number
     if (m) out.push({ path: join(dir, name), step: Number(m[1]) });
   }
   return out.sort((a, b) => a.step - b.step);
-}
-
-/** Options of {@link writeCheckpoint}. */
-export interface WriteCheckpointOptions {
-  /** Keep this many newest checkpoints (at most this step) and delete older ones; 0 keeps all. */
-  keepLast?: number;
-  io?: CheckpointIO;
-  /** Library versions to record. */
-  versions?: Record<string, string>;
-  onWarning?: (message: string) => void;
 }
 
 /**
@@ -85,15 +53,11 @@ export async function writeCheckpoint(
   const io = options.io ?? defaultCheckpointIO;
   const name = checkpointFileName(progress.step);
   const path = join(dir, name);
-  const meta = {
-    format: FORMAT,
-    formatVersion: FORMAT_VERSION,
-    recipe: recipeName,
-    train: progress,
-    versions: options.versions ?? {},
-    recipeMeta: state.meta,
-  };
-  await io.save(path, { tensors: state.tensors, meta });
+  const checkpoint = trainCheckpoint(
+    { recipe: recipeName, progress, versions: options.versions ?? {} },
+    state,
+  );
+  await io.save(path, checkpoint);
   writeFileAtomic(join(dir, LATEST_POINTER), `${name}\n`);
   const keep = options.keepLast ?? 0;
   if (keep > 0) {
@@ -133,27 +97,6 @@ export function setAsideDiverged(
   return { lastGood: good?.path, setAside };
 }
 
-function parseProgress(meta: Record<string, unknown>, path: string): TrainProgress {
-  const t = meta.train as Partial<TrainProgress> | undefined;
-  const isCount = (v: unknown): v is number =>
-    typeof v === "number" && Number.isInteger(v) && v >= 0;
-  if (
-    meta.format !== FORMAT ||
-    !t ||
-    !isCount(t.step) ||
-    !isCount(t.epoch) ||
-    !isCount(t.stepInEpoch) ||
-    !(t.stepsPerEpoch === null || isCount(t.stepsPerEpoch)) ||
-    typeof t.images !== "number" ||
-    typeof t.elapsedSec !== "number"
-  ) {
-    throw new IOError(
-      `${path}: not a @sit/train checkpoint (expected meta.format "${FORMAT}" with train progress, got format ${JSON.stringify(meta.format)})`,
-    );
-  }
-  return t as TrainProgress;
-}
-
 /** Read one checkpoint file; throws an IOError naming it if it is truncated, corrupt or foreign. */
 export async function loadCheckpointFile(
   path: string,
@@ -168,28 +111,7 @@ export async function loadCheckpointFile(
       cause: err,
     });
   }
-  let progress: TrainProgress;
-  try {
-    progress = parseProgress(raw.meta, path);
-  } catch (err) {
-    tf.dispose(raw.tensors);
-    throw err;
-  }
-  return {
-    path,
-    progress,
-    recipe: String(raw.meta.recipe ?? ""),
-    versions: (raw.meta.versions ?? {}) as Record<string, string>,
-    state: { tensors: raw.tensors, meta: (raw.meta.recipeMeta ?? {}) as Record<string, unknown> },
-    dispose: () => tf.dispose(raw.tensors),
-  };
-}
-
-/** Options of {@link resumeFrom}. */
-export interface ResumeFromOptions {
-  io?: CheckpointIO;
-  /** Told about every checkpoint skipped as unreadable; `console.warn` by default. */
-  onWarning?: (message: string) => void;
+  return readTrainCheckpoint(raw, path);
 }
 
 /**

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { afterEach, describe, expect, it } from "vitest";
 import { listCheckpoints, loadCheckpointFile } from "./checkpoint";
-import { fit } from "./fit";
+import { fit } from "./fit-node";
 import { NonFiniteLossError, NonFiniteStateError } from "./guards";
 import { RegressionRecipe, regressionLoader } from "./test-support";
 

@@ -6,7 +6,8 @@ import * as tf from "@tensorflow/tfjs";
 import { afterEach, describe, expect, it } from "vitest";
 import { listCheckpoints, loadCheckpointFile } from "./checkpoint";
 import type { MetricSink, StepEvent, TrainEvent } from "./events";
-import { fit } from "./fit";
+import { fit as fitInPage } from "./fit";
+import { fit } from "./fit-node";
 import { NonFiniteLossError, TensorLeakError } from "./guards";
 import { RegressionRecipe, regressionLoader } from "./test-support";
 
@@ -459,5 +460,32 @@ describe("fit: guards", () => {
     });
     tf.dispose(held);
     expect(warnings).toEqual([]);
+  });
+});
+
+describe("fit of @sit/train (a web page's)", () => {
+  it("trains with the same loop: the same losses as Node's fit", async () => {
+    const losses: number[] = [];
+    const result = await fitInPage(recipe(), regressionLoader(3), {
+      maxSteps: 5,
+      sinks: [],
+      onStep: (e) => {
+        losses.push(e.loss);
+      },
+    });
+    expect(result).toMatchObject({ reason: "completed", steps: 5 });
+    expect(losses).toEqual(await straightLosses(5, 3));
+  });
+
+  it("refuses checkpoints in a folder and says where they are", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sit-fit-"));
+    await expect(
+      fitInPage(recipe(), regressionLoader(2), { epochs: 1, checkpoint: { dir }, sinks: [] }),
+    ).rejects.toThrow(
+      /options\.checkpoint: checkpoints in a folder need Node; use fit from @sit\/train\/node/,
+    );
+    await expect(
+      fitInPage(recipe(), regressionLoader(2), { epochs: 1, resume: dir, sinks: [] }),
+    ).rejects.toThrow(/options\.resume: checkpoints in a folder need Node/);
   });
 });

@@ -1,13 +1,6 @@
 import { ConfigError } from "@sit/core";
-import { removeStaleTempFiles } from "@sit/core/node";
 import * as tf from "@tensorflow/tfjs";
-import {
-  type LoadedCheckpoint,
-  type TrainProgress,
-  resumeFrom,
-  setAsideDiverged,
-  writeCheckpoint,
-} from "./checkpoint";
+import type { LoadedCheckpoint, TrainProgress } from "./checkpoint-format";
 import type { CheckpointEvent, EventBase, MetricSink, StepEvent, TrainEvent } from "./events";
 import {
   type DivergedCheckpoints,
@@ -29,15 +22,23 @@ import {
   statedLength,
 } from "./loader";
 import { type FitOptions, type FitResult, checkFitOptions, checkRecipe } from "./options";
+import type { FitHost } from "./fit-host";
 import type { Recipe, StepResult } from "./recipe";
-import { installStopHandlers } from "./signals";
 import { ConsoleProgressSink } from "./sinks/console";
 import { libraryVersions } from "./versions";
 
-const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+// setImmediate under Node (signal handlers run before the next step); a page has only setTimeout.
+const yieldToEventLoop = () =>
+  new Promise<void>((resolve) =>
+    ((globalThis as { setImmediate?: (f: () => void) => void }).setImmediate ?? setTimeout)(
+      resolve,
+    ),
+  );
+
+const PAGE_HOST: FitHost = {};
 
 /**
- * Train `recipe` on the batches of `loader`: runs `recipe.trainStep(batch, step)` for every batch,
+ * Train `recipe` on the batches of `loader` — in a web page (or a Worker): runs `recipe.trainStep(batch, step)` for every batch,
  * emits a metric event after every step to the sinks, writes full-state checkpoints, runs the
  * online monitor, and guards against non-finite losses, tensor leaks and interrupts.
  *
@@ -45,11 +46,27 @@ const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resol
  * and position in the epoch (the batches of the epoch already consumed are drawn and skipped), so
  * with a deterministic loader and recipe the run continues exactly as an uninterrupted one.
  *
- * SIGINT / SIGTERM (and `options.signal`) stop after the current step and write a checkpoint;
- * `fit` then resolves with reason "signal" / "aborted" and removes its handlers. A time budget
- * (`options.maxSeconds`) stops the same way, with reason "time-budget".
+ * `options.signal` stops after the current step; `fit` then resolves with reason "aborted". A time
+ * budget (`options.maxSeconds`) stops the same way, with reason "time-budget".
+ *
+ * Checkpoints in a folder (`options.checkpoint`, `options.resume`) and SIGINT / SIGTERM are Node's:
+ * use `fit` from `@sit/train/node`, the same loop with them. In a page, save `recipe.saveState()`
+ * as bytes with `serializeTrainCheckpoint` (the file format `fit` writes under Node).
  */
 export async function fit<Batch>(
+  recipe: Recipe<Batch>,
+  loader: BatchSource<Batch>,
+  options: FitOptions<Batch>,
+): Promise<FitResult> {
+  return fitOn(PAGE_HOST, recipe, loader, options);
+}
+
+/**
+ * {@link fit} on a given runtime.
+ * @internal
+ */
+export async function fitOn<Batch>(
+  host: FitHost,
   recipe: Recipe<Batch>,
   loader: BatchSource<Batch>,
   options: FitOptions<Batch>,
@@ -57,7 +74,11 @@ export async function fit<Batch>(
   checkRecipe(recipe);
   checkBatchSource(loader);
   checkFitOptions(options);
-  return new FitRun(recipe, loader, options).run();
+  if (!host.folder && (options.checkpoint || options.resume))
+    throw new ConfigError(
+      `options.${options.checkpoint ? "checkpoint" : "resume"}: checkpoints in a folder need Node; use fit from @sit/train/node (in a page, serializeTrainCheckpoint(…, recipe.saveState()) gives the same file's bytes)`,
+    );
+  return new FitRun(host, recipe, loader, options).run();
 }
 
 class FitRun<Batch> {
@@ -89,6 +110,7 @@ class FitRun<Batch> {
   private warnedShortEpoch = false;
 
   constructor(
+    private readonly host: FitHost,
     private readonly recipe: Recipe<Batch>,
     private readonly loader: BatchSource<Batch>,
     private readonly options: FitOptions<Batch>,
@@ -130,13 +152,14 @@ class FitRun<Batch> {
 
   async run(): Promise<FitResult> {
     const h = this.options.handleSignals ?? true;
-    const removeHandlers = installStopHandlers(
-      h === true ? ["SIGINT", "SIGTERM"] : h === false ? [] : h,
-      (signal) => {
-        this.stop = { reason: "signal", signal };
-        this.warn(`${signal} received: stopping after the current step and writing a checkpoint`);
-      },
-    );
+    const removeHandlers =
+      this.host.installStopHandlers?.(
+        h === true ? ["SIGINT", "SIGTERM"] : h === false ? [] : h,
+        (signal) => {
+          this.stop = { reason: "signal", signal };
+          this.warn(`${signal} received: stopping after the current step and writing a checkpoint`);
+        },
+      ) ?? (() => {});
     let result: FitResult;
     try {
       result = await this.train();
@@ -219,17 +242,21 @@ class FitRun<Batch> {
     const o = this.options;
     const stated = o.stepsPerEpoch ?? statedLength(this.loader);
     let loaded: LoadedCheckpoint | undefined;
-    if (o.checkpoint) {
+    const folder = this.host.folder;
+    if (o.checkpoint && folder) {
       // Writers killed mid-checkpoint leave full-size temp files behind; theirs are gone for good.
-      const stale = removeStaleTempFiles(o.checkpoint.dir);
+      const stale = folder.removeStale(o.checkpoint.dir);
       if (stale.removed.length > 0)
         this.warn(
           `removed ${stale.removed.length} temporary file(s) (${(stale.bytes / 1e6).toFixed(1)} MB) left in ${o.checkpoint.dir} by interrupted checkpoint writes`,
         );
     }
-    if (o.resume) {
+    if (o.resume && folder) {
       const target = o.resume === true ? o.checkpoint!.dir : o.resume;
-      loaded = await resumeFrom(target, { io: o.checkpoint?.io, onWarning: (m) => this.warn(m) });
+      loaded = await folder.resume(target, {
+        io: o.checkpoint?.io,
+        onWarning: (m) => this.warn(m),
+      });
       if (!loaded && o.resume !== true)
         throw new ConfigError(`options.resume: no checkpoint at ${JSON.stringify(target)}`);
     }
@@ -402,7 +429,8 @@ class FitRun<Batch> {
 
   private async checkpoint(reason: CheckpointEvent["reason"]): Promise<void> {
     const ck = this.options.checkpoint;
-    if (!ck || this.progress.step === this.lastSavedStep) return;
+    const folder = this.host.folder;
+    if (!ck || !folder || this.progress.step === this.lastSavedStep) return;
     const progress: TrainProgress = { ...this.progress, elapsedSec: this.elapsed() };
     // A checkpoint taken on an epoch's last step resumes at the next epoch's start.
     if (progress.stepsPerEpoch !== null && progress.stepInEpoch >= progress.stepsPerEpoch) {
@@ -424,7 +452,7 @@ class FitRun<Batch> {
       // At least two are kept: when the newest turns out to hold diverged weights (see
       // divergedCheckpoints), the one before it is what training can resume from.
       const keepLast = ck.keepLast ?? 3;
-      path = await writeCheckpoint(ck.dir, this.recipe.name, progress, state, {
+      path = await folder.write(ck.dir, this.recipe.name, progress, state, {
         keepLast: keepLast === 0 ? 0 : Math.max(keepLast, 2),
         io: ck.io,
         versions: libraryVersions(),
@@ -446,8 +474,10 @@ class FitRun<Batch> {
    */
   private divergedCheckpoints(step: number): DivergedCheckpoints | undefined {
     const ck = this.options.checkpoint;
-    if (!ck) return undefined;
-    if (this.lastSavedStep === step) return { dir: ck.dir, ...setAsideDiverged(ck.dir, step) };
+    const folder = this.host.folder;
+    if (!ck || !folder) return undefined;
+    if (this.lastSavedStep === step)
+      return { dir: ck.dir, ...folder.setAsideDiverged(ck.dir, step) };
     return { dir: ck.dir, lastGood: this.lastCheckpoint ?? this.resumedFrom };
   }
 

@@ -1,5 +1,8 @@
+// Public API of @sit/train: explicit named exports only. This entry runs in a web page as well as
+// under Node; checkpoints in a folder, SIGINT / SIGTERM and the file sinks are @sit/train/node's.
 export type { Recipe, RecipeState, StepResult, ScheduleValues, MaybePromise } from "./recipe";
-export { fit } from "./fit";
+export { fit, fitOn } from "./fit";
+export type { FitHost, CheckpointFolder } from "./fit-host";
 export type {
   FitOptions,
   FitResult,
@@ -26,21 +29,20 @@ export {
   type ConsoleProgressOptions,
   type ProgressStream,
 } from "./sinks/console";
-export { JsonlSink, type JsonlSinkOptions } from "./sinks/jsonl";
-export { TensorBoardSink } from "./sinks/tensorboard";
 export {
-  resumeFrom,
-  writeCheckpoint,
-  loadCheckpointFile,
-  listCheckpoints,
+  serializeTrainCheckpoint,
+  parseTrainCheckpoint,
+  trainCheckpoint,
+  readTrainCheckpoint,
   checkpointFileName,
   LATEST_POINTER,
+  type TrainCheckpointInfo,
   type TrainProgress,
   type LoadedCheckpoint,
   type ResumeFromOptions,
   type WriteCheckpointOptions,
-} from "./checkpoint";
-export { defaultCheckpointIO, type CheckpointIO } from "./checkpoint-io";
+} from "./checkpoint-format";
+export type { CheckpointIO } from "./checkpoint-io";
 export {
   NonFiniteLossError,
   TensorLeakError,

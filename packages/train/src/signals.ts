@@ -1,3 +1,4 @@
+// Node only (@sit/train/node): SIGINT / SIGTERM during fit.
 /**
  * Catch `signals` while training: the first one calls `onStop` (training stops after the current
  * step and checkpoints); a second one removes the handlers and re-raises the signal, so that the

@@ -2,7 +2,7 @@
 // arrives, then prints fit's result as JSON. Argument: the checkpoint directory.
 import { setTimeout as sleep } from "node:timers/promises";
 import * as tf from "@tensorflow/tfjs";
-import { fit } from "./fit";
+import { fit } from "./fit-node";
 import { RegressionRecipe, regressionLoader } from "./test-support";
 
 await tf.setBackend("cpu");

@@ -5,14 +5,11 @@ import { DataLoader } from "@sit/data";
 import {
   ConsoleProgressSink,
   type FitResult,
-  JsonlSink,
   type MetricSink,
   type MonitorOptions,
   type StepEvent,
-  TensorBoardSink,
-  fit,
-  listCheckpoints,
 } from "@sit/train";
+import { JsonlSink, TensorBoardSink, fit, listCheckpoints } from "@sit/train/node";
 import { startBackend } from "../backend";
 import { limitDataset, prepareDataset, skippedImages } from "../datasets";
 import { fitWasmHeap } from "../heap";

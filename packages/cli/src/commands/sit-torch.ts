@@ -7,11 +7,11 @@ import {
   SIT_TORCH_FORMAT,
   type SitTorchJson,
   createSiT,
-  openCheckpoint,
   sitRecipeFromTorch,
   sitTorchState,
 } from "@sit/recipes";
-import { listCheckpoints, writeCheckpoint } from "@sit/train";
+import { openCheckpoint } from "@sit/recipes/node";
+import { listCheckpoints, writeCheckpoint } from "@sit/train/node";
 import * as tf from "@tensorflow/tfjs";
 import { startBackend } from "../backend";
 import { type CliIO, UsageError, note } from "../io";

@@ -62,7 +62,7 @@ export class ConsoleProgressSink implements MetricSink {
   private smoothedImagesPerSec: number | undefined;
 
   constructor(options: ConsoleProgressOptions = {}) {
-    this.stream = options.stream ?? process.stderr;
+    this.stream = options.stream ?? defaultStream();
     this.tty = options.tty ?? this.stream.isTTY === true;
     this.intervalMs = checkNumber("intervalSec", options.intervalSec ?? 10, { min: 0 }) * 1000;
     this.redrawMs = checkNumber("redrawMs", options.redrawMs ?? 100, { min: 0 });
@@ -205,4 +205,14 @@ export class ConsoleProgressSink implements MetricSink {
       steps > 0 ? (e.elapsedSec - first.elapsedSec) / steps : (e.stepMs + e.dataMs) / 1000;
     return Math.max(0, e.totalSteps - e.step - 1) * secPerStep;
   }
+}
+
+/**
+ * Node's `process.stderr`; in a web page (no process), the browser console, a line per write
+ * (a page has no terminal line to redraw).
+ */
+function defaultStream(): ProgressStream {
+  const stderr = (globalThis as { process?: { stderr?: ProgressStream } }).process?.stderr;
+  if (stderr) return stderr;
+  return { write: (text: string) => void console.info(text.replace(/\n$/, "")), isTTY: false };
 }

@@ -1,3 +1,4 @@
+// Node only (@sit/train/node): append-only files for the file sinks.
 import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import { IOError } from "@sit/core";

@@ -1,5 +1,7 @@
-import type { MetricSink, TrainEvent } from "../events";
+import type { MetricSink, TrainEvent } from "@sit/train";
 import { AppendFile } from "./file";
+
+// Node only (@sit/train/node): the events as JSON lines in a file.
 
 /** Options of {@link JsonlSink}. */
 export interface JsonlSinkOptions {

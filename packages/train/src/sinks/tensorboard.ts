@@ -1,9 +1,10 @@
 import { hostname } from "node:os";
 import { join } from "node:path";
-import type { MetricSink, TrainEvent } from "../events";
 import { ConfigError, checkNumber, describeValue } from "@sit/core";
 import {
   type EncodedImage,
+  type MetricSink,
+  type TrainEvent,
   type HparamValue,
   encodeFileVersionEvent,
   encodeHparamsEndEvent,
@@ -12,8 +13,11 @@ import {
   encodeScalarsEvent,
   encodeTextEvent,
   frameRecord,
-} from "../tensorboard/event";
+} from "@sit/train";
 import { AppendFile } from "./file";
+
+// Node only (@sit/train/node): TensorBoard event files on disk. The records themselves are the
+// main entry's encoders (tensorboard/event.ts).
 
 let fileCounter = 0;
 
