@@ -44,6 +44,23 @@ export interface SitStepDetails {
 
 type StepValues = Pick<SitStepDetails, "loss" | "contrastive" | "reconstruction">;
 
+/** The step's values from its losses `[loss, contrastive, reconstruction]` and, with `out`, its tensors. */
+function detailsOf(
+  out: { s?: tf.Tensor; t?: tf.Tensor; rec?: tf.Tensor; grads?: Record<string, tf.Tensor> } | null,
+  [loss, contrastive, reconstruction]: Float32Array,
+): SitStepDetails | StepValues {
+  if (!out) return { loss, contrastive, reconstruction };
+  return {
+    loss,
+    contrastive,
+    reconstruction,
+    studentProjection: out.s as tf.Tensor2D,
+    teacherProjection: out.t as tf.Tensor2D,
+    reconstructionImages: out.rec as tf.Tensor4D,
+    grads: out.grads as Record<string, tf.Tensor>,
+  };
+}
+
 /**
  * SiT v3 (spec §1): GMML-corrupt both views; student on the corrupted views → projection `s` and
  * reconstruction `x̂`; EMA teacher on the clean views → projection `t`;
@@ -140,18 +157,22 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
   ): SitStepDetails | StepValues {
     const out = this.stepTensors(inputs, hyper, details);
     // A synchronous read (cpu, wasm, tensorflow): trainStep reads asynchronously instead.
-    const [loss, contrastive, reconstruction] = out.losses.dataSync() as Float32Array;
+    const values = out.losses.dataSync() as Float32Array;
     out.losses.dispose();
-    if (!details) return { loss, contrastive, reconstruction };
-    return {
-      loss,
-      contrastive,
-      reconstruction,
-      studentProjection: out.s as tf.Tensor2D,
-      teacherProjection: out.t as tf.Tensor2D,
-      reconstructionImages: out.rec as tf.Tensor4D,
-      grads: out.grads as Record<string, tf.Tensor>,
-    };
+    return details ? detailsOf(out, values) : detailsOf(null, values);
+  }
+
+  /**
+   * {@link stepOnInputs} with details, reading the losses asynchronously: on every backend,
+   * including those without a synchronous read (webgpu under Node).
+   */
+  async stepOnInputsAsync(inputs: SitStepInputs, hyper: StepHyper): Promise<SitStepDetails> {
+    const out = this.stepTensors(inputs, hyper, true);
+    try {
+      return detailsOf(out, (await out.losses.data()) as Float32Array) as SitStepDetails;
+    } finally {
+      out.losses.dispose();
+    }
   }
 
   /** The step's tfjs work: losses `[loss, contrastive, reconstruction]` (and details) as tensors. */
