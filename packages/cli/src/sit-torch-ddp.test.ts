@@ -96,7 +96,7 @@ describe("one SiT step: SiT.js and the PyTorch step of tools/scale-out on the sa
     const grads = Object.entries(ours.grads).map(([name, g]) => {
       const key = toOfficialKey(name);
       const mine = tensorToTorch(g, layouts.get(name));
-      const a = mine.dataSync().slice();
+      const a = Float32Array.from(mine.dataSync());
       mine.dispose();
       return { key, a, b: theirs[`grad.${key}`].data as Float32Array };
     });

@@ -1,8 +1,13 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { toTorchStateDict } from "@sit/core";
+import { readSafetensors } from "@sit/core/node";
+import { type SitRecipe, resolveBackbone, toOfficialKey } from "@sit/recipes";
 import { loadCheckpointFile, listCheckpoints } from "@sit/train/node";
+import * as tf from "@tensorflow/tfjs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { EXIT } from "./io";
+import { loadModel } from "./model";
 import { python, torchMissing } from "./scale-out-support";
 import { sit, tempDir, tinyConfig, writeConfig } from "./test-support";
 
@@ -109,5 +114,74 @@ describe("sit export --format sit-torch / sit import", () => {
     const i = await sit("import", "--from", other, "--out", join(dir, "nope"), "-q");
     expect(i.code).not.toBe(EXIT.ok);
     expect(i.err).toMatch(/SHA-256/);
+  });
+});
+
+describe("an official SiT checkpoint.pth (no SiT.js record, args as an argparse.Namespace)", () => {
+  it("comes back as a run: architecture from the weights, config from args, step from AdamW", async (ctx) => {
+    if (torchMissing) {
+      console.log(`skipped: ${torchMissing}`);
+      ctx.skip();
+    }
+    const dir = tempDir("sit-torch-official-");
+    const pth = join(dir, "checkpoint.pth");
+    const expected = join(dir, "expected.safetensors");
+    const made = python("official_like.py", pth, expected);
+    expect(made.code, made.err).toBe(0);
+    const b = python("from_torch.py", pth, join(dir, "back"));
+    expect(b.code, b.err).toBe(0);
+    expect(b.err).toMatch(/fp16_scaler dropped/);
+    const run = join(dir, "run");
+    const i = await sit("import", "--from", join(dir, "back"), "--out", run, "-q");
+    expect(i.code, i.err).toBe(EXIT.ok);
+
+    const model = await loadModel(run);
+    try {
+      expect(model.step).toBe(2);
+      const recipe = model.recipe as SitRecipe;
+      expect(resolveBackbone(recipe.config.backbone)).toMatchObject({
+        imgSize: 32,
+        patchSize: 16,
+        embedDim: 192,
+        depth: 12,
+        numHeads: 3,
+      });
+      expect(recipe.config.projection).toEqual({ hidden: 64, outDim: 16 });
+      expect(recipe.config.optim).toMatchObject({
+        batchSize: 4,
+        stepsPerEpoch: 2,
+        epochs: 10,
+        baseLr: 0.0005,
+        warmupEpochs: 1,
+        weightDecayEnd: 0.1,
+      });
+      expect(recipe.config.gmml).toMatchObject({ ratio: 0.5, replaceProb: 0.5, replaceRatio: 0.3 });
+      // Every student and teacher tensor is the PyTorch one, bit for bit.
+      const want = readSafetensors(expected).tensors;
+      const nets = [
+        ["student", recipe.student],
+        ["teacher", recipe.teacher.module],
+      ] as const;
+      let n = 0;
+      for (const [who, net] of nets) {
+        const dict = toTorchStateDict(net);
+        for (const [name, t] of Object.entries(dict)) {
+          const w = want[`${who}.${toOfficialKey(name)}`];
+          expect(w, name).toBeDefined();
+          // BatchNorm's num_batches_tracked: int64 in PyTorch, int32 here.
+          const e = w.dtype === "I64" ? Int32Array.from(w.data as BigInt64Array, Number) : w.data;
+          const a = t.dataSync();
+          const same = Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
+            Buffer.from(e.buffer, e.byteOffset, e.byteLength),
+          );
+          expect(same, `${who} ${name} bit-identical`).toBe(true);
+          n++;
+        }
+        tf.dispose(Object.values(dict));
+      }
+      expect(n).toBe(Object.keys(want).length);
+    } finally {
+      model.recipe.dispose();
+    }
   });
 });
