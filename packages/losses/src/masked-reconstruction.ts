@@ -63,10 +63,37 @@ export function maskedReconstructionLoss(
     const m4 = tf.cast(mask.rank === 3 ? tf.expandDims(mask, 3) : mask, "float32");
     // Weight of every (pixel, channel) element: a per-pixel mask counts once per channel.
     const elements = m4.shape[3] === 1 ? tf.mul(tf.sum(m4), C) : tf.sum(m4);
+    // An empty mask gives 0/1 = 0 instead of NaN.
+    const denominator = tf.maximum(elements, 1e-12);
+    return maskedLoss(type, m4, denominator)(pred, target);
+  });
+}
+
+/**
+ * `Σ |p − t|·m / n` (or squared) as one custom gradient: tfjs's autodiff of the composed ops
+ * records ≈ 20 kernels and saves the differences twice; the hand-written backward is
+ * `∂/∂p = sign(p − t)·m/n` (L1, PyTorch's sign: 0 where equal) or `2(p − t)·m/n` (L2), and
+ * `∂/∂t = −∂/∂p`. The mask `m` and the count `n` are data (no gradient).
+ */
+function maskedLoss(
+  type: "l1" | "l2",
+  mask: tf.Tensor,
+  denominator: tf.Tensor,
+): (pred: tf.Tensor, target: tf.Tensor) => tf.Scalar {
+  return tf.customGrad(((pred: tf.Tensor, target: tf.Tensor, save: tf.GradSaveFunc) => {
     const d = tf.sub(pred, target);
     const e = type === "l1" ? tf.abs(d) : tf.square(d);
-    const total = tf.sum(tf.mul(e, m4));
-    // An empty mask gives 0/1 = 0 instead of NaN.
-    return tf.div(total, tf.maximum(elements, 1e-12)) as tf.Scalar;
-  });
+    save([d, mask, denominator]);
+    return {
+      value: tf.div(tf.sum(tf.mul(e, mask)), denominator) as tf.Scalar,
+      gradFunc: (dy: tf.Tensor, [ds, m, n]: tf.Tensor[]) => {
+        const slope = type === "l1" ? tf.sign(ds) : tf.mul(ds, 2);
+        const dPred = tf.mul(slope, tf.mul(m, tf.div(dy, n)));
+        return [dPred, tf.neg(dPred)];
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (
+    pred: tf.Tensor,
+    target: tf.Tensor,
+  ) => tf.Scalar;
 }
