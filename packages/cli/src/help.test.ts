@@ -23,7 +23,7 @@ describe("help texts", () => {
     expect(help).toContain("base learning rate, scaled by batch/256 (default 5e-4)");
     expect(help).toContain("ViT size preset (default small)");
     expect(help).toContain("RandomResizedCrop area range (default 0.2,1)");
-    expect(help).toContain("sit | gmml | mocov3 | mae (default sit)");
+    expect(help).toContain("sit | gmml | mocov3 | mae | dino (default sit)");
     expect(help).toContain("images per step (default 64)");
   });
 
