@@ -1,6 +1,6 @@
 // Helpers for the tests that run tools/scale-out with Debian's python3-torch (not exported from
 // the package). .ci/run installs python3-torch; without it those tests skip and say why.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -14,11 +14,31 @@ export const torchMissing =
     ? ""
     : `${PYTHON} -c 'import torch' failed (${(probe.stderr || String(probe.error)).trim().split("\n").pop()}); install python3-torch libopenblas0-pthread`;
 
+/**
+ * Run a command asynchronously (a long synchronous child blocks vitest's worker, whose RPC then
+ * times out); resolves with its exit code and output.
+ */
+export function run(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((done) => {
+    const child = spawn(command, args, { ...options, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+    });
+    child.stderr.on("data", (d) => {
+      err += d;
+    });
+    child.on("error", (e) => done({ code: null, out, err: `${err}${e}` }));
+    child.on("close", (code) => done({ code, out, err }));
+  });
+}
+
 /** Run a tools/scale-out script (from its folder); its stderr is the assertion message. */
 export function python(script: string, ...args: string[]) {
-  const r = spawnSync(PYTHON, [join(SCALE_OUT, script), ...args], {
-    encoding: "utf8",
-    cwd: SCALE_OUT,
-  });
-  return { code: r.status, out: r.stdout, err: `${r.stderr}${r.error ?? ""}` };
+  return run(PYTHON, [join(SCALE_OUT, script), ...args], { cwd: SCALE_OUT });
 }

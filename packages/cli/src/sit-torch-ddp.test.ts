@@ -1,4 +1,3 @@
-import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Rng, tensorToTorch, toTorchStateDict } from "@sit/core";
@@ -11,7 +10,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { writeSitTorch } from "./commands/sit-torch";
 import { EXIT } from "./io";
 import { loadModel } from "./model";
-import { PYTHON, SCALE_OUT, python, torchMissing } from "./scale-out-support";
+import { PYTHON, SCALE_OUT, python, run as runCommand, torchMissing } from "./scale-out-support";
 import { sit, tempDir, tinyConfig, writeConfig } from "./test-support";
 
 /** Largest |a − b| over two float arrays of the same length. */
@@ -64,7 +63,7 @@ describe("one SiT step: SiT.js and the PyTorch step of tools/scale-out on the sa
     writeSafetensors(join(dir, "inputs.safetensors"), inputs);
     const hyper = recipe.hyperAt(1);
     const out = join(dir, "torch-step.safetensors");
-    const p = python(
+    const p = await python(
       "step_check.py",
       join(dir, "state"),
       join(dir, "inputs.safetensors"),
@@ -177,10 +176,10 @@ describe("a run continues on 2 DDP processes (gloo) and comes back to sit pretra
     );
     expect(e.code, e.err).toBe(EXIT.ok);
     const pth = join(dir, "torch", "checkpoint.pth");
-    const a = python("to_torch.py", join(dir, "out"), pth);
+    const a = await python("to_torch.py", join(dir, "out"), pth);
     expect(a.code, a.err).toBe(0);
     const log = join(dir, "ddp.jsonl");
-    const ddp = spawnSync(
+    const ddp = await runCommand(
       PYTHON,
       [
         "-m",
@@ -203,10 +202,10 @@ describe("a run continues on 2 DDP processes (gloo) and comes back to sit pretra
         "--log",
         log,
       ],
-      { encoding: "utf8", cwd: SCALE_OUT, env: { ...process.env, OMP_NUM_THREADS: "1" } },
+      { cwd: SCALE_OUT, env: { ...process.env, OMP_NUM_THREADS: "1" } },
     );
-    expect(ddp.status, `${ddp.stdout}\n${ddp.stderr}`).toBe(0);
-    const b = python("from_torch.py", pth, join(dir, "back"));
+    expect(ddp.code, `${ddp.out}\n${ddp.err}`).toBe(0);
+    const b = await python("from_torch.py", pth, join(dir, "back"));
     expect(b.code, b.err).toBe(0);
     const i = await sit("import", "--from", join(dir, "back"), "--out", run, "-q");
     expect(i.code, i.err).toBe(EXIT.ok);

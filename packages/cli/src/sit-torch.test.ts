@@ -90,10 +90,10 @@ describe("sit export --format sit-torch / sit import", () => {
       ctx.skip();
     }
     const pth = join(dir, "pth", "checkpoint.pth");
-    const a = python("to_torch.py", exported, pth);
+    const a = await python("to_torch.py", exported, pth);
     expect(a.code, a.err).toBe(0);
     const back = join(dir, "back");
-    const b = python("from_torch.py", pth, back);
+    const b = await python("from_torch.py", pth, back);
     expect(b.code, b.err).toBe(0);
     const again = join(dir, "again");
     const i = await sit("import", "--from", back, "--out", again, "-q");
@@ -126,9 +126,9 @@ describe("an official SiT checkpoint.pth (no SiT.js record, args as an argparse.
     const dir = tempDir("sit-torch-official-");
     const pth = join(dir, "checkpoint.pth");
     const expected = join(dir, "expected.safetensors");
-    const made = python("official_like.py", pth, expected);
+    const made = await python("official_like.py", pth, expected);
     expect(made.code, made.err).toBe(0);
-    const b = python("from_torch.py", pth, join(dir, "back"));
+    const b = await python("from_torch.py", pth, join(dir, "back"));
     expect(b.code, b.err).toBe(0);
     expect(b.err).toMatch(/fp16_scaler dropped/);
     const run = join(dir, "run");
