@@ -37,7 +37,7 @@ async function expectSameCheckpoint(a: string, b: string): Promise<void> {
   }
 }
 
-describe("sit export --format sit-torch / sit import", () => {
+describe("sit-torch: sit export --format sit-torch, then sit import back", () => {
   const dir = tempDir("sit-torch-");
   const run = join(dir, "run");
   const exported = join(dir, "exported");
