@@ -12,7 +12,7 @@
 //   npx tsx tools/bench/sit_step.ts [--backend wasm|cpu|webgpu] [--model tiny|small] [--batch N]
 //     [--iters 3] [--warmup 1] [--depth N] [--allow-software-adapter] [--memory-steps N]
 //     [--no-torch] [--torch-device cpu|cuda] [--torch-iters 3] [--torch-warmup 1]
-//     [--checkpoint-blocks on|off] [--fused-block on|off]
+//     [--checkpoint-blocks on|off|k] (k: recompute only the first k blocks) [--fused-block on|off]
 //
 // --fused-block off makes webgpu compose each transformer block from separate kernels (the
 // portable block) instead of the fused one-kernel-per-direction block (for before/after runs).
@@ -57,7 +57,10 @@ const WARMUP = Number(option("warmup", backend === "cpu" ? "0" : "1"));
 const DEPTH = Number(option("depth", String(MODEL.depth)));
 const MEMORY_STEPS = Number(option("memory-steps", "0"));
 const TORCH_DEVICE = option("torch-device", backend === "webgpu" ? "cuda" : "cpu");
-const checkpointBlocks = option("checkpoint-blocks", backend === "wasm" ? "on" : "off") === "on";
+// on | off | k (recompute only the first k blocks: partial recomputation).
+const checkpointOption = option("checkpoint-blocks", backend === "wasm" ? "on" : "off");
+const recomputedBlocks = /^\d+$/.test(checkpointOption) ? Number(checkpointOption) : null;
+const checkpointBlocks = checkpointOption === "on" || recomputedBlocks !== null;
 const fusedBlock = option("fused-block", "on") === "on";
 setWebgpuFusedBlock(fusedBlock);
 for (const [k, v] of Object.entries({ BATCH, ITERS, WARMUP, DEPTH, MEMORY_STEPS }))
@@ -224,6 +227,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     optim: { batchSize: BATCH, epochs: 100, stepsPerEpoch: 100 },
     lambda: 5,
   });
+  if (recomputedBlocks !== null) recipe.student.backbone.checkpointBlocks = recomputedBlocks;
   const views = [0, 1].map(
     (i) =>
       tf.randomNormal([BATCH, MODEL.img, MODEL.img, 3], 0, 1, "float32", 11 + i) as tf.Tensor4D,
@@ -254,7 +258,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     backend: info.name,
     ...(info.threads !== undefined ? { threads: info.threads, simd: info.simd } : {}),
     ...(info.adapter ? { adapter: info.adapter } : {}),
-    checkpoint_blocks: checkpointBlocks,
+    checkpoint_blocks: recomputedBlocks ?? checkpointBlocks,
     fused_block: fusedBlock,
     params: recipe.student.namedParameters().reduce((n, [, v]) => n + v.size, 0),
   };

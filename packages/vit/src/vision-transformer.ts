@@ -41,10 +41,11 @@ export interface VisionTransformerConfig {
   /**
    * Recompute each block in the backward pass instead of keeping its intermediates (gradient
    * checkpointing): about one extra forward of compute for a fraction of the memory. Needed on
-   * wasm for depth 12 at batch 64. Default false; {@link VitForwardOptions.checkpointBlocks}
-   * overrides it per call.
+   * wasm for depth 12 at batch 64. A number k recomputes only the first k blocks (the others keep
+   * their intermediates): for a heap with room for some blocks but not all. Default false;
+   * {@link VitForwardOptions.checkpointBlocks} overrides it per call.
    */
-  checkpointBlocks?: boolean;
+  checkpointBlocks?: boolean | number;
   /** Generator of the initial weights (and, split off, of the drop-path draws). */
   rng: Rng;
 }
@@ -65,8 +66,11 @@ export interface VitForwardOptions {
   attentions?: boolean | "last";
   /** Generator of this call's drop-path draws (default: the model's own). */
   rng?: Rng;
-  /** Gradient checkpointing per block for this call (default: the model's setting). */
-  checkpointBlocks?: boolean;
+  /**
+   * Gradient checkpointing for this call: every block (true), none (false) or the first k blocks
+   * (default: the model's setting).
+   */
+  checkpointBlocks?: boolean | number;
 }
 
 /** What {@link VisionTransformer.forward} returns (all after the final LayerNorm except intermediates). */
@@ -118,7 +122,7 @@ export class VisionTransformer extends Module {
   readonly blocks: Block[];
   readonly norm: LayerNorm;
   /** Default of {@link VitForwardOptions.checkpointBlocks}. */
-  checkpointBlocks: boolean;
+  checkpointBlocks: boolean | number;
   private readonly dropPathRng: Rng;
 
   constructor(config: VisionTransformerConfig) {
@@ -193,7 +197,16 @@ export class VisionTransformer extends Module {
       new LayerNorm(this.embedDim, config.layerNormEps ?? d.layerNormEps),
     );
     this.dropPathRng = rng.split();
-    this.checkpointBlocks = config.checkpointBlocks === true;
+    this.checkpointBlocks =
+      typeof config.checkpointBlocks === "number"
+        ? this.recomputedBlocks(config.checkpointBlocks)
+        : config.checkpointBlocks === true;
+  }
+
+  /** How many blocks, from the first, a `checkpointBlocks` setting recomputes. */
+  private recomputedBlocks(setting: boolean | number): number {
+    if (typeof setting === "boolean") return setting ? this.depth : 0;
+    return checkNumber("checkpointBlocks", setting, { integer: true, min: 0, max: this.depth });
   }
 
   /** Number of patch tokens at the trained size. */
@@ -238,12 +251,12 @@ export class VisionTransformer extends Module {
       let x = tf.add(tf.concat([cls, patches], 1), this.positionEmbedding(grid)) as tf.Tensor3D;
       const intermediates = new Map<number, tf.Tensor3D>();
       const attentions: tf.Tensor4D[] = [];
-      const useCheckpoints = options.checkpointBlocks ?? this.checkpointBlocks;
+      const recomputed = this.recomputedBlocks(options.checkpointBlocks ?? this.checkpointBlocks);
       this.blocks.forEach((block, i) => {
         const wantAttention =
           options.attentions === true || (options.attentions === "last" && i === this.depth - 1);
         const dropScales = block.drawDropScales(b, rng);
-        if (useCheckpoints) {
+        if (i < recomputed) {
           let attention: tf.Tensor4D | undefined;
           x = gradientCheckpoint(
             (xi) => {
