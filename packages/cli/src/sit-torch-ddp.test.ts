@@ -176,8 +176,10 @@ describe("a run continues on 2 DDP processes (gloo) and comes back to sit pretra
     );
     expect(e.code, e.err).toBe(EXIT.ok);
     const pth = join(dir, "torch", "checkpoint.pth");
-    const a = await python("to_torch.py", join(dir, "out"), pth);
+    const a = await python("to_torch.py", join(dir, "out"), pth, "--world-size", "2");
     expect(a.code, a.err).toBe(0);
+    // The run's 16 images per step become 8 per process (the SiT code's per-GPU batch_size).
+    expect(a.out).toMatch(/--batch_size 8 /);
     const log = join(dir, "ddp.jsonl");
     const ddp = await runCommand(
       PYTHON,

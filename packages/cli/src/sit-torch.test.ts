@@ -6,6 +6,7 @@ import { type SitRecipe, resolveBackbone, toOfficialKey } from "@sit/recipes";
 import { loadCheckpointFile, listCheckpoints } from "@sit/train/node";
 import * as tf from "@tensorflow/tfjs";
 import { beforeAll, describe, expect, it } from "vitest";
+import { readSitTorch, writeSitTorch } from "./commands/sit-torch";
 import { EXIT } from "./io";
 import { loadModel } from "./model";
 import { python, torchMissing } from "./scale-out-support";
@@ -102,6 +103,48 @@ describe("sit-torch: sit export --format sit-torch, then sit import back", () =>
     const [copy] = listCheckpoints(join(again, "checkpoints"));
     expect(copy.step).toBe(3);
     await expectSameCheckpoint(orig.path, copy.path);
+  });
+
+  it("fails on a misnamed or mis-shaped tensor, naming it (PyTorch tools and sit import)", async (ctx) => {
+    const cases: [string, (t: Record<string, tf.Tensor>) => void, RegExp][] = [
+      [
+        "renamed",
+        (t) => {
+          t["student.module.head.mlp.0.weights"] = t["student.module.head.mlp.0.weight"];
+          delete t["student.module.head.mlp.0.weight"];
+        },
+        /head\.mlp\.0\.weight/,
+      ],
+      [
+        "reshaped",
+        (t) => {
+          t["optimizer.state.0.exp_avg"] = t["optimizer.state.0.exp_avg"].reshape([-1]);
+        },
+        /state 0|optimizer\.state\.0/,
+      ],
+    ];
+    for (const [what, change, named] of cases) {
+      const { tensors, json } = readSitTorch(exported);
+      change(tensors);
+      const bad = join(dir, `bad-${what}`);
+      writeSitTorch(bad, tensors, json);
+      tf.dispose(Object.values(tensors));
+      const i = await sit("import", "--from", bad, "--out", join(dir, `nope-${what}`), "-q");
+      expect(i.code, what).not.toBe(EXIT.ok);
+      expect(i.err, what).toMatch(named);
+      if (torchMissing) continue;
+      const p = await python("to_torch.py", bad, join(dir, `bad-${what}.pth`));
+      expect(p.code, what).toBe(1);
+      expect(p.err, what).toMatch(named);
+    }
+    if (torchMissing) {
+      console.log(`PyTorch half skipped: ${torchMissing}`);
+      ctx.skip();
+    }
+    // main.py cannot run this tiny 1-channel ViT/7: --official says so instead of packing it.
+    const o = await python("to_torch.py", exported, join(dir, "official.pth"), "--official");
+    expect(o.code).toBe(1);
+    expect(o.err).toMatch(/--official: .*patch_size is 7/);
   });
 
   it("refuses a state whose tensors are not the ones its JSON names", async () => {
