@@ -6,7 +6,8 @@
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Rng } from "@sit/core";
-import { DATASET_STATS, loadBundledFashionMnist } from "@sit/data";
+import { DATASET_STATS } from "@sit/data";
+import { loadBundledFashionMnist } from "@sit/data/node";
 import { BlockwiseMasker, GmmlMasker, type MaskingStrategy, RandomTokenMasker } from "@sit/gmml";
 import { writeGmmlGrid } from "@sit/gmml/node";
 

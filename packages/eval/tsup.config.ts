@@ -1,3 +1,4 @@
 import { packageConfig } from "../../tools/tsup.base";
 
-export default packageConfig();
+// Two entries: the main one (browser-safe) and ./node (what only Node can do).
+export default packageConfig({ nodeEntry: true });

@@ -12,15 +12,13 @@ import sharp from "sharp";
 import { type BackendName, Rng } from "../../packages/core/src/index";
 import { initBackend } from "../../packages/core/src/node";
 import {
-  CifarDataset,
   DataLoader,
   type Dataset,
-  DecodePool,
-  ImageFolderDataset,
   type Sample,
   disposeBatch,
   sitTwoViewTransform,
 } from "../../packages/data/src/index";
+import { CifarDataset, DecodePool, ImageFolderDataset } from "../../packages/data/src/node";
 
 const BATCH = 64;
 const TIMED = Number(process.env.BENCH_BATCHES ?? 6);

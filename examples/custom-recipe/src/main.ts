@@ -4,14 +4,10 @@
 import { parseArgs } from "node:util";
 import type { BackendName } from "@sit/core";
 import { initBackend } from "@sit/core/node";
-import {
-  DataLoader,
-  evalTransform,
-  findBundledFashionMnist,
-  loadFashionMnist,
-  sitTwoViewTransform,
-} from "@sit/data";
-import { extractFeatures, knnEval } from "@sit/eval";
+import { DataLoader, evalTransform, sitTwoViewTransform } from "@sit/data";
+import { findBundledFashionMnist, loadFashionMnist } from "@sit/data/node";
+import { knnEval } from "@sit/eval";
+import { extractFeatures } from "@sit/eval/node";
 import { fit } from "@sit/train/node";
 import { GmmlSimclrRecipe } from "./recipe";
 

@@ -1,11 +1,8 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError, IOError } from "@sit/core";
+import { ConcatDataset, DATASETS, type Dataset, type DatasetEntry } from "@sit/data";
 import {
-  ConcatDataset,
-  DATASETS,
-  type Dataset,
-  type DatasetEntry,
   Stl10Dataset,
   loadCifar10,
   loadCifar100,
@@ -14,7 +11,7 @@ import {
   loadFlowers102,
   loadOxfordPets,
   loadStanfordCars,
-} from "@sit/data";
+} from "@sit/data/node";
 
 /** The eight datasets of the paper's main table. */
 export const PAPER_DATASETS = [

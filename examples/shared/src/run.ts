@@ -13,10 +13,10 @@ import {
   RandomResizedCrop,
   SubsetDataset,
   ViewPipeline,
-  downloadDataset,
   evalTransform,
   sitTwoViewTransform,
 } from "@sit/data";
+import { downloadDataset } from "@sit/data/node";
 import {
   type BackboneConfig,
   backboneSchema,

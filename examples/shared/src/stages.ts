@@ -10,12 +10,12 @@ import {
   type ImageTransform,
   confusionMatrix,
   evaluateClassifier,
-  extractFeatures,
   fineTune,
   knnEval,
   meanPerClassAccuracy,
   predictClasses,
 } from "@sit/eval";
+import { extractFeatures } from "@sit/eval/node";
 import { ConsoleProgressSink, type FitResult, type MetricSink, type Recipe } from "@sit/train";
 import { JsonlSink, fit } from "@sit/train/node";
 import type { VisionTransformer } from "@sit/vit";

@@ -1,13 +1,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import {
-  DATASETS,
-  DATASET_NAMES,
-  DATASET_SOURCES,
-  type DatasetSource,
-  type DownloadOptions,
-  downloadDataset,
-} from "@sit/data";
+import { DATASETS, DATASET_NAMES, DATASET_SOURCES, type DatasetSource } from "@sit/data";
+import { type DownloadOptions, downloadDataset } from "@sit/data/node";
 import { type CliIO, UsageError, note } from "./io";
 
 /**

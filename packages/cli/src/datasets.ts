@@ -6,12 +6,14 @@ import {
   DATASET_NAMES as CATALOG_NAMES,
   DATASET_STATS,
   type Dataset,
-  type FileListDataset,
   IMAGENET_STATS,
-  ImageFolderDataset,
   type NormalizeStats,
-  Stl10Dataset,
   SubsetDataset,
+} from "@sit/data";
+import {
+  type FileListDataset,
+  ImageFolderDataset,
+  Stl10Dataset,
   findBundledFashionMnist,
   loadCifar10,
   loadCifar100,
@@ -22,7 +24,7 @@ import {
   loadMnistLike,
   loadOxfordPets,
   loadStanfordCars,
-} from "@sit/data";
+} from "@sit/data/node";
 import { downloadHint, downloadNamedDataset, downloadedReaderDir } from "./dataset-download";
 import { moduleDir } from "./here";
 import { type CliIO, UsageError } from "./io";

@@ -1,11 +1,6 @@
 import type { Dataset } from "@sit/data";
-import {
-  type ExtractedFeatures,
-  type KnnResult,
-  type Pool,
-  extractFeatures,
-  knnEval,
-} from "@sit/eval";
+import { type ExtractedFeatures, type KnnResult, type Pool, knnEval } from "@sit/eval";
+import { extractFeatures } from "@sit/eval/node";
 import type { VisionTransformer } from "@sit/vit";
 import { type DatasetKind, type SplitRole, limitDataset } from "./datasets";
 import { type CliIO, note } from "./io";

@@ -1,56 +1,18 @@
+// Public API of @sit/data: explicit named exports only. This entry runs in a web page as well as
+// under Node (datasets in memory, transforms, the loader); datasets on disk, image decoding,
+// downloads and archives are @sit/data/node's.
+
 // Datasets
 export type { Dataset, Sample } from "./types";
 export {
   ArrayDataset,
   FASHION_MNIST_CLASSES,
   MNIST_CLASSES,
-  loadFashionMnist,
-  loadIdxDataset,
-  loadMnistLike,
   parseIdx,
-  readIdx,
   type IdxArray,
 } from "./datasets/idx";
-export {
-  CifarDataset,
-  Stl10Dataset,
-  loadCifar10,
-  loadCifar100,
-  type CifarOptions,
-} from "./datasets/binary";
-export { RecordFiles } from "./datasets/records";
-export {
-  FileListDataset,
-  ImageFolderDataset,
-  IMAGE_EXTENSIONS,
-  scanImageFolder,
-  type ImageFilesOptions,
-} from "./datasets/image-files";
-export { DecodePool, decodeImageFile, type DecodeOptions } from "./datasets/decode";
-export {
-  loadCub200,
-  loadFgvcAircraft,
-  loadFlowers102,
-  loadOxfordPets,
-  loadStanfordCars,
-} from "./datasets/splits";
-export { parseMat, readMat, type MatValue } from "./datasets/matlab";
-export {
-  BUNDLED_FASHION_MNIST_DIR,
-  ConcatDataset,
-  SubsetDataset,
-  findBundledFashionMnist,
-  loadBundledFashionMnist,
-} from "./datasets/compose";
-// Downloads
-export {
-  downloadDataset,
-  hashFile,
-  type DownloadOptions,
-  type DownloadResult,
-  type DownloadedFile,
-} from "./download/download";
-export { extractArchive } from "./download/extract";
+export { ConcatDataset, SubsetDataset } from "./datasets/compose";
+// Download sources (the downloads themselves are @sit/data/node's)
 export { DATASET_SOURCES, type DatasetSource, type RemoteFile } from "./download/sources";
 export {
   DATASETS,

@@ -3,11 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, Rng } from "@sit/core";
-import { type Dataset, FileListDataset, type Sample, evalTransform } from "@sit/data";
+import { type Dataset, type Sample, evalTransform } from "@sit/data";
+import { FileListDataset } from "@sit/data/node";
 import { VisionTransformer } from "@sit/vit";
 import { PNG } from "pngjs";
 import { afterAll, describe, expect, it } from "vitest";
-import { extractFeatures } from "./extract";
+import { extractFeatures as extractFeaturesInPage } from "./extract";
+import { extractFeatures } from "./feature-cache";
 import { knnEval } from "./knn";
 
 /** 2×2 RGB images whose channel c holds the value (i + c) / 255 everywhere; label i % 3. */
@@ -47,6 +49,19 @@ afterAll(() => {
 });
 
 describe("extractFeatures", () => {
+  it("of @sit/eval (a page's): the same features, and a cache is refused naming @sit/eval/node", async () => {
+    const ds = tinyDataset(4);
+    const page = await extractFeaturesInPage(meanBackbone(), ds, { batchSize: 3 });
+    const node = await extractFeatures(meanBackbone(), ds, { batchSize: 3 });
+    expect(page.features).toEqual(node.features);
+    expect(page.labels).toEqual(node.labels);
+    await expect(
+      extractFeaturesInPage(meanBackbone(), ds, { cache: { dir: tempDir(), modelKey: "m" } }),
+    ).rejects.toThrow(
+      /options\.cache: feature caches in files need Node; use extractFeatures from @sit\/eval\/node/,
+    );
+  });
+
   it("runs a function backbone batch by batch, in dataset order, without leaking tensors", async () => {
     const ds = tinyDataset(7);
     const backbone = meanBackbone();

@@ -9,14 +9,6 @@ import {
   describeValue,
 } from "@sit/core";
 import type { Dataset, Sample } from "@sit/data";
-import {
-  type FeatureCacheKey,
-  datasetFingerprint,
-  featureCachePath,
-  hashModuleWeights,
-  readFeatureCache,
-  writeFeatureCache,
-} from "./feature-cache";
 import type { FeatureSet } from "./feature-set";
 import { type ImageTransform, checkTransform, samplesToImages } from "./images";
 
@@ -74,6 +66,34 @@ export interface ExtractedFeatures extends FeatureSet {
   cachePath?: string;
 }
 
+/** What identifies a feature file: any change to one of these fields selects another file. */
+export interface FeatureCacheKey {
+  /** The weights: a checkpoint hash or a user-provided model key. */
+  model: string;
+  /** The dataset's identity (user key and/or content fingerprint). */
+  dataset: string;
+  /** The transform's description ("none" when there is none). */
+  transform: string;
+  /** The pooling ("cls", "mean", "cls+mean", or "function" for a function backbone). */
+  pool: string;
+}
+
+/**
+ * A feature cache: what @sit/eval/node gives {@link extractFeaturesOn} (files on disk).
+ * @internal
+ */
+export interface FeatureCacheHost {
+  key(
+    backbone: Backbone,
+    isModule: boolean,
+    dataset: Dataset,
+    options: ExtractOptions,
+  ): Promise<FeatureCacheKey>;
+  path(dir: string, key: FeatureCacheKey): string;
+  read(path: string, key: FeatureCacheKey): FeatureSet | null;
+  write(path: string, key: FeatureCacheKey, set: FeatureSet): void;
+}
+
 function isTokenBackbone(b: unknown): b is TokenBackbone {
   return b instanceof Module && typeof (b as { forward?: unknown }).forward === "function";
 }
@@ -81,14 +101,32 @@ function isTokenBackbone(b: unknown): b is TokenBackbone {
 /**
  * Run a frozen backbone over a dataset in order and return one feature row per sample, with its
  * label (-1 for unlabeled samples). Modules run in eval mode (restored afterwards); nothing is
- * trained. With `cache`, features are stored on disk (atomically, checksummed) and reused while
- * the weights, dataset, transform and pooling are unchanged.
+ * trained. Runs in a web page as well as under Node; `cache` (features in files) is Node's:
+ * `extractFeatures` of `@sit/eval/node` stores them on disk (atomically, checksummed) and reuses
+ * them while the weights, dataset, transform and pooling are unchanged.
  */
 export async function extractFeatures(
   backbone: Backbone,
   dataset: Dataset,
   options: ExtractOptions = {},
 ): Promise<ExtractedFeatures> {
+  return extractFeaturesOn(undefined, backbone, dataset, options);
+}
+
+/**
+ * {@link extractFeatures} with a feature cache (or none).
+ * @internal
+ */
+export async function extractFeaturesOn(
+  cacheHost: FeatureCacheHost | undefined,
+  backbone: Backbone,
+  dataset: Dataset,
+  options: ExtractOptions = {},
+): Promise<ExtractedFeatures> {
+  if (options.cache && !cacheHost)
+    throw new ConfigError(
+      "options.cache: feature caches in files need Node; use extractFeatures from @sit/eval/node",
+    );
   const isModule = isTokenBackbone(backbone);
   if (!isModule && typeof backbone !== "function")
     throw new ConfigError(
@@ -105,11 +143,11 @@ export async function extractFeatures(
   let key: FeatureCacheKey | undefined;
   let path: string | undefined;
   let rebuilt = false;
-  if (options.cache) {
-    key = await cacheKey(backbone, isModule, dataset, options);
-    path = featureCachePath(options.cache.dir, key);
+  if (options.cache && cacheHost) {
+    key = await cacheHost.key(backbone, isModule, dataset, options);
+    path = cacheHost.path(options.cache.dir, key);
     try {
-      const hit = readFeatureCache(path, key);
+      const hit = cacheHost.read(path, key);
       if (hit) {
         if (hit.labels.length !== dataset.length)
           throw new IOError(
@@ -125,7 +163,7 @@ export async function extractFeatures(
   }
 
   const set = await computeFeatures(backbone, isModule, dataset, batchSize, options);
-  if (key && path) writeFeatureCache(path, key, set);
+  if (key && path) cacheHost?.write(path, key, set);
   return { ...set, cache: rebuilt ? "rebuilt" : "computed", ...(path ? { cachePath: path } : {}) };
 }
 
@@ -227,30 +265,4 @@ function pooled(
   if (p === "cls") return out.cls;
   const mean = tf.mean(out.patchTokens, 1);
   return p === "mean" ? mean : tf.concat([out.cls, mean], 1);
-}
-
-async function cacheKey(
-  backbone: Backbone,
-  isModule: boolean,
-  dataset: Dataset,
-  options: ExtractOptions,
-): Promise<FeatureCacheKey> {
-  const cache = options.cache!;
-  if (typeof cache.dir !== "string" || cache.dir === "")
-    throw new ConfigError(`cache.dir: expected a directory path, got ${describeValue(cache.dir)}`);
-  if (!isModule && !cache.modelKey)
-    throw new ConfigError(
-      "cache.modelKey: expected a key for the weights behind a function backbone (e.g. hashCheckpointFile(path)), got undefined",
-    );
-  if (options.transform && !options.transformKey)
-    throw new ConfigError(
-      "transformKey: expected a description of the transform (it is part of the cache key), got undefined",
-    );
-  const model = cache.modelKey ?? `weights:${hashModuleWeights(backbone as Module)}`;
-  return {
-    model,
-    dataset: `${cache.datasetKey ?? ""}|${await datasetFingerprint(dataset)}`,
-    transform: options.transform ? options.transformKey! : "none",
-    pool: isModule ? (options.pool ?? "cls") : (options.pool ?? "function-default"),
-  };
 }

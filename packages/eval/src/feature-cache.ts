@@ -1,22 +1,20 @@
+// Node only (@sit/eval/node): cached features in files, keyed by SHA-256 of weights and data.
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { IOError, type Module } from "@sit/core";
+import { ConfigError, IOError, type Module, describeValue } from "@sit/core";
 import { writeFileAtomic } from "@sit/core/node";
-import { ConcatDataset, type Dataset, FileListDataset, SubsetDataset } from "@sit/data";
-import type { FeatureSet } from "./feature-set";
-
-/** What identifies a feature file: any change to one of these fields selects another file. */
-export interface FeatureCacheKey {
-  /** The weights: a checkpoint hash or a user-provided model key. */
-  model: string;
-  /** The dataset's identity (user key and/or content fingerprint). */
-  dataset: string;
-  /** The transform's description ("none" when there is none). */
-  transform: string;
-  /** The pooling ("cls", "mean", "cls+mean", or "function" for a function backbone). */
-  pool: string;
-}
+import { ConcatDataset, type Dataset, SubsetDataset } from "@sit/data";
+import { FileListDataset } from "@sit/data/node";
+import {
+  type Backbone,
+  type ExtractOptions,
+  type ExtractedFeatures,
+  type FeatureCacheHost,
+  type FeatureCacheKey,
+  type FeatureSet,
+  extractFeaturesOn,
+} from "@sit/eval";
 
 const MAGIC = "SITFEAT1";
 const FORMAT_VERSION = 1;
@@ -191,4 +189,52 @@ export function readFeatureCache(path: string, key: FeatureCacheKey): FeatureSet
   const labels = new Int32Array(n);
   new Uint8Array(labels.buffer).set(payload.subarray(n * dim * 4));
   return { features, labels, dim };
+}
+
+/** The cache key of an extraction: weights, dataset content, transform, pooling. */
+async function cacheKey(
+  backbone: Backbone,
+  isModule: boolean,
+  dataset: Dataset,
+  options: ExtractOptions,
+): Promise<FeatureCacheKey> {
+  const cache = options.cache!;
+  if (typeof cache.dir !== "string" || cache.dir === "")
+    throw new ConfigError(`cache.dir: expected a directory path, got ${describeValue(cache.dir)}`);
+  if (!isModule && !cache.modelKey)
+    throw new ConfigError(
+      "cache.modelKey: expected a key for the weights behind a function backbone (e.g. hashCheckpointFile(path)), got undefined",
+    );
+  if (options.transform && !options.transformKey)
+    throw new ConfigError(
+      "transformKey: expected a description of the transform (it is part of the cache key), got undefined",
+    );
+  const model = cache.modelKey ?? `weights:${hashModuleWeights(backbone as Module)}`;
+  return {
+    model,
+    dataset: `${cache.datasetKey ?? ""}|${await datasetFingerprint(dataset)}`,
+    transform: options.transform ? options.transformKey! : "none",
+    pool: isModule ? (options.pool ?? "cls") : (options.pool ?? "function-default"),
+  };
+}
+
+/** Feature caches in files, for extractFeaturesOn. */
+const FILE_CACHE: FeatureCacheHost = {
+  key: cacheKey,
+  path: featureCachePath,
+  read: readFeatureCache,
+  write: writeFeatureCache,
+};
+
+/**
+ * {@link extractFeatures} of `@sit/eval` under Node, plus `options.cache`: features stored in
+ * `cache.dir` (atomically, checksummed) and reused while the weights, dataset, transform and
+ * pooling are unchanged.
+ */
+export async function extractFeatures(
+  backbone: Backbone,
+  dataset: Dataset,
+  options: ExtractOptions = {},
+): Promise<ExtractedFeatures> {
+  return extractFeaturesOn(FILE_CACHE, backbone, dataset, options);
 }

@@ -1,3 +1,5 @@
+// Public API of @sit/eval: explicit named exports only. This entry runs in a web page as well as
+// under Node; feature caches in files, linear heads on disk and PNG pictures are @sit/eval/node's.
 // Features
 export {
   type FeatureSet,
@@ -7,6 +9,9 @@ export {
 } from "./feature-set";
 export {
   extractFeatures,
+  extractFeaturesOn,
+  type FeatureCacheHost,
+  type FeatureCacheKey,
   type Backbone,
   type TokenBackbone,
   type TokenOutput,
@@ -15,14 +20,6 @@ export {
   type ExtractedFeatures,
 } from "./extract";
 export type { ImageTransform, SampleTransform } from "./images";
-export {
-  hashModuleWeights,
-  hashCheckpointFile,
-  featureCachePath,
-  readFeatureCache,
-  writeFeatureCache,
-  type FeatureCacheKey,
-} from "./feature-cache";
 // Protocols
 export { knnEval, KNN_DEFAULTS, type KnnOptions, type KnnResult } from "./knn";
 export { TopKSelector } from "./top-k";
@@ -33,7 +30,7 @@ export {
   type LinearProbeResult,
   type ProbeEpoch,
 } from "./linear-probe";
-export { LinearHead, saveLinearHead, loadLinearHead, type LinearHeadOptions } from "./linear-head";
+export { LinearHead, type LinearHeadOptions } from "./linear-head";
 export { SgdMomentum } from "./sgd";
 export {
   fineTune,
@@ -68,9 +65,4 @@ export {
   type Scores,
   type ConfusionMatrix,
 } from "./metrics";
-export {
-  confusionMatrixSvg,
-  renderConfusionMatrixPng,
-  writeConfusionMatrixPng,
-  type ConfusionPngOptions,
-} from "./confusion-png";
+export { confusionMatrixSvg, type ConfusionPngOptions } from "./confusion-svg";

@@ -6,7 +6,7 @@ import { Rng, ShapeError } from "@sit/core";
 import { withBackend } from "@sit/testing";
 import { describe, expect, it } from "vitest";
 import type { FeatureSet } from "./feature-set";
-import { loadLinearHead, saveLinearHead } from "./linear-head";
+import { loadLinearHead, saveLinearHead } from "./linear-head-files";
 import { type LinearProbeOptions, linearProbe } from "./linear-probe";
 import { topKAccuracy } from "./metrics";
 

@@ -2,7 +2,8 @@ import * as tf from "@tensorflow/tfjs";
 import { ConfigError, ShapeError } from "@sit/core";
 import { PNG } from "pngjs";
 import { describe, expect, it } from "vitest";
-import { confusionMatrixSvg, renderConfusionMatrixPng } from "./confusion-png";
+import { renderConfusionMatrixPng } from "./confusion-png";
+import { confusionMatrixSvg } from "./confusion-svg";
 import {
   accuracy,
   confusionMatrix,

@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, Rng } from "@sit/core";
-import { DataLoader, loadBundledFashionMnist, multiCropTransform } from "@sit/data";
+import { DataLoader, multiCropTransform } from "@sit/data";
+import { loadBundledFashionMnist } from "@sit/data/node";
 import { withBackend } from "@sit/testing";
 import { describe, expect, it } from "vitest";
 import type { TwoViewBatch } from "./batches";

@@ -5,14 +5,8 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Dataset } from "@sit/data";
-import {
-  type ImageTransform,
-  extractFeatures,
-  firstKPerClass,
-  knnEval,
-  linearProbe,
-  selectRows,
-} from "@sit/eval";
+import { type ImageTransform, firstKPerClass, knnEval, linearProbe, selectRows } from "@sit/eval";
+import { extractFeatures } from "@sit/eval/node";
 import type { StageStore } from "@sit/example-shared";
 import type { VisionTransformer } from "@sit/vit";
 import type { Method } from "./methods";

@@ -11,11 +11,12 @@ import {
   SubsetDataset,
   ViewPipeline,
   evalTransform,
-  loadFashionMnist,
   multiCropTransform,
   sitTwoViewTransform,
 } from "@sit/data";
-import { extractFeatures, firstKPerClass, knnEval, linearProbe, selectRows } from "@sit/eval";
+import { loadFashionMnist } from "@sit/data/node";
+import { firstKPerClass, knnEval, linearProbe, selectRows } from "@sit/eval";
+import { extractFeatures } from "@sit/eval/node";
 import { StageStore, fineTuneStage, loadWeights, pretrain, saveWeights } from "@sit/example-shared";
 import { VisionTransformer } from "@sit/vit";
 import { type CurvePoint, collectCurve, curveWeights, runCurves, validateCurve } from "./curves";

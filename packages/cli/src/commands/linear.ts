@@ -1,12 +1,6 @@
 import { join, resolve } from "node:path";
-import {
-  confusionMatrix,
-  linearProbe,
-  predictClasses,
-  saveLinearHead,
-  selectRows,
-  writeConfusionMatrixPng,
-} from "@sit/eval";
+import { confusionMatrix, linearProbe, predictClasses, selectRows } from "@sit/eval";
+import { saveLinearHead, writeConfusionMatrixPng } from "@sit/eval/node";
 import { openSplit, splitFeatures } from "../features";
 import { type CliIO, UsageError, note, pct } from "../io";
 import { backboneOf } from "../model";

@@ -5,7 +5,8 @@ import { gzipSync } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
 import { CifarDataset, Stl10Dataset, loadCifar10, loadCifar100 } from "./binary";
 import { ConcatDataset, SubsetDataset } from "./compose";
-import { loadIdxDataset, loadMnistLike, parseIdx } from "./idx";
+import { parseIdx } from "./idx";
+import { loadIdxDataset, loadMnistLike } from "./idx-files";
 
 const tmp = mkdtempSync(join(tmpdir(), "sit-data-bin-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -3,8 +3,9 @@ import { fileURLToPath } from "node:url";
 import { describeWithSharedData } from "@sit/testing";
 import { describe, expect, it } from "vitest";
 import { DATASET_STATS } from "../transforms/normalize";
-import { findBundledFashionMnist, loadBundledFashionMnist } from "./compose";
-import { FASHION_MNIST_CLASSES, loadFashionMnist } from "./idx";
+import { findBundledFashionMnist, loadBundledFashionMnist } from "./bundled";
+import { FASHION_MNIST_CLASSES } from "./idx";
+import { loadFashionMnist } from "./idx-files";
 
 function histogram(labels: Int32Array): number[] {
   const h = new Array(10).fill(0);

@@ -3,7 +3,7 @@ import { extname, join } from "node:path";
 import { ConfigError, IOError, ShapeError } from "@sit/core";
 import type { Dataset, Sample } from "../types";
 import { type DecodeOptions, type DecodePool, checkDecodeOptions, decodeImageFile } from "./decode";
-import { maxLabel } from "./idx";
+import { maxLabel } from "./idx-header";
 
 /** Options shared by every dataset of image files. */
 export interface ImageFilesOptions extends DecodeOptions {

@@ -9,7 +9,7 @@ import * as tar from "tar";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import yazl from "yazl";
 import { loadCifar10 } from "../datasets/binary";
-import { loadFashionMnist } from "../datasets/idx";
+import { loadFashionMnist } from "../datasets/idx-files";
 import { downloadDataset } from "./download";
 import type { DatasetSource } from "./sources";
 

@@ -13,7 +13,7 @@ import { basename, join } from "node:path";
 import { ConfigError, IOError } from "@sit/core";
 import { writeFileAtomic } from "@sit/core/node";
 import { extractArchive } from "./extract";
-import { DATASET_SOURCES, type DatasetSource, type RemoteFile } from "./sources";
+import { DATASET_SOURCES, type DatasetSource, type RemoteFile } from "@sit/data";
 
 /** Options of {@link downloadDataset}. */
 export interface DownloadOptions {
