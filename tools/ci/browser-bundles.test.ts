@@ -71,7 +71,49 @@ function chain(meta: Metafile, entry: string, target: string): string[] {
   return path;
 }
 
+/** One esbuild run over every main entry (tfjs is parsed once): the metafile and the built-ins met. */
+async function bundleAll(entries: string[]): Promise<{ meta: Metafile; uses: BuiltinUse[] }> {
+  const uses: BuiltinUse[] = [];
+  const result = await build({
+    absWorkingDir: root,
+    entryPoints: entries,
+    bundle: true,
+    platform: "browser",
+    format: "esm",
+    // Shared chunks: the code common to the entries (tfjs) is generated once.
+    splitting: true,
+    outdir: "out",
+    write: false,
+    metafile: true,
+    logLevel: "silent",
+    plugins: [plugin(uses)],
+  });
+  return { meta: result.metafile, uses };
+}
+
+/** Files reachable from `entry` in the metafile's import graph. */
+function reachable(meta: Metafile, entry: string): Set<string> {
+  const seen = new Set<string>([entry]);
+  const queue = [entry];
+  while (queue.length > 0) {
+    const at = queue.shift() as string;
+    for (const imp of meta.inputs[at]?.imports ?? [])
+      if (!imp.external && !seen.has(imp.path)) {
+        seen.add(imp.path);
+        queue.push(imp.path);
+      }
+  }
+  return seen;
+}
+
 describe("browser bundles", () => {
+  const entries = published.map(({ dir }) => `packages/${dir}/src/index.ts`);
+  let bundled: Promise<{ meta: Metafile; uses: BuiltinUse[] }> | undefined;
+  const all = () => {
+    bundled ??= bundleAll(entries);
+    return bundled;
+  };
+
   it("lists the published packages (all but the cli)", () => {
     expect(published.map((p) => p.pkg.name)).toEqual(
       expect.arrayContaining(["@sit/core", "@sit/data", "@sit/train", "@sit/recipes"]),
@@ -81,25 +123,84 @@ describe("browser bundles", () => {
 
   for (const { dir, pkg } of published) {
     it(`${pkg.name}'s main entry bundles for the browser with no Node built-in`, async () => {
-      const uses: BuiltinUse[] = [];
+      const { meta, uses } = await all();
       const entry = `packages/${dir}/src/index.ts`;
-      const result = await build({
-        absWorkingDir: root,
-        entryPoints: [entry],
-        bundle: true,
-        platform: "browser",
-        format: "esm",
-        write: false,
-        metafile: true,
-        logLevel: "silent",
-        plugins: [plugin(uses)],
-      });
+      const mine = reachable(meta, entry);
       const report = [
         ...new Set(
-          uses.map((u) => [...chain(result.metafile, entry, u.importer), u.builtin].join(" → ")),
+          uses
+            .filter((u) => mine.has(u.importer))
+            .map((u) => [...chain(meta, entry, u.importer), u.builtin].join(" → ")),
         ),
       ];
       expect(report, `${pkg.name} reaches Node built-ins:\n${report.join("\n")}`).toEqual([]);
     });
   }
+
+  // A ./node entry takes what it shares with the main entry through the package's name, which its
+  // build keeps external: a second copy of a class or of module state in the Node build would
+  // break `instanceof` and registries across the two. Pure helpers may be copied.
+  for (const { dir, pkg } of published.filter((p) =>
+    existsSync(join(root, "packages", p.dir, "src", "node.ts")),
+  )) {
+    it(`${pkg.name}/node carries no second copy of the main entry's classes or state`, async () => {
+      const { meta } = await all();
+      const main = reachable(meta, `packages/${dir}/src/index.ts`);
+      const node = await build({
+        absWorkingDir: root,
+        entryPoints: [`packages/${dir}/src/node.ts`],
+        bundle: true,
+        platform: "node",
+        format: "esm",
+        write: false,
+        metafile: true,
+        logLevel: "silent",
+        // As tsup builds it: every package import (the package's own name included) stays
+        // external; tsconfig paths would otherwise resolve @sit/* to the sources.
+        plugins: [
+          {
+            name: "external-packages",
+            setup(b) {
+              b.onResolve({ filter: /^[^./]/ }, (args) => ({ path: args.path, external: true }));
+            },
+          },
+        ],
+      });
+      const copied = Object.keys(node.metafile.inputs).filter(
+        (f) =>
+          main.has(f) &&
+          /^(export )?(abstract )?class |^let /m.test(readFileSync(join(root, f), "utf8")),
+      );
+      expect(copied, `${pkg.name}/node bundles main-entry files with classes or state`).toEqual([]);
+    });
+  }
+
+  it("the check finds a Node built-in and names its importer chain", async () => {
+    const uses: BuiltinUse[] = [];
+    const entry = "tools/ci/browser-bundles.fixture.ts";
+    const result = await build({
+      absWorkingDir: root,
+      stdin: {
+        contents: 'export { initBackend } from "@sit/core/node";',
+        resolveDir: root,
+        sourcefile: entry,
+        loader: "ts",
+      },
+      bundle: true,
+      platform: "browser",
+      format: "esm",
+      write: false,
+      metafile: true,
+      logLevel: "silent",
+      plugins: [plugin(uses)],
+    });
+    const found = uses.map((u) => [...chain(result.metafile, entry, u.importer), u.builtin]);
+    expect(found.length).toBeGreaterThan(0);
+    const wasm = found.find((c) => c.at(-2) === "packages/core/src/backend-wasm-node.ts");
+    expect(wasm?.slice(0, 3)).toEqual([
+      entry,
+      "packages/core/src/node.ts",
+      "packages/core/src/backend-node.ts",
+    ]);
+  });
 });
