@@ -57,8 +57,8 @@ describe("transformerBlock arguments", () => {
     expect(() => transformerBlock(x, w, { numHeads: 2, dropScales: badScales })).toThrow(
       /dropScales\[0\]: expected a float32 tensor of shape \[2\]/,
     );
-    expect(() => transformerBlock(tf.zeros([2, 8]) as tf.Tensor3D, w, { numHeads: 2 })).toThrow(
-      /transformerBlock x: expected a float32 tensor \[B, N, D\]/,
-    );
+    expect(() =>
+      transformerBlock(tf.zeros([2, 8]) as unknown as tf.Tensor3D, w, { numHeads: 2 }),
+    ).toThrow(/transformerBlock x: expected a float32 tensor \[B, N, D\]/);
   });
 });

@@ -162,7 +162,7 @@ function fusable(x: tf.Tensor, hidden: number, o: TransformerBlockOptions): bool
   const m = b * n;
   const biggest = Math.max(m * 3 * d, m * hidden) * 4;
   return (
-    workspaceLayout(m, d, hidden).total * 4 <= limits.maxBufferSize &&
+    workspaceLayout({ batch: b, n, d, hidden, m }).total * 4 <= limits.maxBufferSize &&
     biggest <= limits.maxStorageBufferBindingSize
   );
 }
@@ -182,8 +182,9 @@ export function transformerBlock(
   const hidden = check(x, weights, options);
   if (!fusable(x, hidden, options)) return portableTransformerBlock(x, weights, options);
   registerBlockKernels();
-  const d = x.shape[2];
+  const [batch, n, d] = x.shape;
   const w = weights;
+  const scales = options.dropScales ?? null;
   const engine = tf.engine() as unknown as { isTapeOn(): boolean };
   const attrs: BlockAttrs = {
     numHeads: options.numHeads,
@@ -195,6 +196,9 @@ export function transformerBlock(
     hasFc1Bias: w.fc1.bias != null,
     hasFc2Bias: w.fc2.bias != null,
     save: engine.isTapeOn(),
+    shape: [batch, n, d],
+    hidden,
+    scaled: scales !== null,
   };
   const inputs: Record<string, tf.Tensor> = {
     x,
@@ -211,7 +215,6 @@ export function transformerBlock(
   if (w.proj.bias) inputs.projB = w.proj.bias;
   if (w.fc1.bias) inputs.fc1B = w.fc1.bias;
   if (w.fc2.bias) inputs.fc2B = w.fc2.bias;
-  const scales = options.dropScales ?? null;
   if (scales) [inputs.s0, inputs.s1] = scales;
   const kernel = scales ? BLOCK_SCALED_KERNEL : BLOCK_KERNEL;
   const outs = tf.engine().runKernel(kernel, inputs, attrs as never) as unknown as tf.Tensor[];

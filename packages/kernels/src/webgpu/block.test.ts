@@ -122,6 +122,12 @@ describe("fused transformer block on webgpu", () => {
       "SitBlock",
       "SitBlockGrad",
     ]);
+    // The tape saves one tensor of the block (the workspace: tfjs clones it, one Identity call,
+    // recorded before the kernel itself), not one per input.
+    expect(both.kernels.slice(0, both.kernels.indexOf("SitBlock") + 1)).toEqual([
+      "Identity",
+      "SitBlock",
+    ]);
     tf.dispose(step());
     const before = tf.memory().numTensors;
     for (let i = 0; i < 3; i++) tf.dispose(step());

@@ -11,7 +11,13 @@ import {
   partialCols,
 } from "./block-wgsl";
 import { type Scalars, VIEW_ALIGN, type View, encode, foldGroups, viewOf } from "./encode";
-import { type WebGpuInternals, newTensorInfo, webgpuInternals } from "./flat-buffers";
+import {
+  type WebGpuInternals,
+  bufferOf,
+  copyElements,
+  newTensorInfo,
+  webgpuInternals,
+} from "./flat-buffers";
 import { PLAIN_GEMM, encodeGemm } from "./gemm";
 
 // The pre-norm transformer block as one tfjs kernel per direction on webgpu:
@@ -41,16 +47,45 @@ export interface BlockAttrs {
   hasFc2Bias: boolean;
   /** Return the workspace as a second output (a gradient tape is recording). */
   save: boolean;
+  /** x's shape [B, N, D] and the MLP width (the backward sees only the workspace). */
+  shape: [number, number, number];
+  hidden: number;
+  /** Stochastic-depth factors are inputs (s0, s1). */
+  scaled: boolean;
 }
 
-const SEGMENTS = ["a1", "qkv", "o", "h", "a2", "u"] as const;
-type Segment = (typeof SEGMENTS)[number];
+/** Inputs the backward reads, snapshotted into the workspace by the forward (in this order). */
+const SNAPSHOT = ["x", "ln1g", "qkvW", "projW", "ln2g", "fc1W", "fc2W", "s0", "s1"] as const;
 
 const align = (n: number) => Math.ceil(n / VIEW_ALIGN) * VIEW_ALIGN;
 
-/** Offsets (elements, 256-byte aligned) of the workspace's parts for M rows, width D, MLP width H. */
-export function workspaceLayout(m: number, d: number, hidden: number) {
-  const sizes: Record<Segment, number> = {
+/** The block's sizes: batch, tokens, width D, MLP width, rows M = batch·tokens. */
+export interface BlockDims {
+  batch: number;
+  n: number;
+  d: number;
+  hidden: number;
+  m: number;
+}
+
+/**
+ * The workspace's parts (elements; each starts 256-byte aligned): a snapshot of the inputs the
+ * backward reads (x, the weights, the drop-path factors — so the tape saves one tensor per block
+ * instead of one clone per input, and an in-place weight update between forward and backward
+ * cannot change the gradients), then the activations: LN1(x), qkv, the attention output, h,
+ * LN2(h), fc1's pre-activation.
+ */
+export function workspaceLayout({ batch, d, hidden, m }: BlockDims) {
+  const sizes = {
+    x: m * d,
+    ln1g: d,
+    qkvW: d * 3 * d,
+    projW: d * d,
+    ln2g: d,
+    fc1W: d * hidden,
+    fc2W: hidden * d,
+    s0: batch,
+    s1: batch,
     a1: m * d,
     qkv: m * 3 * d,
     o: m * d,
@@ -58,13 +93,7 @@ export function workspaceLayout(m: number, d: number, hidden: number) {
     a2: m * d,
     u: m * hidden,
   };
-  const offsets = {} as Record<Segment, number>;
-  let total = 0;
-  for (const s of SEGMENTS) {
-    offsets[s] = total;
-    total += align(sizes[s]);
-  }
-  return { sizes, offsets, total };
+  return { sizes, total: totalOf(sizes) };
 }
 
 /** Views of the parts of a flat tensor laid out as `sizes` (in that order). */
@@ -86,9 +115,9 @@ function totalOf(sizes: Record<string, number>): number {
   return Object.values(sizes).reduce((p, q) => p + align(q), 0);
 }
 
-function dims(x: tf.TensorInfo, fc1W: tf.TensorInfo) {
-  const [batch, n, d] = x.shape;
-  return { batch, n, d, m: batch * n, hidden: fc1W.shape[1] };
+function dims(attrs: BlockAttrs): BlockDims {
+  const [batch, n, d] = attrs.shape;
+  return { batch, n, d, m: batch * n, hidden: attrs.hidden };
 }
 
 function layerNorm(
@@ -181,12 +210,16 @@ function blockForward(args: unknown): tf.TensorInfo[] {
   };
   const b = webgpuInternals(backend);
   const t = inputs;
-  const dm = dims(t.x, t.fc1W);
+  const dm = dims(attrs);
   const { n, d, m, hidden } = dm;
   const y = newTensorInfo(b, t.x.shape);
-  const layout = workspaceLayout(m, d, hidden);
+  const layout = workspaceLayout(dm);
   const ws = newTensorInfo(b, [layout.total]);
   const v = carve(b, ws, layout.sizes);
+  if (attrs.save)
+    for (const name of SNAPSHOT)
+      if (t[name])
+        copyElements(b, bufferOf(b, t[name]), 0, v[name].buffer, v[name].offset, v[name].size);
   const w = (name: string) => viewOf(b, t[name]);
   const opt = (name: string, present: boolean) => (present ? [w(name)] : []);
   const x = w("x");
@@ -198,7 +231,7 @@ function blockForward(args: unknown): tf.TensorInfo[] {
     [v.a1, w("qkvW"), ...opt("qkvB", attrs.hasQkvBias), v.qkv],
   );
   attention(b, "Fwd", forwardBody, [["QKV", v.qkv]], v.o, dm, attrs);
-  const scaled = t.s0 !== undefined;
+  const scaled = attrs.scaled;
   const proj = { ...PLAIN_GEMM, bias: attrs.hasProjBias, residual: true, scaleRows: scaled };
   encodeGemm(
     b,
@@ -235,10 +268,9 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   };
   const b = webgpuInternals(backend);
   const t = inputs;
-  const dm = dims(t.x, t.fc1W);
+  const dm = dims(attrs);
   const { batch, n, d, m, hidden } = dm;
-  const layout = workspaceLayout(m, d, hidden);
-  const v = carve(b, t.ws, layout.sizes);
+  const v = carve(b, t.ws, workspaceLayout(dm).sizes);
   const tmpSizes = {
     du: m * hidden,
     da: m * d,
@@ -250,12 +282,11 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   };
   const tmp = newTensorInfo(b, [totalOf(tmpSizes)]);
   const g = carve(b, tmp, tmpSizes);
-  const w = (name: string) => viewOf(b, t[name]);
-  const scaled = t.s0 !== undefined;
-  const s0 = scaled ? [w("s0")] : [];
-  const s1 = scaled ? [w("s1")] : [];
+  const scaled = attrs.scaled;
+  const s0 = scaled ? [v.s0] : [];
+  const s1 = scaled ? [v.s1] : [];
   const out = (shape: number[]) => newTensorInfo(b, shape);
-  const dx = out(t.x.shape);
+  const dx = out(attrs.shape);
   const [dln1g, dln1b, dln2g, dln2b] = [0, 1, 2, 3].map(() => out([d]));
   const dqkvW = out([d, 3 * d]);
   const dqkvB = attrs.hasQkvBias ? out([3 * d]) : null;
@@ -266,14 +297,14 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   const dfc2W = out([hidden, d]);
   const dfc2B = attrs.hasFc2Bias ? out([d]) : null;
   const vb = (o: tf.TensorInfo | null) => (o ? [viewOf(b, o)] : []);
-  const dy = w("dy");
+  const dy = viewOf(b, t.dy);
   const P = PLAIN_GEMM;
   // MLP branch: du = (s1·dy)·W2ᵀ ⊙ gelu′(u); dW2 = gelu(u)ᵀ·(s1·dy), db2 = Σ s1·dy.
   encodeGemm(
     b,
     { ...P, transB: true, geluGrad: true, scaleRows: scaled },
     [m, hidden, d],
-    [dy, w("fc2W"), v.u, ...s1, g.du],
+    [dy, v.fc2W, v.u, ...s1, g.du],
     n,
   );
   encodeGemm(
@@ -284,7 +315,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
     n,
   );
   // da2 = du·W1ᵀ; dW1 = a2ᵀ·du, db1 = Σ du.
-  encodeGemm(b, { ...P, transB: true }, [m, d, hidden], [g.du, w("fc1W"), g.da]);
+  encodeGemm(b, { ...P, transB: true }, [m, d, hidden], [g.du, v.fc1W, g.da]);
   encodeGemm(
     b,
     { ...P, transA: true, colSum: attrs.hasFc1Bias },
@@ -294,7 +325,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   // dh = dy + LN2′ᵀ·da2, with dγ2, dβ2.
   layerNormGrad(
     b,
-    { dy: g.da, x: v.h, gamma: w("ln2g"), r: dy, dx: g.dh, partials: g.partials },
+    { dy: g.da, x: v.h, gamma: v.ln2g, r: dy, dx: g.dh, partials: g.partials },
     [viewOf(b, dln2g), viewOf(b, dln2b)],
     m,
     d,
@@ -305,7 +336,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
     b,
     { ...P, transB: true, scaleRows: scaled },
     [m, d, d],
-    [g.dh, w("projW"), ...s0, g.dO],
+    [g.dh, v.projW, ...s0, g.dO],
     n,
   );
   encodeGemm(
@@ -337,7 +368,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   attention(b, "Dq", dqBody, withStats, g.dqkv, dm, attrs);
   attention(b, "DkDv", dkdvBody, withStats, g.dqkv, dm, attrs);
   // da1 = dqkv·Wqkvᵀ (into da: da2 is dead); dWqkv = a1ᵀ·dqkv, dbqkv = Σ dqkv.
-  encodeGemm(b, { ...P, transB: true }, [m, d, 3 * d], [g.dqkv, w("qkvW"), g.da]);
+  encodeGemm(b, { ...P, transB: true }, [m, d, 3 * d], [g.dqkv, v.qkvW, g.da]);
   encodeGemm(
     b,
     { ...P, transA: true, colSum: attrs.hasQkvBias },
@@ -347,7 +378,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   // dx = dh + LN1′ᵀ·da1, with dγ1, dβ1.
   layerNormGrad(
     b,
-    { dy: g.da, x: w("x"), gamma: w("ln1g"), r: g.dh, dx: viewOf(b, dx), partials: g.partials },
+    { dy: g.da, x: v.x, gamma: v.ln1g, r: g.dh, dx: viewOf(b, dx), partials: g.partials },
     [viewOf(b, dln1g), viewOf(b, dln1b)],
     m,
     d,
@@ -376,8 +407,6 @@ const GRAD_INPUTS: [string, keyof BlockAttrs | null][] = [
   ["fc2B", "hasFc2Bias"],
 ];
 
-const SAVED = ["x", "ln1g", "qkvW", "projW", "ln2g", "fc1W", "fc2W"];
-
 let registered = false;
 
 /** Register the block kernels and the forward's gradient with tfjs (once). */
@@ -396,15 +425,8 @@ export function registerBlockKernels(): void {
     });
   const gradFunc = (dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], raw: unknown) => {
     const attrs = raw as BlockAttrs;
-    const dy = (dys as tf.Tensor[])[0];
-    const named: Record<string, tf.Tensor> = { dy };
-    SAVED.forEach((name, i) => {
-      named[name] = saved[i];
-    });
-    const scaled = saved.length === SAVED.length + 3;
-    if (scaled) [named.s0, named.s1] = [saved[SAVED.length], saved[SAVED.length + 1]];
-    named.ws = saved[saved.length - 1];
-    const outs = tf.engine().runKernel(BLOCK_GRAD_KERNEL, named, attrs as never) as tf.Tensor[];
+    const inputs = { dy: (dys as tf.Tensor[])[0], ws: saved[0] };
+    const outs = tf.engine().runKernel(BLOCK_GRAD_KERNEL, inputs, attrs as never) as tf.Tensor[];
     const grads: Record<string, () => tf.Tensor> = {};
     let k = 0;
     for (const [name, flag] of GRAD_INPUTS) {
@@ -413,22 +435,13 @@ export function registerBlockKernels(): void {
       grads[name] = () => o;
     }
     // The drop-path factors are constants drawn on the host.
-    if (scaled) {
-      grads.s0 = () => tf.zerosLike(named.s0);
-      grads.s1 = () => tf.zerosLike(named.s1);
+    if (attrs.scaled) {
+      grads.s0 = () => tf.zeros([attrs.shape[0]]);
+      grads.s1 = () => tf.zeros([attrs.shape[0]]);
     }
     return grads;
   };
-  tf.registerGradient({
-    kernelName: BLOCK_KERNEL,
-    inputsToSave: SAVED,
-    outputsToSave: [false, true],
-    gradFunc,
-  });
-  tf.registerGradient({
-    kernelName: BLOCK_SCALED_KERNEL,
-    inputsToSave: [...SAVED, "s0", "s1"],
-    outputsToSave: [false, true],
-    gradFunc,
-  });
+  // Only the workspace is saved (one clone per block): it holds the inputs the backward reads.
+  for (const kernelName of [BLOCK_KERNEL, BLOCK_SCALED_KERNEL])
+    tf.registerGradient({ kernelName, outputsToSave: [false, true], gradFunc });
 }
