@@ -23,7 +23,7 @@
 // wasm: blocks are recomputed in the backward pass by default (`checkpointBlocks`, design.md);
 // cpu is ≈ 1 GFLOP/s (one step takes minutes): use --iters 1 --warmup 0 there.
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
@@ -153,6 +153,23 @@ function stubSyncReads(): Map<string, number> | undefined {
  * backend's queue.submit and getBufferData (tfjs-backend-webgpu 4.22). Single-threaded JS: while
  * the step awaits a read, nothing else of the step runs, so the subtraction is exact.
  */
+/**
+ * CPU time (ms) of this process's main thread, where tfjs and Dawn encode the step (Linux:
+ * /proc/self/task/<pid>/stat, 10 ms ticks), or undefined elsewhere. Unlike wall time it excludes
+ * the driver's worker threads (lavapipe executes there) and time waiting for a busy machine's
+ * cores: the host cost of a step that survives contention.
+ */
+function mainThreadCpuMs(): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${process.pid}/task/${process.pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime are fields 14 and 15 of stat (here 11 and 12, after pid, comm and state).
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
 function hostClock() {
   const be = tf.backend() as unknown as {
     queue?: { submit: (buffers: unknown[]) => void };
@@ -167,6 +184,7 @@ function hostClock() {
   let lastSubmitEnd = 0;
   let submits = 0;
   let wait = 0;
+  let cpu0: number | undefined;
   queue.submit = (buffers: unknown[]) => {
     submit.call(queue, buffers);
     submits++;
@@ -186,6 +204,7 @@ function hostClock() {
     start() {
       submits = 0;
       wait = 0;
+      cpu0 = mainThreadCpuMs();
       lastSubmitEnd = performance.now();
       return lastSubmitEnd;
     },
@@ -196,8 +215,10 @@ function hostClock() {
     stop(t0: number) {
       if (be.commandEncoder) be.submitQueue?.();
       const end = performance.now();
+      const cpu1 = mainThreadCpuMs();
       return {
         host_ms: end - t0 - wait,
+        host_cpu_ms: cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 : Number.NaN,
         read_wait_ms: wait,
         to_last_submit_ms: lastSubmitEnd - t0,
         submits,
@@ -373,6 +394,8 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
       ? {
           host_ms: round(timedHost.reduce((a, h) => a + h.host_ms, 0) / timedHost.length),
           host_ms_min: round(Math.min(...timedHost.map((h) => h.host_ms))),
+          host_cpu_ms: round(timedHost.reduce((a, h) => a + h.host_cpu_ms, 0) / timedHost.length),
+          host_cpu_ms_min: round(Math.min(...timedHost.map((h) => h.host_cpu_ms))),
           read_wait_ms: round(timedHost.reduce((a, h) => a + h.read_wait_ms, 0) / timedHost.length),
           submits_per_step: timedHost[0].submits,
         }
@@ -416,5 +439,5 @@ if (torch.available && typeof torch.step_ms === "number") {
 }
 report.loadavg_end = loadavg().map((x) => round(x, 2));
 report.note =
-  "host_ms (webgpu) = from the step's start until the submit of its last commands returns, minus read_wait_ms (waiting for the GPU inside the step's loss reads), mean over the timed steps. Step = trainStep (GMML drawing included; gmml_drawing_ms is its share) vs PyTorch's step on pre-drawn corruption (SiT draws it in data-loader workers). step_ms = wall time of the timed steps (plus one final readback) / iters. kernel_launches = tfjs kernels run (tf.profile); a registered fused kernel counts once. Compare numbers from the same run only; loadavg shows the contention.";
+  "host_ms (webgpu) = from the step's start until the submit of its last commands returns, minus read_wait_ms (waiting for the GPU inside the step's loss reads), mean over the timed steps; host_cpu_ms = CPU time of the main thread over the same span (Linux; excludes the driver's threads and waiting for a busy machine's cores). Step = trainStep (GMML drawing included; gmml_drawing_ms is its share) vs PyTorch's step on pre-drawn corruption (SiT draws it in data-loader workers). step_ms = wall time of the timed steps (plus one final readback) / iters. kernel_launches = tfjs kernels run (tf.profile); a registered fused kernel counts once. Compare numbers from the same run only; loadavg shows the contention.";
 console.log(JSON.stringify(report, null, 2));
