@@ -83,6 +83,7 @@ def unpack(ckpt, steps_per_epoch=None):
         "step_in_epoch": step % spe,
         "steps_per_epoch": spe,
         "optimizer": {"state": state, "param_groups": groups},
+        "param_group_names": ["regularized", "not regularized"],
         "param_names": names,
         "args": args,
         "architecture": arch,

@@ -78,6 +78,7 @@ describe("sit-torch: sit export --format sit-torch, then sit import back", () =>
     expect(reg.map((i: number) => names[i])).toContain("module.backbone.pos_embed");
     expect(noReg.map((i: number) => names[i])).toContain("module.head.mlp.1.weight");
     expect(json.optimizer.param_groups[1].weight_decay).toBe(0);
+    expect(json.param_group_names).toEqual(["regularized", "not regularized"]);
     expect(Object.values(json.optimizer.state)).toEqual(names.map(() => ({ step: 3 })));
     expect(names.every((n) => /^module\.(backbone|head|head_recons)\./.test(n))).toBe(true);
     expect(json.args).toMatchObject({ lr: 0.02, lmbda: 5, batch_size: 16, epochs: 2, out_dim: 16 });

@@ -58,6 +58,8 @@ export interface SitTorchJson {
     state: Record<string, { step: number }>;
     param_groups: [TorchParamGroup, TorchParamGroup];
   };
+  /** The SiT code's names of the two groups ({@link TORCH_GROUP_NAMES}); PyTorch's groups have none. */
+  param_group_names: string[];
   /** `param_names[i]`: the student key of PyTorch's parameter index `i`. */
   param_names: string[];
   /** The run's config under the SiT code's argparse names. */
@@ -181,6 +183,7 @@ export function sitTorchState(
       state,
       param_groups: [group(0, all.slice(0, regularized)), group(1, all.slice(regularized))],
     },
+    param_group_names: [...TORCH_GROUP_NAMES],
     param_names: names.map(toOfficialKey),
     args,
     architecture: sitTorchArchitecture(recipe.config),
