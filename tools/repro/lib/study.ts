@@ -188,10 +188,58 @@ export async function runStudy(
     return vit;
   };
 
+  // Frozen features (cached on disk, keyed by the weights): k-NN and the linear probes.
+  const frozenStages = async (method: Method, weights: string) => {
+    const needFrozen =
+      budget.fractions.some((f) => !store.get(`${method}/linear@${f}`)) ||
+      !store.get(`${method}/knn`);
+    if (needFrozen) {
+      const vit = backbone(method, weights);
+      try {
+        const opts = {
+          pool: "cls" as const,
+          transform: evalT,
+          transformKey: `eval-${size}`,
+          cache: { dir: join(options.out, "features") },
+          warn: log,
+        };
+        const trainF = await extractFeatures(vit, train, opts);
+        const testF = await extractFeatures(vit, test, opts);
+        await store.run(`${method}/knn`, async () => {
+          const [r] = knnEval(trainF, testF, {
+            ks: [Math.min(budget.knnK, train.length)],
+            numClasses: 10,
+          });
+          log(`[${method}] k-NN top-1 ${(100 * r.top1).toFixed(2)} %`);
+          return r.top1;
+        });
+        for (const f of budget.fractions)
+          await store.run(`${method}/linear@${f}`, async () => {
+            const rows = firstKPerClass(trainF.labels, perClass(train, f));
+            const r = linearProbe(selectRows(trainF, rows), testF, {
+              epochs: budget.probeEpochs,
+              batchNormNoAffine: true,
+              numClasses: 10,
+              seed: budget.seed,
+            });
+            r.head.dispose();
+            log(
+              `[${method}] linear probe, ${100 * f} % labels: ${(100 * r.last.top1).toFixed(2)} %`,
+            );
+            return r.last.top1;
+          });
+      } finally {
+        vit.dispose();
+      }
+    }
+  };
+
   for (const method of budget.methods)
     if (!METHODS.includes(method)) throw new Error(`unknown method ${method}`);
   if (budget.curve) {
     validateCurve(budget.curve, budget.steps);
+    // Random init is every curve's baseline: evaluated first, so partial curves can be compared.
+    if (budget.methods.includes("random")) await frozenStages("random", "");
     const trained = budget.methods.filter((m): m is Exclude<Method, "random"> => m !== "random");
     const finished = await runCurves(
       store,
@@ -234,49 +282,7 @@ export async function runStudy(
     }
     const model = (dropPathRate = 0) => backbone(method, weights, dropPathRate);
 
-    // Frozen features (cached on disk, keyed by the weights): k-NN and the linear probes.
-    const needFrozen =
-      budget.fractions.some((f) => !store.get(`${method}/linear@${f}`)) ||
-      !store.get(`${method}/knn`);
-    if (needFrozen) {
-      const vit = model();
-      try {
-        const opts = {
-          pool: "cls" as const,
-          transform: evalT,
-          transformKey: `eval-${size}`,
-          cache: { dir: join(options.out, "features") },
-          warn: log,
-        };
-        const trainF = await extractFeatures(vit, train, opts);
-        const testF = await extractFeatures(vit, test, opts);
-        await store.run(`${method}/knn`, async () => {
-          const [r] = knnEval(trainF, testF, {
-            ks: [Math.min(budget.knnK, train.length)],
-            numClasses: 10,
-          });
-          log(`[${method}] k-NN top-1 ${(100 * r.top1).toFixed(2)} %`);
-          return r.top1;
-        });
-        for (const f of budget.fractions)
-          await store.run(`${method}/linear@${f}`, async () => {
-            const rows = firstKPerClass(trainF.labels, perClass(train, f));
-            const r = linearProbe(selectRows(trainF, rows), testF, {
-              epochs: budget.probeEpochs,
-              batchNormNoAffine: true,
-              numClasses: 10,
-              seed: budget.seed,
-            });
-            r.head.dispose();
-            log(
-              `[${method}] linear probe, ${100 * f} % labels: ${(100 * r.last.top1).toFixed(2)} %`,
-            );
-            return r.last.top1;
-          });
-      } finally {
-        vit.dispose();
-      }
-    }
+    await frozenStages(method, weights);
 
     for (const f of budget.fractions)
       await store.run(`${method}/finetune@${f}`, async () => {
