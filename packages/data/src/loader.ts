@@ -61,8 +61,8 @@ export interface LoaderOptions<O extends TransformOutput> {
  * one child generator per batch in batch order. Prefetching depth and decoding speed never
  * change the batches.
  *
- * Overlap: sample reads (sharp decoding in libuv or {@link DecodePool} threads) run ahead by
- * `readAhead` batches; transforms run on the JS thread whenever the consumer is waiting or
+ * Overlap: sample reads (sharp decoding in libuv or the `DecodePool` threads of @sit/data/node)
+ * run ahead by `readAhead` batches; transforms run on the JS thread whenever the consumer is waiting or
  * awaiting something else (e.g. a GPU step), keeping up to `prefetch` batches ready.
  *
  * Ownership: every yielded tensor belongs to the caller (dispose it, or use

@@ -47,9 +47,10 @@ export interface ExtractOptions {
   /** Description of `transform` for the cache key (required with a cache and a transform). */
   transformKey?: string;
   /**
-   * On-disk cache. The key covers the weights (a hash of the module's weights, or `modelKey`,
-   * required for function backbones — e.g. {@link hashCheckpointFile} of the checkpoint), the
-   * dataset (`datasetKey` plus a content fingerprint), `transformKey` and `pool`.
+   * On-disk cache (Node: `extractFeatures` of @sit/eval/node). The key covers the weights (a hash
+   * of the module's weights, or `modelKey`, required for function backbones — e.g.
+   * `hashCheckpointFile` of the checkpoint), the dataset (`datasetKey` plus a content
+   * fingerprint), `transformKey` and `pool`.
    */
   cache?: { dir: string; modelKey?: string; datasetKey?: string };
   /** Called after each batch with (rows done, total rows). */
