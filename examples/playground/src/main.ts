@@ -126,7 +126,10 @@ function onMessage(m: FromWorker): void {
       `k = ${m.k}, ${m.trainRows} training images as memory, ${m.testRows} held-out queries, CLS features)`;
   } else if (m.type === "checkpoint") {
     status.checkpoints++;
-    download(m.name, new Blob([m.bytes as Uint8Array<ArrayBuffer>], { type: "application/octet-stream" }));
+    download(
+      m.name,
+      new Blob([m.bytes as Uint8Array<ArrayBuffer>], { type: "application/octet-stream" }),
+    );
     download(
       "config.json",
       new Blob([`${JSON.stringify(m.config, null, 2)}\n`], { type: "application/json" }),

@@ -42,7 +42,9 @@ export function imageCanvas(
   label: string,
 ): HTMLCanvasElement {
   const small = new OffscreenCanvas(W, H);
-  small.getContext("2d")!.putImageData(new ImageData(rgba as Uint8ClampedArray<ArrayBuffer>, W, H), 0, 0);
+  small
+    .getContext("2d")!
+    .putImageData(new ImageData(rgba as Uint8ClampedArray<ArrayBuffer>, W, H), 0, 0);
   const canvas = document.createElement("canvas");
   canvas.width = W * scale;
   canvas.height = H * scale;

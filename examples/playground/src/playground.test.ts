@@ -1,0 +1,144 @@
+// The playground in a real browser: Debian's Chromium driven by playwright-core. Skips, saying
+// why, where no Chromium binary exists. Screenshots and downloads go to test-output/ (gitignored).
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type CliIO, loadModel, pretrain, pretrainSchema } from "@sit/cli";
+import type { Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  OUTPUT_DIR,
+  type Session,
+  builtPage,
+  canvasVariety,
+  findChromium,
+  openSession,
+  waitFinished,
+  watchedPage,
+} from "./browser-harness";
+
+const chromiumPath = findChromium();
+const reason = chromiumPath
+  ? `Chromium at ${chromiumPath}`
+  : "skipped: no Chromium binary (install Debian's chromium, or set SIT_CHROMIUM to one)";
+const webgpuMode = process.env.SIT_PLAYGROUND_WEBGPU;
+const quietIO: CliIO = { out: () => {}, err: () => {}, quiet: true };
+
+/** Training steps of the test runs (the test preset: D 32, depth 1, batch 16). */
+const STEPS = 30;
+const query = (backend: string, extra = "") =>
+  `?preset=test&backend=${backend}&pictures=10&knn=15&steps=${STEPS}&autostart=1${extra}`;
+
+/**
+ * A finished run of the test preset on `backend`: finite, falling loss over {@link STEPS} steps;
+ * reconstructions and attention overlays drawn (not blank); the k-NN value shown beside random init.
+ */
+async function checkRun(page: Page, backend: string): Promise<void> {
+  const s = await waitFinished(page, 150_000);
+  expect(s.errors).toEqual([]);
+  expect(s.backend).toBe(backend);
+  expect(s.losses.length).toBe(STEPS);
+  const losses = s.losses.map((l) => l.loss);
+  expect(losses.every(Number.isFinite)).toBe(true);
+  const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+  expect(mean(losses.slice(-5))).toBeLessThan(mean(losses.slice(0, 5)));
+  // Reconstructions (third row of the figure) and attention overlays (second row) are drawn.
+  const rec = await canvasVariety(page, "#reconstructions tr:nth-child(3) canvas");
+  const att = await canvasVariety(page, "#attention tr:nth-child(2) canvas");
+  expect(rec.length).toBe(6);
+  expect(att.length).toBe(6);
+  for (const v of [...rec, ...att]) expect(v).toBeGreaterThan(0.05);
+  // k-NN: the random-init value and the trained one are shown.
+  expect(s.knn.length).toBeGreaterThanOrEqual(2);
+  await expect
+    .poll(() => page.textContent("#knn-line"))
+    .toMatch(new RegExp(`k-NN top-1 at step ${STEPS}: \\d+\\.\\d % \\(random init \\d+\\.\\d %`));
+}
+
+describe.skipIf(!chromiumPath)(`playground in Chromium (${reason})`, () => {
+  let session: Session;
+  beforeAll(async () => {
+    session = await openSession(chromiumPath!, await builtPage());
+  }, 240_000);
+  afterAll(async () => {
+    await session?.close();
+  });
+
+  it(`trains ${STEPS} SiT steps on wasm: falling loss, pictures, k-NN, no console error; its checkpoint continues under sit pretrain --resume, and that one continues in the page`, async () => {
+    const { page, errors } = await watchedPage(session);
+    await page.goto(session.url + query("wasm"));
+    await checkRun(page, "wasm");
+    await page.screenshot({ path: join(OUTPUT_DIR, "playground-wasm.png"), fullPage: true });
+
+    // Download: the checkpoint and its config.json.
+    const downloads = new Promise<string[]>((resolve) => {
+      const saved: string[] = [];
+      page.on("download", async (d) => {
+        const path = join(OUTPUT_DIR, d.suggestedFilename());
+        await d.saveAs(path);
+        saved.push(path);
+        if (saved.length === 2) resolve(saved);
+      });
+    });
+    await page.click("#download");
+    const [checkpoint, configFile] = (await downloads).sort((a, b) =>
+      a.endsWith(".json") ? 1 : b.endsWith(".json") ? -1 : 0,
+    );
+    expect(checkpoint).toMatch(/checkpoint-00000030\.safetensors$/);
+    expect(errors).toEqual([]);
+
+    // The page's checkpoint loads in Node as the CLI's own (recipe, run description, step)…
+    const model = await loadModel(checkpoint);
+    try {
+      expect(model.step).toBe(STEPS);
+      expect(model.run.data.dataset).toBe("fashion-mnist-bundled");
+    } finally {
+      model.recipe.dispose();
+    }
+    // …and `sit pretrain --config config.json --resume <it>` continues it for 2 more steps.
+    const out = mkdtempSync(join(tmpdir(), "sit-playground-"));
+    const config = pretrainSchema.parse({
+      ...JSON.parse(readFileSync(configFile, "utf8")),
+      backend: "wasm",
+      out,
+      train: { steps: STEPS + 2, tensorboard: false },
+    });
+    const cli = await pretrain(config, quietIO, { resume: checkpoint, handleSignals: false });
+    expect(cli.resumedFrom).toBe(checkpoint);
+    expect(cli.steps).toBe(STEPS + 2);
+    expect(cli.checkpoint).toBeDefined();
+
+    // The CLI's checkpoint opens in the page, and Start continues it from step 32.
+    const next = await watchedPage(session);
+    await next.page.goto(`${session.url}?backend=wasm&pictures=0&knn=0&steps=${STEPS + 6}`);
+    await next.page.waitForFunction(
+      () => (globalThis as { playground?: { state: string } }).playground?.state === "idle",
+    );
+    await next.page.setInputFiles("#open-checkpoint", cli.checkpoint!);
+    await expect
+      .poll(() => next.page.textContent("#checkpoint-line"))
+      .toMatch(/^Opened .* at step 32/);
+    await next.page.click("#start");
+    const resumed = await waitFinished(next.page, 60_000);
+    expect(resumed.errors).toEqual([]);
+    expect(resumed.losses.map((l) => l.step)).toEqual([32, 33, 34, 35]);
+    expect(next.errors).toEqual([]);
+  }, 240_000);
+
+  // Headless Chromium 156 here offers WebGPU only on SwiftShader, where the first SiT step loses
+  // the device ("A valid external Instance reference no longer exists"; see the README), so the
+  // webgpu run is opt-in: SIT_PLAYGROUND_WEBGPU=1 (a hardware adapter) or =software.
+  it.skipIf(!webgpuMode)(
+    `trains ${STEPS} SiT steps on webgpu (${webgpuMode ? `SIT_PLAYGROUND_WEBGPU=${webgpuMode}` : "skipped: set SIT_PLAYGROUND_WEBGPU=1 where Chromium has a GPU adapter"})`,
+    async () => {
+      const { page, errors } = await watchedPage(session);
+      await page.goto(
+        session.url + query("webgpu", webgpuMode === "software" ? "&software=1" : ""),
+      );
+      await checkRun(page, "webgpu");
+      await page.screenshot({ path: join(OUTPUT_DIR, "playground-webgpu.png"), fullPage: true });
+      expect(errors).toEqual([]);
+    },
+    240_000,
+  );
+});
