@@ -113,9 +113,12 @@ def gmml_blocks(rng, image, ratio, align, source=None, fill="zeros", max_block=0
         if source is not None:
             out[:, r0 : r0 + bh, c0 : c0 + bw] = source[:, r0 : r0 + bh, c0 : c0 + bw]
         elif fill == "noise":
-            out[:, r0 : r0 + bh, c0 : c0 + bw] = torch.randn(c, bh, bw, generator=None)
-        else:
+            out[:, r0 : r0 + bh, c0 : c0 + bw] = torch.from_numpy(rng.standard_normal((c, bh, bw)).astype(np.float32))
+        elif fill == "zeros":
             out[:, r0 : r0 + bh, c0 : c0 + bw] = 0
+        else:  # "shuffle": another block of the same size from the same (clean) image
+            r1, c1 = rng.integers(0, h - bh + 1), rng.integers(0, w - bw + 1)
+            out[:, r0 : r0 + bh, c0 : c0 + bw] = image[:, r1 : r1 + bh, c1 : c1 + bw]
         mask[:, r0 : r0 + bh, c0 : c0 + bw] = 1
     return out, mask
 
