@@ -10,8 +10,8 @@ import {
   BLOCK_SCALED_KERNEL,
   type BlockAttrs,
   registerBlockKernels,
-  workspaceLayout,
 } from "./webgpu/block";
+import { gradTempLayout, workspaceLayout } from "./webgpu/block-layout";
 import { webgpuKernelsEnabled } from "./webgpu/register";
 
 /** A LayerNorm's parameters (the shape of @sit/core's `LayerNorm` module). */
@@ -161,8 +161,10 @@ function fusable(x: tf.Tensor, hidden: number, o: TransformerBlockOptions): bool
   if (!limits) return false;
   const m = b * n;
   const biggest = Math.max(m * 3 * d, m * hidden) * 4;
+  const dims = { batch: b, n, d, hidden, m };
+  const buffers = [workspaceLayout(dims).total, gradTempLayout(dims, o.numHeads).total];
   return (
-    workspaceLayout({ batch: b, n, d, hidden, m }).total * 4 <= limits.maxBufferSize &&
+    Math.max(...buffers) * 4 <= limits.maxBufferSize &&
     biggest <= limits.maxStorageBufferBindingSize
   );
 }

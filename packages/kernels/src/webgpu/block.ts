@@ -10,7 +10,15 @@ import {
   lnThreads,
   partialCols,
 } from "./block-wgsl";
-import { type Scalars, VIEW_ALIGN, type View, encode, foldGroups, viewOf } from "./encode";
+import {
+  type BlockDims,
+  SNAPSHOT,
+  carve,
+  gradTempLayout,
+  totalOf,
+  workspaceLayout,
+} from "./block-layout";
+import { type Scalars, type View, encode, foldGroups, viewOf } from "./encode";
 import {
   type WebGpuInternals,
   bufferOf,
@@ -52,67 +60,6 @@ export interface BlockAttrs {
   hidden: number;
   /** Stochastic-depth factors are inputs (s0, s1). */
   scaled: boolean;
-}
-
-/** Inputs the backward reads, snapshotted into the workspace by the forward (in this order). */
-const SNAPSHOT = ["x", "ln1g", "qkvW", "projW", "ln2g", "fc1W", "fc2W", "s0", "s1"] as const;
-
-const align = (n: number) => Math.ceil(n / VIEW_ALIGN) * VIEW_ALIGN;
-
-/** The block's sizes: batch, tokens, width D, MLP width, rows M = batch·tokens. */
-export interface BlockDims {
-  batch: number;
-  n: number;
-  d: number;
-  hidden: number;
-  m: number;
-}
-
-/**
- * The workspace's parts (elements; each starts 256-byte aligned): a snapshot of the inputs the
- * backward reads (x, the weights, the drop-path factors — so the tape saves one tensor per block
- * instead of one clone per input, and an in-place weight update between forward and backward
- * cannot change the gradients), then the activations: LN1(x), qkv, the attention output, h,
- * LN2(h), fc1's pre-activation.
- */
-export function workspaceLayout({ batch, d, hidden, m }: BlockDims) {
-  const sizes = {
-    x: m * d,
-    ln1g: d,
-    qkvW: d * 3 * d,
-    projW: d * d,
-    ln2g: d,
-    fc1W: d * hidden,
-    fc2W: hidden * d,
-    s0: batch,
-    s1: batch,
-    a1: m * d,
-    qkv: m * 3 * d,
-    o: m * d,
-    h: m * d,
-    a2: m * d,
-    u: m * hidden,
-  };
-  return { sizes, total: totalOf(sizes) };
-}
-
-/** Views of the parts of a flat tensor laid out as `sizes` (in that order). */
-function carve<K extends string>(
-  b: WebGpuInternals,
-  t: tf.TensorInfo,
-  sizes: Record<K, number>,
-): Record<K, View> {
-  const out = {} as Record<K, View>;
-  let offset = 0;
-  for (const k of Object.keys(sizes) as K[]) {
-    out[k] = viewOf(b, t, offset, sizes[k]);
-    offset += align(sizes[k]);
-  }
-  return out;
-}
-
-function totalOf(sizes: Record<string, number>): number {
-  return Object.values(sizes).reduce((p, q) => p + align(q), 0);
 }
 
 function dims(attrs: BlockAttrs): BlockDims {
@@ -269,17 +216,9 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   const b = webgpuInternals(backend);
   const t = inputs;
   const dm = dims(attrs);
-  const { batch, n, d, m, hidden } = dm;
+  const { n, d, m, hidden } = dm;
   const v = carve(b, t.ws, workspaceLayout(dm).sizes);
-  const tmpSizes = {
-    du: m * hidden,
-    da: m * d,
-    dh: m * d,
-    dO: m * d,
-    stats: batch * attrs.numHeads * n * 2,
-    dqkv: m * 3 * d,
-    partials: Math.ceil(m / PARTIAL_ROWS) * 2 * d,
-  };
+  const tmpSizes = gradTempLayout(dm, attrs.numHeads).sizes;
   const tmp = newTensorInfo(b, [totalOf(tmpSizes)]);
   const g = carve(b, tmp, tmpSizes);
   const scaled = attrs.scaled;

@@ -1,0 +1,83 @@
+import type * as tf from "@tensorflow/tfjs";
+import { PARTIAL_ROWS } from "./block-wgsl";
+import { VIEW_ALIGN, type View, viewOf } from "./encode";
+import type { WebGpuInternals } from "./flat-buffers";
+
+// The fused transformer block's flat buffers (block.ts): the workspace the forward writes and the
+// tape saves, and the backward's temporaries. Each part starts 256-byte aligned, so that it can be
+// bound as its own storage range.
+
+/** Inputs the backward reads, snapshotted into the workspace by the forward (in this order). */
+export const SNAPSHOT = ["x", "ln1g", "qkvW", "projW", "ln2g", "fc1W", "fc2W", "s0", "s1"] as const;
+
+const align = (n: number) => Math.ceil(n / VIEW_ALIGN) * VIEW_ALIGN;
+
+/** The block's sizes: batch, tokens, width D, MLP width, rows M = batch·tokens. */
+export interface BlockDims {
+  batch: number;
+  n: number;
+  d: number;
+  hidden: number;
+  m: number;
+}
+
+/**
+ * The workspace's parts (elements; each starts 256-byte aligned): a snapshot of the inputs the
+ * backward reads (x, the weights, the drop-path factors — so the tape saves one tensor per block
+ * instead of one clone per input, and an in-place weight update between forward and backward
+ * cannot change the gradients), then the activations: LN1(x), qkv, the attention output, h,
+ * LN2(h), fc1's pre-activation.
+ */
+export function workspaceLayout({ batch, d, hidden, m }: BlockDims) {
+  const sizes = {
+    x: m * d,
+    ln1g: d,
+    qkvW: d * 3 * d,
+    projW: d * d,
+    ln2g: d,
+    fc1W: d * hidden,
+    fc2W: hidden * d,
+    s0: batch,
+    s1: batch,
+    a1: m * d,
+    qkv: m * 3 * d,
+    o: m * d,
+    h: m * d,
+    a2: m * d,
+    u: m * hidden,
+  };
+  return { sizes, total: totalOf(sizes) };
+}
+
+/** The backward's temporaries: gradients of the activations, attention row statistics, LN partials. */
+export function gradTempLayout({ batch, n, d, hidden, m }: BlockDims, heads: number) {
+  const sizes = {
+    du: m * hidden,
+    da: m * d,
+    dh: m * d,
+    dO: m * d,
+    stats: batch * heads * n * 2,
+    dqkv: m * 3 * d,
+    partials: Math.ceil(m / PARTIAL_ROWS) * 2 * d,
+  };
+  return { sizes, total: totalOf(sizes) };
+}
+
+/** Views of the parts of a flat tensor laid out as `sizes` (in that order). */
+export function carve<K extends string>(
+  b: WebGpuInternals,
+  t: tf.TensorInfo,
+  sizes: Record<K, number>,
+): Record<K, View> {
+  const out = {} as Record<K, View>;
+  let offset = 0;
+  for (const k of Object.keys(sizes) as K[]) {
+    out[k] = viewOf(b, t, offset, sizes[k]);
+    offset += align(sizes[k]);
+  }
+  return out;
+}
+
+export function totalOf(sizes: Record<string, number>): number {
+  return Object.values(sizes).reduce((p, q) => p + align(q), 0);
+}
