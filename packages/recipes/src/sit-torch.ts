@@ -132,6 +132,12 @@ export function sitTorchState(
   progress: TrainProgress,
   extra: { cli?: unknown; worldSize?: number } = {},
 ): { tensors: Record<string, tf.Tensor>; json: SitTorchJson } {
+  // PyTorch's AdamW counts steps per parameter; the state only crosses over whole.
+  if (recipe.optimizer.numSteps !== progress.step)
+    throw new IOError(
+      `sit-torch: the optimiser took ${recipe.optimizer.numSteps} steps but the run is at step ${progress.step}`,
+    );
+  const { args, differences } = sitArgsFromConfig(recipe.config, extra.worldSize ?? 1);
   const tensors: Record<string, tf.Tensor> = {};
   const nets: [string, Module][] = [
     ["student", recipe.student],
@@ -171,7 +177,6 @@ export function sitTorchState(
     params,
   });
   const all = names.map((_, i) => i);
-  const { args, differences } = sitArgsFromConfig(recipe.config, extra.worldSize ?? 1);
   const json: SitTorchJson = {
     format: SIT_TORCH_FORMAT,
     version: SIT_TORCH_VERSION,
@@ -195,10 +200,6 @@ export function sitTorchState(
       ...(extra.cli !== undefined ? { cli: extra.cli } : {}),
     },
   };
-  if (opt.step !== progress.step)
-    throw new IOError(
-      `sit-torch: the optimiser took ${opt.step} steps but the run is at step ${progress.step}`,
-    );
   return { tensors, json };
 }
 
