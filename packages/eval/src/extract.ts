@@ -210,7 +210,8 @@ async function computeFeatures(
         out.dispose();
         throw new ShapeError(`backbone output: expected [${count}, D] features, got [${shape}]`);
       }
-      const rows = out.dataSync() as Float32Array;
+      // An asynchronous read: WebGPU under Node has no synchronous one.
+      const rows = (await out.data()) as Float32Array;
       if (!features) {
         dim = out.shape[1] as number;
         features = new Float32Array(n * dim);

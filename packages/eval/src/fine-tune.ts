@@ -257,7 +257,10 @@ export async function fineTune(
         raw.dispose();
         losses.push(loss);
       }
-      const lossSum = tf.tidy(() => tf.addN(losses).dataSync()[0]);
+      // Asynchronous reads here and below: WebGPU under Node has no synchronous one.
+      const lossTotal = tf.addN(losses);
+      const lossSum = (await lossTotal.data())[0];
+      lossTotal.dispose();
       tf.dispose(losses);
       const { top1, top5 } = await evaluate(
         model,
@@ -369,7 +372,7 @@ async function evaluate(
     const raw = samplesToImages(samples, transform, Rng.seed(s), s);
     const logits = tf.tidy(() => head.apply(model.forward(normalize(raw))));
     raw.dispose();
-    scores.set(logits.dataSync(), s * numClasses);
+    scores.set((await logits.data()) as Float32Array, s * numClasses);
     logits.dispose();
   }
   return {
