@@ -1,4 +1,4 @@
-import { ConfigError, IOError } from "@sit/core";
+import { ConfigError } from "@sit/core";
 import type { Dataset, Sample } from "../types";
 
 function checkIndex(index: number, length: number): void {
