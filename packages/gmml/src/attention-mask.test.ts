@@ -132,6 +132,18 @@ describe("AttentionMasker", () => {
     x.dispose();
   });
 
+  it("maskViewsAsync: pixel groups read back asynchronously give the synchronous masks", async () => {
+    await tf.setBackend("cpu");
+    const m = new AttentionMasker({ patchSize: 2, groups: "pixel", ratio: 0.25 });
+    const x = images(2);
+    const s = tf.tensor2d(Rng.seed(5).fillNormal(new Float32Array(32), 0, 1), [2, 16]);
+    const a = await m.maskViewsAsync([x], [s], Rng.seed(4));
+    const b = m.maskViews([x], [s], Rng.seed(4));
+    expect(Array.from(a.masks[0].dataSync())).toEqual(Array.from(b.masks[0].dataSync()));
+    expect(Array.from(a.corrupted[0].dataSync())).toEqual(Array.from(b.corrupted[0].dataSync()));
+    tf.dispose([x, s, ...Object.values(a).flat(), ...Object.values(b).flat()]);
+  });
+
   it("refuses wrong options and shapes by name", () => {
     expect(() => new AttentionMasker({ patchSize: 2, mode: "low" as "high" })).toThrow(/mode/);
     expect(() => new AttentionMasker({ patchSize: 2, ratio: 0 })).toThrow(/ratio/);

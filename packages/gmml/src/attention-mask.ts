@@ -201,7 +201,7 @@ export class AttentionMasker {
       const t =
         this.groups === "token"
           ? this.deviceMask(v, scores[i], rng)
-          : this.hostMask(v, scores[i], rng);
+          : this.hostMask(v, scores[i].dataSync(), scores[i].shape, rng);
       out.corrupted.push(t.corrupted);
       out.masks.push(t.pixelMask);
       out.tokenMasks.push(t.tokenMask!);
@@ -209,9 +209,50 @@ export class AttentionMasker {
     return out;
   }
 
-  private hostMask(view: tf.Tensor4D, scores: tf.Tensor2D, rng: Rng): MaskingTensors {
-    const [B, N] = scores.shape;
-    const r = this.forScores(scores.dataSync(), [B, N]).apply(view, rng);
+  /**
+   * {@link AttentionMasker.maskViews} for every backend: pixel groups read the scores and views
+   * back asynchronously (WebGPU under Node has no synchronous read); token-aligned masks stay on
+   * the device as in `maskViews`. Same draws, same masks.
+   */
+  async maskViewsAsync(
+    views: tf.Tensor4D[],
+    scores: tf.Tensor2D[],
+    rng: Rng,
+  ): Promise<{ corrupted: tf.Tensor4D[]; masks: tf.Tensor4D[]; tokenMasks: tf.Tensor2D[] }> {
+    if (this.groups === "token") return this.maskViews(views, scores, rng);
+    if (!Array.isArray(views) || !Array.isArray(scores) || views.length !== scores.length)
+      throw invalidArgument("scores", scores, `one [B, N] tensor per view (${views?.length})`);
+    const read = await Promise.all(
+      views.map(async (v, i) => ({
+        images: {
+          data: (await v.data()) as Float32Array,
+          shape: v.shape as [number, number, number, number],
+        },
+        scores: (await scores[i].data()) as Float32Array,
+      })),
+    );
+    const out = {
+      corrupted: [] as tf.Tensor4D[],
+      masks: [] as tf.Tensor4D[],
+      tokenMasks: [] as tf.Tensor2D[],
+    };
+    read.forEach((r, i) => {
+      const t = this.hostMask(r.images, r.scores, scores[i].shape, rng);
+      out.corrupted.push(t.corrupted);
+      out.masks.push(t.pixelMask);
+      out.tokenMasks.push(t.tokenMask!);
+    });
+    return out;
+  }
+
+  private hostMask(
+    view: ImageInput,
+    scores: ArrayLike<number>,
+    shape: [number, number],
+    rng: Rng,
+  ): MaskingTensors {
+    const [B, N] = shape;
+    const r = this.forScores(scores, [B, N]).apply(view, rng);
     const [, H, W] = r.pixelMask.shape;
     return {
       corrupted: tf.tensor4d(r.corrupted.data, r.corrupted.shape),

@@ -113,7 +113,7 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
     // both its projections and the last block's CLS attention that ranks the patches to mask.
     const teacher = this.attentionMasker ? this.teacherWithScores(clean) : null;
     const { corrupted, masks, tokenMasks } = teacher
-      ? this.attentionMasker!.maskViews(clean, teacher.scores, this.rngs.mask)
+      ? await this.attentionMasker!.maskViewsAsync(clean, teacher.scores, this.rngs.mask)
       : corruptViews(this.masker, clean, this.rngs.mask);
     try {
       const out = this.stepTensors(
