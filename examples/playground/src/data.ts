@@ -123,7 +123,8 @@ export async function decodeDroppedImages(
       ? { labels: Int32Array.from(folders, (f) => classNames.indexOf(f)), classNames }
       : {}),
   };
-  // Every fifth image is held out (k-NN queries and pictures); the rest train.
+  // Every fifth image is held out (k-NN queries and pictures); the rest train. Below 10 images
+  // all of them do both, so that the pictures have images to show.
   const pick = (keep: (i: number) => boolean) => subset(all, keep);
   return {
     data: {

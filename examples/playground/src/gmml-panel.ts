@@ -53,7 +53,7 @@ export class GmmlPanel {
   private seed = 0;
 
   constructor(
-    private readonly patchSize: number,
+    patchSize: number,
     private readonly onChange: (settings: GmmlSettings) => void,
   ) {
     const d = recipeGmmlDefaults();
@@ -164,7 +164,9 @@ export class GmmlPanel {
     if (!batch) return;
     let result: ReturnType<GmmlMasker["apply"]>;
     try {
-      const masker = new GmmlMasker({ ...settings, patchSize: this.patchSize });
+      // No patchSize: the panel draws pixel masks only (a token mask needs a side that is a
+      // multiple of the patch, which the visitor's 64 px images are not).
+      const masker = new GmmlMasker(settings);
       result = masker.apply(batch, Rng.seed(this.seed));
     } catch (err) {
       // An impossible combination (e.g. a ratio that blocks of this alignment cannot reach) is

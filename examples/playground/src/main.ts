@@ -74,6 +74,7 @@ function showData(d: TrainingData, note = ""): void {
     `${d.heldOut.count} held out, ${d.train.height}×${d.train.width} px, ${d.train.channels === 1 ? "grey" : "RGB"}, ${classes}.${note}`;
   const config = pageConfig(presetSelect.value as PresetName, gmml.settings(), d.source);
   gmml.setImages(d.train, statsOf(config));
+  updateButtons(status.state);
 }
 
 // ---- the worker ----
@@ -149,7 +150,8 @@ function showError(message: string): void {
 
 function updateButtons(state: RunState): void {
   const is = (...s: RunState[]) => s.includes(state);
-  $<HTMLButtonElement>("start").disabled = !is("idle", "finished");
+  // Start needs a started backend and the images.
+  $<HTMLButtonElement>("start").disabled = !is("idle", "finished") || !data;
   $<HTMLButtonElement>("pause").disabled = !is("running");
   $<HTMLButtonElement>("resume").disabled = !is("paused");
   $<HTMLButtonElement>("reset").disabled = !is("running", "paused", "finished");

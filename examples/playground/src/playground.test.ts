@@ -1,12 +1,13 @@
 // The playground in a real browser: Debian's Chromium driven by playwright-core. Skips, saying
 // why, where no Chromium binary exists. Screenshots and downloads go to test-output/ (gitignored).
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type CliIO, loadModel, pretrain, pretrainSchema } from "@sit/cli";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  EXAMPLE_DIR,
   OUTPUT_DIR,
   type Session,
   builtPage,
@@ -22,6 +23,9 @@ const reason = chromiumPath
   ? `Chromium at ${chromiumPath}`
   : "skipped: no Chromium binary (install Debian's chromium, or set SIT_CHROMIUM to one)";
 const webgpuMode = process.env.SIT_PLAYGROUND_WEBGPU;
+/** How long to wait for the page to show something (a busy 2-core machine is slow). */
+const POLL = { timeout: 30_000, interval: 200 };
+const IMAGES_DIR = join(EXAMPLE_DIR, "..", "..", "docs", "images");
 const quietIO: CliIO = { out: () => {}, err: () => {}, quiet: true };
 
 /** Training steps of the test runs (the test preset: D 32, depth 1, batch 16). */
@@ -51,7 +55,7 @@ async function checkRun(page: Page, backend: string): Promise<void> {
   // k-NN: the random-init value and the trained one are shown.
   expect(s.knn.length).toBeGreaterThanOrEqual(2);
   await expect
-    .poll(() => page.textContent("#knn-line"))
+    .poll(() => page.textContent("#knn-line"), POLL)
     .toMatch(new RegExp(`k-NN top-1 at step ${STEPS}: \\d+\\.\\d % \\(random init \\d+\\.\\d %`));
 }
 
@@ -111,12 +115,10 @@ describe.skipIf(!chromiumPath)(`playground in Chromium (${reason})`, () => {
     // The CLI's checkpoint opens in the page, and Start continues it from step 32.
     const next = await watchedPage(session);
     await next.page.goto(`${session.url}?backend=wasm&pictures=0&knn=0&steps=${STEPS + 6}`);
-    await next.page.waitForFunction(
-      () => (globalThis as { playground?: { state: string } }).playground?.state === "idle",
-    );
+    await next.page.waitForSelector("#start:not([disabled])", { timeout: 60_000 });
     await next.page.setInputFiles("#open-checkpoint", cli.checkpoint!);
     await expect
-      .poll(() => next.page.textContent("#checkpoint-line"))
+      .poll(() => next.page.textContent("#checkpoint-line"), POLL)
       .toMatch(/^Opened .* at step 32/);
     await next.page.click("#start");
     const resumed = await waitFinished(next.page, 60_000);
@@ -124,6 +126,26 @@ describe.skipIf(!chromiumPath)(`playground in Chromium (${reason})`, () => {
     expect(resumed.losses.map((l) => l.step)).toEqual([32, 33, 34, 35]);
     expect(next.errors).toEqual([]);
   }, 240_000);
+
+  it("decodes dropped image files with the browser's own decoders and shows them under GMML", async () => {
+    const { page, errors } = await watchedPage(session);
+    await page.goto(`${session.url}?backend=cpu`);
+    await expect.poll(() => page.textContent("#data-line"), POLL).toMatch(/^Fashion-MNIST subset/);
+    // Five PNGs of this repository, and a file that is no image (left out).
+    const images = readdirSync(IMAGES_DIR)
+      .filter((f) => f.endsWith(".png"))
+      .slice(0, 5)
+      .map((f) => join(IMAGES_DIR, f));
+    await page.setInputFiles("#pick-files", [...images, join(EXAMPLE_DIR, "package.json")]);
+    await expect
+      .poll(() => page.textContent("#data-line"), POLL)
+      .toMatch(/^Your images: 5 training images and 5 held out, 64×64 px, RGB, no labels/);
+    // The GMML panel now corrupts the dropped images: 5 originals, 5 corrupted, 5 masks.
+    await expect
+      .poll(async () => (await canvasVariety(page, "#gmml-panel canvas")).length, POLL)
+      .toBe(15);
+    expect(errors).toEqual([]);
+  }, 60_000);
 
   // Headless Chromium 156 here offers WebGPU only on SwiftShader, where the first SiT step loses
   // the device ("A valid external Instance reference no longer exists"; see the README), so the
