@@ -71,9 +71,81 @@ export interface ResumeFromOptions {
   onWarning?: (message: string) => void;
 }
 
+const NAME_RE = /^checkpoint-(\d{8,})\.safetensors$/;
+
 /** File name of the checkpoint taken after `step` completed steps. */
 export function checkpointFileName(step: number): string {
   return `checkpoint-${String(step).padStart(8, "0")}.safetensors`;
+}
+
+/** The step of a checkpoint file name (`checkpoint-<step>.safetensors`); undefined for other names. */
+export function checkpointStep(name: string): number | undefined {
+  const m = NAME_RE.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** The text of a folder's `latest` pointer naming checkpoint file `name`. */
+export function latestPointer(name: string): string {
+  return `${name}\n`;
+}
+
+/**
+ * Which checkpoint files of a folder to read, in order: the one its `latest` pointer names (`pointer`,
+ * the pointer file's text) when it names one of `names`, then the others newest first. Other names
+ * are ignored. `badPointer` is the name a pointer gave that is not a checkpoint of the folder.
+ */
+export function checkpointCandidates(
+  names: readonly string[],
+  pointer?: string,
+): { order: string[]; badPointer?: string } {
+  const order: string[] = [];
+  let badPointer: string | undefined;
+  if (pointer !== undefined) {
+    const named = pointer.trim();
+    if (checkpointStep(named) !== undefined && names.includes(named)) order.push(named);
+    else badPointer = named;
+  }
+  const steps = names
+    .map((name) => ({ name, step: checkpointStep(name) }))
+    .filter((c): c is { name: string; step: number } => c.step !== undefined)
+    .sort((a, b) => b.step - a.step);
+  for (const c of steps) if (!order.includes(c.name)) order.push(c.name);
+  return badPointer === undefined ? { order } : { order, badPointer };
+}
+
+/**
+ * The checkpoint a folder resumes from, read from the folder's files as bytes (names → contents,
+ * e.g. the `checkpoints/` folder of a `sit pretrain` run dropped on a page): the one `latest`
+ * names, else the newest readable one, skipping each unreadable one with a warning — what
+ * `resumeFrom` of @sit/train/node picks on disk. Undefined when the folder holds no checkpoint; an
+ * IOError when none is readable. `source` names the folder in messages.
+ */
+export function parseCheckpointFolder(
+  files: Readonly<Record<string, Uint8Array>>,
+  options: { source?: string; onWarning?: (message: string) => void } = {},
+): LoadedCheckpoint | undefined {
+  const source = options.source ?? "<folder>";
+  const warn = options.onWarning ?? ((m: string) => console.warn(m));
+  const pointerBytes = files[LATEST_POINTER];
+  const pointer = pointerBytes ? new TextDecoder().decode(pointerBytes) : undefined;
+  const { order, badPointer } = checkpointCandidates(Object.keys(files), pointer);
+  if (badPointer !== undefined)
+    warn(
+      `${source}/${LATEST_POINTER} names ${JSON.stringify(badPointer)}, which is not a checkpoint here; ignoring it`,
+    );
+  const failures: string[] = [];
+  for (const name of order) {
+    try {
+      return parseTrainCheckpoint(files[name], `${source}/${name}`);
+    } catch (err) {
+      failures.push(name);
+      warn(`skipping unreadable checkpoint ${source}/${name}: ${(err as Error).message}`);
+    }
+  }
+  if (failures.length === 0) return undefined;
+  throw new IOError(
+    `${source}: no readable checkpoint (all ${failures.length} failed: ${failures.join(", ")})`,
+  );
 }
 
 /**

@@ -1,6 +1,7 @@
 import {
   existsSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   statSync,
   truncateSync,
@@ -15,6 +16,7 @@ import { listCheckpoints, loadCheckpointFile, resumeFrom, writeCheckpoint } from
 import {
   type TrainProgress,
   checkpointFileName,
+  parseCheckpointFolder,
   parseTrainCheckpoint,
   serializeTrainCheckpoint,
 } from "./checkpoint-format";
@@ -218,5 +220,51 @@ describe("checkpoint bytes (a web page's download and upload)", () => {
       /x\.safetensors: truncated/,
     );
     tf.dispose(state.tensors.w);
+  });
+});
+
+describe("parseCheckpointFolder (a run's checkpoints/ folder as bytes)", () => {
+  const filesOf = (dir: string) =>
+    Object.fromEntries(
+      readdirSync(dir).map((name) => [name, new Uint8Array(readFileSync(join(dir, name)))]),
+    );
+
+  it("picks what resumeFrom picks on disk: latest, else the newest readable, with warnings", async () => {
+    const dir = tmp();
+    await writeSteps(dir, [2, 4, 6]);
+    const warnings: string[] = [];
+    const onWarning = (m: string) => warnings.push(m);
+    const picked = parseCheckpointFolder(filesOf(dir), { source: "run/checkpoints", onWarning });
+    const onDisk = await resumeFrom(dir, { onWarning });
+    expect(picked?.progress.step).toBe(6);
+    expect(onDisk?.progress.step).toBe(6);
+    expect(picked?.path).toBe("run/checkpoints/checkpoint-00000006.safetensors");
+    picked?.dispose();
+    onDisk?.dispose();
+
+    // The newest is damaged and latest names a file that is not there: both fall back to step 4.
+    truncateSync(join(dir, checkpointFileName(6)), 100);
+    writeFileSync(join(dir, "latest"), "checkpoint-00000009.safetensors\n");
+    const files = filesOf(dir);
+    const fallback = parseCheckpointFolder(files, { source: "up", onWarning });
+    expect(fallback?.progress.step).toBe(4);
+    fallback?.dispose();
+    expect(warnings).toEqual([
+      'up/latest names "checkpoint-00000009.safetensors", which is not a checkpoint here; ignoring it',
+      expect.stringMatching(
+        /^skipping unreadable checkpoint up\/checkpoint-00000006\.safetensors: /,
+      ),
+    ]);
+    const disk = await resumeFrom(dir, { onWarning: () => {} });
+    expect(disk?.progress.step).toBe(4);
+    disk?.dispose();
+  });
+
+  it("says when there is nothing, and refuses a folder of unreadable checkpoints", () => {
+    expect(parseCheckpointFolder({ "notes.txt": new Uint8Array(3) })).toBeUndefined();
+    const broken = { [checkpointFileName(3)]: new Uint8Array(12) };
+    expect(() => parseCheckpointFolder(broken, { source: "x", onWarning: () => {} })).toThrow(
+      /^x: no readable checkpoint \(all 1 failed: checkpoint-00000003\.safetensors\)$/,
+    );
   });
 });

@@ -10,7 +10,10 @@ import {
   type ResumeFromOptions,
   type TrainProgress,
   type WriteCheckpointOptions,
+  checkpointCandidates,
   checkpointFileName,
+  checkpointStep,
+  latestPointer,
   readTrainCheckpoint,
   trainCheckpoint,
 } from "@sit/train";
@@ -24,15 +27,13 @@ export const defaultCheckpointIO: CheckpointIO = {
   load: (path) => loadCheckpoint<Record<string, unknown>>(path),
 };
 
-const NAME_RE = /^checkpoint-(\d{8,})\.safetensors$/;
-
 /** Checkpoint files in `dir`, oldest (fewest steps) first. Temporary and foreign files are ignored. */
 export function listCheckpoints(dir: string): Array<{ path: string; step: number }> {
   if (!existsSync(dir)) return [];
   const out: Array<{ path: string; step: number }> = [];
   for (const name of readdirSync(dir)) {
-    const m = NAME_RE.exec(name);
-    if (m) out.push({ path: join(dir, name), step: Number(m[1]) });
+    const step = checkpointStep(name);
+    if (step !== undefined) out.push({ path: join(dir, name), step });
   }
   return out.sort((a, b) => a.step - b.step);
 }
@@ -58,7 +59,7 @@ export async function writeCheckpoint(
     state,
   );
   await io.save(path, checkpoint);
-  writeFileAtomic(join(dir, LATEST_POINTER), `${name}\n`);
+  writeFileAtomic(join(dir, LATEST_POINTER), latestPointer(name));
   const keep = options.keepLast ?? 0;
   if (keep > 0) {
     const older = listCheckpoints(dir).filter((c) => c.step <= progress.step);
@@ -90,7 +91,7 @@ export function setAsideDiverged(
   const bad = join(dir, checkpointFileName(step));
   if (!existsSync(bad)) return { lastGood: good?.path, setAside: undefined };
   const pointer = join(dir, LATEST_POINTER);
-  if (good) writeFileAtomic(pointer, `${basename(good.path)}\n`);
+  if (good) writeFileAtomic(pointer, latestPointer(basename(good.path)));
   const setAside = bad.replace(/\.safetensors$/, ".diverged.safetensors");
   renameSync(bad, setAside);
   if (!good) rmSync(pointer, { force: true });
@@ -132,16 +133,17 @@ export async function resumeFrom(
   if (!existsSync(target)) return undefined;
   if (!statSync(target).isDirectory()) return loadCheckpointFile(target, io);
 
-  const candidates: string[] = [];
+  // The same choice as parseCheckpointFolder makes from a folder's bytes.
   const pointer = join(target, LATEST_POINTER);
-  if (existsSync(pointer)) {
-    const name = readFileSync(pointer, "utf8").trim();
-    if (NAME_RE.test(name) && existsSync(join(target, name))) candidates.push(join(target, name));
-    else
-      warn(`${pointer} names ${JSON.stringify(name)}, which is not a checkpoint here; ignoring it`);
-  }
-  for (const c of listCheckpoints(target).reverse())
-    if (!candidates.includes(c.path)) candidates.push(c.path);
+  const { order, badPointer } = checkpointCandidates(
+    readdirSync(target),
+    existsSync(pointer) ? readFileSync(pointer, "utf8") : undefined,
+  );
+  if (badPointer !== undefined)
+    warn(
+      `${pointer} names ${JSON.stringify(badPointer)}, which is not a checkpoint here; ignoring it`,
+    );
+  const candidates = order.map((name) => join(target, name));
   if (candidates.length === 0) return undefined;
 
   const failures: string[] = [];
