@@ -20,8 +20,9 @@ const REPS = Number(option("reps", "5"));
 
 await initBackend("wasm", { log: false });
 const heap = WasmHeap.active();
-const memory = heap.memory();
-if (!memory) throw new Error("bench-small-product: the wasm backend exposes no memory");
+const heapMemory = heap.memory();
+if (!heapMemory) throw new Error("bench-small-product: the wasm backend exposes no memory");
+const memory: WebAssembly.Memory = heapMemory;
 const shared = memory.buffer instanceof SharedArrayBuffer;
 const source = readFileSync(
   new URL("../../packages/kernels/src/wasm/matmul-kernels.wat", import.meta.url),
@@ -42,7 +43,7 @@ function build(wat: string): Gemm | null {
   const m = w.parseWat("matmul-kernels.wat", wat, features as never);
   try {
     (m.validate as (f?: object) => void)(features);
-    const binary = m.toBinary({}).buffer;
+    const binary = new Uint8Array(m.toBinary({}).buffer);
     const instance = new WebAssembly.Instance(new WebAssembly.Module(binary), { env: { memory } });
     return instance.exports.gemm_small as Gemm;
   } catch {
