@@ -22,6 +22,8 @@ export { StageStore, type StageRecord } from "./stage-store";
 export {
   pretrain,
   saveWeights,
+  saveWeightsAsync,
+  readBackTensors,
   loadWeights,
   knnStage,
   fineTuneStage,

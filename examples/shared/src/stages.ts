@@ -1,7 +1,7 @@
 import { appendFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import type { Module } from "@sit/core";
+import type { Module, RawTensor } from "@sit/core";
 import { loadSafetensors, writeSafetensors } from "@sit/core/node";
 import type { Dataset } from "@sit/data";
 import {
@@ -106,6 +106,33 @@ export function saveWeights(module: Module, path: string, meta: Record<string, s
   writeSafetensors(path, module.stateDict(), meta);
 }
 
+/**
+ * Tensors read back asynchronously as raw safetensors data: WebGPU under Node has no synchronous
+ * read, so weights are read with `await tensor.data()` before they are written.
+ */
+export async function readBackTensors(
+  dict: Record<string, tf.Tensor>,
+): Promise<Record<string, RawTensor>> {
+  const out: Record<string, RawTensor> = {};
+  for (const [k, t] of Object.entries(dict)) {
+    const data = await t.data();
+    out[k] =
+      t.dtype === "int32"
+        ? { dtype: "I32", shape: t.shape, data: data as Int32Array }
+        : { dtype: "F32", shape: t.shape, data: Float32Array.from(data) };
+  }
+  return out;
+}
+
+/** {@link saveWeights} on every backend (reads the weights back asynchronously). */
+export async function saveWeightsAsync(
+  module: Module,
+  path: string,
+  meta: Record<string, string> = {},
+): Promise<void> {
+  writeSafetensors(path, await readBackTensors(module.stateDict()), meta);
+}
+
 /** Load weights saved by {@link saveWeights} into `module` (all names must match). */
 export function loadWeights(module: Module, path: string): void {
   const { tensors } = loadSafetensors(path);
@@ -201,7 +228,7 @@ export async function fineTuneStage(
     );
     const weights: Record<string, tf.Tensor> = { ...model.stateDict() };
     for (const [k, v] of Object.entries(head.stateDict())) weights[`head.${k}`] = v;
-    writeSafetensors(join(out, `${name}.safetensors`), weights);
+    writeSafetensors(join(out, `${name}.safetensors`), await readBackTensors(weights));
     return {
       epochs: result.epochs.length,
       last: result.last,

@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Dataset } from "@sit/data";
 import { type ImageTransform, firstKPerClass, knnEval, linearProbe, selectRows } from "@sit/eval";
-import { extractFeatures } from "@sit/eval/node";
+import { extractFeatures, hashCheckpointFile } from "@sit/eval/node";
 import type { StageStore } from "@sit/example-shared";
 import type { VisionTransformer } from "@sit/vit";
 import type { Method } from "./methods";
@@ -61,6 +61,8 @@ export interface CurveHooks {
   seed: number;
   perClass(fraction: number): number;
   log(line: string): void;
+  /** Runs the synchronous evaluations (k-NN, linear probe) where they can read tensors back. */
+  onHost<T>(fn: () => T): Promise<T>;
 }
 
 /** The weights file of `method` after `step` steps, under the method's folder. */
@@ -117,29 +119,32 @@ async function frozenEval(
       pool: "cls" as const,
       transform: h.evalTransform,
       transformKey: h.evalTransformKey,
-      cache: { dir: h.featureCacheDir },
+      // Keyed by the weights file (hashing the module would read it back synchronously).
+      cache: { dir: h.featureCacheDir, modelKey: `file:${hashCheckpointFile(weights)}` },
       warn: h.log,
     };
     const trainF = await extractFeatures(vit, h.train, opts);
     const testF = await extractFeatures(vit, h.test, opts);
     await store.run(curveStage.knn(method, step), async () => {
-      const [r] = knnEval(trainF, testF, {
-        ks: [Math.min(h.knnK, h.train.length)],
-        numClasses: 10,
-      });
+      const [r] = await h.onHost(() =>
+        knnEval(trainF, testF, { ks: [Math.min(h.knnK, h.train.length)], numClasses: 10 }),
+      );
       h.log(`[${method}] step ${step}: k-NN top-1 ${(100 * r.top1).toFixed(2)} %`);
       return r.top1;
     });
     for (const f of fractions)
       await store.run(curveStage.linear(method, f, step), async () => {
         const rows = firstKPerClass(trainF.labels, h.perClass(f));
-        const r = linearProbe(selectRows(trainF, rows), testF, {
-          epochs: h.probeEpochs,
-          batchNormNoAffine: true,
-          numClasses: 10,
-          seed: h.seed,
+        const r = await h.onHost(() => {
+          const probe = linearProbe(selectRows(trainF, rows), testF, {
+            epochs: h.probeEpochs,
+            batchNormNoAffine: true,
+            numClasses: 10,
+            seed: h.seed,
+          });
+          probe.head.dispose();
+          return probe;
         });
-        r.head.dispose();
         h.log(
           `[${method}] step ${step}: linear probe, ${100 * f} % labels: ${(100 * r.last.top1).toFixed(2)} %`,
         );

@@ -1,6 +1,8 @@
 import { copyFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
 import { Rng } from "@sit/core";
+import { initBackend } from "@sit/core/node";
 import {
   BatchTransform,
   DATASET_STATS,
@@ -16,8 +18,14 @@ import {
 } from "@sit/data";
 import { loadFashionMnist } from "@sit/data/node";
 import { firstKPerClass, knnEval, linearProbe, selectRows } from "@sit/eval";
-import { extractFeatures } from "@sit/eval/node";
-import { StageStore, fineTuneStage, loadWeights, pretrain, saveWeights } from "@sit/example-shared";
+import { extractFeatures, hashCheckpointFile } from "@sit/eval/node";
+import {
+  StageStore,
+  fineTuneStage,
+  loadWeights,
+  pretrain,
+  saveWeightsAsync,
+} from "@sit/example-shared";
 import { VisionTransformer } from "@sit/vit";
 import { type CurvePoint, collectCurve, curveWeights, runCurves, validateCurve } from "./curves";
 import { METHODS, type Method, type ModelBudget, STUDY_DINO, createMethod } from "./methods";
@@ -75,6 +83,22 @@ function firstN(ds: Dataset, n: number | undefined): Dataset {
     ds,
     Int32Array.from({ length: n }, (_, i) => i),
   );
+}
+
+/**
+ * Run `fn` where tensors can be read back synchronously: k-NN and the linear probe do, and WebGPU
+ * under Node cannot (no OffscreenCanvas), so on webgpu they run on wasm (their inputs are host
+ * arrays: the features were read back asynchronously).
+ */
+export async function onHostBackend<T>(fn: () => T): Promise<T> {
+  const previous = tf.getBackend();
+  if (previous !== "webgpu") return fn();
+  await initBackend("wasm", { log: false });
+  try {
+    return fn();
+  } finally {
+    await tf.setBackend(previous);
+  }
 }
 
 /** Label fraction → the number of images per class kept (Fashion-MNIST is balanced: 10 classes). */
@@ -167,7 +191,8 @@ export async function runStudy(
         // A kill loses at most an epoch of a curve segment.
         ...(budget.curve ? { checkpointEveryEpochs: 1 } : {}),
       });
-      if (summary) saveWeights((budget.from === "teacher" && m.teacher) || m.student, weights);
+      if (summary)
+        await saveWeightsAsync((budget.from === "teacher" && m.teacher) || m.student, weights);
       return summary;
     } finally {
       m.recipe.dispose();
@@ -200,29 +225,38 @@ export async function runStudy(
           pool: "cls" as const,
           transform: evalT,
           transformKey: `eval-${size}`,
-          cache: { dir: join(options.out, "features") },
+          // Keyed by the weights file (hashing the module would read it back synchronously).
+          cache: {
+            dir: join(options.out, "features"),
+            modelKey:
+              method === "random"
+                ? `random-init:seed${budget.seed}`
+                : `file:${hashCheckpointFile(weights)}`,
+          },
           warn: log,
         };
         const trainF = await extractFeatures(vit, train, opts);
         const testF = await extractFeatures(vit, test, opts);
         await store.run(`${method}/knn`, async () => {
-          const [r] = knnEval(trainF, testF, {
-            ks: [Math.min(budget.knnK, train.length)],
-            numClasses: 10,
-          });
+          const [r] = await onHostBackend(() =>
+            knnEval(trainF, testF, { ks: [Math.min(budget.knnK, train.length)], numClasses: 10 }),
+          );
           log(`[${method}] k-NN top-1 ${(100 * r.top1).toFixed(2)} %`);
           return r.top1;
         });
         for (const f of budget.fractions)
           await store.run(`${method}/linear@${f}`, async () => {
             const rows = firstKPerClass(trainF.labels, perClass(train, f));
-            const r = linearProbe(selectRows(trainF, rows), testF, {
-              epochs: budget.probeEpochs,
-              batchNormNoAffine: true,
-              numClasses: 10,
-              seed: budget.seed,
+            const r = await onHostBackend(() => {
+              const probe = linearProbe(selectRows(trainF, rows), testF, {
+                epochs: budget.probeEpochs,
+                batchNormNoAffine: true,
+                numClasses: 10,
+                seed: budget.seed,
+              });
+              probe.head.dispose();
+              return probe;
             });
-            r.head.dispose();
             log(
               `[${method}] linear probe, ${100 * f} % labels: ${(100 * r.last.top1).toFixed(2)} %`,
             );
@@ -260,6 +294,7 @@ export async function runStudy(
         seed: budget.seed,
         perClass: (f) => perClass(train, f),
         log,
+        onHost: onHostBackend,
       },
     );
     if (!finished) return store; // interrupted: run again to continue
