@@ -65,6 +65,7 @@ export interface WebGpuInternals {
     values?: Float32Array | Int32Array,
   ): tf.TensorInfo;
   disposeData(dataId: object, force?: boolean): boolean;
+  bufferManager: { acquireBuffer(size: number, usage: number): GpuBuffer };
   makeUniforms(uniforms: { type: "float32" | "int32" | "uint32"; data: number[] }[]): {
     offset: number;
     size: number;
