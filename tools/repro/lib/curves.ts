@@ -5,7 +5,14 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Dataset } from "@sit/data";
-import { type ImageTransform, firstKPerClass, knnEval, linearProbe, selectRows } from "@sit/eval";
+import {
+  type FeatureSet,
+  type ImageTransform,
+  firstKPerClass,
+  knnEval,
+  linearProbe,
+  selectRows,
+} from "@sit/eval";
 import { extractFeatures, hashCheckpointFile } from "@sit/eval/node";
 import type { StageStore } from "@sit/example-shared";
 import type { VisionTransformer } from "@sit/vit";
@@ -101,6 +108,27 @@ export async function runCurves(
   return true;
 }
 
+/**
+ * The study's linear probe on frozen features: trained on the given rows of `train` (the first k
+ * of each class), with a BatchNorm without affine before the linear layer (MAE's protocol); its
+ * head is disposed, only the accuracies are kept. The table and the curves both use it.
+ */
+export function probeOnRows(
+  train: FeatureSet,
+  test: FeatureSet,
+  rows: ArrayLike<number>,
+  opts: { epochs: number; seed: number },
+): ReturnType<typeof linearProbe> {
+  const probe = linearProbe(selectRows(train, rows), test, {
+    epochs: opts.epochs,
+    batchNormNoAffine: true,
+    numClasses: 10,
+    seed: opts.seed,
+  });
+  probe.head.dispose();
+  return probe;
+}
+
 async function frozenEval(
   store: StageStore,
   method: Method,
@@ -135,16 +163,9 @@ async function frozenEval(
     for (const f of fractions)
       await store.run(curveStage.linear(method, f, step), async () => {
         const rows = firstKPerClass(trainF.labels, h.perClass(f));
-        const r = await h.onHost(() => {
-          const probe = linearProbe(selectRows(trainF, rows), testF, {
-            epochs: h.probeEpochs,
-            batchNormNoAffine: true,
-            numClasses: 10,
-            seed: h.seed,
-          });
-          probe.head.dispose();
-          return probe;
-        });
+        const r = await h.onHost(() =>
+          probeOnRows(trainF, testF, rows, { epochs: h.probeEpochs, seed: h.seed }),
+        );
         h.log(
           `[${method}] step ${step}: linear probe, ${100 * f} % labels: ${(100 * r.last.top1).toFixed(2)} %`,
         );

@@ -17,7 +17,7 @@ import {
   sitTwoViewTransform,
 } from "@sit/data";
 import { loadFashionMnist } from "@sit/data/node";
-import { firstKPerClass, knnEval, linearProbe, selectRows } from "@sit/eval";
+import { firstKPerClass, knnEval } from "@sit/eval";
 import { extractFeatures, hashCheckpointFile } from "@sit/eval/node";
 import {
   StageStore,
@@ -27,7 +27,14 @@ import {
   saveWeightsAsync,
 } from "@sit/example-shared";
 import { VisionTransformer } from "@sit/vit";
-import { type CurvePoint, collectCurve, curveWeights, runCurves, validateCurve } from "./curves";
+import {
+  type CurvePoint,
+  collectCurve,
+  curveWeights,
+  probeOnRows,
+  runCurves,
+  validateCurve,
+} from "./curves";
 import { METHODS, type Method, type ModelBudget, STUDY_DINO, createMethod } from "./methods";
 
 /** Everything that defines a study run (its fingerprint: results of another budget are not mixed in). */
@@ -247,16 +254,9 @@ export async function runStudy(
         for (const f of budget.fractions)
           await store.run(`${method}/linear@${f}`, async () => {
             const rows = firstKPerClass(trainF.labels, perClass(train, f));
-            const r = await onHostBackend(() => {
-              const probe = linearProbe(selectRows(trainF, rows), testF, {
-                epochs: budget.probeEpochs,
-                batchNormNoAffine: true,
-                numClasses: 10,
-                seed: budget.seed,
-              });
-              probe.head.dispose();
-              return probe;
-            });
+            const r = await onHostBackend(() =>
+              probeOnRows(trainF, testF, rows, { epochs: budget.probeEpochs, seed: budget.seed }),
+            );
             log(
               `[${method}] linear probe, ${100 * f} % labels: ${(100 * r.last.top1).toFixed(2)} %`,
             );
