@@ -76,8 +76,41 @@ export async function startWebgpu(
   } catch (err) {
     return `@tensorflow/tfjs-backend-webgpu failed to load: ${(err as Error).message.split("\n")[0]}`;
   }
+  requestOptionalFeatures(gpu);
   if (!(await tf.setBackend("webgpu"))) return "the webgpu backend did not start";
   return { provider, adapter: found.description };
+}
+
+/** Device features requested whenever the adapter offers them (tfjs asks only for its own). */
+const OPTIONAL_FEATURES = ["shader-f16"] as const;
+
+interface AdapterWithDevice {
+  features?: { has(name: string): boolean };
+  requestDevice?: (desc?: { requiredFeatures?: unknown[] }) => Promise<unknown>;
+}
+
+/**
+ * tfjs creates its device itself, requesting only `timestamp-query` and `bgra8unorm-storage`; a
+ * WGSL shader that says `enable f16;` (the mixed-precision GEMMs of @sit/kernels) needs the device
+ * to have `shader-f16`. So the adapters this `gpu` hands out ask for it too where they offer it.
+ * Idempotent; a device without the feature is what tfjs would have made.
+ */
+function requestOptionalFeatures(gpu: GPULike): void {
+  const g = gpu as GPULike & { sitFeatures?: true };
+  if (g.sitFeatures) return;
+  const request = gpu.requestAdapter.bind(gpu);
+  g.requestAdapter = async (opts?: unknown) => {
+    const adapter = (await request(opts)) as (AdapterWithDevice & object) | null;
+    const requestDevice = adapter?.requestDevice?.bind(adapter);
+    if (adapter && requestDevice)
+      adapter.requestDevice = (desc = {}) => {
+        const wanted = OPTIONAL_FEATURES.filter((f) => adapter.features?.has(f));
+        const features = [...(desc.requiredFeatures ?? []), ...wanted];
+        return requestDevice({ ...desc, requiredFeatures: features });
+      };
+    return adapter as Awaited<ReturnType<GPULike["requestAdapter"]>>;
+  };
+  g.sitFeatures = true;
 }
 
 /** Whether this runs under Node, where the main entry's initBackend is the wrong one. */

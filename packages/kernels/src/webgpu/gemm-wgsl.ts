@@ -29,7 +29,20 @@ export interface GemmVariant {
   scaleB: boolean;
   /** Also write the column sums of op(B) over K to `S[N]`. */
   colSum: boolean;
+  /**
+   * Mixed precision (absent: the f32 GEMM). Present: op(A) and op(B) are rounded to f16 as they
+   * are loaded (after the GELU prologue and the row factors) and staged in f16 tiles, products
+   * accumulate in f32, and the result is rounded to f16 — PyTorch autocast's f16 GEMM — after the
+   * bias (the GEMM's own output) and again after the GELU derivative (an f16 op in autocast);
+   * the row factors and residual then apply in f32, and S is rounded to f16 too. Overflow gives
+   * ±inf (what a loss scaler looks for). The list names the bindings *stored* as f16 (two per
+   * 32-bit word; views still count 32-bit words); the others are f32.
+   */
+  half?: readonly HalfBinding[];
 }
+
+/** Bindings that a mixed-precision variant may store as f16. */
+export type HalfBinding = "A" | "B" | "H" | "R" | "C" | "S";
 
 /** Output tile `BM × BN` per workgroup of 16 × 16 threads (4 × 4 outputs each), K in steps of `BK`. */
 export const TILE = { BM: 64, BN: 64, BK: 16 } as const;
@@ -38,7 +51,8 @@ export const TILE = { BM: 64, BN: 64, BK: 16 } as const;
 export function gemmKey(v: GemmVariant): string {
   const bits = [v.transA, v.transB, v.geluA, v.bias, v.geluGrad, v.residual, v.colSum];
   bits.push(v.scaleRows, v.scaleB);
-  return `SitGemm_${bits.map((b) => (b ? 1 : 0)).join("")}`;
+  const half = v.half ? `_h${[...v.half].sort().join("")}` : "";
+  return `SitGemm_${bits.map((b) => (b ? 1 : 0)).join("")}${half}`;
 }
 
 /**
@@ -71,9 +85,21 @@ export function gemmWgsl(v: GemmVariant): string {
   // Every binding read_write: WebGPU tracks usage per buffer, not per range, so a read-only
   // binding of a buffer whose other range is written in the same dispatch (the fused block's
   // workspace) is a usage conflict; writable bindings of one buffer at disjoint ranges are not.
+  const half = v.half ? new Set<string>(v.half) : null;
   const decl = names
-    .map((name, i) => `@group(0) @binding(${i}) var<storage, read_write> ${name} : array<f32>;`)
+    .map((name, i) => {
+      const type = half?.has(name) ? "f16" : "f32";
+      return `@group(0) @binding(${i}) var<storage, read_write> ${name} : array<${type}>;`;
+    })
     .join("\n");
+  // Reads, tile element type and the rounding steps: identity for the f32 GEMM.
+  const read = (name: string, index: string) =>
+    half?.has(name) ? `f32(${name}[${index}])` : `${name}[${index}]`;
+  const store = (name: string, value: string) => (half?.has(name) ? `sitHalf(${value})` : value);
+  const tile = half ? "f16" : "f32";
+  const toTile = (x: string) => (half ? `sitHalf(${x})` : x);
+  const fromTile = (x: string) => (half ? `f32(${x})` : x);
+  const round = (x: string) => (half ? `${x} = f32(sitHalf(${x.trim()}));` : "");
   // Element e of the tile's BM·BK (or BK·BN) loads, mapped so that consecutive threads read
   // consecutive addresses of the stored matrix.
   const loadA = v.transA
@@ -82,7 +108,7 @@ export function gemmWgsl(v: GemmVariant): string {
   const loadB = v.transB
     ? "let kk = e % BK; let nn = e / BK; let idx = (col0 + nn) * u.K + k0 + kk;"
     : "let nn = e % BN; let kk = e / BN; let idx = (k0 + kk) * u.N + col0 + nn;";
-  return /* wgsl */ `
+  return /* wgsl */ `${half ? HALF_WGSL : ""}
 struct U { M : i32, N : i32, K : i32, rowsPer : i32 };
 ${decl}
 @group(0) @binding(${names.length}) var<uniform> u : U;
@@ -90,8 +116,8 @@ ${PHI_WGSL}
 const BM = ${BM};
 const BN = ${BN};
 const BK = ${BK};
-var<workgroup> As : array<array<f32, BM>, BK>;
-var<workgroup> Bs : array<array<f32, BN>, BK>;
+var<workgroup> As : array<array<${tile}, BM>, BK>;
+var<workgroup> Bs : array<array<${tile}, BN>, BK>;${half && v.colSum ? "\nvar<workgroup> CsumScratch : array<array<f32, BN>, BK>;" : ""}
 
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_id) lid : vec3<u32>) {
@@ -108,32 +134,32 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_id) li
       ${loadA}
       var a = 0.0;
       if (row0 + mm < u.M && k0 + kk < u.K) {
-        a = A[idx];
+        a = ${read("A", "idx")};
         ${v.geluA ? "a = sitGelu(a);" : ""}
       }
-      As[kk][mm] = a;
+      As[kk][mm] = ${toTile("a")};
     }
     for (var l = 0; l < ${(BN * BK) / 256}; l++) {
       let e = tid + l * 256;
       ${loadB}
       var b = 0.0;
       if (col0 + nn < u.N && k0 + kk < u.K) {
-        b = B[idx];
+        b = ${read("B", "idx")};
         ${v.scaleB ? "b *= Sc[(k0 + kk) / u.rowsPer];" : ""}
       }
-      Bs[kk][nn] = b;
+      Bs[kk][nn] = ${toTile("b")};
     }
     workgroupBarrier();
     for (var kk = 0; kk < BK; kk++) {
       var a : array<f32, 4>;
       var b : array<f32, 4>;
-      for (var i = 0; i < 4; i++) { a[i] = As[kk][ty + 16 * i]; }
-      for (var j = 0; j < 4; j++) { b[j] = Bs[kk][tx + 16 * j]; }
+      for (var i = 0; i < 4; i++) { a[i] = ${fromTile("As[kk][ty + 16 * i]")}; }
+      for (var j = 0; j < 4; j++) { b[j] = ${fromTile("Bs[kk][tx + 16 * j]")}; }
       for (var i = 0; i < 4; i++) {
         for (var j = 0; j < 4; j++) { acc[i][j] = fma(a[i], b[j], acc[i][j]); }
       }
     }
-    ${v.colSum ? "for (var j = 0; j < 4; j++) { csum[j] += Bs[ty][tx + 16 * j]; }" : ""}
+    ${v.colSum ? `for (var j = 0; j < 4; j++) { csum[j] += ${fromTile("Bs[ty][tx + 16 * j]")}; }` : ""}
     workgroupBarrier();
   }
   for (var i = 0; i < 4; i++) {
@@ -142,31 +168,48 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_id) li
       let n = col0 + tx + 16 * j;
       if (m < u.M && n < u.N) {
         var c = acc[i][j];
-        ${v.bias ? "c += Bias[n];" : ""}
+        ${v.bias ? "c += Bias[n];" : ""}${round("\n        c")}
         ${v.scaleRows ? "c *= Sc[m / u.rowsPer];" : ""}
-        ${v.geluGrad ? "c *= sitGeluGrad(H[m * u.N + n]);" : ""}
-        ${v.residual ? "c += R[m * u.N + n];" : ""}
-        C[m * u.N + n] = c;
+        ${v.geluGrad ? `c *= sitGeluGrad(${read("H", "m * u.N + n")});${round(" c")}` : ""}
+        ${v.residual ? `c += ${read("R", "m * u.N + n")};` : ""}
+        C[m * u.N + n] = ${store("C", "c")};
       }
     }
   }
-  ${v.colSum ? COLSUM_TAIL : ""}
+  ${v.colSum ? colSumTail(tile, half ? (half.has("S") ? "sitHalf(s)" : "f32(sitHalf(s))") : "s") : ""}
 }`;
 }
 
 // Column sums of op(B): every workgroup in the first row of tiles has seen all of K for its
 // columns; each thread summed tile row ty, and the 16 partial sums of a column are added here
 // (wid.y is workgroup-uniform, so the barrier is allowed under the branch).
-const COLSUM_TAIL = `
+// (An f16 variant stages the partial sums in a workgroup array of f32 of its own.)
+function colSumTail(tile: string, value: string): string {
+  const scratch = tile === "f32" ? "As" : "CsumScratch";
+  return `
   if (wid.y == 0u) {
-    for (var j = 0; j < 4; j++) { As[ty][tx + 16 * j] = csum[j]; }
+    for (var j = 0; j < 4; j++) { ${scratch}[ty][tx + 16 * j] = csum[j]; }
     workgroupBarrier();
     if (ty == 0) {
       for (var j = 0; j < 4; j++) {
         let n = col0 + tx + 16 * j;
         var s = 0.0;
-        for (var r = 0; r < BK; r++) { s += As[r][tx + 16 * j]; }
-        if (n < u.N) { S[n] = s; }
+        for (var r = 0; r < BK; r++) { s += ${scratch}[r][tx + 16 * j]; }
+        if (n < u.N) { S[n] = ${value}; }
       }
     }
   }`;
+}
+
+/**
+ * f32 → f16 with overflow to ±inf and NaN kept (WGSL leaves both of those conversions to the
+ * implementation), else f16's own rounding. Declared by every mixed-precision variant.
+ */
+export const HALF_WGSL = `enable f16;
+fn sitHalf(x : f32) -> f16 {
+  let bits = bitcast<u32>(x);
+  let sign = (bits >> 16u) & 0x8000u; // (patterns built at run time: constants must be finite)
+  if ((bits & 0x7fffffffu) > 0x7f800000u) { return bitcast<vec2<f16>>(sign | 0x7e00u).x; }
+  if (abs(x) >= 65520.0) { return bitcast<vec2<f16>>(sign | 0x7c00u).x; }
+  return f16(x);
+}`;

@@ -48,3 +48,22 @@ export function fill(shape: number[], seed: number, std = 1): tf.Tensor {
   const n = shape.reduce((p, q) => p * q, 1);
   return tf.tensor(Rng.seed(seed).fillNormal(new Float32Array(n), 0, std), shape);
 }
+
+/**
+ * `x` rounded to the nearest f16 value, ties to even (IEEE 754 binary16; ±inf from 65520 on,
+ * subnormals below 2⁻¹⁴): the reference for the mixed-precision kernels.
+ */
+export function f16Round(x: number): number {
+  if (!Number.isFinite(x) || x === 0) return x;
+  const a = Math.abs(x);
+  if (a >= 65520) return Math.sign(x) * Number.POSITIVE_INFINITY;
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;
+  else if (2 ** (e + 1) <= a) e++;
+  const ulp = 2 ** (Math.max(e, -14) - 10);
+  const q = a / ulp; // exact: ulp is a power of two
+  let r = Math.floor(q);
+  const frac = q - r;
+  if (frac > 0.5 || (frac === 0.5 && r % 2 === 1)) r++;
+  return Math.sign(x) * r * ulp;
+}
