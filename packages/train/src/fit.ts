@@ -1,31 +1,27 @@
-import { ConfigError } from "@sit/core";
+import { ConfigError, isHostBackend } from "@sit/core";
 import * as tf from "@tensorflow/tfjs";
-import type { LoadedCheckpoint, TrainProgress } from "./checkpoint-format";
+import type { TrainProgress } from "./checkpoint-format";
 import type { CheckpointEvent, EventBase, MetricSink, StepEvent, TrainEvent } from "./events";
 import {
-  type DivergedCheckpoints,
   LeakDetector,
   NonFiniteLossError,
-  NonFiniteStateError,
   TensorLeakError,
   checkMonitorMetrics,
-  checkStepResult,
-  firstNonFinite,
   isFiniteLoss,
 } from "./guards";
 import {
   type BatchSource,
   type EpochIterator,
   checkBatchSource,
-  countImages,
   openEpoch,
   statedLength,
 } from "./loader";
 import { type FitOptions, type FitResult, checkFitOptions, checkRecipe } from "./options";
+import { FitCheckpoints } from "./fit-checkpoints";
 import type { FitHost } from "./fit-host";
-import type { Recipe, StepResult } from "./recipe";
+import type { Recipe } from "./recipe";
 import { ConsoleProgressSink } from "./sinks/console";
-import { libraryVersions } from "./versions";
+import { type RanStep, StepRunner } from "./step-runner";
 
 // setImmediate under Node (signal handlers run before the next step); a page has only setTimeout.
 const yieldToEventLoop = () =>
@@ -48,6 +44,11 @@ const PAGE_HOST: FitHost = {};
  *
  * `options.signal` stops after the current step; `fit` then resolves with reason "aborted". A time
  * budget (`options.maxSeconds`) stops the same way, with reason "time-budget".
+ *
+ * On webgpu (a backend whose reads are asynchronous) a recipe with `launchStep` runs with its loss
+ * read one step late (`options.readLossLate`): the device never waits for the host, every step is
+ * still reported in order, and a checkpoint is written only once the loss of its step was read
+ * (and found finite). Training that stops reads the step still in flight before its last checkpoint.
  *
  * Checkpoints in a folder (`options.checkpoint`, `options.resume`) and SIGINT / SIGTERM are Node's:
  * use `fit` from `@sit/train/node`, the same loop with them. In a page, save `recipe.saveState()`
@@ -74,6 +75,10 @@ export async function fitOn<Batch>(
   checkRecipe(recipe);
   checkBatchSource(loader);
   checkFitOptions(options);
+  if (options.readLossLate && typeof recipe.launchStep !== "function")
+    throw new ConfigError(
+      `options.readLossLate: true needs recipe.launchStep (the step without its read-back), but recipe "${recipe.name}" has none`,
+    );
   if (!host.folder && (options.checkpoint || options.resume))
     throw new ConfigError(
       `options.${options.checkpoint ? "checkpoint" : "resume"}: checkpoints in a folder need Node; use fit from @sit/train/node (in a page, serializeTrainCheckpoint(…, recipe.saveState()) gives the same file's bytes)`,
@@ -86,6 +91,7 @@ class FitRun<Batch> {
   private readonly warn: (message: string) => void;
   private readonly leaks: LeakDetector | undefined;
   private readonly leakAction: "warn" | "error" | "off";
+  private readonly runner: StepRunner<Batch>;
   private readonly started = performance.now();
   private progress: TrainProgress = {
     step: 0,
@@ -96,10 +102,8 @@ class FitRun<Batch> {
     elapsedSec: 0,
   };
   private priorElapsed = 0;
-  private lastSavedStep = -1;
+  private readonly checkpoints: FitCheckpoints<Batch>;
   private lastMonitorStep = -1;
-  private lastCheckpoint: string | undefined;
-  private resumedFrom: string | undefined;
   private lastLoss: number | undefined;
   private stop:
     | { reason: "signal" | "aborted" | "time-budget"; signal?: NodeJS.Signals }
@@ -119,6 +123,13 @@ class FitRun<Batch> {
     this.warn = options.onWarning ?? ((m: string) => console.warn(m));
     this.leakAction = options.leakCheck?.action ?? "warn";
     this.leaks = this.leakAction === "off" ? undefined : new LeakDetector(options.leakCheck);
+    const late =
+      options.readLossLate ?? (typeof recipe.launchStep === "function" && !isHostBackend());
+    this.checkpoints = new FitCheckpoints(host, recipe, options, this.warn);
+    this.runner = new StepRunner(recipe, late, {
+      disposeBatches: options.disposeBatches !== false,
+      batchSize: options.batchSize,
+    });
   }
 
   private elapsed(): number {
@@ -209,7 +220,7 @@ class FitRun<Batch> {
       startStep: this.progress.step,
       totalSteps: this.totalSteps,
       stepsPerEpoch: this.progress.stepsPerEpoch ?? undefined,
-      resumedFrom: this.resumedFrom,
+      resumedFrom: this.checkpoints.resumedFrom,
     });
     await this.loop();
     const reason = this.stop?.reason ?? "completed";
@@ -232,8 +243,8 @@ class FitRun<Batch> {
       epoch: this.progress.epoch,
       elapsedSec: this.elapsed(),
       lastLoss: this.lastLoss,
-      checkpoint: this.lastCheckpoint,
-      resumedFrom: this.resumedFrom,
+      checkpoint: this.checkpoints.lastWritten,
+      resumedFrom: this.checkpoints.resumedFrom,
     };
   }
 
@@ -241,36 +252,10 @@ class FitRun<Batch> {
   private async restore(): Promise<void> {
     const o = this.options;
     const stated = o.stepsPerEpoch ?? statedLength(this.loader);
-    let loaded: LoadedCheckpoint | undefined;
-    const folder = this.host.folder;
-    if (o.checkpoint && folder) {
-      // Writers killed mid-checkpoint leave full-size temp files behind; theirs are gone for good.
-      const stale = folder.removeStale(o.checkpoint.dir);
-      if (stale.removed.length > 0)
-        this.warn(
-          `removed ${stale.removed.length} temporary file(s) (${(stale.bytes / 1e6).toFixed(1)} MB) left in ${o.checkpoint.dir} by interrupted checkpoint writes`,
-        );
-    }
-    if (o.resume && folder) {
-      const target = o.resume === true ? o.checkpoint!.dir : o.resume;
-      loaded = await folder.resume(target, {
-        io: o.checkpoint?.io,
-        onWarning: (m) => this.warn(m),
-      });
-      if (!loaded && o.resume !== true)
-        throw new ConfigError(`options.resume: no checkpoint at ${JSON.stringify(target)}`);
-    }
+    const loaded = await this.checkpoints.restore();
     if (loaded) {
-      try {
-        await this.recipe.loadState(loaded.state);
-      } finally {
-        loaded.dispose();
-      }
-      this.progress = { ...loaded.progress };
-      this.progress.stepsPerEpoch = stated ?? loaded.progress.stepsPerEpoch;
-      this.priorElapsed = loaded.progress.elapsedSec;
-      this.lastSavedStep = loaded.progress.step;
-      this.resumedFrom = loaded.path;
+      this.progress = { ...loaded, stepsPerEpoch: stated ?? loaded.stepsPerEpoch };
+      this.priorElapsed = loaded.elapsedSec;
       return;
     }
     this.progress.stepsPerEpoch = stated ?? null;
@@ -310,6 +295,11 @@ class FitRun<Batch> {
       let finished: boolean;
       try {
         finished = await this.runEpoch(iterator);
+        // The step still in flight ends the epoch (or the run) before its checkpoint and events.
+        await this.drain();
+      } catch (err) {
+        await this.runner.discard();
+        throw err;
       } finally {
         await iterator.close(); // a no-op on an exhausted iterator; stops a loader cut short
       }
@@ -329,6 +319,9 @@ class FitRun<Batch> {
     }
     const yieldedBefore = p.stepInEpoch;
     for (;;) {
+      // Steps launched, counting the one whose loss is not read yet.
+      const step = p.step + this.runner.inFlight;
+      const inEpoch = p.stepInEpoch + this.runner.inFlight;
       if (this.stop) return false;
       if (o.signal?.aborted) {
         this.stop = { reason: "aborted" };
@@ -339,39 +332,54 @@ class FitRun<Batch> {
         this.stop = { reason: "time-budget" };
         return false;
       }
-      if (o.maxSteps !== undefined && p.step >= o.maxSteps) return false;
-      if (p.stepsPerEpoch !== null && p.stepInEpoch >= p.stepsPerEpoch) return true;
+      if (o.maxSteps !== undefined && step >= o.maxSteps) return false;
+      if (p.stepsPerEpoch !== null && inEpoch >= p.stepsPerEpoch) return true;
       const t0 = performance.now();
       const next = await iterator.next();
       if (next.done) {
-        if (p.stepInEpoch === 0 && yieldedBefore === 0)
+        if (inEpoch === 0 && yieldedBefore === 0)
           throw new ConfigError(
             `loader: epoch ${p.epoch} produced no batches (a generator object can be iterated only once: pass a function epoch => iterable to fit)`,
           );
         return true;
       }
-      await this.step(next.value, t0);
+      const ran = await this.runner.run(next.value, step, performance.now() - t0);
+      if (ran) await this.finish(ran);
+      // A checkpoint or monitor due after the step in flight needs its loss read and the weights
+      // it left: read it now, before the next step changes them.
+      if (this.runner.inFlight > 0 && this.dueAfter(p.step + 1)) await this.drain();
       await yieldToEventLoop(); // lets signal handlers run between synchronous steps
     }
   }
 
-  private async step(batch: Batch, t0: number): Promise<void> {
+  /** Whether a checkpoint or the monitor is due once `steps` steps are done. */
+  private dueAfter(steps: number): boolean {
+    const ck = this.options.checkpoint?.everySteps;
+    const m = this.options.monitor?.everySteps;
+    return (ck !== undefined && steps % ck === 0) || (m !== undefined && steps % m === 0);
+  }
+
+  /** Read the step still in flight (late path), then report it. */
+  private async drain(): Promise<void> {
+    const ran = await this.runner.drain();
+    if (ran) await this.finish(ran);
+  }
+
+  /** Guards, events, checkpoint and monitor of a step whose loss has been read. */
+  private async finish(ran: RanStep): Promise<void> {
     const o = this.options;
     const p = this.progress;
-    const t1 = performance.now();
-    let result: StepResult;
-    let images: number;
-    try {
-      images = countImages(batch, o.batchSize);
-      result = checkStepResult(await this.recipe.trainStep(batch, p.step), p.step);
-    } finally {
-      if (o.disposeBatches !== false) tf.dispose(batch as tf.TensorContainer);
-    }
-    const t2 = performance.now();
+    const { result, images } = ran;
     const terms = result.terms ?? {};
     if (o.nonFiniteLoss !== "off" && !isFiniteLoss(result.loss, terms))
-      throw new NonFiniteLossError(p.step, result.loss, terms, this.divergedCheckpoints(p.step));
-    const tensors = tf.memory().numTensors;
+      throw new NonFiniteLossError(
+        ran.step,
+        result.loss,
+        terms,
+        this.checkpoints.diverged(ran.step),
+      );
+    // The values of a step still in flight are not a leak.
+    const tensors = tf.memory().numTensors - this.runner.heldTensors;
     const leak = this.leaks?.observe(p.step, tensors);
     if (leak) {
       if (this.leakAction === "error") throw new TensorLeakError(leak);
@@ -389,9 +397,9 @@ class FitRun<Batch> {
       terms,
       ...result.schedule,
       images,
-      imagesPerSec: images / Math.max((t2 - t0) / 1000, 1e-9),
-      stepMs: t2 - t1,
-      dataMs: t1 - t0,
+      imagesPerSec: images / Math.max((ran.dataMs + ran.stepMs) / 1000, 1e-9),
+      stepMs: ran.stepMs,
+      dataMs: ran.dataMs,
       tensors,
       totalSteps: this.totalSteps,
       stepsPerEpoch: p.stepsPerEpoch ?? undefined,
@@ -428,57 +436,14 @@ class FitRun<Batch> {
   }
 
   private async checkpoint(reason: CheckpointEvent["reason"]): Promise<void> {
-    const ck = this.options.checkpoint;
-    const folder = this.host.folder;
-    if (!ck || !folder || this.progress.step === this.lastSavedStep) return;
     const progress: TrainProgress = { ...this.progress, elapsedSec: this.elapsed() };
     // A checkpoint taken on an epoch's last step resumes at the next epoch's start.
     if (progress.stepsPerEpoch !== null && progress.stepInEpoch >= progress.stepsPerEpoch) {
       progress.epoch++;
       progress.stepInEpoch = 0;
     }
-    const state = await this.recipe.saveState();
-    let path: string;
-    try {
-      if (this.options.nonFiniteLoss !== "off") {
-        const bad = await firstNonFinite(state.tensors);
-        if (bad)
-          throw new NonFiniteStateError(
-            this.progress.step,
-            bad,
-            this.lastCheckpoint ?? this.resumedFrom,
-          );
-      }
-      // At least two are kept: when the newest turns out to hold diverged weights (see
-      // divergedCheckpoints), the one before it is what training can resume from.
-      const keepLast = ck.keepLast ?? 3;
-      path = await folder.write(ck.dir, this.recipe.name, progress, state, {
-        keepLast: keepLast === 0 ? 0 : Math.max(keepLast, 2),
-        io: ck.io,
-        versions: libraryVersions(),
-        onWarning: (m) => this.warn(m),
-      });
-    } finally {
-      // Variables are the recipe's live state; any other tensor was made for this checkpoint.
-      for (const t of Object.values(state.tensors)) if (!(t instanceof tf.Variable)) t.dispose();
-    }
-    this.lastSavedStep = this.progress.step;
-    this.lastCheckpoint = path;
-    await this.emit({ ...this.base(), type: "checkpoint", path, reason });
-  }
-
-  /**
-   * On a non-finite loss at `step`: the checkpoint written after `step` steps (if this run wrote
-   * or resumed from it) holds the weights that produced it, so it is set aside and `latest` goes
-   * back to the one before.
-   */
-  private divergedCheckpoints(step: number): DivergedCheckpoints | undefined {
-    const ck = this.options.checkpoint;
-    const folder = this.host.folder;
-    if (!ck || !folder) return undefined;
-    if (this.lastSavedStep === step)
-      return { dir: ck.dir, ...folder.setAsideDiverged(ck.dir, step) };
-    return { dir: ck.dir, lastGood: this.lastCheckpoint ?? this.resumedFrom };
+    const path = await this.checkpoints.write(progress);
+    if (path) await this.emit({ ...this.base(), type: "checkpoint", path, reason });
   }
 
   private async runMonitor(): Promise<void> {

@@ -1,6 +1,14 @@
 // Public API of @sit/train: explicit named exports only. This entry runs in a web page as well as
 // under Node; checkpoints in a folder, SIGINT / SIGTERM and the file sinks are @sit/train/node's.
-export type { Recipe, RecipeState, StepResult, ScheduleValues, MaybePromise } from "./recipe";
+export type {
+  Recipe,
+  RecipeState,
+  StepResult,
+  LaunchedStep,
+  ScheduleValues,
+  MaybePromise,
+} from "./recipe";
+export { readLaunchedStep } from "./step-runner";
 export { fit, fitOn } from "./fit";
 export type { FitHost, CheckpointFolder } from "./fit-host";
 export type {

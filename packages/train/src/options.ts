@@ -80,6 +80,15 @@ export interface FitOptions<Batch> {
    * after the current step with a checkpoint and reason "time-budget". Progress ETAs honour it.
    */
   maxSeconds?: number;
+  /**
+   * Read each step's loss one step late: launch step k + 1 (`recipe.launchStep`) before waiting
+   * for step k's loss, so that the device never waits for the host. Every step is still reported,
+   * in order and with its own step number; a step's `onStep`, its checkpoint and the monitor run
+   * once its loss is read (a checkpoint or monitor due after a step waits for that read before the
+   * next step is launched, so it never holds weights whose loss is unread). Default: on where the
+   * backend reads asynchronously (webgpu; not cpu or wasm) and the recipe has `launchStep`.
+   */
+  readLossLate?: boolean;
   /** Dispose every tensor in a batch after its step (default true). */
   disposeBatches?: boolean;
   /** Receives warnings (leaks, skipped checkpoints); `console.warn` by default. */
@@ -192,6 +201,10 @@ export function checkFitOptions<Batch>(options: FitOptions<Batch>): void {
     throw new ConfigError(
       `options.handleSignals: expected true, false or a list of signal names such as ["SIGINT"], got ${describeValue(hs)}`,
     );
+  if (options.readLossLate !== undefined && typeof options.readLossLate !== "boolean")
+    throw new ConfigError(
+      `options.readLossLate: expected true or false, got ${describeValue(options.readLossLate)}`,
+    );
   const a = options.leakCheck?.action;
   if (a !== undefined && a !== "warn" && a !== "error" && a !== "off")
     throw new ConfigError(
@@ -207,6 +220,10 @@ export function checkRecipe(recipe: unknown): void {
   for (const m of ["trainStep", "saveState", "loadState"] as const)
     if (typeof r[m] !== "function")
       throw new ConfigError(`recipe.${m}: expected a function, got ${describeValue(r[m])}`);
+  if (r.launchStep !== undefined && typeof r.launchStep !== "function")
+    throw new ConfigError(
+      `recipe.launchStep: expected a function or undefined, got ${describeValue(r.launchStep)}`,
+    );
   if (typeof r.name !== "string")
     throw new ConfigError(`recipe.name: expected a string, got ${describeValue(r.name)}`);
 }

@@ -36,6 +36,23 @@ export interface StepResult {
 }
 
 /**
+ * A step whose tfjs work has been issued but whose loss is still on the device: what
+ * {@link Recipe.launchStep} returns. {@link fit} starts reading `values` at once and finishes the
+ * read while the next step is being launched, so a GPU never waits for the host.
+ */
+export interface LaunchedStep {
+  /**
+   * `[loss, ...terms]` as one 1-D float32 tensor of `1 + terms.length` values. Ownership passes to
+   * the caller, which reads it asynchronously and then disposes it.
+   */
+  values: tf.Tensor;
+  /** Names of the terms that follow the loss in `values`, in order. */
+  terms?: string[];
+  /** The schedule values the step used. */
+  schedule?: ScheduleValues;
+}
+
+/**
  * The contract between {@link fit} and a training method. A recipe owns its models, optimiser and
  * random generators; `fit` owns the loop, the data order, checkpoints, metrics and guards.
  *
@@ -53,6 +70,13 @@ export interface Recipe<Batch = unknown> {
    * backends without synchronous reads (WebGPU under Node has no `dataSync`).
    */
   trainStep(batch: Batch, step: number): MaybePromise<StepResult>;
+  /**
+   * Optional: the same step as {@link Recipe.trainStep} without reading its loss back — the losses
+   * stay a tensor ({@link LaunchedStep}) and nothing in the step reads from the device. Where a
+   * recipe has it, {@link fit} on a backend with asynchronous reads (webgpu) reads step k's loss
+   * while step k + 1 is launched (`FitOptions.readLossLate`).
+   */
+  launchStep?(batch: Batch, step: number): MaybePromise<LaunchedStep>;
   /**
    * Everything needed to resume. Ownership of the returned tensors: `tf.Variable`s (parameters,
    * buffers, as `Module.stateDict()` returns them) are the recipe's live state and are never

@@ -1,7 +1,7 @@
 // Fake recipes and loaders for this package's tests (not exported).
 import { AdamW, type AdamWState, Rng, type RngState } from "@sit/core";
 import * as tf from "@tensorflow/tfjs";
-import type { Recipe, RecipeState, StepResult } from "./recipe";
+import type { LaunchedStep, Recipe, RecipeState, StepResult } from "./recipe";
 
 export interface RegressionBatch {
   x: tf.Tensor2D;
@@ -69,11 +69,12 @@ export class RegressionRecipe implements Recipe<RegressionBatch> {
     return 0.05 * 0.5 * (1 + Math.cos((Math.PI * step) / this.totalSteps));
   }
 
-  trainStep(batch: RegressionBatch, step: number): StepResult {
+  /** The update of `step`: its lr and the loss tensor (computed before the update). */
+  private update(batch: RegressionBatch, step: number): { lr: number; loss: tf.Scalar } {
     const lr = this.lr(step) * (step >= this.divergeFrom ? 1e30 : 1);
     this.optimizer.setLr(lr);
     const keep = new Float32Array(DIM).map(() => (this.rng.bernoulli(0.8) ? 1.25 : 0));
-    const lossT = tf.tidy(() => {
+    const loss = tf.tidy(() => {
       const mask = tf.tensor2d(keep, [1, DIM]);
       const { value, grads } = tf.variableGrads(
         () =>
@@ -86,11 +87,32 @@ export class RegressionRecipe implements Recipe<RegressionBatch> {
       this.optimizer.step({ w: grads[this.w.name], b: grads[this.b.name] });
       return value;
     });
+    if (this.leak) tf.scalar(0);
+    return { lr, loss };
+  }
+
+  trainStep(batch: RegressionBatch, step: number): StepResult {
+    const { lr, loss: lossT } = this.update(batch, step);
     const loss = lossT.dataSync()[0];
     lossT.dispose();
-    if (this.leak) tf.scalar(loss);
     const reported = this.nanAt.has(step) ? Number.NaN : loss;
     return { loss: reported, terms: { mse: reported, half: loss / 2 }, schedule: { lr } };
+  }
+
+  /** Steps launched, in order (late-read tests check what was launched before what was read). */
+  readonly launched: number[] = [];
+
+  /** The same step, its values `[loss, mse, half]` left as a tensor (read late by fit). */
+  launchStep(batch: RegressionBatch, step: number): LaunchedStep {
+    this.launched.push(step);
+    const { lr, loss } = this.update(batch, step);
+    const nan = this.nanAt.has(step);
+    const values = tf.tidy(() => {
+      const reported = nan ? tf.scalar(Number.NaN) : loss;
+      return tf.stack([reported, reported, tf.div(loss, 2)]);
+    });
+    loss.dispose();
+    return { values, terms: ["mse", "half"], schedule: { lr } };
   }
 
   saveState(): RecipeState {
