@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, Module, Rng, ShapeError } from "@sit/core";
 import { DINO_LOSS_DEFAULTS, DinoLoss } from "@sit/losses";
-import type { RecipeState, StepResult } from "@sit/train";
+import { type LaunchedStep, type StepResult, readLaunchedStep, type RecipeState } from "@sit/train";
 import type { VisionTransformer } from "@sit/vit";
 import { z } from "zod";
 import type { TwoViewBatch } from "./batches";
@@ -166,7 +166,12 @@ export class DinoRecipe extends ModuleRecipe<DinoNetwork, TwoViewBatch, DinoNetw
     return network.backbone;
   }
 
+  /** One step, its loss read back asynchronously (any backend). */
   async trainStep(batch: TwoViewBatch, step: number): Promise<StepResult> {
+    return readLaunchedStep(await this.launchStep(batch, step));
+  }
+
+  override async launchStep(batch: TwoViewBatch, step: number): Promise<LaunchedStep> {
     const crops = multiCropViews(batch);
     const hyper = this.hyperAt(step);
     const frozen = step < this.config.freezeLastLayerEpochs * this.config.optim.stepsPerEpoch;
@@ -182,7 +187,7 @@ export class DinoRecipe extends ModuleRecipe<DinoNetwork, TwoViewBatch, DinoNetw
       this.loss.update(t);
       return tf.stack([loss, loss]);
     });
-    return await this.readResult(values, ["dino"], hyper);
+    return this.launched(values, ["dino"], hyper);
   }
 
   /** The base state plus the loss centre (DINO's state besides the networks). */

@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { Rng } from "@sit/core";
 import { GmmlMasker, corruptViews } from "@sit/gmml";
 import { maskedReconstructionLoss } from "@sit/losses";
-import type { StepResult } from "@sit/train";
+import { type LaunchedStep, type StepResult, readLaunchedStep } from "@sit/train";
 import type { VisionTransformer } from "@sit/vit";
 import type { TwoViewBatch } from "./batches";
 import { gradientsByName } from "./gradients";
@@ -39,7 +39,12 @@ export class GmmlOnlyRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, never
     return network.backbone;
   }
 
+  /** One step, its loss read back asynchronously (any backend). */
   async trainStep(batch: TwoViewBatch, step: number): Promise<StepResult> {
+    return readLaunchedStep(await this.launchStep(batch, step));
+  }
+
+  override async launchStep(batch: TwoViewBatch, step: number): Promise<LaunchedStep> {
     const views = batch.views;
     const hyper = this.hyperAt(step);
     const { corrupted, masks, tokenMasks } = corruptViews(this.masker, views, this.rngs.mask);
@@ -58,7 +63,7 @@ export class GmmlOnlyRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, never
         this.applyGradients(grads, hyper);
         return tf.stack([loss, loss]);
       });
-      return await this.readResult(values, ["reconstruction"], hyper);
+      return this.launched(values, ["reconstruction"], hyper);
     } finally {
       tf.dispose([...corrupted, ...masks, ...tokenMasks]);
     }

@@ -3,7 +3,7 @@ import { Module, Rng } from "@sit/core";
 import { TransformerDecoder } from "@sit/decoder";
 import { RandomTokenMasker, corruptViews } from "@sit/gmml";
 import { patchify } from "@sit/kernels";
-import type { StepResult } from "@sit/train";
+import { type LaunchedStep, type StepResult, readLaunchedStep } from "@sit/train";
 import type { VisionTransformer } from "@sit/vit";
 import type { TwoViewBatch } from "./batches";
 import { gradientsByName } from "./gradients";
@@ -56,7 +56,12 @@ export class MaeRecipe extends ModuleRecipe<MaeNetwork, TwoViewBatch, never> {
     return network.backbone;
   }
 
+  /** One step, its loss read back asynchronously (any backend). */
   async trainStep(batch: TwoViewBatch, step: number): Promise<StepResult> {
+    return readLaunchedStep(await this.launchStep(batch, step));
+  }
+
+  override async launchStep(batch: TwoViewBatch, step: number): Promise<LaunchedStep> {
     const views = batch.views;
     const hyper = this.hyperAt(step);
     const { corrupted, masks, tokenMasks } = corruptViews(this.masker, views, this.rngs.mask);
@@ -83,7 +88,7 @@ export class MaeRecipe extends ModuleRecipe<MaeNetwork, TwoViewBatch, never> {
         this.applyGradients(grads, hyper);
         return tf.stack([loss, loss]);
       });
-      return await this.readResult(values, ["reconstruction"], hyper);
+      return this.launched(values, ["reconstruction"], hyper);
     } finally {
       tf.dispose([...corrupted, ...masks, ...tokenMasks]);
     }

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { MLP, Module, Rng } from "@sit/core";
 import { sitContrastiveLoss } from "@sit/losses";
-import type { StepResult } from "@sit/train";
+import { type LaunchedStep, type StepResult, readLaunchedStep } from "@sit/train";
 import type { VisionTransformer } from "@sit/vit";
 import { type TwoViewBatch, twoViews } from "./batches";
 import { gradientsByName } from "./gradients";
@@ -55,7 +55,12 @@ export class MocoV3Recipe extends ModuleRecipe<MocoStudent, TwoViewBatch, SitNet
     return network instanceof MocoStudent ? network.encoder.backbone : network.backbone;
   }
 
+  /** One step, its loss read back asynchronously (any backend). */
   async trainStep(batch: TwoViewBatch, step: number): Promise<StepResult> {
+    return readLaunchedStep(await this.launchStep(batch, step));
+  }
+
+  override async launchStep(batch: TwoViewBatch, step: number): Promise<LaunchedStep> {
     const [x1, x2] = twoViews(batch);
     const hyper = this.hyperAt(step);
     const B = x1.shape[0];
@@ -77,7 +82,7 @@ export class MocoV3Recipe extends ModuleRecipe<MocoStudent, TwoViewBatch, SitNet
       this.applyGradients(grads, hyper);
       return tf.stack([loss, loss]);
     });
-    return await this.readResult(values, ["contrastive"], hyper);
+    return this.launched(values, ["contrastive"], hyper);
   }
 }
 

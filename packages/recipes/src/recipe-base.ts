@@ -6,7 +6,14 @@ import {
   type MomentumSchedule,
   cosineMomentum,
 } from "@sit/momentum";
-import type { MaybePromise, Recipe, RecipeState, StepResult } from "@sit/train";
+import {
+  type LaunchedStep,
+  type MaybePromise,
+  type Recipe,
+  type RecipeState,
+  type StepResult,
+  readLaunchedStep,
+} from "@sit/train";
 import type { VisionTransformer } from "@sit/vit";
 import type { OptimConfig } from "./config";
 import { type OptimSchedules, at, optimSchedules } from "./schedules";
@@ -28,7 +35,7 @@ export interface StepHyper {
  * What every recipe of this package shares: a trained module (`student`) optimised by AdamW with
  * SiT's lr/wd schedules and per-tensor clipping, optionally an EMA teacher of a part of it with the
  * cosine momentum schedule, named random generators, and full-state save/load for @sit/train.
- * A concrete recipe adds its forward pass and loss in `trainStep`, and says where the ViT sits in
+ * A concrete recipe adds its forward pass and loss in `launchStep`, and says where the ViT sits in
  * its networks (`backboneOf`). `M` is the student's type, `T` the teacher's (`never` without one).
  */
 export abstract class ModuleRecipe<M extends Module, Batch, T extends Module = Module>
@@ -121,38 +128,33 @@ export abstract class ModuleRecipe<M extends Module, Batch, T extends Module = M
     if (this.ema) this.ema.teacher.update(this.ema.follows, hyper.momentum);
   }
 
-  /** Report of a step: the loss, its terms and the schedule values used. */
-  protected result(values: Float32Array | number[], names: string[], hyper: StepHyper): StepResult {
-    const terms: Record<string, number> = {};
-    names.forEach((n, i) => {
-      terms[n] = values[i + 1];
-    });
-    const schedule = this.ema ? hyper : { lr: hyper.lr, wd: hyper.wd };
-    return { loss: values[0], terms, schedule };
+  /** A launched step: `values` = `[loss, ...terms]` still on the device, the schedule values used. */
+  protected launched(values: tf.Tensor, terms: string[], hyper: StepHyper): LaunchedStep {
+    return { values, terms, schedule: this.ema ? hyper : { lr: hyper.lr, wd: hyper.wd } };
   }
 
   /**
-   * {@link ModuleRecipe.result} from a tensor of `[loss, ...terms]`, read asynchronously (the only
-   * read WebGPU offers under Node; on cpu/wasm it resolves at once). Disposes `values`.
+   * The step's tfjs work, its loss left on the device ({@link LaunchedStep}): nothing in it reads
+   * back, so `fit` can launch the next step before reading this one's loss (webgpu). The built-in
+   * recipes implement it (their `trainStep` reads it); a recipe with only `trainStep` runs with
+   * each step's loss read before the next starts.
    */
-  protected async readResult(
-    values: tf.Tensor,
-    names: string[],
-    hyper: StepHyper,
-  ): Promise<StepResult> {
-    try {
-      return this.result((await values.data()) as Float32Array, names, hyper);
-    } finally {
-      values.dispose();
-    }
-  }
+  launchStep?(batch: Batch, step: number): MaybePromise<LaunchedStep>;
 
   /**
    * One optimisation step. Built-in recipes return a promise (their losses are read back with
-   * {@link ModuleRecipe.readResult}, which works on every backend); a synchronous result is fine on
-   * backends that read synchronously (cpu, wasm, tensorflow).
+   * {@link readLaunchedStep} from their `launchStep`, which works on every backend); a synchronous
+   * result is fine on backends that read synchronously (cpu, wasm, tensorflow).
    */
   abstract trainStep(batch: Batch, step: number): MaybePromise<StepResult>;
+
+  /**
+   * The {@link StepResult} of a tensor of `[loss, ...terms]`, read asynchronously (works on every
+   * backend); disposes `values`. For recipes that override `trainStep`.
+   */
+  protected readResult(values: tf.Tensor, names: string[], hyper: StepHyper): Promise<StepResult> {
+    return readLaunchedStep(this.launched(values, names, hyper));
+  }
 
   /** Full state: student (+ buffers), teacher, optimiser moments and step, generators, config, versions. */
   saveState(): RecipeState {

@@ -3,7 +3,7 @@ import { Rng } from "@sit/core";
 import type { EmaTeacher } from "@sit/momentum";
 import { AttentionMasker, GmmlMasker, clsAttentionScores, corruptViews } from "@sit/gmml";
 import { maskedReconstructionLoss, sitContrastiveLoss } from "@sit/losses";
-import type { StepResult } from "@sit/train";
+import { type LaunchedStep, type StepResult, readLaunchedStep } from "@sit/train";
 import type { VisionTransformer } from "@sit/vit";
 import {
   type SitConfig,
@@ -105,8 +105,17 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
     return { projection: this.student.clsHead, reconstruction: this.student.recHead };
   }
 
-  /** One SiT step on a two-view batch: draws the GMML corruption, then {@link SitRecipe.stepOnInputs}. */
+  /**
+   * One SiT step on a two-view batch, its losses left on the device: draws the GMML corruption,
+   * then the work of {@link SitRecipe.stepOnInputs}. With attention-guided masking it reads the
+   * teacher's attention scores back first (the masks depend on them).
+   */
+  /** One step, its loss read back asynchronously (any backend). */
   async trainStep(batch: TwoViewBatch, step: number): Promise<StepResult> {
+    return readLaunchedStep(await this.launchStep(batch, step));
+  }
+
+  override async launchStep(batch: TwoViewBatch, step: number): Promise<LaunchedStep> {
     const clean = twoViews(batch);
     const hyper = this.hyperAt(step);
     // With attention-guided masking the teacher runs first: its forward on the clean views gives
@@ -122,7 +131,7 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
         false,
         teacher?.projection,
       );
-      return await this.readResult(out.losses, ["contrastive", "reconstruction"], hyper);
+      return this.launched(out.losses, ["contrastive", "reconstruction"], hyper);
     } finally {
       tf.dispose([...corrupted, ...masks, ...tokenMasks]);
       if (teacher) tf.dispose([teacher.projection, ...teacher.scores]);
