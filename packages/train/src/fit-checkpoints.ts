@@ -1,4 +1,4 @@
-import { ConfigError } from "@sit/core";
+import { ConfigError, isHostBackend } from "@sit/core";
 import * as tf from "@tensorflow/tfjs";
 import type { LoadedCheckpoint, TrainProgress } from "./checkpoint-format";
 import type { FitHost } from "./fit-host";
@@ -75,6 +75,9 @@ export class FitCheckpoints<Batch> {
     const state = await this.recipe.saveState();
     let path: string;
     try {
+      // webgpu under Node has no synchronous read: reading every tensor asynchronously first
+      // leaves its values cached on the host, where the writer's synchronous read finds them.
+      if (!isHostBackend()) await Promise.all(Object.values(state.tensors).map((t) => t.data()));
       if (this.options.nonFiniteLoss !== "off") {
         const bad = await firstNonFinite(state.tensors);
         if (bad)
