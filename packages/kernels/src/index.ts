@@ -10,6 +10,7 @@ export { linear } from "./linear";
 export { layerNorm } from "./layer-norm";
 export { gelu } from "./gelu";
 export { fusedLinear, type FusedLinearOptions } from "./fused-linear";
+export { applyMlp, setWebgpuFusedHeads } from "./mlp";
 export {
   transformerBlock,
   portableTransformerBlock,

@@ -1,4 +1,6 @@
+import type * as tf from "@tensorflow/tfjs";
 import { type MLPBlock, ProjectionHead, Rng, invalidArgument } from "@sit/core";
+import { applyMlp } from "@sit/kernels";
 
 /** {@link sitProjectionHead}'s defaults: SiT's `CLSHead` (hidden 4096, output 256). */
 export const SIT_PROJECTION_DEFAULTS = { hidden: 4096, outDim: 256 } as const;
@@ -14,6 +16,13 @@ export function sitProjectionBlocks(
     { in: hidden, out: hidden, norm: "batch", activation: "gelu" },
     { in: hidden, out: outDim, norm: "batch_noaffine", activation: null },
   ];
+}
+
+/** Core's head run through `applyMlp`: one fused kernel per Linear and per BatchNorm on webgpu. */
+class FusedProjectionHead extends ProjectionHead {
+  override apply(x: tf.Tensor): tf.Tensor {
+    return applyMlp(this.mlp, x);
+  }
 }
 
 /**
@@ -46,5 +55,5 @@ export function sitProjectionHead(
   const opts = a instanceof Rng ? ((b as { outDim?: number; hidden?: number }) ?? {}) : {};
   const outDim = a instanceof Rng ? opts.outDim : a;
   const hidden = a instanceof Rng ? opts.hidden : (b as number | undefined);
-  return new ProjectionHead(sitProjectionBlocks(inDim, outDim, hidden), { rng });
+  return new FusedProjectionHead(sitProjectionBlocks(inDim, outDim, hidden), { rng });
 }
