@@ -26,6 +26,14 @@ export { patchify, unpatchify } from "./patchify";
 export { portableKernels } from "./portable";
 export { wasmKernels, setWasmKernels } from "./wasm/register";
 export { batchMatMulBatchLast } from "./wasm/attention";
+export {
+  withPrecision,
+  checkPrecision,
+  activePrecision,
+  webgpuHasShaderF16,
+  PRECISIONS,
+  type Precision,
+} from "./precision";
 export { webgpuKernels, setWebgpuKernels } from "./webgpu/register";
 export { setWebgpuFlatKernels } from "./webgpu/flat-register";
 export { webgpuFlatAdamW, FLAT_ADAMW_KERNEL } from "./webgpu/adamw";

@@ -4,6 +4,7 @@ import { packedSelfAttention } from "./attention";
 import { fusedLinear } from "./fused-linear";
 import { layerNorm } from "./layer-norm";
 import { linear } from "./linear";
+import { halfActive } from "./precision";
 import { MAX_HEAD_DIM } from "./webgpu/attention";
 import {
   BLOCK_KERNEL,
@@ -161,7 +162,7 @@ function fusable(x: tf.Tensor, hidden: number, o: TransformerBlockOptions): bool
   if (!limits) return false;
   const m = b * n;
   const biggest = Math.max(m * 3 * d, m * hidden) * 4;
-  const dims = { batch: b, n, d, hidden, m };
+  const dims = { batch: b, n, d, hidden, m, half: halfActive() };
   const buffers = [workspaceLayout(dims).total, gradTempLayout(dims, o.numHeads).total];
   return (
     Math.max(...buffers) * 4 <= limits.maxBufferSize &&
@@ -201,6 +202,7 @@ export function transformerBlock(
     shape: [batch, n, d],
     hidden,
     scaled: scales !== null,
+    half: halfActive(),
   };
   const inputs: Record<string, tf.Tensor> = {
     x,

@@ -19,6 +19,13 @@ export interface BlockDims {
   d: number;
   hidden: number;
   m: number;
+  /** Mixed precision: fc1's output u and its gradient du are f16 (two per 32-bit word). */
+  half?: boolean;
+}
+
+/** 32-bit words of the `m × hidden` activation u (and du): f16 pairs under mixed precision. */
+function uWords({ m, hidden, half }: BlockDims): number {
+  return half ? Math.max(1, Math.ceil((m * hidden) / 2)) : m * hidden;
 }
 
 /**
@@ -28,7 +35,8 @@ export interface BlockDims {
  * cannot change the gradients), then the activations: LN1(x), qkv, the attention output, h,
  * LN2(h), fc1's pre-activation.
  */
-export function workspaceLayout({ batch, d, hidden, m }: BlockDims) {
+export function workspaceLayout(dims: BlockDims) {
+  const { batch, d, hidden, m } = dims;
   const sizes = {
     x: m * d,
     ln1g: d,
@@ -44,15 +52,16 @@ export function workspaceLayout({ batch, d, hidden, m }: BlockDims) {
     o: m * d,
     h: m * d,
     a2: m * d,
-    u: m * hidden,
+    u: uWords(dims),
   };
   return { sizes, total: totalOf(sizes) };
 }
 
 /** The backward's temporaries: gradients of the activations, attention row statistics, LN partials. */
-export function gradTempLayout({ batch, n, d, hidden, m }: BlockDims, heads: number) {
+export function gradTempLayout(dims: BlockDims, heads: number) {
+  const { batch, n, d, m } = dims;
   const sizes = {
-    du: m * hidden,
+    du: uWords(dims),
     da: m * d,
     dh: m * d,
     dO: m * d,

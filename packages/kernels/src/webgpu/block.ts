@@ -27,6 +27,7 @@ import {
   webgpuInternals,
 } from "./flat-buffers";
 import { PLAIN_GEMM, encodeGemm } from "./gemm";
+import { precisionOf } from "./gemm-wgsl";
 
 // The pre-norm transformer block as one tfjs kernel per direction on webgpu:
 //   h = x + s0·proj(attention(qkv(LN1(x))));  y = h + s1·fc2(gelu(fc1(LN2(h))))
@@ -60,11 +61,13 @@ export interface BlockAttrs {
   hidden: number;
   /** Stochastic-depth factors are inputs (s0, s1). */
   scaled: boolean;
+  /** Mixed precision (precision.ts): f16 GEMMs, fc1's output u and its gradient du in f16. */
+  half: boolean;
 }
 
 function dims(attrs: BlockAttrs): BlockDims {
   const [batch, n, d] = attrs.shape;
-  return { batch, n, d, m: batch * n, hidden: attrs.hidden };
+  return { batch, n, d, m: batch * n, hidden: attrs.hidden, half: attrs.half };
 }
 
 function layerNorm(
@@ -190,9 +193,10 @@ function blockForward(args: unknown): tf.TensorInfo[] {
   const opt = (name: string, present: boolean) => (present ? [w(name)] : []);
   const x = w("x");
   layerNorm(b, [x, w("ln1g"), w("ln1b"), v.a1], m, d, attrs.eps1);
+  const hf = attrs.half;
   encodeGemm(
     b,
-    { ...PLAIN_GEMM, bias: attrs.hasQkvBias },
+    precisionOf(hf, { ...PLAIN_GEMM, bias: attrs.hasQkvBias }),
     [m, 3 * d, d],
     [v.a1, w("qkvW"), ...opt("qkvB", attrs.hasQkvBias), v.qkv],
   );
@@ -201,7 +205,7 @@ function blockForward(args: unknown): tf.TensorInfo[] {
   const proj = { ...PLAIN_GEMM, bias: attrs.hasProjBias, residual: true, scaleRows: scaled };
   encodeGemm(
     b,
-    proj,
+    precisionOf(hf, proj),
     [m, d, d],
     [v.o, w("projW"), ...opt("projB", attrs.hasProjBias), x, ...opt("s0", scaled), v.h],
     n,
@@ -209,14 +213,14 @@ function blockForward(args: unknown): tf.TensorInfo[] {
   layerNorm(b, [v.h, w("ln2g"), w("ln2b"), v.a2], m, d, attrs.eps2);
   encodeGemm(
     b,
-    { ...PLAIN_GEMM, bias: attrs.hasFc1Bias },
+    precisionOf(hf, { ...PLAIN_GEMM, bias: attrs.hasFc1Bias }, ["C"]),
     [m, hidden, d],
     [v.a2, w("fc1W"), ...opt("fc1B", attrs.hasFc1Bias), v.u],
   );
   const fc2 = { ...proj, bias: attrs.hasFc2Bias, geluA: true };
   encodeGemm(
     b,
-    fc2,
+    precisionOf(hf, fc2, ["A"]),
     [m, d, hidden],
     [v.u, w("fc2W"), ...opt("fc2B", attrs.hasFc2Bias), v.h, ...opt("s1", scaled), viewOf(b, y)],
     n,
@@ -257,26 +261,34 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   const vb = (o: tf.TensorInfo | null) => (o ? [viewOf(b, o)] : []);
   const dy = viewOf(b, t.dy);
   const P = PLAIN_GEMM;
+  const hf = attrs.half;
   // MLP branch: du = (s1·dy)·W2ᵀ ⊙ gelu′(u); dW2 = gelu(u)ᵀ·(s1·dy), db2 = Σ s1·dy.
   encodeGemm(
     b,
-    { ...P, transB: true, geluGrad: true, scaleRows: scaled },
+    precisionOf(hf, { ...P, transB: true, geluGrad: true, scaleRows: scaled }, ["H", "C"]),
     [m, hidden, d],
     [dy, v.fc2W, v.u, ...s1, g.du],
     n,
   );
   encodeGemm(
     b,
-    { ...P, transA: true, geluA: true, colSum: attrs.hasFc2Bias, scaleB: scaled },
+    precisionOf(hf, { ...P, transA: true, geluA: true, colSum: attrs.hasFc2Bias, scaleB: scaled }, [
+      "A",
+    ]),
     [hidden, d, m],
     [v.u, dy, ...s1, viewOf(b, dfc2W), ...vb(dfc2B)],
     n,
   );
   // da2 = du·W1ᵀ; dW1 = a2ᵀ·du, db1 = Σ du.
-  encodeGemm(b, { ...P, transB: true }, [m, d, hidden], [g.du, v.fc1W, g.da]);
   encodeGemm(
     b,
-    { ...P, transA: true, colSum: attrs.hasFc1Bias },
+    precisionOf(hf, { ...P, transB: true }, ["A"]),
+    [m, d, hidden],
+    [g.du, v.fc1W, g.da],
+  );
+  encodeGemm(
+    b,
+    precisionOf(hf, { ...P, transA: true, colSum: attrs.hasFc1Bias }, ["B"]),
     [d, hidden, m],
     [v.a2, g.du, viewOf(b, dfc1W), ...vb(dfc1B)],
   );
@@ -292,14 +304,14 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   // Attention branch: dO = (s0·dh)·Wpᵀ; dWp = oᵀ·(s0·dh), dbp = Σ s0·dh.
   encodeGemm(
     b,
-    { ...P, transB: true, scaleRows: scaled },
+    precisionOf(hf, { ...P, transB: true, scaleRows: scaled }),
     [m, d, d],
     [g.dh, v.projW, ...s0, g.dO],
     n,
   );
   encodeGemm(
     b,
-    { ...P, transA: true, colSum: attrs.hasProjBias, scaleB: scaled },
+    precisionOf(hf, { ...P, transA: true, colSum: attrs.hasProjBias, scaleB: scaled }),
     [d, d, m],
     [v.o, g.dh, ...s0, viewOf(b, dprojW), ...vb(dprojB)],
     n,
@@ -326,10 +338,10 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   attention(b, "Dq", dqBody, withStats, g.dqkv, dm, attrs);
   attention(b, "DkDv", dkdvBody, withStats, g.dqkv, dm, attrs);
   // da1 = dqkv·Wqkvᵀ (into da: da2 is dead); dWqkv = a1ᵀ·dqkv, dbqkv = Σ dqkv.
-  encodeGemm(b, { ...P, transB: true }, [m, d, 3 * d], [g.dqkv, v.qkvW, g.da]);
+  encodeGemm(b, precisionOf(hf, { ...P, transB: true }), [m, d, 3 * d], [g.dqkv, v.qkvW, g.da]);
   encodeGemm(
     b,
-    { ...P, transA: true, colSum: attrs.hasQkvBias },
+    precisionOf(hf, { ...P, transA: true, colSum: attrs.hasQkvBias }),
     [d, 3 * d, m],
     [v.a1, g.dqkv, viewOf(b, dqkvW), ...vb(dqkvB)],
   );

@@ -1,13 +1,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { afterAll, describe, expect, it } from "vitest";
 import { checkWebgpuShaders } from "./flat-buffers";
-import {
-  assertMixedPrecision,
-  webgpuFromHalf,
-  webgpuGemmHalf,
-  webgpuHasShaderF16,
-  webgpuToHalf,
-} from "./gemm-half";
+import { assertMixedPrecision, webgpuHasShaderF16 } from "../precision";
+import { webgpuFromHalf, webgpuGemmHalf, webgpuToHalf } from "./gemm-half";
 import { f16Round, fill, useWebgpu } from "./testing";
 
 afterAll(async () => {
@@ -78,7 +73,7 @@ function reference(
         s += x * y;
         abs += Math.abs(x * y);
       }
-      const out = s + (bias ? bias[j] : 0);
+      const out = s + (bias ? f16Round(bias[j]) : 0);
       ref[i * n + j] = out;
       tol[i * n + j] =
         2 ** -11 * Math.abs(out) +

@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
-import { ConfigError, ShapeError, describeValue } from "@sit/core";
+import { ShapeError, describeValue } from "@sit/core";
+import { assertMixedPrecision } from "../precision";
 import { encode, viewOf } from "./encode";
 import { type WebGpuInternals, newTensorInfo, webgpuInternals } from "./flat-buffers";
 import { PLAIN_GEMM, encodeGemm } from "./gemm";
@@ -24,34 +25,6 @@ export interface HalfTensor {
 /** Words of packed f16 holding `n` halves. */
 export function halfWords(n: number): number {
   return Math.max(1, Math.ceil(n / 2));
-}
-
-/** Whether tfjs's webgpu device has `shader-f16` (requested by @sit/core's start-up when offered). */
-export function webgpuHasShaderF16(backend: unknown = tf.backend()): boolean {
-  const device = (backend as { device?: { features?: { has(f: string): boolean } } }).device;
-  return device?.features?.has("shader-f16") === true;
-}
-
-/**
- * Throw unless the active backend can run mixed precision (webgpu with `shader-f16`); `option`
- * names the setting that asked for it (e.g. `precision`), for the message.
- */
-export function assertMixedPrecision(option = "precision"): void {
-  const name = tf.getBackend();
-  if (name !== "webgpu")
-    throw new ConfigError(
-      `${option}: "mixed-f16" needs the webgpu backend with an adapter that has the shader-f16 feature, but the backend is ${name}; use "f32" there`,
-    );
-  if (!webgpuHasShaderF16())
-    throw new ConfigError(
-      `${option}: "mixed-f16" needs a WebGPU adapter with the shader-f16 feature; this adapter's device has none (${adapterName()}); use "f32"`,
-    );
-}
-
-function adapterName(): string {
-  const info = (tf.backend() as { adapterInfo?: { vendor?: string; architecture?: string } })
-    .adapterInfo;
-  return [info?.vendor, info?.architecture].filter(Boolean).join(" ") || "unknown adapter";
 }
 
 const CONVERT_THREADS = 256;

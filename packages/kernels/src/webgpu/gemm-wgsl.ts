@@ -33,7 +33,7 @@ export interface GemmVariant {
    * Mixed precision (absent: the f32 GEMM). Present: op(A) and op(B) are rounded to f16 as they
    * are loaded (after the GELU prologue and the row factors) and staged in f16 tiles, products
    * accumulate in f32, and the result is rounded to f16 — PyTorch autocast's f16 GEMM — after the
-   * bias (the GEMM's own output) and again after the GELU derivative (an f16 op in autocast);
+   * bias (rounded to f16 too: autocast casts it with the weight) and again after the GELU derivative (an f16 op in autocast);
    * the row factors and residual then apply in f32, and S is rounded to f16 too. Overflow gives
    * ±inf (what a loss scaler looks for). The list names the bindings *stored* as f16 (two per
    * 32-bit word; views still count 32-bit words); the others are f32.
@@ -43,6 +43,15 @@ export interface GemmVariant {
 
 /** Bindings that a mixed-precision variant may store as f16. */
 export type HalfBinding = "A" | "B" | "H" | "R" | "C" | "S";
+
+/** `variant` as its f16 GEMM with `stored` bindings in f16 storage when `half`, else unchanged. */
+export function precisionOf(
+  half: boolean | undefined,
+  variant: GemmVariant,
+  stored: HalfBinding[] = [],
+): GemmVariant {
+  return half ? { ...variant, half: stored } : variant;
+}
 
 /** Output tile `BM × BN` per workgroup of 16 × 16 threads (4 × 4 outputs each), K in steps of `BK`. */
 export const TILE = { BM: 64, BN: 64, BK: 16 } as const;
@@ -168,7 +177,7 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_id) li
       let n = col0 + tx + 16 * j;
       if (m < u.M && n < u.N) {
         var c = acc[i][j];
-        ${v.bias ? "c += Bias[n];" : ""}${round("\n        c")}
+        ${v.bias ? `c += ${half ? "f32(sitHalf(Bias[n]))" : "Bias[n]"};` : ""}${round("\n        c")}
         ${v.scaleRows ? "c *= Sc[m / u.rowsPer];" : ""}
         ${v.geluGrad ? `c *= sitGeluGrad(${read("H", "m * u.N + n")});${round(" c")}` : ""}
         ${v.residual ? `c += ${read("R", "m * u.N + n")};` : ""}

@@ -2,7 +2,8 @@ import * as tf from "@tensorflow/tfjs";
 import { ShapeError, describeValue } from "@sit/core";
 import { type View, encode, viewOf } from "./encode";
 import { type WebGpuInternals, newTensorInfo, webgpuInternals } from "./flat-buffers";
-import { type GemmVariant, TILE, gemmKey, gemmWgsl } from "./gemm-wgsl";
+import { halfActive } from "../precision";
+import { type GemmVariant, TILE, gemmKey, gemmWgsl, precisionOf } from "./gemm-wgsl";
 
 // A tiled GEMM family encoded directly on tfjs's compute pass (see flat-buffers.ts): one shader per
 // variant (transposes, GELU prologue, bias / GELU-derivative / residual epilogue, column sums), one
@@ -63,6 +64,8 @@ interface LinearAttrs {
   geluInput: boolean;
   hasBias: boolean;
   hasResidual: boolean;
+  /** Mixed precision (precision.ts): the f16 variants, all storage f32. */
+  half?: boolean;
 }
 
 /** Rows of x per entry of the per-sample factors (`x [B, …, K]`, `scale [B]`). */
@@ -97,7 +100,8 @@ function linearForward(args: unknown): tf.TensorInfo {
     ...(scale ? [scale] : []),
     y,
   ];
-  if (m > 0 && n > 0) encodeGemm(b, variant, [m, n, k], tensors, rowsPerSample(x, scale));
+  if (m > 0 && n > 0)
+    encodeGemm(b, precisionOf(attrs.half, variant), [m, n, k], tensors, rowsPerSample(x, scale));
   return y;
 }
 
@@ -119,7 +123,7 @@ function linearBackward(args: unknown): tf.TensorInfo[] {
   // dx = (s·dy)·Wᵀ, times gelu′(x) when the forward applied GELU to x.
   const dxVariant = { ...PLAIN, transB: true, geluGrad: attrs.geluInput, scaleRows: !!scale };
   const gx = attrs.geluInput ? [x] : [];
-  encodeGemm(b, dxVariant, [m, k, n], [dy, w, ...gx, ...sc, dx], rowsPer);
+  encodeGemm(b, precisionOf(attrs.half, dxVariant), [m, k, n], [dy, w, ...gx, ...sc, dx], rowsPer);
   // dW = pre(x)ᵀ·(s·dy) over the M rows, with Σ_rows s·dy in the same dispatch.
   const dwVariant = {
     ...PLAIN,
@@ -128,7 +132,8 @@ function linearBackward(args: unknown): tf.TensorInfo[] {
     colSum: !!db,
     scaleB: !!scale,
   };
-  encodeGemm(b, dwVariant, [k, n, m], [x, dy, ...sc, dw, ...(db ? [db] : [])], rowsPer);
+  const dwOut = [dw, ...(db ? [db] : [])];
+  encodeGemm(b, precisionOf(attrs.half, dwVariant), [k, n, m], [x, dy, ...sc, ...dwOut], rowsPer);
   return db ? [dx, dw, db] : [dx, dw];
 }
 
@@ -274,6 +279,7 @@ export function webgpuFusedLinear(
     geluInput: options.geluInput === true,
     hasBias: bias != null,
     hasResidual: residual != null,
+    ...(halfActive() ? { half: true } : {}),
   };
   const inputs: Record<string, tf.Tensor> = { x, w: weight };
   if (bias) inputs.bias = bias;
