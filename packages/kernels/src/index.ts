@@ -10,7 +10,8 @@ export { linear } from "./linear";
 export { layerNorm } from "./layer-norm";
 export { gelu } from "./gelu";
 export { fusedLinear, type FusedLinearOptions } from "./fused-linear";
-export { applyMlp, setWebgpuFusedHeads } from "./mlp";
+export { applyMlp } from "./mlp";
+export { setWebgpuFusedHeads } from "./webgpu/heads-register";
 export {
   transformerBlock,
   portableTransformerBlock,
@@ -34,6 +35,12 @@ export {
   PRECISIONS,
   type Precision,
 } from "./precision";
+export {
+  DynamicLossScaler,
+  LOSS_SCALER_DEFAULTS,
+  type LossScalerOptions,
+  type LossScalerState,
+} from "./loss-scaler";
 export { webgpuKernels, setWebgpuKernels } from "./webgpu/register";
 export { setWebgpuFlatKernels } from "./webgpu/flat-register";
 export { webgpuFlatAdamW, FLAT_ADAMW_KERNEL } from "./webgpu/adamw";
