@@ -85,6 +85,11 @@ export {
   pixelSourcesKernel,
   type PixelSourcesKernel,
 } from "./pixel-sources";
+export {
+  registerContrastiveLossKernel,
+  contrastiveLossKernel,
+  type ContrastiveLossKernel,
+} from "./loss-kernels";
 export { GradientAccumulator } from "./optim/accumulate";
 export {
   cosineSchedule,

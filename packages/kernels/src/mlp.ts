@@ -13,22 +13,7 @@ import { gelu } from "./gelu";
 import { layerNorm } from "./layer-norm";
 import { webgpuBatchNormAct } from "./webgpu/batch-norm";
 import { webgpuFusedLinear } from "./webgpu/gemm";
-import { webgpuKernelsEnabled } from "./webgpu/register";
-
-let fusedOnWebgpu = true;
-
-/**
- * Turn the fused webgpu heads on (default) or off; off, {@link applyMlp} runs the MLP's own layers
- * on webgpu too (for comparisons and benchmarks).
- */
-export function setWebgpuFusedHeads(enabled: boolean): void {
-  fusedOnWebgpu = enabled === true;
-}
-
-/** Whether the fused webgpu heads are on (see {@link setWebgpuFusedHeads}). */
-export function webgpuFusedHeadsEnabled(): boolean {
-  return fusedOnWebgpu && tf.getBackend() === "webgpu" && webgpuKernelsEnabled();
-}
+import { webgpuFusedHeadsEnabled } from "./webgpu/heads-register";
 
 interface Layer {
   linear: Linear;

@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { ShapeError, checkNumber } from "@sit/core";
+import { ShapeError, checkNumber, contrastiveLossKernel } from "@sit/core";
 import { checkFloatTensor, checkSameShape } from "./checks";
 import { l2Normalize } from "./ops";
 
@@ -24,23 +24,29 @@ function checkPair(qName: string, q: tf.Tensor, kName: string, k: tf.Tensor): vo
  * MoCo-v3 contrastive loss of student queries `q` `[B, D]` against teacher keys `k` `[B, D]`
  * (SiT v3, §5): `2τ · CE(normalize(q) · normalize(k)ᵀ / τ, target = own index)`, mean over the
  * B rows. The positive of row i is key i (the teacher's embedding of the other view of the same
- * image); the other keys are negatives. `k` is detached: no gradient reaches the teacher.
+ * image); the other keys are negatives. `k` is detached: no gradient reaches the teacher. A fused
+ * kernel registered for the active backend (@sit/core's `registerContrastiveLossKernel`; webgpu
+ * with @sit/kernels) takes the call; otherwise the portable custom gradient below.
  */
 export function mocoV3Loss(q: tf.Tensor, k: tf.Tensor, options: MocoV3Options = {}): tf.Scalar {
+  const { temperature, eps } = resolveOptions(options);
+  checkPair("q", q, "k", k);
+  const fused = contrastiveLossKernel(tf.getBackend());
+  if (fused) return fused([[q as tf.Tensor2D, k as tf.Tensor2D]], temperature, eps);
+  return tf.tidy(() => fusedMocoV3(q as tf.Tensor2D, k as tf.Tensor2D, temperature, eps));
+}
+
+function resolveOptions(options: MocoV3Options): { temperature: number; eps: number } {
   const temperature = checkNumber(
     "temperature",
     options.temperature ?? CONTRASTIVE_LOSS_DEFAULTS.temperature,
-    {
-      min: 0,
-      minExclusive: true,
-    },
+    { min: 0, minExclusive: true },
   );
   const eps = checkNumber("eps", options.eps ?? CONTRASTIVE_LOSS_DEFAULTS.eps, {
     min: 0,
     minExclusive: true,
   });
-  checkPair("q", q, "k", k);
-  return tf.tidy(() => fusedMocoV3(q as tf.Tensor2D, k as tf.Tensor2D, temperature, eps));
+  return { temperature, eps };
 }
 
 /**
@@ -104,6 +110,16 @@ export function sitContrastiveLoss(
     throw new ShapeError(
       `s2: expected the shape of s1 [${s1.shape.join(", ")}], got [${s2.shape.join(", ")}]`,
     );
+  // A backend's fused loss (@sit/core's seam; webgpu: one kernel each way) takes both pairs at once.
+  const fused = contrastiveLossKernel(tf.getBackend());
+  if (fused) {
+    const { temperature, eps } = resolveOptions(options);
+    const pairs = [
+      [s1, t2],
+      [s2, t1],
+    ] as [tf.Tensor2D, tf.Tensor2D][];
+    return fused(pairs, temperature, eps);
+  }
   return tf.tidy(
     () => tf.add(mocoV3Loss(s1, t2, options), mocoV3Loss(s2, t1, options)) as tf.Scalar,
   );

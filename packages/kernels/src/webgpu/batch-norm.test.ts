@@ -2,7 +2,8 @@ import * as tf from "@tensorflow/tfjs";
 import { type MLPBlock, MLP, Rng } from "@sit/core";
 import { expectClose } from "@sit/testing";
 import { afterAll, describe, expect, it } from "vitest";
-import { applyMlp, setWebgpuFusedHeads } from "../mlp";
+import { applyMlp } from "../mlp";
+import { setWebgpuFusedHeads } from "./heads-register";
 import { checkWebgpuShaders } from "./flat-buffers";
 import { countLaunches, fill, useWebgpu } from "./testing";
 

@@ -1,0 +1,31 @@
+import * as tf from "@tensorflow/tfjs";
+import { registerContrastiveLossKernel } from "@sit/core";
+import { webgpuContrastiveLoss } from "./contrastive";
+import { webgpuKernelsEnabled } from "./register";
+
+// The switch of the fused webgpu kernels outside the backbone: the projection head's BatchNorm
+// kernels (taken by `applyMlp`, which asks `webgpuFusedHeadsEnabled`) and the MoCo-v3 loss
+// (plugged into @sit/losses through @sit/core's seam while on).
+
+let removeLosses: (() => void) | null = null;
+
+/**
+ * Turn the fused webgpu heads and losses on (the state after importing this package) or off; off,
+ * `applyMlp` runs the MLP's own layers and @sit/losses its portable losses on webgpu too (for
+ * comparisons and benchmarks). Idempotent.
+ */
+export function setWebgpuFusedHeads(enabled: boolean): void {
+  if (enabled && !removeLosses) {
+    removeLosses = registerContrastiveLossKernel("webgpu", webgpuContrastiveLoss);
+  } else if (!enabled && removeLosses) {
+    removeLosses();
+    removeLosses = null;
+  }
+}
+
+/** Whether the fused webgpu heads are on and the webgpu backend with this package's kernels is active. */
+export function webgpuFusedHeadsEnabled(): boolean {
+  return removeLosses !== null && tf.getBackend() === "webgpu" && webgpuKernelsEnabled();
+}
+
+setWebgpuFusedHeads(true);
