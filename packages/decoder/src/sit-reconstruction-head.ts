@@ -9,7 +9,7 @@ import {
   invalidArgument,
   kaimingUniform,
 } from "@sit/core";
-import { gelu, linear, unpatchify } from "@sit/kernels";
+import { fusedLinear, linear, unpatchify } from "@sit/kernels";
 
 /** Options of {@link SitReconstructionHead}. */
 export interface SitReconstructionHeadOptions {
@@ -108,9 +108,13 @@ export class SitReconstructionHead extends Module {
         `gridSize: expected [rows, cols] with rows·cols = ${n} (the number of patch tokens), got ${describeValue(gridSize ?? grid)}`,
       );
     return tf.tidy(() => {
-      let x: tf.Tensor = patchTokens;
-      for (const layer of this.mlp.layers) x = gelu(linear(x, layer.weight, layer.bias));
-      const pixels = linear(x, this.convTrans.weight); // [B, N, p·p·C]
+      // Each GELU is applied by the next layer as it loads its input (`geluInput`): on webgpu one
+      // GEMM dispatch per layer (two backward) and no separate activation kernel; elsewhere
+      // exactly gelu then linear.
+      const [first, ...rest] = this.mlp.layers;
+      let x = linear(patchTokens, first.weight, first.bias);
+      for (const layer of rest) x = fusedLinear(x, layer.weight, layer.bias, { geluInput: true });
+      const pixels = fusedLinear(x, this.convTrans.weight, null, { geluInput: true }); // [B, N, p·p·C]
       return tf.add(unpatchify(pixels, this.patchSize, grid), this.convTrans.bias) as tf.Tensor4D;
     });
   }
