@@ -52,6 +52,27 @@ async function loadTfWasm(): Promise<TfWasm> {
 }
 
 /**
+ * Run `start` while `navigator.hardwareConcurrency` reads `cores`. tfjs's threaded build gives
+ * XNNPACK at most half the logical cores it is told of (it assumes two hyper-threads per core), so
+ * a page on 2 cores got 1 thread whatever `setThreadsCount` asked for; Node's start lifts the same
+ * cap through `os.cpus` (@sit/core/node). The real value is back as soon as the module has started.
+ * @internal
+ */
+export async function withLogicalCores<T>(cores: number, start: () => Promise<T>): Promise<T> {
+  const nav = (globalThis as { navigator?: object }).navigator;
+  const own = nav ? Object.getOwnPropertyDescriptor(nav, "hardwareConcurrency") : undefined;
+  if (!nav || (own && !own.configurable)) return start();
+  Object.defineProperty(nav, "hardwareConcurrency", { configurable: true, get: () => cores });
+  try {
+    return await start();
+  } finally {
+    // The browser's value lives on Navigator.prototype: removing the own property uncovers it.
+    if (own) Object.defineProperty(nav, "hardwareConcurrency", own);
+    else delete (nav as { hardwareConcurrency?: number }).hardwareConcurrency;
+  }
+}
+
+/**
  * Start tfjs's WASM backend: SIMD always (when the runtime supports it), and `threads` XNNPACK
  * threads through the threaded build (1 keeps the single-threaded SIMD build). Falls back to one
  * thread, with a note saying why, if the threaded build cannot start.
@@ -96,7 +117,8 @@ export async function startWasm(
       }
     } else if (await tf.env().getAsync("WASM_HAS_MULTITHREAD_SUPPORT")) {
       tfwasm.setThreadsCount(threads);
-      if (await tf.setBackend("wasm")) return { threads: tfwasm.getThreadsCount(), simd };
+      if (await withLogicalCores(2 * threads, () => tf.setBackend("wasm")))
+        return { threads: tfwasm.getThreadsCount(), simd };
       note = "the threaded build did not start";
     } else note = "threads need SharedArrayBuffer (a cross-origin-isolated page)";
   }
