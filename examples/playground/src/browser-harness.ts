@@ -3,7 +3,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Browser, type Page, chromium } from "playwright-core";
+import { type Browser, type Download, type Page, chromium } from "playwright-core";
 import { serveStatic } from "./static-server";
 
 /** This example's folder. */
@@ -80,6 +80,8 @@ export async function watchedPage(session: Session): Promise<{ page: Page; error
 /** What the page exposes as `globalThis.playground` (see main.ts). */
 export interface PageStatus {
   backend: string | null;
+  threads?: number;
+  adapter?: string;
   state: string;
   losses: Array<{ step: number; loss: number }>;
   knn: Array<{ step: number; top1: number }>;
@@ -118,4 +120,34 @@ export function canvasVariety(page: Page, selector: string): Promise<number[]> {
       return differ / (data.length / 4);
     }),
   );
+}
+
+/**
+ * Click the page's Download button and save what it hands over (`checkpoint-<step>.safetensors`
+ * and the run's `config.json`) into `dir`.
+ */
+export async function downloadCheckpoint(
+  page: Page,
+  dir: string,
+): Promise<{ checkpoint: string; config: string }> {
+  const saved: string[] = [];
+  const both = new Promise<void>((resolve) => {
+    const onDownload = async (d: Download) => {
+      const path = join(dir, d.suggestedFilename());
+      await d.saveAs(path);
+      saved.push(path);
+      if (saved.length === 2) {
+        page.off("download", onDownload);
+        resolve();
+      }
+    };
+    page.on("download", onDownload);
+  });
+  await page.click("#download");
+  await both;
+  const config = saved.find((p) => p.endsWith(".json"));
+  const checkpoint = saved.find((p) => p.endsWith(".safetensors"));
+  if (!config || !checkpoint)
+    throw new Error(`expected a checkpoint and config.json, got ${saved.join(", ")}`);
+  return { checkpoint, config };
 }

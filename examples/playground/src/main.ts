@@ -19,6 +19,10 @@ const params = new URLSearchParams(location.search);
 /** What the page has seen, for the browser test and the console (read-only by convention). */
 export interface PlaygroundStatus {
   backend: string | null;
+  /** WASM: XNNPACK threads of the started backend (absent on the others). */
+  threads?: number;
+  /** WebGPU: the adapter's description. */
+  adapter?: string;
   state: RunState;
   losses: Array<{ step: number; loss: number }>;
   knn: Array<{ step: number; top1: number }>;
@@ -98,6 +102,8 @@ let knnSeen = 0;
 function onMessage(m: FromWorker): void {
   if (m.type === "backend") {
     status.backend = m.name;
+    status.threads = m.threads;
+    status.adapter = m.adapter;
     $("backend-line").textContent = `Backend: ${m.name}${m.detail ? ` (${m.detail})` : ""}`;
   } else if (m.type === "state") {
     status.state = m.state;

@@ -1,7 +1,7 @@
 // The playground in a real browser: Debian's Chromium driven by playwright-core. Skips, saying
 // why, where no Chromium binary exists. Screenshots and downloads go to test-output/ (gitignored).
 import { mkdtempSync, readFileSync, readdirSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { type CliIO, loadModel, pretrain, pretrainSchema } from "@sit/cli";
 import type { Page } from "playwright-core";
@@ -12,8 +12,10 @@ import {
   type Session,
   builtPage,
   canvasVariety,
+  downloadCheckpoint,
   findChromium,
   openSession,
+  status,
   waitFinished,
   watchedPage,
 } from "./browser-harness";
@@ -68,26 +70,47 @@ describe.skipIf(!chromiumPath)(`playground in Chromium (${reason})`, () => {
     await session?.close();
   });
 
-  it(`trains ${STEPS} SiT steps on wasm: falling loss, pictures, k-NN, no console error; its checkpoint continues under sit pretrain --resume, and that one continues in the page`, async () => {
+  it(`trains ${STEPS} SiT steps on wasm on all cores: falling loss, pictures, k-NN, no console error; a checkpoint downloaded mid-run and the final one load in Node, the final one continues under sit pretrain --resume, and that one continues in the page`, async () => {
     const { page, errors } = await watchedPage(session);
     await page.goto(session.url + query("wasm"));
+
+    // Download while the run trains (no pause): the worker writes it between two steps.
+    await page.waitForFunction(
+      () => {
+        const s = (globalThis as unknown as { playground?: { state: string; losses: unknown[] } })
+          .playground;
+        return !!s && s.state === "running" && s.losses.length >= 3;
+      },
+      undefined,
+      { timeout: 120_000, polling: 50 },
+    );
+    expect((await status(page)).state).toBe("running");
+    const midRun = await downloadCheckpoint(page, OUTPUT_DIR);
+
     await checkRun(page, "wasm");
     await page.screenshot({ path: join(OUTPUT_DIR, "playground-wasm.png"), fullPage: true });
+    // Threads: tfjs's threaded build once gave a page half its cores (1 of 2); the page now asks
+    // for all of them (at most 8), as Node does.
+    const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+    const s = await status(page);
+    expect(s.threads).toBe(Math.min(cores, 8));
+    if (availableParallelism() >= 2) expect(s.threads).toBeGreaterThanOrEqual(2);
 
-    // Download: the checkpoint and its config.json.
-    const downloads = new Promise<string[]>((resolve) => {
-      const saved: string[] = [];
-      page.on("download", async (d) => {
-        const path = join(OUTPUT_DIR, d.suggestedFilename());
-        await d.saveAs(path);
-        saved.push(path);
-        if (saved.length === 2) resolve(saved);
-      });
-    });
-    await page.click("#download");
-    const [checkpoint, configFile] = (await downloads).sort((a, b) =>
-      a.endsWith(".json") ? 1 : b.endsWith(".json") ? -1 : 0,
-    );
+    // The mid-run checkpoint is a consistent one of the CLI's own kind, at the step it was taken.
+    const partial = await loadModel(midRun.checkpoint);
+    try {
+      expect(partial.step).toBeGreaterThanOrEqual(3);
+      expect(partial.step).toBeLessThan(STEPS);
+      expect(midRun.checkpoint).toMatch(
+        new RegExp(`checkpoint-${String(partial.step).padStart(8, "0")}\\.safetensors$`),
+      );
+      expect(partial.run.data.dataset).toBe("fashion-mnist-bundled");
+    } finally {
+      partial.recipe.dispose();
+    }
+
+    // Download at the end: the checkpoint and its config.json.
+    const { checkpoint, config: configFile } = await downloadCheckpoint(page, OUTPUT_DIR);
     expect(checkpoint).toMatch(/checkpoint-00000030\.safetensors$/);
     expect(errors).toEqual([]);
 

@@ -87,6 +87,10 @@ export type FromWorker =
       name: string;
       /** Adapter, threads, why others were skipped. */
       detail: string;
+      /** WASM: XNNPACK threads in use. */
+      threads?: number;
+      /** WebGPU: the adapter's description. */
+      adapter?: string;
     }
   | { type: "state"; state: RunState; message?: string }
   | {

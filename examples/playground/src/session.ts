@@ -71,6 +71,10 @@ export class TrainingSession {
   private readonly abort = new AbortController();
   private paused: { promise: Promise<void>; release: () => void } | null = null;
   private pending: Array<() => Promise<void>> = [];
+  /** Whether `fit` is driving steps (jobs then wait for the end of the current step). */
+  private inFit = false;
+  /** Whether the run waits in a pause between two steps. */
+  private parked = false;
   /** Where the run stands after its last step (what a checkpoint records). */
   progress: TrainProgress;
   private readonly size: number;
@@ -124,6 +128,7 @@ export class TrainingSession {
         dropLast: true,
       });
       const sink: MetricSink = { onEvent: (e) => this.onEvent(e, priorElapsedSec) };
+      this.inFit = true;
       try {
         await fit(this.recipe, (e) => loader.epoch(e), {
           epochs: this.recipe.config.optim.epochs,
@@ -144,6 +149,9 @@ export class TrainingSession {
         });
       } finally {
         await loader.close();
+        // A checkpoint asked for during the last step is written now (no step follows to run it).
+        this.inFit = false;
+        await this.runPending();
       }
       // The last step's pictures and k-NN, unless its onStep already reported them.
       const last = this.progress.step;
@@ -181,20 +189,30 @@ export class TrainingSession {
   /** Between two steps: run what was asked meanwhile (checkpoints), and wait while paused. */
   private async betweenSteps(): Promise<void> {
     for (;;) {
-      const jobs = this.pending;
-      this.pending = [];
-      for (const job of jobs) await job();
+      await this.runPending();
       if (!this.paused || this.abort.signal.aborted) return;
-      await this.paused.promise;
+      this.parked = true;
+      try {
+        await this.paused.promise;
+      } finally {
+        this.parked = false;
+      }
     }
   }
 
+  private async runPending(): Promise<void> {
+    const jobs = this.pending;
+    this.pending = [];
+    for (const job of jobs) await job();
+  }
+
   /**
-   * Run `job` where the recipe's state is consistent: at once when the run is paused or not
-   * training, else right after the current step.
+   * Run `job` where the recipe's state is consistent: at once when no step is under way (not
+   * training, or parked by a pause between two steps), else right after the current step — a
+   * pause asked for during a step takes effect only after it.
    */
-  whenIdle(job: () => Promise<void>, training: boolean): Promise<void> {
-    if (!training || this.paused) return job();
+  whenIdle(job: () => Promise<void>): Promise<void> {
+    if (!this.inFit || this.parked) return job();
     return new Promise((resolve, reject) => {
       this.pending.push(() => job().then(resolve, reject));
     });

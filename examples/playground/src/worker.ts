@@ -53,7 +53,13 @@ async function init(
     info.note ?? "",
     ...info.skipped.map((s) => `skipped ${s.name}: ${s.reason}`),
   ].filter(Boolean);
-  post({ type: "backend", name: info.name, detail: detail.join("; ") });
+  post({
+    type: "backend",
+    name: info.name,
+    detail: detail.join("; "),
+    ...(info.threads !== undefined ? { threads: info.threads } : {}),
+    ...(info.adapter ? { adapter: info.adapter } : {}),
+  });
   setState("idle");
 }
 
@@ -91,7 +97,7 @@ async function save(): Promise<void> {
   await s.whenIdle(async () => {
     const { name, bytes, config } = await encodePageCheckpoint(s);
     post({ type: "checkpoint", step: s.progress.step, name, bytes, config }, [bytes.buffer]);
-  }, state === "running");
+  });
 }
 
 async function reset(): Promise<void> {
