@@ -89,6 +89,9 @@ export {
   registerContrastiveLossKernel,
   contrastiveLossKernel,
   type ContrastiveLossKernel,
+  registerMaskedLossKernel,
+  maskedLossKernel,
+  type MaskedLossKernel,
 } from "./loss-kernels";
 export { GradientAccumulator } from "./optim/accumulate";
 export {

@@ -37,3 +37,34 @@ export function registerContrastiveLossKernel(
 export function contrastiveLossKernel(backend: string): ContrastiveLossKernel | undefined {
   return contrastiveKernels.get(backend);
 }
+
+/**
+ * The masked reconstruction loss `Σ e(pred − target)·m / max(n, 1e-12)`, e = |·| (`l1`) or (·)²
+ * (`l2`), over NHWC `pred`, `target` `[B, H, W, C]` and a float32 `mask` `[B, H, W, 1]` (one
+ * weight per pixel, counted once per channel in n) or `[B, H, W, C]`; n = the mask's weight over
+ * every element. Differentiable in pred and target; the mask is data. Called with arguments
+ * already checked; must match @sit/losses' portable result.
+ */
+export type MaskedLossKernel = (
+  pred: tf.Tensor4D,
+  target: tf.Tensor4D,
+  mask: tf.Tensor4D,
+  type: "l1" | "l2",
+) => tf.Scalar;
+
+const maskedLossKernels = new Map<string, MaskedLossKernel>();
+
+/**
+ * Register a fused masked reconstruction loss for `backend`; @sit/losses'
+ * `maskedReconstructionLoss` (reduction "masked") uses it whenever that backend is active. Returns
+ * a function that removes the registration.
+ */
+export function registerMaskedLossKernel(backend: string, kernel: MaskedLossKernel): () => void {
+  if (typeof kernel !== "function") throw invalidArgument("kernel", kernel, "a function");
+  return registerForBackend("masked reconstruction loss", maskedLossKernels, backend, kernel);
+}
+
+/** The fused masked reconstruction loss registered for `backend`, if any. */
+export function maskedLossKernel(backend: string): MaskedLossKernel | undefined {
+  return maskedLossKernels.get(backend);
+}

@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { ShapeError, invalidArgument } from "@sit/core";
+import { ShapeError, invalidArgument, maskedLossKernel } from "@sit/core";
 import { checkFloatTensor, checkSameShape } from "./checks";
 
 /** {@link maskedReconstructionLoss}'s defaults: SiT v3's (masked L1). */
@@ -59,6 +59,13 @@ export function maskedReconstructionLoss(
     throw new ShapeError(
       `mask: expected shape [${B}, ${H}, ${W}], [${B}, ${H}, ${W}, 1] or [${B}, ${H}, ${W}, ${C}], got [${mask.shape.join(", ")}]`,
     );
+  // A backend's fused loss (@sit/core's seam; webgpu: one kernel each way) for float32 masks.
+  const fused = maskedLossKernel(tf.getBackend());
+  if (fused && mask.dtype === "float32")
+    return tf.tidy(() => {
+      const m4 = (mask.rank === 3 ? tf.expandDims(mask, 3) : mask) as tf.Tensor4D;
+      return fused(pred as tf.Tensor4D, target as tf.Tensor4D, m4, type);
+    });
   return tf.tidy(() => {
     const m4 = tf.cast(mask.rank === 3 ? tf.expandDims(mask, 3) : mask, "float32");
     // Weight of every (pixel, channel) element: a per-pixel mask counts once per channel.

@@ -17,10 +17,10 @@ describe("SiT step parity with PyTorch on webgpu (sit_step.safetensors)", () => 
     async (ctx) => {
       if (!(await useWebgpu(ctx))) return;
       const info = await tf.profile(() => checkSitStepParity(true));
-      // The blocks, the projection heads' BatchNorms and the contrastive loss ran fused (student
-      // and teacher forward, student backward).
+      // The blocks, the projection heads' BatchNorms and both losses ran fused (student and
+      // teacher forward, student backward).
       const names = info.kernels.map((k) => k.name);
-      const fused = ["SitBlock", "SitBatchNorm", "SitContrastiveLoss"];
+      const fused = ["SitBlock", "SitBatchNorm", "SitContrastiveLoss", "SitMaskedLoss"];
       for (const kernel of [...fused, ...fused.map((k) => `${k}Grad`)])
         expect(names).toContain(kernel);
     },

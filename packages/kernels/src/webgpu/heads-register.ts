@@ -1,11 +1,12 @@
 import * as tf from "@tensorflow/tfjs";
-import { registerContrastiveLossKernel } from "@sit/core";
+import { registerContrastiveLossKernel, registerMaskedLossKernel } from "@sit/core";
 import { webgpuContrastiveLoss } from "./contrastive";
+import { webgpuMaskedLoss } from "./masked-loss";
 import { webgpuKernelsEnabled } from "./register";
 
 // The switch of the fused webgpu kernels outside the backbone: the projection head's BatchNorm
-// kernels (taken by `applyMlp`, which asks `webgpuFusedHeadsEnabled`) and the MoCo-v3 loss
-// (plugged into @sit/losses through @sit/core's seam while on).
+// kernels (taken by `applyMlp`, which asks `webgpuFusedHeadsEnabled`), the MoCo-v3 loss and the
+// masked reconstruction loss (plugged into @sit/losses through @sit/core's seams while on).
 
 let removeLosses: (() => void) | null = null;
 
@@ -16,7 +17,13 @@ let removeLosses: (() => void) | null = null;
  */
 export function setWebgpuFusedHeads(enabled: boolean): void {
   if (enabled && !removeLosses) {
-    removeLosses = registerContrastiveLossKernel("webgpu", webgpuContrastiveLoss);
+    const removers = [
+      registerContrastiveLossKernel("webgpu", webgpuContrastiveLoss),
+      registerMaskedLossKernel("webgpu", webgpuMaskedLoss),
+    ];
+    removeLosses = () => {
+      for (const r of removers) r();
+    };
   } else if (!enabled && removeLosses) {
     removeLosses();
     removeLosses = null;
