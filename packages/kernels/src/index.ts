@@ -40,6 +40,7 @@ export {
   LOSS_SCALER_DEFAULTS,
   type LossScalerOptions,
   type LossScalerState,
+  type ScaledGradients,
 } from "./loss-scaler";
 export { webgpuKernels, setWebgpuKernels } from "./webgpu/register";
 export { setWebgpuFlatKernels } from "./webgpu/flat-register";

@@ -53,6 +53,15 @@ function checkOptions(o: Required<LossScalerOptions>): void {
     throw bad("growthInterval", o.growthInterval, "a positive integer");
 }
 
+/**
+ * Gradients divided by the scale, and `check`: a scalar that is NaN when any scaled gradient held
+ * an inf or NaN, else 0. (A type, not an interface: tf.tidy may return it.)
+ */
+export type ScaledGradients = {
+  grads: Record<string, tf.Tensor>;
+  check: tf.Scalar;
+};
+
 /** Dynamic loss scaling with PyTorch GradScaler's semantics (see the module comment). */
 export class DynamicLossScaler {
   private options: Required<LossScalerOptions>;
@@ -85,10 +94,7 @@ export class DynamicLossScaler {
    * any scaled gradient holds an inf or NaN, else 0 (checked elementwise before the division, as
    * PyTorch does: `g·0` is NaN exactly where g is not finite).
    */
-  unscale(grads: Record<string, tf.Tensor>): {
-    grads: Record<string, tf.Tensor>;
-    check: tf.Scalar;
-  } {
+  unscale(grads: Record<string, tf.Tensor>): ScaledGradients {
     return tf.tidy(() => {
       // 1/scale in f64 then f32, as PyTorch's `scale.double().reciprocal().float()`.
       const inv = tf.scalar(Math.fround(1 / this.current));
@@ -96,7 +102,8 @@ export class DynamicLossScaler {
       const out: Record<string, tf.Tensor> = {};
       for (const [k, g] of entries) out[k] = tf.mul(g, inv);
       const probes = entries.map(([, g]) => tf.sum(tf.mul(g, 0)));
-      const check = (probes.length > 0 ? tf.addN(probes) : tf.scalar(0)) as tf.Scalar;
+      // (stack, not addN: webgpu's addN binds every input at once, past the per-shader limit.)
+      const check = (probes.length > 0 ? tf.sum(tf.stack(probes)) : tf.scalar(0)) as tf.Scalar;
       return { grads: out, check };
     });
   }
@@ -125,11 +132,18 @@ export class DynamicLossScaler {
    * `found_inf`), call `apply` with the unscaled gradients only when they are, and update the
    * scale. Disposes what it made (not `grads`). Resolves to whether `apply` ran.
    */
-  async step(
+  step(
     grads: Record<string, tf.Tensor>,
     apply: (unscaled: Record<string, tf.Tensor>) => void,
   ): Promise<boolean> {
-    const { grads: unscaled, check } = this.unscale(grads);
+    return this.finish(this.unscale(grads), apply);
+  }
+
+  /** {@link DynamicLossScaler.step} after {@link DynamicLossScaler.unscale}; disposes `unscaled`. */
+  async finish(
+    { grads: unscaled, check }: ScaledGradients,
+    apply: (unscaled: Record<string, tf.Tensor>) => void,
+  ): Promise<boolean> {
     try {
       const finite = Number.isFinite((await check.data())[0]);
       if (finite) apply(unscaled);
