@@ -1,6 +1,13 @@
 import * as tf from "@tensorflow/tfjs";
 import { AdamW, ConfigError, type Module, Rng, type RngState } from "@sit/core";
 import {
+  DynamicLossScaler,
+  type LossScalerState,
+  type Precision,
+  type ScaledGradients,
+  checkPrecision,
+} from "@sit/kernels";
+import {
   EmaTeacher,
   MOMENTUM_DEFAULTS,
   type MomentumSchedule,
@@ -48,6 +55,10 @@ export abstract class ModuleRecipe<M extends Module, Batch, T extends Module = M
   protected ema: { teacher: EmaTeacher<T>; follows: Module } | null = null;
   /** Named generators (masking, drop path…), saved and restored with the state. */
   protected readonly rngs: Record<string, Rng> = {};
+  /** Precision of the forward and backward passes (`config.precision`, default f32). */
+  readonly precision: Precision;
+  /** Dynamic loss scaling under mixed precision (saved and restored with the state). */
+  readonly lossScaler: DynamicLossScaler | null;
 
   protected constructor(
     readonly student: M,
@@ -55,8 +66,12 @@ export abstract class ModuleRecipe<M extends Module, Batch, T extends Module = M
       optim: OptimConfig;
       seed: number;
       momentum?: { base: number; final: number };
+      precision?: Precision;
     },
   ) {
+    // Checked against the active backend now: mixed-f16 needs webgpu with shader-f16.
+    this.precision = checkPrecision("precision", config.precision ?? "f32");
+    this.lossScaler = this.precision === "mixed-f16" ? new DynamicLossScaler() : null;
     const s = optimSchedules(config.optim);
     const m = config.momentum ?? MOMENTUM_DEFAULTS;
     this.schedules = { ...s, momentum: cosineMomentum({ ...m, totalSteps: s.totalSteps }) };
@@ -128,6 +143,17 @@ export abstract class ModuleRecipe<M extends Module, Batch, T extends Module = M
     if (this.ema) this.ema.teacher.update(this.ema.follows, hyper.momentum);
   }
 
+  /**
+   * Under mixed precision, after the gradients of the scaled loss were unscaled
+   * ({@link DynamicLossScaler.unscale}): read whether they are finite (one scalar, as PyTorch's
+   * `scaler.step` reads `found_inf`), apply them (clip + AdamW + EMA) only if so, and update the
+   * scale. Disposes `scaled`.
+   */
+  protected async applyScaledGradients(scaled: ScaledGradients, hyper: StepHyper): Promise<void> {
+    if (!this.lossScaler) throw new Error("applyScaledGradients: the recipe has no loss scaler");
+    await this.lossScaler.finish(scaled, (grads) => this.applyGradients(grads, hyper));
+  }
+
   /** A launched step: `values` = `[loss, ...terms]` still on the device, the schedule values used. */
   protected launched(values: tf.Tensor, terms: string[], hyper: StepHyper): LaunchedStep {
     return { values, terms, schedule: this.ema ? hyper : { lr: hyper.lr, wd: hyper.wd } };
@@ -174,6 +200,7 @@ export abstract class ModuleRecipe<M extends Module, Batch, T extends Module = M
         config: this.config,
         optimizer: { step: opt.step, groups: opt.groups },
         rngs,
+        ...(this.lossScaler ? { lossScaler: this.lossScaler.state() } : {}),
         versions: { "@sit/recipes": RECIPES_VERSION, "@tensorflow/tfjs": tf.version.tfjs },
       },
     };
@@ -195,6 +222,9 @@ export abstract class ModuleRecipe<M extends Module, Batch, T extends Module = M
     this.optimizer.loadState({ step: opt.step, groups: opt.groups, tensors: pick("optim.") });
     const rngs = (state.meta.rngs ?? {}) as Record<string, RngState>;
     for (const k of Object.keys(this.rngs)) if (rngs[k]) this.rngs[k] = Rng.fromState(rngs[k]);
+    // A checkpoint of an f32 run resumed in mixed precision starts from the initial scale.
+    const scaler = state.meta.lossScaler as LossScalerState | undefined;
+    if (this.lossScaler && scaler) this.lossScaler.loadState(scaler);
   }
 
   dispose(): void {

@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
-import { Rng } from "@sit/core";
+import { ConfigError, Rng } from "@sit/core";
+import { type ScaledGradients, withPrecision } from "@sit/kernels";
 import type { EmaTeacher } from "@sit/momentum";
 import { AttentionMasker, GmmlMasker, clsAttentionScores, corruptViews } from "@sit/gmml";
 import { maskedReconstructionLoss, sitContrastiveLoss } from "@sit/losses";
@@ -131,6 +132,7 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
         false,
         teacher?.projection,
       );
+      if (out.scaled) await this.applyScaledGradients(out.scaled, hyper);
       return this.launched(out.losses, ["contrastive", "reconstruction"], hyper);
     } finally {
       tf.dispose([...corrupted, ...masks, ...tokenMasks]);
@@ -164,6 +166,10 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
     hyper: StepHyper,
     details = false,
   ): SitStepDetails | StepValues {
+    if (this.lossScaler)
+      throw new ConfigError(
+        'stepOnInputs: precision "mixed-f16" reads whether the gradients are finite asynchronously; use stepOnInputsAsync',
+      );
     const out = this.stepTensors(inputs, hyper, details);
     // A synchronous read (cpu, wasm, tensorflow): trainStep reads asynchronously instead.
     const values = out.losses.dataSync() as Float32Array;
@@ -177,6 +183,7 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
    */
   async stepOnInputsAsync(inputs: SitStepInputs, hyper: StepHyper): Promise<SitStepDetails> {
     const out = this.stepTensors(inputs, hyper, true);
+    if (out.scaled) await this.applyScaledGradients(out.scaled, hyper);
     try {
       return detailsOf(out, (await out.losses.data()) as Float32Array) as SitStepDetails;
     } finally {
@@ -196,6 +203,8 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
     t?: tf.Tensor;
     rec?: tf.Tensor;
     grads?: Record<string, tf.Tensor>;
+    /** Mixed precision: the unscaled gradients, applied by the caller once their check is read. */
+    scaled?: ScaledGradients;
   } {
     const { temperature, lambda } = this.config;
     const B = inputs.clean[0].shape[0];
@@ -204,9 +213,16 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
       const corrupted = tf.concat([...inputs.corrupted], 0) as tf.Tensor4D;
       const mask = tf.concat([...inputs.masks], 0);
       // Teacher on the clean views, outside the tape (no gradient; its BatchNorm uses batch statistics).
-      const t = teacherProjection ?? (this.teacher.module.forward(clean).projection as tf.Tensor2D);
-      const { loss, grads, extras } = gradientsByName(this.student, () => {
-        const o = this.student.forward(corrupted, { rng: this.rngs.dropPath });
+      const p = this.precision;
+      const t =
+        teacherProjection ??
+        (withPrecision(p, () => this.teacher.module.forward(clean).projection) as tf.Tensor2D);
+      const scaler = this.lossScaler;
+      const { grads, extras } = gradientsByName(this.student, () => {
+        // (The backward follows the precision its forward kernels recorded.)
+        const o = withPrecision(p, () =>
+          this.student.forward(corrupted, { rng: this.rngs.dropPath }),
+        );
         const s = o.projection as tf.Tensor2D;
         const half = (x: tf.Tensor2D, i: number) => x.slice([i * B, 0], [B, -1]);
         const contrastiveLoss = sitContrastiveLoss(half(s, 0), half(s, 1), half(t, 0), half(t, 1), {
@@ -218,19 +234,34 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
           mask,
           { type: this.config.reconstruction },
         );
+        const total = tf.add(contrastiveLoss, tf.mul(reconstructionLoss, lambda)) as tf.Scalar;
+        // Under mixed precision the gradients are of the scaled loss; the unscaled one is reported.
         return {
-          loss: tf.add(contrastiveLoss, tf.mul(reconstructionLoss, lambda)) as tf.Scalar,
-          extras: { contrastiveLoss, reconstructionLoss, s, rec: o.reconstruction as tf.Tensor4D },
+          loss: scaler ? scaler.scaleLoss(total) : total,
+          extras: {
+            contrastiveLoss,
+            reconstructionLoss,
+            s,
+            rec: o.reconstruction as tf.Tensor4D,
+            total,
+          },
         };
       });
-      this.applyGradients(grads, hyper);
-      const losses = tf.stack([loss, extras.contrastiveLoss, extras.reconstructionLoss]);
+      const scaled = scaler ? scaler.unscale(grads) : undefined;
+      if (!scaled) this.applyGradients(grads, hyper);
+      const losses = tf.stack([extras.total, extras.contrastiveLoss, extras.reconstructionLoss]);
       // `extras` outlive the gradient scope through tf.keep: release those not returned.
       tf.dispose(
-        details ? [extras.contrastiveLoss, extras.reconstructionLoss] : Object.values(extras),
+        details
+          ? [extras.contrastiveLoss, extras.reconstructionLoss, extras.total]
+          : Object.values(extras),
       );
-      if (!details) return { losses };
-      return { losses, s: extras.s, t, rec: extras.rec, grads };
+      if (!details) return { losses, scaled };
+      // (The unscaled gradients are disposed once applied: details get copies.)
+      const reported = scaled
+        ? Object.fromEntries(Object.entries(scaled.grads).map(([k, g]) => [k, tf.clone(g)]))
+        : grads;
+      return { losses, s: extras.s, t, rec: extras.rec, grads: reported, scaled };
     });
   }
 }
