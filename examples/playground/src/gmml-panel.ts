@@ -1,7 +1,7 @@
 import { Rng } from "@sit/core";
 import { GMML_FILLS, GmmlMasker } from "@sit/gmml";
 import { gmmlSchema } from "@sit/recipes";
-import { type Stats, imageCanvas, maskToRgba, pictureGrid, toRgba } from "./pictures";
+import { type Stats, batchRgba, imageCanvas, maskToRgba, pictureGrid } from "./pictures";
 import type { ImageSet, PictureBatch } from "./protocol";
 import type { GmmlSettings } from "./run-config";
 
@@ -194,14 +194,13 @@ export class GmmlPanel {
         return imageCanvas(rgba, H, W, scale, `image ${i + 1}: ${label}`);
       }),
     });
+    const originals = batchRgba(batch, this.stats);
+    const corruptedRgba = batchRgba(corrupted, this.stats);
     this.pictures.replaceChildren(
       pictureGrid(
         [
-          each("original", (i) => [toRgba(batch, i, this.stats), "original"]),
-          each("corrupted", (i) => [
-            toRgba(corrupted, i, this.stats),
-            `corrupted (${describe(i)})`,
-          ]),
+          each("original", (i) => [originals[i], "original"]),
+          each("corrupted", (i) => [corruptedRgba[i], `corrupted (${describe(i)})`]),
           each("mask (white = corrupted)", (i) => [
             maskToRgba(result.pixelMask.data, i * H * W, H, W),
             `mask (${describe(i)})`,

@@ -1,9 +1,9 @@
 // What the worker computes besides training steps: reconstructions, CLS attention and k-NN
 // accuracy, all from the library's own pieces (the recipe's masker and network, @sit/eval).
 import * as tf from "@tensorflow/tfjs";
-import { type Module, Rng } from "@sit/core";
+import { Rng } from "@sit/core";
 import { ArrayDataset, type NormalizeStats, evalTransform } from "@sit/data";
-import { extractFeatures, knnEval } from "@sit/eval";
+import { attentionMaps, clsAttention, extractFeatures, inEvalMode, knnEval } from "@sit/eval";
 import type { SitRecipe } from "@sit/recipes";
 import type { FromWorker, ImageSet, PictureBatch } from "./protocol";
 
@@ -55,17 +55,6 @@ async function picture(t: tf.Tensor): Promise<PictureBatch> {
   return { data: (await t.data()) as Float32Array, shape: t.shape as PictureBatch["shape"] };
 }
 
-/** Run `fn` with `module` in eval mode (no drop path, BatchNorm on its running statistics), restoring its mode. */
-function inEvalMode<T>(module: Module, fn: () => T): T {
-  const was = module.training;
-  module.eval();
-  try {
-    return fn();
-  } finally {
-    module.train(was);
-  }
-}
-
 /**
  * original | GMML-corrupted | reconstruction of `images` by the student, the corruption drawn by
  * the recipe's own masker with a fixed seed (the same blocks at every report, so that the pictures
@@ -105,7 +94,7 @@ export async function reconstructions(
  * multiples of uniform attention (1/N), one map per image (what `sit attention` draws as "mean of
  * heads").
  */
-export async function clsAttention(
+export async function attentionReport(
   recipe: SitRecipe,
   images: tf.Tensor4D,
   step: number,
@@ -113,24 +102,18 @@ export async function clsAttention(
 ): Promise<Extract<FromWorker, { type: "attention" }>> {
   const backbone = recipe.backbone("student");
   const block = backbone.depth - 1;
-  const mean = inEvalMode(backbone, () =>
-    tf.tidy(() => {
-      const att = backbone.forward(images, { attentions: true }).attentions![block];
-      const [b, heads, t] = att.shape;
-      const clsRow = tf.slice(att, [0, 0, 0, 1], [b, heads, 1, t - 1]).reshape([b, heads, t - 1]);
-      return tf.mul(tf.mean(clsRow, 1), t - 1);
-    }),
-  );
-  const [B, N] = mean.shape;
-  const values = (await mean.data()) as Float32Array;
-  mean.dispose();
-  const heads = backbone.numHeads;
+  const ratios = clsAttention(backbone, images, block);
+  const shape = ratios.shape;
+  const values = (await ratios.data()) as Float32Array;
+  ratios.dispose();
+  const heads = shape[1];
   return {
     type: "attention",
     step,
     images: await picture(images),
     stats: stats ? { mean: [...stats.mean], std: [...stats.std] } : null,
-    maps: Array.from({ length: B }, (_, i) => values.slice(i * N, (i + 1) * N)),
+    // The last map of each image is the mean of its heads.
+    maps: attentionMaps(values, shape).map((maps) => maps[heads]),
     grid: [backbone.grid[0], backbone.grid[1]],
     block,
     heads,

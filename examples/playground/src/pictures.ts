@@ -1,23 +1,25 @@
+import { type RgbImage, toRgbImages } from "@sit/eval";
 import type { PictureBatch } from "./protocol";
 
 /** Normalisation to undo before display (null: the values are already in [0, 1]). */
 export type Stats = { mean: readonly number[]; std: readonly number[] } | null;
 
-/** Image `i` of an NHWC float batch as RGBA bytes, de-normalised and clamped to [0, 255]. */
-export function toRgba(batch: PictureBatch, i: number, stats: Stats): Uint8ClampedArray {
-  const [, H, W, C] = batch.shape;
-  const out = new Uint8ClampedArray(H * W * 4);
-  const base = i * H * W * C;
-  for (let p = 0; p < H * W; p++) {
-    for (let k = 0; k < 3; k++) {
-      const c = C === 1 ? 0 : k;
-      let v = batch.data[base + p * C + c];
-      if (stats) v = v * stats.std[c % stats.std.length] + stats.mean[c % stats.mean.length];
-      out[4 * p + k] = v * 255;
-    }
+/** A picture of @sit/eval (RGB in [0, 1]) as canvas bytes (RGBA). */
+export function rgbaOf(image: RgbImage): Uint8ClampedArray {
+  const n = image.height * image.width;
+  const out = new Uint8ClampedArray(n * 4);
+  for (let p = 0; p < n; p++) {
+    out[4 * p] = image.data[3 * p] * 255;
+    out[4 * p + 1] = image.data[3 * p + 1] * 255;
+    out[4 * p + 2] = image.data[3 * p + 2] * 255;
     out[4 * p + 3] = 255;
   }
   return out;
+}
+
+/** Every image of an NHWC float batch as canvas bytes, de-normalised (as `sit` draws them). */
+export function batchRgba(batch: PictureBatch, stats: Stats): Uint8ClampedArray[] {
+  return toRgbImages(batch.data, batch.shape, stats).map(rgbaOf);
 }
 
 /** A pixel mask (1 = corrupted) as RGBA: corrupted pixels white, the rest black. */
@@ -55,55 +57,6 @@ export function imageCanvas(
   ctx.imageSmoothingEnabled = false;
   ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
   return canvas;
-}
-
-/**
- * Heat colour of `t` in [0, 1]: black → red → yellow → white (a perceptually ordered ramp that
- * stays readable over a grey picture).
- */
-export function heatColor(t: number): [number, number, number] {
-  const x = Math.min(1, Math.max(0, t));
-  return [Math.min(1, 3 * x), Math.min(1, Math.max(0, 3 * x - 1)), Math.max(0, 3 * x - 2)];
-}
-
-/**
- * Attention never drawn as stronger than this many times uniform at the top of the scale: an
- * untrained network attends almost uniformly, and stretching its noise over the whole colour range
- * would draw structure that is not there (the same floor as `sit attention`'s pictures).
- */
-export const ATTENTION_SCALE_FLOOR = 4;
-
-/**
- * `rgba` in grey with the attention map (`ratios`: one value per patch of a gh × gw grid, as
- * multiples of uniform attention) laid over it in heat colours, more opaque where attention is
- * high, so that what the CLS token looks at stays recognisable.
- */
-export function overlayAttention(
-  rgba: Uint8ClampedArray,
-  H: number,
-  W: number,
-  ratios: Float32Array,
-  grid: [number, number],
-  scaleMax: number,
-): Uint8ClampedArray {
-  const [gh, gw] = grid;
-  const out = new Uint8ClampedArray(rgba.length);
-  for (let y = 0; y < H; y++)
-    for (let x = 0; x < W; x++) {
-      const p = y * W + x;
-      const cell =
-        Math.min(gh - 1, Math.floor((y * gh) / H)) * gw +
-        Math.min(gw - 1, Math.floor((x * gw) / W));
-      const t = Math.min(1, ratios[cell] / scaleMax);
-      const [r, g, b] = heatColor(t);
-      const grey = 0.299 * rgba[4 * p] + 0.587 * rgba[4 * p + 1] + 0.114 * rgba[4 * p + 2];
-      const a = 0.35 + 0.5 * t;
-      out[4 * p] = (1 - a) * grey + a * 255 * r;
-      out[4 * p + 1] = (1 - a) * grey + a * 255 * g;
-      out[4 * p + 2] = (1 - a) * grey + a * 255 * b;
-      out[4 * p + 3] = 255;
-    }
-  return out;
 }
 
 /**

@@ -13,7 +13,7 @@ import {
 import { spreadSubset } from "./data";
 import {
   KNN_MEMORY,
-  clsAttention,
+  attentionReport,
   datasetOf,
   knnTop1,
   pictureImages,
@@ -111,7 +111,7 @@ export class TrainingSession {
     const images = pictureImages(data.heldOut, PICTURE_IMAGES, this.size, this.stats);
     const report = async (step: number) => {
       this.post(await reconstructions(this.recipe, images, step, this.stats));
-      this.post(await clsAttention(this.recipe, images, step, this.stats));
+      this.post(await attentionReport(this.recipe, images, step, this.stats));
     };
     const knn = async (step: number) => {
       const r = await knnTop1(this.recipe, memory, data.heldOut, this.size, this.stats);

@@ -1,13 +1,7 @@
 // The training panel's pictures and charts: how worker reports become figures on the page.
 import { LineChart } from "./chart";
-import {
-  ATTENTION_SCALE_FLOOR,
-  heatColor,
-  imageCanvas,
-  overlayAttention,
-  pictureGrid,
-  toRgba,
-} from "./pictures";
+import { attentionScaleMax, heatColor, overlayAttention, toRgbImages } from "@sit/eval";
+import { batchRgba, imageCanvas, pictureGrid, rgbaOf } from "./pictures";
 import type { FromWorker } from "./protocol";
 
 type Msg<T extends FromWorker["type"]> = Extract<FromWorker, { type: T }>;
@@ -82,12 +76,12 @@ export class Charts {
 
 /** original | corrupted | reconstruction: one row per kind, one column per held-out image. */
 export function reconstructionFigure(m: Msg<"reconstruction">): HTMLElement {
-  const [B, H, W] = m.original.shape;
+  const [, H, W] = m.original.shape;
   const s = scaleFor(H);
   const row = (title: string, batch: typeof m.original, what: string) => ({
     title,
-    canvases: Array.from({ length: B }, (_, i) =>
-      imageCanvas(toRgba(batch, i, m.stats), H, W, s, `held-out image ${i + 1}${what}`),
+    canvases: batchRgba(batch, m.stats).map((rgba, i) =>
+      imageCanvas(rgba, H, W, s, `held-out image ${i + 1}${what}`),
     ),
   });
   return pictureGrid(
@@ -102,22 +96,24 @@ export function reconstructionFigure(m: Msg<"reconstruction">): HTMLElement {
 
 /** Each held-out image with the CLS token's attention (mean of heads, last block) laid over it. */
 export function attentionFigure(m: Msg<"attention">): HTMLElement {
-  const [B, H, W] = m.images.shape;
+  const [, H, W] = m.images.shape;
   const s = scaleFor(H);
-  let scaleMax = ATTENTION_SCALE_FLOOR;
-  for (const map of m.maps) for (const v of map) scaleMax = Math.max(scaleMax, v);
-  const images = Array.from({ length: B }, (_, i) => toRgba(m.images, i, m.stats));
+  const scaleMax = attentionScaleMax(Float32Array.from(m.maps.flatMap((map) => [...map])));
+  const images = toRgbImages(m.images.data, m.images.shape, m.stats);
+  const [gh, gw] = m.grid;
   const figure = pictureGrid(
     [
       {
         title: "image",
-        canvases: images.map((rgba, i) => imageCanvas(rgba, H, W, s, `held-out image ${i + 1}`)),
+        canvases: images.map((img, i) =>
+          imageCanvas(rgbaOf(img), H, W, s, `held-out image ${i + 1}`),
+        ),
       },
       {
         title: "CLS attention (mean of heads)",
-        canvases: images.map((rgba, i) =>
+        canvases: images.map((img, i) =>
           imageCanvas(
-            overlayAttention(rgba, H, W, m.maps[i], m.grid, scaleMax),
+            rgbaOf(overlayAttention(img, m.maps[i], gh, gw, scaleMax)),
             H,
             W,
             s,

@@ -1,6 +1,7 @@
 import { ConfigError, svgText } from "@sit/core";
 import { writeFileAtomic } from "@sit/core/node";
-import { type RgbImage, renderGrid } from "./png";
+import type { RgbImage } from "@sit/eval";
+import { renderGrid } from "./png";
 
 /**
  * Pictures with words on them: the layout is SVG (titles, labels, colour bars as text and

@@ -60,15 +60,9 @@ export {
 } from "./datasets";
 export { RECIPE_NAMES, type RecipeName, type WeightsChoice } from "./recipes";
 export { loadModel, randomModel, type LoadedModel, type RunInfo } from "./model";
-export {
-  renderGrid,
-  writeGrid,
-  heatMap,
-  heatColor,
-  toRgbImages,
-  type RgbImage,
-  type GridOptions,
-} from "./png";
+export { renderGrid, writeGrid, heatMap, type GridOptions } from "./png";
+// The pictures' pixels are @sit/eval's (shared with web pages); re-exported for the CLI's users.
+export { heatColor, toRgbImages, type RgbImage } from "@sit/eval";
 export {
   gridFigure,
   svgToPng,

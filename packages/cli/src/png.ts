@@ -1,65 +1,6 @@
 import { ConfigError } from "@sit/core";
 import { encodePng, writeFileAtomic } from "@sit/core/node";
-import type { NormalizeStats } from "@sit/data";
-
-/** One picture of a grid: RGB values in [0, 1], row-major `[h, w, 3]`. */
-export interface RgbImage {
-  data: Float32Array;
-  height: number;
-  width: number;
-}
-
-/**
- * Images `[B, H, W, C]` (C = 1 or 3) in normalised units back to viewable RGB in [0, 1]:
- * `x · std + mean`, clamped; grey images are repeated on the three channels.
- */
-export function toRgbImages(
-  data: Float32Array,
-  shape: readonly [number, number, number, number],
-  stats: NormalizeStats | null,
-): RgbImage[] {
-  const [B, H, W, C] = shape;
-  if (C !== 1 && C !== 3)
-    throw new ConfigError(`images: expected 1 or 3 channels, got shape [${shape.join(", ")}]`);
-  const meanOf = (c: number) =>
-    stats ? (stats.mean.length === 1 ? stats.mean[0] : stats.mean[c]) : 0;
-  const stdOf = (c: number) => (stats ? (stats.std.length === 1 ? stats.std[0] : stats.std[c]) : 1);
-  const out: RgbImage[] = [];
-  for (let b = 0; b < B; b++) {
-    const img = new Float32Array(H * W * 3);
-    for (let p = 0; p < H * W; p++)
-      for (let c = 0; c < 3; c++) {
-        const src = C === 1 ? 0 : c;
-        const v = data[(b * H * W + p) * C + src] * stdOf(src) + meanOf(src);
-        img[p * 3 + c] = v < 0 ? 0 : v > 1 ? 1 : Number.isNaN(v) ? 0 : v;
-      }
-    out.push({ data: img, height: H, width: W });
-  }
-  return out;
-}
-
-// A perceptually ordered dark-to-bright map (black → purple → orange → pale yellow), as "inferno".
-const HEAT_STOPS: [number, number, number, number][] = [
-  [0.0, 0.0, 0.0, 0.02],
-  [0.25, 0.34, 0.06, 0.43],
-  [0.5, 0.73, 0.21, 0.33],
-  [0.75, 0.98, 0.55, 0.04],
-  [1.0, 0.99, 1.0, 0.64],
-];
-
-/** A value in [0, 1] through the heat colour map. */
-export function heatColor(v: number): [number, number, number] {
-  const x = v < 0 ? 0 : v > 1 ? 1 : Number.isNaN(v) ? 0 : v;
-  for (let i = 1; i < HEAT_STOPS.length; i++) {
-    const [x1, r1, g1, b1] = HEAT_STOPS[i];
-    if (x <= x1) {
-      const [x0, r0, g0, b0] = HEAT_STOPS[i - 1];
-      const t = (x - x0) / (x1 - x0);
-      return [r0 + t * (r1 - r0), g0 + t * (g1 - g0), b0 + t * (b1 - b0)];
-    }
-  }
-  return [HEAT_STOPS[4][1], HEAT_STOPS[4][2], HEAT_STOPS[4][3]];
-}
+import { type RgbImage, heatColor } from "@sit/eval";
 
 /**
  * A heat map of a `[gh, gw]` grid of values, min–max scaled to [0, 1] and enlarged (nearest) to

@@ -66,3 +66,15 @@ export {
   type ConfusionMatrix,
 } from "./metrics";
 export { confusionMatrixSvg, type ConfusionPngOptions } from "./confusion-svg";
+// Pictures of what a backbone attends to (shared by `sit attention` and web pages)
+export {
+  clsAttention,
+  attentionMaps,
+  overlayAttention,
+  attentionScaleMax,
+  ATTENTION_SCALE_FLOOR,
+  heatColor,
+  toRgbImages,
+  inEvalMode,
+  type RgbImage,
+} from "./attention-maps";

@@ -1,5 +1,4 @@
 import { Rng } from "@sit/core";
-import type { Module } from "@sit/core";
 import type * as tf from "@tensorflow/tfjs";
 import type { Sample } from "@sit/data";
 import { type DatasetKind, resolveDataset } from "../datasets";
@@ -49,15 +48,4 @@ export async function pictureBatch(
     labels: samples.map((s) => s.label ?? -1),
     ...(ds.classNames ? { classNames: ds.classNames } : {}),
   };
-}
-
-/** Run `fn` with `module` in eval mode, restoring its mode afterwards. */
-export function inEvalMode<T>(module: Module, fn: () => T): T {
-  const was = module.training;
-  module.eval();
-  try {
-    return fn();
-  } finally {
-    module.train(was);
-  }
 }

@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { Rng } from "@sit/core";
 import type { NormalizeStats } from "@sit/data";
+import { inEvalMode, toRgbImages } from "@sit/eval";
 import { type GmmlMasker, maskingResultToTensors } from "@sit/gmml";
 import type { SitNetwork } from "@sit/recipes";
 import * as tf from "@tensorflow/tfjs";
@@ -9,9 +10,8 @@ import { startBackend } from "../backend";
 import { type CliIO, note } from "../io";
 import { inputSize, loadModel } from "../model";
 import { type Figure, type Rect, gridFigure, writeSvgAsPng } from "../figure";
-import { toRgbImages } from "../png";
 import { reconstructionParts } from "../recipes";
-import { type PictureOptions, inEvalMode, pictureBatch } from "./inspect-common";
+import { type PictureOptions, pictureBatch } from "./inspect-common";
 
 /** Options of {@link reconstruct}. */
 export interface ReconstructOptions extends PictureOptions {
