@@ -65,6 +65,7 @@ describe("wasm linear, layerNorm and gelu", () => {
       for (const [m, i, o] of [
         [9, 5, 4],
         [2, 30, 31],
+        [1280, 128, 160], // long: the narrower operand is the packed one (both orientations below)
       ]) {
         const dy = randomTensor([m, o], rng) as tf.Tensor2D;
         const w = randomTensor([i, o], rng) as tf.Tensor2D;
