@@ -32,6 +32,7 @@ async function libraryPlan() {
         });
         return Object.assign(r, {
           imageShape: [28, 28, 1] as [number, number, number],
+          depth: r.student.backbone.depth,
           setCheckpointBlocks: (on: boolean) => {
             r.student.backbone.checkpointBlocks = on;
           },
@@ -47,20 +48,25 @@ describe("sit pretrain on wasm: the step's heap", () => {
     delete process.env.SIT_WASM_HEAP_LIMIT;
   });
 
-  it("turns block recomputation on by itself when the step needs it, saying so in one line", async () => {
+  it("recomputes the fewest blocks that fit by itself, saying so in one line and in run.json", async () => {
     const plan = await libraryPlan();
     expect(plan.withRecompute).toBeLessThan(plan.withoutRecompute);
+    expect(plan.depth).toBe(4);
     const dir = tempDir();
+    // Halfway between the two estimates: recomputing 2 of 4 blocks saves a third of the way from
+    // none to all (one recomputed block saves nothing), 3 of 4 two thirds: 3 fit, 2 do not.
     process.env.SIT_WASM_HEAP_LIMIT = String(
       Math.round(plan.used + (plan.withRecompute + plan.withoutRecompute) / 2),
     );
     const r = await sit("pretrain", "--config", writeConfig(dir, config(join(dir, "run"))));
     expect(r.code, r.err).toBe(EXIT.ok);
-    const lines = r.err.split("\n").filter((l) => l.includes("recomputing blocks"));
+    const lines = r.err.split("\n").filter((l) => l.includes("recomputing"));
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/a step at batch 32 needs ≈ [\d.]+ GB .*--checkpoint-blocks/);
+    expect(lines[0]).toMatch(
+      /a step at batch 32 needs ≈ [\d.]+ GB .*: recomputing 3 of 4 blocks .*--checkpoint-blocks/,
+    );
     const run = JSON.parse(readFileSync(join(dir, "run", "run.json"), "utf8"));
-    expect(run.config.backbone.checkpointBlocks).toBe(true);
+    expect(run.config.backbone.checkpointBlocks).toBe(3);
   });
 
   it("fails within seconds with the numbers and the flags that fit when nothing fits", async () => {

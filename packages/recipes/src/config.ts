@@ -29,8 +29,13 @@ export const backboneSchema = z
     mlpRatio: z.number().finite().positive().default(VIT_DEFAULTS.mlpRatio),
     /** Student stochastic depth (0 → rate, linearly over blocks); the teacher always uses 0. */
     dropPathRate: z.number().min(0).lt(1).default(0.1),
-    /** Recompute blocks in the backward pass (needed on wasm for deep models at large batches). */
-    checkpointBlocks: z.boolean().default(VIT_DEFAULTS.checkpointBlocks),
+    /**
+     * Recompute blocks in the backward pass (needed on wasm for deep models at large batches):
+     * all (`true`), none, or the first k (a number from 0 to the depth).
+     */
+    checkpointBlocks: z
+      .union([z.boolean(), z.number().int().min(0)])
+      .default(VIT_DEFAULTS.checkpointBlocks),
   })
   .strict();
 

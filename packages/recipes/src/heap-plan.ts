@@ -29,6 +29,11 @@ export interface ProbeRecipe {
   trainStep(batch: TwoViewBatch, step: number): MaybePromise<StepResult>;
   /** Turn recomputation of the transformer blocks in the backward pass on or off. */
   setCheckpointBlocks(on: boolean): void;
+  /**
+   * How many transformer blocks the network has. With it, {@link planWasmHeap} may recompute only
+   * some of them (the first k, as `checkpointBlocks: k` does); without it, all or none.
+   */
+  readonly depth?: number;
   dispose(): void;
 }
 
@@ -102,15 +107,48 @@ export interface WasmHeapPlan {
   used: number;
   /** Recompute blocks in the backward pass (only when the step would not fit otherwise). */
   checkpointBlocks: boolean;
+  /** The network's blocks (`ProbeRecipe.depth`), or null when the probe did not say. */
+  depth: number | null;
+  /**
+   * How many blocks to recompute, from the first: the fewest with which the step fits (each one
+   * costs its forward pass again in the backward; each one kept costs its activations in the
+   * heap). 0 when nothing needs recomputing; `depth` (or 1 when depth is unknown) for all.
+   */
+  recomputedBlocks: number;
+  /** Estimated heap high-water with {@link WasmHeapPlan.recomputedBlocks} recomputed (bytes). */
+  estimate: number;
   fits: boolean;
   /** The largest batch that fits with recomputation (0 if none). */
   maxBatchWithRecompute: number;
 }
 
 /**
- * Decide whether a step at `batchSize` fits the wasm heap, and whether it needs block
- * recomputation: measures the recipe with both settings ({@link measureStepBytes}) and compares
- * the estimates (× {@link HEAP_OVERHEAD_FACTOR}) with what is left of the heap.
+ * The heap estimate of a plan's step with the first `k` of its `depth` blocks recomputed. Every
+ * block keeps the same activations, but a recomputed block holds its own again while its gradient
+ * is taken: recomputing one block saves nothing, and each further one saves a block's activations
+ * — the bytes fall linearly from {@link WasmHeapPlan.withoutRecompute} at k = 1 to
+ * {@link WasmHeapPlan.withRecompute} at k = depth (measured: tfjs's peak of a ViT-Tiny/4 step at
+ * batch 64 is 1.99, 3.60, 4.40 GB with 12, 10, 9 blocks recomputed; heap-plan.test.ts checks k = 2
+ * of 4).
+ */
+export function heapEstimate(
+  plan: Pick<WasmHeapPlan, "withoutRecompute" | "withRecompute" | "depth">,
+  k: number,
+): number {
+  const depth = plan.depth ?? 1;
+  if (!Number.isInteger(k) || k < 0 || k > depth)
+    throw invalidArgument("k", k, `a whole number of blocks from 0 to ${depth}`);
+  const { withoutRecompute: none, withRecompute: all } = plan;
+  if (k === 0) return none;
+  if (depth === 1) return all;
+  return Math.ceil(all + ((none - all) * (depth - k)) / (depth - 1));
+}
+
+/**
+ * Decide whether a step at `batchSize` fits the wasm heap, and how many blocks it must recompute:
+ * measures the recipe with and without recomputation ({@link measureStepBytes}), compares the
+ * estimates (× {@link HEAP_OVERHEAD_FACTOR}) with what is left of the heap, and picks the fewest
+ * recomputed blocks that fit ({@link heapEstimate}; all or none when the probe has no `depth`).
  */
 export async function planWasmHeap(args: {
   create: () => ProbeRecipe;
@@ -122,7 +160,18 @@ export async function planWasmHeap(args: {
     throw invalidArgument("batchSize", batchSize, "a positive integer");
   const limit = args.limit ?? WASM_HEAP_LIMIT_BYTES;
   const used = tf.memory().numBytes;
-  const { plain, recompute } = await measureStepBytes(args.create);
+  const probed: { depth: number | null } = { depth: null };
+  const { plain, recompute } = await measureStepBytes(() => {
+    const recipe = args.create();
+    const depth = recipe.depth ?? null;
+    if (depth !== null && (!Number.isInteger(depth) || depth < 1)) {
+      recipe.dispose();
+      throw invalidArgument("depth", depth, "the network's number of blocks, a positive integer");
+    }
+    probed.depth = depth;
+    return recipe;
+  });
+  const { depth } = probed;
   const heap = (s: StepBytes, b: number) => Math.ceil(stepBytesAt(s, b) * HEAP_OVERHEAD_FACTOR);
   const withoutRecompute = heap(plain, batchSize);
   const withRecompute = heap(recompute, batchSize);
@@ -134,15 +183,23 @@ export async function planWasmHeap(args: {
           Math.floor((free / HEAP_OVERHEAD_FACTOR - recompute.fixed) / recompute.perImage),
         )
       : Number.MAX_SAFE_INTEGER;
-  const checkpointBlocks = withoutRecompute > free;
+  const blocks = depth ?? 1;
+  const sized = { withoutRecompute, withRecompute, depth };
+  let recomputedBlocks = 0;
+  while (recomputedBlocks < blocks && heapEstimate(sized, recomputedBlocks) > free)
+    recomputedBlocks++;
+  const estimate = heapEstimate(sized, recomputedBlocks);
   return {
     batchSize,
     withoutRecompute,
     withRecompute,
     limit,
     used,
-    checkpointBlocks,
-    fits: (checkpointBlocks ? withRecompute : withoutRecompute) <= free,
+    checkpointBlocks: recomputedBlocks > 0,
+    depth,
+    recomputedBlocks,
+    estimate,
+    fits: estimate <= free,
     maxBatchWithRecompute,
   };
 }

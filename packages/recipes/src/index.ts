@@ -69,6 +69,7 @@ export {
   planWasmHeap,
   measureStepBytes,
   stepBytesAt,
+  heapEstimate,
   WASM_HEAP_LIMIT_BYTES,
   HEAP_OVERHEAD_FACTOR,
   type WasmHeapPlan,
