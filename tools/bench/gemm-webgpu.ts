@@ -10,6 +10,10 @@
 //
 //   npx tsx tools/bench/gemm-webgpu.ts [--model tiny|small|both] [--batch N] [--iters 5]
 //     [--reps 10] [--allow-software-adapter] [--no-torch] [--torch-device cuda|cpu]
+//     [--precision f32|mixed-f16]
+// --precision mixed-f16 also times the f16 GEMM (f16 operands and result in f16 storage, f32
+// accumulation, the same prologue and bias; no residual: the block adds it in f32) and reports its
+// error against the f32 GEMM; PyTorch then also times the product in fp16 (what autocast runs).
 // On lavapipe (no GPU): LP_NUM_THREADS=1 ... --model tiny --batch 2 --iters 2 --reps 2 --no-torch
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -17,7 +21,13 @@ import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../../packages/core/src/index";
 import { initBackend } from "../../packages/core/src/node";
+import { checkPrecision } from "../../packages/kernels/src/precision";
 import { webgpuGemm } from "../../packages/kernels/src/webgpu/gemm";
+import {
+  webgpuFromHalf,
+  webgpuGemmHalf,
+  webgpuToHalf,
+} from "../../packages/kernels/src/webgpu/gemm-half";
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -27,6 +37,7 @@ const flag = (name: string) => process.argv.includes(`--${name}`);
 const MODEL = option("model", "both");
 const ITERS = Number(option("iters", "5"));
 const REPS = Number(option("reps", "10"));
+const PRECISION = option("precision", "f32");
 const MODELS = {
   tiny: { tokens: 65, patches: 64, patchK: 48, d: 192, batch: 256 },
   small: { tokens: 197, patches: 196, patchK: 768, d: 384, batch: 64 },
@@ -84,7 +95,9 @@ async function time(f: () => tf.Tensor): Promise<number> {
       last?.dispose();
       last = f();
     }
-    await (last as tf.Tensor).slice([0, 0], [1, 1]).data();
+    const probe = tf.tidy(() => (last as tf.Tensor).reshape([-1]).slice([0], [1]));
+    await probe.data();
+    probe.dispose();
     last?.dispose();
     return (performance.now() - t0) / REPS;
   };
@@ -102,6 +115,7 @@ function torchRun(shapes: Shape[]): Record<string, unknown> {
     process.env.SIT_TORCH_PYTHON ??
     (existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3");
   const args = [script, "--device", option("torch-device", "cuda"), "--iters", String(ITERS)];
+  if (PRECISION === "mixed-f16") args.push("--fp16");
   const r = spawnSync(python, [...args, "--reps", String(REPS)], {
     input: JSON.stringify(shapes),
     encoding: "utf8",
@@ -119,6 +133,42 @@ function torchRun(shapes: Shape[]): Record<string, unknown> {
   }
 }
 
+/**
+ * The f16 GEMM on f16-stored operands: time, TFLOP/s, and its largest error against the f32 GEMM
+ * relative to the output's largest magnitude (f16 rounding of operands and result: ≈ 1e-3).
+ */
+async function halfRow(
+  s: Shape,
+  a: tf.Tensor2D,
+  b: tf.Tensor2D,
+  bias: tf.Tensor1D | null,
+  flops: number,
+  torchHalf: number | undefined,
+): Promise<Record<string, unknown>> {
+  const [ah, bh] = [webgpuToHalf(a), webgpuToHalf(b)];
+  const opts = { transposeA: s.transA, transposeB: s.transB, geluA: s.gelu, bias };
+  const ms = await time(() => webgpuGemmHalf(ah, bh, opts).data);
+  const ref = webgpuGemm(a, b, opts);
+  const out = webgpuGemmHalf(ah, bh, opts);
+  const got = webgpuFromHalf(out);
+  const [x, y] = [await got.data(), await ref.data()];
+  let err = 0;
+  let scale = 0;
+  for (let i = 0; i < y.length; i++) {
+    err = Math.max(err, Math.abs(x[i] - y[i]));
+    scale = Math.max(scale, Math.abs(y[i]));
+  }
+  tf.dispose([ah.data, bh.data, ref, out.data, got]);
+  return {
+    f16_ms: round(ms),
+    f16_tflops: sig(flops / ms / 1e9),
+    f16_max_err_over_scale: sig(err / scale),
+    ...(typeof torchHalf === "number"
+      ? { torch_fp16_ms: round(torchHalf), torch_fp16_tflops: sig(flops / torchHalf / 1e9) }
+      : {}),
+  };
+}
+
 const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
 const sig = (x: number) => Number(x.toPrecision(3));
 
@@ -130,7 +180,9 @@ async function main() {
     allowSoftwareAdapter: flag("allow-software-adapter"),
     log: false,
   });
+  const half = checkPrecision("--precision", PRECISION) === "mixed-f16";
   const torchMs = (torch.ms ?? {}) as Record<string, number>;
+  const torchHalfMs = (torch.fp16_ms ?? {}) as Record<string, number>;
   const rows: Record<string, unknown>[] = [];
   for (const s of shapes) {
     const a = randn(s.transA ? [s.k, s.m] : [s.m, s.k], 1);
@@ -158,6 +210,7 @@ async function main() {
       row.torch_tflops = sig(flops / t / 1e9);
       row.fused_over_torch_tflops = round(t / fused, 2);
     }
+    if (half) Object.assign(row, await halfRow(s, a, b, bias, flops, torchHalfMs[s.name]));
     rows.push(row);
     tf.dispose([a, b, ...(bias ? [bias] : []), ...(residual ? [residual] : [])]);
   }
@@ -171,10 +224,12 @@ async function main() {
         tfjs: tf.version.tfjs,
         iters: ITERS,
         reps: REPS,
+        precision: PRECISION,
         note: "ms per launch (median of iters, each REPS launches + one read); TFLOP/s = 2·m·n·k / time. fused = @sit/kernels WGSL GEMM with the listed epilogue; tfjs_matmul = tf.matMul, product only; torch = torch.matmul fp32 (TF32 off), product only.",
         sum_ms: {
           fused: round(total("fused_ms")),
           tfjs_matmul: round(total("tfjs_matmul_ms")),
+          ...(half ? { f16: round(total("f16_ms")) } : {}),
           ...(torch.available !== false ? { torch: round(total("torch_ms")) } : {}),
         },
         torch: { ...torch, ms: undefined },

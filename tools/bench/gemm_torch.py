@@ -4,7 +4,8 @@
 Reads the shapes as JSON on stdin (a list of {name, m, k, n, transA, transB}; op(A) is [m, k],
 op(B) is [k, n], a transposed operand is a transposed view of a contiguous tensor, as in the
 backward pass), times each product in fp32 (TF32 off on CUDA): median over --iters of --reps
-launches, synchronised. Prints one JSON object {available, device, torch, gpu?, ms: {name: ms}}.
+launches, synchronised. Prints one JSON object {available, device, torch, gpu?, ms: {name: ms}};
+with --fp16 also fp16_ms: the same products on fp16 operands (what autocast runs them as).
 Without torch, or without CUDA for --device cuda, prints {"available": false, "note": ...}.
 
 Usage: python3 tools/bench/gemm_torch.py --device cuda|cpu [--iters 5] [--reps 10] < shapes.json
@@ -21,6 +22,7 @@ def main() -> int:
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fp16", action="store_true")
     args = ap.parse_args()
     shapes = json.load(sys.stdin)
     try:
@@ -39,13 +41,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    out = {}
-    for s in shapes:
-        m, k, n = s["m"], s["k"], s["n"]
-        a = torch.randn((k, m) if s["transA"] else (m, k), device=dev)
-        b = torch.randn((n, k) if s["transB"] else (k, n), device=dev)
-        a = a.t() if s["transA"] else a
-        b = b.t() if s["transB"] else b
+    def median_ms(a, b):
         times = []
         for i in range(args.iters + 1):  # the first run warms up
             sync()
@@ -57,8 +53,24 @@ def main() -> int:
                 times.append((time.perf_counter() - t0) * 1000 / args.reps)
         del c
         times.sort()
-        out[s["name"]] = times[len(times) // 2]
+        return times[len(times) // 2]
+
+    out, out16 = {}, {}
+    for s in shapes:
+        m, k, n = s["m"], s["k"], s["n"]
+        a = torch.randn((k, m) if s["transA"] else (m, k), device=dev)
+        b = torch.randn((n, k) if s["transB"] else (k, n), device=dev)
+        a = a.t() if s["transA"] else a
+        b = b.t() if s["transB"] else b
+        out[s["name"]] = median_ms(a, b)
+        if args.fp16:
+            try:
+                out16[s["name"]] = median_ms(a.half(), b.half())
+            except RuntimeError:  # older PyTorch has no fp16 matmul on the CPU
+                pass
     info = {"available": True, "device": args.device, "torch": torch.__version__, "ms": out}
+    if args.fp16:
+        info["fp16_ms"] = out16
     if cuda:
         info["gpu"] = torch.cuda.get_device_name(0)
     print(json.dumps(info))
