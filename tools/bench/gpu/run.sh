@@ -2,7 +2,8 @@
 # SiT.js GPU bench, self-contained (made by tools/bench/gpu/pack.sh; no Node, no network needed).
 # Stages, each under its own timeout, the run goes on when one fails:
 #   kernels      check-kernels: every registered webgpu kernel override vs the portable ops
-#   gemm         gemm-webgpu: TFLOP/s of the step's GEMM shapes, fused WGSL vs tfjs matMul vs PyTorch
+#   gemm         gemm-webgpu: TFLOP/s of the step's GEMM shapes, fused WGSL vs tfjs matMul vs PyTorch,
+#                and (unless --no-f16) the f16 GEMM vs PyTorch fp16 (the adapter needs shader-f16)
 #   torch_tiny   PyTorch CUDA fp32 SiT step, ViT-Tiny/4 32 px      torch_small  ViT-S/16 224 px
 #   tfjs_tiny    tfjs webgpu SiT step, ViT-Tiny/4 32 px            tfjs_small   ViT-S/16 224 px
 #   memory       tfjs webgpu, N steps: tensors and GPU bytes after step 10 and step N
@@ -10,13 +11,13 @@
 # names), ≤ 8 files.
 # Usage: bash run.sh [--warmup 2] [--iters 5] [--tiny-batch 256] [--small-batch 64]
 #   [--memory-steps 30] [--memory-batch 64] [--budget 420] [--depth N] [--quick]
-#   [--allow-software-adapter]
+#   [--allow-software-adapter] [--no-f16]
 #   --budget: seconds for the whole run (stage timeouts are shares of it).
 #   --quick: a smoke run (batch 2/1, depth 2, warmup 0, iters 1, 12 memory steps, kernel check B 2).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 WARMUP=2 ITERS=5 TINY_B=256 SMALL_B=64 MEM_STEPS=30 MEM_B=64 BUDGET=420 DEPTH="" SOFT="" KB=8
-GEMM_ARGS="--iters 5 --reps 10"
+GEMM_ARGS="--iters 5 --reps 10" GEMM_PRECISION="--precision mixed-f16"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --warmup) WARMUP=$2; shift ;;
@@ -30,6 +31,7 @@ while [[ $# -gt 0 ]]; do
     --quick) WARMUP=0 ITERS=1 TINY_B=2 SMALL_B=1 MEM_STEPS=12 MEM_B=2 DEPTH=2 KB=2
       GEMM_ARGS="--batch 2 --iters 1 --reps 1" ;;
     --allow-software-adapter) SOFT=--allow-software-adapter ;;
+    --no-f16) GEMM_PRECISION="" ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -95,7 +97,7 @@ D=${DEPTH:+--depth $DEPTH}
 STEP="$NODE sit_step.mjs --backend webgpu $SOFT --no-torch --warmup $WARMUP --iters $ITERS $D"
 TORCH="$PY sit_step_torch.py --device cuda --warmup $WARMUP --iters $ITERS $D"
 stage kernels 10 $NODE check-kernels.mjs --backend webgpu $SOFT --batch $KB
-stage gemm 8 $NODE gemm-webgpu.mjs $SOFT --model both $GEMM_ARGS
+stage gemm 8 $NODE gemm-webgpu.mjs $SOFT --model both $GEMM_ARGS $GEMM_PRECISION
 stage torch_tiny 7 $TORCH --model tiny --batch "$TINY_B"
 stage torch_small 7 $TORCH --model small --batch "$SMALL_B"
 stage tfjs_tiny 23 $STEP --model tiny --batch "$TINY_B"

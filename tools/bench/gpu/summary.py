@@ -73,8 +73,14 @@ def main():
             "fused_over_torch_time": {r["shape"]: round(r["fused_ms"] / r["torch_ms"], 2)
                                       for r in rows if r.get("torch_ms")},
             "fused_tflops": {r["shape"]: r.get("fused_tflops") for r in rows},
-            "torch": {k: v for k, v in (g.get("torch") or {}).items() if k != "ms"},
+            "torch": {k: v for k, v in (g.get("torch") or {}).items() if k not in ("ms", "fp16_ms")},
         }
+        if any("f16_ms" in r for r in rows):  # gemm-webgpu --precision mixed-f16
+            out["gemm"]["f16_tflops"] = {r["shape"]: r.get("f16_tflops") for r in rows}
+            # f16 GEMM / PyTorch fp16 matmul time per shape, and its error vs the f32 GEMM.
+            out["gemm"]["f16_over_torch_fp16_time"] = {
+                r["shape"]: round(r["f16_ms"] / r["torch_fp16_ms"], 2) for r in rows if r.get("torch_fp16_ms")}
+            out["gemm"]["f16_max_err_over_scale"] = max(r.get("f16_max_err_over_scale", 0) for r in rows)
     print(json.dumps(out, indent=2))
 
 
