@@ -74,6 +74,33 @@ describe("the masked reconstruction loss on webgpu (fused kernel behind @sit/cor
     },
   );
 
+  it("takes one tensor as both prediction and target (read-only bindings may alias)", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const m = mask(1, false);
+    const x = normal([B, H, W, C], 5);
+    // Zeros are also what an invalid command buffer leaves: check that WebGPU validated it.
+    const device = (
+      tf.backend() as unknown as {
+        device: {
+          pushErrorScope(f: string): void;
+          popErrorScope(): Promise<{ message: string } | null>;
+        };
+      }
+    ).device;
+    device.pushErrorScope("validation");
+    const out = tf.tidy(() => {
+      const { value, grads } = tf.valueAndGrads((p: tf.Tensor) =>
+        maskedReconstructionLoss(p, p, m, { type: "l2" }),
+      )([x]);
+      return [value, grads[0]];
+    });
+    const [value, grad] = await Promise.all(out.map((t) => t.data()));
+    expect((await device.popErrorScope())?.message ?? null).toBeNull();
+    expect(value[0]).toBe(0);
+    expect(Math.max(...grad.map(Math.abs))).toBe(0);
+    tf.dispose([...out, x, m]);
+  });
+
   it("is one tfjs kernel each way and leaks nothing", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;
     const m = mask(1, false);

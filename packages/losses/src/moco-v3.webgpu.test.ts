@@ -60,6 +60,26 @@ describe("the MoCo-v3 loss on webgpu (fused kernel behind @sit/core's seam)", ()
     },
   );
 
+  it("takes one tensor as both queries and keys (read-only bindings may alias)", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const x = fill([6, 20], 3);
+    const both = () =>
+      tf.tidy(() => {
+        const { value, grads } = tf.valueAndGrads((a: tf.Tensor) => mocoV3Loss(a, a))([x]);
+        return [value, grads[0]];
+      });
+    setWebgpuFusedHeads(false);
+    const portable = both();
+    setWebgpuFusedHeads(true);
+    const fused = both();
+    const [p, f] = await Promise.all(
+      [portable, fused].map((ts) => Promise.all(ts.map((t) => t.data() as Promise<Float32Array>))),
+    );
+    expectClose(f[0], p[0], 1e-5, "loss", 1e-6);
+    expectClose(f[1], p[1], 1e-4, "grad", 1e-6);
+    tf.dispose([...portable, ...fused, x]);
+  });
+
   it("is one tfjs kernel each way and leaks nothing", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;
     const info = await tf.profile(() => {

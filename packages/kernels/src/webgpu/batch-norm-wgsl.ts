@@ -38,14 +38,18 @@ export function batchNormBindings(v: BatchNormVariant, grad: boolean): string[] 
   return ["X", ...affine, "Y", ...(v.track ? ["RMo", "RVo"] : [])];
 }
 
+const WRITTEN = new Set(["Y", "RMo", "RVo", "DX", "DGamma", "DBeta"]);
+const access = (name: string) => (WRITTEN.has(name) ? "read_write" : "read");
+
 const ACT = ["y", "max(y, 0.0)", "sitGelu(y)"];
 const ACT_GRAD = ["1.0", "select(0.0, 1.0, y > 0.0)", "sitGeluGrad(y)"];
 
 function header(v: BatchNormVariant, grad: boolean): string {
-  // Every binding read_write: the same buffer may be bound twice (WebGPU tracks usage per buffer).
+  // Inputs read-only: a caller may pass one tensor twice (read-only bindings may alias; writable
+  // ones may not), and the outputs are always new buffers.
   const names = batchNormBindings(v, grad);
   const decl = names
-    .map((n, k) => `@group(0) @binding(${k}) var<storage, read_write> ${n} : array<f32>;`)
+    .map((n, k) => `@group(0) @binding(${k}) var<storage, ${access(n)}> ${n} : array<f32>;`)
     .join("\n");
   return `
 // keep: 1 − momentum; momentum < 0: cumulative average (factor 1 / batches tracked).
@@ -114,9 +118,9 @@ fn main(@builtin(local_invocation_id) lid : vec3<u32>, @builtin(workgroup_id) wi
 export function runningWgsl(): string {
   return `
 struct U { M : i32, C : i32, eps : f32, momentum : f32, keep : f32, unbiased : f32 };
-@group(0) @binding(0) var<storage, read_write> RM : array<f32>;
-@group(0) @binding(1) var<storage, read_write> RV : array<f32>;
-@group(0) @binding(2) var<storage, read_write> NBT : array<i32>;
+@group(0) @binding(0) var<storage, read> RM : array<f32>;
+@group(0) @binding(1) var<storage, read> RV : array<f32>;
+@group(0) @binding(2) var<storage, read> NBT : array<i32>;
 @group(0) @binding(3) var<storage, read_write> RMo : array<f32>;
 @group(0) @binding(4) var<storage, read_write> RVo : array<f32>;
 @group(0) @binding(5) var<storage, read_write> NBTo : array<i32>;

@@ -72,9 +72,16 @@ const ROW = `
   workgroupBarrier();
   let pos = treeSum(tid, p);`;
 
+// Inputs read-only (one tensor may be passed twice: read-only bindings may alias, writable ones
+// may not); outputs and scratch are always new buffers.
+const WRITTEN = new Set(["Rows", "W", "DQ1", "DQ2"]);
+
 function bindings(names: string[]): string {
   const decl = names
-    .map((n, i) => `@group(0) @binding(${i}) var<storage, read_write> ${n} : array<f32>;`)
+    .map((n, i) => {
+      const access = WRITTEN.has(n) ? "read_write" : "read";
+      return `@group(0) @binding(${i}) var<storage, ${access}> ${n} : array<f32>;`;
+    })
     .join("\n");
   return `${decl}\n@group(0) @binding(${names.length}) var<uniform> u : U;`;
 }
@@ -94,7 +101,7 @@ fn main(@builtin(local_invocation_id) lid : vec3<u32>, @builtin(workgroup_id) wi
 export function contrastiveSumWgsl(): string {
   return `
 struct U { B : i32, D : i32, rows : i32, invTemp : f32, epsSq : f32, scale : f32 };
-@group(0) @binding(0) var<storage, read_write> Rows : array<f32>;
+@group(0) @binding(0) var<storage, read> Rows : array<f32>;
 @group(0) @binding(1) var<storage, read_write> L : array<f32>;
 @group(0) @binding(2) var<uniform> u : U;
 var<workgroup> ra : array<f32, ${WG}>;

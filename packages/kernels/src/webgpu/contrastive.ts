@@ -34,21 +34,9 @@ function uniforms(q: tf.TensorInfo, attrs: ContrastiveAttrs, scale: number): Sca
 
 type Internals = ReturnType<typeof webgpuInternals>;
 
-/**
- * Views of a small scratch tensor standing in for the second pair's bindings when there is one
- * pair (its rows never reach them). Distinct ranges: Dawn rejects overlapping writable bindings.
- */
-function spares(b: Internals, count: number): { views: View[]; tensor: tf.TensorInfo } {
-  const tensor = newTensorInfo(b, [count * VIEW_ALIGN]);
-  const views = Array.from({ length: count }, (_, i) => viewOf(b, tensor, i * VIEW_ALIGN, 1));
-  return { views, tensor };
-}
-
-/** The four query/key bindings (the second pair's from `spare` when absent). */
-function pairViews(b: Internals, t: Record<string, tf.TensorInfo>, spare: View[]): View[] {
-  return t.q2
-    ? [t.q1, t.q2, t.k1, t.k2].map((x) => viewOf(b, x))
-    : [viewOf(b, t.q1), spare[0], viewOf(b, t.k1), spare[1]];
+/** The four query/key bindings; with one pair, the first pair's again (read-only: may alias). */
+function pairViews(b: Internals, t: Record<string, tf.TensorInfo>): View[] {
+  return [t.q1, t.q2 ?? t.q1, t.k1, t.k2 ?? t.k1].map((x) => viewOf(b, x));
 }
 
 function forward(args: unknown): tf.TensorInfo {
@@ -58,8 +46,7 @@ function forward(args: unknown): tf.TensorInfo {
   const rows = newTensorInfo(b, [batch * attrs.pairs]);
   const loss = newTensorInfo(b, []);
   const u = uniforms(inputs.q1, attrs, (2 * attrs.temperature) / batch);
-  const spare = attrs.pairs === 1 ? spares(b, 2) : null;
-  const qk = pairViews(b, inputs, spare?.views ?? []);
+  const qk = pairViews(b, inputs);
   encode(b, "SitContrastiveRows", contrastiveRowsWgsl, [...qk, viewOf(b, rows)], u, [
     batch * attrs.pairs,
     1,
@@ -74,7 +61,6 @@ function forward(args: unknown): tf.TensorInfo {
     [1, 1, 1],
   );
   b.disposeData(rows.dataId);
-  if (spare) b.disposeData(spare.tensor.dataId);
   return loss;
 }
 
@@ -82,15 +68,17 @@ function backward(args: unknown): tf.TensorInfo[] {
   const { inputs, backend, attrs } = args as Args;
   const b = webgpuInternals(backend);
   const [batch, d] = inputs.q1.shape;
-  const scratch = newTensorInfo(b, [batch * attrs.pairs * batch]);
   const dq = Array.from({ length: attrs.pairs }, () => newTensorInfo(b, [batch, d]));
   const u = uniforms(inputs.q1, attrs, 2 / batch);
-  const spare = attrs.pairs === 1 ? spares(b, 3) : null;
-  const views = [...pairViews(b, inputs, spare?.views ?? []), viewOf(b, inputs.dy)];
-  views.push(viewOf(b, scratch), viewOf(b, dq[0]), dq[1] ? viewOf(b, dq[1]) : spare!.views[2]);
+  // With one pair, the unused second gradient binding is a range of the scratch past its rows
+  // (writable bindings must not overlap).
+  const rows = batch * attrs.pairs * batch;
+  const scratch = newTensorInfo(b, [rows + (attrs.pairs === 1 ? VIEW_ALIGN * 2 : 0)]);
+  const spareAt = Math.ceil(rows / VIEW_ALIGN) * VIEW_ALIGN;
+  const views = [...pairViews(b, inputs), viewOf(b, inputs.dy), viewOf(b, scratch, 0, rows)];
+  views.push(viewOf(b, dq[0]), dq[1] ? viewOf(b, dq[1]) : viewOf(b, scratch, spareAt, 1));
   encode(b, "SitContrastiveGrad", contrastiveGradWgsl, views, u, [batch * attrs.pairs, 1, 1]);
   b.disposeData(scratch.dataId);
-  if (spare) b.disposeData(spare.tensor.dataId);
   return dq;
 }
 

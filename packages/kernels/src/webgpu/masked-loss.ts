@@ -22,9 +22,12 @@ interface MaskedAttrs {
 
 const UNIFORMS = "struct U { n : i32, C : i32, perPixel : i32, groups : i32 };";
 
+// Inputs read-only (pred and target may be one tensor: read-only bindings may alias, writable ones
+// may not); outputs are always new buffers.
 function decl(names: string[]): string {
+  const access = (n: string) => (n === "Part" || n === "DP" ? "read_write" : "read");
   return `${UNIFORMS}
-${names.map((n, i) => `@group(0) @binding(${i}) var<storage, read_write> ${n} : array<f32>;`).join("\n")}
+${names.map((n, i) => `@group(0) @binding(${i}) var<storage, ${access(n)}> ${n} : array<f32>;`).join("\n")}
 @group(0) @binding(${names.length}) var<uniform> u : U;
 fn maskAt(e : i32) -> f32 { return Mk[select(e, e / u.C, u.perPixel == 1)]; }`;
 }
@@ -59,7 +62,7 @@ fn main(@builtin(local_invocation_id) lid : vec3<u32>, @builtin(workgroup_id) wi
 
 function finishWgsl(): string {
   return `${UNIFORMS}
-@group(0) @binding(0) var<storage, read_write> Part : array<f32>;
+@group(0) @binding(0) var<storage, read> Part : array<f32>;
 @group(0) @binding(1) var<storage, read_write> L : array<f32>;
 @group(0) @binding(2) var<storage, read_write> Den : array<f32>;
 @group(0) @binding(3) var<uniform> u : U;
