@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { type LayerNorm, Linear, Module, type Rng, kaimingUniform } from "@sit/core";
-import { fusedLinear, layerNorm, linear, packedSelfAttention, patchify } from "@sit/kernels";
+import { fusedLinear, layerNorm, linear, packedSelfAttention } from "@sit/kernels";
+import { patchifyImages } from "./token-ops";
 
 /** Apply one of core's LayerNorm modules through the kernels seam. */
 export function applyNorm(norm: LayerNorm, x: tf.Tensor): tf.Tensor {
@@ -53,7 +54,11 @@ export class PatchEmbed extends Module {
   apply(images: tf.Tensor): tf.Tensor3D {
     return tf.tidy(
       () =>
-        linear(patchify(images, this.patchSize), this.proj.weight, this.proj.bias) as tf.Tensor3D,
+        linear(
+          patchifyImages(images as tf.Tensor4D, this.patchSize),
+          this.proj.weight,
+          this.proj.bias,
+        ) as tf.Tensor3D,
     );
   }
 }

@@ -14,6 +14,7 @@ import { Block } from "./block";
 import { gradientCheckpoint } from "./checkpoint";
 import { PatchEmbed, applyNorm } from "./layers";
 import { interpolatePosEmbed } from "./pos-embed";
+import { clsOf, embedTokens, patchTokensOf } from "./token-ops";
 import { VIT_DEFAULTS, VIT_PRESETS } from "./presets";
 
 /** Configuration of a {@link VisionTransformer}; defaults are ViT-B/16 at 224 px as in SiT. */
@@ -245,10 +246,8 @@ export class VisionTransformer extends Module {
     return tidyObject(() => {
       const b = images.shape[0];
       const patches = this.patchEmbed.apply(images);
-      // A broadcasting add, not broadcastTo: broadcastTo runs tfjs's Tile kernel, whose gradient
-      // is one Slice + one Add per image (2·B GPU dispatches per step); Add's is one sum. Exact.
-      const cls = tf.add(tf.zeros([b, 1, this.embedDim]), this.clsToken);
-      let x = tf.add(tf.concat([cls, patches], 1), this.positionEmbedding(grid)) as tf.Tensor3D;
+      // [cls; patches] + pos as one taped op that saves nothing (token-ops.ts).
+      let x = embedTokens(patches, this.clsToken, this.positionEmbedding(grid));
       const intermediates = new Map<number, tf.Tensor3D>();
       const attentions: tf.Tensor4D[] = [];
       const recomputed = this.recomputedBlocks(options.checkpointBlocks ?? this.checkpointBlocks);
@@ -288,11 +287,7 @@ export class VisionTransformer extends Module {
       });
       const tokens = applyNorm(this.norm, x) as tf.Tensor3D;
       const n = tokens.shape[1] - 1;
-      const out: VitOutput = {
-        cls: tf.reshape(tf.slice(tokens, [0, 0, 0], [b, 1, this.embedDim]), [b, this.embedDim]),
-        patchTokens: tf.slice(tokens, [0, 1, 0], [b, n, this.embedDim]),
-        tokens,
-      };
+      const out: VitOutput = { cls: clsOf(tokens), patchTokens: patchTokensOf(tokens), tokens };
       if (options.intermediates) out.intermediates = wanted.map((i) => intermediates.get(i)!);
       if (options.attentions) out.attentions = attentions;
       return out;
