@@ -2,6 +2,7 @@
 // serializeTrainCheckpoint), with the CLI's run description under `meta.cli`, so that
 // `sit pretrain --resume`, `sit knn`, `sit reconstruct`… take a page checkpoint as their own, and
 // the page opens theirs (parseTrainCheckpoint).
+import type { RunDescription, RunImageSettings } from "@sit/data";
 import * as tf from "@tensorflow/tfjs";
 import {
   type LoadedCheckpoint,
@@ -14,21 +15,16 @@ import { statsOf } from "./run-config";
 import type { TrainingSession } from "./session";
 
 /**
- * `meta.cli` of a checkpoint: how `sit pretrain` describes a run (@sit/cli's RunInfo: the recipe,
- * its config as given, the data settings and the normalisation), which its other commands read.
+ * `meta.cli` of a checkpoint: how `sit pretrain` describes a run (@sit/data's RunDescription, the
+ * CLI's RunInfo), which its other commands read.
  */
-interface RunInfo {
-  recipe: string;
-  recipeConfig: PretrainConfigJson["config"];
-  data: PretrainConfigJson["data"];
-  stats: { mean: readonly number[]; std: readonly number[] } | null;
-}
+type RunInfo = RunDescription<PretrainConfigJson["data"] & RunImageSettings>;
 
 function runInfoOf(config: PretrainConfigJson): RunInfo {
   return {
     recipe: config.recipe,
     recipeConfig: config.config,
-    data: config.data,
+    data: config.data as RunInfo["data"],
     stats: statsOf(config),
   };
 }
@@ -73,5 +69,10 @@ export function checkpointConfig(c: LoadedCheckpoint): PretrainConfigJson {
     throw new Error(
       `${c.path}: no run description (meta.cli): only checkpoints of sit pretrain or of this page open here`,
     );
-  return { recipe: "sit", data: cli.data, config: cli.recipeConfig };
+  // A SiT run's recipe config (the recipe checked it when the run was made).
+  return {
+    recipe: "sit",
+    data: cli.data,
+    config: cli.recipeConfig as PretrainConfigJson["config"],
+  };
 }

@@ -2,7 +2,7 @@
 // accuracy, all from the library's own pieces (the recipe's masker and network, @sit/eval).
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "@sit/core";
-import { ArrayDataset, type NormalizeStats, evalTransform } from "@sit/data";
+import { ArrayDataset, type NormalizeStats, runEvalTransform } from "@sit/data";
 import { attentionMaps, clsAttention, extractFeatures, inEvalMode, knnEval } from "@sit/eval";
 import type { SitRecipe } from "@sit/recipes";
 import type { FromWorker, ImageSet, PictureBatch } from "./protocol";
@@ -24,18 +24,11 @@ export function datasetOf(set: ImageSet): ArrayDataset {
 }
 
 /**
- * The evaluation transform `sit knn` uses for a run: a plain resize for small stored-at-size
- * images (the bundled Fashion-MNIST), resize + centre crop otherwise, the run's normalisation.
+ * The evaluation transform `sit knn` uses for a run (@sit/data's): a plain resize for small
+ * stored-at-size images (the bundled Fashion-MNIST), resize + centre crop otherwise.
  */
-export function evaluationTransform(set: ImageSet, size: number, stats: NormalizeStats | null) {
-  const lowRes = set.height <= size && set.width <= size;
-  return evalTransform({
-    size,
-    ...(lowRes ? { resize: size } : {}),
-    interpolation: "bilinear",
-    normalize: stats,
-    channels: set.channels,
-  });
+function evaluationTransform(set: ImageSet, size: number, stats: NormalizeStats | null) {
+  return runEvalTransform(set, size, stats, set.height <= size && set.width <= size);
 }
 
 /** The first `n` held-out images through the evaluation transform (NHWC, normalised; caller disposes). */

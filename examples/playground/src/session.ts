@@ -1,7 +1,12 @@
 // One training run inside the worker: the recipe (createSiT, as `sit pretrain` builds it), the
 // data loader with SiT's two-view transform, and @sit/train's `fit` driving the steps, with
 // pause/resume/stop and the pictures and k-NN reports in between.
-import { DataLoader, type NormalizeStats, sitTwoViewTransform } from "@sit/data";
+import {
+  DataLoader,
+  type NormalizeStats,
+  type RunImageSettings,
+  runTwoViewTransform,
+} from "@sit/data";
 import { type SitRecipe, createSiT } from "@sit/recipes";
 import {
   type MetricSink,
@@ -46,23 +51,6 @@ export function recipeConfigOf(config: PretrainConfigJson, train: ImageSet) {
     backbone: { ...c.backbone, inChans: config.data.channels },
     optim: { ...c.optim, stepsPerEpoch },
   };
-}
-
-/** SiT's two-view transform with the run's data settings (what `sit pretrain` trains on). */
-function twoViewTransform(config: PretrainConfigJson, size: number, stats: NormalizeStats | null) {
-  const d = config.data as {
-    cropScale?: [number, number];
-    interpolation?: "bicubic" | "bilinear";
-    augment?: Record<string, unknown>;
-  };
-  return sitTwoViewTransform({
-    size,
-    ...(d.augment ?? {}),
-    ...(d.cropScale ? { scale: d.cropScale } : {}),
-    ...(d.interpolation ? { interpolation: d.interpolation } : {}),
-    normalize: stats,
-    channels: config.data.channels,
-  });
 }
 
 export class TrainingSession {
@@ -122,7 +110,8 @@ export class TrainingSession {
       await knn(startStep);
       const batchSize = config.config.optim.batchSize;
       const loader = new DataLoader(datasetOf(data.train), {
-        transform: twoViewTransform(config, this.size, this.stats),
+        // The settings as `sit pretrain` records them (its config schema checked them).
+        transform: runTwoViewTransform(config.data as RunImageSettings, this.size, this.stats),
         batchSize,
         seed: this.recipe.config.seed,
         dropLast: true,

@@ -3,9 +3,10 @@ import { basename, dirname, resolve } from "node:path";
 import {
   IMAGENET_STATS,
   type NormalizeStats,
-  evalTransform,
+  type RunDescription,
   multiCropTransform,
-  sitTwoViewTransform,
+  runEvalTransform,
+  runTwoViewTransform,
 } from "@sit/data";
 import { IOError } from "@sit/core";
 import { DinoRecipe, type LoadedRecipe, dinoLocalSize } from "@sit/recipes";
@@ -19,17 +20,10 @@ import { dataSchema, deepMerge, parseWith } from "./run-config";
 
 /**
  * What a pretraining run records in its checkpoints (`meta.cli`) and in `<out>/run.json`: the
- * recipe, its input config, and how images were prepared, so that every later command prepares
- * them the same way.
+ * recipe, its input config, and how images were prepared, so that every later command (and a web
+ * page continuing the run) prepares them the same way (@sit/data's `RunDescription`).
  */
-export interface RunInfo {
-  recipe: string;
-  /** The recipe's config as given (defaults are filled by the recipe). */
-  recipeConfig: Record<string, unknown>;
-  data: DataConfig;
-  /** Normalisation applied to the network input (null: none). */
-  stats: NormalizeStats | null;
-}
+export type RunInfo = RunDescription<DataConfig>;
 
 /** A network ready for inference: the recipe holding it, how its inputs are made, where it came from. */
 export interface LoadedModel {
@@ -66,20 +60,7 @@ export function inputSize(backbone: VisionTransformer): number {
 
 /** SiT's two-view pretraining transform for a run. */
 export function pretrainTransform(run: RunInfo, size: number) {
-  const a = run.data.augment ?? {};
-  return sitTwoViewTransform({
-    size,
-    ...(a.flipP !== undefined ? { flipP: a.flipP } : {}),
-    ...(a.grayscaleP !== undefined ? { grayscaleP: a.grayscaleP } : {}),
-    ...(a.blurSigma ? { blurSigma: a.blurSigma } : {}),
-    ...(a.blurP ? { blurP: a.blurP } : {}),
-    ...(a.solarizeP !== undefined ? { solarizeP: a.solarizeP } : {}),
-    ...(a.colorJitter ? { colorJitter: a.colorJitter } : {}),
-    scale: run.data.cropScale,
-    interpolation: run.data.interpolation,
-    normalize: run.stats,
-    channels: run.data.channels,
-  });
+  return runTwoViewTransform(run.data, size, run.stats);
 }
 
 /**
@@ -118,13 +99,7 @@ export function evaluationTransform(
   size: number,
   normalize = true,
 ) {
-  return evalTransform({
-    size,
-    ...(kind.lowRes ? { resize: size } : {}),
-    interpolation: "bilinear",
-    normalize: normalize ? run.stats : null,
-    channels: run.data.channels,
-  });
+  return runEvalTransform(run.data, size, normalize ? run.stats : null, kind.lowRes);
 }
 
 /**

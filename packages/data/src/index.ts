@@ -82,6 +82,13 @@ export {
   type SitTwoViewOptions,
 } from "./transforms/sit";
 export {
+  runTwoViewTransform,
+  runEvalTransform,
+  type RunDescription,
+  type RunImageSettings,
+  type RunAugment,
+} from "./transforms/run";
+export {
   multiCropTransform,
   MULTI_CROP_DEFAULTS,
   type MultiCropOptions,
