@@ -9,7 +9,7 @@ import {
   invalidArgument,
   kaimingUniform,
 } from "@sit/core";
-import { fusedLinear, linear, unpatchify } from "@sit/kernels";
+import { fusedLinear, linear, unpatchifyAddBias } from "@sit/kernels";
 
 /** Options of {@link SitReconstructionHead}. */
 export interface SitReconstructionHeadOptions {
@@ -115,7 +115,8 @@ export class SitReconstructionHead extends Module {
       let x = linear(patchTokens, first.weight, first.bias);
       for (const layer of rest) x = fusedLinear(x, layer.weight, layer.bias, { geluInput: true });
       const pixels = fusedLinear(x, this.convTrans.weight, null, { geluInput: true }); // [B, N, p·p·C]
-      return tf.add(unpatchify(pixels, this.patchSize, grid), this.convTrans.bias) as tf.Tensor4D;
+      // Back to pixels with the per-channel bias: one kernel each way on webgpu.
+      return unpatchifyAddBias(pixels, this.patchSize, grid, this.convTrans.bias);
     });
   }
 }

@@ -42,7 +42,7 @@ async function run(): Promise<Float32Array[]> {
   return data;
 }
 
-describe("SitReconstructionHead on webgpu (GELU in the next GEMM's prologue)", () => {
+describe("SitReconstructionHead on webgpu (GELU in the next GEMM's prologue, fused unpatchify + bias)", () => {
   it("matches the portable head on webgpu: output 1e-5, every gradient 1e-4, and runs no GELU kernel", {
     timeout: 240_000,
   }, async (ctx) => {
@@ -58,6 +58,13 @@ describe("SitReconstructionHead on webgpu (GELU in the next GEMM's prologue)", (
     });
     const names = info.kernels.map((k) => k.name);
     expect(names.filter((k) => k.includes("Gelu"))).toEqual([]);
+    expect(names).toContain("SitUnpatchifyBias");
+    expect(names).toContain("SitUnpatchifyBiasGrad");
+    // No leak on webgpu: a second and third run leave the tensor count where the first left it.
+    await run();
+    const before = tf.memory().numTensors;
+    await run();
+    expect(tf.memory().numTensors).toBe(before);
     expect(names.filter((k) => k === "SitLinear").length).toBeGreaterThanOrEqual(4);
   });
 });

@@ -23,7 +23,7 @@ export {
   type LinearWeights,
 } from "./transformer-block";
 export { multiHeadAttention, packedSelfAttention, type AttentionOptions } from "./attention";
-export { patchify, unpatchify } from "./patchify";
+export { patchify, unpatchify, unpatchifyAddBias } from "./patchify";
 export { portableKernels } from "./portable";
 export { wasmKernels, setWasmKernels } from "./wasm/register";
 export { batchMatMulBatchLast } from "./wasm/attention";

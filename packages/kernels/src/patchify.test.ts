@@ -1,8 +1,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng, ShapeError } from "@sit/core";
-import { TEST_BACKENDS, withBackend } from "@sit/testing";
+import { TEST_BACKENDS, expectClose, withBackend } from "@sit/testing";
 import { describe, expect, it } from "vitest";
-import { patchify, unpatchify } from "./patchify";
+import { patchify, unpatchify, unpatchifyAddBias } from "./patchify";
 import { randomTensor } from "./testing/finite-difference";
 
 describe.each(TEST_BACKENDS)("patchify / unpatchify on %s", (backend) => {
@@ -41,6 +41,28 @@ describe.each(TEST_BACKENDS)("patchify / unpatchify on %s", (backend) => {
     });
   });
 
+  it("unpatchifyAddBias is unpatchify plus a per-channel bias", async () => {
+    await withBackend(backend, () => {
+      const rng = Rng.seed(21);
+      const patches = randomTensor([2, 6, 12], rng);
+      const bias = randomTensor([3], rng);
+      const got = unpatchifyAddBias(patches, 2, [2, 3], bias);
+      const image = unpatchify(patches, 2, [2, 3]).arraySync() as number[][][][];
+      const b = bias.dataSync();
+      const expected = image.map((rows) =>
+        rows.map((cols) => cols.map((px) => px.map((v, c) => v + b[c]))),
+      );
+      expect(got.shape).toEqual([2, 4, 6, 3]);
+      expectClose(
+        got.dataSync() as Float32Array,
+        new Float32Array(expected.flat(3)),
+        1e-6,
+        "image",
+      );
+      tf.dispose([patches, bias, got]);
+    });
+  });
+
   it("passes gradients through (the input gradient of a patch embedding)", async () => {
     await withBackend(backend, () => {
       const rng = Rng.seed(20);
@@ -65,6 +87,12 @@ describe("patchify input checks", () => {
     expect(() => unpatchify(tf.zeros([1, 6, 12]), 2)).toThrow(/square grid/);
     expect(() => unpatchify(tf.zeros([1, 6, 12]), 2, [2, 2])).toThrow(/rows·cols = 6/);
     expect(() => unpatchify(tf.zeros([1, 4, 10]), 2)).toThrow(/divisible by p·p = 4/);
+    expect(() => unpatchifyAddBias(tf.zeros([1, 4, 12]), 2, undefined, tf.zeros([4]))).toThrow(
+      /bias: expected a tensor \[3\]/,
+    );
+    expect(() => unpatchifyAddBias(tf.zeros([1, 6, 12]), 2, undefined, tf.zeros([3]))).toThrow(
+      /square grid/,
+    );
     x.dispose();
   });
 });

@@ -1,6 +1,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { ShapeError, checkNumber, describeValue } from "@sit/core";
 import { findOverride } from "./registry";
+import { webgpuKernelsEnabled } from "./webgpu/register";
+import { webgpuUnpatchifyBias } from "./webgpu/unpatchify-bias";
 
 /** Portable `patchify` (see {@link patchify}). */
 export function portablePatchify(images: tf.Tensor4D, p: number): tf.Tensor3D {
@@ -68,6 +70,17 @@ export function unpatchify(
   gridSize?: [number, number],
 ): tf.Tensor4D {
   const p = checkNumber("patchSize", patchSize, { integer: true, min: 1 });
+  const [gh, gw] = patchGrid(patches, p, gridSize);
+  const impl = findOverride("unpatchify", tf.getBackend()) ?? portableUnpatchify;
+  return impl(patches as tf.Tensor3D, p, gh, gw);
+}
+
+/** The patch grid of `patches [B, N, p·p·C]` (checked): `gridSize`, or the square √N × √N. */
+function patchGrid(
+  patches: tf.Tensor,
+  p: number,
+  gridSize: [number, number] | undefined,
+): [number, number] {
   if (!(patches instanceof tf.Tensor) || patches.rank !== 3)
     throw new ShapeError(
       `unpatchify patches: expected a tensor [B, N, p·p·C], got ${describeValue(patches)}`,
@@ -98,6 +111,33 @@ export function unpatchify(
         `unpatchify gridSize: expected rows·cols = ${n} (the number of patches), got [${gh}, ${gw}]`,
       );
   }
-  const impl = findOverride("unpatchify", tf.getBackend()) ?? portableUnpatchify;
-  return impl(patches as tf.Tensor3D, p, gh, gw);
+  return [gh, gw];
+}
+
+/**
+ * `unpatchify(patches, patchSize, gridSize) + bias`, `bias [C]` one value per channel (a
+ * ConvTranspose2d's bias after its per-patch product, as SiT's reconstruction head). On webgpu
+ * (the package's kernels on) one fused kernel each way; elsewhere exactly those two operations.
+ */
+export function unpatchifyAddBias(
+  patches: tf.Tensor,
+  patchSize: number,
+  gridSize: [number, number] | undefined,
+  bias: tf.Tensor,
+): tf.Tensor4D {
+  const p = checkNumber("patchSize", patchSize, { integer: true, min: 1 });
+  const grid = patchGrid(patches, p, gridSize);
+  const c = (patches.shape[2] as number) / (p * p);
+  if (!(bias instanceof tf.Tensor) || bias.rank !== 1 || bias.shape[0] !== c)
+    throw new ShapeError(
+      `unpatchifyAddBias bias: expected a tensor [${c}], got ${describeValue(bias)}`,
+    );
+  if (
+    tf.getBackend() === "webgpu" &&
+    webgpuKernelsEnabled() &&
+    patches.dtype === "float32" &&
+    bias.dtype === "float32"
+  )
+    return webgpuUnpatchifyBias(patches as tf.Tensor3D, p, grid, bias as tf.Tensor1D);
+  return tf.tidy(() => tf.add(unpatchify(patches, p, grid), bias) as tf.Tensor4D);
 }

@@ -1,0 +1,145 @@
+import * as tf from "@tensorflow/tfjs";
+import { type Scalars, encode, viewOf } from "./encode";
+import { gridWorkgroups, newTensorInfo, webgpuInternals } from "./flat-buffers";
+import { columnSum } from "./reductions";
+
+// The tail of SiT's reconstruction head as one tfjs kernel each way on webgpu: patches
+// `[B, gh·gw, p·p·C]` → NHWC image `[B, gh·p, gw·p, C]` plus a per-channel bias (ConvTranspose2d's)
+// in one dispatch; backward, the patches' gradient (the same index map, gathered from dy: one
+// dispatch) and the bias gradient (Σ dy per channel: reductions.ts' two-pass column sum).
+
+export const UNPATCHIFY_BIAS_KERNEL = "SitUnpatchifyBias";
+export const UNPATCHIFY_BIAS_GRAD_KERNEL = "SitUnpatchifyBiasGrad";
+
+const THREADS = 256;
+
+interface Attrs {
+  patchSize: number;
+  gridH: number;
+  gridW: number;
+}
+
+// Image element e = ((b·H + y)·W + x)·C + c ↔ patch element ((b·N + n)·ppC + k), with
+// n = (y / p)·gw + x / p and k = ((y % p)·p + x % p)·C + c.
+const INDEX = `
+struct U { n : i32, H : i32, W : i32, C : i32, p : i32, gw : i32 };
+fn patchIndex(e : i32) -> i32 {
+  let c = e % u.C;
+  let x = (e / u.C) % u.W;
+  let y = (e / (u.C * u.W)) % u.H;
+  let b = e / (u.C * u.W * u.H);
+  let tokens = (u.H / u.p) * u.gw;
+  let n = (y / u.p) * u.gw + x / u.p;
+  let k = ((y % u.p) * u.p + x % u.p) * u.C + c;
+  return (b * tokens + n) * (u.p * u.p * u.C) + k;
+}`;
+
+function wgsl(grad: boolean): string {
+  const [src, extra, dst] = grad ? ["DY", "", "DP"] : ["P", "Bias", "Out"];
+  const reads = [src, ...(extra ? [extra] : [])];
+  const decl = [...reads, dst]
+    .map((n, i) => {
+      const access = n === dst ? "read_write" : "read";
+      return `@group(0) @binding(${i}) var<storage, ${access}> ${n} : array<f32>;`;
+    })
+    .join("\n");
+  const body = grad ? "DP[patchIndex(e)] = DY[e];" : "Out[e] = P[patchIndex(e)] + Bias[e % u.C];";
+  return `${INDEX}
+${decl}
+@group(0) @binding(${reads.length + 1}) var<uniform> u : U;
+@compute @workgroup_size(${THREADS}, 1, 1)
+fn main(@builtin(global_invocation_id) gid : vec3<u32>, @builtin(num_workgroups) nwg : vec3<u32>) {
+  for (var e = i32(gid.x); e < u.n; e += i32(nwg.x) * ${THREADS}) { ${body} }
+}`;
+}
+
+type Args = { inputs: Record<string, tf.TensorInfo>; backend: unknown; attrs: Attrs };
+
+function imageShape(patches: tf.TensorInfo, a: Attrs): [number, number, number, number] {
+  const [b, , ppc] = patches.shape;
+  return [b, a.gridH * a.patchSize, a.gridW * a.patchSize, ppc / (a.patchSize * a.patchSize)];
+}
+
+function uniforms([b, h, w, c]: number[], a: Attrs): Scalars[] {
+  return [{ i: b * h * w * c }, { i: h }, { i: w }, { i: c }, { i: a.patchSize }, { i: a.gridW }];
+}
+
+function forward(args: unknown): tf.TensorInfo {
+  const { inputs, backend, attrs } = args as Args;
+  const b = webgpuInternals(backend);
+  const shape = imageShape(inputs.patches, attrs);
+  const out = newTensorInfo(b, shape);
+  const n = tf.util.sizeFromShape(shape);
+  const views = [inputs.patches, inputs.bias, out].map((t) => viewOf(b, t));
+  encode(b, "SitUnpatchifyBias", () => wgsl(false), views, uniforms(shape, attrs), [
+    gridWorkgroups(b, n, THREADS),
+    1,
+    1,
+  ]);
+  return out;
+}
+
+function backward(args: unknown): tf.TensorInfo[] {
+  const { inputs, backend, attrs } = args as Args & { attrs: Attrs & { patchesShape: number[] } };
+  const b = webgpuInternals(backend);
+  const { dy } = inputs;
+  const shape = dy.shape;
+  const n = tf.util.sizeFromShape(shape);
+  const dp = newTensorInfo(b, attrs.patchesShape);
+  const views = [dy, dp].map((t) => viewOf(b, t));
+  encode(b, "SitUnpatchifyBiasGrad", () => wgsl(true), views, uniforms(shape, attrs), [
+    gridWorkgroups(b, n, THREADS),
+    1,
+    1,
+  ]);
+  // Σ dy per channel: dy viewed as [B·H·W, C] (same buffer, another shape).
+  const c = shape[3];
+  const rows = { dataId: dy.dataId, shape: [n / c, c], dtype: dy.dtype } as tf.TensorInfo;
+  const db = columnSum(backend as Parameters<typeof columnSum>[0], rows);
+  return [dp, db];
+}
+
+let registered = false;
+
+/** Register the kernels and the forward's gradient with tfjs (once). */
+export function registerUnpatchifyBiasKernels(): void {
+  if (registered) return;
+  registered = true;
+  for (const [kernelName, kernelFunc] of [
+    [UNPATCHIFY_BIAS_KERNEL, forward],
+    [UNPATCHIFY_BIAS_GRAD_KERNEL, backward],
+  ] as const)
+    tf.registerKernel({
+      kernelName,
+      backendName: "webgpu",
+      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+    });
+  tf.registerGradient({
+    kernelName: UNPATCHIFY_BIAS_KERNEL,
+    inputsToSave: [],
+    gradFunc: (dy, _saved, attrs) => {
+      const [dp, db] = tf
+        .engine()
+        .runKernel(UNPATCHIFY_BIAS_GRAD_KERNEL, { dy: dy as tf.Tensor }, attrs) as tf.Tensor[];
+      return { patches: () => dp, bias: () => db };
+    },
+  });
+}
+
+/**
+ * `unpatchify(patches) + bias` on webgpu: `patches [B, gridH·gridW, p·p·C]`, `bias [C]` (checked
+ * by the caller) → `[B, gridH·p, gridW·p, C]`. One dispatch forward; backward one for the patches
+ * and two for the bias.
+ */
+export function webgpuUnpatchifyBias(
+  patches: tf.Tensor3D,
+  patchSize: number,
+  [gridH, gridW]: [number, number],
+  bias: tf.Tensor1D,
+): tf.Tensor4D {
+  registerUnpatchifyBiasKernels();
+  const attrs = { patchSize, gridH, gridW, patchesShape: patches.shape };
+  return tf
+    .engine()
+    .runKernel(UNPATCHIFY_BIAS_KERNEL, { patches, bias }, attrs as never) as tf.Tensor4D;
+}
