@@ -4,6 +4,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Browser, type Download, type Page, chromium } from "playwright-core";
+import type { PlaygroundStatus } from "./main";
 import { serveStatic } from "./static-server";
 
 /** This example's folder. */
@@ -77,17 +78,8 @@ export async function watchedPage(session: Session): Promise<{ page: Page; error
   return { page, errors };
 }
 
-/** What the page exposes as `globalThis.playground` (see main.ts). */
-export interface PageStatus {
-  backend: string | null;
-  threads?: number;
-  adapter?: string;
-  state: string;
-  losses: Array<{ step: number; loss: number }>;
-  knn: Array<{ step: number; top1: number }>;
-  imagesPerSec: number[];
-  errors: string[];
-}
+/** What the page exposes as `globalThis.playground` (main.ts's, read through the browser). */
+export type PageStatus = PlaygroundStatus;
 
 export function status(page: Page): Promise<PageStatus> {
   return page.evaluate(() => (globalThis as unknown as { playground: PageStatus }).playground);
@@ -150,4 +142,37 @@ export async function downloadCheckpoint(
   if (!config || !checkpoint)
     throw new Error(`expected a checkpoint and config.json, got ${saved.join(", ")}`);
   return { checkpoint, config };
+}
+
+/**
+ * The WebGPU adapter the page's browser offers, described as @sit/core's `initBackend` describes it
+ * (`software`: a CPU rasteriser such as SwiftShader or lavapipe, or the browser's fallback adapter).
+ */
+export function webgpuAdapter(
+  page: Page,
+): Promise<{ found: boolean; software: boolean; description: string }> {
+  return page.evaluate(async () => {
+    const gpu = (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+    const adapter = (await gpu?.requestAdapter()) as
+      | {
+          isFallbackAdapter?: boolean;
+          info?: {
+            vendor?: string;
+            architecture?: string;
+            description?: string;
+            isFallbackAdapter?: boolean;
+          };
+        }
+      | null
+      | undefined;
+    if (!adapter) return { found: false, software: false, description: "none" };
+    const info = adapter.info ?? {};
+    const description =
+      [info.vendor, info.architecture, info.description].filter(Boolean).join(" ") || "unknown";
+    const software =
+      adapter.isFallbackAdapter === true ||
+      info.isFallbackAdapter === true ||
+      /swiftshader|llvmpipe|lavapipe|software/i.test(description);
+    return { found: true, software, description };
+  });
 }

@@ -23,6 +23,8 @@ export interface PlaygroundStatus {
   threads?: number;
   /** WebGPU: the adapter's description. */
   adapter?: string;
+  /** @sit/kernels' operations with a kernel of the backend. */
+  kernels: string[];
   state: RunState;
   losses: Array<{ step: number; loss: number }>;
   knn: Array<{ step: number; top1: number }>;
@@ -32,6 +34,7 @@ export interface PlaygroundStatus {
 }
 const status: PlaygroundStatus = {
   backend: null,
+  kernels: [],
   state: "no-backend",
   losses: [],
   knn: [],
@@ -104,6 +107,7 @@ function onMessage(m: FromWorker): void {
     status.backend = m.name;
     status.threads = m.threads;
     status.adapter = m.adapter;
+    status.kernels = m.kernels;
     $("backend-line").textContent = `Backend: ${m.name}${m.detail ? ` (${m.detail})` : ""}`;
   } else if (m.type === "state") {
     status.state = m.state;

@@ -91,6 +91,8 @@ export type FromWorker =
       threads?: number;
       /** WebGPU: the adapter's description. */
       adapter?: string;
+      /** @sit/kernels' operations with a kernel of this backend (as under Node). */
+      kernels: string[];
     }
   | { type: "state"; state: RunState; message?: string }
   | {

@@ -3,6 +3,7 @@
 // TrainingSession at a time on the page's commands. Training off the main thread keeps the page
 // responsive while a step runs.
 import { initBackend } from "@sit/core";
+import { listKernelOverrides } from "@sit/kernels";
 // The wasm binaries are served from the page's own build (no CDN): Vite emits them as assets.
 import wasmPlain from "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?url";
 import wasmSimd from "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url";
@@ -59,6 +60,9 @@ async function init(
     detail: detail.join("; "),
     ...(info.threads !== undefined ? { threads: info.threads } : {}),
     ...(info.adapter ? { adapter: info.adapter } : {}),
+    kernels: listKernelOverrides()
+      .filter((k) => k.backend === info.name)
+      .map((k) => k.name),
   });
   setState("idle");
 }
