@@ -62,6 +62,21 @@ function detailsOf(
   };
 }
 
+type CustomGradientFunc = Parameters<typeof tf.customGrad>[0];
+
+/**
+ * `a + λ·b` of two scalars (SiT's `Lc + λ·Lr`) as one taped op whose gradients are `dy` and
+ * `λ·dy` (dy cloned: backprop owns dy): tfjs's add and mul would clone both of their inputs for
+ * the tape every step.
+ */
+function plusScaled(a: tf.Scalar, b: tf.Scalar, lambda: number): tf.Scalar {
+  const op = tf.customGrad(((x: tf.Tensor, y: tf.Tensor) => ({
+    value: tf.add(x, tf.mul(y, lambda)),
+    gradFunc: (dy: tf.Tensor) => [tf.clone(dy), tf.mul(dy, lambda)],
+  })) as unknown as CustomGradientFunc);
+  return op(a, b) as tf.Scalar;
+}
+
 /**
  * SiT v3 (spec §1): GMML-corrupt both views; student on the corrupted views → projection `s` and
  * reconstruction `x̂`; EMA teacher on the clean views → projection `t`;
@@ -218,14 +233,16 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
         teacherProjection ??
         (withPrecision(p, () => this.teacher.module.forward(clean).projection) as tf.Tensor2D);
       const scaler = this.lossScaler;
+      const half = (x: tf.Tensor2D, i: number) => x.slice([i * B, 0], [B, -1]);
+      // The teacher's halves are cut outside the tape: it gets no gradient, so none is saved.
+      const [t1, t2] = [half(t, 0), half(t, 1)];
       const { grads, extras } = gradientsByName(this.student, () => {
         // (The backward follows the precision its forward kernels recorded.)
         const o = withPrecision(p, () =>
           this.student.forward(corrupted, { rng: this.rngs.dropPath }),
         );
         const s = o.projection as tf.Tensor2D;
-        const half = (x: tf.Tensor2D, i: number) => x.slice([i * B, 0], [B, -1]);
-        const contrastiveLoss = sitContrastiveLoss(half(s, 0), half(s, 1), half(t, 0), half(t, 1), {
+        const contrastiveLoss = sitContrastiveLoss(half(s, 0), half(s, 1), t1, t2, {
           temperature,
         });
         const reconstructionLoss = maskedReconstructionLoss(
@@ -234,7 +251,7 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
           mask,
           { type: this.config.reconstruction },
         );
-        const total = tf.add(contrastiveLoss, tf.mul(reconstructionLoss, lambda)) as tf.Scalar;
+        const total = plusScaled(contrastiveLoss, reconstructionLoss, lambda);
         // Under mixed precision the gradients are of the scaled loss; the unscaled one is reported.
         return {
           loss: scaler ? scaler.scaleLoss(total) : total,
