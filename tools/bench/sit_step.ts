@@ -13,6 +13,7 @@
 //     [--iters 3] [--warmup 1] [--depth N] [--allow-software-adapter] [--memory-steps N]
 //     [--no-torch] [--torch-device cpu|cuda] [--torch-iters 3] [--torch-warmup 1]
 //     [--checkpoint-blocks on|off|k] (k: recompute only the first k blocks) [--fused-block on|off]
+//     [--precision f32|mixed-f16] (mixed-f16: f16 GEMMs + loss scaling; webgpu with shader-f16)
 //
 // --fused-block off makes webgpu compose each transformer block from separate kernels (the
 // portable block) instead of the fused one-kernel-per-direction block (for before/after runs).
@@ -62,6 +63,7 @@ const checkpointOption = option("checkpoint-blocks", backend === "wasm" ? "on" :
 const recomputedBlocks = /^\d+$/.test(checkpointOption) ? Number(checkpointOption) : null;
 const checkpointBlocks = checkpointOption === "on" || recomputedBlocks !== null;
 const fusedBlock = option("fused-block", "on") === "on";
+const precision = option("precision", "f32");
 setWebgpuFusedBlock(fusedBlock);
 for (const [k, v] of Object.entries({ BATCH, ITERS, WARMUP, DEPTH, MEMORY_STEPS }))
   if (!Number.isInteger(v) || v < 0 || (v === 0 && k !== "WARMUP" && k !== "MEMORY_STEPS"))
@@ -261,6 +263,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     projection: { hidden: 4096, outDim: 256 },
     optim: { batchSize: BATCH, epochs: 100, stepsPerEpoch: 100 },
     lambda: 5,
+    ...(precision !== "f32" ? { precision: precision as "mixed-f16" } : {}),
   });
   if (recomputedBlocks !== null) recipe.student.backbone.checkpointBlocks = recomputedBlocks;
   const views = [0, 1].map(
@@ -295,6 +298,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     ...(info.adapter ? { adapter: info.adapter } : {}),
     checkpoint_blocks: recomputedBlocks ?? checkpointBlocks,
     fused_block: fusedBlock,
+    precision,
     params: recipe.student.namedParameters().reduce((n, [, v]) => n + v.size, 0),
   };
   if (MEMORY_STEPS > 0) {
@@ -427,6 +431,8 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     ...(stubbed ? { sync_reads_stubbed: Object.fromEntries(stubbed) } : {}),
     loss_finite:
       stubbed && stubbed.size > 0 ? "unknown (sync reads stubbed)" : Number.isFinite(loss),
+    // Mixed precision: the scale after the run (it halves on each step skipped for an overflow).
+    ...(recipe.lossScaler ? { loss_scaler: recipe.lossScaler.state() } : {}),
   };
   tf.dispose(views);
   recipe.dispose();

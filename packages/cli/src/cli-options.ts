@@ -122,6 +122,7 @@ const PRETRAIN_FLAGS: [flag: string, path: string][] = [
   ["attentionGroups", "config.attentionMask.groups"],
   ["localCrops", "config.multiCrop.nLocal"],
   ["seed", "config.seed"],
+  ["precision", "config.precision"],
   ["steps", "train.steps"],
   ["checkpointEvery", "train.checkpointEverySteps"],
   ["checkpointEveryEpochs", "train.checkpointEveryEpochs"],
@@ -271,6 +272,12 @@ export function addPretrainOptions(cmd: Command): Command {
       "--seed <n>",
       `seed of weights, augmentations and masks (${defaultText("config.seed")})`,
       int(0),
+    )
+    .addOption(
+      new Option(
+        "--precision <p>",
+        `sit: f32 or mixed-f16 (f16 GEMMs, f32 master weights, dynamic loss scaling; webgpu with shader-f16) (${defaultText("config.precision")})`,
+      ).choices(["f32", "mixed-f16"]),
     );
   addBackend(cmd);
   return cmd

@@ -1,5 +1,6 @@
 import { ConfigError } from "@sit/core";
 import { ATTENTION_MASK_DEFAULTS, GMML_DEFAULTS } from "@sit/gmml";
+import { PRECISIONS, type Precision } from "@sit/kernels";
 import { CONTRASTIVE_LOSS_DEFAULTS, RECONSTRUCTION_LOSS_DEFAULTS } from "@sit/losses";
 import { MOMENTUM_DEFAULTS } from "@sit/momentum";
 import { VIT_DEFAULTS, VIT_PRESETS } from "@sit/vit";
@@ -117,6 +118,11 @@ export const sitSchema = z
       .default({}),
     reconstruction: z.enum(["l1", "l2"]).default(RECONSTRUCTION_LOSS_DEFAULTS.type),
     seed: z.number().int().default(0),
+    /**
+     * "f32" (default) or "mixed-f16": f16 GEMMs with f32 accumulation, f32 master weights and
+     * dynamic loss scaling, as PyTorch AMP (webgpu with shader-f16 only).
+     */
+    precision: z.enum(PRECISIONS as [Precision, ...Precision[]]).default("f32"),
   })
   .strict();
 

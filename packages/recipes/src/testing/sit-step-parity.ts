@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { loadTorchStateDict, toTorchStateDict } from "@sit/core";
 import { expectClose, loadFixture } from "@sit/testing";
 import { expect } from "vitest";
+import type { Precision } from "@sit/kernels";
 import { type SitRecipe, createSiT } from "../sit";
 import { SitNetwork } from "../sit-network";
 const nchwToNhwc = (t: tf.Tensor) => tf.transpose(t, [0, 2, 3, 1]) as tf.Tensor4D;
@@ -14,7 +15,7 @@ function pick(tensors: Record<string, tf.Tensor>, prefix: string): Record<string
 }
 
 /** Gradients in PyTorch layout and SiT names, via the module's layout tags. */
-function gradsToTorch(
+export function gradsToTorch(
   recipe: SitRecipe,
   grads: Record<string, tf.Tensor>,
 ): Record<string, tf.Tensor> {
@@ -31,13 +32,10 @@ function gradsToTorch(
 }
 
 /**
- * One SiT step from the PyTorch fixture's weights and inputs (sit_step.safetensors) on the active
- * backend, checked against the fixture: projections, losses, reconstruction, every gradient before
- * clipping, the weights after AdamW and EMA, and the BatchNorm statistics. `readBack`: the backend
- * has no synchronous read (webgpu under Node): the step reads its losses asynchronously and the
- * comparisons run on cpu afterwards (the active backend is then cpu).
+ * SiT built from the fixture (sit_step.safetensors): its weights, the step's inputs (NHWC) and
+ * hyper-parameters, in `precision`.
  */
-export async function checkSitStepParity(readBack: boolean): Promise<void> {
+export function sitFromFixture(precision: Precision = "f32") {
   const { tensors: f, metadata } = loadFixture("sit_step.safetensors");
   const cfg = metadata.config as {
     img: number;
@@ -57,6 +55,7 @@ export async function checkSitStepParity(readBack: boolean): Promise<void> {
     clip: number;
   };
   const recipe = createSiT({
+    precision,
     backbone: {
       imgSize: cfg.img,
       patchSize: cfg.patch,
@@ -83,6 +82,18 @@ export async function checkSitStepParity(readBack: boolean): Promise<void> {
     masks: [nchwToNhwc(f.m1), nchwToNhwc(f.m2)],
   } as const;
   const stepHyper = { lr: hyper.lr, wd: hyper.wd, momentum: hyper.momentum };
+  return { f, hyper, recipe, inputs, stepHyper };
+}
+
+/**
+ * One SiT step from the PyTorch fixture's weights and inputs (sit_step.safetensors) on the active
+ * backend, checked against the fixture: projections, losses, reconstruction, every gradient before
+ * clipping, the weights after AdamW and EMA, and the BatchNorm statistics. `readBack`: the backend
+ * has no synchronous read (webgpu under Node): the step reads its losses asynchronously and the
+ * comparisons run on cpu afterwards (the active backend is then cpu).
+ */
+export async function checkSitStepParity(readBack: boolean): Promise<void> {
+  const { f, hyper, recipe, inputs, stepHyper } = sitFromFixture();
   const d = readBack
     ? await recipe.stepOnInputsAsync(inputs, stepHyper)
     : recipe.stepOnInputs(inputs, stepHyper, true);
