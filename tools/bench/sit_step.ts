@@ -14,9 +14,15 @@
 //     [--no-torch] [--torch-device cpu|cuda] [--torch-iters 3] [--torch-warmup 1]
 //     [--checkpoint-blocks on|off|k] (k: recompute only the first k blocks) [--fused-block on|off]
 //     [--precision f32|mixed-f16] (mixed-f16: f16 GEMMs + loss scaling; webgpu with shader-f16)
+//     [--late-read]
 //
 // --fused-block off makes webgpu compose each transformer block from separate kernels (the
 // portable block) instead of the fused one-kernel-per-direction block (for before/after runs).
+// --late-read runs the steps as fit runs them on webgpu (@sit/train's StepRunner): step k's losses
+// are read while step k + 1 is launched (`launchStep`), so a step's read_wait_ms is the wait for the
+// previous step's losses, and host_ms / host_cpu_ms run from the step's start until the submit
+// that starts its loss read returns (the step's last submit). Without it each step is
+// `trainStep`: launched, then its own losses awaited.
 // --memory-steps N replaces the timing: it runs N steps and reports the tensor count and the GPU
 // buffer bytes after step min(10, N) and after step N (the no-growth check). --depth overrides the
 // model's depth (for quick smoke runs only). PyTorch runs with $SIT_TORCH_PYTHON, else
@@ -34,6 +40,7 @@ import { corruptViews } from "../../packages/gmml/src/index";
 import { setWebgpuFusedBlock } from "../../packages/kernels/src/index";
 import { rawDispatchCount } from "../../packages/kernels/src/webgpu/flat-buffers";
 import { createSiT } from "../../packages/recipes/src/index";
+import { StepRunner } from "../../packages/train/src/step-runner";
 import { instrumentPhases } from "./phases";
 
 function option(name: string, fallback: string): string {
@@ -63,6 +70,7 @@ const checkpointOption = option("checkpoint-blocks", backend === "wasm" ? "on" :
 const recomputedBlocks = /^\d+$/.test(checkpointOption) ? Number(checkpointOption) : null;
 const checkpointBlocks = checkpointOption === "on" || recomputedBlocks !== null;
 const fusedBlock = option("fused-block", "on") === "on";
+const lateRead = flag("late-read");
 const precision = option("precision", "f32");
 setWebgpuFusedBlock(fusedBlock);
 for (const [k, v] of Object.entries({ BATCH, ITERS, WARMUP, DEPTH, MEMORY_STEPS }))
@@ -223,6 +231,9 @@ function hostClock() {
       lastSubmitEnd = performance.now();
       return lastSubmitEnd;
     },
+    /** Submits since start() (late path: the read's submit is the step's last). */
+    submitsSoFar: () => submits,
+    submitCpuSoFar: () => submitCpu,
     /**
      * After the step: submit what it left encoded; then its host time (ms): wall time until that
      * submit returned, less the waits for GPU results; and the raw time to its last submit.
@@ -276,14 +287,57 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   const phases = instrumentPhases(recipe as never);
   const stubbed = stubSyncReads();
   // Waits for queued GPU work (the optimiser and EMA updates after the loss readback).
-  const flush = async () => {
+  // (drain = false keeps a --late-read pipeline primed: the next step then reads this one late.)
+  const flush = async (drain = true) => {
+    if (drain) await runner?.drain();
     await recipe.student.namedParameters()[0][1].data();
   };
   let peakGpu = 0;
   let step = 0;
   const clock = hostClock();
   const host: ReturnType<NonNullable<typeof clock>["stop"]>[] = [];
+  // --late-read: fit's step runner; the submit that starts a step's loss read is its last.
+  const runner = lateRead ? new StepRunner(recipe, true, { disposeBatches: false }) : undefined;
+  let launchEnd:
+    | { t: number; cpu: number | undefined; submits: number; submitCpu: number }
+    | undefined;
+  if (runner) {
+    const launch = recipe.launchStep.bind(recipe);
+    recipe.launchStep = async (b, k) => {
+      const l = await launch(b, k);
+      const data = l.values.data.bind(l.values);
+      l.values.data = (() => {
+        const p = data();
+        launchEnd = {
+          t: performance.now(),
+          cpu: mainThreadCpuMs(),
+          submits: clock?.submitsSoFar() ?? 0,
+          submitCpu: clock?.submitCpuSoFar() ?? Number.NaN,
+        };
+        return p;
+      }) as typeof l.values.data;
+      return l;
+    };
+  }
   const run = async () => {
+    if (runner) {
+      const t0 = clock ? clock.start() : performance.now();
+      const cpu0 = mainThreadCpuMs();
+      const ran = await runner.run(batch, step++, 0);
+      const end = launchEnd!;
+      if (clock)
+        host.push({
+          host_ms: end.t - t0,
+          host_cpu_ms: end.cpu !== undefined && cpu0 !== undefined ? end.cpu - cpu0 : Number.NaN,
+          submit_cpu_ms: end.submitCpu,
+          read_wait_ms: ran?.readWaitMs ?? 0,
+          to_last_submit_ms: end.t - t0,
+          submits: end.submits,
+        });
+      log(`${info.name} step ${step}: ${Math.round(performance.now() - t0)} ms (late read)`);
+      // The first call launches only; its caller then sees the previous loss (NaN for none).
+      return ran?.result ?? { loss: Number.NaN };
+    }
     const t0 = clock ? clock.start() : performance.now();
     const r = await recipe.trainStep(batch, step++);
     if (clock) host.push(clock.stop(t0));
@@ -298,6 +352,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     ...(info.adapter ? { adapter: info.adapter } : {}),
     checkpoint_blocks: recomputedBlocks ?? checkpointBlocks,
     fused_block: fusedBlock,
+    late_read: lateRead,
     precision,
     params: recipe.student.namedParameters().reduce((n, [, v]) => n + v.size, 0),
   };
@@ -342,7 +397,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   }
   const w0 = performance.now();
   for (let i = 0; i < WARMUP; i++) await run();
-  if (WARMUP > 0) await flush();
+  if (WARMUP > 0) await flush(false);
   const warmupMs = WARMUP > 0 ? (performance.now() - w0) / WARMUP : undefined;
   const tensorsBefore = tf.memory().numTensors;
   host.length = 0;
@@ -463,4 +518,7 @@ if (torch.available && typeof torch.step_ms === "number") {
 report.loadavg_end = loadavg().map((x) => round(x, 2));
 report.note =
   "host_ms (webgpu) = from the step's start until the submit of its last commands returns, minus read_wait_ms (waiting for the GPU inside the step's loss reads), mean over the timed steps; host_cpu_ms = CPU time of the main thread over the same span, less its CPU time inside the reads (Linux; excludes waiting for a busy machine's cores; submit_cpu_ms = its part inside queue.submit). Step = trainStep (GMML drawing included; gmml_drawing_ms is its share) vs PyTorch's step on pre-drawn corruption (SiT draws it in data-loader workers). step_ms = wall time of the timed steps (plus one final readback) / iters. kernel_launches = tfjs kernels run (tf.profile); a registered fused kernel counts once. Compare numbers from the same run only; loadavg shows the contention.";
+if (lateRead)
+  report.note +=
+    " --late-read: steps run as fit runs them on webgpu (StepRunner): host_ms and host_cpu_ms run until the submit that starts the step's loss read returns; read_wait_ms is the wait for the previous step's losses (the first timed step's predecessor was flushed, so its wait is short).";
 console.log(JSON.stringify(report, null, 2));
