@@ -84,7 +84,7 @@ describe("ViT token ops (taped without saved tensors)", () => {
           const want = await valueAndGrads(composed, inputs);
           expectClose(got.value, want.value);
           expect(got.grads.length, name).toBe(inputs.length);
-          got.grads.forEach((g, i) => expectClose(g, want.grads[i]));
+          for (const [i, g] of got.grads.entries()) expectClose(g, want.grads[i]);
           expect(got.identities, name).toBe(floor);
           expect(want.identities, name).toBeGreaterThan(floor);
         }
