@@ -11,6 +11,7 @@ import {
   batchNormWgsl,
   runningWgsl,
 } from "./batch-norm-wgsl";
+import { registerWebgpuKernels } from "./program";
 
 // BatchNorm1d (training mode) + activation as tfjs kernels on webgpu: one dispatch forward, plus
 // one for the running statistics' update (they come back as new tensors that the caller assigns to
@@ -114,16 +115,11 @@ let registered = false;
 export function registerBatchNormKernels(): void {
   if (registered) return;
   registered = true;
-  for (const [kernelName, kernelFunc] of [
+  registerWebgpuKernels([
     [BATCH_NORM_KERNEL, forward],
     [BATCH_NORM_PLAIN_KERNEL, forward],
     [BATCH_NORM_GRAD_KERNEL, backward],
-  ] as const)
-    tf.registerKernel({
-      kernelName,
-      backendName: "webgpu",
-      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-    });
+  ]);
   const gradFunc = (dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: unknown) => {
     const dy = Array.isArray(dys) ? dys[0] : dys;
     const [x, gamma, beta] = saved;

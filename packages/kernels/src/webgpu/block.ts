@@ -28,6 +28,7 @@ import {
 } from "./flat-buffers";
 import { PLAIN_GEMM, encodeGemm } from "./gemm";
 import { precisionOf } from "./gemm-wgsl";
+import { registerWebgpuKernels } from "./program";
 
 // The pre-norm transformer block as one tfjs kernel per direction on webgpu:
 //   h = x + s0·proj(attention(qkv(LN1(x))));  y = h + s1·fc2(gelu(fc1(LN2(h))))
@@ -383,16 +384,11 @@ let registered = false;
 export function registerBlockKernels(): void {
   if (registered) return;
   registered = true;
-  for (const [kernelName, kernelFunc] of [
+  registerWebgpuKernels([
     [BLOCK_KERNEL, blockForward],
     [BLOCK_SCALED_KERNEL, blockForward],
     [BLOCK_GRAD_KERNEL, blockBackward],
-  ] as const)
-    tf.registerKernel({
-      kernelName,
-      backendName: "webgpu",
-      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-    });
+  ]);
   const gradFunc = (dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], raw: unknown) => {
     const attrs = raw as BlockAttrs;
     const inputs = { dy: (dys as tf.Tensor[])[0], ws: saved[0] };

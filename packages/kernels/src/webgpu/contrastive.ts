@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { type Scalars, VIEW_ALIGN, type View, encode, viewOf } from "./encode";
 import { newTensorInfo, webgpuInternals } from "./flat-buffers";
 import { contrastiveGradWgsl, contrastiveRowsWgsl, contrastiveSumWgsl } from "./contrastive-wgsl";
+import { registerWebgpuKernels } from "./program";
 
 // The MoCo-v3 loss (one pair, or SiT's two: CL(s₁, t₂) + CL(s₂, t₁)) as one tfjs kernel each way
 // on webgpu: two dispatches forward (per-row cross-entropies, their sum), one backward. It plugs
@@ -88,16 +89,11 @@ let registered = false;
 export function registerContrastiveKernels(): void {
   if (registered) return;
   registered = true;
-  for (const [kernelName, kernelFunc] of [
+  registerWebgpuKernels([
     [CONTRASTIVE_KERNEL, forward],
     [CONTRASTIVE_ONE_KERNEL, forward],
     [CONTRASTIVE_GRAD_KERNEL, backward],
-  ] as const)
-    tf.registerKernel({
-      kernelName,
-      backendName: "webgpu",
-      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-    });
+  ]);
   const gradFunc = (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: unknown) => {
     const [q1, k1, q2, k2] = saved;
     const inputs: Record<string, tf.Tensor> = { dy: dy as tf.Tensor, q1, k1 };

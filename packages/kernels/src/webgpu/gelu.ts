@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { kernelArgs, makeProgram } from "./program";
+import { kernelArgs, makeProgram, registerWebgpuKernels } from "./program";
 import { blockColumnSums, finishColumnSum } from "./reductions";
 
 /** tfjs kernel names of the fused (bias +) GELU (registered for the `webgpu` backend). */
@@ -111,17 +111,12 @@ let registered = false;
 export function registerGeluKernels(): void {
   if (registered) return;
   registered = true;
-  for (const [kernelName, kernelFunc] of [
+  registerWebgpuKernels([
     [GELU_KERNEL, biasGeluForward],
     [BIAS_GELU_KERNEL, biasGeluForward],
     [BIAS_GELU_GRAD_KERNEL, biasGeluBackward],
     [COLUMN_SUM_KERNEL, columnSumKernel],
-  ] as const)
-    tf.registerKernel({
-      kernelName,
-      backendName: "webgpu",
-      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-    });
+  ]);
   tf.registerGradient({
     kernelName: GELU_KERNEL,
     inputsToSave: ["x"],

@@ -4,6 +4,7 @@ import { type View, encode, viewOf } from "./encode";
 import { type WebGpuInternals, newTensorInfo, webgpuInternals } from "./flat-buffers";
 import { halfActive } from "../precision";
 import { type GemmVariant, TILE, gemmKey, gemmWgsl, precisionOf } from "./gemm-wgsl";
+import { registerWebgpuKernels } from "./program";
 
 // A tiled GEMM family encoded directly on tfjs's compute pass (see flat-buffers.ts): one shader per
 // variant (transposes, GELU prologue, bias / GELU-derivative / residual epilogue, column sums), one
@@ -172,17 +173,12 @@ let registered = false;
 export function registerGemmKernels(): void {
   if (registered) return;
   registered = true;
-  for (const [kernelName, kernelFunc] of [
+  registerWebgpuKernels([
     [LINEAR_KERNEL, linearForward],
     [LINEAR_SCALED_KERNEL, linearForward],
     [LINEAR_GRAD_KERNEL, linearBackward],
     [GEMM_KERNEL, gemmForward],
-  ] as const)
-    tf.registerKernel({
-      kernelName,
-      backendName: "webgpu",
-      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-    });
+  ]);
   const gradFunc = (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: unknown) => {
     const [x, w, scale] = saved;
     const inputs = { dy: dy as tf.Tensor, x, w, ...(scale ? { scale } : {}) };

@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { type Scalars, encode, viewOf } from "./encode";
 import { gridWorkgroups, newTensorInfo, webgpuInternals } from "./flat-buffers";
+import { registerWebgpuKernels } from "./program";
 
 // The masked reconstruction loss `Σ e(p − t)·m / max(n, 1e-12)` (e = |·| or (·)², n = the mask's
 // weight over every element, a per-pixel mask counting once per channel) as one tfjs kernel each
@@ -161,15 +162,10 @@ let registered = false;
 export function registerMaskedLossKernels(): void {
   if (registered) return;
   registered = true;
-  for (const [kernelName, kernelFunc] of [
+  registerWebgpuKernels([
     [MASKED_LOSS_KERNEL, forward],
     [MASKED_LOSS_GRAD_KERNEL, backward],
-  ] as const)
-    tf.registerKernel({
-      kernelName,
-      backendName: "webgpu",
-      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-    });
+  ]);
   tf.registerGradient({
     kernelName: MASKED_LOSS_KERNEL,
     inputsToSave: ["pred", "target", "mask"],

@@ -1,4 +1,4 @@
-import type * as tf from "@tensorflow/tfjs";
+import * as tf from "@tensorflow/tfjs";
 
 /**
  * The parts of a tfjs-backend-webgpu program that its `runWebGPUProgram` reads (see the backend's
@@ -82,4 +82,20 @@ export function makeProgram(spec: {
 /** `KernelArgs` from tfjs's untyped kernel-function argument. */
 export function kernelArgs(args: unknown): KernelArgs {
   return args as KernelArgs;
+}
+
+/**
+ * Register kernels on the webgpu backend, each as [kernel name, kernel function]. The functions
+ * take their arguments through {@link kernelArgs}, so their own signatures are narrower than
+ * tfjs's `KernelFunc`.
+ */
+export function registerWebgpuKernels(
+  kernels: ReadonlyArray<readonly [string, (args: never) => unknown]>,
+): void {
+  for (const [kernelName, kernelFunc] of kernels)
+    tf.registerKernel({
+      kernelName,
+      backendName: "webgpu",
+      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
+    });
 }

@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { type Scalars, encode, viewOf } from "./encode";
 import { gridWorkgroups, newTensorInfo, webgpuInternals } from "./flat-buffers";
 import { columnSum } from "./reductions";
+import { registerWebgpuKernels } from "./program";
 
 // The tail of SiT's reconstruction head as one tfjs kernel each way on webgpu: patches
 // `[B, gh·gw, p·p·C]` → NHWC image `[B, gh·p, gw·p, C]` plus a per-channel bias (ConvTranspose2d's)
@@ -105,15 +106,10 @@ let registered = false;
 export function registerUnpatchifyBiasKernels(): void {
   if (registered) return;
   registered = true;
-  for (const [kernelName, kernelFunc] of [
+  registerWebgpuKernels([
     [UNPATCHIFY_BIAS_KERNEL, forward],
     [UNPATCHIFY_BIAS_GRAD_KERNEL, backward],
-  ] as const)
-    tf.registerKernel({
-      kernelName,
-      backendName: "webgpu",
-      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-    });
+  ]);
   tf.registerGradient({
     kernelName: UNPATCHIFY_BIAS_KERNEL,
     inputsToSave: [],
