@@ -8,6 +8,7 @@ export const FLAT_KERNELS_WAT = {
   LAYER_KERNELS: `${dir}layer-kernels.wat`,
   ACTIVATION_KERNELS: `${dir}activation-kernels.wat`,
   MATMUL_KERNELS: `${dir}matmul-kernels.wat`,
+  PERMUTE_KERNELS: `${dir}permute-kernels.wat`,
 };
 export const FLAT_KERNELS_WASM_TS = `${dir}flat-kernels.wasm.ts`;
 
@@ -25,10 +26,15 @@ export async function compileFlatKernels(sources: Record<string, string>): Promi
     const module = w.parseWat(`${name}.wat`, wat.replace(";; @memory", memory), {
       simd: true,
       threads: true,
+      bulk_memory: true,
     });
     try {
       // wabt's typings omit validate's features argument (its shared memory needs `threads`).
-      (module.validate as (features?: object) => void)({ simd: true, threads: true });
+      (module.validate as (features?: object) => void)({
+        simd: true,
+        threads: true,
+        bulk_memory: true,
+      });
       return Buffer.from(module.toBinary({}).buffer).toString("base64");
     } finally {
       module.destroy();

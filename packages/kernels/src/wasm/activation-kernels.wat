@@ -12,7 +12,7 @@
   ;; e^r by its Taylor polynomial to r⁶ (relative error < 2e-7), times 2ⁿ built in the exponent
   ;; bits; 0 below −87.3 (where 2ⁿ would leave float32's normal range).
   (func $exp4 (param $x v128) (result v128)
-    (local $n v128) (local $r v128) (local $p v128) (local $xc v128)
+    (local $n v128) (local $r v128) (local $r2 v128) (local $p v128) (local $xc v128)
     (local.set $xc (f32x4.max (local.get $x) (v128.const f32x4 -87.3 -87.3 -87.3 -87.3)))
     (local.set $n (f32x4.nearest (f32x4.mul (local.get $xc)
       (v128.const f32x4 1.44269504 1.44269504 1.44269504 1.44269504))))
@@ -20,19 +20,20 @@
       (f32x4.sub (local.get $xc)
         (f32x4.mul (local.get $n) (v128.const f32x4 0.693359375 0.693359375 0.693359375 0.693359375)))
       (f32x4.mul (local.get $n) (v128.const f32x4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4))))
-    (local.set $p (v128.const f32x4 1.38888889e-3 1.38888889e-3 1.38888889e-3 1.38888889e-3))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r))
-      (v128.const f32x4 8.33333333e-3 8.33333333e-3 8.33333333e-3 8.33333333e-3)))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r))
-      (v128.const f32x4 4.16666667e-2 4.16666667e-2 4.16666667e-2 4.16666667e-2)))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r))
-      (v128.const f32x4 0.166666667 0.166666667 0.166666667 0.166666667)))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r))
-      (v128.const f32x4 0.5 0.5 0.5 0.5)))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r))
-      (v128.const f32x4 1 1 1 1)))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r))
-      (v128.const f32x4 1 1 1 1)))
+    ;; The polynomial by Estrin's scheme, (1 + r) + r²·(1/2 + r/6) + r⁴·((1/24 + r/120) + r²/720):
+    ;; short independent chains instead of six dependent multiply-adds.
+    (local.set $r2 (f32x4.mul (local.get $r) (local.get $r)))
+    (local.set $p (f32x4.add
+      (f32x4.add
+        (f32x4.add (v128.const f32x4 1 1 1 1) (local.get $r))
+        (f32x4.mul
+          (f32x4.add (v128.const f32x4 0.5 0.5 0.5 0.5) (f32x4.mul (v128.const f32x4 0.166666667 0.166666667 0.166666667 0.166666667) (local.get $r)))
+          (local.get $r2)))
+      (f32x4.mul
+        (f32x4.add
+          (f32x4.add (v128.const f32x4 4.16666667e-2 4.16666667e-2 4.16666667e-2 4.16666667e-2) (f32x4.mul (v128.const f32x4 8.33333333e-3 8.33333333e-3 8.33333333e-3 8.33333333e-3) (local.get $r)))
+          (f32x4.mul (v128.const f32x4 1.38888889e-3 1.38888889e-3 1.38888889e-3 1.38888889e-3) (local.get $r2)))
+        (f32x4.mul (local.get $r2) (local.get $r2)))))
     (v128.and
       (f32x4.mul (local.get $p)
         (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n)) (v128.const i32x4 127 127 127 127))
@@ -40,24 +41,29 @@
       (f32x4.gt (local.get $x) (v128.const f32x4 -87.3 -87.3 -87.3 -87.3))))
 
   ;; Φ(x), the standard normal CDF: erfc(|x|/√2)/2 from the Chebyshev fit of Numerical Recipes'
-  ;; erfcc (fractional error < 1.2e-7), mirrored for x ≥ 0 — the same formula as the WGSL kernel.
+  ;; erfcc (fractional error < 1.2e-7), mirrored for x ≥ 0 — the same formula as the WGSL kernel
+  ;; (its polynomial grouped differently: the results differ in rounding only).
   (func $phi4 (param $x v128) (result v128)
-    (local $z v128) (local $t v128) (local $p v128) (local $r v128)
+    (local $z v128) (local $t v128) (local $t2 v128) (local $t4 v128) (local $p v128) (local $r v128)
     (local.set $z (f32x4.mul (f32x4.abs (local.get $x))
       (v128.const f32x4 0.707106781 0.707106781 0.707106781 0.707106781)))
     (local.set $t (f32x4.div (v128.const f32x4 1 1 1 1)
       (f32x4.add (v128.const f32x4 1 1 1 1)
         (f32x4.mul (v128.const f32x4 0.5 0.5 0.5 0.5) (local.get $z)))))
-    (local.set $p (v128.const f32x4 0.17087277 0.17087277 0.17087277 0.17087277))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $t)) (v128.const f32x4 -0.82215223 -0.82215223 -0.82215223 -0.82215223)))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $t)) (v128.const f32x4 1.48851587 1.48851587 1.48851587 1.48851587)))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $t)) (v128.const f32x4 -1.13520398 -1.13520398 -1.13520398 -1.13520398)))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $t)) (v128.const f32x4 0.27886807 0.27886807 0.27886807 0.27886807)))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $t)) (v128.const f32x4 -0.18628806 -0.18628806 -0.18628806 -0.18628806)))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $t)) (v128.const f32x4 0.09678418 0.09678418 0.09678418 0.09678418)))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $t)) (v128.const f32x4 0.37409196 0.37409196 0.37409196 0.37409196)))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $t)) (v128.const f32x4 1.00002368 1.00002368 1.00002368 1.00002368)))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $t)) (v128.const f32x4 -1.26551223 -1.26551223 -1.26551223 -1.26551223)))
+    ;; The polynomial in t by Estrin's scheme (pairs, then t², t⁴, t⁸): four short independent
+    ;; chains instead of one of nine multiply-adds, which left the core waiting on each result.
+    (local.set $t2 (f32x4.mul (local.get $t) (local.get $t)))
+    (local.set $t4 (f32x4.mul (local.get $t2) (local.get $t2)))
+    (local.set $p (f32x4.add
+      (f32x4.add
+        (f32x4.add (f32x4.add (v128.const f32x4 -1.26551223 -1.26551223 -1.26551223 -1.26551223) (f32x4.mul (v128.const f32x4 1.00002368 1.00002368 1.00002368 1.00002368) (local.get $t)))
+          (f32x4.mul (f32x4.add (v128.const f32x4 0.37409196 0.37409196 0.37409196 0.37409196) (f32x4.mul (v128.const f32x4 0.09678418 0.09678418 0.09678418 0.09678418) (local.get $t))) (local.get $t2)))
+        (f32x4.mul
+          (f32x4.add (f32x4.add (v128.const f32x4 -0.18628806 -0.18628806 -0.18628806 -0.18628806) (f32x4.mul (v128.const f32x4 0.27886807 0.27886807 0.27886807 0.27886807) (local.get $t)))
+            (f32x4.mul (f32x4.add (v128.const f32x4 -1.13520398 -1.13520398 -1.13520398 -1.13520398) (f32x4.mul (v128.const f32x4 1.48851587 1.48851587 1.48851587 1.48851587) (local.get $t))) (local.get $t2)))
+          (local.get $t4)))
+      (f32x4.mul (f32x4.add (v128.const f32x4 -0.82215223 -0.82215223 -0.82215223 -0.82215223) (f32x4.mul (v128.const f32x4 0.17087277 0.17087277 0.17087277 0.17087277) (local.get $t)))
+        (f32x4.mul (local.get $t4) (local.get $t4)))))
     (local.set $r (f32x4.mul (v128.const f32x4 0.5 0.5 0.5 0.5)
       (f32x4.mul (local.get $t)
         (call $exp4 (f32x4.add (f32x4.neg (f32x4.mul (local.get $z) (local.get $z))) (local.get $p))))))

@@ -6,6 +6,8 @@ import {
   LAYER_KERNELS_UNSHARED,
   MATMUL_KERNELS_SHARED,
   MATMUL_KERNELS_UNSHARED,
+  PERMUTE_KERNELS_SHARED,
+  PERMUTE_KERNELS_UNSHARED,
   UPDATE_KERNELS_SHARED,
   UPDATE_KERNELS_UNSHARED,
 } from "./flat-kernels.wasm";
@@ -13,8 +15,9 @@ import { type SoftmaxKernels, softmaxTwin } from "./softmax-twin";
 
 // The element loops over the wasm heap: small SIMD modules that import tfjs's own memory
 // (update-kernels.wat: AdamW, EMA, sums of squares; layer-kernels.wat: column sums, LayerNorm;
-// activation-kernels.wat: GELU, attention softmax; matmul-kernels.wat: products of a few rows), and the same arithmetic in JavaScript where the modules cannot be instantiated (GELU
-// then stays with tfjs's ops). Both compute in float32 operation by operation, as PyTorch's
+// activation-kernels.wat: GELU, attention softmax; matmul-kernels.wat: products of a few rows;
+// permute-kernels.wat: transposes), and the same arithmetic in JavaScript where the modules cannot
+// be instantiated (GELU and transposes then stay with tfjs's kernels). Both compute in float32 operation by operation, as PyTorch's
 // AdamW and EMA do, and give identical results (flat.test.ts).
 
 /** One parameter tensor's AdamW update (offsets are float32 element indices into the heap). */
@@ -72,6 +75,35 @@ export interface FlatKernels {
     forward(y: number, cdf: number, x: number, size: number): void;
     backward(dx: number, dy: number, x: number, cdf: number, size: number): void;
   };
+  /** Transposes, SIMD only (elsewhere tfjs's `Transpose` runs); see permute-kernels.wat. */
+  permute?: {
+    /** `out[b·ob + c·oc + r] = x[b·sb + r·sr + c]` for b < nb, r < nr, c < nc. */
+    tiles(o: TransposeTiles): void;
+    /** Rows of `len` floats from `x[i0·s0 + i1·s1 + i2·s2]`, in (i0, i1, i2) order, to `out`. */
+    rows(o: PermuteRows): void;
+  };
+}
+
+/** Heap offsets (float32 elements), extents and strides of one tiled transpose. */
+export interface TransposeTiles {
+  out: number;
+  x: number;
+  nb: number;
+  nr: number;
+  nc: number;
+  ob: number;
+  oc: number;
+  sb: number;
+  sr: number;
+}
+
+/** Heap offsets (float32 elements), extents and strides of one row-copying permutation. */
+export interface PermuteRows {
+  out: number;
+  x: number;
+  n: [number, number, number];
+  strides: [number, number, number];
+  len: number;
 }
 
 /** Heap offsets (float32 elements) and sizes of one LayerNorm forward. */
@@ -123,6 +155,8 @@ interface SimdExports {
   gemm_small(...a: number[]): void;
   softmax_fwd(p: number, x: number, rows: number, n: number, scale: number): void;
   softmax_bwd(dx: number, dp: number, p: number, rows: number, n: number, scale: number): void;
+  transpose_tiles(...a: number[]): void;
+  permute_rows(...a: number[]): void;
 }
 
 const instances = new WeakMap<WebAssembly.Memory, SimdExports | null>();
@@ -148,6 +182,7 @@ function simdFor(memory: WebAssembly.Memory): SimdExports | null {
       ...instantiate(shared ? LAYER_KERNELS_SHARED : LAYER_KERNELS_UNSHARED),
       ...instantiate(shared ? ACTIVATION_KERNELS_SHARED : ACTIVATION_KERNELS_UNSHARED),
       ...instantiate(shared ? MATMUL_KERNELS_SHARED : MATMUL_KERNELS_UNSHARED),
+      ...instantiate(shared ? PERMUTE_KERNELS_SHARED : PERMUTE_KERNELS_UNSHARED),
     } as unknown as SimdExports;
   } catch {
     exports = null; // no SIMD in this engine: the JavaScript loops run instead
@@ -196,6 +231,11 @@ export function flatKernels(heap: WasmHeap, prefer: "simd" | "js" = "simd"): Fla
     gelu: {
       forward: (y, cdf, x, n) => simd.gelu_fwd(y * 4, cdf * 4, x * 4, n),
       backward: (dx, dy, x, cdf, n) => simd.gelu_bwd(dx * 4, dy * 4, x * 4, cdf * 4, n),
+    },
+    permute: {
+      tiles: (o) =>
+        simd.transpose_tiles(o.out * 4, o.x * 4, o.nb, o.nr, o.nc, o.ob, o.oc, o.sb, o.sr),
+      rows: (o) => simd.permute_rows(o.out * 4, o.x * 4, ...o.n, ...o.strides, o.len),
     },
   };
 }

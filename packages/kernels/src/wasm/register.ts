@@ -11,6 +11,7 @@ import { setSharingIdentity } from "./identity";
 import { wasmLinear } from "./linear";
 import { setHeapSlice } from "./slice";
 import { setSmallProduct } from "./small-product";
+import { setHeapTranspose } from "./transpose";
 
 /**
  * The wasm backend's kernels behind the seam: the fastest composition of existing tfjs wasm
@@ -30,7 +31,8 @@ let removeAll: (() => void) | null = null;
  * Register (`true`, the state after importing this package) or remove (`false`) the built-in wasm
  * overrides of {@link wasmKernels}, and with them a wasm `Identity` kernel that shares its input's
  * buffer instead of copying it (tfjs clones every tensor saved for a backward pass; see
- * `identity.ts`), a `Slice` that copies contiguous slices heap to heap (`slice.ts`), products of a
+ * `identity.ts`), a `Slice` that copies contiguous slices heap to heap (`slice.ts`), a `Transpose`
+ * that moves 4 × 4 tiles or whole rows in SIMD (`transpose.ts`), products of a
  * few rows by a weight changed in place without XNNPACK's repacking (`small-product.ts`), and the
  * whole-model AdamW and EMA updates and column sums inside the heap (`flat-adamw.ts`,
  * `flat-ema.ts`, `heap-ops.ts`), and LayerNorm in one pass each way (`heap-ops.ts`). The
@@ -46,6 +48,7 @@ export function setWasmKernels(enabled: boolean): void {
         if (removeAll) {
           setSharingIdentity(true);
           setHeapSlice(true);
+          setHeapTranspose(true);
           setSmallProduct(true);
         }
         return impl(...a);
@@ -61,6 +64,7 @@ export function setWasmKernels(enabled: boolean): void {
       for (const r of removers) r();
       setSharingIdentity(false);
       setHeapSlice(false);
+      setHeapTranspose(false);
       setSmallProduct(false);
     };
   } else if (!enabled && removeAll) {

@@ -8,8 +8,8 @@ const EXP_MIN = f(-87.3);
 const LOG2E = f(1.44269504);
 const LN2_HI = f(0.693359375);
 const LN2_LO = f(-2.1219444e-4);
-/** e^r's Taylor coefficients from r⁶ down to r⁰, as the module's Horner loop takes them. */
-const TAYLOR = [1.38888889e-3, 8.33333333e-3, 4.16666667e-2, 0.166666667, 0.5, 1, 1].map(f);
+/** e^r's Taylor coefficients from r⁰ up to r⁶, as the module's literals give them. */
+const TAYLOR = [1, 1, 0.5, 0.166666667, 4.16666667e-2, 8.33333333e-3, 1.38888889e-3].map(f);
 
 /** Round half to even (`f32x4.nearest`); Math.round rounds halves up. */
 function nearest(v: number): number {
@@ -22,8 +22,12 @@ export function expTwin(x: number): number {
   const xc = Math.max(x, EXP_MIN);
   const n = nearest(f(xc * LOG2E));
   const r = f(f(xc - f(n * LN2_HI)) - f(n * LN2_LO));
-  let p = TAYLOR[0];
-  for (let i = 1; i < TAYLOR.length; i++) p = f(f(p * r) + TAYLOR[i]);
+  // Estrin's scheme, operation by operation as the module groups it.
+  const [c0, , c2, c3, c4, c5, c6] = TAYLOR; // r¹ has coefficient 1: the module adds r itself
+  const r2 = f(r * r);
+  const low = f(f(c0 + r) + f(f(c2 + f(c3 * r)) * r2));
+  const high = f(f(f(c4 + f(c5 * r)) + f(c6 * r2)) * f(r2 * r2));
+  const p = f(low + high);
   return x > EXP_MIN ? f(p * 2 ** n) : 0;
 }
 
