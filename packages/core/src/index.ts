@@ -79,6 +79,8 @@ export {
   type FlatAdamWLayout,
   type FlatAdamWStepArgs,
   type FlatEmaKernel,
+  type FlatLossScaleArgs,
+  type FlatSkipFlag,
 } from "./optim/fused-kernels";
 export {
   registerPixelSourcesKernel,

@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import {
   ConfigError,
+  type FlatSkipFlag,
   type Module,
   ShapeError,
   checkNumber,
@@ -90,9 +91,12 @@ export class EmaTeacher<M extends Module = Module> {
    * package registered a fused EMA (`registerFlatEmaKernel`; @sit/kernels does for webgpu and
    * wasm) that one kernel; else on cpu/wasm a typed-array loop; elsewhere all parameters are
    * flattened into one buffer per network, updated with three element-wise ops, then split back.
+   * `options.skip` (a flag on the device, e.g. a loss scale's found-inf) leaves the teacher as it
+   * is when set, decided on the device; it needs a fused kernel that reads it (webgpu).
    */
-  update(student: Module, momentum: number): void {
+  update(student: Module, momentum: number, options: { skip?: FlatSkipFlag } = {}): void {
     checkNumber("momentum", momentum, { min: 0, max: 1 });
+    const { skip } = options;
     if (!isModule(student)) throw invalidArgument("student", student, "a Module");
     const sp = student.namedParameters();
     const tp = this.module.namedParameters();
@@ -106,6 +110,10 @@ export class EmaTeacher<M extends Module = Module> {
     }
     if (momentum === 1 || tp.length === 0) return;
     const fused = flatEmaKernel(tf.getBackend());
+    if (skip && !fused?.skipFlag)
+      throw new ConfigError(
+        `EmaTeacher.update: options.skip (a flag on the device) needs a fused EMA kernel that reads it, and backend '${tf.getBackend()}' has none; decide on the host and do not call update for a skipped step`,
+      );
     if (fused) {
       // A backend package registered a whole-network EMA (@sit/kernels: one dispatch over flat
       // buffers on webgpu, one loop inside the heap on wasm). It returns new tensors (the old
@@ -114,6 +122,7 @@ export class EmaTeacher<M extends Module = Module> {
         tp.map(([, v]) => v),
         sp.map(([, v]) => v),
         momentum,
+        ...(skip ? [skip] : []),
       );
       next.forEach((t, i) => {
         if (!t) return;

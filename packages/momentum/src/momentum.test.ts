@@ -191,3 +191,19 @@ describe("cosineMomentum", () => {
     expect(() => s(-1)).toThrow(/step/);
   });
 });
+
+describe("EmaTeacher.update with a device skip flag", () => {
+  it("is refused where no fused EMA reads the flag, naming the backend", async () => {
+    await withBackend("cpu", () => {
+      const student = new Tiny();
+      const ema = new EmaTeacher(student, () => new Tiny());
+      const flags = tf.zeros([4]);
+      expect(() => ema.update(student, 0.5, { skip: { tensor: flags, index: 2 } })).toThrow(
+        /EmaTeacher.update: options.skip \(a flag on the device\) needs a fused EMA kernel that reads it, and backend 'cpu' has none/,
+      );
+      tf.dispose(flags);
+      ema.dispose();
+      student.dispose();
+    });
+  });
+});

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { type FlatGroup, type StepHyper, disposeDevice, recordAssigned } from "./flat-group";
-import type { FlatAdamWKernel } from "./fused-kernels";
+import type { FlatAdamWKernel, FlatLossScaleArgs } from "./fused-kernels";
 
 // AdamW through a fused kernel registered by a backend package (registerFlatAdamWKernel): every
 // parameter of every group sits in ONE flat buffer (groups in order, each in its layout's order),
@@ -101,13 +101,17 @@ export function releaseFused(f: FusedStorage, groups: FlatGroup[], keepMoments: 
   tf.dispose([f.params, f.m, f.v]);
 }
 
-/** One fused step; `grads[g][i]` belongs to `groups[g].vars[i]`. */
+/**
+ * One fused step; `grads[g][i]` belongs to `groups[g].vars[i]`. With `lossScale`, returns the
+ * kernel's copy of the loss scale's state after the step (the caller disposes it).
+ */
 export function fusedStep(
   f: FusedStorage,
   groups: FlatGroup[],
   grads: tf.Tensor[][],
   h: StepHyper,
-): void {
+  lossScale?: FlatLossScaleArgs,
+): tf.Tensor | undefined {
   const stale = f.vars.map((v, i) => v.dataId !== f.assignedIds[i]);
   const next = f.plan.step({
     params: f.vars,
@@ -123,13 +127,16 @@ export function fusedStep(
     step: h.step,
     clipPerTensor: h.clipPerTensor,
     clipGlobalNorm: h.clipGlobalNorm,
+    ...(lossScale ? { lossScale } : {}),
   });
+  const snapshot = lossScale ? (next.pop() ?? undefined) : undefined;
   next.forEach((t, i) => {
     if (!t) return; // updated in place
     f.vars[i].assign(t);
     t.dispose();
   });
   f.assignedIds = f.vars.map((v) => v.dataId);
+  return snapshot;
 }
 
 /** The moments per parameter, in the parameters' shapes (new tensors). */

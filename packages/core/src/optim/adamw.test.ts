@@ -320,6 +320,32 @@ describe("AdamW", () => {
     w.dispose();
   });
 
+  it("refuses a device loss scale without a fused kernel that unscales, naming the backend", () => {
+    const w = tf.variable(tf.ones([2]));
+    const opt = new AdamW([["w", w]], { lr: 0.1, implementation: "host" });
+    expect(opt.fusesLossScale()).toBe(false);
+    const g = { w: tf.ones([2]) };
+    const lossScale = {
+      state: tf.zeros([4]),
+      scale: tf.scalar(1),
+      growthFactor: 2,
+      backoffFactor: 0.5,
+      growthInterval: 2000,
+      knownSkips: 0,
+      unresolved: 0,
+    };
+    expect(() => opt.step(g, { lossScale })).toThrow(
+      /AdamW.step: options.lossScale needs a fused AdamW kernel that unscales on the device, and backend '\w+' \(implementation 'host'\) has none/,
+    );
+    expect(opt.numSteps).toBe(0);
+    opt.step(g);
+    expect(() => opt.discountSkippedSteps(2)).toThrow(/skipped/);
+    opt.discountSkippedSteps(1);
+    expect(opt.numSteps).toBe(0);
+    tf.dispose([w, g.w, lossScale.state, lossScale.scale]);
+    opt.dispose();
+  });
+
   it("accepts tf.variableGrads output keyed by the Variables' own names", () => {
     const w = tf.variable(tf.ones([3, 2]), true, "unique_w_name");
     const opt = new AdamW([["layer.weight", w]], { lr: 0.1, weightDecay: 0 });

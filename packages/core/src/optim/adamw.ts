@@ -13,7 +13,11 @@ import {
 import { isHostBackend } from "../host-backend";
 import { hostStep } from "./adamw-host";
 import { FlatLayout } from "./flat-layout";
-import { flatAdamWKernel, type registerFlatAdamWKernel } from "./fused-kernels";
+import {
+  type FlatLossScaleArgs,
+  flatAdamWKernel,
+  type registerFlatAdamWKernel,
+} from "./fused-kernels";
 import { type FlatGroup, type UpdateMode, disposeDevice, ensureStorage } from "./flat-group";
 import {
   type NamedParameters,
@@ -272,13 +276,42 @@ export class AdamW {
   }
 
   /**
+   * Whether {@link AdamW.step} can take a device-resident loss scale now: a fused kernel that
+   * supports it is registered for the active backend and this optimiser uses it.
+   */
+  fusesLossScale(): boolean {
+    this.prepare(this.mode());
+    return this.fused !== null && flatAdamWKernel(this.fused.backend)?.lossScale === true;
+  }
+
+  /**
+   * A loss scaler read that `skipped` more steps were skipped on the device (see
+   * {@link FlatLossScaleArgs}): they do not count as steps (PyTorch does not step the optimiser
+   * on them), so the step count drops by as many.
+   */
+  discountSkippedSteps(skipped: number): void {
+    checkNumber("skipped", skipped, { integer: true, min: 0, max: this.stepCount });
+    this.stepCount -= skipped;
+  }
+
+  /**
    * One optimisation step with the given gradients (one per optimised parameter; not disposed).
    * Clipping (if configured) happens first, then decoupled weight decay and the Adam update.
+   * With `lossScale` (only where {@link AdamW.fusesLossScale}), the gradients are of the scaled
+   * loss: the kernel unscales them before clipping, skips the step on an inf/NaN and updates the
+   * scale, all on the device; the step counts until a read of the scale's state says it was
+   * skipped ({@link AdamW.discountSkippedSteps}). Returns the kernel's copy of that state after
+   * the step (the caller disposes it), else undefined.
    */
-  step(grads: Gradients): void {
+  step(grads: Gradients, options: { lossScale?: FlatLossScaleArgs } = {}): tf.Tensor | undefined {
     const ordered = this.orderedGradients(grads);
     const mode = this.mode();
     this.prepare(mode);
+    const { lossScale } = options;
+    if (lossScale && !this.fusesLossScale())
+      throw new ConfigError(
+        `AdamW.step: options.lossScale needs a fused AdamW kernel that unscales on the device, and backend '${tf.getBackend()}' (implementation '${this.implementation}') has none; unscale the gradients first (DynamicLossScaler.unscale)`,
+      );
     this.stepCount++;
     const hyper = {
       beta1: this.beta1,
@@ -288,9 +321,10 @@ export class AdamW {
       clipGlobalNorm: this.clipGlobalNorm,
       step: this.stepCount,
     };
-    if (this.fused) fusedStep(this.fused, this.groupList, ordered, hyper);
-    else if (mode === "host") hostStep(this.groupList, ordered, hyper);
+    if (this.fused) return fusedStep(this.fused, this.groupList, ordered, hyper, lossScale);
+    if (mode === "host") hostStep(this.groupList, ordered, hyper);
     else tf.tidy(() => deviceStep(this.groupList, ordered, hyper));
+    return undefined;
   }
 
   /** The state to checkpoint: per-parameter moments (PyTorch names) plus step and group settings. */

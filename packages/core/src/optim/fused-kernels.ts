@@ -35,6 +35,38 @@ export interface FlatAdamWStepArgs {
   step: number;
   clipPerTensor: number | null;
   clipGlobalNorm: number | null;
+  /**
+   * Mixed precision: `grads` are of a loss multiplied by a scale kept on the device; the kernel
+   * unscales them, skips the whole update when any is inf/NaN and updates the scale
+   * ({@link FlatLossScaleArgs}). Only for a kernel with `lossScale: true`.
+   */
+  lossScale?: FlatLossScaleArgs;
+}
+
+/**
+ * A dynamic loss scale (PyTorch GradScaler) that lives on the device, so that a step decides to
+ * skip without reading anything back: `state` = float32 `[scale, growth tracker, found inf of the
+ * last step (0/1), skipped steps so far]` and `scale` (the same scale as a scalar, which the loss is
+ * multiplied by) are both updated in place by the kernel. A skipped step does not count for Adam's
+ * bias correction (PyTorch's `state_steps` stay put), so the optimiser's step count is only known
+ * up to the skips of steps whose state has not been read yet: `knownSkips` is the skip count of
+ * the last state read, `unresolved` the number of steps launched since then; the kernel gets the
+ * bias corrections of every possible effective step and picks on the device.
+ */
+export interface FlatLossScaleArgs {
+  state: tf.Tensor;
+  scale: tf.Tensor;
+  growthFactor: number;
+  backoffFactor: number;
+  growthInterval: number;
+  knownSkips: number;
+  unresolved: number;
+}
+
+/** A flag on the device: `tensor[index] != 0` means skip (e.g. a loss scale's found-inf). */
+export interface FlatSkipFlag {
+  tensor: tf.Tensor;
+  index: number;
 }
 
 /**
@@ -47,6 +79,11 @@ export interface FlatAdamWStepArgs {
  */
 export interface FlatAdamWKernel {
   inPlace?: boolean;
+  /**
+   * Whether `step` takes `lossScale`; it then returns one more tensor after the parameters: a copy
+   * of the loss scale's `state` after the step (for a late read; the caller disposes it).
+   */
+  lossScale?: boolean;
   prepare(layout: FlatAdamWLayout): {
     step(args: FlatAdamWStepArgs): (tf.Tensor | null)[];
     dispose(): void;
@@ -56,13 +93,16 @@ export interface FlatAdamWKernel {
 /**
  * A fused EMA for one backend: returns `momentum·teacher + (1 − momentum)·student` for every
  * tensor: a new tensor of the teacher's shape, or `null` where the kernel wrote the teacher's own
- * buffer in place. The student is not modified.
+ * buffer in place. The student is not modified. A kernel with `skipFlag: true` also takes `skip`
+ * and leaves the teacher's values as they are when that flag is set on the device (a step that a
+ * loss scaler skipped).
  */
-export type FlatEmaKernel = (
+export type FlatEmaKernel = ((
   teacher: tf.Tensor[],
   student: tf.Tensor[],
   momentum: number,
-) => (tf.Tensor | null)[];
+  skip?: FlatSkipFlag,
+) => (tf.Tensor | null)[]) & { skipFlag?: boolean };
 
 const adamwKernels = new Map<string, FlatAdamWKernel>();
 const emaKernels = new Map<string, FlatEmaKernel>();

@@ -1,5 +1,10 @@
 import * as tf from "@tensorflow/tfjs";
-import type { FlatAdamWKernel, FlatAdamWLayout, FlatAdamWStepArgs } from "@sit/core";
+import type {
+  FlatAdamWKernel,
+  FlatAdamWLayout,
+  FlatAdamWStepArgs,
+  FlatLossScaleArgs,
+} from "@sit/core";
 import {
   type WebGpuInternals,
   bufferOf,
@@ -10,8 +15,9 @@ import {
   newTensorInfo,
   webgpuInternals,
 } from "./flat-buffers";
+import { GLOBAL_SCALED_WGSL, GLOBAL_WGSL, THREADS, sumsqWgsl, updateWgsl } from "./adamw-wgsl";
 
-// AdamW over every parameter of a model in ≤ 3 compute dispatches (WGSL, WebGPU backend):
+// AdamW over every parameter of a model in ≤ 3 compute dispatches (WGSL in adamw-wgsl.ts):
 //  1. per-tensor sums of squares, one workgroup per tensor (only when clipping), which also
 //     turn into SiT's per-tensor clip factor c/(‖g‖ + 1e-6) when that is below 1;
 //  2. the global-norm factor over those sums (one workgroup; only with clipGlobalNorm);
@@ -19,108 +25,15 @@ import {
 //     (clip factor, group lr and weight decay) by binary search in the offsets table.
 // Gradients are gathered into one flat buffer and the new parameters scattered into fresh
 // buffers with copyBufferToBuffer commands on tfjs's encoder — no tfjs kernel per tensor.
+// With a loss scale on the device (mixed precision) the same three passes also unscale, check for
+// inf/NaN, skip and update the scale: no tfjs kernel per tensor and no read back for the scaler.
 
 /** tfjs kernel name of the fused step (registered for the webgpu backend). */
 export const FLAT_ADAMW_KERNEL = "SitFlatAdamW";
 
-const THREADS = 256;
-
-// tbl (the plan's meta) = [offsets (T + 1) | group of each tensor (T)]; norms = [sum of squares (T) | factor (T)].
-const SUMSQ_WGSL = /* wgsl */ `
-struct U { numTensors: u32, clip: f32, pad0: u32, pad1: u32 };
-@group(0) @binding(0) var<storage, read> grad: array<f32>;
-@group(0) @binding(1) var<storage, read> tbl: array<u32>;
-@group(0) @binding(2) var<storage, read_write> norms: array<f32>;
-@group(0) @binding(3) var<uniform> u: U;
-var<workgroup> partial: array<f32, ${THREADS}>;
-@compute @workgroup_size(${THREADS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let t = wid.x;
-  let start = tbl[t];
-  let end = tbl[t + 1u];
-  var acc = 0.0;
-  for (var i = start + lid; i < end; i = i + ${THREADS}u) {
-    let g = grad[i];
-    acc = acc + g * g;
-  }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var s = ${THREADS / 2}u; s > 0u; s = s >> 1u) {
-    if (lid < s) { partial[lid] = partial[lid] + partial[lid + s]; }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
-    let ss = partial[0];
-    norms[t] = ss;
-    var f = 1.0;
-    if (u.clip > 0.0) { f = min(1.0, u.clip / (sqrt(ss) + 1e-6)); }
-    norms[u.numTensors + t] = f;
-  }
-}`;
-
-const GLOBAL_WGSL = /* wgsl */ `
-struct U { numTensors: u32, maxNorm: f32, pad0: u32, pad1: u32 };
-@group(0) @binding(0) var<storage, read_write> norms: array<f32>;
-@group(0) @binding(1) var<uniform> u: U;
-var<workgroup> partial: array<f32, ${THREADS}>;
-@compute @workgroup_size(${THREADS})
-fn main(@builtin(local_invocation_index) lid: u32) {
-  let T = u.numTensors;
-  var acc = 0.0;
-  for (var t = lid; t < T; t = t + ${THREADS}u) {
-    let f = norms[T + t];
-    // A tensor zeroed by its own clipping (infinite norm) adds nothing (not ∞·0).
-    if (f != 0.0) { acc = acc + norms[t] * f * f; }
-  }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var s = ${THREADS / 2}u; s > 0u; s = s >> 1u) {
-    if (lid < s) { partial[lid] = partial[lid] + partial[lid + s]; }
-    workgroupBarrier();
-  }
-  let coef = min(1.0, u.maxNorm / (sqrt(partial[0]) + 1e-6));
-  for (var t = lid; t < T; t = t + ${THREADS}u) { norms[T + t] = norms[T + t] * coef; }
-}`;
-
-const UPDATE_WGSL = /* wgsl */ `
-struct U {
-  n: u32, numTensors: u32, useScale: u32, pad0: u32,
-  beta1: f32, beta2: f32, oneMinusBeta1: f32, oneMinusBeta2: f32,
-  eps: f32, bc2Sqrt: f32, pad1: f32, pad2: f32,
-};
-@group(0) @binding(0) var<storage, read> grad: array<f32>;
-@group(0) @binding(1) var<storage, read_write> param: array<f32>;
-@group(0) @binding(2) var<storage, read_write> m: array<f32>;
-@group(0) @binding(3) var<storage, read_write> v: array<f32>;
-@group(0) @binding(4) var<storage, read> norms: array<f32>;
-@group(0) @binding(5) var<storage, read> tbl: array<u32>;
-@group(0) @binding(6) var<storage, read> groupHyper: array<f32>;
-@group(0) @binding(7) var<uniform> u: U;
-@compute @workgroup_size(${THREADS})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
-  let T = u.numTensors;
-  let stride = nwg.x * ${THREADS}u;
-  for (var i = gid.x; i < u.n; i = i + stride) {
-    // The tensor of element i: the last t with offset[t] <= i.
-    var lo = 0u;
-    var hi = T;
-    while (hi - lo > 1u) {
-      let mid = (lo + hi) / 2u;
-      if (tbl[mid] <= i) { lo = mid; } else { hi = mid; }
-    }
-    var g = grad[i];
-    if (u.useScale != 0u) { g = g * norms[T + lo]; }
-    let grp = tbl[T + 1u + lo];
-    let decay = groupHyper[2u * grp];
-    let stepSize = groupHyper[2u * grp + 1u];
-    let mi = u.beta1 * m[i] + u.oneMinusBeta1 * g;
-    let vi = u.beta2 * v[i] + u.oneMinusBeta2 * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    param[i] = param[i] * decay - stepSize * mi / (sqrt(vi) / u.bc2Sqrt + u.eps);
-  }
-}`;
+// Built once (dispatchAll takes the text).
+const SUMSQ = [sumsqWgsl(false), sumsqWgsl(true)];
+const UPDATE = [updateWgsl(false), updateWgsl(true)];
 
 /** Static tables of one optimiser's layout, as backend tensors (not engine tensors). */
 interface Plan {
@@ -176,7 +89,8 @@ function flatAdamWKernelFunc(args: {
       offsets[i],
       offsets[i + 1] - offsets[i],
     );
-  const norms = newTensorInfo(b, [2 * T]);
+  const ls = h.lossScale;
+  const norms = newTensorInfo(b, [ls ? 3 * T + 4 : 2 * T]);
   const normsBuf = bufferOf(b, norms);
   const groupHyper = new Float32Array(2 * numGroups);
   h.groups.forEach((g, i) => {
@@ -184,52 +98,71 @@ function flatAdamWKernelFunc(args: {
     groupHyper[2 * i + 1] = g.lr / (1 - h.beta1 ** h.step);
   });
   const hyperInfo = newTensorInfo(b, [groupHyper.length], groupHyper);
+  const scratch = [grad, norms, hyperInfo];
   const useScale = h.clipPerTensor !== null || h.clipGlobalNorm !== null;
+  const u32 = (x: number) => ({ type: "uint32" as const, data: [x] });
+  const f32 = (x: number) => ({ type: "float32" as const, data: [x] });
   const dispatches = [];
-  if (useScale) {
+  const state = ls ? bufferOf(b, inputs.lossState) : null;
+  if (useScale || state)
     dispatches.push({
-      key: "SitFlatAdamW.sumsq",
-      code: SUMSQ_WGSL,
-      buffers: [gradBuf, metaBuf, normsBuf],
-      uniforms: [
-        { type: "uint32" as const, data: [T] },
-        { type: "float32" as const, data: [h.clipPerTensor ?? 0] },
-        { type: "uint32" as const, data: [0] },
-        { type: "uint32" as const, data: [0] },
-      ],
+      key: state ? "SitFlatAdamW.sumsq.scaled" : "SitFlatAdamW.sumsq",
+      code: SUMSQ[state ? 1 : 0],
+      buffers: state ? [gradBuf, metaBuf, normsBuf, state] : [gradBuf, metaBuf, normsBuf],
+      uniforms: [u32(T), f32(h.clipPerTensor ?? 0), u32(0), u32(0)],
       workgroups: T,
     });
-    if (h.clipGlobalNorm !== null)
-      dispatches.push({
-        key: "SitFlatAdamW.global",
-        code: GLOBAL_WGSL,
-        buffers: [normsBuf],
-        uniforms: [
-          { type: "uint32" as const, data: [T] },
-          { type: "float32" as const, data: [h.clipGlobalNorm] },
-          { type: "uint32" as const, data: [0] },
-          { type: "uint32" as const, data: [0] },
-        ],
-        workgroups: 1,
-      });
+  if (ls && state)
+    dispatches.push({
+      key: "SitFlatAdamW.global.scaled",
+      code: GLOBAL_SCALED_WGSL,
+      buffers: [normsBuf, state, bufferOf(b, inputs.lossScale)],
+      uniforms: [
+        u32(T),
+        f32(h.clipGlobalNorm ?? 0),
+        f32(ls.growthFactor),
+        f32(ls.backoffFactor),
+        f32(ls.growthInterval),
+        f32(ls.knownSkips),
+        u32(0),
+        u32(0),
+      ],
+      workgroups: 1,
+    });
+  else if (useScale && h.clipGlobalNorm !== null)
+    dispatches.push({
+      key: "SitFlatAdamW.global",
+      code: GLOBAL_WGSL,
+      buffers: [normsBuf],
+      uniforms: [u32(T), f32(h.clipGlobalNorm), u32(0), u32(0)],
+      workgroups: 1,
+    });
+  const updateBuffers = [gradBuf, flatParams, m, v, normsBuf, metaBuf, bufferOf(b, hyperInfo)];
+  let rows = 1;
+  if (ls) {
+    const table = biasCorrectionTable(h, ls.unresolved);
+    rows = ls.unresolved + 1;
+    const tableInfo = newTensorInfo(b, [table.length], table);
+    scratch.push(tableInfo);
+    updateBuffers.push(bufferOf(b, tableInfo));
   }
   dispatches.push({
-    key: "SitFlatAdamW.update",
-    code: UPDATE_WGSL,
-    buffers: [gradBuf, flatParams, m, v, normsBuf, metaBuf, bufferOf(b, hyperInfo)],
+    key: ls ? "SitFlatAdamW.update.scaled" : "SitFlatAdamW.update",
+    code: UPDATE[ls ? 1 : 0],
+    buffers: updateBuffers,
     uniforms: [
-      { type: "uint32" as const, data: [n] },
-      { type: "uint32" as const, data: [T] },
-      { type: "uint32" as const, data: [useScale ? 1 : 0] },
-      { type: "uint32" as const, data: [0] },
-      { type: "float32" as const, data: [h.beta1] },
-      { type: "float32" as const, data: [h.beta2] },
-      { type: "float32" as const, data: [1 - h.beta1] },
-      { type: "float32" as const, data: [1 - h.beta2] },
-      { type: "float32" as const, data: [h.eps] },
-      { type: "float32" as const, data: [Math.sqrt(1 - h.beta2 ** h.step)] },
-      { type: "float32" as const, data: [0] },
-      { type: "float32" as const, data: [0] },
+      u32(n),
+      u32(T),
+      u32(useScale ? 1 : 0),
+      u32(numGroups),
+      f32(h.beta1),
+      f32(h.beta2),
+      f32(1 - h.beta1),
+      f32(1 - h.beta2),
+      f32(h.eps),
+      f32(Math.sqrt(1 - h.beta2 ** h.step)),
+      u32(rows),
+      f32(0),
     ],
     workgroups: gridWorkgroups(b, n, THREADS),
   });
@@ -241,9 +174,47 @@ function flatAdamWKernelFunc(args: {
     copyElements(b, flatParams, offsets[i], bufferOf(b, out), 0, offsets[i + 1] - offsets[i]);
     outputs.push(out);
   }
+  if (ls) {
+    for (const t of [inputs.lossState, inputs.lossScale]) markWritten(b, t);
+    // A copy of the scale state after this step, for the scaler's late read.
+    const snapshot = newTensorInfo(b, [4]);
+    copyElements(b, bufferOf(b, inputs.lossState), 0, bufferOf(b, snapshot), 0, 4);
+    outputs.push(snapshot);
+  }
   // Released after the pending commands are submitted (they are marked as owned by them).
-  for (const t of [grad, norms, hyperInfo]) b.disposeData(t.dataId);
+  for (const t of scratch) b.disposeData(t.dataId);
   return outputs;
+}
+
+/**
+ * Rows of [step size of each group, √(1 − β₂ᵉ)] for the effective steps e = step − j,
+ * j = 0…`unresolved` (j = skips the device counted that the host has not read yet; row j is
+ * what the update uses). Computed in f64 and rounded once, as the unscaled kernel's values.
+ */
+function biasCorrectionTable(h: StepAttrs["hyper"], unresolved: number): Float32Array {
+  const G = h.groups.length;
+  const table = new Float32Array((unresolved + 1) * (G + 1));
+  for (let j = 0; j <= unresolved; j++) {
+    // Rows below step 1 cannot be picked (each unread step skips at most once); keep them finite.
+    const e = Math.max(1, h.step - j);
+    h.groups.forEach((g, i) => {
+      table[j * (G + 1) + i] = g.lr / (1 - h.beta1 ** e);
+    });
+    table[j * (G + 1) + G] = Math.sqrt(1 - h.beta2 ** e);
+  }
+  return table;
+}
+
+function checkLossScale(ls: FlatLossScaleArgs): void {
+  const ok = (t: tf.Tensor, size: number) => t.dtype === "float32" && t.size === size;
+  if (!ok(ls.state, 4) || !ok(ls.scale, 1))
+    throw new Error(
+      `SitFlatAdamW: lossScale.state must be float32 [4] and lossScale.scale float32 [1], got ${ls.state.dtype} [${ls.state.shape}] and ${ls.scale.dtype} [${ls.scale.shape}]`,
+    );
+  if (!(Number.isInteger(ls.unresolved) && ls.unresolved >= 0))
+    throw new Error(
+      `SitFlatAdamW: lossScale.unresolved must be a non-negative integer, got ${ls.unresolved}`,
+    );
 }
 
 let registered = false;
@@ -267,6 +238,7 @@ export function registerFlatAdamWTfjsKernel(): void {
  * (`SitFlatAdamW`) of 1–3 compute dispatches plus buffer copies.
  */
 export const webgpuFlatAdamW: FlatAdamWKernel = {
+  lossScale: true,
   prepare(layout: FlatAdamWLayout) {
     const T = layout.groupOf.length;
     const meta = new Int32Array(2 * T + 1);
@@ -293,6 +265,11 @@ export const webgpuFlatAdamW: FlatAdamWKernel = {
         args.grads.forEach((g, i) => {
           inputs[`g${i}`] = g;
         });
+        if (args.lossScale) {
+          checkLossScale(args.lossScale);
+          inputs.lossState = args.lossScale.state;
+          inputs.lossScale = args.lossScale.scale;
+        }
         const { params, grads, flatParams, m, v, stale, ...hyper } = args;
         const attrs: StepAttrs = { plan, stale, numTensors: params.length, hyper };
         const out = tf.engine().runKernel(FLAT_ADAMW_KERNEL, inputs as never, attrs as never) as

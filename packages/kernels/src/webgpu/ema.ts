@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import type { FlatEmaKernel } from "@sit/core";
+import type { FlatEmaKernel, FlatSkipFlag } from "@sit/core";
 import {
   bufferOf,
   copyElements,
@@ -36,13 +36,37 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
   }
 }`;
 
+// The same with a skip flag on the device (a loss scaler's found-inf): a skipped optimiser step
+// leaves the student as it was, and PyTorch's GradScaler runs no EMA update after it either.
+const EMA_SKIP_WGSL = /* wgsl */ `
+struct U { n: u32, a: f32, b: f32, flagIndex: u32 };
+@group(0) @binding(0) var<storage, read_write> teacher: array<f32>;
+@group(0) @binding(1) var<storage, read> student: array<f32>;
+@group(0) @binding(2) var<storage, read> flags: array<f32>;
+@group(0) @binding(3) var<uniform> u: U;
+@compute @workgroup_size(${THREADS})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  if (flags[u.flagIndex] != 0.0) { return; }
+  let stride = nwg.x * ${THREADS}u;
+  for (var i = gid.x; i < u.n; i = i + stride) {
+    let t = teacher[i] * u.a;
+    let s = student[i] * u.b;
+    teacher[i] = t + s;
+  }
+}`;
+
 function flatEmaKernelFunc(args: {
   inputs: Record<string, tf.TensorInfo>;
   backend: unknown;
   attrs: unknown;
 }): tf.TensorInfo[] {
   const b = webgpuInternals(args.backend);
-  const { count, momentum } = args.attrs as { count: number; momentum: number };
+  const { count, momentum, skipIndex } = args.attrs as {
+    count: number;
+    momentum: number;
+    skipIndex: number;
+  };
   const { inputs } = args;
   const sizes: number[] = [];
   const offsets: number[] = [0];
@@ -60,16 +84,17 @@ function flatEmaKernelFunc(args: {
     copyElements(b, bufferOf(b, inputs[`t${i}`]), 0, tBuf, offsets[i], sizes[i]);
     copyElements(b, bufferOf(b, inputs[`s${i}`]), 0, sBuf, offsets[i], sizes[i]);
   }
+  const skip = skipIndex >= 0;
   dispatchAll(b, [
     {
-      key: "SitFlatEma",
-      code: EMA_WGSL,
-      buffers: [tBuf, sBuf],
+      key: skip ? "SitFlatEma.skip" : "SitFlatEma",
+      code: skip ? EMA_SKIP_WGSL : EMA_WGSL,
+      buffers: skip ? [tBuf, sBuf, bufferOf(b, inputs.skip)] : [tBuf, sBuf],
       uniforms: [
         { type: "uint32", data: [n] },
         { type: "float32", data: [momentum] },
         { type: "float32", data: [1 - momentum] },
-        { type: "uint32", data: [0] },
+        { type: "uint32", data: [skip ? skipIndex : 0] },
       ],
       workgroups: gridWorkgroups(b, n, THREADS),
     },
@@ -100,22 +125,31 @@ export function registerFlatEmaTfjsKernel(): void {
  * one compute dispatch plus buffer copies, whatever the number of tensors.
  */
 // Typed as returning tensors only (it never writes in place), which a FlatEmaKernel may.
-export const webgpuFlatEma = ((teacher, student, momentum) => {
-  if (teacher.length !== student.length)
-    throw new Error(
-      `SitFlatEma: ${teacher.length} teacher tensors but ${student.length} student tensors`,
-    );
-  if (teacher.length === 0) return [];
-  registerFlatEmaTfjsKernel();
-  const inputs: Record<string, tf.Tensor> = {};
-  teacher.forEach((t, i) => {
-    inputs[`t${i}`] = t;
-    inputs[`s${i}`] = student[i];
-  });
-  const out = tf
-    .engine()
-    .runKernel(FLAT_EMA_KERNEL, inputs as never, { count: teacher.length, momentum } as never) as
-    | tf.Tensor
-    | tf.Tensor[];
-  return Array.isArray(out) ? out : [out];
-}) satisfies FlatEmaKernel;
+export const webgpuFlatEma = Object.assign(
+  (teacher: tf.Tensor[], student: tf.Tensor[], momentum: number, skip?: FlatSkipFlag) => {
+    if (teacher.length !== student.length)
+      throw new Error(
+        `SitFlatEma: ${teacher.length} teacher tensors but ${student.length} student tensors`,
+      );
+    if (teacher.length === 0) return [];
+    registerFlatEmaTfjsKernel();
+    const inputs: Record<string, tf.Tensor> = {};
+    teacher.forEach((t, i) => {
+      inputs[`t${i}`] = t;
+      inputs[`s${i}`] = student[i];
+    });
+    if (skip) {
+      if (!(skip.index >= 0 && skip.index < skip.tensor.size && skip.tensor.dtype === "float32"))
+        throw new Error(
+          `SitFlatEma: skip flag index ${skip.index} outside a float32 tensor of ${skip.tensor.size} values`,
+        );
+      inputs.skip = skip.tensor;
+    }
+    const attrs = { count: teacher.length, momentum, skipIndex: skip ? skip.index : -1 };
+    const out = tf.engine().runKernel(FLAT_EMA_KERNEL, inputs as never, attrs as never) as
+      | tf.Tensor
+      | tf.Tensor[];
+    return Array.isArray(out) ? out : [out];
+  },
+  { skipFlag: true },
+) satisfies FlatEmaKernel;
