@@ -194,6 +194,8 @@ export class DynamicLossScaler {
    */
   track(snapshot: tf.Tensor, onSkipped: (skipped: number) => void): void {
     const d = this.requireDevice("track");
+    // Kept past an enclosing tf.tidy (a step's scope): disposed here once read.
+    tf.keep(snapshot);
     d.unresolved++;
     const read = snapshot.data();
     d.reads = d.reads.then(async () => {

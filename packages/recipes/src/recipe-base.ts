@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { AdamW, ConfigError, type Module, Rng, type RngState } from "@sit/core";
+import { AdamW, ConfigError, type Module, Rng, type RngState, flatEmaKernel } from "@sit/core";
 import {
   DynamicLossScaler,
   type LossScalerState,
@@ -136,11 +136,38 @@ export abstract class ModuleRecipe<M extends Module, Batch, T extends Module = M
     };
   }
 
-  /** Clip + AdamW with `hyper`'s lr and wd, then the EMA update (if any) with its momentum. */
+  /**
+   * Clip + AdamW with `hyper`'s lr and wd, then the EMA update (if any) with its momentum. With the
+   * loss scaler on the device ({@link ModuleRecipe.prepareLossScaler}), `grads` are of the scaled
+   * loss and the fused kernels unscale, skip and update the scale there.
+   */
   protected applyGradients(grads: Record<string, tf.Tensor>, hyper: StepHyper): void {
     this.optimizer.setLr(hyper.lr).setWeightDecay(hyper.wd);
-    this.optimizer.step(grads);
-    if (this.ema) this.ema.teacher.update(this.ema.follows, hyper.momentum);
+    const scaler = this.lossScaler?.onDevice ? this.lossScaler : null;
+    if (scaler) scaler.stepOnDevice(this.optimizer, grads);
+    else this.optimizer.step(grads);
+    if (this.ema)
+      this.ema.teacher.update(
+        this.ema.follows,
+        hyper.momentum,
+        scaler ? { skip: scaler.skipFlag() } : {},
+      );
+  }
+
+  /**
+   * Before a mixed-precision step: keep the loss scaler on the device when the backend's fused
+   * AdamW (and EMA, with a teacher) can unscale and skip there — no per-tensor scaler ops, no
+   * read inside the step — else on the host (the portable path: unscale with tfjs ops, then
+   * {@link ModuleRecipe.applyScaledGradients}). Switching back waits for the device's state.
+   */
+  protected async prepareLossScaler(): Promise<void> {
+    const scaler = this.lossScaler;
+    if (!scaler) return;
+    const device =
+      this.optimizer.fusesLossScale() &&
+      (!this.ema || flatEmaKernel(tf.getBackend())?.skipFlag === true);
+    if (device) scaler.useDevice();
+    else await scaler.useHost();
   }
 
   /**
@@ -156,7 +183,11 @@ export abstract class ModuleRecipe<M extends Module, Batch, T extends Module = M
 
   /** A launched step: `values` = `[loss, ...terms]` still on the device, the schedule values used. */
   protected launched(values: tf.Tensor, terms: string[], hyper: StepHyper): LaunchedStep {
-    return { values, terms, schedule: this.ema ? hyper : { lr: hyper.lr, wd: hyper.wd } };
+    const schedule = this.ema ? hyper : { lr: hyper.lr, wd: hyper.wd };
+    // A loss scaler on the device: the step counts as read once its state copy is (so that a
+    // checkpoint after it has the scale and the optimiser's step count of every step before).
+    const scaler = this.lossScaler?.onDevice ? this.lossScaler : null;
+    return { values, terms, schedule, ...(scaler ? { settled: scaler.sync() } : {}) };
   }
 
   /**

@@ -3,7 +3,7 @@ import { ConfigError, Rng } from "@sit/core";
 import { type ScaledGradients, withPrecision } from "@sit/kernels";
 import type { EmaTeacher } from "@sit/momentum";
 import { AttentionMasker, GmmlMasker, clsAttentionScores, corruptViews } from "@sit/gmml";
-import { maskedReconstructionLoss, sitContrastiveLoss } from "@sit/losses";
+import { maskedReconstructionLoss, sitContrastiveLossOfViews } from "@sit/losses";
 import { type LaunchedStep, type StepResult, readLaunchedStep } from "@sit/train";
 import type { VisionTransformer } from "@sit/vit";
 import {
@@ -134,6 +134,7 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
   override async launchStep(batch: TwoViewBatch, step: number): Promise<LaunchedStep> {
     const clean = twoViews(batch);
     const hyper = this.hyperAt(step);
+    await this.prepareLossScaler();
     // With attention-guided masking the teacher runs first: its forward on the clean views gives
     // both its projections and the last block's CLS attention that ranks the patches to mask.
     const teacher = this.attentionMasker ? this.teacherWithScores(clean) : null;
@@ -197,7 +198,9 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
    * including those without a synchronous read (webgpu under Node).
    */
   async stepOnInputsAsync(inputs: SitStepInputs, hyper: StepHyper): Promise<SitStepDetails> {
+    await this.prepareLossScaler();
     const out = this.stepTensors(inputs, hyper, true);
+    await this.lossScaler?.sync();
     if (out.scaled) await this.applyScaledGradients(out.scaled, hyper);
     try {
       return detailsOf(out, (await out.losses.data()) as Float32Array) as SitStepDetails;
@@ -222,7 +225,6 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
     scaled?: ScaledGradients;
   } {
     const { temperature, lambda } = this.config;
-    const B = inputs.clean[0].shape[0];
     return tf.tidy(() => {
       const clean = tf.concat([...inputs.clean], 0) as tf.Tensor4D;
       const corrupted = tf.concat([...inputs.corrupted], 0) as tf.Tensor4D;
@@ -233,18 +235,14 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
         teacherProjection ??
         (withPrecision(p, () => this.teacher.module.forward(clean).projection) as tf.Tensor2D);
       const scaler = this.lossScaler;
-      const half = (x: tf.Tensor2D, i: number) => x.slice([i * B, 0], [B, -1]);
-      // The teacher's halves are cut outside the tape: it gets no gradient, so none is saved.
-      const [t1, t2] = [half(t, 0), half(t, 1)];
       const { grads, extras } = gradientsByName(this.student, () => {
         // (The backward follows the precision its forward kernels recorded.)
         const o = withPrecision(p, () =>
           this.student.forward(corrupted, { rng: this.rngs.dropPath }),
         );
         const s = o.projection as tf.Tensor2D;
-        const contrastiveLoss = sitContrastiveLoss(half(s, 0), half(s, 1), t1, t2, {
-          temperature,
-        });
+        // Both views stacked as they ran (no cuts: on webgpu the loss binds each view's rows).
+        const contrastiveLoss = sitContrastiveLossOfViews(s, t, { temperature });
         const reconstructionLoss = maskedReconstructionLoss(
           o.reconstruction as tf.Tensor4D,
           clean,
@@ -264,7 +262,14 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
           },
         };
       });
-      const scaled = scaler ? scaler.unscale(grads) : undefined;
+      // The portable scaler path unscales with tfjs ops; on the device the fused AdamW does.
+      const scaled = scaler && !scaler.onDevice ? scaler.unscale(grads) : undefined;
+      // Details on the device path: the gradients ÷ this step's scale, taken before the fused
+      // step updates the scale in place (commands run in order).
+      const deviceScale = details && scaler?.onDevice ? scaler.deviceArgs().scale : null;
+      const unscaledCopies = deviceScale
+        ? Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, tf.div(g, deviceScale)]))
+        : null;
       if (!scaled) this.applyGradients(grads, hyper);
       const losses = tf.stack([extras.total, extras.contrastiveLoss, extras.reconstructionLoss]);
       // `extras` outlive the gradient scope through tf.keep: release those not returned.
@@ -277,7 +282,7 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
       // (The unscaled gradients are disposed once applied: details get copies.)
       const reported = scaled
         ? Object.fromEntries(Object.entries(scaled.grads).map(([k, g]) => [k, tf.clone(g)]))
-        : grads;
+        : (unscaledCopies ?? grads);
       return { losses, s: extras.s, t, rec: extras.rec, grads: reported, scaled };
     });
   }

@@ -11,7 +11,8 @@ import type { TrainEvent } from "./events";
 import { fit } from "./fit-node";
 import { NonFiniteLossError, TensorLeakError } from "./guards";
 import type { FitOptions } from "./options";
-import { RegressionRecipe, regressionLoader } from "./test-support";
+import { readLaunchedStep } from "./step-runner";
+import { type RegressionBatch, RegressionRecipe, regressionLoader } from "./test-support";
 
 const tmp = () => mkdtempSync(join(tmpdir(), "sit-fit-late-"));
 const latest = (dir: string) => readFileSync(join(dir, "latest"), "utf8").trim();
@@ -256,6 +257,62 @@ describe("fit: losses read one step late (readLossLate)", () => {
       leakCheck: { action: "error" },
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TensorLeakError);
+  });
+
+  it("counts a step as read only once its other reads (`settled`) are, checkpoints included", async () => {
+    for (const late of [true, false]) {
+      const r = new RegressionRecipe();
+      recipes.push(r);
+      const log: string[] = [];
+      const launch = r.launchStep.bind(r);
+      // Each step's extra read settles a few timer ticks after launch, after its values' read.
+      // (The regression recipe's own steps are synchronous; these return promises.)
+      const async = (fn: unknown) => fn as never;
+      r.launchStep = async(async (batch: RegressionBatch, step: number) => {
+        const launched = await launch(batch, step);
+        const settled = new Promise<void>((ok) =>
+          setTimeout(() => {
+            log.push(`S${step}`);
+            ok();
+          }, 5),
+        );
+        return { ...launched, settled };
+      });
+      r.trainStep = async(async (batch: RegressionBatch, step: number) =>
+        readLaunchedStep(await r.launchStep(batch, step)),
+      );
+      const dir = tmp();
+      await fit(r, regressionLoader(10), {
+        maxSteps: 4,
+        readLossLate: late,
+        checkpoint: { dir, everySteps: 2 },
+        sinks: [
+          {
+            onEvent(e) {
+              if (e.type === "step") log.push(`R${e.step}`);
+              if (e.type === "checkpoint") log.push(`C${e.step + 1}`);
+            },
+          },
+        ],
+      });
+      for (const k of [0, 1, 2, 3])
+        expect(log.indexOf(`S${k}`), `${log}`).toBeLessThan(log.indexOf(`R${k}`));
+      expect(log.indexOf("S1")).toBeLessThan(log.indexOf("C2"));
+      // A failed extra read fails the step.
+      const bad = new RegressionRecipe();
+      recipes.push(bad);
+      const badLaunch = bad.launchStep.bind(bad);
+      bad.launchStep = async(async (batch: RegressionBatch, step: number) => ({
+        ...(await badLaunch(batch, step)),
+        settled: step === 1 ? Promise.reject(new Error("state read failed")) : Promise.resolve(),
+      }));
+      bad.trainStep = async(async (batch: RegressionBatch, step: number) =>
+        readLaunchedStep(await bad.launchStep(batch, step)),
+      );
+      await expect(
+        fit(bad, regressionLoader(10), { maxSteps: 3, readLossLate: late, sinks: [] }),
+      ).rejects.toThrow("state read failed");
+    }
   });
 
   it("rejects readLossLate without launchStep, and a launchStep that returns no values tensor", async () => {

@@ -33,6 +33,12 @@ export interface StepResult {
   terms?: Record<string, number>;
   /** The schedule values the step used. */
   schedule?: ScheduleValues;
+  /**
+   * Other reads the step started that must finish before its result counts as read (e.g. a loss
+   * scaler's late read of its state on the device): the step's values are awaited together with
+   * it, so nothing is saved before it settles. A rejection fails the step.
+   */
+  settled?: Promise<unknown>;
 }
 
 /**
@@ -50,6 +56,12 @@ export interface LaunchedStep {
   terms?: string[];
   /** The schedule values the step used. */
   schedule?: ScheduleValues;
+  /**
+   * Other reads the step started that must finish before its result counts as read (e.g. a loss
+   * scaler's late read of its state on the device): the step's values are awaited together with
+   * it, so nothing is saved before it settles. A rejection fails the step.
+   */
+  settled?: Promise<unknown>;
 }
 
 /**

@@ -55,9 +55,16 @@ export function checkLaunchedStep(launched: unknown, step: number): LaunchedStep
  * Read a {@link LaunchedStep}'s values (asynchronously: the one read WebGPU offers under Node) and
  * dispose them: the {@link StepResult} that `trainStep` would have returned.
  */
+/** The read of a launched step's values, settled only once its other reads are (`settled`). */
+function readValues(launched: LaunchedStep): Promise<ArrayLike<number>> {
+  const values = launched.values.data() as Promise<Float32Array>;
+  if (!launched.settled) return values;
+  return Promise.all([values, launched.settled]).then(([v]) => v);
+}
+
 export async function readLaunchedStep(launched: LaunchedStep): Promise<StepResult> {
   try {
-    return resultOf(launched, (await launched.values.data()) as Float32Array);
+    return resultOf(launched, await readValues(launched));
   } finally {
     launched.values.dispose();
   }
@@ -136,7 +143,7 @@ export class StepRunner<Batch> {
     // Starting the read submits the step's commands and queues the copy of its losses; it is
     // awaited only after the next step is launched. The no-op handler keeps a failed read from
     // being reported as unhandled before then.
-    const read = launched.values.data();
+    const read = readValues(launched);
     read.catch(() => {});
     const previous = this.pending;
     this.pending = { step, launched, read, images, dataMs, launchMs: performance.now() - t0 };
