@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { ShapeError, checkNumber, describeValue } from "@sit/core";
 import { withGradient } from "./custom-grad";
 import { findOverride } from "./registry";
+import { webgpuLayerNorm } from "./webgpu/layer-norm";
 
 function layerNormOp(eps: number) {
   return withGradient<[tf.Tensor2D, tf.Tensor1D, tf.Tensor1D], tf.Tensor2D>(([x, g, b], save) => {
@@ -64,6 +65,10 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps =
   }
   checkNumber("layerNorm eps", eps, { min: 0, minExclusive: true });
   const impl = findOverride("layerNorm", tf.getBackend()) ?? portableLayerNorm;
+  // The webgpu kernel takes any leading shape: no Reshape kernel calls around it (nor their tape
+  // copies and gradients).
+  if (impl === webgpuLayerNorm)
+    return webgpuLayerNorm(x, gamma as tf.Tensor1D, beta as tf.Tensor1D, eps);
   return tf.tidy(() =>
     impl(x.reshape([-1, d]) as tf.Tensor2D, gamma as tf.Tensor1D, beta as tf.Tensor1D, eps).reshape(
       x.shape,

@@ -2,6 +2,8 @@ import * as tf from "@tensorflow/tfjs";
 import { ShapeError, describeValue } from "@sit/core";
 import { withGradient } from "./custom-grad";
 import { findOverride } from "./registry";
+import { webgpuFusedLinear } from "./webgpu/gemm";
+import { webgpuLinear } from "./webgpu/linear";
 
 // Gradients as plain products with explicit transposes: on wasm a matMul with transposeA or
 // transposeB (what tfjs's own MatMul gradient uses) runs ~13× slower than a plain one.
@@ -56,6 +58,9 @@ export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor | null)
       `linear bias: expected a tensor of shape [${outF}], got ${describeValue(bias)}`,
     );
   const impl = findOverride("linear", tf.getBackend()) ?? portableLinear;
+  // The webgpu GEMM takes any leading shape: no Reshape kernel calls around it (nor their tape
+  // copies and gradients).
+  if (impl === webgpuLinear) return webgpuFusedLinear(x, weight, bias ?? null);
   const lead = x.shape.slice(0, -1);
   return tf.tidy(() => {
     const y = impl(

@@ -12,10 +12,20 @@ import {
 export const LAYER_NORM_KERNEL = "SitLayerNorm";
 export const LAYER_NORM_GRAD_KERNEL = "SitLayerNormGrad";
 
-/** `y = (x − μ)·rstd·γ + β`, one workgroup per row of `x [M, D]`: one dispatch. */
+/**
+ * `t` seen as the rows `[M, D]` of its last axis: the same buffer under another shape (what tfjs's
+ * Reshape returns, without its kernel call), so the kernels take any leading shape.
+ */
+function rowsOf(t: tf.TensorInfo): tf.TensorInfo {
+  const d = t.shape[t.shape.length - 1];
+  return { ...t, shape: [tf.util.sizeFromShape(t.shape) / d, d] };
+}
+
+/** `y = (x − μ)·rstd·γ + β`, one workgroup per row of `x [..., D]`: one dispatch. */
 function layerNormForward(args: unknown): tf.TensorInfo {
   const { inputs, backend, attrs } = kernelArgs(args);
-  const { x, gamma, beta } = inputs;
+  const { gamma, beta } = inputs;
+  const x = rowsOf(inputs.x);
   const [m, d] = x.shape;
   const wg = rowThreads(d);
   const program = makeProgram({
@@ -41,9 +51,10 @@ function layerNormForward(args: unknown): tf.TensorInfo {
     }
   }`,
   });
-  return backend.runWebGPUProgram(program, [x, gamma, beta], "float32", [
+  const y = backend.runWebGPUProgram(program, [x, gamma, beta], "float32", [
     { type: "float32", data: [attrs.eps as number] },
   ]);
+  return { ...y, shape: inputs.x.shape };
 }
 
 /**
@@ -53,7 +64,8 @@ function layerNormForward(args: unknown): tf.TensorInfo {
  */
 function layerNormBackward(args: unknown): tf.TensorInfo[] {
   const { inputs, backend, attrs } = kernelArgs(args);
-  const { dy, x, gamma } = inputs;
+  const { gamma } = inputs;
+  const [dy, x] = [rowsOf(inputs.dy), rowsOf(inputs.x)];
   const eps = attrs.eps as number;
   const [m, d] = x.shape;
   const wg = rowThreads(d);
@@ -104,7 +116,7 @@ function layerNormBackward(args: unknown): tf.TensorInfo[] {
   const dgamma = finishColumnSum(backend, partials, 0);
   const dbeta = finishColumnSum(backend, partials, 1);
   backend.disposeData(partials.dataId);
-  return [dx, dgamma, dbeta];
+  return [{ ...dx, shape: inputs.x.shape }, dgamma, dbeta];
 }
 
 let registered = false;
@@ -136,13 +148,16 @@ export function registerLayerNormKernels(): void {
   });
 }
 
-/** The `layerNorm` override for webgpu: one fused kernel forward, one (4 dispatches) backward. */
-export function webgpuLayerNorm(
-  x: tf.Tensor2D,
+/**
+ * The `layerNorm` override for webgpu: one fused kernel forward, one (4 dispatches) backward.
+ * It takes `x` of any leading shape `[..., D]` (so `layerNorm` calls it without reshapes).
+ */
+export function webgpuLayerNorm<T extends tf.Tensor>(
+  x: T,
   gamma: tf.Tensor1D,
   beta: tf.Tensor1D,
   eps: number,
-): tf.Tensor2D {
+): T {
   registerLayerNormKernels();
-  return tf.engine().runKernel(LAYER_NORM_KERNEL, { x, gamma, beta }, { eps }) as tf.Tensor2D;
+  return tf.engine().runKernel(LAYER_NORM_KERNEL, { x, gamma, beta }, { eps }) as T;
 }
