@@ -12,11 +12,15 @@ import { registerForBackend } from "./optim/fused-kernels";
  * `F.normalize`. Differentiable in the queries; no gradient reaches the keys. Called with
  * arguments already checked (float32, equal shapes); must match @sit/losses' portable result.
  */
-export type ContrastiveLossKernel = (
-  pairs: [tf.Tensor2D, tf.Tensor2D][],
-  temperature: number,
-  eps: number,
-) => tf.Scalar;
+export type ContrastiveLossKernel = {
+  (pairs: [tf.Tensor2D, tf.Tensor2D][], temperature: number, eps: number): tf.Scalar;
+  /**
+   * Optional: SiT's cross-view sum `CL(s₁, t₂) + CL(s₂, t₁)` from both views stacked,
+   * `s = [s₁; s₂]`, `t = [t₁; t₂]` `[2B, D]` (checked), without cutting the views apart (a cut
+   * is a kernel call, a tape copy and a padded gradient per view). Differentiable in `s`.
+   */
+  crossViews?: (s: tf.Tensor2D, t: tf.Tensor2D, temperature: number, eps: number) => tf.Scalar;
+};
 
 const contrastiveKernels = new Map<string, ContrastiveLossKernel>();
 

@@ -6,6 +6,7 @@ export {
 export {
   mocoV3Loss,
   sitContrastiveLoss,
+  sitContrastiveLossOfViews,
   CONTRASTIVE_LOSS_DEFAULTS,
   type MocoV3Options,
 } from "./moco-v3";

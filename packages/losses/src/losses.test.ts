@@ -2,7 +2,13 @@ import * as tf from "@tensorflow/tfjs";
 import { ConfigError, ShapeError } from "@sit/core";
 import { TEST_BACKENDS, expectClose, loadFixture, withBackend } from "@sit/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { maskedReconstructionLoss, mocoV3Loss, ntXentLoss, sitContrastiveLoss } from "./index";
+import {
+  maskedReconstructionLoss,
+  mocoV3Loss,
+  ntXentLoss,
+  sitContrastiveLoss,
+  sitContrastiveLossOfViews,
+} from "./index";
 
 // PyTorch reference: NCHW images, mask repeated on the channels; converted to NHWC here.
 let fx: Record<string, tf.Tensor>;
@@ -47,6 +53,26 @@ describe.each(TEST_BACKENDS)("losses against PyTorch on %s", (backend) => {
       expect(Math.max(...grads[2].abs().dataSync()), "no gradient into t1").toBe(0);
       expect(Math.max(...grads[3].abs().dataSync()), "no gradient into t2").toBe(0);
       tf.dispose([s1, s2, t1, t2, value, ...grads]);
+    });
+  });
+
+  it("MoCo-v3 of both views stacked ([s1; s2] against [t1; t2]): value and student gradients", async () => {
+    await withBackend(backend, () => {
+      const [s1, s2, t1, t2] = ["s1", "s2", "t1", "t2"].map((k) =>
+        tf.tensor(fx[`moco.${k}`].dataSync(), fx[`moco.${k}`].shape),
+      );
+      const [s, t] = [tf.concat([s1, s2], 0), tf.concat([t1, t2], 0)];
+      const f = (a: tf.Tensor, b: tf.Tensor) => sitContrastiveLossOfViews(a, b);
+      const { value, grads } = tf.valueAndGrads(f)([s, t]);
+      expectClose(value, fx["moco.loss"].dataSync(), 1e-5, "moco loss");
+      const b = s1.shape[0];
+      expectClose(grads[0].slice(0, b), fx["moco.grad.s1"], 1e-4, "grad s1");
+      expectClose(grads[0].slice(b, b), fx["moco.grad.s2"], 1e-4, "grad s2");
+      expect(Math.max(...grads[1].abs().dataSync()), "no gradient into t").toBe(0);
+      expect(() => sitContrastiveLossOfViews(s.slice(1), t.slice(1))).toThrow(
+        /s: expected an even number of rows/,
+      );
+      tf.dispose([s1, s2, t1, t2, s, t, value, ...grads]);
     });
   });
 

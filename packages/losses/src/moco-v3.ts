@@ -124,3 +124,32 @@ export function sitContrastiveLoss(
     () => tf.add(mocoV3Loss(s1, t2, options), mocoV3Loss(s2, t1, options)) as tf.Scalar,
   );
 }
+
+/**
+ * {@link sitContrastiveLoss} of both views stacked: `s = [s₁; s₂]` (student projections of the
+ * corrupted views) and `t = [t₁; t₂]` (teacher projections of the clean views), `[2B, D]`, view 1's
+ * rows first — the layout of a batch that runs both views at once. A backend's fused loss takes
+ * the stacked tensors directly (webgpu: no slices, no tape copies of the halves); elsewhere the
+ * views are cut apart and passed to {@link sitContrastiveLoss}.
+ */
+export function sitContrastiveLossOfViews(
+  s: tf.Tensor,
+  t: tf.Tensor,
+  options: MocoV3Options = {},
+): tf.Scalar {
+  checkPair("s", s, "t", t);
+  if (s.shape[0] % 2 !== 0)
+    throw new ShapeError(
+      `s: expected an even number of rows (two views of B samples stacked, [2B, D]), got shape [${s.shape.join(", ")}]`,
+    );
+  const crossViews = contrastiveLossKernel(tf.getBackend())?.crossViews;
+  if (crossViews) {
+    const { temperature, eps } = resolveOptions(options);
+    return crossViews(s as tf.Tensor2D, t as tf.Tensor2D, temperature, eps);
+  }
+  return tf.tidy(() => {
+    const b = s.shape[0] / 2;
+    const half = (x: tf.Tensor, i: number) => tf.slice(x, [i * b, 0], [b, -1]);
+    return sitContrastiveLoss(half(s, 0), half(s, 1), half(t, 0), half(t, 1), options);
+  });
+}

@@ -3,7 +3,7 @@ import { Rng } from "@sit/core";
 import { setWebgpuFusedHeads } from "@sit/kernels";
 import { expectClose, useWebgpu } from "@sit/testing";
 import { afterAll, describe, expect, it } from "vitest";
-import { mocoV3Loss, sitContrastiveLoss } from "./moco-v3";
+import { mocoV3Loss, sitContrastiveLoss, sitContrastiveLossOfViews } from "./moco-v3";
 
 afterAll(async () => {
   setWebgpuFusedHeads(true);
@@ -46,6 +46,18 @@ async function compare(pairs: 1 | 2, shape: [number, number]) {
   for (let i = 1 + pairs; i < f.length; i++) expect(Math.max(...f[i].map(Math.abs))).toBe(0);
 }
 
+/** Loss and the gradients of s, t for both views stacked (`[2B, D]`). */
+function runViews([b, d]: [number, number]): tf.Tensor[] {
+  const xs = [1, 2].map((i) => fill([2 * b, d], i * 10 + b));
+  const out = tf.tidy(() => {
+    const f = (s: tf.Tensor, t: tf.Tensor) => sitContrastiveLossOfViews(s, t, { temperature: 0.2 });
+    const { value, grads } = tf.valueAndGrads(f)(xs);
+    return [value, ...grads];
+  });
+  tf.dispose(xs);
+  return out;
+}
+
 describe("the MoCo-v3 loss on webgpu (fused kernel behind @sit/core's seam)", () => {
   it.for([
     ["SiT's two pairs, B 5, D 70", 2, [5, 70]],
@@ -57,6 +69,47 @@ describe("the MoCo-v3 loss on webgpu (fused kernel behind @sit/core's seam)", ()
     async ([, pairs, shape], ctx) => {
       if (!(await useWebgpu(ctx))) return;
       await compare(pairs, [shape[0], shape[1]]);
+    },
+  );
+
+  it.for([
+    ["B 4, D 64: each view a range of the stacked buffers", [4, 64], ["SitContrastiveLossViews"]],
+    ["B 5, D 70: views off the binding alignment, cut apart", [5, 70], ["SitContrastiveLoss"]],
+  ] as const)(
+    "of both views stacked matches the portable loss: value 1e-5, gradients 1e-4 (%s)",
+    { timeout: 240_000 },
+    async ([, shape, kernels], ctx) => {
+      if (!(await useWebgpu(ctx))) return;
+      setWebgpuFusedHeads(false);
+      const portable = runViews([shape[0], shape[1]]);
+      setWebgpuFusedHeads(true);
+      const info = await tf.profile(() => {
+        tf.dispose(runViews([shape[0], shape[1]]));
+      });
+      expect(info.kernels.map((k) => k.name).filter((k) => k.startsWith("Sit"))).toEqual([
+        ...kernels,
+        "SitContrastiveLossGrad",
+      ]);
+      const fused = runViews([shape[0], shape[1]]);
+      const [p, f] = await Promise.all(
+        [portable, fused].map((ts) =>
+          Promise.all(ts.map((t) => t.data() as Promise<Float32Array>)),
+        ),
+      );
+      tf.dispose([...portable, ...fused]);
+      expectClose(f[0], p[0], 1e-5, "loss", 1e-6);
+      expectClose(f[1], p[1], 1e-4, "grad s", 1e-6);
+      expect(Math.max(...f[2].map(Math.abs)), "no gradient into t").toBe(0);
+      // No leak across calls.
+      const settled = async () => {
+        const l = runViews([shape[0], shape[1]]);
+        await l[0].data();
+        tf.dispose(l);
+        return tf.memory().numTensors;
+      };
+      const before = await settled();
+      for (let i = 0; i < 3; i++) tf.dispose(runViews([shape[0], shape[1]]));
+      expect(await settled()).toBe(before);
     },
   );
 

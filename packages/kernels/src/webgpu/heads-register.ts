@@ -1,6 +1,10 @@
 import * as tf from "@tensorflow/tfjs";
-import { registerContrastiveLossKernel, registerMaskedLossKernel } from "@sit/core";
-import { webgpuContrastiveLoss } from "./contrastive";
+import {
+  type ContrastiveLossKernel,
+  registerContrastiveLossKernel,
+  registerMaskedLossKernel,
+} from "@sit/core";
+import { webgpuContrastiveLoss, webgpuContrastiveLossOfViews } from "./contrastive";
 import { webgpuMaskedLoss } from "./masked-loss";
 import { webgpuKernelsEnabled } from "./register";
 
@@ -10,6 +14,13 @@ import { webgpuKernelsEnabled } from "./register";
 
 let removeLosses: (() => void) | null = null;
 
+/** The MoCo-v3 loss on the seam: pairs, or SiT's two views stacked (`crossViews`). */
+const contrastiveLoss: ContrastiveLossKernel = Object.assign(
+  (pairs: [tf.Tensor2D, tf.Tensor2D][], temperature: number, eps: number) =>
+    webgpuContrastiveLoss(pairs, temperature, eps),
+  { crossViews: webgpuContrastiveLossOfViews },
+);
+
 /**
  * Turn the fused webgpu heads and losses on (the state after importing this package) or off; off,
  * `applyMlp` runs the MLP's own layers and @sit/losses its portable losses on webgpu too (for
@@ -18,7 +29,7 @@ let removeLosses: (() => void) | null = null;
 export function setWebgpuFusedHeads(enabled: boolean): void {
   if (enabled && !removeLosses) {
     const removers = [
-      registerContrastiveLossKernel("webgpu", webgpuContrastiveLoss),
+      registerContrastiveLossKernel("webgpu", contrastiveLoss),
       registerMaskedLossKernel("webgpu", webgpuMaskedLoss),
     ];
     removeLosses = () => {
