@@ -43,6 +43,7 @@ export {
   type ScaledGradients,
 } from "./loss-scaler";
 export { webgpuKernels, setWebgpuKernels } from "./webgpu/register";
+export { webgpuTokenOps } from "./webgpu/tokens";
 export { setWebgpuFlatKernels } from "./webgpu/flat-register";
 export { webgpuFlatAdamW, FLAT_ADAMW_KERNEL } from "./webgpu/adamw";
 export { webgpuFlatEma, FLAT_EMA_KERNEL } from "./webgpu/ema";

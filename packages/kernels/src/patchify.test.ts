@@ -1,9 +1,10 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng, ShapeError } from "@sit/core";
-import { TEST_BACKENDS, expectClose, withBackend } from "@sit/testing";
+import { TEST_BACKENDS, expectClose, useWebgpu, withBackend } from "@sit/testing";
 import { describe, expect, it } from "vitest";
 import { patchify, unpatchify, unpatchifyAddBias } from "./patchify";
 import { randomTensor } from "./testing/finite-difference";
+import { onCpu } from "./webgpu/testing";
 
 describe.each(TEST_BACKENDS)("patchify / unpatchify on %s", (backend) => {
   it("flattens each patch in (row, col, channel) order, patches row-major", async () => {
@@ -94,5 +95,46 @@ describe("patchify input checks", () => {
       /square grid/,
     );
     x.dispose();
+  });
+});
+
+describe("patchify on webgpu (SitPatchify: one kernel each way)", () => {
+  it("matches the portable patchify on cpu, its gradient is unpatchify, and it leaks nothing", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    try {
+      const rng = Rng.seed(22);
+      // A non-square grid (2 × 3 patches of 3 × 3, 2 channels); data drawn on the host (no
+      // synchronous reads of webgpu tensors under Node).
+      const xs = { data: rng.fillNormal(new Float32Array(216)), shape: [2, 6, 9, 2] };
+      const dys = { data: rng.fillNormal(new Float32Array(216)), shape: [2, 6, 18] };
+      const [x, dy] = [tf.tensor(xs.data, xs.shape), tf.tensor(dys.data, dys.shape)];
+      const run = () =>
+        tf.tidy(() => {
+          const f = (t: tf.Tensor) => patchify(t, 3);
+          const { value, grad } = tf.valueAndGrad(f)(x, dy as tf.Tensor3D);
+          return [value, grad];
+        });
+      const info = await tf.profile(() => {
+        tf.dispose(run());
+      });
+      expect(info.kernels.map((k) => k.name)).toEqual(["SitPatchify", "SitUnpatchify"]);
+      const got = run();
+      const [value, grad] = await Promise.all(got.map((t) => t.data() as Promise<Float32Array>));
+      const want = await onCpu(() => {
+        const xc = tf.tensor(xs.data, xs.shape);
+        const dyc = tf.tensor(dys.data, dys.shape);
+        return [patchify(xc, 3), unpatchify(dyc, 3, [2, 3])];
+      });
+      expect(got[0].shape).toEqual([2, 6, 18]);
+      expect(Array.from(value)).toEqual(Array.from(want[0]));
+      expect(Array.from(grad)).toEqual(Array.from(want[1]));
+      tf.dispose(got);
+      const before = tf.memory().numTensors;
+      for (let i = 0; i < 3; i++) tf.dispose(run());
+      expect(tf.memory().numTensors).toBe(before);
+      tf.dispose([x, dy]);
+    } finally {
+      await tf.setBackend("cpu");
+    }
   });
 });

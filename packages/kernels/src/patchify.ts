@@ -2,7 +2,9 @@ import * as tf from "@tensorflow/tfjs";
 import { ShapeError, checkNumber, describeValue } from "@sit/core";
 import { findOverride } from "./registry";
 import { webgpuKernelsEnabled } from "./webgpu/register";
-import { webgpuUnpatchifyBias } from "./webgpu/unpatchify-bias";
+import { webgpuPatchify, webgpuUnpatchifyBias } from "./webgpu/unpatchify-bias";
+
+type CustomGradientFunc = Parameters<typeof tf.customGrad>[0];
 
 /** Portable `patchify` (see {@link patchify}). */
 export function portablePatchify(images: tf.Tensor4D, p: number): tf.Tensor3D {
@@ -44,6 +46,9 @@ export function portableUnpatchify(
  * `[B, (H/p)·(W/p), p·p·C]`, patches in row-major grid order, each flattened in
  * (row, column, channel) order. `patchify` followed by a `linear` with a `[p·p·C, D]` weight is a
  * Conv2d with kernel = stride = p, built without conv2d (whose filter gradient is missing on wasm).
+ * Differentiable, saving nothing for the tape: its gradient is {@link unpatchify} of dy (on webgpu
+ * with the package's kernels, one kernel each way; elsewhere a custom gradient around the
+ * implementation, so tfjs's reshapes and transpose record no tape copies).
  */
 export function patchify(images: tf.Tensor, patchSize: number): tf.Tensor3D {
   const p = checkNumber("patchSize", patchSize, { integer: true, min: 1 });
@@ -56,8 +61,14 @@ export function patchify(images: tf.Tensor, patchSize: number): tf.Tensor3D {
     throw new ShapeError(
       `patchify images: expected height and width divisible by the patch size ${p}, got ${h}×${w}`,
     );
+  if (tf.getBackend() === "webgpu" && webgpuKernelsEnabled() && images.dtype === "float32")
+    return webgpuPatchify(images as tf.Tensor4D, p);
   const impl = findOverride("patchify", tf.getBackend()) ?? portablePatchify;
-  return impl(images as tf.Tensor4D, p);
+  const op = tf.customGrad(((x: tf.Tensor4D) => ({
+    value: impl(x, p),
+    gradFunc: (dy: tf.Tensor) => unpatchify(dy, p, [h / p, w / p]),
+  })) as unknown as CustomGradientFunc);
+  return op(images) as tf.Tensor3D;
 }
 
 /**

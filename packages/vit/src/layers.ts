@@ -1,7 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { type LayerNorm, Linear, Module, type Rng, kaimingUniform } from "@sit/core";
-import { fusedLinear, layerNorm, linear, packedSelfAttention } from "@sit/kernels";
-import { patchifyImages } from "./token-ops";
+import { fusedLinear, layerNorm, linear, packedSelfAttention, patchify } from "@sit/kernels";
 
 /** Apply one of core's LayerNorm modules through the kernels seam. */
 export function applyNorm(norm: LayerNorm, x: tf.Tensor): tf.Tensor {
@@ -54,11 +53,7 @@ export class PatchEmbed extends Module {
   apply(images: tf.Tensor): tf.Tensor3D {
     return tf.tidy(
       () =>
-        linear(
-          patchifyImages(images as tf.Tensor4D, this.patchSize),
-          this.proj.weight,
-          this.proj.bias,
-        ) as tf.Tensor3D,
+        linear(patchify(images, this.patchSize), this.proj.weight, this.proj.bias) as tf.Tensor3D,
     );
   }
 }

@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { patchify, unpatchify } from "@sit/kernels";
+import { webgpuTokenOps } from "@sit/kernels";
 
 // The ViT's token plumbing around the blocks as taped operations whose gradients are read off dy
 // directly. Composed from add / concat / slice / reshape, tfjs's tape clones every input those
@@ -23,6 +23,9 @@ function taped<I extends tf.Tensor[]>(
  * `Σ_b dy[:, 0]`, position embedding `Σ_b dy`.
  */
 export function embedTokens(patches: tf.Tensor3D, cls: tf.Tensor, pos: tf.Tensor): tf.Tensor3D {
+  // On webgpu one kernel each way (@sit/kernels).
+  const fused = webgpuTokenOps();
+  if (fused) return fused.embed(patches, cls, pos);
   const [b, n, d] = patches.shape;
   const op = taped((p: tf.Tensor, c: tf.Tensor, e: tf.Tensor) => ({
     // A broadcasting add, not broadcastTo (tfjs's Tile), as the composed version did.
@@ -66,12 +69,12 @@ export function patchTokensOf(tokens: tf.Tensor3D): tf.Tensor3D {
   return op(tokens) as tf.Tensor3D;
 }
 
-/** {@link patchify} of `images [B, H, W, C]` whose gradient is `unpatchify(dy)` (nothing saved). */
-export function patchifyImages(images: tf.Tensor4D, patchSize: number): tf.Tensor3D {
-  const [, h, w] = images.shape;
-  const op = taped((x: tf.Tensor) => ({
-    value: patchify(x, patchSize),
-    gradFunc: (dy: tf.Tensor) => unpatchify(dy, patchSize, [h / patchSize, w / patchSize]),
-  }));
-  return op(images) as tf.Tensor3D;
+/**
+ * {@link clsOf} and {@link patchTokensOf} of the same tokens: on webgpu one kernel each way
+ * (@sit/kernels), elsewhere those two ops.
+ */
+export function splitTokens(tokens: tf.Tensor3D): { cls: tf.Tensor2D; patchTokens: tf.Tensor3D } {
+  const fused = webgpuTokenOps();
+  if (fused) return fused.split(tokens);
+  return { cls: clsOf(tokens), patchTokens: patchTokensOf(tokens) };
 }

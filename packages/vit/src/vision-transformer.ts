@@ -14,7 +14,7 @@ import { Block } from "./block";
 import { gradientCheckpoint } from "./checkpoint";
 import { PatchEmbed, applyNorm } from "./layers";
 import { interpolatePosEmbed } from "./pos-embed";
-import { clsOf, embedTokens, patchTokensOf } from "./token-ops";
+import { embedTokens, splitTokens } from "./token-ops";
 import { VIT_DEFAULTS, VIT_PRESETS } from "./presets";
 
 /** Configuration of a {@link VisionTransformer}; defaults are ViT-B/16 at 224 px as in SiT. */
@@ -287,7 +287,7 @@ export class VisionTransformer extends Module {
       });
       const tokens = applyNorm(this.norm, x) as tf.Tensor3D;
       const n = tokens.shape[1] - 1;
-      const out: VitOutput = { cls: clsOf(tokens), patchTokens: patchTokensOf(tokens), tokens };
+      const out: VitOutput = { ...splitTokens(tokens), tokens };
       if (options.intermediates) out.intermediates = wanted.map((i) => intermediates.get(i)!);
       if (options.attentions) out.attentions = attentions;
       return out;

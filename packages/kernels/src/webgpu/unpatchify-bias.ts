@@ -11,6 +11,11 @@ import { registerWebgpuKernels } from "./program";
 
 export const UNPATCHIFY_BIAS_KERNEL = "SitUnpatchifyBias";
 export const UNPATCHIFY_BIAS_GRAD_KERNEL = "SitUnpatchifyBiasGrad";
+// The patch embedding's first step with the same index map: NHWC images → patches in one
+// dispatch (SitPatchify), its gradient the plain inverse (SitUnpatchify), each the other's
+// gradient; nothing saved (the map is in the attributes).
+export const PATCHIFY_KERNEL = "SitPatchify";
+export const UNPATCHIFY_KERNEL = "SitUnpatchify";
 
 const THREADS = 256;
 
@@ -35,8 +40,12 @@ fn patchIndex(e : i32) -> i32 {
   return (b * tokens + n) * (u.p * u.p * u.C) + k;
 }`;
 
-function wgsl(grad: boolean): string {
-  const [src, extra, dst] = grad ? ["DY", "", "DP"] : ["P", "Bias", "Out"];
+/**
+ * Over the image's elements e: `scatter` writes image → patches (`DP[patchIndex(e)] = DY[e]`: the
+ * bias kernel's patch gradient, and patchify), else gathers patches → image, with the bias or not.
+ */
+function wgsl(scatter: boolean, bias = !scatter): string {
+  const [src, extra, dst] = scatter ? ["DY", "", "DP"] : ["P", bias ? "Bias" : "", "Out"];
   const reads = [src, ...(extra ? [extra] : [])];
   const decl = [...reads, dst]
     .map((n, i) => {
@@ -44,7 +53,9 @@ function wgsl(grad: boolean): string {
       return `@group(0) @binding(${i}) var<storage, ${access}> ${n} : array<f32>;`;
     })
     .join("\n");
-  const body = grad ? "DP[patchIndex(e)] = DY[e];" : "Out[e] = P[patchIndex(e)] + Bias[e % u.C];";
+  const body = scatter
+    ? "DP[patchIndex(e)] = DY[e];"
+    : `Out[e] = P[patchIndex(e)]${bias ? " + Bias[e % u.C]" : ""};`;
   return `${INDEX}
 ${decl}
 @group(0) @binding(${reads.length + 1}) var<uniform> u : U;
@@ -100,6 +111,40 @@ function backward(args: unknown): tf.TensorInfo[] {
   return [dp, db];
 }
 
+/** SitPatchify: `images [B, H, W, C]` → patches `[B, (H/p)·(W/p), p·p·C]`, one dispatch. */
+function patchifyForward(args: unknown): tf.TensorInfo {
+  const { inputs, backend, attrs } = args as Args;
+  const b = webgpuInternals(backend);
+  const shape = inputs.images.shape;
+  const [batch, , , c] = shape;
+  const p = attrs.patchSize;
+  const out = newTensorInfo(b, [batch, attrs.gridH * attrs.gridW, p * p * c]);
+  const n = tf.util.sizeFromShape(shape);
+  const views = [inputs.images, out].map((t) => viewOf(b, t));
+  encode(b, "SitUnpatchifyBiasGrad", () => wgsl(true), views, uniforms(shape, attrs), [
+    gridWorkgroups(b, n, THREADS),
+    1,
+    1,
+  ]);
+  return out;
+}
+
+/** SitUnpatchify: patches → NHWC images (no bias), one dispatch. */
+function unpatchifyForward(args: unknown): tf.TensorInfo {
+  const { inputs, backend, attrs } = args as Args;
+  const b = webgpuInternals(backend);
+  const shape = imageShape(inputs.patches, attrs);
+  const out = newTensorInfo(b, shape);
+  const n = tf.util.sizeFromShape(shape);
+  const views = [inputs.patches, out].map((t) => viewOf(b, t));
+  encode(b, "SitUnpatchify", () => wgsl(false, false), views, uniforms(shape, attrs), [
+    gridWorkgroups(b, n, THREADS),
+    1,
+    1,
+  ]);
+  return out;
+}
+
 let registered = false;
 
 /** Register the kernels and the forward's gradient with tfjs (once). */
@@ -109,7 +154,25 @@ export function registerUnpatchifyBiasKernels(): void {
   registerWebgpuKernels([
     [UNPATCHIFY_BIAS_KERNEL, forward],
     [UNPATCHIFY_BIAS_GRAD_KERNEL, backward],
+    [PATCHIFY_KERNEL, patchifyForward],
+    [UNPATCHIFY_KERNEL, unpatchifyForward],
   ]);
+  tf.registerGradient({
+    kernelName: PATCHIFY_KERNEL,
+    inputsToSave: [],
+    gradFunc: (dy, _saved, attrs) => {
+      const dx = tf.engine().runKernel(UNPATCHIFY_KERNEL, { patches: dy as tf.Tensor }, attrs);
+      return { images: () => dx as tf.Tensor };
+    },
+  });
+  tf.registerGradient({
+    kernelName: UNPATCHIFY_KERNEL,
+    inputsToSave: [],
+    gradFunc: (dy, _saved, attrs) => {
+      const dp = tf.engine().runKernel(PATCHIFY_KERNEL, { images: dy as tf.Tensor }, attrs);
+      return { patches: () => dp as tf.Tensor };
+    },
+  });
   tf.registerGradient({
     kernelName: UNPATCHIFY_BIAS_KERNEL,
     inputsToSave: [],
@@ -138,4 +201,16 @@ export function webgpuUnpatchifyBias(
   return tf
     .engine()
     .runKernel(UNPATCHIFY_BIAS_KERNEL, { patches, bias }, attrs as never) as tf.Tensor4D;
+}
+
+/**
+ * `patchify(images, patchSize)` on webgpu: `images [B, gridH·p, gridW·p, C]` (float32, checked by
+ * the caller) → `[B, gridH·gridW, p·p·C]`. One dispatch each way (the gradient is the inverse
+ * map), nothing saved for the tape.
+ */
+export function webgpuPatchify(images: tf.Tensor4D, patchSize: number): tf.Tensor3D {
+  registerUnpatchifyBiasKernels();
+  const [, h, w] = images.shape;
+  const attrs = { patchSize, gridH: h / patchSize, gridW: w / patchSize };
+  return tf.engine().runKernel(PATCHIFY_KERNEL, { images }, attrs as never) as tf.Tensor3D;
 }
