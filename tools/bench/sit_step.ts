@@ -14,7 +14,7 @@
 //     [--no-torch] [--torch-device cpu|cuda] [--torch-iters 3] [--torch-warmup 1]
 //     [--checkpoint-blocks on|off|k] (k: recompute only the first k blocks) [--fused-block on|off]
 //     [--precision f32|mixed-f16] (mixed-f16: f16 GEMMs + loss scaling; webgpu with shader-f16)
-//     [--late-read]
+//     [--late-read] [--loss-scaler device|host]
 //
 // --fused-block off makes webgpu compose each transformer block from separate kernels (the
 // portable block) instead of the fused one-kernel-per-direction block (for before/after runs).
@@ -23,6 +23,9 @@
 // previous step's losses, and host_ms / host_cpu_ms run from the step's start until the submit
 // that starts its loss read returns (the step's last submit). Without it each step is
 // `trainStep`: launched, then its own losses awaited.
+// --loss-scaler host keeps mixed-f16's loss scaler on the host path (tfjs ops unscale and check
+// every gradient, then its found-inf flag is read before AdamW) even where the flat AdamW could
+// do it on the device (the default, `device`): for before/after runs in one tree.
 // --memory-steps N replaces the timing: it runs N steps and reports the tensor count and the GPU
 // buffer bytes after step min(10, N) and after step N (the no-growth check). --depth overrides the
 // model's depth (for quick smoke runs only). PyTorch runs with $SIT_TORCH_PYTHON, else
@@ -72,6 +75,9 @@ const checkpointBlocks = checkpointOption === "on" || recomputedBlocks !== null;
 const fusedBlock = option("fused-block", "on") === "on";
 const lateRead = flag("late-read");
 const precision = option("precision", "f32");
+const lossScalerPath = option("loss-scaler", "device");
+if (!["device", "host"].includes(lossScalerPath))
+  throw new Error(`--loss-scaler: expected device or host, got ${lossScalerPath}`);
 setWebgpuFusedBlock(fusedBlock);
 for (const [k, v] of Object.entries({ BATCH, ITERS, WARMUP, DEPTH, MEMORY_STEPS }))
   if (!Number.isInteger(v) || v < 0 || (v === 0 && k !== "WARMUP" && k !== "MEMORY_STEPS"))
@@ -207,6 +213,11 @@ function hostClock() {
     submits++;
     lastSubmitEnd = performance.now();
   };
+  // Reads that wait at the same time (a step's loss read and a loss scaler's state read, both
+  // started at the step's end) count once: the wait is the union of their intervals.
+  let waiting = 0;
+  let waitFrom = 0;
+  let cpuFrom: number | undefined;
   be.getBufferData = async (buffer: unknown) => {
     const t0 = performance.now();
     const before = lastSubmitEnd;
@@ -214,12 +225,19 @@ function hostClock() {
     // The staging copy is submitted synchronously inside getBufferData: what follows is waiting.
     const submitted = lastSubmitEnd !== before ? lastSubmitEnd : t0;
     // A software driver (lavapipe) executes the commands partly on this thread while it waits.
-    const c = mainThreadCpuMs();
-    const r = await p;
-    const c1 = mainThreadCpuMs();
-    if (c !== undefined && c1 !== undefined) waitCpu += c1 - c;
-    wait += performance.now() - submitted;
-    return r;
+    if (waiting++ === 0) {
+      waitFrom = submitted;
+      cpuFrom = mainThreadCpuMs();
+    }
+    try {
+      return await p;
+    } finally {
+      if (--waiting === 0) {
+        const c1 = mainThreadCpuMs();
+        if (cpuFrom !== undefined && c1 !== undefined) waitCpu += c1 - cpuFrom;
+        wait += performance.now() - waitFrom;
+      }
+    }
   };
   return {
     start() {
@@ -277,6 +295,8 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     ...(precision !== "f32" ? { precision: precision as "mixed-f16" } : {}),
   });
   if (recomputedBlocks !== null) recipe.student.backbone.checkpointBlocks = recomputedBlocks;
+  // (The recipe moves its scaler to the device only where the optimiser says it can.)
+  if (lossScalerPath === "host") recipe.optimizer.fusesLossScale = () => false;
   const views = [0, 1].map(
     (i) =>
       tf.randomNormal([BATCH, MODEL.img, MODEL.img, 3], 0, 1, "float32", 11 + i) as tf.Tensor4D,
@@ -354,6 +374,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     fused_block: fusedBlock,
     late_read: lateRead,
     precision,
+    ...(recipe.lossScaler ? { loss_scaler_path: lossScalerPath } : {}),
     params: recipe.student.namedParameters().reduce((n, [, v]) => n + v.size, 0),
   };
   if (MEMORY_STEPS > 0) {

@@ -197,7 +197,11 @@ export class DynamicLossScaler {
     // Kept past an enclosing tf.tidy (a step's scope): disposed here once read.
     tf.keep(snapshot);
     d.unresolved++;
-    const read = snapshot.data();
+    // Started once the synchronous rest of the step is encoded (a microtask): the read's submit
+    // then carries the whole step, as the step's loss read does, instead of cutting it in two.
+    const read = new Promise<Float32Array>((resolve, reject) =>
+      queueMicrotask(() => (snapshot.data() as Promise<Float32Array>).then(resolve, reject)),
+    );
     d.reads = d.reads.then(async () => {
       try {
         const [scale, tracker, , skips] = await read;
