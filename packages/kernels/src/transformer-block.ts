@@ -14,6 +14,7 @@ import {
 } from "./webgpu/block";
 import { gradTempLayout, workspaceLayout } from "./webgpu/block-layout";
 import { webgpuKernelsEnabled } from "./webgpu/register";
+import { runKernelSaving } from "./webgpu/tape";
 
 /** A LayerNorm's parameters (the shape of @sit/core's `LayerNorm` module). */
 export interface NormWeights {
@@ -221,8 +222,8 @@ export function transformerBlock(
   if (w.fc2.bias) inputs.fc2B = w.fc2.bias;
   if (scales) [inputs.s0, inputs.s1] = scales;
   const kernel = scales ? BLOCK_SCALED_KERNEL : BLOCK_KERNEL;
-  const outs = tf.engine().runKernel(kernel, inputs, attrs as never) as unknown as tf.Tensor[];
-  // The workspace (when a tape records) stays alive through the tape's saved copy.
+  const outs = runKernelSaving(kernel, inputs, attrs, (o) => o.slice(1, 2));
+  // The workspace (when a tape records) stays alive through the tape's saved handle.
   if (outs.length > 1) outs[1].dispose();
   return { output: outs[0] as tf.Tensor3D };
 }

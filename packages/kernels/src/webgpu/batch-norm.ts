@@ -12,6 +12,7 @@ import {
   runningWgsl,
 } from "./batch-norm-wgsl";
 import { registerWebgpuKernels } from "./program";
+import { runKernelSaving } from "./tape";
 
 // BatchNorm1d (training mode) + activation as tfjs kernels on webgpu: one dispatch forward, plus
 // one for the running statistics' update (they come back as new tensors that the caller assigns to
@@ -138,12 +139,9 @@ export function registerBatchNormKernels(): void {
       tracked: () => tf.scalar(0, "int32"),
     };
   };
-  tf.registerGradient({
-    kernelName: BATCH_NORM_KERNEL,
-    inputsToSave: ["x", "gamma", "beta"],
-    gradFunc,
-  });
-  tf.registerGradient({ kernelName: BATCH_NORM_PLAIN_KERNEL, inputsToSave: ["x"], gradFunc });
+  // x (and γ, β) are saved by webgpuBatchNormAct without tape copies (tape.ts).
+  tf.registerGradient({ kernelName: BATCH_NORM_KERNEL, gradFunc });
+  tf.registerGradient({ kernelName: BATCH_NORM_PLAIN_KERNEL, gradFunc });
 }
 
 /** What {@link webgpuBatchNormAct} needs of a BatchNorm1d (core's module satisfies it). */
@@ -185,7 +183,8 @@ export function webgpuBatchNormAct(
       tracked: bn.numBatchesTracked,
     });
   const kernel = inputs.gamma ? BATCH_NORM_KERNEL : BATCH_NORM_PLAIN_KERNEL;
-  const outs = tf.engine().runKernel(kernel, inputs, attrs as never) as tf.Tensor[];
+  const saved = inputs.gamma ? [x, inputs.gamma, inputs.beta] : [x];
+  const outs = runKernelSaving(kernel, inputs, attrs, () => saved);
   if (track) {
     (bn.runningMean as tf.Variable).assign(outs[1]);
     (bn.runningVar as tf.Variable).assign(outs[2]);

@@ -35,8 +35,8 @@ import { registerWebgpuKernels } from "./program";
 // (s0, s1: per-sample stochastic-depth factors, optional). The forward records 7 dispatches, the
 // backward 17, each encoded directly on tfjs's compute pass (encode.ts) — no tfjs engine call per
 // inner operation. The forward's second output is a workspace holding what the backward reads
-// (LN1(x), qkv, the attention output, h, LN2(h), fc1's pre-activation), saved by tfjs's tape like
-// any kernel output; without a tape (inference, the first pass of a recomputed block) it is a
+// (LN1(x), qkv, the attention output, h, LN2(h), fc1's pre-activation), saved for the tape by
+// transformerBlock (a handle on its buffer, no tape copy: tape.ts); without a tape (inference, the first pass of a recomputed block) it is a
 // temporary and the kernel returns y alone.
 
 export const BLOCK_KERNEL = "SitBlock";
@@ -407,7 +407,8 @@ export function registerBlockKernels(): void {
     }
     return grads;
   };
-  // Only the workspace is saved (one clone per block): it holds the inputs the backward reads.
+  // Only the workspace is saved (by transformerBlock, without a tape copy: tape.ts): it holds the
+  // inputs the backward reads.
   for (const kernelName of [BLOCK_KERNEL, BLOCK_SCALED_KERNEL])
-    tf.registerGradient({ kernelName, outputsToSave: [false, true], gradFunc });
+    tf.registerGradient({ kernelName, gradFunc });
 }

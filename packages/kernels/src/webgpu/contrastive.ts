@@ -3,6 +3,7 @@ import { type Scalars, VIEW_ALIGN, type View, encode, viewOf } from "./encode";
 import { newTensorInfo, webgpuInternals } from "./flat-buffers";
 import { contrastiveGradWgsl, contrastiveRowsWgsl, contrastiveSumWgsl } from "./contrastive-wgsl";
 import { registerWebgpuKernels } from "./program";
+import { runKernelSaving } from "./tape";
 
 // The MoCo-v3 loss (one pair, or SiT's two: CL(s₁, t₂) + CL(s₂, t₁)) as one tfjs kernel each way
 // on webgpu: two dispatches forward (per-row cross-entropies, their sum), one backward. It plugs
@@ -139,15 +140,11 @@ export function registerContrastiveKernels(): void {
       ...(q2 ? { q2: () => dq2, k2: () => tf.zerosLike(k2) } : {}),
     };
   };
-  tf.registerGradient({
-    kernelName: CONTRASTIVE_KERNEL,
-    inputsToSave: ["q1", "k1", "q2", "k2"],
-    gradFunc,
-  });
-  tf.registerGradient({ kernelName: CONTRASTIVE_ONE_KERNEL, inputsToSave: ["q1", "k1"], gradFunc });
+  // The inputs are saved by the functions below without tape copies (tape.ts).
+  tf.registerGradient({ kernelName: CONTRASTIVE_KERNEL, gradFunc });
+  tf.registerGradient({ kernelName: CONTRASTIVE_ONE_KERNEL, gradFunc });
   tf.registerGradient({
     kernelName: CONTRASTIVE_VIEWS_KERNEL,
-    inputsToSave: ["s", "t"],
     gradFunc: (dy, [s, t], attrs) => {
       const inputs = { dy: dy as tf.Tensor, s, t };
       const [ds] = tf
@@ -175,7 +172,9 @@ export function webgpuContrastiveLoss(
   if (pairs[1]) Object.assign(inputs, { q2: pairs[1][0], k2: pairs[1][1] });
   const attrs: ContrastiveAttrs = { temperature, eps, pairs: pairs.length };
   const kernel = pairs.length === 2 ? CONTRASTIVE_KERNEL : CONTRASTIVE_ONE_KERNEL;
-  return tf.engine().runKernel(kernel, inputs, attrs as never) as tf.Scalar;
+  // Saved in the gradient's order: q1, k1(, q2, k2).
+  const saved = pairs.flat();
+  return runKernelSaving(kernel, inputs, attrs, () => saved)[0] as tf.Scalar;
 }
 
 /**
@@ -207,5 +206,5 @@ export function webgpuContrastiveLossOfViews(
     });
   registerContrastiveKernels();
   const attrs: ContrastiveAttrs = { temperature, eps, pairs: 2, stacked: true };
-  return tf.engine().runKernel(CONTRASTIVE_VIEWS_KERNEL, { s, t }, attrs as never) as tf.Scalar;
+  return runKernelSaving(CONTRASTIVE_VIEWS_KERNEL, { s, t }, attrs, () => [s, t])[0] as tf.Scalar;
 }

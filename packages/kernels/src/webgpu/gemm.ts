@@ -5,6 +5,7 @@ import { type WebGpuInternals, newTensorInfo, webgpuInternals } from "./flat-buf
 import { halfActive } from "../precision";
 import { type GemmVariant, TILE, gemmKey, gemmWgsl, precisionOf } from "./gemm-wgsl";
 import { registerWebgpuKernels } from "./program";
+import { runKernelSaving, share } from "./tape";
 
 // A tiled GEMM family encoded directly on tfjs's compute pass (see flat-buffers.ts): one shader per
 // variant (transposes, GELU prologue, bias / GELU-derivative / residual epilogue, column sums), one
@@ -161,12 +162,6 @@ function gemmForward(args: unknown): tf.TensorInfo {
   return c;
 }
 
-/** Another tensor on `t`'s buffer (reference-counted by the backend). */
-function share(t: tf.Tensor): tf.Tensor {
-  (tf.backend() as unknown as { incRef(dataId: object): void }).incRef(t.dataId);
-  return tf.engine().makeTensorFromTensorInfo({ dataId: t.dataId, shape: t.shape, dtype: t.dtype });
-}
-
 let registered = false;
 
 /** Register the GEMM kernels and SitLinear's gradient with tfjs (once). */
@@ -196,12 +191,9 @@ export function registerGemmKernels(): void {
       scale: () => tf.zerosLike(scale),
     };
   };
-  tf.registerGradient({ kernelName: LINEAR_KERNEL, inputsToSave: ["x", "w"], gradFunc });
-  tf.registerGradient({
-    kernelName: LINEAR_SCALED_KERNEL,
-    inputsToSave: ["x", "w", "scale"],
-    gradFunc,
-  });
+  // x, w (and the factors) are saved by webgpuFusedLinear without tape copies (tape.ts).
+  tf.registerGradient({ kernelName: LINEAR_KERNEL, gradFunc });
+  tf.registerGradient({ kernelName: LINEAR_SCALED_KERNEL, gradFunc });
 }
 
 /** Options of {@link webgpuFusedLinear}. */
@@ -282,7 +274,8 @@ export function webgpuFusedLinear(
   if (residual) inputs.residual = residual;
   if (scale) inputs.scale = scale;
   const kernel = scale ? LINEAR_SCALED_KERNEL : LINEAR_KERNEL;
-  return tf.engine().runKernel(kernel, inputs, attrs as never) as tf.Tensor;
+  const saved = scale ? [x, weight, scale] : [x, weight];
+  return runKernelSaving(kernel, inputs, attrs, () => saved)[0];
 }
 
 /** Options of {@link webgpuGemm}. */

@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { kernelArgs, makeProgram } from "./program";
+import { runKernelSaving } from "./tape";
 import {
   blockColumnSums,
   finishColumnSum,
@@ -137,7 +138,7 @@ export function registerLayerNormKernels(): void {
   });
   tf.registerGradient({
     kernelName: LAYER_NORM_KERNEL,
-    inputsToSave: ["x", "gamma"],
+    // x and gamma are saved by webgpuLayerNorm without tape copies (tape.ts).
     gradFunc: (dy, saved, attrs) => {
       const [x, gamma] = saved;
       const [dx, dgamma, dbeta] = tf
@@ -159,5 +160,5 @@ export function webgpuLayerNorm<T extends tf.Tensor>(
   eps: number,
 ): T {
   registerLayerNormKernels();
-  return tf.engine().runKernel(LAYER_NORM_KERNEL, { x, gamma, beta }, { eps }) as T;
+  return runKernelSaving(LAYER_NORM_KERNEL, { x, gamma, beta }, { eps }, () => [x, gamma])[0] as T;
 }

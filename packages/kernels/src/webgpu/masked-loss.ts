@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { type Scalars, encode, viewOf } from "./encode";
 import { gridWorkgroups, newTensorInfo, webgpuInternals } from "./flat-buffers";
 import { registerWebgpuKernels } from "./program";
+import { runKernelSaving } from "./tape";
 
 // The masked reconstruction loss `Σ e(p − t)·m / max(n, 1e-12)` (e = |·| or (·)², n = the mask's
 // weight over every element, a per-pixel mask counting once per channel) as one tfjs kernel each
@@ -168,8 +169,7 @@ export function registerMaskedLossKernels(): void {
   ]);
   tf.registerGradient({
     kernelName: MASKED_LOSS_KERNEL,
-    inputsToSave: ["pred", "target", "mask"],
-    outputsToSave: [false, true],
+    // pred, target, mask and the denominator are saved by webgpuMaskedLoss without tape copies.
     gradFunc: (dys, saved, attrs) => {
       const dy = Array.isArray(dys) ? dys[0] : dys;
       const [pred, target, mask, den] = saved;
@@ -195,9 +195,13 @@ export function webgpuMaskedLoss(
 ): tf.Scalar {
   registerMaskedLossKernels();
   const attrs: MaskedAttrs = { type };
-  const [loss, den] = tf
-    .engine()
-    .runKernel(MASKED_LOSS_KERNEL, { pred, target, mask }, attrs as never) as tf.Tensor[];
+  const inputs = { pred, target, mask };
+  const [loss, den] = runKernelSaving(MASKED_LOSS_KERNEL, inputs, attrs, (outs) => [
+    pred,
+    target,
+    mask,
+    outs[1],
+  ]);
   den.dispose();
   return loss as tf.Scalar;
 }
