@@ -38,12 +38,18 @@ export class SitNetwork extends Module {
     this.recHead = parts.recHead ? this.registerModule("rec_head", parts.recHead) : null;
   }
 
-  /** Run the backbone and the heads on NHWC images. */
-  forward(images: tf.Tensor4D, options: { rng?: Rng } = {}): SitNetworkOutput {
+  /**
+   * Run the backbone and the heads on NHWC images; `reconstruction: false` skips the
+   * reconstruction head (SiT's teacher: only its projections are used).
+   */
+  forward(
+    images: tf.Tensor4D,
+    options: { rng?: Rng; reconstruction?: boolean } = {},
+  ): SitNetworkOutput {
     const features = this.backbone.forward(images, options.rng ? { rng: options.rng } : {});
     const out: SitNetworkOutput = { features };
     if (this.clsHead) out.projection = this.clsHead.apply(features.cls) as tf.Tensor2D;
-    if (this.recHead)
+    if (this.recHead && options.reconstruction !== false)
       out.reconstruction = this.recHead.apply(features.patchTokens, this.backbone.grid);
     return out;
   }

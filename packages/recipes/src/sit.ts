@@ -233,7 +233,11 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
       const p = this.precision;
       const t =
         teacherProjection ??
-        (withPrecision(p, () => this.teacher.module.forward(clean).projection) as tf.Tensor2D);
+        (withPrecision(
+          p,
+          // Its reconstruction is not used: not computed (a GEMM chain and unpatchify per step).
+          () => this.teacher.module.forward(clean, { reconstruction: false }).projection,
+        ) as tf.Tensor2D);
       const scaler = this.lossScaler;
       const { grads, extras } = gradientsByName(this.student, () => {
         // (The backward follows the precision its forward kernels recorded.)
