@@ -138,6 +138,30 @@ describe("SiT recipe", () => {
     });
   });
 
+  it("the network's forward skips the reconstruction head on request (the teacher's step)", () => {
+    const sit = createSiT({ backbone: tiny, projection: { hidden: 16, outDim: 8 }, optim });
+    const x = tf.tensor4d(
+      Rng.seed(5).fillNormal(new Float32Array(2 * 16 * 16 * 3)),
+      [2, 16, 16, 3],
+    );
+    const before = tf.memory().numTensors;
+    const net = sit.teacherModule!; // no drop path: both calls see the same network
+    const full = net.forward(x);
+    const cut = net.forward(x, { reconstruction: false });
+    expect(full.reconstruction?.shape).toEqual([2, 16, 16, 3]);
+    expect(cut.reconstruction).toBeUndefined();
+    expect(Array.from(cut.projection!.dataSync())).toEqual(Array.from(full.projection!.dataSync()));
+    const outs = [full, cut].flatMap((o) => [
+      ...Object.values(o.features),
+      ...(o.projection ? [o.projection] : []),
+      ...(o.reconstruction ? [o.reconstruction] : []),
+    ]);
+    tf.dispose(outs as tf.Tensor[]);
+    expect(tf.memory().numTensors).toBe(before);
+    x.dispose();
+    sit.dispose();
+  });
+
   it("rejects an invalid config with an error naming the field", () => {
     expect(() => createSiT({ optim: { stepsPerEpoch: 0 } })).toThrow(ConfigError);
     expect(() => createSiT({ optim: { stepsPerEpoch: 0 } })).toThrow(/sit\.optim\.stepsPerEpoch/);
