@@ -19,8 +19,8 @@ export function findChromium(): string | undefined {
 }
 
 /**
- * The built page: `SIT_PLAYGROUND_DIST` when set (a `vite build` output, e.g. CI's `npm run
- * build`), else a fresh `vite build` into test-output/dist.
+ * The built page: `SIT_PLAYGROUND_DIST` when set (a `vite build` output, e.g. `dist` after this
+ * example's `npm run build`), else a fresh `vite build` into test-output/dist.
  */
 export async function builtPage(): Promise<string> {
   const given = process.env.SIT_PLAYGROUND_DIST;

@@ -2,7 +2,6 @@
 // serializeTrainCheckpoint), with the CLI's run description under `meta.cli`, so that
 // `sit pretrain --resume`, `sit knn`, `sit reconstruct`… take a page checkpoint as their own, and
 // the page opens theirs (parseTrainCheckpoint).
-import type { RunDescription, RunImageSettings } from "@sit/data";
 import * as tf from "@tensorflow/tfjs";
 import {
   type LoadedCheckpoint,
@@ -11,23 +10,8 @@ import {
   serializeTrainCheckpoint,
 } from "@sit/train";
 import type { PretrainConfigJson } from "./protocol";
-import { statsOf } from "./run-config";
+import { type PageRunDescription, describePageRun } from "./run-config";
 import type { TrainingSession } from "./session";
-
-/**
- * `meta.cli` of a checkpoint: how `sit pretrain` describes a run (@sit/data's RunDescription, the
- * CLI's RunInfo), which its other commands read.
- */
-type RunInfo = RunDescription<PretrainConfigJson["data"] & RunImageSettings>;
-
-function runInfoOf(config: PretrainConfigJson): RunInfo {
-  return {
-    recipe: config.recipe,
-    recipeConfig: config.config,
-    data: config.data as RunInfo["data"],
-    stats: statsOf(config),
-  };
-}
 
 /** The session's full state as checkpoint bytes, its file name, and the config that continues it. */
 export async function encodePageCheckpoint(
@@ -41,7 +25,7 @@ export async function encodePageCheckpoint(
         progress: { ...s.progress },
         versions: { "@tensorflow/tfjs": tf.version.tfjs, backend: tf.getBackend() },
       },
-      { tensors: state.tensors, meta: { ...state.meta, cli: runInfoOf(s.config) } },
+      { tensors: state.tensors, meta: { ...state.meta, cli: describePageRun(s.config) } },
     );
     return { name: checkpointFileName(s.progress.step), bytes, config: s.config };
   } finally {
@@ -64,7 +48,7 @@ export function decodePageCheckpoint(bytes: Uint8Array, name: string): LoadedChe
 
 /** The `sit pretrain` config that a checkpoint's run was made with (from its `meta.cli`). */
 export function checkpointConfig(c: LoadedCheckpoint): PretrainConfigJson {
-  const cli = c.state.meta.cli as RunInfo | undefined;
+  const cli = c.state.meta.cli as PageRunDescription | undefined;
   if (!cli)
     throw new Error(
       `${c.path}: no run description (meta.cli): only checkpoints of sit pretrain or of this page open here`,

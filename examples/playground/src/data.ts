@@ -43,15 +43,10 @@ async function idxImageSet(imagesUrl: string, labelsUrl: string, name: string): 
 /** `n` images spread evenly over a set (so that every class of a class-ordered set shows). */
 export function spreadSubset(set: ImageSet, n: number): ImageSet {
   if (set.count <= n) return set;
-  const per = set.height * set.width * set.channels;
-  const images = new Uint8Array(n * per);
-  const labels = set.labels ? new Int32Array(n) : undefined;
-  for (let i = 0; i < n; i++) {
-    const j = Math.floor((i * set.count) / n);
-    images.set(set.images.subarray(j * per, (j + 1) * per), i * per);
-    if (labels && set.labels) labels[i] = set.labels[j];
-  }
-  return { ...set, images, count: n, ...(labels ? { labels } : {}) };
+  return pick(
+    set,
+    Array.from({ length: n }, (_, i) => Math.floor((i * set.count) / n)),
+  );
 }
 
 /** The bundled subset: 6,000 training images; held out: 200 of the 1,000 test images, all classes. */
@@ -80,7 +75,10 @@ export async function decodeDroppedImages(
   const canvas = new OffscreenCanvas(side, side);
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
   if (!ctx) throw new Error("this browser has no 2D OffscreenCanvas to decode images with");
-  const pixels: Uint8Array[] = [];
+  const per = side * side * 3;
+  // Room for every file; the images that decode are written back to back into it.
+  const images = new Uint8Array(files.length * per);
+  let count = 0;
   const folders: string[] = [];
   const skipped: string[] = [];
   for (const file of files) {
@@ -96,26 +94,26 @@ export async function decodeDroppedImages(
     ctx.drawImage(bitmap, (bitmap.width - s) / 2, (bitmap.height - s) / 2, s, s, 0, 0, side, side);
     bitmap.close();
     const rgba = ctx.getImageData(0, 0, side, side).data;
-    const rgb = new Uint8Array(side * side * 3);
+    const rgb = images.subarray(count * per, (count + 1) * per);
     for (let p = 0; p < side * side; p++) {
       rgb[3 * p] = rgba[4 * p];
       rgb[3 * p + 1] = rgba[4 * p + 1];
       rgb[3 * p + 2] = rgba[4 * p + 2];
     }
-    pixels.push(rgb);
+    count++;
     const path = (file as File & { webkitRelativePath?: string }).webkitRelativePath || file.name;
     const parts = path.split("/");
     folders.push(parts.length > 1 ? parts[parts.length - 2] : "");
   }
-  if (pixels.length < 4)
+  if (count < 4)
     throw new Error(
-      `expected at least 4 images that the browser can decode, got ${pixels.length} (skipped: ${skipped.join(", ") || "none"})`,
+      `expected at least 4 images that the browser can decode, got ${count} (skipped: ${skipped.join(", ") || "none"})`,
     );
   const classNames = [...new Set(folders)].sort();
   const labelled = classNames.length > 1;
   const all: ImageSet = {
-    images: concat(pixels),
-    count: pixels.length,
+    images: images.subarray(0, count * per),
+    count,
     height: side,
     width: side,
     channels: 3,
@@ -125,38 +123,29 @@ export async function decodeDroppedImages(
   };
   // Every fifth image is held out (k-NN queries and pictures); the rest train. Below 10 images
   // all of them do both, so that the pictures have images to show.
-  const pick = (keep: (i: number) => boolean) => subset(all, keep);
+  const where = (keep: (i: number) => boolean) =>
+    pick(all, Array.from({ length: all.count }, (_, i) => i).filter(keep));
   return {
     data: {
       source: "dropped",
-      train: pick((i) => i % 5 !== 4 || all.count < 10),
-      heldOut: pick((i) => i % 5 === 4 || all.count < 10),
+      train: where((i) => i % 5 !== 4 || all.count < 10),
+      heldOut: where((i) => i % 5 === 4 || all.count < 10),
     },
     skipped,
   };
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
-function subset(set: ImageSet, keep: (i: number) => boolean): ImageSet {
+/** The images of `set` at `indices`, in that order (copied), with their labels. */
+function pick(set: ImageSet, indices: readonly number[]): ImageSet {
   const per = set.height * set.width * set.channels;
-  const idx = Array.from({ length: set.count }, (_, i) => i).filter(keep);
-  const images = new Uint8Array(idx.length * per);
-  idx.forEach((j, i) => {
+  const images = new Uint8Array(indices.length * per);
+  indices.forEach((j, i) => {
     images.set(set.images.subarray(j * per, (j + 1) * per), i * per);
   });
   return {
     ...set,
     images,
-    count: idx.length,
-    ...(set.labels ? { labels: Int32Array.from(idx, (j) => set.labels![j]) } : {}),
+    count: indices.length,
+    ...(set.labels ? { labels: Int32Array.from(indices, (j) => set.labels![j]) } : {}),
   };
 }

@@ -9,7 +9,7 @@ import {
   PATCH_SIZE,
   type PresetName,
   pageConfig,
-  statsOf,
+  describePageRun,
 } from "./run-config";
 import { Charts, attentionFigure, reconstructionFigure } from "./views";
 
@@ -80,7 +80,7 @@ function showData(d: TrainingData, note = ""): void {
     `${d.source === "dropped" ? "Your images" : "Fashion-MNIST subset (bundled)"}: ${d.train.count} training images and ` +
     `${d.heldOut.count} held out, ${d.train.height}×${d.train.width} px, ${d.train.channels === 1 ? "grey" : "RGB"}, ${classes}.${note}`;
   const config = pageConfig(presetSelect.value as PresetName, gmml.settings(), d.source);
-  gmml.setImages(d.train, statsOf(config));
+  gmml.setImages(d.train, describePageRun(config).stats);
   updateButtons(status.state);
 }
 

@@ -1,5 +1,6 @@
 // The messages between the page (main thread) and the training worker. Everything here is plain
 // data (typed arrays travel as transferables), so the protocol is the whole contract between them.
+import type { RunNormalize } from "@sit/data";
 
 /** A set of images held as uint8 HWC pixels, back to back. */
 export interface ImageSet {
@@ -47,7 +48,7 @@ export interface PretrainConfigJson {
   recipe: "sit";
   backend?: string;
   out?: string;
-  data: Record<string, unknown> & { dataset: string; channels: 1 | 3; normalize: string };
+  data: Record<string, unknown> & { dataset: string; channels: 1 | 3; normalize: RunNormalize };
   config: Record<string, unknown> & {
     backbone: Record<string, unknown>;
     optim: Record<string, unknown> & { batchSize: number };

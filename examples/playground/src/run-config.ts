@@ -1,4 +1,10 @@
-import { DATASET_STATS, IMAGENET_STATS, type NormalizeStats } from "@sit/data";
+import {
+  DATASET_STATS,
+  IMAGENET_STATS,
+  type RunDescription,
+  type RunImageSettings,
+  describeRun,
+} from "@sit/data";
 // The quick start's `sit pretrain` config: the page trains the same recipe, data and schedule,
 // and only swaps the model size, the batch and the GMML settings the visitor picks.
 import quickstart from "../../quickstart/config.json";
@@ -103,11 +109,21 @@ export function pageConfig(
   };
 }
 
-/** The normalisation a config asks for (as `sit pretrain` resolves it for these datasets). */
-export function statsOf(config: PretrainConfigJson): NormalizeStats | null {
-  const n = config.data.normalize;
-  if (n === "none") return null;
-  if (n === "dataset" && config.data.dataset === "fashion-mnist-bundled")
-    return DATASET_STATS["fashion-mnist"];
-  return IMAGENET_STATS;
+/** `meta.cli` of a page run: how `sit pretrain` describes a run (the CLI's RunInfo). */
+export type PageRunDescription = RunDescription<PretrainConfigJson["data"] & RunImageSettings>;
+
+/**
+ * How a page config's run prepares its images (@sit/data's `describeRun`, as `sit pretrain` does):
+ * the page's datasets are the bundled Fashion-MNIST, with its own statistics, and dropped images,
+ * which the CLI reads as an image folder (ImageNet's).
+ */
+export function describePageRun(config: PretrainConfigJson): PageRunDescription {
+  const datasetStats =
+    config.data.dataset === "fashion-mnist-bundled"
+      ? DATASET_STATS["fashion-mnist"]
+      : IMAGENET_STATS;
+  return describeRun(
+    config as PretrainConfigJson & { data: PageRunDescription["data"] },
+    datasetStats,
+  );
 }

@@ -25,7 +25,7 @@ import {
   reconstructions,
 } from "./inspect";
 import type { FromWorker, ImageSet, PretrainConfigJson, StartRun } from "./protocol";
-import { statsOf } from "./run-config";
+import { describePageRun } from "./run-config";
 
 /** Images shown in the reconstruction and attention panels. */
 const PICTURE_IMAGES = 6;
@@ -72,7 +72,7 @@ export class TrainingSession {
     private readonly run: StartRun,
     private readonly post: (message: FromWorker, transfer?: Transferable[]) => void,
   ) {
-    this.stats = statsOf(run.config);
+    this.stats = describePageRun(run.config).stats;
     const recipeConfig = recipeConfigOf(run.config, run.data.train);
     this.stepsPerEpoch = recipeConfig.optim.stepsPerEpoch;
     this.recipe = createSiT(recipeConfig);

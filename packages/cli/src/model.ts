@@ -2,8 +2,8 @@ import { existsSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import {
   IMAGENET_STATS,
-  type NormalizeStats,
   type RunDescription,
+  describeRun,
   multiCropTransform,
   runEvalTransform,
   runTwoViewTransform,
@@ -37,20 +37,9 @@ export interface LoadedModel {
   runDir?: string;
 }
 
-/** The normalisation a data config asks for. */
-export function statsFor(data: DataConfig, kind: DatasetKind): NormalizeStats | null {
-  if (data.normalize === "none") return null;
-  return data.normalize === "dataset" ? kind.stats : IMAGENET_STATS;
-}
-
-/** The run description of a pretraining config. */
+/** A pretraining config's run description (@sit/data's `describeRun`, the dataset's statistics). */
 export function runInfoOf(config: PretrainConfig, kind: DatasetKind): RunInfo {
-  return {
-    recipe: config.recipe,
-    recipeConfig: config.config,
-    data: config.data,
-    stats: statsFor(config.data, kind),
-  };
+  return describeRun(config, kind.stats);
 }
 
 /** Side length of the network input. */

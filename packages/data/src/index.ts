@@ -84,7 +84,10 @@ export {
 export {
   runTwoViewTransform,
   runEvalTransform,
+  runNormalizeStats,
+  describeRun,
   type RunDescription,
+  type RunNormalize,
   type RunImageSettings,
   type RunAugment,
 } from "./transforms/run";

@@ -1,10 +1,16 @@
 import * as tf from "@tensorflow/tfjs";
-import { Rng } from "@sit/core";
+import { ConfigError, Rng } from "@sit/core";
 import { describe, expect, it } from "vitest";
 import type { Sample } from "../types";
 import { DATASET_STATS } from "./normalize";
 import type { BatchTransform } from "./pipeline";
-import { runEvalTransform, runTwoViewTransform } from "./run";
+import {
+  type RunNormalize,
+  describeRun,
+  runEvalTransform,
+  runNormalizeStats,
+  runTwoViewTransform,
+} from "./run";
 import { evalTransform, sitTwoViewTransform } from "./sit";
 
 /** Four 12×10 grey images with a horizontal ramp (left ≠ right, so flips and crops show). */
@@ -76,5 +82,37 @@ describe("a run's transforms from its recorded data settings", () => {
     expect(await outputs(low, 0)).toEqual(await outputs(lowDirect, 0));
     expect(await outputs(full, 0)).toEqual(await outputs(fullDirect, 0));
     expect(await outputs(low, 0)).not.toEqual(await outputs(full, 0));
+  });
+});
+
+describe("a run's description and normalisation", () => {
+  it("normalize: none, ImageNet's statistics, or the dataset's own; anything else is refused", () => {
+    expect(runNormalizeStats("none", stats)).toBeNull();
+    expect(runNormalizeStats("imagenet", stats)).toEqual({
+      mean: [0.485, 0.456, 0.406],
+      std: [0.229, 0.224, 0.225],
+    });
+    expect(runNormalizeStats("dataset", stats)).toEqual({ mean: [0.286], std: [0.353] });
+    const wrong = () => runNormalizeStats("fashion" as RunNormalize, stats);
+    expect(wrong).toThrow(ConfigError);
+    expect(wrong).toThrow(
+      /data\.normalize: expected "imagenet", "dataset" or "none", got "fashion"/,
+    );
+  });
+
+  it("describeRun records the recipe, its config as given, the data settings and the statistics", () => {
+    const data = { channels: 1 as const, normalize: "dataset" as const, dataset: "fashion-mnist" };
+    const recipeConfig = { backbone: { depth: 2 } };
+    expect(describeRun({ recipe: "sit", config: recipeConfig, data }, stats)).toEqual({
+      recipe: "sit",
+      recipeConfig,
+      data,
+      stats: { mean: [0.286], std: [0.353] },
+    });
+    const none = describeRun(
+      { recipe: "sit", config: {}, data: { ...data, normalize: "none" as const } },
+      stats,
+    );
+    expect(none.stats).toBeNull();
   });
 });

@@ -1,7 +1,8 @@
 // How a pretraining run prepares its images, from the settings it records: `sit pretrain` writes
 // them into `run.json` and each checkpoint (`meta.cli`), and every later reader — the CLI's other
 // commands, a web page continuing the run — builds its transforms here, so that they agree.
-import type { NormalizeStats } from "./normalize";
+import { ConfigError } from "@sit/core";
+import { IMAGENET_STATS, type NormalizeStats } from "./normalize";
 import type { BatchTransform } from "./pipeline";
 import { type SitTwoViewOptions, evalTransform, sitTwoViewTransform } from "./sit";
 
@@ -33,6 +34,43 @@ export interface RunDescription<D extends RunImageSettings = RunImageSettings> {
   data: D;
   /** Normalisation applied to the network input (null: none). */
   stats: NormalizeStats | null;
+}
+
+/** How a run normalises its network input (`sit pretrain`'s `data.normalize`). */
+export type RunNormalize = "imagenet" | "dataset" | "none";
+
+/**
+ * The statistics a run normalises its input with: none, ImageNet's (SiT's default, spec §2), or
+ * its dataset's own, `datasetStats` (e.g. `DATASET_STATS["fashion-mnist"]`; ImageNet's for a
+ * dataset that has none published).
+ */
+export function runNormalizeStats(
+  normalize: RunNormalize,
+  datasetStats: NormalizeStats,
+): NormalizeStats | null {
+  if (normalize === "none") return null;
+  if (normalize === "dataset") return datasetStats;
+  if (normalize === "imagenet") return IMAGENET_STATS;
+  throw new ConfigError(
+    `data.normalize: expected "imagenet", "dataset" or "none", got ${JSON.stringify(normalize)}`,
+  );
+}
+
+/**
+ * What a pretraining run records about itself, from its `sit pretrain` config (recipe, recipe
+ * config, data settings) and its dataset's own statistics: the CLI and a page training in the
+ * browser describe their runs here, so that each reads the other's checkpoints alike.
+ */
+export function describeRun<D extends RunImageSettings & { normalize: RunNormalize }>(
+  config: { recipe: string; config: Record<string, unknown>; data: D },
+  datasetStats: NormalizeStats,
+): RunDescription<D> {
+  return {
+    recipe: config.recipe,
+    recipeConfig: config.config,
+    data: config.data,
+    stats: runNormalizeStats(config.data.normalize, datasetStats),
+  };
 }
 
 /** Only the augmentation overrides that are set (an unset one keeps the transform's default). */
