@@ -46,6 +46,20 @@ export function intList(min: number) {
   };
 }
 
+/**
+ * Parser of `--checkpoint-blocks [k]`'s value: `all` for every block, `none` for none, or k, the
+ * number of blocks recomputed from the first (0 = none). The bare flag means all.
+ */
+export function blockCount(value: string): boolean | number {
+  const v = value.trim().toLowerCase();
+  if (v === "all") return true;
+  if (v === "none") return false;
+  const n = Number(v);
+  if (v === "" || !Number.isInteger(n) || n < 0)
+    throw new InvalidArgumentError("expected all, none or a number of blocks ≥ 0 (e.g. 8).");
+  return n === 0 ? false : n;
+}
+
 /** Parser of "a,b" with 0 < a ≤ b ≤ 1. */
 export function fractionPair(value: string): [number, number] {
   const [a, b] = value.split(",").map(Number);
@@ -190,8 +204,9 @@ export function addPretrainOptions(cmd: Command): Command {
       num(0, 0.99),
     )
     .option(
-      "--checkpoint-blocks",
-      "recompute blocks in the backward pass (less memory; needed on wasm for deep models)",
+      "--checkpoint-blocks [k]",
+      "recompute blocks in the backward pass (less memory; needed on wasm for deep models): all of them, or the first k (all | none | k)",
+      blockCount,
     )
     .option(
       "--proj-hidden <n>",

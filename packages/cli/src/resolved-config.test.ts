@@ -47,6 +47,45 @@ describe("the resolved config (--print-config, run.json)", () => {
     expect(r.err).not.toMatch(/warning/);
   });
 
+  it("--checkpoint-blocks takes all, none or the number of blocks recomputed from the first", async () => {
+    const dir = tempDir();
+    const path = writeConfig(dir, tinyConfig(join(dir, "run")));
+    const blocks = async (...flag: string[]) => {
+      const r = await sit("pretrain", "--config", path, ...flag, "--print-config");
+      expect(r.code, r.err).toBe(EXIT.ok);
+      return JSON.parse(r.out).config.backbone.checkpointBlocks;
+    };
+    expect(await blocks("--checkpoint-blocks")).toBe(true);
+    expect(await blocks("--checkpoint-blocks", "all")).toBe(true);
+    expect(await blocks("--checkpoint-blocks", "none")).toBe(false);
+    expect(await blocks("--checkpoint-blocks", "0")).toBe(false);
+    expect(await blocks("--checkpoint-blocks", "1")).toBe(1);
+    const bad = await sit(
+      "pretrain",
+      "--config",
+      path,
+      "--checkpoint-blocks",
+      "half",
+      "--print-config",
+    );
+    expect(bad.code).toBe(EXIT.usage);
+    expect(bad.err).toMatch(
+      /--checkpoint-blocks.*'half'.*expected all, none or a number of blocks/s,
+    );
+    // More blocks than the network has: the recipe's config check names the limit.
+    const many = await sit(
+      "pretrain",
+      "--config",
+      path,
+      "--checkpoint-blocks",
+      "9",
+      "--steps",
+      "1",
+    );
+    expect(many.code).not.toBe(EXIT.ok);
+    expect(many.err).toMatch(/checkpointBlocks: expected an integer in \[0, \d+\], got 9/);
+  });
+
   it("warns when the warm-up lasts as long as the run (and when --steps stops inside it)", async () => {
     const dir = tempDir();
     const path = writeConfig(dir, tinyConfig(join(dir, "run")));
