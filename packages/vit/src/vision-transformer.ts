@@ -286,7 +286,6 @@ export class VisionTransformer extends Module {
           );
       });
       const tokens = applyNorm(this.norm, x) as tf.Tensor3D;
-      const n = tokens.shape[1] - 1;
       const out: VitOutput = { ...splitTokens(tokens), tokens };
       if (options.intermediates) out.intermediates = wanted.map((i) => intermediates.get(i)!);
       if (options.attentions) out.attentions = attentions;
