@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "@sit/core";
+import { webgpuHasShaderF16 } from "@sit/kernels";
 import { useWebgpu } from "@sit/testing";
 import { type FitOptions, NonFiniteLossError, type TrainEvent } from "@sit/train";
 import { fit, loadCheckpointFile } from "@sit/train/node";
@@ -171,6 +172,44 @@ describe("fit of SiT on webgpu, losses read one step late", () => {
       const ck = await loadCheckpointFile(lastGood!);
       for (const [key, t] of Object.entries(ck.state.tensors))
         if (t.dtype === "float32") expect((await t.data()).every(Number.isFinite), key).toBe(true);
+      ck.dispose();
+      recipe.dispose();
+    },
+  );
+
+  it(
+    "mixed-f16: the loss scaler stays on the device (no synchronous read), skips overflowing steps, and checkpoints its read-back state with the optimiser's step count",
+    TIMEOUT,
+    async (ctx) => {
+      if (!(await useWebgpu(ctx))) return;
+      if (!webgpuHasShaderF16()) {
+        ctx.skip();
+        return;
+      }
+      const dir = mkdtempSync(join(tmpdir(), "sit-fit-webgpu-mixed-"));
+      const recipe = createSiT({
+        backbone: tiny,
+        projection: { hidden: 48, outDim: 16 },
+        optim,
+        precision: "mixed-f16",
+      });
+      const scaler = recipe.lossScaler!;
+      // 2^40 overflows f16 in the backward: the first steps are skipped until the scale backs off.
+      scaler.loadState({ ...scaler.state(), scale: 2 ** 40 });
+      // (The first step would move it there; done before counting so that its two state tensors,
+      // kept for the run, are not counted as leaked.)
+      scaler.useDevice();
+      const r = await run(recipe, { maxSteps: 4, checkpoint: { dir, everySteps: 2 } });
+      expect(r.outcome).toMatchObject({ reason: "completed", steps: 4 });
+      expect(scaler.onDevice).toBe(true);
+      expect(r.syncReads).toBe(0);
+      expect(r.leaked).toBe(0);
+      // Four steps, every one skipped at these scales (each halves it): no optimiser step counted.
+      expect(scaler.state()).toMatchObject({ scale: 2 ** 36, growthTracker: 0 });
+      expect(recipe.optimizer.numSteps).toBe(0);
+      const ck = await loadCheckpointFile(join(dir, "checkpoint-00000002.safetensors"));
+      expect(ck.state.meta.lossScaler).toMatchObject({ scale: 2 ** 38, growthTracker: 0 });
+      expect((ck.state.meta.optimizer as { step: number }).step).toBe(0);
       ck.dispose();
       recipe.dispose();
     },
