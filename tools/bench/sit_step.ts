@@ -542,4 +542,6 @@ report.note =
 if (lateRead)
   report.note +=
     " --late-read: steps run as fit runs them on webgpu (StepRunner): host_ms and host_cpu_ms run until the submit that starts the step's loss read returns; read_wait_ms is the wait for the previous step's losses (the first timed step's predecessor was flushed, so its wait is short).";
-console.log(JSON.stringify(report, null, 2));
+// Exit once printed: on webgpu, Dawn's device keeps Node's event loop alive (a finished run on
+// lavapipe went on burning CPU for half an hour).
+process.stdout.write(`${JSON.stringify(report, null, 2)}\n`, () => process.exit(0));
