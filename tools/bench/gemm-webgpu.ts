@@ -240,4 +240,11 @@ async function main() {
     ),
   );
 }
-main();
+// Exit when done: on webgpu, Dawn's device keeps Node's event loop alive after the last output.
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

@@ -177,3 +177,5 @@ console.log(
 );
 recipe.dispose();
 tf.dispose(views);
+// Exit when done: on webgpu, Dawn's device keeps Node's event loop alive after the last output.
+process.exit(0);

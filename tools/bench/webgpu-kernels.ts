@@ -86,4 +86,11 @@ async function main() {
     JSON.stringify({ adapter: info.adapter, batch: BATCH, tokens: N, dim: D, heads: H, ...result }),
   );
 }
-main();
+// Exit when done: on webgpu, Dawn's device keeps Node's event loop alive after the last output.
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
