@@ -5,7 +5,7 @@ import { useWebgpu } from "@sit/testing";
 import { PIXEL_SOURCES_KERNEL } from "@sit/kernels";
 import { afterAll, describe, expect, it } from "vitest";
 import { applyCorruptionPlan } from "./corruption-plan";
-import { applyPixelSources, corruptViews } from "./corrupt-views";
+import { applyPixelSources, corruptViews, corruptViewsStacked } from "./corrupt-views";
 import { GmmlMasker } from "./gmml-masker";
 
 async function run(backend: string, seed: number) {
@@ -48,6 +48,60 @@ describe("corruptViews", () => {
       const gpu = await run("webgpu", seed);
       const cpu = await run("cpu", seed);
       expect(gpu).toEqual(cpu);
+    }
+  });
+});
+
+describe("corruptViewsStacked", () => {
+  afterAll(async () => {
+    await tf.setBackend("cpu");
+  });
+
+  /** The stacked result on `backend`, read back, and the Rng's state after it. */
+  async function stacked(backend: string, seed: number) {
+    await tf.setBackend(backend);
+    const masker = new GmmlMasker({ fill: ["zeros", "noise", "shuffle"], patchSize: 4 });
+    const data = Rng.seed(3).fillNormal(new Float32Array(2 * 5 * 16 * 16 * 3), 0, 1);
+    const views = [0, 1].map((i) =>
+      tf.tensor4d(data.subarray(i * 3840, (i + 1) * 3840), [5, 16, 16, 3]),
+    );
+    const rng = Rng.seed(seed);
+    const before = tf.memory().numTensors;
+    let out = {} as ReturnType<typeof corruptViewsStacked>;
+    const profile = await tf.profile(() => {
+      out = corruptViewsStacked(masker, views, rng);
+    });
+    // On webgpu: the clean views' concat and one pixel-sources dispatch for both views.
+    if (backend === "webgpu")
+      expect(profile.kernels.map((k) => k.name)).toEqual(["Concat", PIXEL_SOURCES_KERNEL]);
+    expect(tf.memory().numTensors).toBe(before + 5);
+    expect(out.corrupted.shape).toEqual([10, 16, 16, 3]);
+    expect(out.masks.shape).toEqual([10, 16, 16, 1]);
+    const result = {
+      clean: Array.from(await out.clean.data()),
+      corrupted: Array.from(await out.corrupted.data()),
+      masks: Array.from(await out.masks.data()),
+      tokenMasks: await Promise.all(out.tokenMasks.map(async (t) => Array.from(await t.data()))),
+      rng: rng.state(),
+    };
+    tf.dispose([...views, out.clean, out.corrupted, out.masks, ...out.tokenMasks]);
+    return { result, data };
+  }
+
+  it("gives exactly corruptViews's per-view cpu result, stacked, on webgpu and cpu", async (ctx) => {
+    for (const seed of [1, 2]) {
+      const perView = await run("cpu", seed);
+      const cpu = await stacked("cpu", seed);
+      const expected = {
+        clean: Array.from(cpu.data),
+        corrupted: perView.corrupted.flat(),
+        masks: perView.masks.flat(),
+        tokenMasks: perView.tokenMasks,
+        rng: perView.rng,
+      };
+      expect(cpu.result).toEqual(expected);
+      if (!(await useWebgpu(ctx))) continue;
+      expect((await stacked("webgpu", seed)).result).toEqual(expected);
     }
   });
 });

@@ -96,6 +96,31 @@ describe("SiT recipe", () => {
     recipe.dispose();
   });
 
+  it("trainStep's stacked GMML views give exactly the per-view inputs' losses", async () => {
+    // trainStep corrupts both views as one stacked batch; stepOnInputs here takes the per-view
+    // corruption of an identical recipe (same seed, same draws) as pairs.
+    const config = { backbone: tiny, projection: { hidden: 48, outDim: 16 }, optim, lambda: 5 };
+    const [stacked, paired] = [createSiT(config), createSiT(config)];
+    const batch = randomBatch(Rng.seed(7));
+    const r = await stacked.trainStep(batch, 0);
+    const maskRng = (paired as unknown as { rngs: Record<string, Rng> }).rngs.mask;
+    const { corrupted, masks, tokenMasks } = corruptViews(paired.masker, [...batch.views], maskRng);
+    const [x1, x2] = batch.views;
+    const d = paired.stepOnInputs(
+      { clean: [x1, x2], corrupted: [corrupted[0], corrupted[1]], masks: [masks[0], masks[1]] },
+      paired.hyperAt(0),
+    );
+    expect([r.loss, r.terms?.contrastive, r.terms?.reconstruction]).toEqual([
+      d.loss,
+      d.contrastive,
+      d.reconstruction,
+    ]);
+    tf.dispose([...corrupted, ...masks, ...tokenMasks]);
+    dispose(batch);
+    stacked.dispose();
+    paired.dispose();
+  });
+
   it("trainStep is leak-free and reports the loss terms and schedule values", async () => {
     const recipe = createSiT({ backbone: tiny, projection: { hidden: 48, outDim: 16 }, optim });
     const rng = Rng.seed(2);

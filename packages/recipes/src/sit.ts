@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { ConfigError, Rng } from "@sit/core";
 import { type ScaledGradients, withPrecision } from "@sit/kernels";
 import type { EmaTeacher } from "@sit/momentum";
-import { AttentionMasker, GmmlMasker, clsAttentionScores, corruptViews } from "@sit/gmml";
+import { AttentionMasker, GmmlMasker, clsAttentionScores, corruptViewsStacked } from "@sit/gmml";
 import { maskedReconstructionLoss, sitContrastiveLossOfViews } from "@sit/losses";
 import { type LaunchedStep, type StepResult, readLaunchedStep } from "@sit/train";
 import type { VisionTransformer } from "@sit/vit";
@@ -21,14 +21,22 @@ import { type SitNetwork, buildSitNetwork } from "./sit-network";
 /** Two tensors, one per view. */
 export type ViewPair = readonly [tf.Tensor4D, tf.Tensor4D];
 
-/** The inputs of one SiT step once the random parts are drawn, one tensor per view in each field. */
+/** Both views of one field: a pair, or stacked view-major as one `[2B, …]` tensor. */
+export type Views = ViewPair | tf.Tensor4D;
+
+/** The inputs of one SiT step once the random parts are drawn, both views in each field. */
 export interface SitStepInputs {
   /** The two augmented views `[B, H, W, C]`. */
-  clean: ViewPair;
+  clean: Views;
   /** The same views after GMML corruption. */
-  corrupted: ViewPair;
+  corrupted: Views;
   /** Their pixel masks `[B, H, W, 1]`, 1 = corrupted. */
-  masks: ViewPair;
+  masks: Views;
+}
+
+/** The views stacked `[2B, …]` (a stacked tensor is returned as is: no copy, no kernel call). */
+function stackedViews(views: Views): tf.Tensor4D {
+  return views instanceof tf.Tensor ? views : (tf.concat([...views], 0) as tf.Tensor4D);
 }
 
 /** Everything one step computed, for inspection and parity tests (tensors owned by the caller). */
@@ -138,20 +146,27 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
     // With attention-guided masking the teacher runs first: its forward on the clean views gives
     // both its projections and the last block's CLS attention that ranks the patches to mask.
     const teacher = this.attentionMasker ? this.teacherWithScores(clean) : null;
-    const { corrupted, masks, tokenMasks } = teacher
+    // GMML hands the views back stacked (the step runs both views as one batch): one concat and
+    // one corruption kernel instead of two corruptions and three concats.
+    const drawn = teacher
       ? await this.attentionMasker!.maskViewsAsync(clean, teacher.scores, this.rngs.mask)
-      : corruptViews(this.masker, clean, this.rngs.mask);
+      : null;
+    const stacked = drawn ? null : corruptViewsStacked(this.masker, [...clean], this.rngs.mask);
+    const inputs: SitStepInputs = stacked ?? {
+      clean,
+      corrupted: [drawn!.corrupted[0], drawn!.corrupted[1]],
+      masks: [drawn!.masks[0], drawn!.masks[1]],
+    };
     try {
-      const out = this.stepTensors(
-        { clean, corrupted: [corrupted[0], corrupted[1]], masks: [masks[0], masks[1]] },
-        hyper,
-        false,
-        teacher?.projection,
-      );
+      const out = this.stepTensors(inputs, hyper, false, teacher?.projection);
       if (out.scaled) await this.applyScaledGradients(out.scaled, hyper);
       return this.launched(out.losses, ["contrastive", "reconstruction"], hyper);
     } finally {
-      tf.dispose([...corrupted, ...masks, ...tokenMasks]);
+      tf.dispose(
+        stacked
+          ? [stacked.clean, stacked.corrupted, stacked.masks, ...stacked.tokenMasks]
+          : [...drawn!.corrupted, ...drawn!.masks, ...drawn!.tokenMasks],
+      );
       if (teacher) tf.dispose([teacher.projection, ...teacher.scores]);
     }
   }
@@ -226,9 +241,9 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
   } {
     const { temperature, lambda } = this.config;
     return tf.tidy(() => {
-      const clean = tf.concat([...inputs.clean], 0) as tf.Tensor4D;
-      const corrupted = tf.concat([...inputs.corrupted], 0) as tf.Tensor4D;
-      const mask = tf.concat([...inputs.masks], 0);
+      const clean = stackedViews(inputs.clean);
+      const corrupted = stackedViews(inputs.corrupted);
+      const mask = stackedViews(inputs.masks);
       // Teacher on the clean views, outside the tape (no gradient; its BatchNorm uses batch statistics).
       const p = this.precision;
       const t =
