@@ -19,14 +19,21 @@ export const FLAT_EMA_KERNEL = "SitFlatEma";
 
 const THREADS = 256;
 
-const EMA_WGSL = /* wgsl */ `
-struct U { n: u32, a: f32, b: f32, pad: u32 };
+/**
+ * The update shader; with `skip`, it reads a skip flag on the device (a loss scaler's found-inf):
+ * a skipped optimiser step leaves the student as it was, and PyTorch's GradScaler runs no EMA
+ * update after it either.
+ */
+function emaWgsl(skip: boolean): string {
+  return /* wgsl */ `
+struct U { n: u32, a: f32, b: f32, ${skip ? "flagIndex" : "pad"}: u32 };
 @group(0) @binding(0) var<storage, read_write> teacher: array<f32>;
 @group(0) @binding(1) var<storage, read> student: array<f32>;
-@group(0) @binding(2) var<uniform> u: U;
+${skip ? "@group(0) @binding(2) var<storage, read> flags: array<f32>;\n@group(0) @binding(3)" : "@group(0) @binding(2)"} var<uniform> u: U;
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
+  ${skip ? "if (flags[u.flagIndex] != 0.0) { return; }" : ""}
   let stride = nwg.x * ${THREADS}u;
   for (var i = gid.x; i < u.n; i = i + stride) {
     // Two rounded products, then the sum, as PyTorch's mul_(m).add_((1 - m) * student).
@@ -35,26 +42,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
     teacher[i] = t + s;
   }
 }`;
+}
 
-// The same with a skip flag on the device (a loss scaler's found-inf): a skipped optimiser step
-// leaves the student as it was, and PyTorch's GradScaler runs no EMA update after it either.
-const EMA_SKIP_WGSL = /* wgsl */ `
-struct U { n: u32, a: f32, b: f32, flagIndex: u32 };
-@group(0) @binding(0) var<storage, read_write> teacher: array<f32>;
-@group(0) @binding(1) var<storage, read> student: array<f32>;
-@group(0) @binding(2) var<storage, read> flags: array<f32>;
-@group(0) @binding(3) var<uniform> u: U;
-@compute @workgroup_size(${THREADS})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
-  if (flags[u.flagIndex] != 0.0) { return; }
-  let stride = nwg.x * ${THREADS}u;
-  for (var i = gid.x; i < u.n; i = i + stride) {
-    let t = teacher[i] * u.a;
-    let s = student[i] * u.b;
-    teacher[i] = t + s;
-  }
-}`;
+const EMA_WGSL = emaWgsl(false);
+const EMA_SKIP_WGSL = emaWgsl(true);
 
 function flatEmaKernelFunc(args: {
   inputs: Record<string, tf.TensorInfo>;
