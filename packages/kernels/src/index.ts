@@ -11,6 +11,7 @@ export { layerNorm } from "./layer-norm";
 export { gelu } from "./gelu";
 export { fusedLinear, type FusedLinearOptions } from "./fused-linear";
 export { applyMlp } from "./mlp";
+export { lossSum } from "./loss-sum";
 export { setWebgpuFusedHeads } from "./webgpu/heads-register";
 export {
   transformerBlock,

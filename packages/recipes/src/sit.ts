@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, Rng } from "@sit/core";
-import { type ScaledGradients, withPrecision } from "@sit/kernels";
+import { type ScaledGradients, lossSum, withPrecision } from "@sit/kernels";
 import type { EmaTeacher } from "@sit/momentum";
 import { AttentionMasker, GmmlMasker, clsAttentionScores, corruptViewsStacked } from "@sit/gmml";
 import { maskedReconstructionLoss, sitContrastiveLossOfViews } from "@sit/losses";
@@ -68,21 +68,6 @@ function detailsOf(
     reconstructionImages: out.rec as tf.Tensor4D,
     grads: out.grads as Record<string, tf.Tensor>,
   };
-}
-
-type CustomGradientFunc = Parameters<typeof tf.customGrad>[0];
-
-/**
- * `a + λ·b` of two scalars (SiT's `Lc + λ·Lr`) as one taped op whose gradients are `dy` and
- * `λ·dy` (dy cloned: backprop owns dy): tfjs's add and mul would clone both of their inputs for
- * the tape every step.
- */
-function plusScaled(a: tf.Scalar, b: tf.Scalar, lambda: number): tf.Scalar {
-  const op = tf.customGrad(((x: tf.Tensor, y: tf.Tensor) => ({
-    value: tf.add(x, tf.mul(y, lambda)),
-    gradFunc: (dy: tf.Tensor) => [tf.clone(dy), tf.mul(dy, lambda)],
-  })) as unknown as CustomGradientFunc);
-  return op(a, b) as tf.Scalar;
 }
 
 /**
@@ -268,7 +253,8 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
           mask,
           { type: this.config.reconstruction },
         );
-        const total = plusScaled(contrastiveLoss, reconstructionLoss, lambda);
+        // The total to differentiate and the reported [total, Lc, Lr] (one kernel each way on webgpu).
+        const { total, losses } = lossSum(contrastiveLoss, reconstructionLoss, lambda);
         // Under mixed precision the gradients are of the scaled loss; the unscaled one is reported.
         return {
           loss: scaler ? scaler.scaleLoss(total) : total,
@@ -277,7 +263,7 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
             reconstructionLoss,
             s,
             rec: o.reconstruction as tf.Tensor4D,
-            total,
+            losses,
           },
         };
       });
@@ -290,12 +276,12 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
         ? Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, tf.div(g, deviceScale)]))
         : null;
       if (!scaled) this.applyGradients(grads, hyper);
-      const losses = tf.stack([extras.total, extras.contrastiveLoss, extras.reconstructionLoss]);
+      const { losses } = extras;
       // `extras` outlive the gradient scope through tf.keep: release those not returned.
       tf.dispose(
         details
-          ? [extras.contrastiveLoss, extras.reconstructionLoss, extras.total]
-          : Object.values(extras),
+          ? [extras.contrastiveLoss, extras.reconstructionLoss]
+          : [extras.contrastiveLoss, extras.reconstructionLoss, extras.s, extras.rec],
       );
       if (!details) return { losses, scaled };
       // (The unscaled gradients are disposed once applied: details get copies.)
