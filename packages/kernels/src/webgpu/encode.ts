@@ -1,5 +1,6 @@
 import type * as tf from "@tensorflow/tfjs";
 import {
+  bindGroup,
   type GpuBuffer,
   type GpuPipeline,
   type WebGpuInternals,
@@ -121,7 +122,7 @@ export function encode(
       resource: { buffer: v.buffer, offset: v.offset * 4, size: Math.max(4, v.size * 4) },
     }));
     entries.push({ binding: views.length, resource: { buffer: ub, offset: 0, size: ub.size } });
-    group = b.device.createBindGroup({ layout: p.getBindGroupLayout(0), entries });
+    group = bindGroup(b, key, p, entries);
     if (c.groups.size >= CACHE_LIMIT) c.groups.clear();
     c.groups.set(gkey, group);
   }

@@ -222,30 +222,45 @@ export async function settleShaderChecks(): Promise<void> {
   await Promise.all([...pendingChecks]);
 }
 
+/** Shader keys whose first bind group was checked against the pipeline's layout, per device. */
+const checkedBindings = new WeakMap<object, Set<string>>();
+
 /**
- * Record one dispatch in tfjs's open compute pass (opening one if needed), as tfjs's own programs
- * are recorded: no pass break between our dispatches and tfjs's, and tfjs's periodic submit after
- * `WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE` dispatches still happens at its next program.
+ * A bind group of `key`'s pipeline. The first one per device and key is created inside an error
+ * scope: a binding the shader does not use is missing from the layout WebGPU derives from the
+ * shader, and the bind group is then invalid — reported asynchronously, like a compile error, and
+ * otherwise only a log line while the dispatch silently does nothing (outputs stay zero). The
+ * mismatch fails the shader's later calls as {@link pipeline} fails them for a compile error.
  */
-export function encodeInPass(
+export function bindGroup(
   b: WebGpuInternals,
+  key: string,
   p: GpuPipeline,
-  buffers: GpuBuffer[],
-  uniforms: { type: "float32" | "int32" | "uint32"; data: number[] }[],
-  workgroups: [number, number, number],
-): void {
-  const entries = buffers.map((buffer, i) => ({ binding: i, resource: { buffer } }));
-  entries.push({ binding: buffers.length, resource: b.makeUniforms(uniforms) as never });
-  const group = b.device.createBindGroup({ layout: p.getBindGroupLayout(0), entries });
-  b.ensureCommandEncoderReady();
-  if (!b.computePassEncoder)
-    b.computePassEncoder = (b.commandEncoder as GpuEncoder).beginComputePass();
-  const pass = b.computePassEncoder;
-  pass.setPipeline(p);
-  pass.setBindGroup(0, group);
-  pass.dispatchWorkgroups(...workgroups);
-  b.dispatchCountInPass++;
-  rawDispatches++;
+  entries: object[],
+): unknown {
+  let checked = checkedBindings.get(b.device);
+  if (!checked) {
+    checked = new Set();
+    checkedBindings.set(b.device, checked);
+  }
+  const desc = { layout: p.getBindGroupLayout(0), entries };
+  if (checked.has(key)) return b.device.createBindGroup(desc);
+  checked.add(key);
+  b.device.pushErrorScope("validation");
+  const group = b.device.createBindGroup(desc);
+  const check: Promise<void> = b.device.popErrorScope().then((err) => {
+    pendingChecks.delete(check);
+    // A shader that failed to compile fails its bind group too: its compile error (checked
+    // first, scopes resolve in order) is the one to report.
+    if (!err || shaderErrors.has(key)) return;
+    const e = new Error(
+      `@sit/kernels: WGSL shader "${key}": its bindings do not match the shader's (a binding it does not use, or of the wrong type): ${err.message}`,
+    );
+    shaderErrors.set(key, e);
+    unreported.push(e);
+  });
+  pendingChecks.add(check);
+  return group;
 }
 
 /** One compute dispatch of a WGSL shader (entry point `main`). */
@@ -269,7 +284,7 @@ export function dispatchAll(b: WebGpuInternals, dispatches: Dispatch[]): void {
     const p = pipeline(b, d.key, d.code);
     const entries = d.buffers.map((buffer, i) => ({ binding: i, resource: { buffer } }));
     entries.push({ binding: d.buffers.length, resource: b.makeUniforms(d.uniforms) as never });
-    return { p, group: b.device.createBindGroup({ layout: p.getBindGroupLayout(0), entries }) };
+    return { p, group: bindGroup(b, d.key, p, entries) };
   });
   b.ensureCommandEncoderReady();
   b.endComputePassEncoder();

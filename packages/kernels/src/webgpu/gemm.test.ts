@@ -4,6 +4,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { portableGelu } from "../gelu";
 import { portableLinear } from "../linear";
 import {
+  bufferOf,
   checkWebgpuShaders,
   dispatchAll,
   settleShaderChecks,
@@ -205,5 +206,30 @@ describe("webgpu GEMM kernels", () => {
     const y = webgpuFusedLinear(x, w, null);
     expect(y.shape).toEqual([4, 3]);
     tf.dispose([x, w, y]);
+  });
+
+  it("fails loudly when a dispatch binds a buffer its shader does not use (no silent zeros)", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const b = webgpuInternals(tf.backend());
+    const t = fill([4], 1);
+    // Binding 0 is never read, so the layout WebGPU derives from the shader lacks it.
+    const unused = (key: string) =>
+      dispatchAll(b, [
+        {
+          key,
+          code: "struct U { n: i32 }; @group(0) @binding(1) var<uniform> u: U; @compute @workgroup_size(1) fn main() { let k = u.n; }",
+          buffers: [bufferOf(b, t)],
+          uniforms: [{ type: "int32", data: [0] }],
+          workgroups: 1,
+        },
+      ]);
+    unused("SitUnusedBindingForTest");
+    await expect(checkWebgpuShaders()).rejects.toThrow(
+      /WGSL shader "SitUnusedBindingForTest": its bindings do not match/,
+    );
+    expect(() => unused("SitUnusedBindingForTest")).toThrow(
+      /SitUnusedBindingForTest": its bindings/,
+    );
+    tf.dispose(t);
   });
 });
