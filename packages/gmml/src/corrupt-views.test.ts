@@ -8,7 +8,8 @@ import { applyCorruptionPlan } from "./corruption-plan";
 import { applyPixelSources, corruptViews, corruptViewsStacked } from "./corrupt-views";
 import { GmmlMasker } from "./gmml-masker";
 
-async function run(backend: string, seed: number) {
+/** Both tests' inputs on `backend`: a masker with every fill, two views of 5 images, an Rng. */
+async function fixture(backend: string, seed: number) {
   await tf.setBackend(backend);
   const masker = new GmmlMasker({ fill: ["zeros", "noise", "shuffle"], patchSize: 4 });
   const data = Rng.seed(3).fillNormal(new Float32Array(2 * 5 * 16 * 16 * 3), 0, 1);
@@ -17,6 +18,11 @@ async function run(backend: string, seed: number) {
   );
   const rng = Rng.seed(seed);
   const before = tf.memory().numTensors;
+  return { masker, views, rng, before, data };
+}
+
+async function run(backend: string, seed: number) {
+  const { masker, views, rng, before } = await fixture(backend, seed);
   let out = { corrupted: [], masks: [], tokenMasks: [] } as ReturnType<typeof corruptViews>;
   const profile = await tf.profile(() => {
     out = corruptViews(masker, views, rng);
@@ -59,14 +65,7 @@ describe("corruptViewsStacked", () => {
 
   /** The stacked result on `backend`, read back, and the Rng's state after it. */
   async function stacked(backend: string, seed: number) {
-    await tf.setBackend(backend);
-    const masker = new GmmlMasker({ fill: ["zeros", "noise", "shuffle"], patchSize: 4 });
-    const data = Rng.seed(3).fillNormal(new Float32Array(2 * 5 * 16 * 16 * 3), 0, 1);
-    const views = [0, 1].map((i) =>
-      tf.tensor4d(data.subarray(i * 3840, (i + 1) * 3840), [5, 16, 16, 3]),
-    );
-    const rng = Rng.seed(seed);
-    const before = tf.memory().numTensors;
+    const { masker, views, rng, before, data } = await fixture(backend, seed);
     let out = {} as ReturnType<typeof corruptViewsStacked>;
     const profile = await tf.profile(() => {
       out = corruptViewsStacked(masker, views, rng);
