@@ -1,6 +1,12 @@
 import { ATTENTION_ROWS, attentionMain } from "./attention";
 import { GROUP_INDEX_WGSL } from "./program";
-import { rowThreads, welfordDecl, welfordRow } from "./reductions";
+import {
+  layerNormGradRowCode,
+  layerNormRowCode,
+  rowThreads,
+  welfordDecl,
+  welfordRow,
+} from "./reductions";
 
 // WGSL of the fused transformer block's passes besides the GEMMs (gemm-wgsl.ts): LayerNorm
 // forward, its input gradient with the residual's gradient added, its parameter gradients as
@@ -44,12 +50,7 @@ fn main(${BUILTINS}) {
   let d = u.D;
   let ok = row < u.M;
   let base = row * d;
-  ${welfordRow("X", "base", "ok", "d", "u.eps")}
-  if (ok) {
-    for (var c = tid; c < d; c += WG) {
-      Y[base + c] = (X[base + c] - mu) * rstd * Gamma[c] + Beta[c];
-    }
-  }
+  ${layerNormRowCode("X", "Gamma", "Beta", "u.eps", (y) => `Y[base + c] = ${y};`)}
 }`;
 }
 
@@ -69,29 +70,7 @@ fn main(${BUILTINS}) {
   let d = u.D;
   let ok = row < u.M;
   let base = row * d;
-  ${welfordRow("X", "base", "ok", "d", "u.eps")}
-  var s1 = 0.0;
-  var s2 = 0.0;
-  if (ok) {
-    for (var c = tid; c < d; c += WG) {
-      let g = DY[base + c] * Gamma[c];
-      s1 += g;
-      s2 += g * (X[base + c] - mu) * rstd;
-    }
-  }
-  wN[tid] = s1;
-  wMean[tid] = s2;
-  workgroupBarrier();
-  sumPairs(tid);
-  let m1 = wN[0] / f32(d);
-  let m2 = wMean[0] / f32(d);
-  if (ok) {
-    for (var c = tid; c < d; c += WG) {
-      let g = DY[base + c] * Gamma[c];
-      let xh = (X[base + c] - mu) * rstd;
-      DX[base + c] = R[base + c] + rstd * (g - m1 - xh * m2);
-    }
-  }
+  ${layerNormGradRowCode("DY", "X", "Gamma", "u.eps", (dx) => `DX[base + c] = R[base + c] + ${dx};`)}
 }`;
 }
 

@@ -5,8 +5,9 @@ import {
   blockColumnSums,
   finishColumnSum,
   rowThreads,
+  layerNormGradRowCode,
+  layerNormRowCode,
   welfordDecl,
-  welfordRow,
 } from "./reductions";
 
 /** tfjs kernel names of the fused LayerNorm (registered for the `webgpu` backend). */
@@ -44,12 +45,7 @@ function layerNormForward(args: unknown): tf.TensorInfo {
     let d = uniforms.xShape[1];
     let ok = row < uniforms.xShape[0];
     let base = row * d;
-    ${welfordRow("X", "base", "ok", "d", "uniforms.eps")}
-    if (ok) {
-      for (var c = tid; c < d; c += WG) {
-        result[base + c] = (X[base + c] - mu) * rstd * Gamma[c] + Beta[c];
-      }
-    }
+    ${layerNormRowCode("X", "Gamma", "Beta", "uniforms.eps", (y) => `result[base + c] = ${y};`)}
   }`,
   });
   const y = backend.runWebGPUProgram(program, [x, gamma, beta], "float32", [
@@ -85,29 +81,7 @@ function layerNormBackward(args: unknown): tf.TensorInfo[] {
     let d = uniforms.xShape[1];
     let ok = row < uniforms.xShape[0];
     let base = row * d;
-    ${welfordRow("X", "base", "ok", "d", "uniforms.eps")}
-    var s1 = 0.0;
-    var s2 = 0.0;
-    if (ok) {
-      for (var c = tid; c < d; c += WG) {
-        let g = DY[base + c] * Gamma[c];
-        s1 += g;
-        s2 += g * (X[base + c] - mu) * rstd;
-      }
-    }
-    wN[tid] = s1;
-    wMean[tid] = s2;
-    workgroupBarrier();
-    sumPairs(tid);
-    let m1 = wN[0] / f32(d);
-    let m2 = wMean[0] / f32(d);
-    if (ok) {
-      for (var c = tid; c < d; c += WG) {
-        let g = DY[base + c] * Gamma[c];
-        let xh = (X[base + c] - mu) * rstd;
-        result[base + c] = rstd * (g - m1 - xh * m2);
-      }
-    }
+    ${layerNormGradRowCode("DY", "X", "Gamma", "uniforms.eps", (dx) => `result[base + c] = ${dx};`)}
   }`,
   });
   const dx = backend.runWebGPUProgram(program, [dy, x, gamma], "float32", [

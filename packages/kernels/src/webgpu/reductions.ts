@@ -72,6 +72,63 @@ export function welfordRow(src: string, base: string, ok: string, cols: string, 
     workgroupBarrier();`;
 }
 
+/**
+ * The body of a LayerNorm row pass after its set-up (`tid`, `d`, `ok`, `base`, one workgroup per
+ * row, the Welford arrays declared): the row's statistics, then `write(y)` for each column with
+ * `y = (x − μ)·rstd·γ + β`. Shared by the LayerNorm kernel and the fused block.
+ */
+export function layerNormRowCode(
+  x: string,
+  gamma: string,
+  beta: string,
+  eps: string,
+  write: (y: string) => string,
+): string {
+  return `${welfordRow(x, "base", "ok", "d", eps)}
+    if (ok) {
+      for (var c = tid; c < d; c += WG) {
+        ${write(`(${x}[base + c] - mu) * rstd * ${gamma}[c] + ${beta}[c]`)}
+      }
+    }`;
+}
+
+/**
+ * The body of a LayerNorm input-gradient row pass (same set-up as {@link layerNormRowCode}):
+ * statistics recomputed, then `write(dx)` for each column with
+ * `dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))`, ĝ = dy·γ.
+ */
+export function layerNormGradRowCode(
+  dy: string,
+  x: string,
+  gamma: string,
+  eps: string,
+  write: (dx: string) => string,
+): string {
+  return `${welfordRow(x, "base", "ok", "d", eps)}
+    var s1 = 0.0;
+    var s2 = 0.0;
+    if (ok) {
+      for (var c = tid; c < d; c += WG) {
+        let g = ${dy}[base + c] * ${gamma}[c];
+        s1 += g;
+        s2 += g * (${x}[base + c] - mu) * rstd;
+      }
+    }
+    wN[tid] = s1;
+    wMean[tid] = s2;
+    workgroupBarrier();
+    sumPairs(tid);
+    let m1 = wN[0] / f32(d);
+    let m2 = wMean[0] / f32(d);
+    if (ok) {
+      for (var c = tid; c < d; c += WG) {
+        let g = ${dy}[base + c] * ${gamma}[c];
+        let xh = (${x}[base + c] - mu) * rstd;
+        ${write("rstd * (g - m1 - xh * m2)")}
+      }
+    }`;
+}
+
 /** Rows per block of {@link blockColumnSums}. */
 const BLOCK_ROWS = 32;
 const BLOCK_THREADS = 64;
