@@ -395,6 +395,11 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
         await flush();
         first = sample();
       }
+      // A progress line every 100 steps: a run cut short by its time limit still shows the trend.
+      if (step % 100 === 0) {
+        await flush();
+        log(`memory: ${JSON.stringify(sample())}`);
+      }
     }
     await flush();
     const last = sample();

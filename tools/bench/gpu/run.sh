@@ -15,12 +15,14 @@
 #   --step-precision mixed-f16: the tfjs SiT step stages train in mixed precision (f16 GEMMs, loss
 #     scaling; the adapter needs shader-f16); PyTorch's stays fp32 (the issue's f16 target is
 #     ≤ 0.6× PyTorch fp32). A second run of the pack, for the f16 step times.
+#   --f16-steps: after the f32 step stages, the same two steps again in mixed-f16
+#     (tfjs_tiny_f16, tfjs_small_f16): f32 and f16 step times from one run of the pack.
 #   --budget: seconds for the whole run (stage timeouts are shares of it).
 #   --quick: a smoke run (batch 2/1, depth 2, warmup 0, iters 1, 12 memory steps, kernel check B 2).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 WARMUP=2 ITERS=5 TINY_B=256 SMALL_B=64 MEM_STEPS=30 MEM_B=64 BUDGET=420 DEPTH="" SOFT="" KB=8
-GEMM_ARGS="--iters 5 --reps 10" GEMM_PRECISION="--precision mixed-f16" STEP_PRECISION=f32
+GEMM_ARGS="--iters 5 --reps 10" GEMM_PRECISION="--precision mixed-f16" STEP_PRECISION=f32 F16_STEPS=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --warmup) WARMUP=$2; shift ;;
@@ -36,13 +38,17 @@ while [[ $# -gt 0 ]]; do
     --allow-software-adapter) SOFT=--allow-software-adapter ;;
     --no-f16) GEMM_PRECISION="" ;;
     --step-precision) STEP_PRECISION=$2; shift ;;
+    --f16-steps) F16_STEPS=1 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
 START=$(date +%s)
 WORK=$(mktemp -d /tmp/sit-bench-gpu.XXXXXX)
-RES=${OUT:-$WORK/results}
+# Stage files are written to $WORK/results; with $OUT set, results.tar (all of them, refreshed after
+# every stage, so a run cut short still brings back what it finished) and log.txt go to $OUT: a
+# device run brings back at most 8 files, fewer than the stages.
+RES=$WORK/results
 mkdir -p "$RES"
 LOG=$RES/log.txt
 : >"$LOG"
@@ -96,20 +102,29 @@ stage() {
   (cd "$WORK/app" && timeout -k 10 "$limit" "$@") >"$RES/$name.json" 2> >(grep -v '^Warning: max' >>"$LOG")
   local rc=$?
   say "$name: rc $rc in $(($(date +%s) - t0))s$( ((rc == 124 || rc == 137)) && echo ' (timed out)')"
+  publish
 }
+publish() { [[ -n "${OUT:-}" ]] && tar -C "$RES" -cf "$OUT/results.tar" . && cp "$LOG" "$OUT/log.txt"; }
 D=${DEPTH:+--depth $DEPTH}
 STEP="$NODE sit_step.mjs --backend webgpu $SOFT --no-torch --warmup $WARMUP --iters $ITERS $D --precision $STEP_PRECISION"
 TORCH="$PY sit_step_torch.py --device cuda --warmup $WARMUP --iters $ITERS $D"
-stage kernels 10 $NODE check-kernels.mjs --backend webgpu $SOFT --batch $KB
-stage gemm 8 $NODE gemm-webgpu.mjs $SOFT --model both $GEMM_ARGS $GEMM_PRECISION
+# The step times first (the issue's targets), then the f16 steps, the GEMM table, the kernel check
+# and the long no-growth run.
 stage torch_tiny 7 $TORCH --model tiny --batch "$TINY_B"
 stage torch_small 7 $TORCH --model small --batch "$SMALL_B"
-stage tfjs_tiny 23 $STEP --model tiny --batch "$TINY_B"
-stage tfjs_small 23 $STEP --model small --batch "$SMALL_B"
-stage memory 20 $NODE sit_step.mjs --backend webgpu $SOFT --no-torch --model tiny \
+stage tfjs_tiny 15 $STEP --model tiny --batch "$TINY_B"
+stage tfjs_small 15 $STEP --model small --batch "$SMALL_B"
+if [[ -n $F16_STEPS ]]; then
+  F16="$NODE sit_step.mjs --backend webgpu $SOFT --no-torch --warmup $WARMUP --iters $ITERS $D --precision mixed-f16"
+  stage tfjs_tiny_f16 12 $F16 --model tiny --batch "$TINY_B"
+  stage tfjs_small_f16 12 $F16 --model small --batch "$SMALL_B"
+fi
+stage gemm 8 $NODE gemm-webgpu.mjs $SOFT --model both $GEMM_ARGS $GEMM_PRECISION
+stage kernels 10 $NODE check-kernels.mjs --backend webgpu $SOFT --batch $KB
+stage memory 30 $NODE sit_step.mjs --backend webgpu $SOFT --no-torch --model tiny \
   --batch "$MEM_B" --memory-steps "$MEM_STEPS" $D
-# The summary goes to stdout and log.txt, not a file of its own: with gemm.json the stages fill
-# the 8 files a device run brings back (summary.py recomputes it from them anywhere).
+# The summary goes to stdout and log.txt (summary.py recomputes it from results.tar anywhere).
 "$PY" "$WORK/app/summary.py" "$RES" 2>>"$LOG" | tee -a "$LOG"
 say "done in $(($(date +%s) - START))s; files in $RES: $(ls "$RES" | tr '\n' ' ')"
+publish
 rm -rf "$WORK/node" "$WORK/app"

@@ -2,7 +2,8 @@
 """Summary of a bench-gpu run: reads the stage JSON files in a folder, prints one JSON object.
 
 Usage: python3 summary.py <dir>   (files: kernels.json, gemm.json, tfjs_tiny.json, tfjs_small.json,
-torch_tiny.json, torch_small.json, memory.json; a missing or broken one is reported as such).
+torch_tiny.json, torch_small.json, memory.json, and with run.sh --f16-steps tfjs_tiny_f16.json and
+tfjs_small_f16.json; a missing or broken one is reported as such).
 Ratios are tfjs / PyTorch (step time, and peak GPU memory: tfjs's buffer pool high-water mark
 over torch.cuda.max_memory_allocated).
 """
@@ -54,6 +55,14 @@ def main():
         }
         if isinstance(row["tfjs_step_ms"], (int, float)) and isinstance(row["torch_step_ms"], (int, float)):
             row["ratio_step_time"] = round(row["tfjs_step_ms"] / row["torch_step_ms"], 2)
+        f = load(d, f"tfjs_{model}_f16.json")  # run.sh --f16-steps
+        if not f.get("error", "").endswith("(stage did not run)"):
+            fj = f.get("tfjs", {}) if "error" not in f else f
+            row["f16_step_ms"] = fj.get("step_ms")
+            row["f16_error"] = fj.get("error")
+            if isinstance(row["f16_step_ms"], (int, float)) and isinstance(row["torch_step_ms"], (int, float)):
+                # The issue's f16 target is against PyTorch fp32 (≤ 0.6).
+                row["ratio_f16_step_over_torch_fp32"] = round(row["f16_step_ms"] / row["torch_step_ms"], 2)
         if row["tfjs_peak_gpu_bytes"] and row["torch_max_memory_allocated_bytes"]:
             row["ratio_peak_memory"] = round(row["tfjs_peak_gpu_bytes"] / row["torch_max_memory_allocated_bytes"], 2)
         out[model] = {key: v for key, v in row.items() if v is not None}
