@@ -4,13 +4,14 @@
 // D 192, 3 heads, 32 px) and ViT-S/16 (B 8, N 197, D 384, 6 heads, 224 px) sizes. Whatever is
 // registered when @sit/kernels' index is imported is checked (registration is a side effect of
 // that import). Prints one JSON object: the adapter, every (kernel, size) pair with max relative
-// errors (max-norm: max|a − b| / max|b|) and pass/fail at --tol (default 1e-4). Exit code 0 even
-// on failures (the JSON says so); 2 if the backend cannot start.
+// errors (max-norm: max|a − b| / max|b|) and pass/fail at --tol (default 1e-4). On webgpu also the
+// fused transformer block against the portable one at both sizes, with and without drop path
+// (check-block.ts). Exit code 0 even on failures (the JSON says so); 2 if the backend cannot start.
 //
 //   npx tsx tools/bench/gpu/check-kernels.ts [--backend webgpu] [--allow-software-adapter]
 //     [--tol 1e-4] [--batch 8]
 import * as tf from "@tensorflow/tfjs";
-import { type BackendName } from "../../../packages/core/src/index";
+import type { BackendName } from "../../../packages/core/src/index";
 import { initBackend } from "../../../packages/core/src/node";
 import {
   type KernelName,
@@ -20,6 +21,7 @@ import {
 } from "../../../packages/kernels/src/index";
 import { findOverride } from "../../../packages/kernels/src/registry";
 import { checkWebgpuShaders } from "../../../packages/kernels/src/webgpu/flat-buffers";
+import { checkBlock, maxNormRel } from "./check-block";
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -95,15 +97,7 @@ async function relError(a: tf.Tensor, b: tf.Tensor): Promise<number> {
   if (a.shape.join() !== b.shape.join()) return Number.POSITIVE_INFINITY;
   // Async reads: tfjs-backend-webgpu's dataSync needs OffscreenCanvas, which Node lacks.
   const [x, y] = await Promise.all([a.data(), b.data()]);
-  let scale = 1e-12;
-  let worst = 0;
-  for (let i = 0; i < y.length; i++) {
-    scale = Math.max(scale, Math.abs(y[i]));
-    const d = Math.abs(x[i] - y[i]);
-    if (Number.isNaN(d)) return Number.POSITIVE_INFINITY;
-    worst = Math.max(worst, d);
-  }
-  return worst / scale;
+  return maxNormRel(x as Float32Array, y as Float32Array);
 }
 
 async function check(name: KernelName, backend: string, s: Size): Promise<Record<string, unknown>> {
@@ -171,6 +165,13 @@ for (const { name } of mine)
     console.error(`[check-kernels] ${JSON.stringify(r)}`);
     results.push(r);
   }
+if (active === "webgpu")
+  for (const s of SIZES)
+    for (const drop of [false, true]) {
+      const r = await checkBlock(s, B, drop, TOL);
+      console.error(`[check-kernels] ${JSON.stringify(r)}`);
+      results.push(r);
+    }
 // WGSL compile errors of the kernels that @sit/kernels encodes itself surface asynchronously.
 let shaderError: string | undefined;
 if (active === "webgpu")
@@ -178,8 +179,8 @@ if (active === "webgpu")
     () => undefined,
     (err: Error) => err.message,
   );
-console.log(
-  JSON.stringify(
+process.stdout.write(
+  `${JSON.stringify(
     {
       check: "kernels",
       backend: active,
@@ -195,5 +196,7 @@ console.log(
     },
     null,
     2,
-  ),
+  )}\n`,
+  // Dawn keeps the process alive after the last command: exit once the JSON is written.
+  () => process.exit(0),
 );

@@ -120,7 +120,7 @@ if [[ -n $F16_STEPS ]]; then
   stage tfjs_small_f16 12 $F16 --model small --batch "$SMALL_B"
 fi
 stage gemm 8 $NODE gemm-webgpu.mjs $SOFT --model both $GEMM_ARGS $GEMM_PRECISION
-stage kernels 10 $NODE check-kernels.mjs --backend webgpu $SOFT --batch $KB
+stage kernels 15 $NODE check-kernels.mjs --backend webgpu $SOFT --batch $KB
 stage memory 30 $NODE sit_step.mjs --backend webgpu $SOFT --no-torch --model tiny \
   --batch "$MEM_B" --memory-steps "$MEM_STEPS" $D
 # The summary goes to stdout and log.txt (summary.py recomputes it from results.tar anywhere).
