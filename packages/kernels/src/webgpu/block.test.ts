@@ -4,6 +4,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { portableTransformerBlock, transformerBlock } from "../transformer-block";
 import { B, D, HEADS, N, flat, run, weights } from "./block-fixtures";
 import { checkWebgpuShaders, rawDispatchCount } from "./flat-buffers";
+import { setGemmSplitK } from "./gemm-split";
 import { countLaunches, fill, useWebgpu } from "./testing";
 
 afterAll(async () => {
@@ -31,6 +32,27 @@ describe("fused transformer block on webgpu", () => {
       tf.dispose(flat(w).map(([, t]) => t));
     },
   );
+
+  it("with its weight gradients split along K matches the unsplit portable block (1e-5 / 1e-4)", {
+    timeout: 240_000,
+  }, async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const w = weights(30);
+    try {
+      setGemmSplitK(1);
+      const portable = await run(portableTransformerBlock, w, true);
+      // The 51 token rows in slices of 32 and 19 (whole BK steps): every dW and bias gradient.
+      setGemmSplitK(3);
+      const fused = await run(transformerBlock, w, true);
+      await checkWebgpuShaders();
+      expectClose(fused.data[0], portable.data[0], 1e-5, "output", 1e-6);
+      for (let i = 1; i < fused.data.length; i++)
+        expectClose(fused.data[i], portable.data[i], 1e-4, `grad ${fused.names[i - 1]}`, 1e-6);
+    } finally {
+      setGemmSplitK("auto");
+      tf.dispose(flat(w).map(([, t]) => t));
+    }
+  });
 
   it("is one tfjs kernel of 7 dispatches forward and one of 17 backward, and leaks nothing", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;

@@ -65,7 +65,8 @@ export function gemmKey(v: GemmVariant): string {
 }
 
 /**
- * The storage bindings of a variant, in binding order (the uniforms `U {M, N, K, rowsPer}` follow):
+ * The storage bindings of a variant, in binding order (the uniforms `U {M, N, K, rowsPer, kSplit}`
+ * follow):
  * read-only inputs first, then the written outputs.
  */
 export function gemmBindings(v: GemmVariant): string[] {
@@ -118,7 +119,7 @@ export function gemmWgsl(v: GemmVariant): string {
     ? "let kk = e % BK; let nn = e / BK; let idx = (col0 + nn) * u.K + k0 + kk;"
     : "let nn = e % BN; let kk = e / BN; let idx = (k0 + kk) * u.N + col0 + nn;";
   return /* wgsl */ `${half ? HALF_WGSL : ""}
-struct U { M : i32, N : i32, K : i32, rowsPer : i32 };
+struct U { M : i32, N : i32, K : i32, rowsPer : i32, kSplit : i32 };
 ${decl}
 @group(0) @binding(${names.length}) var<uniform> u : U;
 ${PHI_WGSL}
@@ -137,12 +138,17 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_id) li
   let col0 = i32(wid.x) * BN;
   var acc : array<array<f32, 4>, 4>;
   var csum : array<f32, 4>;
-  for (var k0 = 0; k0 < u.K; k0 += BK) {
+  // Split K (gemm-split.ts): workgroup z sums K rows [kBegin, kEnd) into its own slice of C (and
+  // S); one slice, the whole of K, when unsplit.
+  let kBegin = i32(wid.z) * u.kSplit;
+  let kEnd = min(u.K, kBegin + u.kSplit);
+  let cBase = i32(wid.z) * u.M * u.N;
+  for (var k0 = kBegin; k0 < kEnd; k0 += BK) {
     for (var l = 0; l < ${(BM * BK) / 256}; l++) {
       let e = tid + l * 256;
       ${loadA}
       var a = 0.0;
-      if (row0 + mm < u.M && k0 + kk < u.K) {
+      if (row0 + mm < u.M && k0 + kk < kEnd) {
         a = ${read("A", "idx")};
         ${v.geluA ? "a = sitGelu(a);" : ""}
       }
@@ -152,7 +158,7 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_id) li
       let e = tid + l * 256;
       ${loadB}
       var b = 0.0;
-      if (col0 + nn < u.N && k0 + kk < u.K) {
+      if (col0 + nn < u.N && k0 + kk < kEnd) {
         b = ${read("B", "idx")};
         ${v.scaleB ? "b *= Sc[(k0 + kk) / u.rowsPer];" : ""}
       }
@@ -181,7 +187,7 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_id) li
         ${v.scaleRows ? "c *= Sc[m / u.rowsPer];" : ""}
         ${v.geluGrad ? `c *= sitGeluGrad(${read("H", "m * u.N + n")});${round(" c")}` : ""}
         ${v.residual ? `c += ${read("R", "m * u.N + n")};` : ""}
-        C[m * u.N + n] = ${store("C", "c")};
+        C[cBase + m * u.N + n] = ${store("C", "c")};
       }
     }
   }
@@ -204,7 +210,7 @@ function colSumTail(tile: string, value: string): string {
         let n = col0 + tx + 16 * j;
         var s = 0.0;
         for (var r = 0; r < BK; r++) { s += ${scratch}[r][tx + 16 * j]; }
-        if (n < u.N) { S[n] = ${value}; }
+        if (n < u.N) { S[i32(wid.z) * u.N + n] = ${value}; }
       }
     }
   }`;

@@ -3,6 +3,7 @@ import { ShapeError, describeValue } from "@sit/core";
 import { type View, encode, viewOf } from "./encode";
 import { type WebGpuInternals, newTensorInfo, webgpuInternals } from "./flat-buffers";
 import { halfActive } from "../precision";
+import { encodeSplitGemm, splitKFor } from "./gemm-split";
 import { type GemmVariant, TILE, gemmKey, gemmWgsl, precisionOf } from "./gemm-wgsl";
 import { registerWebgpuKernels } from "./program";
 import { runKernelSaving, share } from "./tape";
@@ -58,8 +59,13 @@ export function encodeGemm(
       `${key}: a [${m}, ${k}]·[${k}, ${n}] product needs ${groups[1]} × ${groups[0]} workgroups; the device allows ${limit} per dimension`,
     );
   const views = operands.map((t) => ("offset" in t ? t : viewOf(b, t)));
-  const uniforms = [m, n, k, rowsPer].map((i) => ({ i }));
-  encode(b, key, () => gemmWgsl(variant), views, uniforms, groups);
+  const one = (vs: View[], kSplit: number, slices: number) => {
+    const uniforms = [m, n, k, rowsPer, kSplit].map((i) => ({ i }));
+    encode(b, key, () => gemmWgsl(variant), vs, uniforms, [groups[0], groups[1], slices]);
+  };
+  const split = splitKFor(variant, m, n, k);
+  if (split.slices > 1) encodeSplitGemm(b, variant, [m, n, k], views, split, one);
+  else one(views, split.kSplit, 1);
 }
 
 interface LinearAttrs {
