@@ -51,6 +51,25 @@ async function probeAdapter(dawnPath: string): Promise<Probe> {
 }
 
 /**
+ * Dawn's `create()` flags for `SIT_DAWN_TOGGLES` (comma-separated Dawn toggle names, e.g.
+ * `vulkan_enable_f16_on_nvidia`: Dawn offers `shader-f16` on NVIDIA's Vulkan driver only with it,
+ * which mixed precision needs). Empty or unset: no flags. Names are checked, since Dawn ignores
+ * an unknown toggle with only a warning on stderr.
+ */
+export function dawnFlags(value: string | undefined): string[] {
+  const names = (value ?? "")
+    .split(",")
+    .map((t) => t.trim())
+    .filter((t) => t.length > 0);
+  for (const name of names)
+    if (!/^[a-z0-9_]+$/.test(name))
+      throw new Error(
+        `SIT_DAWN_TOGGLES: expected comma-separated Dawn toggle names (lower-case letters, digits, _), got "${name}" in "${value}"`,
+      );
+  return names.length > 0 ? [`enable-dawn-features=${names.join(",")}`] : [];
+}
+
+/**
  * Install Dawn as `navigator.gpu`, after a probe in a child process has found an adapter it may
  * use (a software one only when allowed). Returns a one-line reason otherwise.
  */
@@ -67,7 +86,7 @@ export async function prepareDawn(allowSoftware: boolean): Promise<string | unde
     globals: Record<string, unknown>;
   };
   Object.assign(globalThis, globals);
-  const gpu = create([]);
+  const gpu = create(dawnFlags(process.env.SIT_DAWN_TOGGLES));
   const g = globalThis as unknown as { navigator?: { gpu?: GPULike } };
   if (g.navigator) Object.defineProperty(g.navigator, "gpu", { value: gpu, configurable: true });
   else

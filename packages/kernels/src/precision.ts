@@ -75,8 +75,18 @@ export function assertMixedPrecision(option = "precision"): void {
     );
   if (!webgpuHasShaderF16())
     throw new ConfigError(
-      `${option}: "mixed-f16" needs a WebGPU adapter with the shader-f16 feature; this adapter's device has none (${adapterName()}); use "f32"`,
+      `${option}: "mixed-f16" needs a WebGPU adapter with the shader-f16 feature; this adapter's device has none (${adapterName()}); use "f32"${nvidiaHint()}`,
     );
+}
+
+/** Dawn hides shader-f16 on NVIDIA's Vulkan driver unless a toggle asks for it (Node only). */
+function nvidiaHint(): string {
+  const isNode =
+    typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions
+      ?.node === "string";
+  return isNode && /nvidia/i.test(adapterName())
+    ? ", or under Node start Dawn with SIT_DAWN_TOGGLES=vulkan_enable_f16_on_nvidia (Dawn offers shader-f16 on NVIDIA's Vulkan driver only then)"
+    : "";
 }
 
 function adapterName(): string {
