@@ -114,12 +114,15 @@ stage torch_tiny 7 $TORCH --model tiny --batch "$TINY_B"
 stage torch_small 7 $TORCH --model small --batch "$SMALL_B"
 stage tfjs_tiny 15 $STEP --model tiny --batch "$TINY_B"
 stage tfjs_small 15 $STEP --model small --batch "$SMALL_B"
+# Dawn offers shader-f16 on NVIDIA's Vulkan driver only with this toggle (none without it on the
+# H200, 2026-12-04); the stages that use f16 set it, the f32 stages run as a user's default would.
+F16ENV="env SIT_DAWN_TOGGLES=vulkan_enable_f16_on_nvidia"
 if [[ -n $F16_STEPS ]]; then
-  F16="$NODE sit_step.mjs --backend webgpu $SOFT --no-torch --warmup $WARMUP --iters $ITERS $D --precision mixed-f16"
+  F16="$F16ENV $NODE sit_step.mjs --backend webgpu $SOFT --no-torch --warmup $WARMUP --iters $ITERS $D --precision mixed-f16"
   stage tfjs_tiny_f16 12 $F16 --model tiny --batch "$TINY_B"
   stage tfjs_small_f16 12 $F16 --model small --batch "$SMALL_B"
 fi
-stage gemm 8 $NODE gemm-webgpu.mjs $SOFT --model both $GEMM_ARGS $GEMM_PRECISION
+stage gemm 8 $F16ENV $NODE gemm-webgpu.mjs $SOFT --model both $GEMM_ARGS $GEMM_PRECISION
 stage kernels 15 $NODE check-kernels.mjs --backend webgpu $SOFT --batch $KB
 stage memory 30 $NODE sit_step.mjs --backend webgpu $SOFT --no-torch --model tiny \
   --batch "$MEM_B" --memory-steps "$MEM_STEPS" $D
