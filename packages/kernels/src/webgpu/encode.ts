@@ -8,6 +8,7 @@ import {
   noteRawDispatch,
   pipeline,
 } from "./flat-buffers";
+import { gpuProfiling } from "./gpu-profile";
 
 // Dispatches encoded straight onto tfjs's open compute pass with as little host work per call as
 // possible: the WGSL text is built once per pipeline key, uniform buffers are made once per
@@ -125,6 +126,11 @@ export function encode(
     group = bindGroup(b, key, p, entries);
     if (c.groups.size >= CACHE_LIMIT) c.groups.clear();
     c.groups.set(gkey, group);
+  }
+  // A GPU profile (gpu-profile.ts) times each dispatch in a pass of its own.
+  if (gpuProfiling.recorder) {
+    gpuProfiling.recorder.dispatch(key, p, group, workgroups);
+    return;
   }
   b.ensureCommandEncoderReady();
   if (!b.computePassEncoder)

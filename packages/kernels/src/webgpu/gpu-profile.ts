@@ -1,0 +1,377 @@
+import * as tf from "@tensorflow/tfjs";
+import {
+  type GpuPipeline,
+  type WebGpuInternals,
+  noteRawDispatch,
+  rawDispatchCount,
+  webgpuInternals,
+} from "./flat-buffers";
+
+// GPU time per dispatch, from WebGPU timestamp queries (the device feature `timestamp-query`,
+// which tfjs-backend-webgpu 4.22 requests whenever the adapter offers it). While a profile runs,
+// every dispatch that encode() records, and every tfjs program, gets a compute pass of its own
+// whose beginning and end write timestamps; the difference is that dispatch's GPU time (Dawn
+// writes pass timestamps after the preceding work has finished, so gaps between dispatches are
+// not counted). Splitting the passes costs a little host time and nothing in results: storage
+// writes of one pass are visible to the next, as between dispatches of one pass. Dispatches that
+// this package records with `dispatchAll` (flat-buffers.ts) are not timed; the profile counts them.
+
+/** WebGPU's largest query set (queries): two per timed dispatch. */
+const QUERIES_PER_SET = 4096;
+const DISPATCHES_PER_SET = QUERIES_PER_SET / 2;
+const GPU_BUFFER_USAGE_MAP_READ = 0x01;
+const GPU_BUFFER_USAGE_COPY_SRC = 0x04;
+const GPU_BUFFER_USAGE_COPY_DST = 0x08;
+const GPU_BUFFER_USAGE_QUERY_RESOLVE = 0x200;
+const GPU_MAP_MODE_READ = 0x01;
+
+interface QuerySet {
+  destroy(): void;
+}
+interface ReadBuffer {
+  mapAsync(mode: number): Promise<void>;
+  getMappedRange(): ArrayBuffer;
+  unmap(): void;
+  destroy(): void;
+}
+interface Pass {
+  setPipeline(p: unknown): void;
+  setBindGroup(i: number, g: unknown): void;
+  dispatchWorkgroups(x: number, y?: number, z?: number): void;
+  end(): void;
+}
+interface TimingEncoder {
+  beginComputePass(desc?: object): Pass;
+  resolveQuerySet(set: QuerySet, first: number, count: number, dst: ReadBuffer, at: number): void;
+  copyBufferToBuffer(src: ReadBuffer, at: number, dst: ReadBuffer, to: number, bytes: number): void;
+}
+interface TimingDevice {
+  features: { has(name: string): boolean };
+  createQuerySet(desc: { type: "timestamp"; count: number }): QuerySet;
+  createBuffer(desc: { size: number; usage: number }): ReadBuffer;
+}
+/** tfjs's `recordAndSubmit(program, …)`: where it records one program's dispatch. */
+type RecordAndSubmit = (program: { constructor: { name: string } }, ...rest: unknown[]) => unknown;
+interface TfjsRecorder {
+  recordAndSubmit?: RecordAndSubmit;
+  activeTimers?: unknown[] | null;
+}
+
+/** One timed dispatch: its shader key (`tfjs:<program class>` for tfjs's programs). */
+export interface GpuDispatchTime {
+  key: string;
+  workgroups: [number, number, number];
+  /** GPU time (ms); NaN when the driver's timestamps were unusable (end before beginning). */
+  ms: number;
+}
+
+/** The dispatches of one shader key. */
+export interface GpuKeyTime {
+  key: string;
+  count: number;
+  totalMs: number;
+  meanUs: number;
+  /** Of the sum over all valid timed dispatches. */
+  share: number;
+  /** Distinct workgroup counts (x×y×z), the first 4. */
+  workgroups: string[];
+}
+
+export interface GpuProfile {
+  available: boolean;
+  /** Why nothing was timed (available: false). */
+  reason?: string;
+  /** Dispatches timed, valid or not (direct + tfjs programs). */
+  dispatches: number;
+  /** Timed dispatches recorded by encode() and by tfjs's programs. */
+  direct: number;
+  tfjsPrograms: number;
+  /** Timed, but the end timestamp preceded the beginning (some drivers): left out of the sums. */
+  invalid: number;
+  /** Dispatches past the capacity, recorded untimed. */
+  dropped: number;
+  /** Dispatches not timed: this package's `dispatchAll`, and tfjs programs under tf.time/profile. */
+  untimed: number;
+  /** Sum of the valid timed dispatches' GPU time (ms). */
+  sumMs: number;
+  /** Largest power of two dividing every timestamp (ns): a coarse value means quantised timers. */
+  granularityNs: number;
+  /** Per shader key, most total time first. */
+  byKey: GpuKeyTime[];
+  /** Every timed dispatch, in recording order. */
+  times: GpuDispatchTime[];
+}
+
+/** The profile being recorded; `recorder` is null when none runs (encode.ts reads it). */
+export const gpuProfiling: { recorder: GpuProfileRecorder | null } = { recorder: null };
+
+export class GpuProfileRecorder {
+  readonly keys: string[] = [];
+  readonly workgroups: [number, number, number][] = [];
+  readonly sets: QuerySet[] = [];
+  direct = 0;
+  tfjsPrograms = 0;
+  dropped = 0;
+  droppedTfjs = 0;
+  untimedTfjs = 0;
+  readonly raw0 = rawDispatchCount();
+  private restoreTfjs: () => void = () => {};
+
+  constructor(
+    readonly b: WebGpuInternals,
+    readonly capacity: number,
+  ) {}
+
+  /**
+   * End tfjs's open pass and begin a timestamped one for the next dispatch (left as tfjs's open
+   * pass), or return null past the capacity.
+   */
+  openPass(key: string, workgroups: [number, number, number]): Pass | null {
+    const i = this.keys.length;
+    if (i >= this.capacity) {
+      this.dropped++;
+      return null;
+    }
+    const device = this.b.device as unknown as TimingDevice;
+    const s = Math.floor(i / DISPATCHES_PER_SET);
+    if (s === this.sets.length)
+      this.sets.push(device.createQuerySet({ type: "timestamp", count: QUERIES_PER_SET }));
+    this.keys.push(key);
+    this.workgroups.push(workgroups);
+    const q = (i % DISPATCHES_PER_SET) * 2;
+    this.b.ensureCommandEncoderReady();
+    this.b.endComputePassEncoder();
+    const pass = (this.b.commandEncoder as unknown as TimingEncoder).beginComputePass({
+      timestampWrites: {
+        querySet: this.sets[s],
+        beginningOfPassWriteIndex: q,
+        endOfPassWriteIndex: q + 1,
+      },
+    });
+    this.b.computePassEncoder = pass;
+    return pass;
+  }
+
+  /** encode()'s dispatch while profiling: in a timestamped pass of its own. */
+  dispatch(key: string, p: GpuPipeline, group: unknown, wg: [number, number, number]): void {
+    const b = this.b;
+    if (this.openPass(key, wg)) this.direct++;
+    else {
+      b.ensureCommandEncoderReady();
+      if (!b.computePassEncoder)
+        b.computePassEncoder = (b.commandEncoder as unknown as TimingEncoder).beginComputePass();
+    }
+    const pass = b.computePassEncoder as Pass;
+    pass.setPipeline(p);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(...wg);
+    b.endComputePassEncoder();
+    b.dispatchCountInPass++;
+    noteRawDispatch();
+  }
+
+  /**
+   * Time tfjs's programs too: its `recordAndSubmit` dispatches into the open pass when there is
+   * one (tfjs 4.22), so a timestamped pass is opened before it and ended after it — unless tfjs
+   * times programs itself (tf.time, tf.profile: `activeTimers`), when it ends any open pass first.
+   */
+  wrapTfjs(): void {
+    const be = this.b as unknown as TfjsRecorder;
+    const original = be.recordAndSubmit;
+    if (typeof original !== "function") return;
+    const hadOwn = Object.hasOwn(be, "recordAndSubmit");
+    const self = this;
+    be.recordAndSubmit = function (this: unknown, program, ...rest) {
+      if (be.activeTimers != null) {
+        self.untimedTfjs++;
+        return original.call(this, program, ...rest);
+      }
+      const dispatch = (program as { dispatch?: number[] }).dispatch ?? [0, 0, 0];
+      const name = program?.constructor?.name || "program";
+      const pass = self.openPass(`tfjs:${name}`, [dispatch[0], dispatch[1] ?? 1, dispatch[2] ?? 1]);
+      if (pass) self.tfjsPrograms++;
+      else self.droppedTfjs++;
+      try {
+        return original.call(this, program, ...rest);
+      } finally {
+        // tfjs ends the pass itself when it submits (every 15 dispatches).
+        if (pass && self.b.computePassEncoder === pass) self.b.endComputePassEncoder();
+      }
+    };
+    this.restoreTfjs = () => {
+      if (hadOwn) be.recordAndSubmit = original;
+      else delete be.recordAndSubmit;
+    };
+  }
+
+  /** Stop recording and read the timestamps back (one submit, one map). */
+  async finish(): Promise<GpuProfile> {
+    this.restoreTfjs();
+    const b = this.b;
+    const device = b.device as unknown as TimingDevice;
+    const n = this.keys.length;
+    const staging: ReadBuffer[] = [];
+    const resolved: ReadBuffer[] = [];
+    try {
+      if (n > 0) {
+        b.ensureCommandEncoderReady();
+        b.endComputePassEncoder();
+        const encoder = b.commandEncoder as unknown as TimingEncoder;
+        this.sets.forEach((set, s) => {
+          const queries = Math.min(DISPATCHES_PER_SET, n - s * DISPATCHES_PER_SET) * 2;
+          const bytes = queries * 8;
+          const r = device.createBuffer({
+            size: bytes,
+            usage: GPU_BUFFER_USAGE_QUERY_RESOLVE | GPU_BUFFER_USAGE_COPY_SRC,
+          });
+          const m = device.createBuffer({
+            size: bytes,
+            usage: GPU_BUFFER_USAGE_MAP_READ | GPU_BUFFER_USAGE_COPY_DST,
+          });
+          encoder.resolveQuerySet(set, 0, queries, r, 0);
+          encoder.copyBufferToBuffer(r, 0, m, 0, bytes);
+          resolved.push(r);
+          staging.push(m);
+        });
+        b.submitQueue();
+      }
+      const stamps = new BigInt64Array(n * 2);
+      for (let s = 0; s < staging.length; s++) {
+        await staging[s].mapAsync(GPU_MAP_MODE_READ);
+        stamps.set(new BigInt64Array(staging[s].getMappedRange()), s * QUERIES_PER_SET);
+        staging[s].unmap();
+      }
+      // rawDispatchCount counts encode()'s dispatches (timed or past the capacity) and dispatchAll's.
+      const droppedDirect = this.dropped - this.droppedTfjs;
+      const untimedRaw = rawDispatchCount() - this.raw0 - this.direct - droppedDirect;
+      return {
+        ...summariseTimestamps(this.keys, this.workgroups, stamps),
+        direct: this.direct,
+        tfjsPrograms: this.tfjsPrograms,
+        dropped: this.dropped,
+        untimed: untimedRaw + this.untimedTfjs,
+      };
+    } finally {
+      for (const x of [...staging, ...resolved, ...this.sets]) x.destroy();
+    }
+  }
+}
+
+/**
+ * Per-dispatch times and the per-key summary from the raw timestamps (`stamps[2i]`, `[2i + 1]`:
+ * the beginning and end of dispatch i, in ns). A pair whose end precedes its beginning (drivers
+ * can reorder) or that was never written (both 0) counts as invalid and stays out of the sums.
+ */
+export function summariseTimestamps(
+  keys: string[],
+  workgroups: [number, number, number][],
+  stamps: BigInt64Array,
+): Omit<GpuProfile, "direct" | "tfjsPrograms" | "dropped" | "untimed"> {
+  if (stamps.length !== keys.length * 2)
+    throw new Error(
+      `summariseTimestamps: expected ${keys.length * 2} timestamps (2 per dispatch), got ${stamps.length}`,
+    );
+  const times: GpuDispatchTime[] = [];
+  const groups = new Map<string, { count: number; ns: number; wg: Set<string> }>();
+  let invalid = 0;
+  let sumNs = 0;
+  let bits = 0n;
+  keys.forEach((key, i) => {
+    const begin = stamps[2 * i];
+    const end = stamps[2 * i + 1];
+    const valid = end >= begin && !(begin === 0n && end === 0n);
+    const ns = valid ? Number(end - begin) : Number.NaN;
+    times.push({ key, workgroups: workgroups[i], ms: ns / 1e6 });
+    if (!valid) {
+      invalid++;
+      return;
+    }
+    bits |= begin | end;
+    sumNs += ns;
+    let g = groups.get(key);
+    if (!g) {
+      g = { count: 0, ns: 0, wg: new Set() };
+      groups.set(key, g);
+    }
+    g.count++;
+    g.ns += ns;
+    if (g.wg.size < 4) g.wg.add(workgroups[i].join("×"));
+  });
+  const byKey: GpuKeyTime[] = [...groups.entries()]
+    .map(([key, g]) => ({
+      key,
+      count: g.count,
+      totalMs: g.ns / 1e6,
+      meanUs: g.ns / g.count / 1e3,
+      share: sumNs > 0 ? g.ns / sumNs : 0,
+      workgroups: [...g.wg],
+    }))
+    .sort((x, y) => y.totalMs - x.totalMs);
+  let granularity = 1;
+  if (bits === 0n) granularity = 0;
+  else while ((bits & BigInt(granularity)) === 0n && granularity < 2 ** 52) granularity *= 2;
+  return {
+    available: true,
+    dispatches: keys.length,
+    invalid,
+    sumMs: sumNs / 1e6,
+    granularityNs: granularity,
+    byKey,
+    times,
+  };
+}
+
+let pending: { recorder: GpuProfileRecorder | null; reason?: string } | null = null;
+
+/**
+ * Start timing every dispatch on the GPU (the webgpu backend; `backend` defaults to tfjs's active
+ * one), up to `capacity` dispatches (past it they run untimed and are counted as dropped). Without
+ * the `timestamp-query` device feature nothing changes and {@link stopGpuProfile} reports why.
+ */
+export function startGpuProfile(options: { capacity?: number; backend?: unknown } = {}): void {
+  const capacity = options.capacity ?? 8192;
+  if (!Number.isInteger(capacity) || capacity < 1)
+    throw new Error(`startGpuProfile capacity: expected a positive integer, got ${capacity}`);
+  if (pending) throw new Error("startGpuProfile: a profile is already running (stop it first)");
+  const backend = options.backend ?? tf.backend();
+  if (options.backend === undefined && tf.getBackend() !== "webgpu")
+    throw new Error(`startGpuProfile: expected the webgpu backend, got ${tf.getBackend()}`);
+  const b = webgpuInternals(backend);
+  const device = b.device as unknown as TimingDevice;
+  if (!device.features?.has("timestamp-query")) {
+    pending = {
+      recorder: null,
+      reason:
+        "the WebGPU device lacks the timestamp-query feature (tfjs requests it only where the adapter offers it)",
+    };
+    return;
+  }
+  const recorder = new GpuProfileRecorder(b, capacity);
+  recorder.wrapTfjs();
+  pending = { recorder };
+  gpuProfiling.recorder = recorder;
+}
+
+/** Stop the profile started by {@link startGpuProfile}: submits pending commands, reads the times. */
+export async function stopGpuProfile(): Promise<GpuProfile> {
+  if (!pending) throw new Error("stopGpuProfile: no profile is running (call startGpuProfile)");
+  const { recorder, reason } = pending;
+  pending = null;
+  gpuProfiling.recorder = null;
+  if (!recorder)
+    return {
+      available: false,
+      reason,
+      dispatches: 0,
+      direct: 0,
+      tfjsPrograms: 0,
+      invalid: 0,
+      dropped: 0,
+      untimed: 0,
+      sumMs: 0,
+      granularityNs: 0,
+      byKey: [],
+      times: [],
+    };
+  return recorder.finish();
+}
