@@ -158,7 +158,7 @@ export async function runQuickstart(options: QuickstartOptions = {}): Promise<Qu
     `  SiT-pretrained (${pre.steps} steps, ${epochs} epochs${stop})   ${pct(r1.top1)}   (${gain >= 0 ? "+" : ""}${gain.toFixed(1)} points)`,
   );
   log(
-    `Reconstruction (original | GMML-corrupted | reconstruction): ${relative(process.cwd(), rec.path) || rec.path}`,
+    `Reconstruction (original | GMML-corrupted | reconstruction | filled in): ${relative(process.cwd(), rec.path) || rec.path}`,
   );
   log(`Run folder (checkpoint, metrics.jsonl, TensorBoard events): ${out}`);
   log(

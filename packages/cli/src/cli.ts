@@ -130,7 +130,7 @@ function buildProgram(io: CliIO, setCode: (code: number) => void): Command {
   addPictureOptions(
     command(
       "reconstruct",
-      "PNG grid: original | GMML-corrupted | reconstruction",
+      "PNG grid: original | GMML-corrupted | reconstruction | filled in (the reconstruction in the corrupted pixels only)",
       async (cmd, cio) => {
         const seed = cmd.opts().seed as number;
         const r = await reconstruct({ ...pictureOptions(cmd), seed }, cio);

@@ -61,7 +61,7 @@ describe("pictures a person can read (reconstruct, attention)", () => {
     expect(r.code, r.err).toBe(EXIT.ok);
   }, 120_000);
 
-  it("reconstruct: titled columns original | corrupted | reconstruction over the pictures", async () => {
+  it("reconstruct: titled columns original | corrupted | reconstruction | filled in over the pictures", async () => {
     const path = join(pictures, "reconstruction.png");
     const r = await reconstruct(
       { checkpoint: run, out: path, split: "test", count: 3, weights: "student", seed: 0 },
@@ -69,7 +69,7 @@ describe("pictures a person can read (reconstruct, attention)", () => {
     );
     const png = readPng(path);
     expect(r.cells).toHaveLength(3);
-    expect(r.cells[0]).toHaveLength(3);
+    expect(r.cells[0]).toHaveLength(4);
     const first = r.cells[0][0];
     expect([first.width, first.height]).toEqual([112, 112]); // 28 px enlarged 4×
     // Title and column titles are drawn as text above the first row: dark glyph pixels there,
@@ -81,9 +81,22 @@ describe("pictures a person can read (reconstruct, attention)", () => {
       ).toBeGreaterThan(0.01);
     // Each picture sits where the layout says: the corrupted one differs from the original, the
     // reconstruction from both.
-    const [orig, corr, rec] = r.cells[0].map((c) => cellPixels(png, c));
+    const [orig, corr, rec, filled] = r.cells[0].map((c) => cellPixels(png, c));
     expect(corr).not.toEqual(orig);
     expect(rec).not.toEqual(corr);
+    // Filled in: the reconstruction wherever the corruption changed a pixel, the original on at
+    // least the uncorrupted share of the picture (r.maskedFraction is over the shown images).
+    let changed = 0;
+    let asOriginal = 0;
+    for (let i = 0; i < orig.length; i++) {
+      if (corr[i] !== orig[i]) {
+        changed++;
+        expect(filled[i]).toBe(rec[i]);
+      }
+      if (filled[i] === orig[i]) asOriginal++;
+    }
+    expect(changed).toBeGreaterThan(0);
+    expect(asOriginal / orig.length).toBeGreaterThan(0.2);
   }, 60_000);
 
   it("attention: heads overlaid on the image, titled, with a colour bar; an untrained model looks flat", async () => {

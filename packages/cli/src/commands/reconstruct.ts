@@ -29,7 +29,7 @@ export interface ReconstructResult {
   maskedL1: number;
   /** Training steps behind the weights. */
   step: number;
-  /** Where each picture is in the PNG: `cells[image][column]` (original, corrupted, reconstruction). */
+  /** Where each picture is in the PNG: `cells[image][column]` (original, corrupted, reconstruction, filled in). */
   cells: Rect[][];
 }
 
@@ -44,7 +44,8 @@ export interface ReconstructionFigure {
 
 /**
  * The reconstruction picture of `images` (NHWC, normalised; not disposed): one row per image —
- * original | GMML-corrupted | reconstruction — un-normalised with `stats` for viewing. The
+ * original | GMML-corrupted | reconstruction | filled in (the reconstruction in the corrupted
+ * pixels, the original elsewhere) — un-normalised with `stats` for viewing. The
  * corruption is drawn with `masker` from `seed` (its own generator: training's are untouched)
  * and the network runs in eval mode; every tensor made here is disposed.
  */
@@ -80,21 +81,28 @@ export function reconstructionFigure(
         sum += Math.abs(recon[p * C + c] - clean[p * C + c]);
         count++;
       }
-  const cols = [clean, corrupted, recon].map((d) => toRgbImages(d, shape, stats));
+  // The reconstruction loss sees only the corrupted pixels, so the network's output elsewhere is
+  // untrained: the fourth picture shows what the loss trains, the reconstruction in the corrupted
+  // pixels and the original in the others (MAE's "reconstruction + visible" view).
+  const filled = Float32Array.from(clean);
+  for (let p = 0; p < B * H * W; p++)
+    if (masked.pixelMask.data[p]) for (let c = 0; c < C; c++) filled[p * C + c] = recon[p * C + c];
+  const cols = [clean, corrupted, recon, filled].map((d) => toRgbImages(d, shape, stats));
   const rows = cols[0].map((_, i) => cols.map((c) => c[i]));
   const maskedFraction = count / C / (B * H * W);
   const maskedL1 = count > 0 ? sum / count : 0;
   const figure = gridFigure(rows, {
     title: o.title,
     subtitle: `${(100 * maskedFraction).toFixed(1)} % of pixels corrupted (seed ${o.seed}); mean |x̂ − x| on them ${maskedL1.toFixed(3)} (normalised units)`,
-    columnTitles: ["original", "corrupted", "reconstruction"],
+    columnTitles: ["original", "corrupted", "reconstruction", "filled in"],
     ...(o.rowLabels ? { rowLabels: o.rowLabels } : {}),
   });
   return { figure, maskedFraction, maskedL1 };
 }
 
 /**
- * `sit reconstruct`: a PNG with one row per image — original | GMML-corrupted | reconstruction —
+ * `sit reconstruct`: a PNG with one row per image — original | GMML-corrupted | reconstruction |
+ * filled in —
  * un-normalised for viewing, titled. The corruption is drawn with the run's GMML settings
  * (including the paste from another image of the shown batch) from `seed`; the network runs in
  * eval mode.
