@@ -98,6 +98,11 @@ export interface GpuProfile {
   granularityNs: number;
   /** Per shader key, most total time first. */
   byKey: GpuKeyTime[];
+  /**
+   * Per shader key and workgroup count (one shape of a GEMM key, say; `workgroups` has one
+   * entry), most total time first.
+   */
+  byShape: GpuKeyTime[];
   /** Every timed dispatch, in recording order. */
   times: GpuDispatchTime[];
 }
@@ -187,8 +192,11 @@ export class GpuProfileRecorder {
         return original.call(this, program, ...rest);
       }
       const dispatch = (program as { dispatch?: number[] }).dispatch ?? [0, 0, 0];
-      const name = program?.constructor?.name || "program";
-      const pass = self.openPass(`tfjs:${name}`, [dispatch[0], dispatch[1] ?? 1, dispatch[2] ?? 1]);
+      const pass = self.openPass(programLabel(program), [
+        dispatch[0],
+        dispatch[1] ?? 1,
+        dispatch[2] ?? 1,
+      ]);
       if (pass) self.tfjsPrograms++;
       else self.droppedTfjs++;
       try {
@@ -258,6 +266,52 @@ export class GpuProfileRecorder {
 }
 
 /**
+ * `tfjs:` and the class of a tfjs program (BinaryOpProgram, …), or for this package's programs
+ * (program.ts: plain objects) their shader key, without what tfjs's makeShaderKey appended to it
+ * before recordAndSubmit: `_`, the workgroup size and input ranks (digits and commas), then dtypes.
+ */
+export function programLabel(program: {
+  constructor?: { name?: string };
+  shaderKey?: unknown;
+}): string {
+  const name = program?.constructor?.name;
+  if (name && name !== "Object") return `tfjs:${name}`;
+  const key = typeof program?.shaderKey === "string" ? program.shaderKey : "program";
+  const suffix = /_[\d,]*\d(float32|int32|bool|complex64|string)/.exec(key);
+  return `tfjs:${suffix ? key.slice(0, suffix.index) : key}`;
+}
+
+/** Valid timed dispatches grouped by `by`, most total time first (shares of `sumNs`). */
+function groupTimes(
+  valid: { key: string; wg: string; ns: number }[],
+  sumNs: number,
+  by: (d: { key: string; wg: string }) => string,
+): GpuKeyTime[] {
+  const groups = new Map<string, { key: string; count: number; ns: number; wg: Set<string> }>();
+  for (const d of valid) {
+    const id = by(d);
+    let g = groups.get(id);
+    if (!g) {
+      g = { key: d.key, count: 0, ns: 0, wg: new Set() };
+      groups.set(id, g);
+    }
+    g.count++;
+    g.ns += d.ns;
+    if (g.wg.size < 4) g.wg.add(d.wg);
+  }
+  return [...groups.values()]
+    .map((g) => ({
+      key: g.key,
+      count: g.count,
+      totalMs: g.ns / 1e6,
+      meanUs: g.ns / g.count / 1e3,
+      share: sumNs > 0 ? g.ns / sumNs : 0,
+      workgroups: [...g.wg],
+    }))
+    .sort((x, y) => y.totalMs - x.totalMs);
+}
+
+/**
  * Per-dispatch times and the per-key summary from the raw timestamps (`stamps[2i]`, `[2i + 1]`:
  * the beginning and end of dispatch i, in ns). A pair whose end precedes its beginning (drivers
  * can reorder) or that was never written (both 0) counts as invalid and stays out of the sums.
@@ -272,51 +326,31 @@ export function summariseTimestamps(
       `summariseTimestamps: expected ${keys.length * 2} timestamps (2 per dispatch), got ${stamps.length}`,
     );
   const times: GpuDispatchTime[] = [];
-  const groups = new Map<string, { count: number; ns: number; wg: Set<string> }>();
-  let invalid = 0;
+  const valid: { key: string; wg: string; ns: number }[] = [];
   let sumNs = 0;
   let bits = 0n;
   keys.forEach((key, i) => {
     const begin = stamps[2 * i];
     const end = stamps[2 * i + 1];
-    const valid = end >= begin && !(begin === 0n && end === 0n);
-    const ns = valid ? Number(end - begin) : Number.NaN;
+    const ok = end >= begin && !(begin === 0n && end === 0n);
+    const ns = ok ? Number(end - begin) : Number.NaN;
     times.push({ key, workgroups: workgroups[i], ms: ns / 1e6 });
-    if (!valid) {
-      invalid++;
-      return;
-    }
+    if (!ok) return;
     bits |= begin | end;
     sumNs += ns;
-    let g = groups.get(key);
-    if (!g) {
-      g = { count: 0, ns: 0, wg: new Set() };
-      groups.set(key, g);
-    }
-    g.count++;
-    g.ns += ns;
-    if (g.wg.size < 4) g.wg.add(workgroups[i].join("×"));
+    valid.push({ key, wg: workgroups[i].join("×"), ns });
   });
-  const byKey: GpuKeyTime[] = [...groups.entries()]
-    .map(([key, g]) => ({
-      key,
-      count: g.count,
-      totalMs: g.ns / 1e6,
-      meanUs: g.ns / g.count / 1e3,
-      share: sumNs > 0 ? g.ns / sumNs : 0,
-      workgroups: [...g.wg],
-    }))
-    .sort((x, y) => y.totalMs - x.totalMs);
   let granularity = 1;
   if (bits === 0n) granularity = 0;
   else while ((bits & BigInt(granularity)) === 0n && granularity < 2 ** 52) granularity *= 2;
   return {
     available: true,
     dispatches: keys.length,
-    invalid,
+    invalid: keys.length - valid.length,
     sumMs: sumNs / 1e6,
     granularityNs: granularity,
-    byKey,
+    byKey: groupTimes(valid, sumNs, (d) => d.key),
+    byShape: groupTimes(valid, sumNs, (d) => `${d.key} ${d.wg}`),
     times,
   };
 }
@@ -371,6 +405,7 @@ export async function stopGpuProfile(): Promise<GpuProfile> {
       sumMs: 0,
       granularityNs: 0,
       byKey: [],
+      byShape: [],
       times: [],
     };
   return recorder.finish();
