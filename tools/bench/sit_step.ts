@@ -14,7 +14,7 @@
 //     [--no-torch] [--torch-device cpu|cuda] [--torch-iters 3] [--torch-warmup 1]
 //     [--checkpoint-blocks on|off|k] (k: recompute only the first k blocks) [--fused-block on|off]
 //     [--precision f32|mixed-f16] (mixed-f16: f16 GEMMs + loss scaling; webgpu with shader-f16)
-//     [--late-read] [--loss-scaler device|host]
+//     [--late-read] [--loss-scaler device|host] [--gpu-profile]
 //
 // --fused-block off makes webgpu compose each transformer block from separate kernels (the
 // portable block) instead of the fused one-kernel-per-direction block (for before/after runs).
@@ -26,6 +26,12 @@
 // --loss-scaler host keeps mixed-f16's loss scaler on the host path (tfjs ops unscale and check
 // every gradient, then its found-inf flag is read before AdamW) even where the flat AdamW could
 // do it on the device (the default, `device`): for before/after runs in one tree.
+// --gpu-profile (webgpu): after the timed steps (and the tf.profile step), one more step runs with
+// every dispatch in a compute pass of its own with GPU timestamps (packages/kernels/src/webgpu/
+// gpu-profile.ts, the device feature timestamp-query): `gpu_profile` gives the GPU time per shader
+// key (count, total, mean, share; all keys if ≤ 40, else the top 40 and the rest summed), the
+// same per key and workgroup count (a GEMM key's shapes), their sum, and that step's wall time
+// (longer than the others': one pass per dispatch). The timed steps are unaffected.
 // --memory-steps N replaces the timing: it runs N steps and reports the tensor count and the GPU
 // buffer bytes after step min(10, N) and after step N (the no-growth check). --depth overrides the
 // model's depth (for quick smoke runs only). PyTorch runs with $SIT_TORCH_PYTHON, else
@@ -42,6 +48,12 @@ import { initBackend } from "../../packages/core/src/node";
 import { corruptViews } from "../../packages/gmml/src/index";
 import { setWebgpuFusedBlock } from "../../packages/kernels/src/index";
 import { rawDispatchCount } from "../../packages/kernels/src/webgpu/flat-buffers";
+import {
+  type GpuProfile,
+  startGpuProfile,
+  stopGpuProfile,
+} from "../../packages/kernels/src/webgpu/gpu-profile";
+import { gpuProfileReport } from "./gpu-profile-report";
 import { createSiT } from "../../packages/recipes/src/index";
 import { StepRunner } from "../../packages/train/src/step-runner";
 import { instrumentPhases } from "./phases";
@@ -78,6 +90,13 @@ const precision = option("precision", "f32");
 const lossScalerPath = option("loss-scaler", "device");
 if (!["device", "host"].includes(lossScalerPath))
   throw new Error(`--loss-scaler: expected device or host, got ${lossScalerPath}`);
+const gpuProfile = flag("gpu-profile");
+if (gpuProfile && backend !== "webgpu")
+  throw new Error(
+    `--gpu-profile: times WebGPU dispatches, so it needs --backend webgpu, got --backend ${backend}`,
+  );
+if (gpuProfile && MEMORY_STEPS > 0)
+  throw new Error("--gpu-profile: not with --memory-steps (which replaces the timed steps)");
 setWebgpuFusedBlock(fusedBlock);
 for (const [k, v] of Object.entries({ BATCH, ITERS, WARMUP, DEPTH, MEMORY_STEPS }))
   if (!Number.isInteger(v) || v < 0 || (v === 0 && k !== "WARMUP" && k !== "MEMORY_STEPS"))
@@ -473,6 +492,21 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   for (const k of profile.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + 1);
   const top = [...byKernel.entries()].sort((a, b) => b[1] - a[1]).slice(0, 8);
   const gpu = gpuBytes();
+  // After everything else is measured: one step with a timestamped pass per dispatch.
+  let profiled: Record<string, unknown> | undefined;
+  if (gpuProfile) {
+    await flush();
+    startGpuProfile();
+    const t0 = performance.now();
+    let p: GpuProfile;
+    try {
+      await run();
+      await flush();
+    } finally {
+      p = await stopGpuProfile();
+    }
+    profiled = gpuProfileReport(p, performance.now() - t0);
+  }
   const result: Record<string, unknown> = {
     ...common,
     iters: ITERS,
@@ -514,6 +548,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
       stubbed && stubbed.size > 0 ? "unknown (sync reads stubbed)" : Number.isFinite(loss),
     // Mixed precision: the scale after the run (it halves on each step skipped for an overflow).
     ...(recipe.lossScaler ? { loss_scaler: recipe.lossScaler.state() } : {}),
+    ...(profiled ? { gpu_profile: profiled } : {}),
   };
   tf.dispose(views);
   recipe.dispose();
