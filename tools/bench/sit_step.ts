@@ -14,8 +14,10 @@
 //     [--no-torch] [--torch-device cpu|cuda] [--torch-iters 3] [--torch-warmup 1]
 //     [--checkpoint-blocks on|off|k] (k: recompute only the first k blocks) [--fused-block on|off]
 //     [--precision f32|mixed-f16] (mixed-f16: f16 GEMMs + loss scaling; webgpu with shader-f16)
-//     [--late-read] [--loss-scaler device|host] [--gpu-profile]
+//     [--late-read] [--loss-scaler device|host] [--split-k auto|off] [--gpu-profile]
 //
+// --split-k off keeps every webgpu GEMM in one slice of K (no split-K weight gradients,
+// gemm-split.ts), for before/after runs in one tree.
 // --fused-block off makes webgpu compose each transformer block from separate kernels (the
 // portable block) instead of the fused one-kernel-per-direction block (for before/after runs).
 // --late-read runs the steps as fit runs them on webgpu (@sit/train's StepRunner): step k's losses
@@ -47,6 +49,7 @@ import { type BackendName, Rng } from "../../packages/core/src/index";
 import { initBackend } from "../../packages/core/src/node";
 import { corruptViews } from "../../packages/gmml/src/index";
 import { setWebgpuFusedBlock } from "../../packages/kernels/src/index";
+import { setGemmSplitK } from "../../packages/kernels/src/webgpu/gemm-split";
 import { rawDispatchCount } from "../../packages/kernels/src/webgpu/flat-buffers";
 import {
   type GpuProfile,
@@ -98,6 +101,10 @@ if (gpuProfile && backend !== "webgpu")
 if (gpuProfile && MEMORY_STEPS > 0)
   throw new Error("--gpu-profile: not with --memory-steps (which replaces the timed steps)");
 setWebgpuFusedBlock(fusedBlock);
+const splitK = option("split-k", "auto");
+if (splitK !== "auto" && splitK !== "off")
+  throw new Error(`--split-k: expected auto or off, got ${splitK}`);
+setGemmSplitK(splitK === "off" ? 1 : "auto");
 for (const [k, v] of Object.entries({ BATCH, ITERS, WARMUP, DEPTH, MEMORY_STEPS }))
   if (!Number.isInteger(v) || v < 0 || (v === 0 && k !== "WARMUP" && k !== "MEMORY_STEPS"))
     throw new Error(`--${k.toLowerCase().replace("_", "-")}: expected a non-negative integer`);
@@ -391,6 +398,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     ...(info.adapter ? { adapter: info.adapter } : {}),
     checkpoint_blocks: recomputedBlocks ?? checkpointBlocks,
     fused_block: fusedBlock,
+    split_k: splitK,
     late_read: lateRead,
     precision,
     ...(recipe.lossScaler ? { loss_scaler_path: lossScalerPath } : {}),

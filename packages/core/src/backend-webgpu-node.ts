@@ -51,22 +51,31 @@ async function probeAdapter(dawnPath: string): Promise<Probe> {
 }
 
 /**
- * Dawn's `create()` flags for `SIT_DAWN_TOGGLES` (comma-separated Dawn toggle names, e.g.
- * `vulkan_enable_f16_on_nvidia`: Dawn offers `shader-f16` on NVIDIA's Vulkan driver only with it,
- * which mixed precision needs). Empty or unset: no flags. Names are checked, since Dawn ignores
- * an unknown toggle with only a warning on stderr.
+ * Dawn's `create()` flags for `SIT_DAWN_TOGGLES`: comma-separated Dawn toggle names to enable,
+ * or to disable with a leading `-` (e.g. `vulkan_enable_f16_on_nvidia`: Dawn offers `shader-f16`
+ * on NVIDIA's Vulkan driver only with it, which mixed precision needs; `-timestamp_quantization`:
+ * full-resolution GPU timestamps for a profile). Empty or unset: no flags. Names are checked,
+ * since Dawn ignores an unknown toggle with only a warning on stderr.
  */
 export function dawnFlags(value: string | undefined): string[] {
   const names = (value ?? "")
     .split(",")
     .map((t) => t.trim())
     .filter((t) => t.length > 0);
-  for (const name of names)
+  const enable: string[] = [];
+  const disable: string[] = [];
+  for (const entry of names) {
+    const name = entry.startsWith("-") ? entry.slice(1) : entry;
     if (!/^[a-z0-9_]+$/.test(name))
       throw new Error(
-        `SIT_DAWN_TOGGLES: expected comma-separated Dawn toggle names (lower-case letters, digits, _), got "${name}" in "${value}"`,
+        `SIT_DAWN_TOGGLES: expected comma-separated Dawn toggle names (lower-case letters, digits, _; a leading - disables one), got "${entry}" in "${value}"`,
       );
-  return names.length > 0 ? [`enable-dawn-features=${names.join(",")}`] : [];
+    (entry.startsWith("-") ? disable : enable).push(name);
+  }
+  return [
+    ...(enable.length > 0 ? [`enable-dawn-features=${enable.join(",")}`] : []),
+    ...(disable.length > 0 ? [`disable-dawn-features=${disable.join(",")}`] : []),
+  ];
 }
 
 /**

@@ -112,8 +112,13 @@ TORCH="$PY sit_step_torch.py --device cuda --warmup $WARMUP --iters $ITERS $D"
 # and the long no-growth run.
 stage torch_tiny 7 $TORCH --model tiny --batch "$TINY_B"
 stage torch_small 7 $TORCH --model small --batch "$SMALL_B"
-stage tfjs_tiny 15 $STEP --model tiny --batch "$TINY_B"
-stage tfjs_small 15 $STEP --model small --batch "$SMALL_B"
+# After the timed steps, one more step with each dispatch in a timestamped pass of its own: GPU
+# time per shader (gpu_profile; Dawn's timestamp quantisation off for it).
+PROFILED="env SIT_DAWN_TOGGLES=-timestamp_quantization $STEP --gpu-profile"
+stage tfjs_tiny 15 $PROFILED --model tiny --batch "$TINY_B"
+stage tfjs_small 15 $PROFILED --model small --batch "$SMALL_B"
+# The same tiny step without split-K weight gradients (gemm-split.ts), for the before/after ratio.
+stage tfjs_tiny_nosplit 8 $STEP --model tiny --batch "$TINY_B" --split-k off
 # Dawn offers shader-f16 on NVIDIA's Vulkan driver only with this toggle (none without it on the
 # H200, 2026-12-04); the stages that use f16 set it, the f32 stages run as a user's default would.
 F16ENV="env SIT_DAWN_TOGGLES=vulkan_enable_f16_on_nvidia"

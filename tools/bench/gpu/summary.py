@@ -63,9 +63,24 @@ def main():
             if isinstance(row["f16_step_ms"], (int, float)) and isinstance(row["torch_step_ms"], (int, float)):
                 # The f16 target is against PyTorch fp32 (≤ 0.6).
                 row["ratio_f16_step_over_torch_fp32"] = round(row["f16_step_ms"] / row["torch_step_ms"], 2)
+        gp = tj.get("gpu_profile") or t.get("gpu_profile")  # sit_step --gpu-profile
+        if gp:
+            row["gpu_profile"] = {k: gp.get(k) for k in ("available", "reason", "sum_ms", "step_ms",
+                                                          "dispatches_timed", "untimed",
+                                                          "timer_granularity_ns") if k in gp}
+            # The ten shader keys with the most GPU time: where the step's GPU time goes.
+            row["gpu_profile"]["top"] = [
+                {k: e.get(k) for k in ("key", "count", "total_ms", "share", "workgroups")}
+                for e in (gp.get("top") or [])[:10]]
         if row["tfjs_peak_gpu_bytes"] and row["torch_max_memory_allocated_bytes"]:
             row["ratio_peak_memory"] = round(row["tfjs_peak_gpu_bytes"] / row["torch_max_memory_allocated_bytes"], 2)
         out[model] = {key: v for key, v in row.items() if v is not None}
+    ns = load(d, "tfjs_tiny_nosplit.json")  # run.sh: the tiny step with --split-k off
+    if "error" not in ns and isinstance(out.get("tiny", {}).get("tfjs_step_ms"), (int, float)):
+        nsj = ns.get("tfjs", {})
+        out["tiny"]["nosplit_step_ms"] = nsj.get("step_ms")
+        if isinstance(nsj.get("step_ms"), (int, float)):
+            out["tiny"]["split_speedup"] = round(nsj["step_ms"] / out["tiny"]["tfjs_step_ms"], 2)
     m = load(d, "memory.json")
     mj = m.get("tfjs", m)
     out["memory"] = {key: mj.get(key) for key in
