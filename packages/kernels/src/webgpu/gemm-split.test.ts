@@ -34,30 +34,40 @@ describe("split-K GEMM (weight gradients with few output tiles)", () => {
     expect(() => setGemmSplitK(0)).toThrow(/slices: expected "auto" or an integer ≥ 1, got 0/);
   });
 
-  it("gives tfjs's matMul (Aᵀ·B) with ragged slices, and one more dispatch than unsplit", async (ctx) => {
+  it("gives tfjs's matMul for every transpose pair with ragged slices, and one more dispatch than unsplit", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;
     // K = 1,000 in slices of 208 (the last one short), M and N across the 64-wide tiles.
     const [M, N, K] = [70, 67, 1000];
-    const reference = await onCpu(() => [tf.matMul(fill([K, M], 1), fill([K, N], 2), true, false)]);
-    const a = fill([K, M], 1) as tf.Tensor2D;
-    const b = fill([K, N], 2) as tf.Tensor2D;
-    const dispatches = async (slices: number) => {
-      setGemmSplitK(slices);
-      const raw0 = rawDispatchCount();
-      const c = webgpuGemm(a, b, { transposeA: true });
-      const n = rawDispatchCount() - raw0;
-      const data = await c.data();
-      c.dispose();
-      return { n, data };
-    };
-    const one = await dispatches(1);
-    const five = await dispatches(5);
-    await checkWebgpuShaders();
-    expect(one.n).toBe(1);
-    expect(five.n).toBe(2);
-    expectClose(one.data, reference[0], 1e-5, "unsplit", 1e-6);
-    expectClose(five.data, reference[0], 1e-5, "split in 5", 1e-6);
-    tf.dispose([a, b]);
+    for (const [ta, tb] of [
+      [true, false],
+      [false, false],
+      [false, true],
+      [true, true],
+    ]) {
+      const shapes = [ta ? [K, M] : [M, K], tb ? [N, K] : [K, N]];
+      const reference = await onCpu(() => [
+        tf.matMul(fill(shapes[0], 1), fill(shapes[1], 2), ta, tb),
+      ]);
+      const a = fill(shapes[0], 1) as tf.Tensor2D;
+      const b = fill(shapes[1], 2) as tf.Tensor2D;
+      const dispatches = async (slices: number) => {
+        setGemmSplitK(slices);
+        const raw0 = rawDispatchCount();
+        const c = webgpuGemm(a, b, { transposeA: ta, transposeB: tb });
+        const n = rawDispatchCount() - raw0;
+        const data = await c.data();
+        c.dispose();
+        return { n, data };
+      };
+      const one = await dispatches(1);
+      const five = await dispatches(5);
+      await checkWebgpuShaders();
+      expect(one.n).toBe(1);
+      expect(five.n).toBe(2);
+      expectClose(one.data, reference[0], 1e-5, `unsplit ${ta} ${tb}`, 1e-6);
+      expectClose(five.data, reference[0], 1e-5, `split in 5 ${ta} ${tb}`, 1e-6);
+      tf.dispose([a, b]);
+    }
   });
 
   it("splits a linear layer's weight and bias gradients (GELU prologue, row factors) exactly as unsplit", async (ctx) => {

@@ -6,7 +6,8 @@ import { type GemmVariant, TILE, gemmBindings } from "./gemm-wgsl";
 // `dW = xᵀ·dy` sums over every token of the batch (K = batch·tokens, tens of thousands) into a
 // small [in, out] matrix. ViT-Tiny's qkv gradient [192, 576] is 27 tiles of 64 × 64, its proj
 // gradient 9: one workgroup per tile would leave most of a large GPU idle (an H100/H200 has 132
-// multiprocessors) while each of those few workgroups walks the whole of K. Split, workgroup z of
+// multiprocessors) while each of those few workgroups walks the whole of K. (A few rows through a
+// wide layer, e.g. a small batch's CLS tokens through a 4096-wide head, is the same case.) Split, workgroup z of
 // the same dispatch sums its own range of K into its own slice of a scratch buffer, and one more
 // dispatch adds the slices (and the column-sum slices of a bias gradient) into the output. Only
 // for variants without an epilogue that must follow the whole sum (bias, GELU derivative,
