@@ -1,7 +1,8 @@
 import * as tf from "@tensorflow/tfjs";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { checkWebgpuShaders } from "./flat-buffers";
 import { assertMixedPrecision, webgpuHasShaderF16 } from "../precision";
+import { setWebgpuGemmTile } from "./gemm";
 import { webgpuFromHalf, webgpuGemmHalf, webgpuToHalf } from "./gemm-half";
 import { f16Round, fill, useWebgpu } from "./testing";
 
@@ -18,8 +19,6 @@ async function useF16(ctx: { skip: () => void }): Promise<boolean> {
   return false;
 }
 
-// Shapes that cross the 64 × 64 × 16 tiles' edges in every dimension.
-const [M, K, N] = [70, 37, 67];
 const U = 2 ** -24; // f32 unit roundoff
 
 /** Exact GELU x·Φ(x) in f64: erf by its Taylor series up to 3, erfc's continued fraction beyond. */
@@ -99,55 +98,66 @@ function expectWithin(got: Float32Array, ref: Float64Array, tol: Float64Array, l
   ).toBe(true);
 }
 
+afterEach(() => setWebgpuGemmTile("auto"));
+
 describe("webgpu mixed-precision GEMM (shader-f16)", () => {
-  it("rounds operands to f16, accumulates in f32 and rounds the result: within the f16 bound of an f64 reference", async (ctx) => {
-    if (!(await useF16(ctx))) return;
-    // Each transpose pair; operands from f32 storage (rounded as loaded) and from f16 storage.
-    for (const [ta, tb, geluA, withBias] of [
-      [false, false, true, true],
-      [true, false, false, false],
-      [false, true, false, true],
-      [true, true, true, false],
-    ]) {
-      const a = fill(ta ? [K, M] : [M, K], 1) as tf.Tensor2D;
-      const b = fill(tb ? [N, K] : [K, N], 2) as tf.Tensor2D;
-      const bias = withBias ? (fill([N], 3) as tf.Tensor1D) : null;
-      const [av, bv] = [(await a.data()) as Float32Array, (await b.data()) as Float32Array];
-      const biasv = bias ? ((await bias.data()) as Float32Array) : null;
-      const { ref, tol } = reference(av, bv, biasv, [M, N, K], ta, tb, geluA);
-      const opts = { transposeA: ta, transposeB: tb, geluA, bias };
-      const fromF32 = webgpuGemmHalf(a, b, { ...opts, outF32: true });
-      const [ah, bh] = [webgpuToHalf(a), webgpuToHalf(b)];
-      const fromHalf = webgpuGemmHalf(ah, bh, opts);
-      const back = webgpuFromHalf(fromHalf);
-      const label = `ta=${ta} tb=${tb} gelu=${geluA} bias=${withBias}`;
-      await checkWebgpuShaders();
-      const got = (await fromF32.data()) as Float32Array;
-      expectWithin(got, ref, tol, `f32-stored ${label}`);
-      // From f16 storage the GEMM sees f16(a) (the GELU prologue then acts on f16 values, as
-      // autocast's GELU on an f16 tensor does): its own reference; without GELU the rounding only
-      // moved (toHalf instead of the tile load), so the values are identical.
-      const stored = reference(av.map(f16Round), bv, biasv, [M, N, K], ta, tb, geluA);
-      const gotHalf = (await back.data()) as Float32Array;
-      expectWithin(gotHalf, stored.ref, stored.tol, `f16-stored ${label}`);
-      if (!geluA) expect(Array.from(gotHalf)).toEqual(Array.from(got));
-      // And it is f16: against the unrounded operands the error is far above an f32 GEMM's.
-      if (!geluA) {
-        let worst = 0;
-        for (let i = 0; i < M; i++)
-          for (let j = 0; j < N; j++) {
-            let exact = biasv ? biasv[j] : 0;
-            for (let p = 0; p < K; p++)
-              exact += av[ta ? p * M + i : i * K + p] * bv[tb ? j * K + p : p * N + j];
-            worst = Math.max(worst, Math.abs(got[i * N + j] - exact));
-          }
-        expect(worst, label).toBeGreaterThan(1e-3);
+  // Each tile forced, on shapes that cross its edges in every dimension (64 × 64 × 16 and
+  // 128 × 128 × 8).
+  const cases = [
+    { tile: "64", shape: [70, 37, 67] },
+    { tile: "128", shape: [130, 37, 200] },
+  ] as const;
+  for (const { tile, shape } of cases)
+    it(`rounds operands to f16, accumulates in f32 and rounds the result: within the f16 bound of an f64 reference (tile ${tile}, [M, K, N] = [${shape}])`, async (ctx) => {
+      if (!(await useF16(ctx))) return;
+      setWebgpuGemmTile(tile);
+      const [M, K, N] = shape;
+      // Each transpose pair; operands from f32 storage (rounded as loaded) and from f16 storage.
+      for (const [ta, tb, geluA, withBias] of [
+        [false, false, true, true],
+        [true, false, false, false],
+        [false, true, false, true],
+        [true, true, true, false],
+      ]) {
+        const a = fill(ta ? [K, M] : [M, K], 1) as tf.Tensor2D;
+        const b = fill(tb ? [N, K] : [K, N], 2) as tf.Tensor2D;
+        const bias = withBias ? (fill([N], 3) as tf.Tensor1D) : null;
+        const [av, bv] = [(await a.data()) as Float32Array, (await b.data()) as Float32Array];
+        const biasv = bias ? ((await bias.data()) as Float32Array) : null;
+        const { ref, tol } = reference(av, bv, biasv, [M, N, K], ta, tb, geluA);
+        const opts = { transposeA: ta, transposeB: tb, geluA, bias };
+        const fromF32 = webgpuGemmHalf(a, b, { ...opts, outF32: true });
+        const [ah, bh] = [webgpuToHalf(a), webgpuToHalf(b)];
+        const fromHalf = webgpuGemmHalf(ah, bh, opts);
+        const back = webgpuFromHalf(fromHalf);
+        const label = `ta=${ta} tb=${tb} gelu=${geluA} bias=${withBias}`;
+        await checkWebgpuShaders();
+        const got = (await fromF32.data()) as Float32Array;
+        expectWithin(got, ref, tol, `f32-stored ${label}`);
+        // From f16 storage the GEMM sees f16(a) (the GELU prologue then acts on f16 values, as
+        // autocast's GELU on an f16 tensor does): its own reference; without GELU the rounding only
+        // moved (toHalf instead of the tile load), so the values are identical.
+        const stored = reference(av.map(f16Round), bv, biasv, [M, N, K], ta, tb, geluA);
+        const gotHalf = (await back.data()) as Float32Array;
+        expectWithin(gotHalf, stored.ref, stored.tol, `f16-stored ${label}`);
+        if (!geluA) expect(Array.from(gotHalf)).toEqual(Array.from(got));
+        // And it is f16: against the unrounded operands the error is far above an f32 GEMM's.
+        if (!geluA) {
+          let worst = 0;
+          for (let i = 0; i < M; i++)
+            for (let j = 0; j < N; j++) {
+              let exact = biasv ? biasv[j] : 0;
+              for (let p = 0; p < K; p++)
+                exact += av[ta ? p * M + i : i * K + p] * bv[tb ? j * K + p : p * N + j];
+              worst = Math.max(worst, Math.abs(got[i * N + j] - exact));
+            }
+          expect(worst, label).toBeGreaterThan(1e-3);
+        }
+        tf.dispose([a, b, fromF32, ah.data, bh.data, fromHalf.data, back]);
+        if (bias) bias.dispose();
       }
-      tf.dispose([a, b, fromF32, ah.data, bh.data, fromHalf.data, back]);
-      if (bias) bias.dispose();
-    }
-    await checkWebgpuShaders();
-  }, 600_000);
+      await checkWebgpuShaders();
+    }, 600_000);
 
   it("converts to and from f16 with IEEE rounding, overflow to ±inf and NaN kept; a GEMM overflows to inf", async (ctx) => {
     if (!(await useF16(ctx))) return;

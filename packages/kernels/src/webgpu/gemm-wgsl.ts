@@ -56,12 +56,20 @@ export function precisionOf(
 /** Output tile `BM × BN` per workgroup of 16 × 16 threads (4 × 4 outputs each), K in steps of `BK`. */
 export const TILE = { BM: 64, BN: 64, BK: 16 } as const;
 
+/**
+ * The two tile configurations: 64 (this file's {@link gemmWgsl}, 4 × 4 outputs per thread) and 128
+ * (gemm-wgsl-128.ts, 128 × 128 per workgroup, 8 × 8 per thread, vec4 shared-memory reads).
+ */
+export type GemmTile = 64 | 128;
+export const TILES = { 64: TILE, 128: { BM: 128, BN: 128, BK: 8 } } as const;
+
 /** A short, unique cache key of a variant. */
-export function gemmKey(v: GemmVariant): string {
+export function gemmKey(v: GemmVariant, tile: GemmTile = 64): string {
   const bits = [v.transA, v.transB, v.geluA, v.bias, v.geluGrad, v.residual, v.colSum];
   bits.push(v.scaleRows, v.scaleB);
   const half = v.half ? `_h${[...v.half].sort().join("")}` : "";
-  return `SitGemm_${bits.map((b) => (b ? 1 : 0)).join("")}${half}`;
+  // (The 64 tile's keys are unchanged, so profiles stay comparable across versions.)
+  return `SitGemm_${bits.map((b) => (b ? 1 : 0)).join("")}${half}${tile === 128 ? "_t128" : ""}`;
 }
 
 /**
@@ -91,25 +99,7 @@ export function gemmBindings(v: GemmVariant): string[] {
  */
 export function gemmWgsl(v: GemmVariant): string {
   const { BM, BN, BK } = TILE;
-  const names = gemmBindings(v);
-  // Every binding read_write: WebGPU tracks usage per buffer, not per range, so a read-only
-  // binding of a buffer whose other range is written in the same dispatch (the fused block's
-  // workspace) is a usage conflict; writable bindings of one buffer at disjoint ranges are not.
-  const half = v.half ? new Set<string>(v.half) : null;
-  const decl = names
-    .map((name, i) => {
-      const type = half?.has(name) ? "f16" : "f32";
-      return `@group(0) @binding(${i}) var<storage, read_write> ${name} : array<${type}>;`;
-    })
-    .join("\n");
-  // Reads, tile element type and the rounding steps: identity for the f32 GEMM.
-  const read = (name: string, index: string) =>
-    half?.has(name) ? `f32(${name}[${index}])` : `${name}[${index}]`;
-  const store = (name: string, value: string) => (half?.has(name) ? `sitHalf(${value})` : value);
-  const tile = half ? "f16" : "f32";
-  const toTile = (x: string) => (half ? `sitHalf(${x})` : x);
-  const fromTile = (x: string) => (half ? `f32(${x})` : x);
-  const round = (x: string) => (half ? `${x} = f32(sitHalf(${x.trim()}));` : "");
+  const { header, read, tile, toTile, fromTile, epilogue, sumValue } = gemmParts(v);
   // Element e of the tile's BM·BK (or BK·BN) loads, mapped so that consecutive threads read
   // consecutive addresses of the stored matrix.
   const loadA = v.transA
@@ -118,16 +108,12 @@ export function gemmWgsl(v: GemmVariant): string {
   const loadB = v.transB
     ? "let kk = e % BK; let nn = e / BK; let idx = (col0 + nn) * u.K + k0 + kk;"
     : "let nn = e % BN; let kk = e / BN; let idx = (k0 + kk) * u.N + col0 + nn;";
-  return /* wgsl */ `${half ? HALF_WGSL : ""}
-struct U { M : i32, N : i32, K : i32, rowsPer : i32, kSplit : i32 };
-${decl}
-@group(0) @binding(${names.length}) var<uniform> u : U;
-${PHI_WGSL}
+  return /* wgsl */ `${header}
 const BM = ${BM};
 const BN = ${BN};
 const BK = ${BK};
 var<workgroup> As : array<array<${tile}, BM>, BK>;
-var<workgroup> Bs : array<array<${tile}, BN>, BK>;${half && v.colSum ? "\nvar<workgroup> CsumScratch : array<array<f32, BN>, BK>;" : ""}
+var<workgroup> Bs : array<array<${tile}, BN>, BK>;${v.half && v.colSum ? "\nvar<workgroup> CsumScratch : array<array<f32, BN>, BK>;" : ""}
 
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_id) lid : vec3<u32>) {
@@ -181,18 +167,55 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_id) li
     let m = row0 + ty + 16 * i;
     for (var j = 0; j < 4; j++) {
       let n = col0 + tx + 16 * j;
-      if (m < u.M && n < u.N) {
-        var c = acc[i][j];
+      if (m < u.M && n < u.N) { ${epilogue("acc[i][j]")} }
+    }
+  }
+  ${v.colSum ? colSumTail(tile, sumValue) : ""}
+}`;
+}
+
+/**
+ * The parts every tile configuration shares: the header (f16 helpers, uniforms, bindings, GELU),
+ * the element reads and the tile element type with its conversions, the epilogue of one output
+ * element (`m`, `n` and `cBase` in scope; C written), and the value written for a column sum `s`.
+ */
+export function gemmParts(v: GemmVariant) {
+  const names = gemmBindings(v);
+  // Every binding read_write: WebGPU tracks usage per buffer, not per range, so a read-only
+  // binding of a buffer whose other range is written in the same dispatch (the fused block's
+  // workspace) is a usage conflict; writable bindings of one buffer at disjoint ranges are not.
+  const half = v.half ? new Set<string>(v.half) : null;
+  const decl = names
+    .map((name, i) => {
+      const type = half?.has(name) ? "f16" : "f32";
+      return `@group(0) @binding(${i}) var<storage, read_write> ${name} : array<${type}>;`;
+    })
+    .join("\n");
+  // Reads, tile element type and the rounding steps: identity for the f32 GEMM.
+  const read = (name: string, index: string) =>
+    half?.has(name) ? `f32(${name}[${index}])` : `${name}[${index}]`;
+  const store = (name: string, value: string) => (half?.has(name) ? `sitHalf(${value})` : value);
+  const round = (x: string) => (half ? `${x} = f32(sitHalf(${x.trim()}));` : "");
+  const epilogue = (acc: string) => `
+        var c = ${acc};
         ${v.bias ? `c += ${half ? "f32(sitHalf(Bias[n]))" : "Bias[n]"};` : ""}${round("\n        c")}
         ${v.scaleRows ? "c *= Sc[m / u.rowsPer];" : ""}
         ${v.geluGrad ? `c *= sitGeluGrad(${read("H", "m * u.N + n")});${round(" c")}` : ""}
         ${v.residual ? `c += ${read("R", "m * u.N + n")};` : ""}
-        C[cBase + m * u.N + n] = ${store("C", "c")};
-      }
-    }
-  }
-  ${v.colSum ? colSumTail(tile, half ? (half.has("S") ? "sitHalf(s)" : "f32(sitHalf(s))") : "s") : ""}
-}`;
+        C[cBase + m * u.N + n] = ${store("C", "c")};`;
+  return {
+    header: `${half ? HALF_WGSL : ""}
+struct U { M : i32, N : i32, K : i32, rowsPer : i32, kSplit : i32 };
+${decl}
+@group(0) @binding(${names.length}) var<uniform> u : U;
+${PHI_WGSL}`,
+    read,
+    tile: half ? "f16" : "f32",
+    toTile: (x: string) => (half ? `sitHalf(${x})` : x),
+    fromTile: (x: string) => (half ? `f32(${x})` : x),
+    epilogue,
+    sumValue: half ? (half.has("S") ? "sitHalf(s)" : "f32(sitHalf(s))") : "s",
+  };
 }
 
 // Column sums of op(B): every workgroup in the first row of tiles has seen all of K for its

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { expectClose } from "@sit/testing";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { portableGelu } from "../gelu";
 import { portableLinear } from "../linear";
 import {
@@ -10,17 +10,26 @@ import {
   settleShaderChecks,
   webgpuInternals,
 } from "./flat-buffers";
-import { webgpuFusedLinear, webgpuGemm } from "./gemm";
+import { PLAIN_GEMM, gemmTileFor, setWebgpuGemmTile, webgpuFusedLinear, webgpuGemm } from "./gemm";
 import { countLaunches, fill, onCpu, useWebgpu } from "./testing";
 
 afterAll(async () => {
   await tf.setBackend("cpu");
 });
 
-// Shapes that cross the 64 × 64 × 16 tiles' edges in every dimension.
-const [M, K, N] = [70, 37, 67];
+// Each tile forced, on shapes that cross its edges in every dimension (64 × 64 × 16: [70, 37, 67];
+// 128 × 128 × 8: [130, 37, 200]), and the 128 tile on a product smaller than one tile with K < BK.
+// The fused linear's x is [2, M / 2, K].
+describe.each([
+  { tile: "64", shape: [70, 37, 67] },
+  { tile: "128", shape: [130, 37, 200] },
+  { tile: "128", shape: [20, 5, 9] },
+] as const)("webgpu GEMM kernels, tile $tile, [M, K, N] = $shape", ({ tile, shape }) => {
+  const [M, K, N] = shape;
+  const rows = M / 2;
+  beforeEach(() => setWebgpuGemmTile(tile));
+  afterEach(() => setWebgpuGemmTile("auto"));
 
-describe("webgpu GEMM kernels", () => {
   it("match tfjs's matMul for every transpose pair, with GELU prologue, bias and residual", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;
     const make = (ta: boolean, tb: boolean) => [
@@ -69,11 +78,11 @@ describe("webgpu GEMM kernels", () => {
   it("fused linear (GELU input, bias, residual; rank 3) matches the portable ops, forward and every gradient", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;
     const make = () => [
-      fill([2, 35, K], 5),
+      fill([2, rows, K], 5),
       fill([K, N], 6, 0.3),
       fill([N], 7),
-      fill([2, 35, N], 8),
-      fill([2, 35, N], 9),
+      fill([2, rows, N], 8),
+      fill([2, rows, N], 9),
       tf.tensor1d([0, 1.25]), // stochastic depth: the first sample's branch dropped
     ];
     // Every flag on and off, the MLP's two layers (bias; GELU input + bias + residual, with and
@@ -94,7 +103,7 @@ describe("webgpu GEMM kernels", () => {
             tf.reshape(pre, [-1, K]) as tf.Tensor2D,
             w as tf.Tensor2D,
             withBias ? (b as tf.Tensor1D) : null,
-          ).reshape([2, 35, N]);
+          ).reshape([2, rows, N]);
           const ys = withScale ? tf.mul(y, tf.reshape(scale, [2, 1, 1])) : y;
           return withResidual ? tf.add(ys, r) : ys;
         };
@@ -130,6 +139,31 @@ describe("webgpu GEMM kernels", () => {
       }
     }
   }, 600_000);
+});
+
+describe("webgpu GEMM kernels", () => {
+  it("picks the tile per variant and shape (128: f32, M and N ≥ 128, ≥ 8 tiles of 128) and rejects a bad choice", () => {
+    // ViT-Tiny/4 at batch 256: M = 16640 tokens.
+    const bias = { ...PLAIN_GEMM, bias: true };
+    expect(gemmTileFor(bias, 16640, 576, 192)).toBe(128); // qkv
+    expect(gemmTileFor({ ...PLAIN_GEMM, transB: true }, 16640, 192, 768)).toBe(128); // fc1's dx
+    expect(gemmTileFor({ ...bias, geluA: true }, 16640, 192, 768)).toBe(128); // fc2 (GELU input)
+    expect(gemmTileFor({ ...bias, half: [] }, 16640, 576, 192)).toBe(64); // f16
+    expect(gemmTileFor(bias, 16384, 192, 48)).toBe(128); // the patch embedding: K 48
+    expect(gemmTileFor(bias, 16640, 127, 192)).toBe(64); // N below one tile
+    const dW = { ...PLAIN_GEMM, transA: true, colSum: true };
+    expect(gemmTileFor(dW, 192, 576, 16640)).toBe(128); // qkv's dW: 10 tiles of 128
+    expect(gemmTileFor(dW, 192, 192, 16640)).toBe(64); // proj's dW: 4 tiles of 128
+    expect(gemmTileFor(PLAIN_GEMM, 100, 100_000, 192)).toBe(64); // M below one tile
+    setWebgpuGemmTile("128");
+    expect(gemmTileFor({ ...bias, half: [] }, 10, 10, 10)).toBe(128);
+    setWebgpuGemmTile("64");
+    expect(gemmTileFor(bias, 16640, 576, 192)).toBe(64);
+    setWebgpuGemmTile("auto");
+    expect(() => setWebgpuGemmTile("256" as never)).toThrow(
+      /setWebgpuGemmTile choice: expected "auto", "64" or "128", got "256"/,
+    );
+  });
 
   it("runs a linear in one dispatch forward and two backward (dx; dW with db), leaking nothing", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;

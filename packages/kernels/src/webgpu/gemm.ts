@@ -4,7 +4,15 @@ import { type View, encode, viewOf } from "./encode";
 import { type WebGpuInternals, newTensorInfo, webgpuInternals } from "./flat-buffers";
 import { halfActive } from "../precision";
 import { encodeSplitGemm, splitKFor } from "./gemm-split";
-import { type GemmVariant, TILE, gemmKey, gemmWgsl, precisionOf } from "./gemm-wgsl";
+import {
+  type GemmTile,
+  type GemmVariant,
+  TILES,
+  gemmKey,
+  gemmWgsl,
+  precisionOf,
+} from "./gemm-wgsl";
+import { gemmWgsl128 } from "./gemm-wgsl-128";
 import { registerWebgpuKernels } from "./program";
 import { runKernelSaving, share } from "./tape";
 
@@ -39,6 +47,50 @@ const PLAIN: GemmVariant = {
 /** The plain variant (no transposes, prologue or epilogue); others spread over it. */
 export const PLAIN_GEMM = PLAIN;
 
+/** What {@link setWebgpuGemmTile} accepts: a tile for every GEMM, or the per-shape choice. */
+export type GemmTileChoice = "auto" | "64" | "128";
+
+let tileChoice: GemmTileChoice = "auto";
+
+/**
+ * Use the 64 or the 128 tile for every GEMM of this package, or back to the per-shape choice of
+ * {@link gemmTileFor} with "auto" (for benchmarks and tests).
+ */
+export function setWebgpuGemmTile(choice: GemmTileChoice): void {
+  if (choice !== "auto" && choice !== "64" && choice !== "128")
+    throw new RangeError(
+      `setWebgpuGemmTile choice: expected "auto", "64" or "128", got ${JSON.stringify(choice)}`,
+    );
+  tileChoice = choice;
+}
+
+/**
+ * The fewest tiles of 128 for which "auto" picks the 128 tile. Not a GPU's worth: a product with
+ * few output tiles and a long K (a weight gradient) is split along K (gemm-split.ts), which fills
+ * the GPU either way; measured, the 128 tile won from 9 tiles up and lost on 4 (see below).
+ */
+const MIN_TILES_128 = 8;
+
+/**
+ * The tile of `variant` on a `[M, N, K]` product under the current choice. "auto" picks the 128
+ * tile for f32 variants whose M and N are ≥ 128 and whose output has ≥ {@link MIN_TILES_128}
+ * tiles of 128; else the 64 tile. Measured on an H200 (Dawn / Vulkan, tools/bench/gemm-webgpu.ts,
+ * 2026-12-04, two runs of this kernel, each tile timed back to back on every shape of the
+ * ViT-Tiny/4 batch-256 and ViT-S/16 batch-64 steps): the 128 tile was faster on every forward and
+ * dx product (38 of 38 comparisons, 1.06 – 1.60×, median ≈ 1.3×; M 12.5 K – 16.6 K, N 192 – 1536,
+ * the GELU prologue and K = 48 included) and on the weight gradients from 9 tiles of 128 up (16 of
+ * 16, 1.12 – 1.66×), slower only on the 192 × 192 weight gradient (4 tiles: 0.88 – 0.90×). The f32
+ * GEMM time of the 30 products: 64 tile 23.9 – 24.9 ms, 128 tile 18.2 – 18.6 ms. f16 stays on the
+ * 64 tile (0.8 – 1.3×, no net gain; f16 has no split-K and its weight gradients ran 2× slower on
+ * the 128 tile). The bench times both tiles on every shape (fused64_ms, fused128_ms), so this rule
+ * can follow its numbers on other GPUs.
+ */
+export function gemmTileFor(variant: GemmVariant, m: number, n: number, _k: number): GemmTile {
+  if (tileChoice !== "auto") return tileChoice === "128" ? 128 : 64;
+  if (variant.half || m < 128 || n < 128) return 64;
+  return Math.ceil(m / 128) * Math.ceil(n / 128) >= MIN_TILES_128 ? 128 : 64;
+}
+
 /**
  * Encode `variant` on `[M, N, K]` with the given tensors or buffer views (in {@link gemmBindings}
  * order), directly on tfjs's compute pass (encode.ts: cached WGSL, uniforms and bind groups).
@@ -51,8 +103,10 @@ export function encodeGemm(
   rowsPer = 1,
 ): void {
   if (m === 0 || n === 0) return;
-  const key = gemmKey(variant);
-  const groups: [number, number, number] = [Math.ceil(n / TILE.BN), Math.ceil(m / TILE.BM), 1];
+  const tile = gemmTileFor(variant, m, n, k);
+  const { BM, BN } = TILES[tile];
+  const key = gemmKey(variant, tile);
+  const groups: [number, number, number] = [Math.ceil(n / BN), Math.ceil(m / BM), 1];
   const limit = b.device.limits.maxComputeWorkgroupsPerDimension;
   if (groups[0] > limit || groups[1] > limit)
     throw new ShapeError(
@@ -61,7 +115,8 @@ export function encodeGemm(
   const views = operands.map((t) => ("offset" in t ? t : viewOf(b, t)));
   const one = (vs: View[], kSplit: number, slices: number) => {
     const uniforms = [m, n, k, rowsPer, kSplit].map((i) => ({ i }));
-    encode(b, key, () => gemmWgsl(variant), vs, uniforms, [groups[0], groups[1], slices]);
+    const wgsl = () => (tile === 128 ? gemmWgsl128(variant) : gemmWgsl(variant));
+    encode(b, key, wgsl, vs, uniforms, [groups[0], groups[1], slices]);
   };
   const split = splitKFor(variant, m, n, k);
   if (split.slices > 1) encodeSplitGemm(b, variant, [m, n, k], views, split, one);
