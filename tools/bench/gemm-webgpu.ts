@@ -14,6 +14,11 @@
 // --precision mixed-f16 also times the f16 GEMM (f16 operands and result in f16 storage, f32
 // accumulation, the same prologue and bias; no residual: the block adds it in f32) and reports its
 // error against the f32 GEMM; PyTorch then also times the product in fp16 (what autocast runs).
+// Both tile configurations of the fused GEMM are timed on every shape (fused64_ms, fused128_ms:
+// gemm-wgsl.ts's 64 × 64 tile and gemm-wgsl-128.ts's 128 × 128), and fused_ms is the time of the
+// one that setWebgpuGemmTile("auto") picks for the shape (tile_auto); the f16 GEMM likewise. Without
+// shader-f16 on the adapter, --precision mixed-f16 only notes it (f16: "skipped: ...") and times
+// the f32 GEMMs.
 // On lavapipe (no GPU): LP_NUM_THREADS=1 ... --model tiny --batch 2 --iters 2 --reps 2 --no-torch
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -21,8 +26,13 @@ import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../../packages/core/src/index";
 import { initBackend } from "../../packages/core/src/node";
-import { checkPrecision } from "../../packages/kernels/src/precision";
-import { webgpuGemm } from "../../packages/kernels/src/webgpu/gemm";
+import { checkPrecision, webgpuHasShaderF16 } from "../../packages/kernels/src/precision";
+import {
+  PLAIN_GEMM,
+  gemmTileFor,
+  setWebgpuGemmTile,
+  webgpuGemm,
+} from "../../packages/kernels/src/webgpu/gemm";
 import {
   webgpuFromHalf,
   webgpuGemmHalf,
@@ -147,7 +157,8 @@ async function halfRow(
 ): Promise<Record<string, unknown>> {
   const [ah, bh] = [webgpuToHalf(a), webgpuToHalf(b)];
   const opts = { transposeA: s.transA, transposeB: s.transB, geluA: s.gelu, bias };
-  const ms = await time(() => webgpuGemmHalf(ah, bh, opts).data);
+  const tiles = await timeTiles(s, true, () => webgpuGemmHalf(ah, bh, opts).data);
+  const ms = tiles.auto;
   const ref = webgpuGemm(a, b, opts);
   const out = webgpuGemmHalf(ah, bh, opts);
   const got = webgpuFromHalf(out);
@@ -158,15 +169,80 @@ async function halfRow(
     err = Math.max(err, Math.abs(x[i] - y[i]));
     scale = Math.max(scale, Math.abs(y[i]));
   }
+  // (tidy: the f16 result is an intermediate.)
+  const diff128 = await tileDiff(() => tf.tidy(() => webgpuFromHalf(webgpuGemmHalf(ah, bh, opts))));
   tf.dispose([ah.data, bh.data, ref, out.data, got]);
   return {
+    f16_tile_auto: tiles.tile,
     f16_ms: round(ms),
     f16_tflops: sig(flops / ms / 1e9),
+    f16_64_ms: round(tiles[64]),
+    f16_64_tflops: sig(flops / tiles[64] / 1e9),
+    f16_128_ms: round(tiles[128]),
+    f16_128_tflops: sig(flops / tiles[128] / 1e9),
+    f16_128_diff_over_scale: sig(diff128),
     f16_max_err_over_scale: sig(err / scale),
     ...(typeof torchHalf === "number"
       ? { torch_fp16_ms: round(torchHalf), torch_fp16_tflops: sig(flops / torchHalf / 1e9) }
       : {}),
   };
+}
+
+/**
+ * `f` timed with the 64 and with the 128 tile forced, and (the same measurement, not a third run)
+ * the time of the tile that "auto" picks for the shape; "auto" again afterwards.
+ */
+async function timeTiles(
+  s: Shape,
+  half: boolean,
+  f: () => tf.Tensor,
+): Promise<{ 64: number; 128: number; auto: number; tile: 64 | 128 }> {
+  const variant = {
+    ...PLAIN_GEMM,
+    transA: s.transA,
+    transB: s.transB,
+    geluA: s.gelu,
+    bias: s.bias,
+    residual: s.residual && !half, // (the f16 rows have no residual)
+    ...(half ? { half: [] } : {}),
+  };
+  const tile = gemmTileFor(variant, s.m, s.n, s.k);
+  try {
+    setWebgpuGemmTile("64");
+    const t64 = await time(f);
+    setWebgpuGemmTile("128");
+    const t128 = await time(f);
+    return { 64: t64, 128: t128, auto: tile === 128 ? t128 : t64, tile };
+  } finally {
+    setWebgpuGemmTile("auto");
+  }
+}
+
+/** Largest |x − y| over the largest |y|: the two tiles' results should agree to f32 rounding. */
+async function diffOverScale(x: tf.Tensor, y: tf.Tensor): Promise<number> {
+  const [a, b] = [await x.data(), await y.data()];
+  let err = 0;
+  let scale = 0;
+  for (let i = 0; i < b.length; i++) {
+    err = Math.max(err, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return err / scale;
+}
+
+/** `f`'s result with the 128 tile against the 64 tile's (a check of the 128 tile on this GPU). */
+async function tileDiff(f: () => tf.Tensor): Promise<number> {
+  try {
+    setWebgpuGemmTile("64");
+    const small = f();
+    setWebgpuGemmTile("128");
+    const big = f();
+    const d = await diffOverScale(big, small);
+    tf.dispose([small, big]);
+    return d;
+  } finally {
+    setWebgpuGemmTile("auto");
+  }
 }
 
 const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
@@ -180,7 +256,13 @@ async function main() {
     allowSoftwareAdapter: flag("allow-software-adapter"),
     log: false,
   });
-  const half = checkPrecision("--precision", PRECISION) === "mixed-f16";
+  // Without shader-f16 (Dawn on NVIDIA's Vulkan driver offers it only with a toggle) the f16 GEMM
+  // cannot run: say so in the output and still time the f32 GEMMs.
+  // (checkPrecision validates the value, and would throw for mixed-f16 without the feature.)
+  if (PRECISION !== "mixed-f16") checkPrecision("--precision", PRECISION);
+  const half = PRECISION === "mixed-f16" && webgpuHasShaderF16();
+  const f16Note =
+    PRECISION === "mixed-f16" && !half ? "skipped: the adapter has no shader-f16" : undefined;
   const torchMs = (torch.ms ?? {}) as Record<string, number>;
   const torchHalfMs = (torch.fp16_ms ?? {}) as Record<string, number>;
   const rows: Record<string, unknown>[] = [];
@@ -191,7 +273,8 @@ async function main() {
     const residual = s.residual ? randn([s.m, s.n], 4) : null;
     const flops = 2 * s.m * s.n * s.k;
     const opts = { transposeA: s.transA, transposeB: s.transB, geluA: s.gelu, bias, residual };
-    const fused = await time(() => webgpuGemm(a, b, opts));
+    const tiles = await timeTiles(s, false, () => webgpuGemm(a, b, opts));
+    const fused = tiles.auto;
     const plain = await time(() => tf.matMul(a, b, s.transA, s.transB));
     const row: Record<string, unknown> = {
       shape: s.name,
@@ -199,8 +282,14 @@ async function main() {
       k: s.k,
       n: s.n,
       epilogue: [s.gelu && "gelu-in", s.bias && "bias", s.residual && "residual"].filter(Boolean),
+      tile_auto: tiles.tile,
       fused_ms: round(fused),
       fused_tflops: sig(flops / fused / 1e9),
+      fused64_ms: round(tiles[64]),
+      fused64_tflops: sig(flops / tiles[64] / 1e9),
+      fused128_ms: round(tiles[128]),
+      fused128_tflops: sig(flops / tiles[128] / 1e9),
+      fused128_diff_over_scale: sig(await tileDiff(() => webgpuGemm(a, b, opts))),
       tfjs_matmul_ms: round(plain),
       tfjs_matmul_tflops: sig(flops / plain / 1e9),
     };
@@ -225,11 +314,20 @@ async function main() {
         iters: ITERS,
         reps: REPS,
         precision: PRECISION,
-        note: "ms per launch (median of iters, each REPS launches + one read); TFLOP/s = 2·m·n·k / time. fused = @sit/kernels WGSL GEMM with the listed epilogue; tfjs_matmul = tf.matMul, product only; torch = torch.matmul fp32 (TF32 off), product only.",
+        ...(f16Note ? { f16: f16Note } : {}),
+        note: "ms per launch (median of iters, each REPS launches + one read); TFLOP/s = 2·m·n·k / time. fused = @sit/kernels WGSL GEMM with the listed epilogue, on the tile that auto picks (tile_auto; fused64 / fused128: each tile forced, fused is one of those two measurements); tfjs_matmul = tf.matMul, product only; torch = torch.matmul fp32 (TF32 off), product only.",
         sum_ms: {
           fused: round(total("fused_ms")),
+          fused64: round(total("fused64_ms")),
+          fused128: round(total("fused128_ms")),
           tfjs_matmul: round(total("tfjs_matmul_ms")),
-          ...(half ? { f16: round(total("f16_ms")) } : {}),
+          ...(half
+            ? {
+                f16: round(total("f16_ms")),
+                f16_64: round(total("f16_64_ms")),
+                f16_128: round(total("f16_128_ms")),
+              }
+            : {}),
           ...(torch.available !== false ? { torch: round(total("torch_ms")) } : {}),
         },
         torch: { ...torch, ms: undefined },
