@@ -13,8 +13,14 @@ import { type GemmVariant, TILE, gemmBindings } from "./gemm-wgsl";
 // for variants without an epilogue that must follow the whole sum (bias, GELU derivative,
 // residual, row factors) and in f32 (the f16 GEMM rounds its result once, after the whole sum).
 
-/** Workgroups worth filling a large GPU about twice over. */
-const TARGET_GROUPS = 256;
+/**
+ * Workgroups to aim for: four per multiprocessor of a 132-SM H100/H200. Measured there
+ * (gemm-webgpu, 2026-12-04): ViT-S's fc1 and fc2 weight gradients, 144 tiles of 64 over
+ * K = 12,608 and not split under a target of 256, ran 3–5× slower than tfjs's own matMul (3.7 vs
+ * 0.71 ms), and the split products with 10–29 slices reached 4–8 TFLOP/s against 15–26 for the
+ * forward products: more slices, not fewer.
+ */
+const TARGET_GROUPS = 528;
 /** The fewest K rows per slice: below this the extra slice traffic outweighs the parallelism. */
 const MIN_SLICE_K = 512;
 /** The most slices (bounds the scratch buffer: slices × M × N floats). */
@@ -32,23 +38,27 @@ export function setGemmSplitK(slices: "auto" | number): void {
   override = slices;
 }
 
-/** K rows per slice (a multiple of BK) and the number of slices for `variant` on [M, N, K]. */
+/**
+ * K rows per slice (a multiple of BK) and the number of slices for `variant` on [M, N, K] with
+ * output tiles of `tile` (the GEMM's own: gemm.ts picks 64 or 128).
+ */
 export function splitKFor(
   v: GemmVariant,
   m: number,
   n: number,
   k: number,
+  tile: { BM: number; BN: number } = TILE,
 ): { kSplit: number; slices: number } {
   const whole = { kSplit: Math.max(k, 1), slices: 1 };
   if (v.half || v.bias || v.geluGrad || v.residual || v.scaleRows) return whole;
   let want: number;
   if (override !== "auto") want = override;
   else {
-    const tiles = Math.ceil(m / TILE.BM) * Math.ceil(n / TILE.BN);
-    if (tiles >= TARGET_GROUPS / 2) return whole;
+    const tiles = Math.ceil(m / tile.BM) * Math.ceil(n / tile.BN);
     want = Math.min(Math.ceil(TARGET_GROUPS / tiles), Math.floor(k / MIN_SLICE_K), MAX_SLICES);
   }
   if (want <= 1) return whole;
+  // A multiple of the 64 tile's BK (16), hence of the 128 tile's (8).
   const kSplit = Math.ceil(Math.ceil(k / want) / TILE.BK) * TILE.BK;
   const slices = Math.ceil(k / kSplit);
   return slices > 1 ? { kSplit, slices } : whole;

@@ -118,7 +118,7 @@ export function encodeGemm(
     const wgsl = () => (tile === 128 ? gemmWgsl128(variant) : gemmWgsl(variant));
     encode(b, key, wgsl, vs, uniforms, [groups[0], groups[1], slices]);
   };
-  const split = splitKFor(variant, m, n, k);
+  const split = splitKFor(variant, m, n, k, TILES[tile]);
   if (split.slices > 1) encodeSplitGemm(b, variant, [m, n, k], views, split, one);
   else one(views, split.kSplit, 1);
 }
