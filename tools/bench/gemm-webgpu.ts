@@ -25,6 +25,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../../packages/core/src/index";
+import { maxRelativeError } from "../../packages/testing/src/measure";
 import { initBackend } from "../../packages/core/src/node";
 import { checkPrecision, webgpuHasShaderF16 } from "../../packages/kernels/src/precision";
 import {
@@ -220,14 +221,7 @@ async function timeTiles(
 
 /** Largest |x − y| over the largest |y|: the two tiles' results should agree to f32 rounding. */
 async function diffOverScale(x: tf.Tensor, y: tf.Tensor): Promise<number> {
-  const [a, b] = [await x.data(), await y.data()];
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < b.length; i++) {
-    err = Math.max(err, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return err / scale;
+  return maxRelativeError(await x.data(), await y.data());
 }
 
 /** `f`'s result with the 128 tile against the 64 tile's (a check of the 128 tile on this GPU). */

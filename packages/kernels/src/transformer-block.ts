@@ -39,6 +39,20 @@ export interface TransformerBlockWeights {
   fc2: LinearWeights;
 }
 
+/**
+ * The tensors of `w` as `[name, tensor]`, named `layer.weight` / `layer.bias` in timm's order
+ * (absent biases left out): the block's parameters in a fixed order, for gradients and disposal.
+ */
+export function namedBlockWeights(w: TransformerBlockWeights): [string, tf.Tensor][] {
+  const out: [string, tf.Tensor][] = [];
+  for (const [name, layer] of Object.entries(w))
+    for (const key of ["weight", "bias"] as const) {
+      const t = (layer as LinearWeights)[key];
+      if (t) out.push([`${name}.${key}`, t]);
+    }
+  return out;
+}
+
 /** Options of {@link transformerBlock}. */
 export interface TransformerBlockOptions {
   /** Attention heads (a divisor of D). */

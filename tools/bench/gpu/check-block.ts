@@ -6,9 +6,11 @@
 import * as tf from "@tensorflow/tfjs";
 import {
   type TransformerBlockWeights,
+  namedBlockWeights,
   portableTransformerBlock,
   transformerBlock,
 } from "../../../packages/kernels/src/transformer-block";
+import { maxRelativeError } from "../../../packages/testing/src/measure";
 
 export interface BlockSize {
   name: string;
@@ -18,20 +20,6 @@ export interface BlockSize {
 }
 
 type Block = typeof transformerBlock;
-
-/** Max-norm relative error max|a − b| / max|b| of two arrays (Infinity on NaN or length mismatch). */
-export function maxNormRel(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) return Number.POSITIVE_INFINITY;
-  let scale = 1e-12;
-  let worst = 0;
-  for (let i = 0; i < b.length; i++) {
-    scale = Math.max(scale, Math.abs(b[i]));
-    const d = Math.abs(a[i] - b[i]);
-    if (Number.isNaN(d)) return Number.POSITIVE_INFINITY;
-    worst = Math.max(worst, d);
-  }
-  return worst / scale;
-}
 
 function blockWeights(d: number, seed: number): TransformerBlockWeights {
   const r = (shape: number[], s: number) => tf.randomNormal(shape, 0, s, "float32", seed++);
@@ -47,15 +35,7 @@ function blockWeights(d: number, seed: number): TransformerBlockWeights {
   };
 }
 
-function params(w: TransformerBlockWeights): [string, tf.Tensor][] {
-  const out: [string, tf.Tensor][] = [];
-  for (const [name, layer] of Object.entries(w))
-    for (const key of ["weight", "bias"] as const) {
-      const t = (layer as { weight: tf.Tensor; bias: tf.Tensor | null })[key];
-      if (t) out.push([`${name}.${key}`, t]);
-    }
-  return out;
-}
+const params = namedBlockWeights;
 
 async function outputs(
   block: Block,
@@ -124,7 +104,7 @@ export async function checkBlock(
     const ran = profile.kernelNames.filter((k) => k.startsWith("SitBlock"));
     const fused = ran.some((k) => !k.endsWith("Grad")) && ran.some((k) => k.endsWith("Grad"));
     const errors = Object.fromEntries(
-      outputNames.map((n, i) => [n, maxNormRel(got.data[i], ref.data[i])]),
+      outputNames.map((n, i) => [n, maxRelativeError(got.data[i], ref.data[i])]),
     );
     const worst = Math.max(...Object.values(errors));
     return {

@@ -21,7 +21,8 @@ import {
 } from "../../../packages/kernels/src/index";
 import { findOverride } from "../../../packages/kernels/src/registry";
 import { checkWebgpuShaders } from "../../../packages/kernels/src/webgpu/flat-buffers";
-import { checkBlock, maxNormRel } from "./check-block";
+import { maxRelativeError } from "../../../packages/testing/src/measure";
+import { checkBlock } from "./check-block";
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -97,7 +98,7 @@ async function relError(a: tf.Tensor, b: tf.Tensor): Promise<number> {
   if (a.shape.join() !== b.shape.join()) return Number.POSITIVE_INFINITY;
   // Async reads: tfjs-backend-webgpu's dataSync needs OffscreenCanvas, which Node lacks.
   const [x, y] = await Promise.all([a.data(), b.data()]);
-  return maxNormRel(x as Float32Array, y as Float32Array);
+  return maxRelativeError(x, y);
 }
 
 async function check(name: KernelName, backend: string, s: Size): Promise<Record<string, unknown>> {

@@ -1,6 +1,10 @@
 // Test fixtures of the fused transformer block's specs (block.test.ts, block-half.test.ts).
 import * as tf from "@tensorflow/tfjs";
-import type { TransformerBlockWeights, transformerBlock } from "../transformer-block";
+import {
+  type TransformerBlockWeights,
+  namedBlockWeights,
+  type transformerBlock,
+} from "../transformer-block";
 import { fill } from "./testing";
 
 // B·N = 51 rows and widths that cross the GEMM's 64 × 64 × 16 tiles; head dim 24.
@@ -26,15 +30,8 @@ export function weights(seed: number, qkvBias = true): TransformerBlockWeights {
   };
 }
 
-export function flat(w: TransformerBlockWeights): [string, tf.Tensor][] {
-  const out: [string, tf.Tensor][] = [];
-  for (const [name, layer] of Object.entries(w))
-    for (const key of ["weight", "bias"] as const) {
-      const t = (layer as { weight: tf.Tensor; bias: tf.Tensor | null })[key];
-      if (t) out.push([`${name}.${key}`, t]);
-    }
-  return out;
-}
+/** The block's parameters as `[name, tensor]` (transformer-block.ts). */
+export const flat = namedBlockWeights;
 
 export type BlockFn = typeof transformerBlock;
 

@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import { maxRelativeError } from "@sit/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import { webgpuHasShaderF16, withPrecision } from "../precision";
 import { transformerBlock } from "../transformer-block";
@@ -19,15 +20,7 @@ async function useF16(ctx: { skip: () => void }): Promise<boolean> {
 }
 
 /** max |a − b| / max |b|: the error relative to the tensor's scale. */
-function scaledError(a: Float32Array, b: Float32Array): number {
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < b.length; i++) {
-    err = Math.max(err, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return err / scale;
-}
+const scaledError = (a: Float32Array, b: Float32Array) => maxRelativeError(a, b);
 
 // f16 keeps 11 significant bits (unit roundoff u = 2⁻¹¹ ≈ 4.9e-4). Each GEMM rounds its operands
 // and its result, and a gradient here passes through up to four of them and the attention
