@@ -25,6 +25,7 @@ import {
   copyElements,
   newTensorInfo,
   webgpuInternals,
+  GPU_USAGE,
 } from "./flat-buffers";
 import { PLAIN_GEMM, encodeGemm } from "./gemm";
 import { precisionOf } from "./gemm-wgsl";
@@ -153,7 +154,7 @@ function attention(
   );
 }
 
-const GPU_STORAGE_COPY = 0x80 | 0x04 | 0x08; // GPUBufferUsage STORAGE | COPY_SRC | COPY_DST
+const GPU_STORAGE_COPY = GPU_USAGE.STORAGE | GPU_USAGE.COPY_SRC | GPU_USAGE.COPY_DST;
 
 /**
  * The saved workspace as a tensor of shape [1] on a buffer of `elements` floats from tfjs's pool

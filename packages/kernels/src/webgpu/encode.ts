@@ -7,6 +7,7 @@ import {
   bufferOf,
   noteRawDispatch,
   pipeline,
+  GPU_USAGE,
 } from "./flat-buffers";
 import { gpuProfiling } from "./gpu-profile";
 
@@ -36,8 +37,6 @@ export function viewOf(b: WebGpuInternals, t: tf.TensorInfo, offset = 0, size?: 
 /** Uniforms: 32-bit scalars (i32 or f32), packed in order (a WGSL struct of scalars). */
 export type Scalars = { i: number } | { f: number };
 
-const GPU_BUFFER_USAGE_UNIFORM = 0x40;
-const GPU_BUFFER_USAGE_COPY_DST = 0x08;
 /** Bound on each cache; cleared (not evicted one by one) past it. */
 const CACHE_LIMIT = 4096;
 
@@ -82,7 +81,7 @@ function uniformBuffer(b: WebGpuInternals, c: DeviceCaches, values: Scalars[]): 
     });
     buf = b.device.createBuffer({
       size: bytes,
-      usage: GPU_BUFFER_USAGE_UNIFORM | GPU_BUFFER_USAGE_COPY_DST,
+      usage: GPU_USAGE.UNIFORM | GPU_USAGE.COPY_DST,
     });
     b.queue.writeBuffer(buf, 0, data);
     if (c.uniforms.size >= CACHE_LIMIT) c.uniforms.clear();

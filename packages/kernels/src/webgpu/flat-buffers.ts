@@ -30,6 +30,20 @@ interface GpuEncoder {
   beginComputePass(desc?: object): GpuPass;
 }
 
+/**
+ * WebGPU's GPUBufferUsage and GPUMapMode bits (spec values), for the buffers this package makes
+ * itself: Node has no GPUBufferUsage global until Dawn is loaded, and a bundle must not rely on it.
+ */
+export const GPU_USAGE = {
+  MAP_READ: 0x01,
+  COPY_SRC: 0x04,
+  COPY_DST: 0x08,
+  UNIFORM: 0x40,
+  STORAGE: 0x80,
+  QUERY_RESOLVE: 0x200,
+} as const;
+export const GPU_MAP_MODE_READ = 0x01;
+
 export interface GpuPipeline {
   getBindGroupLayout(i: number): unknown;
 }

@@ -5,6 +5,8 @@ import {
   noteRawDispatch,
   rawDispatchCount,
   webgpuInternals,
+  GPU_USAGE,
+  GPU_MAP_MODE_READ,
 } from "./flat-buffers";
 
 // GPU time per dispatch, from WebGPU timestamp queries (the device feature `timestamp-query`,
@@ -19,11 +21,6 @@ import {
 /** WebGPU's largest query set (queries): two per timed dispatch. */
 const QUERIES_PER_SET = 4096;
 const DISPATCHES_PER_SET = QUERIES_PER_SET / 2;
-const GPU_BUFFER_USAGE_MAP_READ = 0x01;
-const GPU_BUFFER_USAGE_COPY_SRC = 0x04;
-const GPU_BUFFER_USAGE_COPY_DST = 0x08;
-const GPU_BUFFER_USAGE_QUERY_RESOLVE = 0x200;
-const GPU_MAP_MODE_READ = 0x01;
 
 interface QuerySet {
   destroy(): void;
@@ -230,11 +227,11 @@ export class GpuProfileRecorder {
           const bytes = queries * 8;
           const r = device.createBuffer({
             size: bytes,
-            usage: GPU_BUFFER_USAGE_QUERY_RESOLVE | GPU_BUFFER_USAGE_COPY_SRC,
+            usage: GPU_USAGE.QUERY_RESOLVE | GPU_USAGE.COPY_SRC,
           });
           const m = device.createBuffer({
             size: bytes,
-            usage: GPU_BUFFER_USAGE_MAP_READ | GPU_BUFFER_USAGE_COPY_DST,
+            usage: GPU_USAGE.MAP_READ | GPU_USAGE.COPY_DST,
           });
           encoder.resolveQuerySet(set, 0, queries, r, 0);
           encoder.copyBufferToBuffer(r, 0, m, 0, bytes);
