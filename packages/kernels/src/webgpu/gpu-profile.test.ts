@@ -4,13 +4,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { rawDispatchCount, webgpuInternals } from "./flat-buffers";
 import { PLAIN_GEMM, webgpuGemm } from "./gemm";
 import { gemmKey } from "./gemm-wgsl";
-import {
-  type GpuProfile,
-  programLabel,
-  startGpuProfile,
-  stopGpuProfile,
-  summariseTimestamps,
-} from "./gpu-profile";
+import { type GpuProfile, startGpuProfile, stopGpuProfile } from "./gpu-profile";
+import { programLabel, summariseTimestamps } from "./gpu-profile-summary";
 import { fill, onCpu, useWebgpu } from "./testing";
 
 afterAll(async () => {
