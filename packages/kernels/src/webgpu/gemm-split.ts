@@ -11,7 +11,9 @@ import { type GemmVariant, TILE, gemmBindings } from "./gemm-wgsl";
 // the same dispatch sums its own range of K into its own slice of a scratch buffer, and one more
 // dispatch adds the slices (and the column-sum slices of a bias gradient) into the output. Only
 // for variants without an epilogue that must follow the whole sum (bias, GELU derivative,
-// residual, row factors) and in f32 (the f16 GEMM rounds its result once, after the whole sum).
+// residual, row factors) and in f32 (the f16 GEMM rounds its result once, after the whole sum);
+// never with the LayerNorm prologue (each workgroup's row statistics need the whole of K, and its
+// LN(A) output is not sliced).
 
 /**
  * Workgroups to aim for: four per multiprocessor of a 132-SM H100/H200. Measured there
@@ -50,7 +52,7 @@ export function splitKFor(
   tile: { BM: number; BN: number } = TILE,
 ): { kSplit: number; slices: number } {
   const whole = { kSplit: Math.max(k, 1), slices: 1 };
-  if (v.half || v.bias || v.geluGrad || v.residual || v.scaleRows) return whole;
+  if (v.half || v.bias || v.geluGrad || v.residual || v.scaleRows || v.lnA) return whole;
   let want: number;
   if (override !== "auto") want = override;
   else {

@@ -19,7 +19,8 @@ const ROW4 = TILES[128].BM / 4 + 1;
 /** WGSL of `v` on the 128 × 128 tile (same bindings, uniforms and semantics as {@link gemmWgsl}). */
 export function gemmWgsl128(v: GemmVariant): string {
   const { BM, BN, BK } = TILES[128];
-  const { header, read, tile, toTile, fromTile, epilogue, sumValue } = gemmParts(v);
+  const { header, read, tile, toTile, fromTile, epilogue, sumValue, lnStats, lnApply } =
+    gemmParts(v);
   const f4 = (x: string) => (v.half ? `vec4<f32>(${x})` : x);
   // Element e of the 1024 loads of a tile (4 per thread), consecutive threads on consecutive
   // addresses of the stored matrix, for each layout.
@@ -57,12 +58,16 @@ export function gemmWgsl128(v: GemmVariant): string {
       pb${l} = ${read("B", "idx")};
     }
   }`;
-  // The GELU prologue and the row factors apply at the stash (kn is then the stashed step's k0),
-  // not at the fetch: there they would wait for the load at once and undo the pipelining. (GELU of
-  // a zero-filled element is 0; a factor past K is not read.)
+  // The GELU and LayerNorm prologues and the row factors apply at the stash (kn is then the
+  // stashed step's k0), not at the fetch: there they would wait for the load at once and undo the
+  // pipelining. (GELU of a zero-filled element is 0; LayerNorm's is not, so it is guarded; a
+  // factor past K is not read.)
   const stashA = (l: number) => {
     const a = v.geluA ? `sitGelu(pa${l})` : `pa${l}`;
-    return `{ let e = tid + ${l * 256}; ${loadA} As[kk * ROW4 + mm / 4][mm % 4] = ${toTile(a)}; }`;
+    const ln = v.lnA
+      ? ` if (row0 + mm < u.M && kn + kk < kEnd) { ${lnApply(`pa${l}`, "mm", "kn + kk", "idx")} }`
+      : "";
+    return `{ let e = tid + ${l * 256}; ${loadA}${ln} As[kk * ROW4 + mm / 4][mm % 4] = ${toTile(a)}; }`;
   };
   const stashB = (l: number) => {
     const scale = v.scaleB ? ` if (kn + kk < kEnd) { pb${l} *= Sc[(kn + kk) / u.rowsPer]; }` : "";
@@ -113,6 +118,7 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index)
   let kBegin = i32(wid.z) * u.kSplit;
   let kEnd = min(u.K, kBegin + u.kSplit);
   let cBase = i32(wid.z) * u.M * u.N;
+  ${lnStats}
   // Software pipelining: the global loads of the next K step are issued into registers before
   // the FMAs of the current one, so their latency hides behind arithmetic (only one or two
   // workgroups of this size fit a multiprocessor: few warps to switch to while loads wait).

@@ -1,11 +1,11 @@
 import { PHI_WGSL } from "./gelu";
 
 /**
- * What one GEMM shader does: `C[M,N] = pre(op(A))[M,K] · op(B)[K,N]`, then the epilogue
- * `(C + bias[n]) · s[m] · gelu′(H[m,n]) + R[m,n]` (each part optional; s a per-sample factor), and
- * optionally the column sums
- * of op(B) over K (`S[N]`, a bias gradient when B is the incoming gradient). Shapes are uniforms,
- * so one pipeline serves every shape of a variant.
+ * What one GEMM shader does: `C[M,N] = pre(op(A))[M,K] · op(B)[K,N]` (pre: GELU or LayerNorm,
+ * optional), then the epilogue `(C + bias[n]) · s[m] · gelu′(H[m,n]) + R[m,n]` (each part
+ * optional; s a per-sample factor), and optionally the column sums of op(B) over K (`S[N]`, a
+ * bias gradient when B is the incoming gradient). Shapes are uniforms, so one pipeline serves
+ * every shape of a variant.
  */
 export interface GemmVariant {
   /** A is stored `[K, M]` (op(A) = Aᵀ). */
@@ -30,8 +30,21 @@ export interface GemmVariant {
   /** Also write the column sums of op(B) over K to `S[N]`. */
   colSum: boolean;
   /**
+   * The LayerNorm prologue: op(A) = LN(X) over K, `(x − μ)·rstd·Gamma[k] + Beta[k]` per row of
+   * `X [M, K]` (stored as A, not transposed), μ and the biased variance of the row in f32,
+   * rstd = 1/√(var + eps) with `eps` a uniform — what the block's LayerNorm kernel computes
+   * (reductions.ts), so the GEMM that follows a LayerNorm reads X instead. Not with transA or
+   * geluA; never split along K (every workgroup needs whole rows).
+   */
+  lnA?: boolean;
+  /**
+   * With lnA, also write LN(X) to `Y [M, K]` (what a backward reads), stored as A is (f16 when A
+   * is f16-stored, else f32), by the workgroups of the first column tile only: once per element.
+   */
+  lnOut?: boolean;
+  /**
    * Mixed precision (absent: the f32 GEMM). Present: op(A) and op(B) are rounded to f16 as they
-   * are loaded (after the GELU prologue and the row factors) and staged in f16 tiles, products
+   * are loaded (after the GELU or LayerNorm prologue and the row factors) and staged in f16 tiles, products
    * accumulate in f32, and the result is rounded to f16 — PyTorch autocast's f16 GEMM — after the
    * bias (rounded to f16 too: autocast casts it with the weight) and again after the GELU derivative (an f16 op in autocast);
    * the row factors and residual then apply in f32, and S is rounded to f16 too. Overflow gives
@@ -67,26 +80,43 @@ export const TILES = { 64: TILE, 128: { BM: 128, BN: 128, BK: 8 } } as const;
 export function gemmKey(v: GemmVariant, tile: GemmTile = 64): string {
   const bits = [v.transA, v.transB, v.geluA, v.bias, v.geluGrad, v.residual, v.colSum];
   bits.push(v.scaleRows, v.scaleB);
+  const ln = v.lnA ? (v.lnOut ? "_lnY" : "_ln") : v.lnOut ? "_Y" : "";
   const half = v.half ? `_h${[...v.half].sort().join("")}` : "";
   // (The 64 tile's keys are unchanged, so profiles stay comparable across versions.)
-  return `SitGemm_${bits.map((b) => (b ? 1 : 0)).join("")}${half}${tile === 128 ? "_t128" : ""}`;
+  return `SitGemm_${bits.map((b) => (b ? 1 : 0)).join("")}${ln}${half}${tile === 128 ? "_t128" : ""}`;
+}
+
+/** Throw on a variant whose flags contradict each other (before any WGSL is built or encoded). */
+export function checkGemmVariant(v: GemmVariant): void {
+  const clash = v.lnA
+    ? v.transA
+      ? "lnA normalizes the rows of A stored [M, K], so it cannot be combined with transA"
+      : v.geluA
+        ? "lnA and geluA are both prologues of A; a variant has at most one"
+        : null
+    : v.lnOut
+      ? "lnOut writes LN(A), so it needs lnA"
+      : null;
+  if (clash) throw new Error(`GEMM variant ${gemmKey(v)}: ${clash}`);
 }
 
 /**
- * The storage bindings of a variant, in binding order (the uniforms `U {M, N, K, rowsPer, kSplit}`
- * follow):
+ * The storage bindings of a variant, in binding order (the uniforms
+ * `U {M, N, K, rowsPer, kSplit, eps}` follow):
  * read-only inputs first, then the written outputs.
  */
 export function gemmBindings(v: GemmVariant): string[] {
   return [
     "A",
     "B",
+    ...(v.lnA ? ["Gamma", "Beta"] : []),
     ...(v.bias ? ["Bias"] : []),
     ...(v.geluGrad ? ["H"] : []),
     ...(v.residual ? ["R"] : []),
     ...(v.scaleRows || v.scaleB ? ["Sc"] : []),
     "C",
     ...(v.colSum ? ["S"] : []),
+    ...(v.lnOut ? ["Y"] : []),
   ];
 }
 
@@ -99,7 +129,8 @@ export function gemmBindings(v: GemmVariant): string[] {
  */
 export function gemmWgsl(v: GemmVariant): string {
   const { BM, BN, BK } = TILE;
-  const { header, read, tile, toTile, fromTile, epilogue, sumValue } = gemmParts(v);
+  const { header, read, tile, toTile, fromTile, epilogue, sumValue, lnStats, lnApply } =
+    gemmParts(v);
   // Element e of the tile's BM·BK (or BK·BN) loads, mapped so that consecutive threads read
   // consecutive addresses of the stored matrix.
   const loadA = v.transA
@@ -129,6 +160,7 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_id) li
   let kBegin = i32(wid.z) * u.kSplit;
   let kEnd = min(u.K, kBegin + u.kSplit);
   let cBase = i32(wid.z) * u.M * u.N;
+  ${lnStats}
   for (var k0 = kBegin; k0 < kEnd; k0 += BK) {
     for (var l = 0; l < ${(BM * BK) / 256}; l++) {
       let e = tid + l * 256;
@@ -136,7 +168,7 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_id) li
       var a = 0.0;
       if (row0 + mm < u.M && k0 + kk < kEnd) {
         a = ${read("A", "idx")};
-        ${v.geluA ? "a = sitGelu(a);" : ""}
+        ${v.geluA ? "a = sitGelu(a);" : ""}${lnApply("a", "mm", "k0 + kk", "idx")}
       }
       As[kk][mm] = ${toTile("a")};
     }
@@ -180,11 +212,13 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_id) li
  * element (`m`, `n` and `cBase` in scope; C written), and the value written for a column sum `s`.
  */
 export function gemmParts(v: GemmVariant) {
+  checkGemmVariant(v);
   const names = gemmBindings(v);
   // Every binding read_write: WebGPU tracks usage per buffer, not per range, so a read-only
   // binding of a buffer whose other range is written in the same dispatch (the fused block's
   // workspace) is a usage conflict; writable bindings of one buffer at disjoint ranges are not.
-  const half = v.half ? new Set<string>(v.half) : null;
+  // (Y, LN(A), is stored as A is.)
+  const half = v.half ? new Set<string>(v.half.includes("A") ? [...v.half, "Y"] : v.half) : null;
   const decl = names
     .map((name, i) => {
       const type = half?.has(name) ? "f16" : "f32";
@@ -203,12 +237,23 @@ export function gemmParts(v: GemmVariant) {
         ${v.geluGrad ? `c *= sitGeluGrad(${read("H", "m * u.N + n")});${round(" c")}` : ""}
         ${v.residual ? `c += ${read("R", "m * u.N + n")};` : ""}
         C[cBase + m * u.N + n] = ${store("C", "c")};`;
+  // The LayerNorm prologue: element `x` of A (f32, inside the edges) at row `mm` of the tile,
+  // column `k` of A, index `idx` of A, normalized in place (and written to Y by the first column
+  // of tiles).
+  const lnApply = (x: string, mm: string, k: string, idx: string) =>
+    v.lnA
+      ? `${x} = (${x} - lnMu[${mm}]) * lnRstd[${mm}] * Gamma[${k}] + Beta[${k}];${
+          v.lnOut ? ` if (wid.x == 0u) { Y[${idx}] = ${store("Y", x)}; }` : ""
+        }`
+      : "";
   return {
     header: `${half ? HALF_WGSL : ""}
-struct U { M : i32, N : i32, K : i32, rowsPer : i32, kSplit : i32 };
+struct U { M : i32, N : i32, K : i32, rowsPer : i32, kSplit : i32, eps : f32 };
 ${decl}
 @group(0) @binding(${names.length}) var<uniform> u : U;
-${PHI_WGSL}`,
+${PHI_WGSL}${v.lnA ? LN_DECL : ""}`,
+    lnStats: v.lnA ? lnStats(read("A", "(row0 + r) * u.K + c")) : "",
+    lnApply,
     read,
     tile: half ? "f16" : "f32",
     toTile: (x: string) => (half ? `sitHalf(${x})` : x),
@@ -216,6 +261,65 @@ ${PHI_WGSL}`,
     epilogue,
     sumValue: half ? (half.has("S") ? "sitHalf(s)" : "f32(sitHalf(s))") : "s",
   };
+}
+
+// The LayerNorm prologue's row statistics (μ, rstd of each of the tile's BM rows), computed by
+// every workgroup before its K loop: 16 threads per row (consecutive threads on consecutive
+// columns, coalesced), 16 rows at a time, each thread a Welford pass over its columns, the 16
+// partial (count, mean, M2) merged pairwise (Chan et al.) in workgroup memory — as the block's
+// LayerNorm kernel does (reductions.ts), biased variance. 256 threads per workgroup in both
+// tiles; BM is the tile's constant. A row's statistics are recomputed by each column tile: K
+// reads per row, against the K·N products of the tile's GEMM.
+const LN_DECL = `
+var<workgroup> lnN : array<f32, 256>;
+var<workgroup> lnMean : array<f32, 256>;
+var<workgroup> lnM2 : array<f32, 256>;
+var<workgroup> lnMu : array<f32, BM>;
+var<workgroup> lnRstd : array<f32, BM>;
+fn sitLnMerge(a : i32, b : i32) {
+  let n = lnN[a] + lnN[b];
+  if (n > 0.0) {
+    let delta = lnMean[b] - lnMean[a];
+    lnMean[a] = lnMean[a] + delta * lnN[b] / n;
+    lnM2[a] = lnM2[a] + lnM2[b] + delta * delta * lnN[a] * lnN[b] / n;
+    lnN[a] = n;
+  }
+}`;
+
+// The statistics pass (`tid`, `row0` in scope; `x` reads A at row row0 + r, column c). Barriers
+// under uniform control flow only: the loop bounds are constants, the guarded parts have none.
+function lnStats(x: string): string {
+  return `for (var p = 0; p < BM / 16; p++) {
+    let r = p * 16 + tid / 16;
+    let lane = tid % 16;
+    var cnt = 0.0;
+    var mean = 0.0;
+    var m2 = 0.0;
+    if (row0 + r < u.M) {
+      for (var c = lane; c < u.K; c += 16) {
+        let x = ${x};
+        cnt += 1.0;
+        let delta = x - mean;
+        mean += delta / cnt;
+        m2 += delta * (x - mean);
+      }
+    }
+    lnN[tid] = cnt;
+    lnMean[tid] = mean;
+    lnM2[tid] = m2;
+    workgroupBarrier();
+    for (var s = 8; s > 0; s = s >> 1) {
+      if (lane < s) { sitLnMerge(tid, tid + s); }
+      workgroupBarrier();
+    }
+    // (Lane 0 reads only its own entries and every thread of the next round writes only its own:
+    // no barrier between the rounds.)
+    if (lane == 0) {
+      lnMu[r] = lnMean[tid];
+      lnRstd[r] = inverseSqrt(lnM2[tid] / f32(u.K) + u.eps);
+    }
+  }
+  workgroupBarrier();`;
 }
 
 // Column sums of op(B): every workgroup in the first row of tiles has seen all of K for its

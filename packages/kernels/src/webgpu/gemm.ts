@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { ShapeError, describeValue } from "@sit/core";
-import { type View, encode, viewOf } from "./encode";
+import { type Scalars, type View, encode, viewOf } from "./encode";
 import { type WebGpuInternals, newTensorInfo, webgpuInternals } from "./flat-buffers";
 import { halfActive } from "../precision";
 import { encodeSplitGemm, splitKFor } from "./gemm-split";
@@ -8,6 +8,7 @@ import {
   type GemmTile,
   type GemmVariant,
   TILES,
+  checkGemmVariant,
   gemmKey,
   gemmWgsl,
   precisionOf,
@@ -17,14 +18,14 @@ import { registerWebgpuKernels } from "./program";
 import { runKernelSaving, share } from "./tape";
 
 // A tiled GEMM family encoded directly on tfjs's compute pass (see flat-buffers.ts): one shader per
-// variant (transposes, GELU prologue, bias / GELU-derivative / residual epilogue, column sums), one
-// pipeline per variant and device, shapes as uniforms. Two tfjs kernels use it:
+// variant (transposes, GELU or LayerNorm prologue, bias / GELU-derivative / residual epilogue,
+// column sums), one pipeline per variant and device, shapes as uniforms. Two tfjs kernels use it:
 //  - SitLinear: `y = pre(x)·W (+ bias) (+ residual)` over the last axis of x (any rank, no
 //    reshapes), pre = identity or exact GELU: one dispatch. With a GELU prologue, an MLP's fc2
 //    applies fc1's activation as it loads fc1's pre-activation h, so the forward keeps only h.
 //  - SitLinearGrad, its gradient: dx = dy·Wᵀ (· gelu′(x)) and dW = pre(x)ᵀ·dy with db = Σ dy
 //    fused into dW's dispatch: two dispatches; the residual's gradient is dy itself.
-// SitGemm exposes the raw family (no gradient) for benchmarks.
+// SitGemm exposes the raw family (no gradient) for benchmarks; gemm-ln.ts the LayerNorm prologue.
 
 export const LINEAR_KERNEL = "SitLinear";
 /** SitLinear with a per-sample factor on the product (stochastic depth); saves the factors too. */
@@ -94,6 +95,7 @@ export function gemmTileFor(variant: GemmVariant, m: number, n: number, _k: numb
 /**
  * Encode `variant` on `[M, N, K]` with the given tensors or buffer views (in {@link gemmBindings}
  * order), directly on tfjs's compute pass (encode.ts: cached WGSL, uniforms and bind groups).
+ * `rowsPer`: rows per row factor (scaleRows, scaleB); `eps`: the LayerNorm prologue's (lnA).
  */
 export function encodeGemm(
   b: WebGpuInternals,
@@ -101,7 +103,9 @@ export function encodeGemm(
   [m, n, k]: [number, number, number],
   operands: (tf.TensorInfo | View)[],
   rowsPer = 1,
+  eps = 0,
 ): void {
+  checkGemmVariant(variant);
   if (m === 0 || n === 0) return;
   const tile = gemmTileFor(variant, m, n, k);
   const { BM, BN } = TILES[tile];
@@ -114,7 +118,8 @@ export function encodeGemm(
     );
   const views = operands.map((t) => ("offset" in t ? t : viewOf(b, t)));
   const one = (vs: View[], kSplit: number, slices: number) => {
-    const uniforms = [m, n, k, rowsPer, kSplit].map((i) => ({ i }));
+    const uniforms: Scalars[] = [m, n, k, rowsPer, kSplit].map((i) => ({ i }));
+    uniforms.push({ f: eps });
     const wgsl = () => (tile === 128 ? gemmWgsl128(variant) : gemmWgsl(variant));
     encode(b, key, wgsl, vs, uniforms, [groups[0], groups[1], slices]);
   };
