@@ -23,6 +23,7 @@ export {
   type NormWeights,
   type LinearWeights,
 } from "./transformer-block";
+export { transformerStack, type TransformerStackOptions } from "./transformer-stack";
 export { multiHeadAttention, packedSelfAttention, type AttentionOptions } from "./attention";
 export { patchify, unpatchify, unpatchifyAddBias } from "./patchify";
 export { portableKernels } from "./portable";

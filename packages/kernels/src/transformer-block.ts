@@ -89,8 +89,12 @@ function checkShape(name: string, t: unknown, shape: number[]): void {
     );
 }
 
-/** Validate the arguments; returns the MLP width. */
-function check(x: tf.Tensor, w: TransformerBlockWeights, o: TransformerBlockOptions): number {
+/** Validate a block's arguments; returns the MLP width. */
+export function checkBlockArgs(
+  x: tf.Tensor,
+  w: TransformerBlockWeights,
+  o: TransformerBlockOptions,
+): number {
   if (!(x instanceof tf.Tensor) || x.rank !== 3 || x.dtype !== "float32")
     throw new ShapeError(
       `transformerBlock x: expected a float32 tensor [B, N, D], got ${describeValue(x)}`,
@@ -164,7 +168,7 @@ export function portableTransformerBlock(
 }
 
 /** Whether the fused webgpu kernel takes this call (backend, features, buffer limits). */
-function fusable(x: tf.Tensor, hidden: number, o: TransformerBlockOptions): boolean {
+export function fusableBlock(x: tf.Tensor, hidden: number, o: TransformerBlockOptions): boolean {
   if (!fusedOnWebgpu || o.returnAttention === true) return false;
   if (tf.getBackend() !== "webgpu" || !webgpuKernelsEnabled()) return false;
   const [b, n, d] = x.shape;
@@ -186,41 +190,37 @@ function fusable(x: tf.Tensor, hidden: number, o: TransformerBlockOptions): bool
 }
 
 /**
- * A pre-norm transformer block (timm/DINO `Block`):
- * `h = x + s0·proj(attn(qkv(LN1(x))))`, `y = h + s1·fc2(GELU(fc1(LN2(h))))`, with s0, s1 the
- * optional per-sample stochastic-depth factors. On webgpu (the package's kernels on, no attention
- * maps asked for) it is one tfjs kernel forward (7 GPU dispatches) and one backward (17); elsewhere
- * it is {@link portableTransformerBlock}. Differentiable in x and every weight.
+ * The attributes of the fused block kernels for `w` on `x` (hidden: the MLP width), the weight
+ * flags read from `w`: one place for {@link transformerBlock} and transformer-stack.ts.
  */
-export function transformerBlock(
-  x: tf.Tensor3D,
-  weights: TransformerBlockWeights,
-  options: TransformerBlockOptions,
-): TransformerBlockResult {
-  const hidden = check(x, weights, options);
-  if (!fusable(x, hidden, options)) return portableTransformerBlock(x, weights, options);
-  registerBlockKernels();
+export function fusedBlockAttrs(
+  x: tf.Tensor,
+  w: TransformerBlockWeights,
+  numHeads: number,
+  hidden: number,
+  { save, scaled }: { save: boolean; scaled: boolean },
+): BlockAttrs {
   const [batch, n, d] = x.shape;
-  const w = weights;
-  const scales = options.dropScales ?? null;
-  const engine = tf.engine() as unknown as { isTapeOn(): boolean };
-  const attrs: BlockAttrs = {
-    numHeads: options.numHeads,
+  return {
+    numHeads,
     eps1: w.norm1.eps,
     eps2: w.norm2.eps,
-    scale: (d / options.numHeads) ** -0.5,
+    scale: (d / numHeads) ** -0.5,
     hasQkvBias: w.qkv.bias != null,
     hasProjBias: w.proj.bias != null,
     hasFc1Bias: w.fc1.bias != null,
     hasFc2Bias: w.fc2.bias != null,
-    save: engine.isTapeOn(),
+    save,
     shape: [batch, n, d],
     hidden,
-    scaled: scales !== null,
+    scaled,
     half: halfActive(),
   };
+}
+
+/** `w`'s tensors under the fused block kernels' input names (absent biases left out). */
+export function fusedBlockInputs(w: TransformerBlockWeights): Record<string, tf.Tensor> {
   const inputs: Record<string, tf.Tensor> = {
-    x,
     ln1g: w.norm1.weight,
     ln1b: w.norm1.bias,
     qkvW: w.qkv.weight,
@@ -234,6 +234,31 @@ export function transformerBlock(
   if (w.proj.bias) inputs.projB = w.proj.bias;
   if (w.fc1.bias) inputs.fc1B = w.fc1.bias;
   if (w.fc2.bias) inputs.fc2B = w.fc2.bias;
+  return inputs;
+}
+
+/**
+ * A pre-norm transformer block (timm/DINO `Block`):
+ * `h = x + s0·proj(attn(qkv(LN1(x))))`, `y = h + s1·fc2(GELU(fc1(LN2(h))))`, with s0, s1 the
+ * optional per-sample stochastic-depth factors. On webgpu (the package's kernels on, no attention
+ * maps asked for) it is one tfjs kernel forward (7 GPU dispatches) and one backward (17); elsewhere
+ * it is {@link portableTransformerBlock}. Differentiable in x and every weight.
+ */
+export function transformerBlock(
+  x: tf.Tensor3D,
+  weights: TransformerBlockWeights,
+  options: TransformerBlockOptions,
+): TransformerBlockResult {
+  const hidden = checkBlockArgs(x, weights, options);
+  if (!fusableBlock(x, hidden, options)) return portableTransformerBlock(x, weights, options);
+  registerBlockKernels();
+  const scales = options.dropScales ?? null;
+  const engine = tf.engine() as unknown as { isTapeOn(): boolean };
+  const attrs = fusedBlockAttrs(x, weights, options.numHeads, hidden, {
+    save: engine.isTapeOn(),
+    scaled: scales !== null,
+  });
+  const inputs: Record<string, tf.Tensor> = { x, ...fusedBlockInputs(weights) };
   if (scales) [inputs.s0, inputs.s1] = scales;
   const kernel = scales ? BLOCK_SCALED_KERNEL : BLOCK_KERNEL;
   const outs = runKernelSaving(kernel, inputs, attrs, (o) => o.slice(1, 2));

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { LayerNorm, Module, type Rng, checkNumber, invalidArgument } from "@sit/core";
-import { transformerBlock } from "@sit/kernels";
+import { type TransformerBlockWeights, transformerBlock } from "@sit/kernels";
 import { Attention, Mlp } from "./layers";
 import { VIT_DEFAULTS } from "./presets";
 
@@ -88,6 +88,18 @@ export class Block extends Module {
     return [drawDropScale(batch, this.dropPath, rng), drawDropScale(batch, this.dropPath, rng)];
   }
 
+  /** The block's layers as @sit/kernels' block weights (timm's names; for a fused kernel). */
+  weights(): TransformerBlockWeights {
+    return {
+      norm1: this.norm1,
+      qkv: this.attn.qkv,
+      proj: this.attn.proj,
+      norm2: this.norm2,
+      fc1: this.mlp.fc1,
+      fc2: this.mlp.fc2,
+    };
+  }
+
   /**
    * `x [B, N, D]` → `[B, N, D]`. In train mode with a non-zero drop-path rate, the per-sample
    * factors come from `dropScales` or are drawn from `rng` (one of them is then required).
@@ -107,15 +119,7 @@ export class Block extends Module {
       const dropScales = scales
         ? ([tf.tensor1d(scales[0]), tf.tensor1d(scales[1])] as [tf.Tensor1D, tf.Tensor1D])
         : null;
-      const weights = {
-        norm1: this.norm1,
-        qkv: this.attn.qkv,
-        proj: this.attn.proj,
-        norm2: this.norm2,
-        fc1: this.mlp.fc1,
-        fc2: this.mlp.fc2,
-      };
-      return transformerBlock(x as tf.Tensor3D, weights, {
+      return transformerBlock(x as tf.Tensor3D, this.weights(), {
         numHeads: this.numHeads,
         dropScales,
         returnAttention: options.returnAttention === true,

@@ -10,7 +10,8 @@ import {
   invalidArgument,
   truncNormal,
 } from "@sit/core";
-import { Block } from "./block";
+import { transformerStack } from "@sit/kernels";
+import { Block, type DropScales } from "./block";
 import { gradientCheckpoint } from "./checkpoint";
 import { PatchEmbed, applyNorm } from "./layers";
 import { interpolatePosEmbed } from "./pos-embed";
@@ -250,47 +251,78 @@ export class VisionTransformer extends Module {
       let x = embedTokens(patches, this.clsToken, this.positionEmbedding(grid));
       const intermediates = new Map<number, tf.Tensor3D>();
       const attentions: tf.Tensor4D[] = [];
-      const recomputed = this.recomputedBlocks(options.checkpointBlocks ?? this.checkpointBlocks);
+      // Checkpointing only matters while gradients are recorded (gradientCheckpoint.ts).
+      const recording = tf.engine().state.gradientDepth > 0;
+      const setting = this.recomputedBlocks(options.checkpointBlocks ?? this.checkpointBlocks);
+      const recomputed = recording ? setting : 0;
+      // Consecutive blocks with nothing of their own to do (no drop path, attention map or
+      // checkpoint) run as one transformerStack: one fused kernel for all of them when no tape
+      // records (an EMA teacher, inference), one transformerBlock each otherwise.
+      let run: Block[] = [];
+      const flush = () => {
+        if (run.length === 0) return;
+        const weights = run.map((block) => block.weights());
+        x = transformerStack(x, weights, { numHeads: this.numHeads });
+        run = [];
+      };
       this.blocks.forEach((block, i) => {
         const wantAttention =
           options.attentions === true || (options.attentions === "last" && i === this.depth - 1);
         const dropScales = block.drawDropScales(b, rng);
-        if (i < recomputed) {
-          let attention: tf.Tensor4D | undefined;
-          x = gradientCheckpoint(
-            (xi) => {
-              const r = block.apply(xi, {
-                dropScales,
-                returnAttention: wantAttention && !attention,
-              });
-              // keep the probabilities of the first (forward) evaluation beyond the op's tidy
-              if (r.attention) attention = tf.keep(r.attention);
-              return r.output;
-            },
-            x,
-            block.parameters().filter((p) => p.trainable),
-          ) as tf.Tensor3D;
-          if (attention) {
-            attentions.push(tf.clone(attention)); // tracked by this scope again
-            attention.dispose();
-          }
-        } else {
-          const r = block.apply(x, { dropScales, returnAttention: wantAttention });
-          x = r.output;
-          if (r.attention) attentions.push(r.attention);
+        if (!wantAttention && dropScales === null && i >= recomputed) run.push(block);
+        else {
+          flush();
+          x = this.applyBlock(block, x, { dropScales, wantAttention, attentions }, i < recomputed);
         }
-        if (wanted.includes(i))
+        if (wanted.includes(i)) {
+          flush();
           intermediates.set(
             i,
             options.normalizeIntermediates ? (applyNorm(this.norm, x) as tf.Tensor3D) : x,
           );
+        }
       });
+      flush();
       const tokens = applyNorm(this.norm, x) as tf.Tensor3D;
       const out: VitOutput = { ...splitTokens(tokens), tokens };
       if (options.intermediates) out.intermediates = wanted.map((i) => intermediates.get(i)!);
       if (options.attentions) out.attentions = attentions;
       return out;
     });
+  }
+
+  /**
+   * One block on its own: with drop-path factors, its attention map (pushed onto `attentions`)
+   * or gradient checkpointing (`recompute`).
+   */
+  private applyBlock(
+    block: Block,
+    x: tf.Tensor3D,
+    o: { dropScales: DropScales | null; wantAttention: boolean; attentions: tf.Tensor4D[] },
+    recompute: boolean,
+  ): tf.Tensor3D {
+    const { dropScales, wantAttention, attentions } = o;
+    if (!recompute) {
+      const r = block.apply(x, { dropScales, returnAttention: wantAttention });
+      if (r.attention) attentions.push(r.attention);
+      return r.output;
+    }
+    let attention: tf.Tensor4D | undefined;
+    const y = gradientCheckpoint(
+      (xi) => {
+        const r = block.apply(xi, { dropScales, returnAttention: wantAttention && !attention });
+        // keep the probabilities of the first (forward) evaluation beyond the op's tidy
+        if (r.attention) attention = tf.keep(r.attention);
+        return r.output;
+      },
+      x,
+      block.parameters().filter((p) => p.trainable),
+    ) as tf.Tensor3D;
+    if (attention) {
+      attentions.push(tf.clone(attention)); // tracked by this scope again
+      attention.dispose();
+    }
+    return y;
   }
 
   private resolveIntermediates(list: number[] | undefined): number[] {

@@ -3,7 +3,7 @@ import { Rng } from "@sit/core";
 import { setWebgpuFusedBlock, setWebgpuKernels } from "@sit/kernels";
 import { expectClose, useWebgpu } from "@sit/testing";
 import { afterAll, describe, expect, it } from "vitest";
-import { VisionTransformer } from "./vision-transformer";
+import { VisionTransformer, type VitForwardOptions } from "./vision-transformer";
 
 afterAll(async () => {
   setWebgpuKernels(true);
@@ -94,6 +94,42 @@ describe("VisionTransformer on webgpu with the fused block", () => {
     run().dispose();
     const before = tf.memory().numTensors;
     for (let i = 0; i < 3; i++) run().dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    images.dispose();
+    m.dispose();
+  });
+
+  it("runs its blocks as one SitBlockStack kernel when no tape records (eval mode), with the per-block kernels' output", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    // Drop path in train mode: eval mode drops nothing, so every block joins the stack.
+    const m = build(0.4).eval();
+    const images = tf.randomNormal([2, 16, 16, 3], 0, 1, "float32", 4);
+    const tokens = (o?: VitForwardOptions) => tf.tidy(() => m.forward(images, o).tokens);
+    const kernels = async (fn: () => tf.Tensor) =>
+      (await tf.profile(async () => tf.dispose(fn()))).kernels
+        .map((k) => k.name)
+        .filter((k) => k.startsWith("SitBlock"));
+    expect(await kernels(() => tokens())).toEqual(["SitBlockStack"]);
+    // The last block's attention map: the blocks before it stacked, the last one portable.
+    expect(await kernels(() => tokens({ attentions: "last" }))).toEqual(["SitBlockStack"]);
+    // Under a tape one SitBlock per block (the stack has no backward).
+    let perBlock: tf.Tensor | undefined;
+    const taped = () =>
+      tf.tidy(() => {
+        const { grads } = tf.variableGrads(() => {
+          perBlock = tf.keep(m.forward(images).tokens);
+          return tf.sum(perBlock) as tf.Scalar;
+        });
+        tf.dispose(Object.values(grads));
+        return perBlock!;
+      });
+    expect(await kernels(taped)).toEqual(["SitBlock", "SitBlock", "SitBlockGrad", "SitBlockGrad"]);
+    const stacked = tokens();
+    const reference = taped();
+    expectClose(await stacked.data(), await reference.data(), 1e-6, "tokens", 1e-7);
+    tf.dispose([stacked, reference]);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) tokens().dispose();
     expect(tf.memory().numTensors).toBe(before);
     images.dispose();
     m.dispose();

@@ -173,7 +173,7 @@ function workspaceHandle(b: WebGpuInternals, elements: number): tf.TensorInfo {
   return info;
 }
 
-function blockForward(args: unknown): tf.TensorInfo[] {
+export function blockForward(args: unknown): tf.TensorInfo[] {
   const { inputs, backend, attrs } = args as {
     inputs: Record<string, tf.TensorInfo>;
     backend: unknown;
