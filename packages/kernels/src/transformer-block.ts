@@ -241,7 +241,7 @@ export function fusedBlockInputs(w: TransformerBlockWeights): Record<string, tf.
  * A pre-norm transformer block (timm/DINO `Block`):
  * `h = x + s0·proj(attn(qkv(LN1(x))))`, `y = h + s1·fc2(GELU(fc1(LN2(h))))`, with s0, s1 the
  * optional per-sample stochastic-depth factors. On webgpu (the package's kernels on, no attention
- * maps asked for) it is one tfjs kernel forward (7 GPU dispatches) and one backward (17); elsewhere
+ * maps asked for) it is one tfjs kernel forward (5 GPU dispatches) and one backward (13); elsewhere
  * it is {@link portableTransformerBlock}. Differentiable in x and every weight.
  */
 export function transformerBlock(

@@ -151,8 +151,11 @@ export function forwardBody(): string {
     }`;
 }
 
-/** Backward 1: per query row, logsumexp of its logits and δ = Σ dO·O → `[B, H, N, 2]`. */
-export function statsBody(): string {
+/**
+ * Backward 1: per query row, logsumexp of its logits and δ = Σ dO·O → `out [B, H, N, 2]`
+ * (`result` in a pass of its own).
+ */
+export function statsBody(out = "result"): string {
   return `
     var q : array<f32, HD>;
     if (P.rowOk) {
@@ -180,8 +183,8 @@ export function statsBody(): string {
       var delta = 0.0;
       for (var c = 0; c < HD; c++) { delta += DY[ob + c] * O[ob + c]; }
       let sb = ((P.b * uniforms.numHeads + P.head) * n + P.row) * 2;
-      result[sb] = mx + log(l);
-      result[sb + 1] = delta;
+      ${out}[sb] = mx + log(l);
+      ${out}[sb + 1] = delta;
     }`;
 }
 
@@ -224,6 +227,16 @@ export function dqBody(): string {
     if (P.rowOk) {
       for (var c = 0; c < HD; c++) { result[base + P.row * d3 + c] = dq[c] * scale; }
     }`;
+}
+
+/**
+ * Backward 1 and 2 in one pass (the fused block): each thread writes its query row's statistics
+ * to `ST` (bound read-write; dK/dV's pass reads them) and reads them back for its dQ. No other
+ * thread reads them in this pass, so no barrier is needed between the two.
+ */
+export function statsDqBody(): string {
+  return `{ ${statsBody("ST")} }
+    { ${dqBody()} }`;
 }
 
 /**

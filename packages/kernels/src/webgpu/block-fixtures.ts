@@ -10,7 +10,18 @@ import { fill } from "./testing";
 // B·N = 51 rows and widths that cross the GEMM's 64 × 64 × 16 tiles; head dim 24.
 export const [B, N, D, HEADS, HIDDEN] = [3, 17, 48, 2, 100];
 
-export function weights(seed: number, qkvBias = true): TransformerBlockWeights {
+/** The sizes of a fixture block (the defaults above, or wider ones for a case of its own). */
+export interface BlockSizes {
+  b: number;
+  n: number;
+  d: number;
+  heads: number;
+  hidden: number;
+}
+export const SIZES: BlockSizes = { b: B, n: N, d: D, heads: HEADS, hidden: HIDDEN };
+
+export function weights(seed: number, qkvBias = true, sizes = SIZES): TransformerBlockWeights {
+  const { d: D, hidden: HIDDEN } = sizes;
   const lin = (i: number, o: number, s: number, bias = true) => ({
     weight: fill([i, o], s, i ** -0.5),
     bias: bias ? fill([o], s + 1, 0.1) : null,
@@ -36,11 +47,25 @@ export const flat = namedBlockWeights;
 export type BlockFn = typeof transformerBlock;
 
 /** Output, then the gradients of x and of every weight of `Σ y·R`, as arrays. */
-export async function run(block: BlockFn, w: TransformerBlockWeights, drop: boolean) {
+export async function run(
+  block: BlockFn,
+  w: TransformerBlockWeights,
+  drop: boolean,
+  { b: B, n: N, d: D, heads: HEADS } = SIZES,
+) {
   const x = fill([B, N, D], 1);
   const r = fill([B, N, D], 2);
+  // Samples alternate between dropping one branch or the other and keeping both.
+  const pattern = [
+    [2, 0],
+    [0, 2],
+    [2, 2],
+  ];
   const scales: [tf.Tensor, tf.Tensor] | null = drop
-    ? [tf.tensor1d([2, 0, 2]), tf.tensor1d([0, 2, 2])]
+    ? ([0, 1].map((k) => tf.tensor1d(Array.from({ length: B }, (_, i) => pattern[i % 3][k]))) as [
+        tf.Tensor,
+        tf.Tensor,
+      ])
     : null;
   const params = flat(w);
   const out = tf.tidy(() => {

@@ -58,7 +58,7 @@ describe("fused transformer block in mixed precision (shader-f16)", () => {
     },
   );
 
-  it("has the f32 block's dispatches (7 + 17) and leaks nothing", async (ctx) => {
+  it("has the f32 block's dispatches (5 + 13) and leaks nothing", async (ctx) => {
     if (!(await useF16(ctx))) return;
     const w = weights(20);
     const x = fill([B, N, D], 3);
@@ -70,7 +70,7 @@ describe("fused transformer block in mixed precision (shader-f16)", () => {
     tf.dispose(step());
     const raw0 = rawDispatchCount();
     tf.dispose(step());
-    expect(rawDispatchCount() - raw0).toBe(7 + 17);
+    expect(rawDispatchCount() - raw0).toBe(5 + 13);
     const before = tf.memory().numTensors;
     for (let i = 0; i < 3; i++) tf.dispose(step());
     expect(tf.memory().numTensors).toBe(before);

@@ -57,7 +57,7 @@ export function workspaceLayout(dims: BlockDims) {
   return { sizes, total: totalOf(sizes) };
 }
 
-/** The backward's temporaries: gradients of the activations, attention row statistics, LN partials. */
+/** The backward's temporaries: gradients of the activations, attention row statistics, both LayerNorms' partial sums. */
 export function gradTempLayout(dims: BlockDims, heads: number) {
   const { batch, n, d, m } = dims;
   const sizes = {
@@ -67,7 +67,9 @@ export function gradTempLayout(dims: BlockDims, heads: number) {
     dO: m * d,
     stats: batch * heads * n * 2,
     dqkv: m * 3 * d,
-    partials: Math.ceil(m / PARTIAL_ROWS) * 2 * d,
+    // LN1's then LN2's partial (dγ, dβ) sums, finished together (block-wgsl.ts).
+    partials1: Math.ceil(m / PARTIAL_ROWS) * 2 * d,
+    partials2: Math.ceil(m / PARTIAL_ROWS) * 2 * d,
   };
   return { sizes, total: totalOf(sizes) };
 }

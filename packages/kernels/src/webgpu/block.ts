@@ -1,14 +1,11 @@
 import * as tf from "@tensorflow/tfjs";
-import { ATTENTION_ROWS, dkdvBody, dqBody, forwardBody, statsBody } from "./attention";
+import { ATTENTION_ROWS, dkdvBody, forwardBody, statsDqBody } from "./attention";
 import {
   PARTIAL_ROWS,
   attentionWgsl,
   finishPartialsWgsl,
   layerNormGradWgsl,
-  layerNormPartialsWgsl,
-  layerNormWgsl,
   lnThreads,
-  partialCols,
 } from "./block-wgsl";
 import {
   type BlockDims,
@@ -33,9 +30,10 @@ import { registerWebgpuKernels } from "./program";
 
 // The pre-norm transformer block as one tfjs kernel per direction on webgpu:
 //   h = x + s0·proj(attention(qkv(LN1(x))));  y = h + s1·fc2(gelu(fc1(LN2(h))))
-// (s0, s1: per-sample stochastic-depth factors, optional). The forward records 7 dispatches, the
-// backward 17, each encoded directly on tfjs's compute pass (encode.ts) — no tfjs engine call per
-// inner operation. The forward's second output is a workspace holding what the backward reads
+// (s0, s1: per-sample stochastic-depth factors, optional). The forward records 5 dispatches (each
+// LayerNorm is the prologue of the GEMM after it), the backward 13, each encoded directly on
+// tfjs's compute pass (encode.ts) — no tfjs engine call per inner operation. The forward's second
+// output is a workspace holding what the backward reads
 // (LN1(x), qkv, the attention output, h, LN2(h), fc1's pre-activation), saved for the tape by
 // transformerBlock (a handle on its buffer, no tape copy: tape.ts); without a tape (inference, the first pass of a recomputed block) it is a
 // temporary and the kernel returns y alone.
@@ -72,23 +70,10 @@ function dims(attrs: BlockAttrs): BlockDims {
   return { batch, n, d, m: batch * n, hidden: attrs.hidden, half: attrs.half };
 }
 
-function layerNorm(
-  b: WebGpuInternals,
-  [x, gamma, beta, y]: View[],
-  m: number,
-  d: number,
-  eps: number,
-) {
-  const wg = lnThreads(d);
-  const u: Scalars[] = [{ i: m }, { i: d }, { f: eps }];
-  encode(b, `SitBlockLN_${wg}`, () => layerNormWgsl(wg), [x, gamma, beta, y], u, foldGroups(b, m));
-}
-
-/** dX = R + LN′ᵀ·dY, and (dγ, dβ) through partial column sums (3 dispatches). */
+/** dX = R + LN′ᵀ·dY, and the partial column sums of (dγ, dβ) into `partials` (1 dispatch). */
 function layerNormGrad(
   b: WebGpuInternals,
   views: { dy: View; x: View; gamma: View; r: View; dx: View; partials: View },
-  outs: [View, View],
   m: number,
   d: number,
   eps: number,
@@ -98,30 +83,27 @@ function layerNormGrad(
   const { dy, x, gamma, r, dx, partials } = views;
   encode(
     b,
-    `SitBlockLNGrad_${wg}`,
-    () => layerNormGradWgsl(wg),
-    [dy, x, gamma, r, dx],
+    `SitBlockLNGrad_${wg}_${Math.ceil(d / wg)}`,
+    () => layerNormGradWgsl(wg, d),
+    [dy, x, gamma, r, dx, partials],
     u,
-    foldGroups(b, m),
+    foldGroups(b, Math.ceil(m / PARTIAL_ROWS)),
   );
-  const cpt = partialCols(d);
-  const blocks = Math.ceil(m / PARTIAL_ROWS);
-  encode(
-    b,
-    `SitBlockLNPartials_${cpt}`,
-    () => layerNormPartialsWgsl(cpt),
-    [dy, x, partials],
-    u,
-    foldGroups(b, blocks),
-  );
-  encode(
-    b,
-    "SitBlockLNFinish",
-    finishPartialsWgsl,
-    [partials, ...outs],
-    [{ i: blocks }, { i: d }],
-    [Math.ceil(d / 64), 1, 1],
-  );
+}
+
+/** (dγ1, dβ1, dγ2, dβ2) from both LayerNorms' partial sums (1 dispatch). */
+function finishLayerNormGrads(
+  b: WebGpuInternals,
+  [p1, p2]: [View, View],
+  outs: View[],
+  m: number,
+  d: number,
+) {
+  // One binding over both parts (consecutive in the temporaries); the second starts `stride` on.
+  const stride = p2.offset - p1.offset;
+  const both: View = { buffer: p1.buffer, offset: p1.offset, size: stride + p2.size };
+  const u: Scalars[] = [{ i: Math.ceil(m / PARTIAL_ROWS) }, { i: d }, { i: stride }];
+  encode(b, "SitBlockLNFinish2", finishPartialsWgsl, [both, ...outs], u, [Math.ceil(d / 64), 2, 1]);
 }
 
 /** One attention pass (attention.ts's bodies) over `qkv [B, N, 3D]`. */
@@ -194,13 +176,19 @@ export function blockForward(args: unknown): tf.TensorInfo[] {
   const w = (name: string) => viewOf(b, t[name]);
   const opt = (name: string, present: boolean) => (present ? [w(name)] : []);
   const x = w("x");
-  layerNorm(b, [x, w("ln1g"), w("ln1b"), v.a1], m, d, attrs.eps1);
   const hf = attrs.half;
+  // LN1 and LN2 are the prologues of the qkv and fc1 GEMMs (gemm-wgsl.ts `lnA`), which also write
+  // LN1(x) to a1 and LN2(h) to a2 when the backward will read them (`lnOut`).
+  const save = attrs.save;
+  const ln = { ...PLAIN_GEMM, lnA: true, lnOut: save };
+  const lnY = (part: View) => (save ? [part] : []);
   encodeGemm(
     b,
-    precisionOf(hf, { ...PLAIN_GEMM, bias: attrs.hasQkvBias }),
+    precisionOf(hf, { ...ln, bias: attrs.hasQkvBias }),
     [m, 3 * d, d],
-    [v.a1, w("qkvW"), ...opt("qkvB", attrs.hasQkvBias), v.qkv],
+    [x, w("qkvW"), w("ln1g"), w("ln1b"), ...opt("qkvB", attrs.hasQkvBias), v.qkv, ...lnY(v.a1)],
+    1,
+    attrs.eps1,
   );
   attention(b, "Fwd", forwardBody, [["QKV", v.qkv]], v.o, dm, attrs);
   const scaled = attrs.scaled;
@@ -212,12 +200,13 @@ export function blockForward(args: unknown): tf.TensorInfo[] {
     [v.o, w("projW"), ...opt("projB", attrs.hasProjBias), x, ...opt("s0", scaled), v.h],
     n,
   );
-  layerNorm(b, [v.h, w("ln2g"), w("ln2b"), v.a2], m, d, attrs.eps2);
   encodeGemm(
     b,
-    precisionOf(hf, { ...PLAIN_GEMM, bias: attrs.hasFc1Bias }, ["C"]),
+    precisionOf(hf, { ...ln, bias: attrs.hasFc1Bias }, ["C"]),
     [m, hidden, d],
-    [v.a2, w("fc1W"), ...opt("fc1B", attrs.hasFc1Bias), v.u],
+    [v.h, w("fc1W"), w("ln2g"), w("ln2b"), ...opt("fc1B", attrs.hasFc1Bias), v.u, ...lnY(v.a2)],
+    1,
+    attrs.eps2,
   );
   const fc2 = { ...proj, bias: attrs.hasFc2Bias, geluA: true };
   encodeGemm(
@@ -297,8 +286,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   // dh = dy + LN2′ᵀ·da2, with dγ2, dβ2.
   layerNormGrad(
     b,
-    { dy: g.da, x: v.h, gamma: v.ln2g, r: dy, dx: g.dh, partials: g.partials },
-    [viewOf(b, dln2g), viewOf(b, dln2b)],
+    { dy: g.da, x: v.h, gamma: v.ln2g, r: dy, dx: g.dh, partials: g.partials2 },
     m,
     d,
     attrs.eps2,
@@ -318,17 +306,19 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
     [v.o, g.dh, ...s0, viewOf(b, dprojW), ...vb(dprojB)],
     n,
   );
-  // FlashAttention-2's backward: row statistics (logsumexp, δ = Σ dO·O), then dQ, then dK and dV.
+  // FlashAttention-2's backward: per query row its statistics (logsumexp, δ = Σ dO·O, kept in
+  // `stats` for the next pass) and dQ, in one pass; then dK and dV per key row.
   attention(
     b,
-    "Stats",
-    statsBody,
+    "StatsDq",
+    statsDqBody,
     [
       ["QKV", v.qkv],
       ["DY", g.dO],
       ["O", v.o],
+      ["ST", g.stats],
     ],
-    g.stats,
+    g.dqkv,
     dm,
     attrs,
   );
@@ -337,7 +327,6 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
     ["DY", g.dO],
     ["ST", g.stats],
   ];
-  attention(b, "Dq", dqBody, withStats, g.dqkv, dm, attrs);
   attention(b, "DkDv", dkdvBody, withStats, g.dqkv, dm, attrs);
   // da1 = dqkv·Wqkvᵀ (into da: da2 is dead); dWqkv = a1ᵀ·dqkv, dbqkv = Σ dqkv.
   encodeGemm(b, precisionOf(hf, { ...P, transB: true }), [m, d, 3 * d], [g.dqkv, v.qkvW, g.da]);
@@ -350,12 +339,13 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   // dx = dh + LN1′ᵀ·da1, with dγ1, dβ1.
   layerNormGrad(
     b,
-    { dy: g.da, x: v.x, gamma: v.ln1g, r: g.dh, dx: viewOf(b, dx), partials: g.partials },
-    [viewOf(b, dln1g), viewOf(b, dln1b)],
+    { dy: g.da, x: v.x, gamma: v.ln1g, r: g.dh, dx: viewOf(b, dx), partials: g.partials1 },
     m,
     d,
     attrs.eps1,
   );
+  const lnGrads = [dln1g, dln1b, dln2g, dln2b].map((o) => viewOf(b, o));
+  finishLayerNormGrads(b, [g.partials1, g.partials2], lnGrads, m, d);
   b.disposeData(tmp.dataId);
   const grads = [dx, dln1g, dln1b, dqkvW, dqkvB, dprojW, dprojB, dln2g, dln2b];
   grads.push(dfc1W, dfc1B, dfc2W, dfc2B);
