@@ -84,15 +84,27 @@ export async function startWebgpu(
 /** Device features requested whenever the adapter offers them (tfjs asks only for its own). */
 const OPTIONAL_FEATURES = ["shader-f16"] as const;
 
+/**
+ * Device limits raised to what the adapter offers (tfjs raises only its own): the BatchNorm kernel
+ * of @sit/kernels updates running statistics in its forward's dispatch with 10 storage buffers,
+ * where WebGPU's default is 8.
+ */
+const RAISED_LIMITS = ["maxStorageBuffersPerShaderStage"] as const;
+
 interface AdapterWithDevice {
   features?: { has(name: string): boolean };
-  requestDevice?: (desc?: { requiredFeatures?: unknown[] }) => Promise<unknown>;
+  limits?: Record<string, number>;
+  requestDevice?: (desc?: {
+    requiredFeatures?: unknown[];
+    requiredLimits?: Record<string, number>;
+  }) => Promise<unknown>;
 }
 
 /**
  * tfjs creates its device itself, requesting only `timestamp-query` and `bgra8unorm-storage`; a
  * WGSL shader that says `enable f16;` (the mixed-precision GEMMs of @sit/kernels) needs the device
- * to have `shader-f16`. So the adapters this `gpu` hands out ask for it too where they offer it.
+ * to have `shader-f16`. So the adapters this `gpu` hands out ask for it too where they offer it,
+ * and for the adapter's {@link RAISED_LIMITS}.
  * Idempotent; a device without the feature is what tfjs would have made.
  */
 function requestOptionalFeatures(gpu: GPULike): void {
@@ -106,7 +118,12 @@ function requestOptionalFeatures(gpu: GPULike): void {
       adapter.requestDevice = (desc = {}) => {
         const wanted = OPTIONAL_FEATURES.filter((f) => adapter.features?.has(f));
         const features = [...(desc.requiredFeatures ?? []), ...wanted];
-        return requestDevice({ ...desc, requiredFeatures: features });
+        const limits: Record<string, number> = { ...desc.requiredLimits };
+        for (const name of RAISED_LIMITS) {
+          const offered = adapter.limits?.[name];
+          if (typeof offered === "number") limits[name] = offered;
+        }
+        return requestDevice({ ...desc, requiredFeatures: features, requiredLimits: limits });
       };
     return adapter as Awaited<ReturnType<GPULike["requestAdapter"]>>;
   };

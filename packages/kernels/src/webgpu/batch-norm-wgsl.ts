@@ -18,13 +18,23 @@ export interface BatchNormVariant {
   activation: BnActivation;
   /** Update running mean / variance / batches tracked (forward only). */
   track: boolean;
+  /**
+   * With `track`: blend the running statistics in the forward's own dispatch (10 storage
+   * bindings, where the device allows them) instead of writing the batch's and blending them in a
+   * second dispatch ({@link runningWgsl}; WebGPU's default limit is 8 storage buffers per stage).
+   */
+  oneDispatch?: boolean;
 }
+
+/** Storage bindings the one-dispatch forward with running statistics needs. */
+export const BN_ONE_DISPATCH_BINDINGS = 10;
 
 /** Columns per workgroup (the dispatch is ⌈C / 64⌉ workgroups). */
 export const BN_COLUMNS = 64;
 
 export function batchNormKey(v: BatchNormVariant, grad: boolean): string {
-  const bits = [v.affine ? 1 : 0, BN_ACTIVATIONS[v.activation], !grad && v.track ? 1 : 0];
+  const track = grad || !v.track ? 0 : v.oneDispatch ? 2 : 1;
+  const bits = [v.affine ? 1 : 0, BN_ACTIVATIONS[v.activation], track];
   return `SitBatchNorm${grad ? "Grad" : ""}_${bits.join("")}`;
 }
 
@@ -32,14 +42,16 @@ export function batchNormKey(v: BatchNormVariant, grad: boolean): string {
 export function batchNormBindings(v: BatchNormVariant, grad: boolean): string[] {
   const affine = v.affine ? ["Gamma", "Beta"] : [];
   if (grad) return ["DY", "X", ...affine, "DX", ...(v.affine ? ["DGamma", "DBeta"] : [])];
-  // The batch's mean and biased variance go to the running outputs; {@link runningWgsl} then
-  // blends them with the old running statistics in place (10 bindings in one shader would exceed
-  // WebGPU's default of 8 storage buffers per stage).
+  // Either the new running statistics are blended here from the old ones (oneDispatch), or the
+  // batch's mean and biased variance go to the running outputs and {@link runningWgsl} blends them.
+  if (v.track && v.oneDispatch)
+    return ["X", ...affine, "RM", "RV", "NBT", "Y", "RMo", "RVo", "NBTo"];
   return ["X", ...affine, "Y", ...(v.track ? ["RMo", "RVo"] : [])];
 }
 
-const WRITTEN = new Set(["Y", "RMo", "RVo", "DX", "DGamma", "DBeta"]);
+const WRITTEN = new Set(["Y", "RMo", "RVo", "NBTo", "DX", "DGamma", "DBeta"]);
 const access = (name: string) => (WRITTEN.has(name) ? "read_write" : "read");
+const typeOf = (name: string) => (name === "NBT" || name === "NBTo" ? "i32" : "f32");
 
 const ACT = ["y", "max(y, 0.0)", "sitGelu(y)"];
 const ACT_GRAD = ["1.0", "select(0.0, 1.0, y > 0.0)", "sitGeluGrad(y)"];
@@ -49,7 +61,9 @@ function header(v: BatchNormVariant, grad: boolean): string {
   // ones may not), and the outputs are always new buffers.
   const names = batchNormBindings(v, grad);
   const decl = names
-    .map((n, k) => `@group(0) @binding(${k}) var<storage, ${access(n)}> ${n} : array<f32>;`)
+    .map(
+      (n, k) => `@group(0) @binding(${k}) var<storage, ${access(n)}> ${n} : array<${typeOf(n)}>;`,
+    )
     .join("\n");
   return `
 // keep: 1 − momentum; momentum < 0: cumulative average (factor 1 / batches tracked).
@@ -93,9 +107,23 @@ function stats(v: BatchNormVariant): string {
   let shift = beta - mean * alpha;`;
 }
 
+/** The running statistics' blend `r·(1 − f) + batch·f` of {@link runningWgsl}, from `mean`, `variance`. */
+const BLEND = `
+    var f = u.momentum;
+    var keep = u.keep;
+    if (f < 0.0) { f = 1.0 / f32(NBT[0] + 1); keep = 1.0 - f; }`;
+
 /** Forward: `Y = act(X·α + shift)`; lane 0 updates the running statistics of its column. */
 export function batchNormWgsl(v: BatchNormVariant): string {
-  const track = v.track ? "if (ok && lane == 0) { RMo[col] = mean; RVo[col] = variance; }" : "";
+  const track = !v.track
+    ? ""
+    : v.oneDispatch
+      ? `if (ok && lane == 0) {${BLEND}
+    RMo[col] = RM[col] * keep + mean * f;
+    RVo[col] = RV[col] * keep + (variance * u.unbiased) * f;
+    if (col == 0) { NBTo[0] = NBT[0] + 1; }
+  }`
+      : "if (ok && lane == 0) { RMo[col] = mean; RVo[col] = variance; }";
   return `${header(v, false)}
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(local_invocation_id) lid : vec3<u32>, @builtin(workgroup_id) wid : vec3<u32>) {
@@ -127,10 +155,7 @@ struct U { M : i32, C : i32, eps : f32, momentum : f32, keep : f32, unbiased : f
 @group(0) @binding(6) var<uniform> u : U;
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
-  let col = i32(gid.x);
-  var f = u.momentum;
-  var keep = u.keep;
-  if (f < 0.0) { f = 1.0 / f32(NBT[0] + 1); keep = 1.0 - f; }
+  let col = i32(gid.x);${BLEND}
   if (col < u.C) {
     RMo[col] = RM[col] * keep + RMo[col] * f;
     RVo[col] = RV[col] * keep + (RVo[col] * u.unbiased) * f;

@@ -4,6 +4,7 @@ import { type WebGpuInternals, bufferOf, newTensorInfo, webgpuInternals } from "
 import {
   BN_ACTIVATIONS,
   BN_COLUMNS,
+  BN_ONE_DISPATCH_BINDINGS,
   type BatchNormVariant,
   type BnActivation,
   batchNormGradWgsl,
@@ -14,9 +15,10 @@ import {
 import { registerWebgpuKernels } from "./program";
 import { runKernelSaving } from "./tape";
 
-// BatchNorm1d (training mode) + activation as tfjs kernels on webgpu: one dispatch forward, plus
-// one for the running statistics' update (they come back as new tensors that the caller assigns to
-// its buffers, so no tensor that shares a buffer with them is written in place), one backward
+// BatchNorm1d (training mode) + activation as tfjs kernels on webgpu: one dispatch forward, with
+// the running statistics' update where the device allows 10 storage bindings (else one more
+// dispatch for it; they come back as new tensors that the caller assigns to its buffers, so no
+// tensor that shares a buffer with them is written in place), one backward
 // (dX, dγ, dβ). Two forward kernel names, since tfjs's tape saves inputs by name and a norm
 // without affine parameters has no γ to save.
 
@@ -32,8 +34,22 @@ interface BnAttrs {
   track: boolean;
 }
 
-function variantOf(inputs: Record<string, tf.TensorInfo>, attrs: BnAttrs): BatchNormVariant {
-  return { affine: !!inputs.gamma, activation: attrs.activation, track: attrs.track };
+/** Test hook: force the two-dispatch running update (what a device with 8 storage buffers gets). */
+let oneDispatchAllowed = true;
+export function allowOneDispatchBatchNorm(allowed: boolean): void {
+  oneDispatchAllowed = allowed;
+}
+
+function variantOf(
+  inputs: Record<string, tf.TensorInfo>,
+  attrs: BnAttrs,
+  b?: WebGpuInternals,
+): BatchNormVariant {
+  const v = { affine: !!inputs.gamma, activation: attrs.activation, track: attrs.track };
+  // The forward blends the running statistics itself where the device takes its 10 bindings.
+  const limit = b?.device.limits.maxStorageBuffersPerShaderStage ?? 0;
+  const oneDispatch = oneDispatchAllowed && limit >= BN_ONE_DISPATCH_BINDINGS;
+  return attrs.track && oneDispatch ? { ...v, oneDispatch } : v;
 }
 
 function uniforms(m: number, c: number, attrs: BnAttrs): Scalars[] {
@@ -64,10 +80,12 @@ function forward(args: unknown): tf.TensorInfo[] {
   const b = webgpuInternals(backend);
   const { x, gamma, beta, runningMean, runningVar, tracked } = inputs;
   const [m, c] = x.shape;
-  const v = variantOf(inputs, attrs);
+  const v = variantOf(inputs, attrs, b);
   const y = newTensorInfo(b, [m, c]);
   const outs = v.track ? [y, newTensorInfo(b, [c]), newTensorInfo(b, [c]), int32Info(b)] : [y];
-  const reads = v.affine ? [x, gamma, beta] : [x];
+  const affine = v.affine ? [x, gamma, beta] : [x];
+  const reads = v.oneDispatch ? [...affine, runningMean, runningVar, tracked] : affine;
+  const written = v.oneDispatch ? outs : outs.slice(0, 3);
   const u = uniforms(m, c, attrs);
   const views = (ts: tf.TensorInfo[]) => ts.map((t) => viewOf(b, t));
   const groups: [number, number, number] = [Math.ceil(c / BN_COLUMNS), 1, 1];
@@ -75,11 +93,11 @@ function forward(args: unknown): tf.TensorInfo[] {
     b,
     batchNormKey(v, false),
     () => batchNormWgsl(v),
-    views([...reads, ...outs.slice(0, 3)]),
+    views([...reads, ...written]),
     u,
     groups,
   );
-  if (v.track) {
+  if (v.track && !v.oneDispatch) {
     const running = views([runningMean, runningVar, tracked, ...outs.slice(1)]);
     encode(b, "SitBatchNormRunning", runningWgsl, running, u, groups);
   }

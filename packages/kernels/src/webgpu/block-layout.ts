@@ -1,7 +1,7 @@
 import type * as tf from "@tensorflow/tfjs";
-import { PARTIAL_ROWS } from "./block-wgsl";
 import { VIEW_ALIGN, type View, viewOf } from "./encode";
 import type { WebGpuInternals } from "./flat-buffers";
+import { partialsSize } from "./layer-norm-grad";
 
 // The fused transformer block's flat buffers (block.ts): the workspace the forward writes and the
 // tape saves, and the backward's temporaries. Each part starts 256-byte aligned, so that it can be
@@ -68,8 +68,8 @@ export function gradTempLayout(dims: BlockDims, heads: number) {
     stats: batch * heads * n * 2,
     dqkv: m * 3 * d,
     // LN1's then LN2's partial (dγ, dβ) sums, finished together (block-wgsl.ts).
-    partials1: Math.ceil(m / PARTIAL_ROWS) * 2 * d,
-    partials2: Math.ceil(m / PARTIAL_ROWS) * 2 * d,
+    partials1: partialsSize(m, d),
+    partials2: partialsSize(m, d),
   };
   return { sizes, total: totalOf(sizes) };
 }

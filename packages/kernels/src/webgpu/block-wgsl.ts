@@ -39,17 +39,19 @@ export const PARTIAL_ROWS = 32;
  * (the input gradient plus the gradient `R` that reaches the same tensor through the residual
  * path), and the block's partial parameter gradients `P[blk, 0, c] = Σ DY·x̂` (γ's) and
  * `P[blk, 1, c] = Σ DY` (β's), `P [⌈M/32⌉, 2, D]`, from the same x̂ (one pass over DY and X
- * instead of a second dispatch that recomputed the row statistics).
+ * instead of a second dispatch that recomputed the row statistics). Without `residual` there is
+ * no `R` (a LayerNorm outside a residual block: the ViT's final norm).
  */
-export function layerNormGradWgsl(wg: number, d: number): string {
+export function layerNormGradWgsl(wg: number, d: number, residual = true): string {
   const cpt = Math.ceil(d / wg);
-  const accumulate = (dx: string) => `DX[base + c] = R[base + c] + ${dx};
+  const reads = residual ? ["DY", "X", "Gamma", "R"] : ["DY", "X", "Gamma"];
+  const accumulate = (dx: string) => `DX[base + c] = ${residual ? "R[base + c] + " : ""}${dx};
         let k = (c - tid) / WG;
         accG[k] += DY[base + c] * xh;
         accB[k] += DY[base + c];`;
   return `${LN_UNIFORMS}
-${bindings(["DY", "X", "Gamma", "R"], ["DX", "P"])}
-@group(0) @binding(6) var<uniform> u : U;
+${bindings(reads, ["DX", "P"])}
+@group(0) @binding(${reads.length + 2}) var<uniform> u : U;
 ${welfordDecl(wg)}
 const CPT = ${cpt};
 const RB = ${PARTIAL_ROWS};
@@ -82,15 +84,27 @@ fn main(${BUILTINS}) {
 }
 
 /**
- * The parameter gradients of the block's two LayerNorms from their partial sums `[R, 2, D]` each
- * (LN1's at the start of `P`, LN2's `stride` floats on): `G1[c] = Σ_blk P[blk, 0, c]`,
- * `Bt1[c] = Σ_blk P[blk, 1, c]` over LN1's, G2, Bt2 over LN2's (workgroup row `wid.y` picks). One dispatch for both:
- * 64 columns × 4 lanes per workgroup.
+ * The parameter gradients of `sets` LayerNorms (1 or 2: a block's two) from their partial sums
+ * `[R, 2, D]` each (the first at the start of `P`, the second `stride` floats on):
+ * `G1[c] = Σ_blk P[blk, 0, c]`, `Bt1[c] = Σ_blk P[blk, 1, c]` over the first, G2, Bt2 over the
+ * second (workgroup row `wid.y` picks). One dispatch: 64 columns × 4 lanes per workgroup.
  */
-export function finishPartialsWgsl(): string {
+export function finishPartialsWgsl(sets: 1 | 2): string {
+  const outs = sets === 2 ? ["G1", "Bt1", "G2", "Bt2"] : ["G1", "Bt1"];
+  const write =
+    sets === 2
+      ? `if (wid.y == 0u) {
+      G1[c] = t.x;
+      Bt1[c] = t.y;
+    } else {
+      G2[c] = t.x;
+      Bt2[c] = t.y;
+    }`
+      : `G1[c] = t.x;
+    Bt1[c] = t.y;`;
   return `struct U { R : i32, D : i32, stride : i32 };
-${bindings(["P"], ["G1", "Bt1", "G2", "Bt2"])}
-@group(0) @binding(5) var<uniform> u : U;
+${bindings(["P"], outs)}
+@group(0) @binding(${outs.length + 1}) var<uniform> u : U;
 var<workgroup> lanes : array<vec2<f32>, 256>;
 @compute @workgroup_size(256, 1, 1)
 fn main(${BUILTINS}) {
@@ -109,13 +123,7 @@ fn main(${BUILTINS}) {
   workgroupBarrier();
   if (lane == 0 && c < d) {
     let t = (lanes[tid] + lanes[tid + 64]) + (lanes[tid + 128] + lanes[tid + 192]);
-    if (wid.y == 0u) {
-      G1[c] = t.x;
-      Bt1[c] = t.y;
-    } else {
-      G2[c] = t.x;
-      Bt2[c] = t.y;
-    }
+    ${write}
   }
 }`;
 }

@@ -1,12 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { ATTENTION_ROWS, dkdvBody, forwardBody, statsDqBody } from "./attention";
-import {
-  PARTIAL_ROWS,
-  attentionWgsl,
-  finishPartialsWgsl,
-  layerNormGradWgsl,
-  lnThreads,
-} from "./block-wgsl";
+import { attentionWgsl } from "./block-wgsl";
 import {
   type BlockDims,
   SNAPSHOT,
@@ -25,6 +19,7 @@ import {
   GPU_USAGE,
 } from "./flat-buffers";
 import { PLAIN_GEMM, encodeGemm } from "./gemm";
+import { encodeLayerNormFinish, encodeLayerNormGrad } from "./layer-norm-grad";
 import { precisionOf } from "./gemm-wgsl";
 import { registerWebgpuKernels } from "./program";
 
@@ -68,42 +63,6 @@ export interface BlockAttrs {
 function dims(attrs: BlockAttrs): BlockDims {
   const [batch, n, d] = attrs.shape;
   return { batch, n, d, m: batch * n, hidden: attrs.hidden, half: attrs.half };
-}
-
-/** dX = R + LN′ᵀ·dY, and the partial column sums of (dγ, dβ) into `partials` (1 dispatch). */
-function layerNormGrad(
-  b: WebGpuInternals,
-  views: { dy: View; x: View; gamma: View; r: View; dx: View; partials: View },
-  m: number,
-  d: number,
-  eps: number,
-) {
-  const wg = lnThreads(d);
-  const u: Scalars[] = [{ i: m }, { i: d }, { f: eps }];
-  const { dy, x, gamma, r, dx, partials } = views;
-  encode(
-    b,
-    `SitBlockLNGrad_${wg}_${Math.ceil(d / wg)}`,
-    () => layerNormGradWgsl(wg, d),
-    [dy, x, gamma, r, dx, partials],
-    u,
-    foldGroups(b, Math.ceil(m / PARTIAL_ROWS)),
-  );
-}
-
-/** (dγ1, dβ1, dγ2, dβ2) from both LayerNorms' partial sums (1 dispatch). */
-function finishLayerNormGrads(
-  b: WebGpuInternals,
-  [p1, p2]: [View, View],
-  outs: View[],
-  m: number,
-  d: number,
-) {
-  // One binding over both parts (consecutive in the temporaries); the second starts `stride` on.
-  const stride = p2.offset - p1.offset;
-  const both: View = { buffer: p1.buffer, offset: p1.offset, size: stride + p2.size };
-  const u: Scalars[] = [{ i: Math.ceil(m / PARTIAL_ROWS) }, { i: d }, { i: stride }];
-  encode(b, "SitBlockLNFinish2", finishPartialsWgsl, [both, ...outs], u, [Math.ceil(d / 64), 2, 1]);
 }
 
 /** One attention pass (attention.ts's bodies) over `qkv [B, N, 3D]`. */
@@ -284,7 +243,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
     [v.a2, g.du, viewOf(b, dfc1W), ...vb(dfc1B)],
   );
   // dh = dy + LN2′ᵀ·da2, with dγ2, dβ2.
-  layerNormGrad(
+  encodeLayerNormGrad(
     b,
     { dy: g.da, x: v.h, gamma: v.ln2g, r: dy, dx: g.dh, partials: g.partials2 },
     m,
@@ -337,7 +296,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
     [v.a1, g.dqkv, viewOf(b, dqkvW), ...vb(dqkvB)],
   );
   // dx = dh + LN1′ᵀ·da1, with dγ1, dβ1.
-  layerNormGrad(
+  encodeLayerNormGrad(
     b,
     { dy: g.da, x: v.x, gamma: v.ln1g, r: g.dh, dx: viewOf(b, dx), partials: g.partials1 },
     m,
@@ -345,7 +304,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
     attrs.eps1,
   );
   const lnGrads = [dln1g, dln1b, dln2g, dln2b].map((o) => viewOf(b, o));
-  finishLayerNormGrads(b, [g.partials1, g.partials2], lnGrads, m, d);
+  encodeLayerNormFinish(b, [g.partials1, g.partials2], lnGrads, m, d);
   b.disposeData(tmp.dataId);
   const grads = [dx, dln1g, dln1b, dqkvW, dqkvB, dprojW, dprojB, dln2g, dln2b];
   grads.push(dfc1W, dfc1B, dfc2W, dfc2B);

@@ -55,7 +55,7 @@ interface GpuDevice {
   createComputePipeline(desc: object): GpuPipeline;
   createBindGroup(desc: object): unknown;
   createBuffer(desc: { size: number; usage: number }): GpuBuffer;
-  limits: { maxComputeWorkgroupsPerDimension: number };
+  limits: { maxComputeWorkgroupsPerDimension: number; maxStorageBuffersPerShaderStage: number };
 }
 
 /** The internals of tfjs's `WebGPUBackend` used here (tfjs-backend-webgpu 4.22). */

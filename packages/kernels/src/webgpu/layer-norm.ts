@@ -1,14 +1,10 @@
 import * as tf from "@tensorflow/tfjs";
 import { kernelArgs, makeProgram } from "./program";
 import { runKernelSaving } from "./tape";
-import {
-  blockColumnSums,
-  finishColumnSum,
-  rowThreads,
-  layerNormGradRowCode,
-  layerNormRowCode,
-  welfordDecl,
-} from "./reductions";
+import { viewOf } from "./encode";
+import { newTensorInfo, webgpuInternals } from "./flat-buffers";
+import { encodeLayerNormFinish, encodeLayerNormGrad, partialsSize } from "./layer-norm-grad";
+import { layerNormRowCode, rowThreads, welfordDecl } from "./reductions";
 
 /** tfjs kernel names of the fused LayerNorm (registered for the `webgpu` backend). */
 export const LAYER_NORM_KERNEL = "SitLayerNorm";
@@ -56,42 +52,25 @@ function layerNormForward(args: unknown): tf.TensorInfo {
 
 /**
  * Gradients of LayerNorm from `dy`, `x`, `gamma` (statistics recomputed, not stored):
- * dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = dy·γ, one workgroup per row (one dispatch);
- * dγ = Σ dy·x̂ and dβ = Σ dy as block partial sums (one dispatch) finished per parameter (two).
+ * dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = dy·γ and the partial sums of dγ = Σ dy·x̂ and
+ * dβ = Σ dy over blocks of rows in one pass, then one pass that finishes dγ and dβ (2 dispatches,
+ * encoded directly: layer-norm-grad.ts, shared with the fused block).
  */
 function layerNormBackward(args: unknown): tf.TensorInfo[] {
   const { inputs, backend, attrs } = kernelArgs(args);
-  const { gamma } = inputs;
-  const [dy, x] = [rowsOf(inputs.dy), rowsOf(inputs.x)];
-  const eps = attrs.eps as number;
-  const [m, d] = x.shape;
-  const wg = rowThreads(d);
-  const program = makeProgram({
-    key: "sitLayerNormGradX",
-    outputShape: [m, d],
-    groups: m,
-    threads: wg,
-    variableNames: ["DY", "X", "Gamma"],
-    uniforms: "eps : f32,",
-    code: `
-  ${welfordDecl(wg)}
-  fn main(index : i32) {
-    let row = sitGroup();
-    let tid = i32(localId.x);
-    let d = uniforms.xShape[1];
-    let ok = row < uniforms.xShape[0];
-    let base = row * d;
-    ${layerNormGradRowCode("DY", "X", "Gamma", "uniforms.eps", (dx) => `result[base + c] = ${dx};`)}
-  }`,
-  });
-  const dx = backend.runWebGPUProgram(program, [dy, x, gamma], "float32", [
-    { type: "float32", data: [eps] },
-  ]);
-  const partials = blockColumnSums(backend, dy, x, eps);
-  const dgamma = finishColumnSum(backend, partials, 0);
-  const dbeta = finishColumnSum(backend, partials, 1);
-  backend.disposeData(partials.dataId);
-  return [{ ...dx, shape: inputs.x.shape }, dgamma, dbeta];
+  const b = webgpuInternals(backend);
+  const { dy, x, gamma } = inputs;
+  const d = x.shape[x.shape.length - 1];
+  const m = tf.util.sizeFromShape(x.shape) / d;
+  const dx = newTensorInfo(b, x.shape);
+  const [dgamma, dbeta] = [newTensorInfo(b, [d]), newTensorInfo(b, [d])];
+  const partials = newTensorInfo(b, [partialsSize(m, d)]);
+  const p = viewOf(b, partials);
+  const views = { dy: viewOf(b, dy), x: viewOf(b, x), gamma: viewOf(b, gamma), dx: viewOf(b, dx) };
+  encodeLayerNormGrad(b, { ...views, partials: p }, m, d, attrs.eps as number);
+  encodeLayerNormFinish(b, [p], [viewOf(b, dgamma), viewOf(b, dbeta)], m, d);
+  b.disposeData(partials.dataId);
+  return [dx, dgamma, dbeta];
 }
 
 let registered = false;
@@ -124,7 +103,7 @@ export function registerLayerNormKernels(): void {
 }
 
 /**
- * The `layerNorm` override for webgpu: one fused kernel forward, one (4 dispatches) backward.
+ * The `layerNorm` override for webgpu: one fused kernel forward, one (2 dispatches) backward.
  * It takes `x` of any leading shape `[..., D]` (so `layerNorm` calls it without reshapes).
  */
 export function webgpuLayerNorm<T extends tf.Tensor>(
