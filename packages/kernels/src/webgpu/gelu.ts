@@ -91,7 +91,7 @@ function biasGeluBackward(args: unknown): tf.TensorInfo[] {
     ...dh,
     shape: [dh.shape.length ? tf.util.sizeFromShape(dh.shape) / cols : 1, cols],
   };
-  const partials = blockColumnSums(backend, rows2d, null, 0);
+  const partials = blockColumnSums(backend, rows2d);
   const db = finishColumnSum(backend, partials, 0);
   backend.disposeData(partials.dataId);
   return [dh, db];
@@ -99,7 +99,7 @@ function biasGeluBackward(args: unknown): tf.TensorInfo[] {
 
 function columnSumKernel(args: unknown): tf.TensorInfo {
   const { inputs, backend } = kernelArgs(args);
-  const partials = blockColumnSums(backend, inputs.x, null, 0);
+  const partials = blockColumnSums(backend, inputs.x);
   const out = finishColumnSum(backend, partials, 0);
   backend.disposeData(partials.dataId);
   return out;

@@ -134,33 +134,22 @@ const BLOCK_ROWS = 32;
 const BLOCK_THREADS = 64;
 
 /**
- * Partial column sums over blocks of 32 rows of `dy [M, D]`: output `[R, K, D]` with
- * R = ⌈M/32⌉. Without `x`, K = 1 and the part is Σ dy (a bias gradient). With `x` (LayerNorm's
- * input), K = 2: part 0 is Σ dy·x̂ (γ's gradient) and part 1 is Σ dy (β's), x̂ recomputed per row
- * from x with the row's mean and rstd. One dispatch; {@link finishColumnSum} adds the blocks.
+ * Partial column sums over blocks of 32 rows of `dy [M, D]`: output `[R, 1, D]` with
+ * R = ⌈M/32⌉ (a bias gradient's partial sums). One dispatch; {@link finishColumnSum} adds the
+ * blocks.
  */
-export function blockColumnSums(
-  backend: WebGpuBackendLike,
-  dy: tf.TensorInfo,
-  x: tf.TensorInfo | null,
-  eps: number,
-): tf.TensorInfo {
+export function blockColumnSums(backend: WebGpuBackendLike, dy: tf.TensorInfo): tf.TensorInfo {
   const [m, d] = dy.shape;
   const blocks = Math.ceil(m / BLOCK_ROWS);
   const cpt = Math.ceil(d / BLOCK_THREADS);
-  const k = x ? 2 : 1;
-  const stats = x
-    ? welfordRow("X", "r * d", "rowOk", "d", "uniforms.eps")
-    : "let mu = 0.0; let rstd = 1.0;";
   const program = makeProgram({
-    key: `sitBlockColumnSums_${k}_${cpt}`,
-    outputShape: [blocks, k, d],
+    key: `sitBlockColumnSums_${cpt}`,
+    outputShape: [blocks, 1, d],
     groups: blocks,
     threads: BLOCK_THREADS,
-    variableNames: x ? ["DY", "X"] : ["DY"],
-    uniforms: "eps : f32,",
+    variableNames: ["DY"],
     code: `
-  ${welfordDecl(BLOCK_THREADS)}
+  const WG = ${BLOCK_THREADS};
   const CPT = ${cpt};
   const RB = ${BLOCK_ROWS};
   fn main(index : i32) {
@@ -169,37 +158,25 @@ export function blockColumnSums(
     let blk = sitGroup();
     let tid = i32(localId.x);
     let valid = blk < uniforms.outShape[0];
-    var accG : array<f32, CPT>;
-    var accB : array<f32, CPT>;
+    var acc : array<f32, CPT>;
     for (var rr = 0; rr < RB; rr++) {
       let r = blk * RB + rr;
-      let rowOk = valid && r < m;
-      ${stats}
-      if (rowOk) {
+      if (valid && r < m) {
         for (var u = 0; u < CPT; u++) {
           let c = tid + u * WG;
-          if (c < d) {
-            let g = DY[r * d + c];
-            accB[u] += g;
-            ${x ? "accG[u] += g * (X[r * d + c] - mu) * rstd;" : ""}
-          }
+          if (c < d) { acc[u] += DY[r * d + c]; }
         }
       }
     }
     if (valid) {
       for (var u = 0; u < CPT; u++) {
         let c = tid + u * WG;
-        if (c < d) {
-          ${x ? "result[(blk * 2) * d + c] = accG[u];" : ""}
-          result[(blk * ${k} + ${k - 1}) * d + c] = accB[u];
-        }
+        if (c < d) { result[blk * d + c] = acc[u]; }
       }
     }
   }`,
   });
-  return backend.runWebGPUProgram(program, x ? [dy, x] : [dy], "float32", [
-    { type: "float32", data: [eps] },
-  ]);
+  return backend.runWebGPUProgram(program, [dy], "float32");
 }
 
 /**
@@ -246,7 +223,7 @@ export function finishColumnSum(
 
 /** Column sums of `dy [M, D]` → `[D]` (a bias gradient): two dispatches. */
 export function columnSum(backend: WebGpuBackendLike, dy: tf.TensorInfo): tf.TensorInfo {
-  const partials = blockColumnSums(backend, dy, null, 0);
+  const partials = blockColumnSums(backend, dy);
   const out = finishColumnSum(backend, partials, 0);
   backend.disposeData(partials.dataId);
   return out;
