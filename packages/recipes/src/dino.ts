@@ -173,7 +173,7 @@ export class DinoRecipe extends ModuleRecipe<DinoNetwork, TwoViewBatch, DinoNetw
 
   override async launchStep(batch: TwoViewBatch, step: number): Promise<LaunchedStep> {
     const crops = multiCropViews(batch);
-    const hyper = this.hyperAt(step);
+    const hyper = this.beginStep(step);
     const frozen = step < this.config.freezeLastLayerEpochs * this.config.optim.stepsPerEpoch;
     const teacher = this.network("teacher");
     const values = tf.tidy(() => {

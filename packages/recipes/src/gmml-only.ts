@@ -46,7 +46,7 @@ export class GmmlOnlyRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, never
 
   override async launchStep(batch: TwoViewBatch, step: number): Promise<LaunchedStep> {
     const views = batch.views;
-    const hyper = this.hyperAt(step);
+    const hyper = this.beginStep(step);
     const { corrupted, masks, tokenMasks } = corruptViews(this.masker, views, this.rngs.mask);
     try {
       const values = tf.tidy(() => {

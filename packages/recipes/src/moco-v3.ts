@@ -62,7 +62,7 @@ export class MocoV3Recipe extends ModuleRecipe<MocoStudent, TwoViewBatch, SitNet
 
   override async launchStep(batch: TwoViewBatch, step: number): Promise<LaunchedStep> {
     const [x1, x2] = twoViews(batch);
-    const hyper = this.hyperAt(step);
+    const hyper = this.beginStep(step);
     const B = x1.shape[0];
     const teacher = this.network("teacher");
     const values = tf.tidy(() => {

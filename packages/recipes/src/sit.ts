@@ -126,7 +126,7 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
 
   override async launchStep(batch: TwoViewBatch, step: number): Promise<LaunchedStep> {
     const clean = twoViews(batch);
-    const hyper = this.hyperAt(step);
+    const hyper = this.beginStep(step);
     await this.prepareLossScaler();
     // With attention-guided masking the teacher runs first: its forward on the clean views gives
     // both its projections and the last block's CLS attention that ranks the patches to mask.

@@ -239,6 +239,9 @@ export async function settleShaderChecks(): Promise<void> {
 /** Shader keys whose first bind group was checked against the pipeline's layout, per device. */
 const checkedBindings = new WeakMap<object, Set<string>>();
 
+/** Bind-group layouts per pipeline. */
+const layouts = new WeakMap<GpuPipeline, unknown>();
+
 /**
  * A bind group of `key`'s pipeline. The first one per device and key is created inside an error
  * scope: a binding the shader does not use is missing from the layout WebGPU derives from the
@@ -257,7 +260,13 @@ export function bindGroup(
     checked = new Set();
     checkedBindings.set(b.device, checked);
   }
-  const desc = { layout: p.getBindGroupLayout(0), entries };
+  // (Each getBindGroupLayout call makes a new wrapper object in Dawn's bindings: once per pipeline.)
+  let layout = layouts.get(p);
+  if (!layout) {
+    layout = p.getBindGroupLayout(0);
+    layouts.set(p, layout);
+  }
+  const desc = { layout, entries };
   if (checked.has(key)) return b.device.createBindGroup(desc);
   checked.add(key);
   b.device.pushErrorScope("validation");
