@@ -11,6 +11,7 @@ import {
   BLOCK_SCALED_KERNEL,
   type BlockAttrs,
   registerBlockKernels,
+  savedInputNames,
 } from "./webgpu/block";
 import { gradTempLayout, workspaceLayout } from "./webgpu/block-layout";
 import { webgpuKernelsEnabled } from "./webgpu/register";
@@ -261,7 +262,9 @@ export function transformerBlock(
   const inputs: Record<string, tf.Tensor> = { x, ...fusedBlockInputs(weights) };
   if (scales) [inputs.s0, inputs.s1] = scales;
   const kernel = scales ? BLOCK_SCALED_KERNEL : BLOCK_KERNEL;
-  const outs = runKernelSaving(kernel, inputs, attrs, (o) => o.slice(1, 2));
+  // Saved for the backward: the workspace, then the inputs it reads (handles, no copies).
+  const saved = savedInputNames(attrs).map((name) => inputs[name]);
+  const outs = runKernelSaving(kernel, inputs, attrs, (o) => [o[1], ...saved]);
   // The workspace (when a tape records) stays alive through the tape's saved handle.
   if (outs.length > 1) outs[1].dispose();
   return { output: outs[0] as tf.Tensor3D };

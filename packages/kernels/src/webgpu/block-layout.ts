@@ -7,8 +7,23 @@ import { partialsSize } from "./layer-norm-grad";
 // tape saves, and the backward's temporaries. Each part starts 256-byte aligned, so that it can be
 // bound as its own storage range.
 
-/** Inputs the backward reads, snapshotted into the workspace by the forward (in this order). */
-export const SNAPSHOT = ["x", "ln1g", "qkvW", "projW", "ln2g", "fc1W", "fc2W", "s0", "s1"] as const;
+/**
+ * Inputs of the forward that the backward reads, saved on the tape as handles on their tensors
+ * (tape.ts: no copies), in this order after the workspace. (As with PyTorch's saved tensors, a
+ * weight updated in place between the forward and the backward would change the gradients; the
+ * optimisers here update after the backward.)
+ */
+export const SAVED_INPUTS = [
+  "x",
+  "ln1g",
+  "qkvW",
+  "projW",
+  "ln2g",
+  "fc1W",
+  "fc2W",
+  "s0",
+  "s1",
+] as const;
 
 const align = (n: number) => Math.ceil(n / VIEW_ALIGN) * VIEW_ALIGN;
 
@@ -29,24 +44,13 @@ function uWords({ m, hidden, half }: BlockDims): number {
 }
 
 /**
- * The workspace's parts (elements; each starts 256-byte aligned): a snapshot of the inputs the
- * backward reads (x, the weights, the drop-path factors — so the tape saves one tensor per block
- * instead of one clone per input, and an in-place weight update between forward and backward
- * cannot change the gradients), then the activations: LN1(x), qkv, the attention output, h,
- * LN2(h), fc1's pre-activation.
+ * The workspace's parts (elements; each starts 256-byte aligned): the activations the backward
+ * reads — LN1(x), qkv, the attention output, h, LN2(h), fc1's pre-activation. (The inputs it reads
+ * are saved on the tape instead: {@link SAVED_INPUTS}.)
  */
 export function workspaceLayout(dims: BlockDims) {
-  const { batch, d, hidden, m } = dims;
+  const { d, m } = dims;
   const sizes = {
-    x: m * d,
-    ln1g: d,
-    qkvW: d * 3 * d,
-    projW: d * d,
-    ln2g: d,
-    fc1W: d * hidden,
-    fc2W: hidden * d,
-    s0: batch,
-    s1: batch,
     a1: m * d,
     qkv: m * 3 * d,
     o: m * d,

@@ -3,21 +3,14 @@ import { ATTENTION_ROWS, dkdvBody, forwardBody, statsDqBody } from "./attention"
 import { attentionWgsl } from "./block-wgsl";
 import {
   type BlockDims,
-  SNAPSHOT,
+  SAVED_INPUTS,
   carve,
   gradTempLayout,
   totalOf,
   workspaceLayout,
 } from "./block-layout";
 import { type Scalars, type View, encode, foldGroups, viewOf } from "./encode";
-import {
-  type WebGpuInternals,
-  bufferOf,
-  copyElements,
-  newTensorInfo,
-  webgpuInternals,
-  GPU_USAGE,
-} from "./flat-buffers";
+import { type WebGpuInternals, newTensorInfo, webgpuInternals, GPU_USAGE } from "./flat-buffers";
 import { PLAIN_GEMM, encodeGemm } from "./gemm";
 import { encodeLayerNormFinish, encodeLayerNormGrad } from "./layer-norm-grad";
 import { precisionOf } from "./gemm-wgsl";
@@ -128,10 +121,6 @@ export function blockForward(args: unknown): tf.TensorInfo[] {
   const layout = workspaceLayout(dm);
   const ws = attrs.save ? workspaceHandle(b, layout.total) : newTensorInfo(b, [layout.total]);
   const v = carve(b, ws, layout.sizes);
-  if (attrs.save)
-    for (const name of SNAPSHOT)
-      if (t[name])
-        copyElements(b, bufferOf(b, t[name]), 0, v[name].buffer, v[name].offset, v[name].size);
   const w = (name: string) => viewOf(b, t[name]);
   const opt = (name: string, present: boolean) => (present ? [w(name)] : []);
   const x = w("x");
@@ -195,8 +184,10 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   const tmp = newTensorInfo(b, [totalOf(tmpSizes)]);
   const g = carve(b, tmp, tmpSizes);
   const scaled = attrs.scaled;
-  const s0 = scaled ? [v.s0] : [];
-  const s1 = scaled ? [v.s1] : [];
+  // The forward's inputs that the backward reads come as inputs of their own (SAVED_INPUTS).
+  const w = (name: string) => viewOf(b, t[name]);
+  const s0 = scaled ? [w("s0")] : [];
+  const s1 = scaled ? [w("s1")] : [];
   const out = (shape: number[]) => newTensorInfo(b, shape);
   const dx = out(attrs.shape);
   const [dln1g, dln1b, dln2g, dln2b] = [0, 1, 2, 3].map(() => out([d]));
@@ -217,7 +208,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
     b,
     precisionOf(hf, { ...P, transB: true, geluGrad: true, scaleRows: scaled }, ["H", "C"]),
     [m, hidden, d],
-    [dy, v.fc2W, v.u, ...s1, g.du],
+    [dy, w("fc2W"), v.u, ...s1, g.du],
     n,
   );
   encodeGemm(
@@ -234,7 +225,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
     b,
     precisionOf(hf, { ...P, transB: true }, ["A"]),
     [m, d, hidden],
-    [g.du, v.fc1W, g.da],
+    [g.du, w("fc1W"), g.da],
   );
   encodeGemm(
     b,
@@ -245,7 +236,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   // dh = dy + LN2′ᵀ·da2, with dγ2, dβ2.
   encodeLayerNormGrad(
     b,
-    { dy: g.da, x: v.h, gamma: v.ln2g, r: dy, dx: g.dh, partials: g.partials2 },
+    { dy: g.da, x: v.h, gamma: w("ln2g"), r: dy, dx: g.dh, partials: g.partials2 },
     m,
     d,
     attrs.eps2,
@@ -255,7 +246,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
     b,
     precisionOf(hf, { ...P, transB: true, scaleRows: scaled }),
     [m, d, d],
-    [g.dh, v.projW, ...s0, g.dO],
+    [g.dh, w("projW"), ...s0, g.dO],
     n,
   );
   encodeGemm(
@@ -288,7 +279,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   ];
   attention(b, "DkDv", dkdvBody, withStats, g.dqkv, dm, attrs);
   // da1 = dqkv·Wqkvᵀ (into da: da2 is dead); dWqkv = a1ᵀ·dqkv, dbqkv = Σ dqkv.
-  encodeGemm(b, precisionOf(hf, { ...P, transB: true }), [m, d, 3 * d], [g.dqkv, v.qkvW, g.da]);
+  encodeGemm(b, precisionOf(hf, { ...P, transB: true }), [m, d, 3 * d], [g.dqkv, w("qkvW"), g.da]);
   encodeGemm(
     b,
     precisionOf(hf, { ...P, transA: true, colSum: attrs.hasQkvBias }),
@@ -298,7 +289,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   // dx = dh + LN1′ᵀ·da1, with dγ1, dβ1.
   encodeLayerNormGrad(
     b,
-    { dy: g.da, x: v.x, gamma: v.ln1g, r: g.dh, dx: viewOf(b, dx), partials: g.partials1 },
+    { dy: g.da, x: w("x"), gamma: w("ln1g"), r: g.dh, dx: viewOf(b, dx), partials: g.partials1 },
     m,
     d,
     attrs.eps1,
@@ -328,6 +319,11 @@ const GRAD_INPUTS: [string, keyof BlockAttrs | null][] = [
   ["fc2B", "hasFc2Bias"],
 ];
 
+/** The forward's inputs that the tape saves for the backward, in order (after the workspace). */
+export function savedInputNames(attrs: { scaled: boolean }): string[] {
+  return SAVED_INPUTS.filter((name) => attrs.scaled || (name !== "s0" && name !== "s1"));
+}
+
 let registered = false;
 
 /** Register the block kernels and the forward's gradient with tfjs (once). */
@@ -341,7 +337,11 @@ export function registerBlockKernels(): void {
   ]);
   const gradFunc = (dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], raw: unknown) => {
     const attrs = raw as BlockAttrs;
-    const inputs = { dy: (dys as tf.Tensor[])[0], ws: saved[0] };
+    // saved: the workspace, then the inputs the backward reads (savedInputNames).
+    const inputs: Record<string, tf.Tensor> = { dy: (dys as tf.Tensor[])[0], ws: saved[0] };
+    savedInputNames(attrs).forEach((name, i) => {
+      inputs[name] = saved[i + 1];
+    });
     const outs = tf.engine().runKernel(BLOCK_GRAD_KERNEL, inputs, attrs as never) as tf.Tensor[];
     const grads: Record<string, () => tf.Tensor> = {};
     let k = 0;
@@ -357,8 +357,8 @@ export function registerBlockKernels(): void {
     }
     return grads;
   };
-  // Only the workspace is saved (by transformerBlock, without a tape copy: tape.ts): it holds the
-  // inputs the backward reads.
+  // The workspace and the inputs the backward reads are saved by transformerBlock, without tape
+  // copies (tape.ts).
   for (const kernelName of [BLOCK_KERNEL, BLOCK_SCALED_KERNEL])
     tf.registerGradient({ kernelName, gradFunc });
 }
