@@ -11,7 +11,7 @@ import { transformerStack } from "../transformer-stack";
 import { B, D, HEADS, HIDDEN, N, flat, weights } from "./block-fixtures";
 import { BLOCK_STACK_KERNEL, registerBlockStackKernel, stackInputName } from "./block-stack";
 import { checkWebgpuShaders } from "./flat-buffers";
-import { countLaunches, fill, useWebgpu } from "./testing";
+import { countLaunches, fill, settledUsage, useWebgpu } from "./testing";
 
 afterAll(async () => {
   await tf.setBackend("cpu");
@@ -44,17 +44,8 @@ describe("transformer blocks in a row as one kernel on webgpu (SitBlockStack)", 
     const [y, r] = [stack(), loop(x, blocks)];
     expectClose(await y.data(), await r.data(), 1e-6, "output", 1e-7);
     tf.dispose([y, r]);
-    // Tensors and GPU bytes in use, read after a submit (which releases the buffers of the
-    // intermediate outputs the kernel disposed while their commands pended).
-    const settled = async () => {
-      const t = stack();
-      await t.data();
-      t.dispose();
-      return [
-        tf.memory().numTensors,
-        (tf.memory() as unknown as { numBytesInGPU: number }).numBytesInGPU,
-      ];
-    };
+    // Tensors and GPU bytes in use (the intermediate outputs the kernel disposed included).
+    const settled = () => settledUsage(stack);
     const before = await settled();
     for (let i = 0; i < 3; i++) stack().dispose();
     expect(await settled()).toEqual(before);

@@ -5,7 +5,7 @@ import { portableTransformerBlock, transformerBlock } from "../transformer-block
 import { B, D, HEADS, N, flat, run, weights } from "./block-fixtures";
 import { checkWebgpuShaders, rawDispatchCount } from "./flat-buffers";
 import { setGemmSplitK } from "./gemm-split";
-import { countLaunches, fill, useWebgpu } from "./testing";
+import { countLaunches, fill, settledUsage, useWebgpu } from "./testing";
 
 afterAll(async () => {
   await tf.setBackend("cpu");
@@ -95,17 +95,8 @@ describe("fused transformer block on webgpu", () => {
     // still saves its input the tfjs way.)
     expect(both.kernels.slice(0, both.kernels.indexOf("SitBlock") + 1)).toEqual(["SitBlock"]);
     tf.dispose(step());
-    // GPU bytes in use too (the saved workspace is a pooled buffer behind a [1] handle), read
-    // after a submit, which releases the buffers of tensors disposed while their commands pended.
-    const settled = async () => {
-      const t = tf.tidy(forward);
-      await t.data();
-      t.dispose();
-      return [
-        tf.memory().numTensors,
-        (tf.memory() as unknown as { numBytesInGPU: number }).numBytesInGPU,
-      ];
-    };
+    // GPU bytes in use too (the saved workspace is a pooled buffer behind a [1] handle).
+    const settled = () => settledUsage(forward);
     const before = await settled();
     for (let i = 0; i < 3; i++) tf.dispose(step());
     expect(await settled()).toEqual(before);

@@ -1,4 +1,5 @@
 import { PHI_WGSL } from "./gelu";
+import { welfordAdd } from "./reductions";
 
 /**
  * What one GEMM shader does: `C[M,N] = pre(op(A))[M,K] · op(B)[K,N]` (pre: GELU or LayerNorm,
@@ -297,11 +298,7 @@ function lnStats(x: string): string {
     var m2 = 0.0;
     if (row0 + r < u.M) {
       for (var c = lane; c < u.K; c += 16) {
-        let x = ${x};
-        cnt += 1.0;
-        let delta = x - mean;
-        mean += delta / cnt;
-        m2 += delta * (x - mean);
+        ${welfordAdd(x, "cnt", "mean", "m2")}
       }
     }
     lnN[tid] = cnt;

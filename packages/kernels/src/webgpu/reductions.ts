@@ -39,6 +39,20 @@ export function welfordDecl(wg: number): string {
 }
 
 /**
+ * WGSL statements adding `value` to a running Welford triple (count, mean, M2) held in the vars
+ * `n`, `mean`, `m2`: one place for the update every row-statistics loop uses.
+ */
+export function welfordAdd(value: string, n: string, mean: string, m2: string): string {
+  return `{
+          let v = ${value};
+          ${n} += 1.0;
+          let delta = v - ${mean};
+          ${mean} += delta / ${n};
+          ${m2} += delta * (v - ${mean});
+        }`;
+}
+
+/**
  * WGSL statements that leave `mu` and `rstd` (1/√(var + eps), biased variance) of the row
  * `src[base .. base + cols)` in scope, for every thread of the workgroup. `ok` guards the loads
  * (a folded dispatch's spare workgroups, rows past the end); the barriers stay unconditional.
@@ -51,11 +65,7 @@ export function welfordRow(src: string, base: string, ok: string, cols: string, 
       var m2 = 0.0;
       if (${ok}) {
         for (var c = tid; c < ${cols}; c += WG) {
-          let v = ${src}[${base} + c];
-          n += 1.0;
-          let delta = v - mean;
-          mean += delta / n;
-          m2 += delta * (v - mean);
+          ${welfordAdd(`${src}[${base} + c]`, "n", "mean", "m2")}
         }
       }
       wN[tid] = n;

@@ -43,6 +43,19 @@ export async function countLaunches(
   }
 }
 
+/**
+ * Tensors and GPU bytes in use after running `forward` once and reading its result: the read's
+ * submit releases the buffers of tensors disposed while their commands pended, so two calls
+ * around a loop of steps compare like with like (a leak test).
+ */
+export async function settledUsage(forward: () => tf.Tensor): Promise<[number, number]> {
+  const t = tf.tidy(forward);
+  await t.data();
+  t.dispose();
+  const memory = tf.memory() as tf.MemoryInfo & { numBytesInGPU: number };
+  return [memory.numTensors, memory.numBytesInGPU];
+}
+
 /** A tensor of the given shape with N(0, std²) entries from a seeded `Rng`. */
 export function fill(shape: number[], seed: number, std = 1): tf.Tensor {
   const n = shape.reduce((p, q) => p * q, 1);
