@@ -1,5 +1,5 @@
 import { PHI_WGSL } from "./gelu";
-import { welfordAdd } from "./reductions";
+import { welfordAdd, welfordMergeFn } from "./reductions";
 
 /**
  * What one GEMM shader does: `C[M,N] = pre(op(A))[M,K] · op(B)[K,N]` (pre: GELU or LayerNorm,
@@ -277,15 +277,7 @@ var<workgroup> lnMean : array<f32, 256>;
 var<workgroup> lnM2 : array<f32, 256>;
 var<workgroup> lnMu : array<f32, BM>;
 var<workgroup> lnRstd : array<f32, BM>;
-fn sitLnMerge(a : i32, b : i32) {
-  let n = lnN[a] + lnN[b];
-  if (n > 0.0) {
-    let delta = lnMean[b] - lnMean[a];
-    lnMean[a] = lnMean[a] + delta * lnN[b] / n;
-    lnM2[a] = lnM2[a] + lnM2[b] + delta * delta * lnN[a] * lnN[b] / n;
-    lnN[a] = n;
-  }
-}`;
+${welfordMergeFn("sitLnMerge", "lnN", "lnMean", "lnM2")}`;
 
 // The statistics pass (`tid`, `row0` in scope; `x` reads A at row row0 + r, column c). Barriers
 // under uniform control flow only: the loop bounds are constants, the guarded parts have none.

@@ -17,15 +17,7 @@ export function welfordDecl(wg: number): string {
   var<workgroup> wN : array<f32, ${wg}>;
   var<workgroup> wMean : array<f32, ${wg}>;
   var<workgroup> wM2 : array<f32, ${wg}>;
-  fn welfordMerge(a : i32, b : i32) {
-    let n = wN[a] + wN[b];
-    if (n > 0.0) {
-      let delta = wMean[b] - wMean[a];
-      wMean[a] = wMean[a] + delta * wN[b] / n;
-      wM2[a] = wM2[a] + wM2[b] + delta * delta * wN[a] * wN[b] / n;
-      wN[a] = n;
-    }
-  }
+  ${welfordMergeFn("welfordMerge", "wN", "wMean", "wM2")}
   fn sumPairs(tid : i32) {
     // Tree sum of wN and wMean (used as two plain accumulators) into index 0.
     for (var s = WG / 2; s > 0; s = s >> 1) {
@@ -34,6 +26,22 @@ export function welfordDecl(wg: number): string {
         wMean[tid] = wMean[tid] + wMean[tid + s];
       }
       workgroupBarrier();
+    }
+  }`;
+}
+
+/**
+ * A WGSL function `name(a, b)` merging the Welford triple at index b of the workgroup arrays
+ * (count, mean, M2) into index a (Chan et al.'s pairwise update).
+ */
+export function welfordMergeFn(name: string, n: string, mean: string, m2: string): string {
+  return `fn ${name}(a : i32, b : i32) {
+    let n = ${n}[a] + ${n}[b];
+    if (n > 0.0) {
+      let delta = ${mean}[b] - ${mean}[a];
+      ${mean}[a] = ${mean}[a] + delta * ${n}[b] / n;
+      ${m2}[a] = ${m2}[a] + ${m2}[b] + delta * delta * ${n}[a] * ${n}[b] / n;
+      ${n}[a] = n;
     }
   }`;
 }
