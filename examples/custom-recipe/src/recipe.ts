@@ -70,7 +70,7 @@ export class GmmlSimclrRecipe extends ModuleRecipe<Network, TwoViewBatch, never>
   }
 
   async trainStep(batch: TwoViewBatch, step: number): Promise<StepResult> {
-    const hyper = this.hyperAt(step);
+    const hyper = this.beginStep(step); // scheduled lr, wd, momentum (webgpu: buffer reuse)
     const { corrupted, masks, tokenMasks } = corruptViews(this.masker, batch.views, this.rngs.mask);
     const values = tf.tidy(() => {
       const [x, input, mask, tokens] = [batch.views, corrupted, masks, tokenMasks].map((t) =>
