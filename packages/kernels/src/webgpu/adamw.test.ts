@@ -165,6 +165,24 @@ describe("webgpu flat AdamW (SitFlatAdamW)", () => {
     tf.dispose(params.map(([, v]) => v));
   });
 
+  it("updates a parameter no other tensor shares in its own buffer, step after step", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const w = tf.variable(tf.tensor1d([1, 2, 3, 4]));
+    const opt = new AdamW([{ params: [["w", w]], weightDecay: 0 }], { lr: 0.1 });
+    const g = tf.tensor1d([1, -1, 1, -1]);
+    // The first step may assign a fresh buffer (tf.variable shares its initial value's data);
+    // from then on, the same one.
+    opt.step({ w: g });
+    const id = w.dataId;
+    opt.step({ w: g });
+    opt.step({ w: g });
+    expect(w.dataId).toBe(id);
+    // Adam's first steps move each weight by ≈ lr against its gradient's sign.
+    expectClose(await w.data(), new Float32Array([0.7, 2.3, 2.7, 4.3]), 1e-4, "w");
+    opt.dispose();
+    tf.dispose([w, g]);
+  });
+
   it("leaves other tensors that share a parameter's data untouched", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;
     const w = tf.variable(tf.tensor1d([1, 2, 3, 4]));

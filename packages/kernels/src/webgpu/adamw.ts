@@ -23,8 +23,9 @@ import { GLOBAL_SCALED_WGSL, GLOBAL_WGSL, THREADS, sumsqWgsl, updateWgsl } from 
 //  2. the global-norm factor over those sums (one workgroup; only with clipGlobalNorm);
 //  3. the update of parameters and moments held in flat buffers, each thread finding its tensor
 //     (clip factor, group lr and weight decay) by binary search in the offsets table.
-// Gradients are gathered into one flat buffer and the new parameters scattered into fresh
-// buffers with copyBufferToBuffer commands on tfjs's encoder — no tfjs kernel per tensor.
+// Gradients are gathered into one flat buffer and the new parameters scattered back into their
+// own buffers (fresh ones where a buffer is shared) with copyBufferToBuffer commands on tfjs's
+// encoder — no tfjs kernel per tensor.
 // With a loss scale on the device (mixed precision) the same three passes also unscale, check for
 // inf/NaN, skip and update the scale: no tfjs kernel per tensor and no read back for the scaler.
 
@@ -46,6 +47,8 @@ interface Plan {
 interface StepAttrs {
   plan: Plan;
   stale: boolean[];
+  /** Parameters updated in their own buffers (no other tensor shares them). */
+  inPlace: boolean[];
   numTensors: number;
   hyper: Omit<FlatAdamWStepArgs, "params" | "grads" | "flatParams" | "m" | "v" | "stale">;
 }
@@ -56,7 +59,7 @@ function flatAdamWKernelFunc(args: {
   attrs: unknown;
 }): tf.TensorInfo[] {
   const b = webgpuInternals(args.backend);
-  const { plan, stale, numTensors: T, hyper: h } = args.attrs as StepAttrs;
+  const { plan, stale, inPlace, numTensors: T, hyper: h } = args.attrs as StepAttrs;
   const { inputs } = args;
   const { offsets, numGroups } = plan.layout;
   const n = offsets[T];
@@ -168,10 +171,20 @@ function flatAdamWKernelFunc(args: {
   });
   dispatchAll(b, dispatches);
   for (const t of [inputs.flatParams, inputs.m, inputs.v]) markWritten(b, t);
+  // Each parameter's new values go back into its own buffer where no other tensor shares it (the
+  // same buffer every step: the kernels that read the weights keep their bind groups), else into
+  // a fresh one the caller assigns (inPlace[i] false: one output each, in order).
   const outputs: tf.TensorInfo[] = [];
   for (let i = 0; i < T; i++) {
-    const out = newTensorInfo(b, [...inputs[`p${i}`].shape]);
-    copyElements(b, flatParams, offsets[i], bufferOf(b, out), 0, offsets[i + 1] - offsets[i]);
+    const p = inputs[`p${i}`];
+    const size = offsets[i + 1] - offsets[i];
+    if (inPlace[i]) {
+      copyElements(b, flatParams, offsets[i], bufferOf(b, p), 0, size);
+      markWritten(b, p);
+      continue;
+    }
+    const out = newTensorInfo(b, [...p.shape]);
+    copyElements(b, flatParams, offsets[i], bufferOf(b, out), 0, size);
     outputs.push(out);
   }
   if (ls) {
@@ -252,7 +265,7 @@ export const webgpuFlatAdamW: FlatAdamWKernel = {
     };
     let disposed = false;
     return {
-      step(args: FlatAdamWStepArgs): tf.Tensor[] {
+      step(args: FlatAdamWStepArgs): (tf.Tensor | null)[] {
         registerFlatAdamWTfjsKernel();
         const inputs: Record<string, tf.Tensor> = {
           flatParams: args.flatParams,
@@ -271,11 +284,18 @@ export const webgpuFlatAdamW: FlatAdamWKernel = {
           inputs.lossScale = args.lossScale.scale;
         }
         const { params, grads, flatParams, m, v, stale, ...hyper } = args;
-        const attrs: StepAttrs = { plan, stale, numTensors: params.length, hyper };
+        // A buffer shared with another tensor (a clone, a saved handle) must keep its values.
+        const refs = tf.backend() as unknown as { refCount(dataId: object): number };
+        const inPlace = params.map((p) => refs.refCount(p.dataId) === 1);
+        const attrs: StepAttrs = { plan, stale, inPlace, numTensors: params.length, hyper };
         const out = tf.engine().runKernel(FLAT_ADAMW_KERNEL, inputs as never, attrs as never) as
           | tf.Tensor
           | tf.Tensor[];
-        return Array.isArray(out) ? out : [out];
+        const fresh = Array.isArray(out) ? out : [out];
+        // null: updated in place; then the fresh parameters, then the loss scale's snapshot.
+        let k = 0;
+        const next: (tf.Tensor | null)[] = inPlace.map((own) => (own ? null : fresh[k++]));
+        return [...next, ...fresh.slice(k)];
       },
       dispose(): void {
         if (!disposed) plan.backend.disposeData(plan.meta.dataId);
