@@ -39,18 +39,20 @@ export function transformerStack(
       `transformerStack blocks: expected a non-empty array of block weights, got ${describeValue(blocks)}`,
     );
   const o = { numHeads: options?.numHeads };
-  const hidden = blocks.map((w) => checkBlockArgs(x, w, o));
+  // One transformerBlock per block (each checks its own arguments): under a tape, or unless every
+  // block takes the fused kernel with the same attributes.
+  const oneByOne = () =>
+    tf.tidy(() => blocks.reduce((y, w) => transformerBlock(y, w, o).output, x)) as tf.Tensor3D;
   const engine = tf.engine() as unknown as { isTapeOn(): boolean };
+  // (Checked first: a student's forward under the tape pays for no attribute comparison.)
+  if (engine.isTapeOn()) return oneByOne();
+  const hidden = blocks.map((w) => checkBlockArgs(x, w, o));
   const flags = { save: false, scaled: false };
   const attrs = fusedBlockAttrs(x, blocks[0], o.numHeads, hidden[0], flags);
   const stacked =
-    !engine.isTapeOn() &&
     fusableBlock(x, hidden[0], o) &&
     blocks.every((w, i) => sameAttrs(fusedBlockAttrs(x, w, o.numHeads, hidden[i], flags), attrs));
-  if (!stacked)
-    return tf.tidy(() =>
-      blocks.reduce((y, w) => transformerBlock(y, w, o).output, x),
-    ) as tf.Tensor3D;
+  if (!stacked) return oneByOne();
   registerBlockStackKernel();
   const inputs: Record<string, tf.Tensor> = { x };
   blocks.forEach((w, i) => {

@@ -1,6 +1,6 @@
 import { ATTENTION_ROWS, attentionMain } from "./attention";
 import { GROUP_INDEX_WGSL } from "./program";
-import { layerNormGradRowCode, rowThreads, welfordDecl } from "./reductions";
+import { layerNormGradRowCode, welfordDecl } from "./reductions";
 
 // WGSL of the fused transformer block's passes besides the GEMMs (gemm-wgsl.ts; the LayerNorms of
 // the forward are GEMM prologues there): LayerNorm's input gradient with the residual's gradient
@@ -26,9 +26,6 @@ const BUILTINS =
 
 /** Shared uniforms of the LayerNorm passes. */
 const LN_UNIFORMS = "struct U { M : i32, D : i32, eps : f32 };";
-
-/** Threads of the LayerNorm backward for rows of `d` (one workgroup per block of rows). */
-export const lnThreads = rowThreads;
 
 /** Rows per workgroup of {@link layerNormGradWgsl} (one partial column sum per block of rows). */
 export const PARTIAL_ROWS = 32;

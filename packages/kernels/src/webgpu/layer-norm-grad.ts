@@ -1,6 +1,7 @@
-import { PARTIAL_ROWS, finishPartialsWgsl, layerNormGradWgsl, lnThreads } from "./block-wgsl";
+import { PARTIAL_ROWS, finishPartialsWgsl, layerNormGradWgsl } from "./block-wgsl";
 import { type Scalars, type View, encode, foldGroups } from "./encode";
 import type { WebGpuInternals } from "./flat-buffers";
+import { rowThreads } from "./reductions";
 
 // LayerNorm's backward as directly encoded dispatches (encode.ts), shared by the fused block
 // (two LayerNorms, each residual, finished together) and the LayerNorm kernel (the ViT's final
@@ -22,7 +23,7 @@ export function encodeLayerNormGrad(
   d: number,
   eps: number,
 ): void {
-  const wg = lnThreads(d);
+  const wg = rowThreads(d);
   const cpt = Math.ceil(d / wg);
   const { dy, x, gamma, r, dx, partials } = views;
   const u: Scalars[] = [{ i: m }, { i: d }, { f: eps }];
