@@ -5,13 +5,14 @@ import {
   type TransformerBlockWeights,
   fusedBlockAttrs,
   fusedBlockInputs,
+  portableTransformerBlock,
   transformerBlock,
 } from "../transformer-block";
 import { transformerStack } from "../transformer-stack";
 import { B, D, HEADS, HIDDEN, N, flat, weights } from "./block-fixtures";
 import { BLOCK_STACK_KERNEL, registerBlockStackKernel, stackInputName } from "./block-stack";
 import { checkWebgpuShaders } from "./flat-buffers";
-import { countLaunches, fill, settledUsage, useWebgpu } from "./testing";
+import { countLaunches, fill, onCpu, settledUsage, useWebgpu } from "./testing";
 
 afterAll(async () => {
   await tf.setBackend("cpu");
@@ -28,7 +29,7 @@ const release = (blocks: TransformerBlockWeights[]) =>
   tf.dispose(blocks.flatMap((w) => flat(w).map(([, t]) => t)));
 
 describe("transformer blocks in a row as one kernel on webgpu (SitBlockStack)", () => {
-  it("matches one transformerBlock per block (1e-6), is one tfjs kernel of the blocks' dispatches, and leaks nothing", {
+  it("matches one transformerBlock per block (1e-6) and the portable blocks on cpu (1e-5), is one tfjs kernel of the blocks' dispatches, and leaks nothing", {
     timeout: 240_000,
   }, async (ctx) => {
     if (!(await useWebgpu(ctx))) return;
@@ -43,6 +44,14 @@ describe("transformer blocks in a row as one kernel on webgpu (SitBlockStack)", 
     expect(fused.dispatches).toBe(reference.dispatches);
     const [y, r] = [stack(), loop(x, blocks)];
     expectClose(await y.data(), await r.data(), 1e-6, "output", 1e-7);
+    // And against the portable blocks on the cpu backend (tfjs's own ops, none of this package's
+    // WGSL), the fused block's forward tolerance.
+    const [cpu] = await onCpu(() => {
+      const xc = fill([B, N, D], 1) as tf.Tensor3D;
+      const bs = [weights(10), weights(20), weights(30)];
+      return [bs.reduce((yi, w) => portableTransformerBlock(yi, w, options).output, xc)];
+    });
+    expectClose(await y.data(), cpu, 1e-5, "output vs cpu", 1e-6);
     tf.dispose([y, r]);
     // Tensors and GPU bytes in use (the intermediate outputs the kernel disposed included).
     const settled = () => settledUsage(stack);
