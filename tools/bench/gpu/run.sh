@@ -18,11 +18,12 @@
 #   --f16-steps: after the f32 step stages, the same two steps again in mixed-f16
 #     (tfjs_tiny_f16, tfjs_small_f16): f32 and f16 step times from one run of the pack.
 #   --budget: seconds for the whole run (stage timeouts are shares of it).
+#   --stages a,b,...: run only these stages (names as in the list above; the summary always runs).
 #   --quick: a smoke run (batch 2/1, depth 2, warmup 0, iters 1, 12 memory steps, kernel check B 2).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 WARMUP=2 ITERS=5 TINY_B=256 SMALL_B=64 MEM_STEPS=30 MEM_B=64 BUDGET=420 DEPTH="" SOFT="" KB=8
-GEMM_ARGS="--iters 5 --reps 10" GEMM_PRECISION="--precision mixed-f16" STEP_PRECISION=f32 F16_STEPS=""
+GEMM_ARGS="--iters 5 --reps 10" GEMM_PRECISION="--precision mixed-f16" STEP_PRECISION=f32 F16_STEPS="" STAGES=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --warmup) WARMUP=$2; shift ;;
@@ -39,6 +40,7 @@ while [[ $# -gt 0 ]]; do
     --no-f16) GEMM_PRECISION="" ;;
     --step-precision) STEP_PRECISION=$2; shift ;;
     --f16-steps) F16_STEPS=1 ;;
+    --stages) STAGES=",$2,"; shift ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -89,6 +91,7 @@ PY=${SIT_TORCH_PYTHON:-python3}
 # stage <name> <share of the budget, %> <command...>: stdout → $RES/<name>.json, stderr → log.
 stage() {
   local name=$1 share=$2; shift 2
+  if [[ -n $STAGES && $STAGES != *",$name,"* ]]; then return; fi
   local left=$((BUDGET - ($(date +%s) - START) - 10))
   local limit=$((BUDGET * share / 100))
   ((limit > left)) && limit=$left
