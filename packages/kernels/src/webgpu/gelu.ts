@@ -1,12 +1,15 @@
 import * as tf from "@tensorflow/tfjs";
 import { kernelArgs, makeProgram, registerWebgpuKernels } from "./program";
-import { blockColumnSums, finishColumnSum } from "./reductions";
+import { columnSum } from "./reductions";
 
 /** tfjs kernel names of the fused (bias +) GELU (registered for the `webgpu` backend). */
 export const GELU_KERNEL = "SitGelu";
 export const BIAS_GELU_KERNEL = "SitBiasGelu";
 export const BIAS_GELU_GRAD_KERNEL = "SitBiasGeluGrad";
-/** Column sums `[M, D]` → `[D]` (a bias gradient) in one tfjs kernel (two dispatches). */
+/**
+ * Column sums `[M, D]` → `[D]` (a bias gradient) in one tfjs kernel: two dispatches up to 32k rows,
+ * one more per factor of 32 beyond (reductions.ts' `columnSum`).
+ */
 export const COLUMN_SUM_KERNEL = "SitColumnSum";
 
 /**
@@ -78,7 +81,8 @@ function biasGeluForward(args: unknown): tf.TensorInfo {
 }
 
 /**
- * `dh = dy·gelu′(x + bias)` (one dispatch) and, with a bias, its gradient Σ_rows dh (two more).
+ * `dh = dy·gelu′(x + bias)` (one dispatch) and, with a bias, its gradient Σ_rows dh (two more up
+ * to 32k rows, see `columnSum`).
  */
 function biasGeluBackward(args: unknown): tf.TensorInfo[] {
   const { inputs, backend } = kernelArgs(args);
@@ -91,18 +95,12 @@ function biasGeluBackward(args: unknown): tf.TensorInfo[] {
     ...dh,
     shape: [dh.shape.length ? tf.util.sizeFromShape(dh.shape) / cols : 1, cols],
   };
-  const partials = blockColumnSums(backend, rows2d);
-  const db = finishColumnSum(backend, partials, 0);
-  backend.disposeData(partials.dataId);
-  return [dh, db];
+  return [dh, columnSum(backend, rows2d)];
 }
 
 function columnSumKernel(args: unknown): tf.TensorInfo {
   const { inputs, backend } = kernelArgs(args);
-  const partials = blockColumnSums(backend, inputs.x);
-  const out = finishColumnSum(backend, partials, 0);
-  backend.disposeData(partials.dataId);
-  return out;
+  return columnSum(backend, inputs.x);
 }
 
 let registered = false;

@@ -197,9 +197,15 @@ export function blockColumnSums(backend: WebGpuBackendLike, dy: tf.TensorInfo): 
   return backend.runWebGPUProgram(program, [dy], "float32");
 }
 
+/** Threads of {@link finishColumnSum}'s workgroups: columns per workgroup × lanes per column. */
+const FINISH_THREADS = 256;
+
 /**
- * Σ over the blocks of `partials [R, K, D]`, part `part` → `[D]`. One dispatch: a workgroup per 64
- * columns, four lanes of blocks per column (coalesced reads), added in shared memory.
+ * Σ over the blocks of `partials [R, K, D]`, part `part` → `[D]`. One dispatch: a workgroup per
+ * `cols` columns (the power of two ≥ D, at most 64), 256 / `cols` lanes of blocks per column
+ * (coalesced reads: neighbouring threads read neighbouring columns, then the next block), the lanes
+ * added in shared memory as a tree. Its workgroups loop over R / lanes blocks one after the other,
+ * so R must stay small: {@link columnSum} blocks large partials again first.
  */
 export function finishColumnSum(
   backend: WebGpuBackendLike,
@@ -207,31 +213,36 @@ export function finishColumnSum(
   part: number,
 ): tf.TensorInfo {
   const [, , d] = partials.shape;
+  const cols = Math.min(64, 2 ** Math.ceil(Math.log2(Math.max(d, 1))));
   const program = makeProgram({
-    key: "sitFinishColumnSum",
+    key: `sitFinishColumnSum_${cols}`,
     outputShape: [d],
-    groups: Math.ceil(d / 64),
-    threads: 256,
+    groups: Math.ceil(d / cols),
+    threads: FINISH_THREADS,
     variableNames: ["P"],
     uniforms: "part : i32,",
     code: `
-  var<workgroup> lanes : array<f32, 256>;
+  const COLS = ${cols};
+  const LANES = ${FINISH_THREADS / cols};
+  var<workgroup> lanes : array<f32, ${FINISH_THREADS}>;
   fn main(index : i32) {
     let tid = i32(localId.x);
-    let c = sitGroup() * 64 + tid % 64;
-    let lane = tid / 64;
+    let c = sitGroup() * COLS + tid % COLS;
+    let lane = tid / COLS;
     let blocks = uniforms.pShape[0];
     let k = uniforms.pShape[1];
     let d = uniforms.pShape[2];
     var s = 0.0;
     if (c < d) {
-      for (var b = lane; b < blocks; b += 4) { s += P[(b * k + uniforms.part) * d + c]; }
+      for (var b = lane; b < blocks; b += LANES) { s += P[(b * k + uniforms.part) * d + c]; }
     }
     lanes[tid] = s;
     workgroupBarrier();
-    if (lane == 0 && c < d) {
-      result[c] = (lanes[tid] + lanes[tid + 64]) + (lanes[tid + 128] + lanes[tid + 192]);
+    for (var span = LANES / 2; span > 0; span = span >> 1) {
+      if (lane < span) { lanes[tid] = lanes[tid] + lanes[tid + span * COLS]; }
+      workgroupBarrier();
     }
+    if (lane == 0 && c < d) { result[c] = lanes[tid]; }
   }`,
   });
   return backend.runWebGPUProgram(program, [partials], "float32", [
@@ -239,9 +250,29 @@ export function finishColumnSum(
   ]);
 }
 
-/** Column sums of `dy [M, D]` → `[D]` (a bias gradient): two dispatches. */
+/**
+ * Most blocks {@link columnSum} leaves to {@link finishColumnSum}'s single sequential pass; above
+ * it the partials `[R, 1, D]` are summed in blocks of 32 again (one dispatch per level, R/32 each).
+ */
+export const FINISH_MAX_BLOCKS = 1024;
+
+/**
+ * Column sums of `dy [M, D]` → `[D]` (a bias gradient): {@link blockColumnSums}, again on its
+ * partials while more than {@link FINISH_MAX_BLOCKS} are left, then {@link finishColumnSum}. Two
+ * dispatches up to 32k rows, one more per factor of 32 beyond (6.4M pixel rows of a 224² image
+ * batch: four), so no workgroup adds more than ~1024 values in sequence. The intermediate partials
+ * are freed here.
+ */
 export function columnSum(backend: WebGpuBackendLike, dy: tf.TensorInfo): tf.TensorInfo {
-  const partials = blockColumnSums(backend, dy);
+  const d = dy.shape[1];
+  let partials = blockColumnSums(backend, dy);
+  while (partials.shape[0] > FINISH_MAX_BLOCKS) {
+    // [R, 1, D] viewed as the rows [R, D] of the next level (same buffer).
+    const rows = { ...partials, shape: [partials.shape[0], d] };
+    const next = blockColumnSums(backend, rows);
+    backend.disposeData(partials.dataId);
+    partials = next;
+  }
   const out = finishColumnSum(backend, partials, 0);
   backend.disposeData(partials.dataId);
   return out;

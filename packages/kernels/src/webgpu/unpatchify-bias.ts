@@ -7,7 +7,8 @@ import { registerWebgpuKernels } from "./program";
 // The tail of SiT's reconstruction head as one tfjs kernel each way on webgpu: patches
 // `[B, gh·gw, p·p·C]` → NHWC image `[B, gh·p, gw·p, C]` plus a per-channel bias (ConvTranspose2d's)
 // in one dispatch; backward, the patches' gradient (the same index map, gathered from dy: one
-// dispatch) and the bias gradient (Σ dy per channel: reductions.ts' two-pass column sum).
+// dispatch) and the bias gradient (Σ dy per channel: reductions.ts' column sum, which blocks the
+// B·H·W pixel rows level by level).
 
 export const UNPATCHIFY_BIAS_KERNEL = "SitUnpatchifyBias";
 export const UNPATCHIFY_BIAS_GRAD_KERNEL = "SitUnpatchifyBiasGrad";
@@ -188,7 +189,7 @@ export function registerUnpatchifyBiasKernels(): void {
 /**
  * `unpatchify(patches) + bias` on webgpu: `patches [B, gridH·gridW, p·p·C]`, `bias [C]` (checked
  * by the caller) → `[B, gridH·p, gridW·p, C]`. One dispatch forward; backward one for the patches
- * and two for the bias.
+ * and two for the bias up to 32k pixels, one more per factor of 32 (four for 128 images of 224²).
  */
 export function webgpuUnpatchifyBias(
   patches: tf.Tensor3D,
