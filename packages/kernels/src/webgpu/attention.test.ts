@@ -3,7 +3,7 @@ import { expectClose } from "@sit/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import { portableMultiHeadAttention, portablePackedSelfAttention } from "../attention";
 import type { ResolvedAttentionOptions } from "../registry";
-import { webgpuMultiHeadAttention, webgpuPackedSelfAttention } from "./attention";
+import { attentionPass, webgpuMultiHeadAttention, webgpuPackedSelfAttention } from "./attention";
 import { countLaunches, fill, onCpu, useWebgpu } from "./testing";
 
 afterAll(async () => {
@@ -27,6 +27,9 @@ describe("webgpu fused attention", () => {
     [1, 17, 3, 64],
     [2, 65, 2, 16],
     [1, 33, 1, 40],
+    // Head sizes the vec4 passes do not take (not a multiple of 4; above 64): the general passes.
+    [2, 9, 2, 6],
+    [1, 33, 1, 72],
   ] as const) {
     it(`matches the portable output and dQKV on the cpu backend (B=${b}, N=${n}, H=${h}, hd=${hd})`, async (ctx) => {
       if (!(await useWebgpu(ctx))) return;
@@ -48,6 +51,13 @@ describe("webgpu fused attention", () => {
       tf.dispose([qkv, w, y, g]);
     });
   }
+
+  it("takes the vec4 passes for head sizes that are multiples of 4 up to 64, else the general ones", () => {
+    for (const hd of [4, 8, 40, 64]) expect(attentionPass("dkdv", hd).vec4).toBe(true);
+    for (const hd of [6, 66, 72, 128]) expect(attentionPass("fwd", hd).vec4).toBe(false);
+    expect(attentionPass("dkdv", 64).threads).toBe(64);
+    expect(attentionPass("statsDq", 64).threads).toBe(32);
+  });
 
   it("routes multiHeadAttention (Nq = Nk) through the fused kernel with matching gradients", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;

@@ -1,6 +1,16 @@
 import * as tf from "@tensorflow/tfjs";
 import { portableMultiHeadAttention, portablePackedSelfAttention } from "../attention";
 import type { AttentionResult, ResolvedAttentionOptions } from "../registry";
+import {
+  DKDV_VEC4_THREADS,
+  dkdvVec4,
+  dqVec4,
+  forwardVec4,
+  statsDqVec4,
+  statsVec4,
+  vec4Attention,
+  vec4Preamble,
+} from "./attention-vec4";
 import { type WebGpuBackendLike, kernelArgs, makeProgram } from "./program";
 
 /** tfjs kernel names of the fused attention (registered for the `webgpu` backend). */
@@ -54,17 +64,53 @@ function attentionProgram(
   heads: number,
   n: number,
   variableNames: string[],
-  body: string,
+  kind: AttentionPassKind,
 ) {
+  const pass = attentionPass(kind, hd);
   return makeProgram({
     key: `${key}_${hd}`,
     outputShape,
     groups: b * heads * Math.ceil(n / ROWS),
-    threads: ROWS,
+    threads: pass.threads,
     variableNames,
     uniforms: UNIFORMS,
-    code: attentionMain(hd, body, "main"),
+    code: attentionMain(hd, pass, "main"),
   });
+}
+
+/** The attention passes: forward; backward statistics, dQ, both in one, and dK + dV. */
+export type AttentionPassKind = "fwd" | "stats" | "dq" | "statsDq" | "dkdv";
+
+/** One attention pass's WGSL body and its threads per workgroup (one workgroup per 32 rows). */
+export interface AttentionPass {
+  body: string;
+  threads: number;
+  vec4: boolean;
+}
+
+/**
+ * The pass `kind` for head size `hd`: the register-resident vec4 passes (attention-vec4.ts) where
+ * they apply, else the general ones below.
+ */
+export function attentionPass(kind: AttentionPassKind, hd: number): AttentionPass {
+  if (vec4Attention(hd)) {
+    const body = {
+      fwd: forwardVec4,
+      stats: statsVec4,
+      dq: dqVec4,
+      statsDq: statsDqVec4,
+      dkdv: dkdvVec4,
+    }[kind](hd);
+    return { body, threads: kind === "dkdv" ? DKDV_VEC4_THREADS : ROWS, vec4: true };
+  }
+  const body = {
+    fwd: forwardBody,
+    stats: statsBody,
+    dq: dqBody,
+    statsDq: statsDqBody,
+    dkdv: dkdvBody,
+  }[kind]();
+  return { body, threads: ROWS, vec4: false };
 }
 
 /**
@@ -73,8 +119,8 @@ function attentionProgram(
  * `uniforms.scale`, `localId` and `sitGroup()`, as tfjs's program generator declares them; the
  * fused block declares the same names itself (see block-wgsl.ts).
  */
-export function attentionMain(hd: number, body: string, fnName: string): string {
-  return `${preamble(hd)}
+export function attentionMain(hd: number, pass: AttentionPass, fnName: string): string {
+  return `${pass.vec4 ? vec4Preamble(hd, pass.threads) : preamble(hd)}
   fn ${fnName}(index : i32) {
     let P = place();
     let tid = i32(localId.x);
@@ -85,7 +131,7 @@ export function attentionMain(hd: number, body: string, fnName: string): string 
     let base = P.b * n * d3 + P.head * HD;
     let scale = uniforms.scale;
     let tiles = (n + KT - 1) / KT;
-    ${body}
+    ${pass.body}
   }`;
 }
 
@@ -110,7 +156,7 @@ function loadTile(colA: string, colB: string | null, extra = ""): string {
 }
 
 /** Forward: O = softmax(scale·QKᵀ)·V per (batch, head), online softmax over key tiles. */
-export function forwardBody(): string {
+function forwardBody(): string {
   return `
     var q : array<f32, HD>;
     var acc : array<f32, HD>;
@@ -155,7 +201,7 @@ export function forwardBody(): string {
  * Backward 1: per query row, logsumexp of its logits and δ = Σ dO·O → `out [B, H, N, 2]`
  * (`result` in a pass of its own).
  */
-export function statsBody(out = "result"): string {
+function statsBody(out = "result"): string {
   return `
     var q : array<f32, HD>;
     if (P.rowOk) {
@@ -189,7 +235,7 @@ export function statsBody(out = "result"): string {
 }
 
 /** Backward 2: dQ = scale·Σ_j dS_ij·K_j with dS = P ⊙ (dO·Vᵀ − δ), into dQKV's q columns. */
-export function dqBody(): string {
+function dqBody(): string {
   return `
     var q : array<f32, HD>;
     var dO : array<f32, HD>;
@@ -234,7 +280,7 @@ export function dqBody(): string {
  * to `ST` (bound read-write; dK/dV's pass reads them) and reads them back for its dQ. No other
  * thread reads them in this pass, so no barrier is needed between the two.
  */
-export function statsDqBody(): string {
+function statsDqBody(): string {
   return `{ ${statsBody("ST")} }
     { ${dqBody()} }`;
 }
@@ -243,7 +289,7 @@ export function statsDqBody(): string {
  * Backward 3: per key row j, dV_j = Σ_i P_ij·dO_i and dK_j = scale·Σ_i dS_ij·Q_i, over tiles of
  * query rows (Q and dO in shared memory with their logsumexp and δ), into dQKV's k and v columns.
  */
-export function dkdvBody(): string {
+function dkdvBody(): string {
   return `
     var k : array<f32, HD>;
     var v : array<f32, HD>;
@@ -313,16 +359,7 @@ function attentionForward(args: unknown): tf.TensorInfo {
   const { inputs, backend, attrs } = kernelArgs(args);
   const heads = attrs.numHeads as number;
   const { b, n, d, hd } = shapeOf(inputs.qkv, heads);
-  const program = attentionProgram(
-    "sitAttnFwd",
-    hd,
-    [b, n, d],
-    b,
-    heads,
-    n,
-    ["QKV"],
-    forwardBody(),
-  );
+  const program = attentionProgram("sitAttnFwd", hd, [b, n, d], b, heads, n, ["QKV"], "fwd");
   return backend.runWebGPUProgram(program, [inputs.qkv], "float32", uniforms(attrs));
 }
 
@@ -347,18 +384,18 @@ function attentionBackward(args: unknown): tf.TensorInfo {
       heads,
       n,
       ["QKV", "DY", "O"],
-      statsBody(),
+      "stats",
     ),
     [qkv, dy, o],
   );
   const names = ["QKV", "DY", "ST"];
-  const dqkv = run(attentionProgram("sitAttnDq", hd, [b, n, 3 * d], b, heads, n, names, dqBody()), [
+  const dqkv = run(attentionProgram("sitAttnDq", hd, [b, n, 3 * d], b, heads, n, names, "dq"), [
     qkv,
     dy,
     stats,
   ]);
   run(
-    attentionProgram("sitAttnDkDv", hd, [b, n, 3 * d], b, heads, n, names, dkdvBody()),
+    attentionProgram("sitAttnDkDv", hd, [b, n, 3 * d], b, heads, n, names, "dkdv"),
     [qkv, dy, stats],
     dqkv,
   );

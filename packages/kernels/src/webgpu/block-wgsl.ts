@@ -1,4 +1,4 @@
-import { ATTENTION_ROWS, attentionMain } from "./attention";
+import { type AttentionPass, attentionMain } from "./attention";
 import { GROUP_INDEX_WGSL } from "./program";
 import { layerNormGradRowCode, welfordDecl } from "./reductions";
 
@@ -126,11 +126,11 @@ fn main(${BUILTINS}) {
 }
 
 /**
- * One attention pass of attention.ts (`body`: forwardBody, statsBody, dqBody or dkdvBody) with
+ * One attention pass of attention.ts (`pass`: attentionPass(kind, hd), its workgroup size too) with
  * explicit bindings `read` then `result`, and uniforms `[B, N, 3D, heads, scale]` laid out as
  * tfjs's generator lays out `qKVShape : vec3<i32>, numHeads : i32, scale : f32`.
  */
-export function attentionWgsl(hd: number, read: string[], body: string): string {
+export function attentionWgsl(hd: number, read: string[], pass: AttentionPass): string {
   return `struct Uniforms { qKVShape : vec3<i32>, numHeads : i32, scale : f32 };
 ${bindings(read, ["result"])}
 @group(0) @binding(${read.length + 1}) var<uniform> uniforms : Uniforms;
@@ -138,8 +138,8 @@ var<private> localId : vec3<u32>;
 var<private> workgroupId : vec3<u32>;
 var<private> numWorkgroups : vec3<u32>;
 ${GROUP_INDEX_WGSL}
-${attentionMain(hd, body, "attentionPass")}
-@compute @workgroup_size(${ATTENTION_ROWS}, 1, 1)
+${attentionMain(hd, pass, "attentionPass")}
+@compute @workgroup_size(${pass.threads}, 1, 1)
 fn main(${BUILTINS}) {
   localId = lid;
   workgroupId = wid;

@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
-import { ATTENTION_ROWS, dkdvBody, forwardBody, statsDqBody } from "./attention";
+import { ATTENTION_ROWS, type AttentionPassKind, attentionPass } from "./attention";
 import { attentionWgsl } from "./block-wgsl";
 import {
   type BlockDims,
@@ -62,7 +62,7 @@ function dims(attrs: BlockAttrs): BlockDims {
 function attention(
   b: WebGpuInternals,
   name: string,
-  body: () => string,
+  kind: AttentionPassKind,
   read: [string, View][],
   result: View,
   { batch, n, d }: { batch: number; n: number; d: number },
@@ -81,7 +81,7 @@ function attention(
   encode(
     b,
     `SitBlockAttn${name}_${hd}`,
-    () => attentionWgsl(hd, names, body()),
+    () => attentionWgsl(hd, names, attentionPass(kind, hd)),
     [...read.map(([, v]) => v), result],
     u,
     foldGroups(b, groups),
@@ -138,7 +138,7 @@ export function blockForward(args: unknown): tf.TensorInfo[] {
     1,
     attrs.eps1,
   );
-  attention(b, "Fwd", forwardBody, [["QKV", v.qkv]], v.o, dm, attrs);
+  attention(b, "Fwd", "fwd", [["QKV", v.qkv]], v.o, dm, attrs);
   const scaled = attrs.scaled;
   const proj = { ...PLAIN_GEMM, bias: attrs.hasProjBias, residual: true, scaleRows: scaled };
   encodeGemm(
@@ -261,7 +261,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   attention(
     b,
     "StatsDq",
-    statsDqBody,
+    "statsDq",
     [
       ["QKV", v.qkv],
       ["DY", g.dO],
@@ -277,7 +277,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
     ["DY", g.dO],
     ["ST", g.stats],
   ];
-  attention(b, "DkDv", dkdvBody, withStats, g.dqkv, dm, attrs);
+  attention(b, "DkDv", "dkdv", withStats, g.dqkv, dm, attrs);
   // da1 = dqkv·Wqkvᵀ (into da: da2 is dead); dWqkv = a1ᵀ·dqkv, dbqkv = Σ dqkv.
   encodeGemm(b, precisionOf(hf, { ...P, transB: true }), [m, d, 3 * d], [g.dqkv, w("qkvW"), g.da]);
   encodeGemm(
