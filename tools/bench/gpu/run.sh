@@ -18,12 +18,14 @@
 #   --f16-steps: after the f32 step stages, the same two steps again in mixed-f16
 #     (tfjs_tiny_f16, tfjs_small_f16): f32 and f16 step times from one run of the pack.
 #   --budget: seconds for the whole run (stage timeouts are shares of it).
+#   --late-read-steps: after the f32 step stages, the same two steps as fit runs them (--late-read:
+#     step k's loss read while step k+1 is encoded), tfjs_tiny_late and tfjs_small_late.
 #   --stages a,b,...: run only these stages (names as in the list above; the summary always runs).
 #   --quick: a smoke run (batch 2/1, depth 2, warmup 0, iters 1, 12 memory steps, kernel check B 2).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 WARMUP=2 ITERS=5 TINY_B=256 SMALL_B=64 MEM_STEPS=30 MEM_B=64 BUDGET=420 DEPTH="" SOFT="" KB=8
-GEMM_ARGS="--iters 5 --reps 10" GEMM_PRECISION="--precision mixed-f16" STEP_PRECISION=f32 F16_STEPS="" STAGES=""
+GEMM_ARGS="--iters 5 --reps 10" GEMM_PRECISION="--precision mixed-f16" STEP_PRECISION=f32 F16_STEPS="" STAGES="" LATE_STEPS=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --warmup) WARMUP=$2; shift ;;
@@ -41,6 +43,7 @@ while [[ $# -gt 0 ]]; do
     --step-precision) STEP_PRECISION=$2; shift ;;
     --f16-steps) F16_STEPS=1 ;;
     --stages) STAGES=",$2,"; shift ;;
+    --late-read-steps) LATE_STEPS=1 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -120,6 +123,10 @@ stage torch_small 7 $TORCH --model small --batch "$SMALL_B"
 PROFILED="env SIT_DAWN_TOGGLES=-timestamp_quantization $STEP --gpu-profile"
 stage tfjs_tiny 15 $PROFILED --model tiny --batch "$TINY_B"
 stage tfjs_small 15 $PROFILED --model small --batch "$SMALL_B"
+if [[ -n $LATE_STEPS ]]; then
+  stage tfjs_tiny_late 10 $STEP --model tiny --batch "$TINY_B" --late-read
+  stage tfjs_small_late 10 $STEP --model small --batch "$SMALL_B" --late-read
+fi
 # The same tiny step without split-K weight gradients (gemm-split.ts), for the before/after ratio.
 stage tfjs_tiny_nosplit 8 $STEP --model tiny --batch "$TINY_B" --split-k off
 # Dawn offers shader-f16 on NVIDIA's Vulkan driver only with this toggle (none without it on the
