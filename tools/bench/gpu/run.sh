@@ -137,7 +137,7 @@ if [[ -n $F16_STEPS ]]; then
   stage tfjs_tiny_f16 12 $F16 --model tiny --batch "$TINY_B"
   stage tfjs_small_f16 12 $F16 --model small --batch "$SMALL_B"
 fi
-stage gemm 8 $F16ENV $NODE gemm-webgpu.mjs $SOFT --model both $GEMM_ARGS $GEMM_PRECISION
+stage gemm 15 $F16ENV $NODE gemm-webgpu.mjs $SOFT --model both $GEMM_ARGS $GEMM_PRECISION
 stage kernels 15 $NODE check-kernels.mjs --backend webgpu $SOFT --batch $KB
 stage memory 30 $NODE sit_step.mjs --backend webgpu $SOFT --no-torch --model tiny \
   --batch "$MEM_B" --memory-steps "$MEM_STEPS" $D
