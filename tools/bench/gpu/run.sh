@@ -90,6 +90,9 @@ say "VK_DRIVER_FILES=${VK_DRIVER_FILES:-<default>}"
 if command -v nvidia-smi >/dev/null; then nvidia-smi -L 2>&1 | tee -a "$LOG" >&2
 else say "nvidia-smi: not found"; fi
 PY=${SIT_TORCH_PYTHON:-python3}
+# gemm-webgpu.ts starts PyTorch itself: the same python as the step stages (else it would take
+# /usr/bin/python3, which on the GPU machine has no torch).
+export SIT_TORCH_PYTHON=$PY
 
 # stage <name> <share of the budget, %> <command...>: stdout → $RES/<name>.json, stderr → log.
 stage() {
