@@ -217,6 +217,7 @@ function mainThreadCpuMs(): number | undefined {
 function hostClock() {
   const be = tf.backend() as unknown as {
     queue?: { submit: (buffers: unknown[]) => void };
+    device?: { createBindGroup: (desc: unknown) => unknown };
     commandEncoder?: unknown;
     submitQueue?: () => void;
     getBufferData?: (buffer: unknown) => Promise<unknown>;
@@ -231,6 +232,17 @@ function hostClock() {
   let cpu0: number | undefined;
   let waitCpu = 0;
   let submitCpu = 0;
+  // Bind groups made during the step: one per dispatch whose buffers (or uniforms) differ from
+  // the last time its pipeline ran with them; each costs host time in Dawn.
+  let bindGroups = 0;
+  const device = be.device;
+  if (device) {
+    const createBindGroup = device.createBindGroup;
+    device.createBindGroup = (desc: unknown) => {
+      bindGroups++;
+      return createBindGroup.call(device, desc);
+    };
+  }
   queue.submit = (buffers: unknown[]) => {
     const c = mainThreadCpuMs();
     submit.call(queue, buffers);
@@ -268,6 +280,7 @@ function hostClock() {
   return {
     start() {
       submits = 0;
+      bindGroups = 0;
       wait = 0;
       waitCpu = 0;
       submitCpu = 0;
@@ -278,6 +291,7 @@ function hostClock() {
     /** Submits since start() (late path: the read's submit is the step's last). */
     submitsSoFar: () => submits,
     submitCpuSoFar: () => submitCpu,
+    bindGroupsSoFar: () => bindGroups,
     /**
      * After the step: submit what it left encoded; then its host time (ms): wall time until that
      * submit returned, less the waits for GPU results; and the raw time to its last submit.
@@ -293,6 +307,7 @@ function hostClock() {
         read_wait_ms: wait,
         to_last_submit_ms: lastSubmitEnd - t0,
         submits,
+        bind_groups: bindGroups,
       };
     },
   };
@@ -345,7 +360,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   // --late-read: fit's step runner; the submit that starts a step's loss read is its last.
   const runner = lateRead ? new StepRunner(recipe, true, { disposeBatches: false }) : undefined;
   let launchEnd:
-    | { t: number; cpu: number | undefined; submits: number; submitCpu: number }
+    | { t: number; cpu: number | undefined; submits: number; submitCpu: number; bindGroups: number }
     | undefined;
   if (runner) {
     const launch = recipe.launchStep.bind(recipe);
@@ -359,6 +374,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
           cpu: mainThreadCpuMs(),
           submits: clock?.submitsSoFar() ?? 0,
           submitCpu: clock?.submitCpuSoFar() ?? Number.NaN,
+          bindGroups: clock?.bindGroupsSoFar() ?? 0,
         };
         return p;
       }) as typeof l.values.data;
@@ -379,6 +395,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
           read_wait_ms: ran?.readWaitMs ?? 0,
           to_last_submit_ms: end.t - t0,
           submits: end.submits,
+          bind_groups: end.bindGroups,
         });
       log(`${info.name} step ${step}: ${Math.round(performance.now() - t0)} ms (late read)`);
       // The first call launches only; its caller then sees the previous loss (NaN for none).
@@ -543,6 +560,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
           ),
           read_wait_ms: round(timedHost.reduce((a, h) => a + h.read_wait_ms, 0) / timedHost.length),
           submits_per_step: timedHost[0].submits,
+          bind_groups_per_step: timedHost.map((h) => h.bind_groups),
         }
       : {}),
     kernel_launches_by_name: Object.fromEntries(byCount),
@@ -587,7 +605,7 @@ if (torch.available && typeof torch.step_ms === "number") {
 }
 report.loadavg_end = loadavg().map((x) => round(x, 2));
 report.note =
-  "host_ms (webgpu) = from the step's start until the submit of its last commands returns, minus read_wait_ms (waiting for the GPU inside the step's loss reads), mean over the timed steps; host_cpu_ms = CPU time of the main thread over the same span, less its CPU time inside the reads (Linux; excludes waiting for a busy machine's cores; submit_cpu_ms = its part inside queue.submit). Step = trainStep (GMML drawing included; gmml_drawing_ms is its share) vs PyTorch's step on pre-drawn corruption (SiT draws it in data-loader workers). step_ms = wall time of the timed steps (plus one final readback) / iters. kernel_launches = tfjs kernels run (tf.profile); a registered fused kernel counts once. Compare numbers from the same run only; loadavg shows the contention.";
+  "host_ms (webgpu) = from the step's start until the submit of its last commands returns, minus read_wait_ms (waiting for the GPU inside the step's loss reads), mean over the timed steps; host_cpu_ms = CPU time of the main thread over the same span, less its CPU time inside the reads (Linux; excludes waiting for a busy machine's cores; submit_cpu_ms = its part inside queue.submit); bind_groups_per_step = device.createBindGroup calls in each timed step. Step = trainStep (GMML drawing included; gmml_drawing_ms is its share) vs PyTorch's step on pre-drawn corruption (SiT draws it in data-loader workers). step_ms = wall time of the timed steps (plus one final readback) / iters. kernel_launches = tfjs kernels run (tf.profile); a registered fused kernel counts once. Compare numbers from the same run only; loadavg shows the contention.";
 if (lateRead)
   report.note +=
     " --late-read: steps run as fit runs them on webgpu (StepRunner): host_ms and host_cpu_ms run until the submit that starts the step's loss read returns; read_wait_ms is the wait for the previous step's losses (the first timed step's predecessor was flushed, so its wait is short).";

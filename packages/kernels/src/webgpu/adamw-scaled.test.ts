@@ -195,19 +195,25 @@ describe("loss scaler fused into the webgpu flat AdamW", () => {
 
   it("the EMA kernel leaves the teacher as it is when the device's found-inf flag is set", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;
-    const teacher = [tf.tensor1d([1, 2, 3]), tf.tensor2d([[4, 5]])];
+    // Unshared teacher tensors: each call updates them in place (returns nulls).
+    const teacherOf = () => [tf.tensor1d([1, 2, 3]), tf.tensor2d([[4, 5]])];
+    const [skipped, applied, plain] = [teacherOf(), teacherOf(), teacherOf()];
     const student = [tf.tensor1d([0, 0, 0]), tf.tensor2d([[1, 1]])];
     const flags = tf.tensor1d([0, 0, 1, 0]);
     const clear = tf.tensor1d([0, 0, 0, 0]);
-    const skipped = webgpuFlatEma(teacher, student, 0.5, { tensor: flags, index: 2 });
-    const applied = webgpuFlatEma(teacher, student, 0.5, { tensor: clear, index: 2 });
-    const plain = webgpuFlatEma(teacher, student, 0.5);
+    for (const [teacher, skip] of [
+      [skipped, { tensor: flags, index: 2 }],
+      [applied, { tensor: clear, index: 2 }],
+      [plain, undefined],
+    ] as const)
+      expect(webgpuFlatEma(teacher, student, 0.5, skip)).toEqual([null, null]);
+    const before = teacherOf();
     for (let i = 0; i < 2; i++) {
-      expect(Array.from(await skipped[i].data())).toEqual(Array.from(await teacher[i].data()));
+      expect(Array.from(await skipped[i].data())).toEqual(Array.from(await before[i].data()));
       expect(Array.from(await applied[i].data())).toEqual(Array.from(await plain[i].data()));
     }
     expect(Array.from(await plain[1].data())).toEqual([2.5, 3]);
-    tf.dispose([...teacher, ...student, flags, clear, ...skipped, ...applied, ...plain]);
+    tf.dispose([...skipped, ...applied, ...plain, ...before, ...student, flags, clear]);
   });
 
   it("checkpoints the device state exactly and refuses to save with reads pending", async (ctx) => {

@@ -27,14 +27,20 @@ describe("webgpu flat EMA (SitFlatEma)", () => {
       NAMES.map((n) => tf.tidy(() => tf.add(tensors[`student.${n}`], 0.01 * i))),
     );
     let count = -1;
+    const ids: object[][] = [];
     for (let i = 1; i <= 3; i++) {
       const profile = await tf.profile(() => {
         const next = webgpuFlatEma(teacher, students[i - 1], momenta[i - 1]);
+        // Update 1: the teacher shares the fixture's data (clone), so fresh tensors; after
+        // that its buffers are its own and are updated in place (null).
+        expect(next.map((t) => t === null)).toEqual(NAMES.map(() => i > 1));
         next.forEach((t, k) => {
+          if (!t) return;
           teacher[k].assign(t);
           t.dispose();
         });
       });
+      ids.push(teacher.map((t) => t.dataId));
       expect(profile.kernels.map((k) => k.name)).toEqual([FLAT_EMA_KERNEL]);
       for (const [k, n] of NAMES.entries())
         expectClose(
@@ -46,6 +52,8 @@ describe("webgpu flat EMA (SitFlatEma)", () => {
       if (i === 1) count = tf.memory().numTensors;
       else expect(tf.memory().numTensors).toBe(count);
     }
+    // The same buffers after updates 2 and 3 (kernels reading the teacher keep their bind groups).
+    expect(ids[2]).toEqual(ids[1]);
     tf.dispose([...teacher, ...students.flat(), ...Object.values(tensors)]);
   });
 
@@ -56,6 +64,7 @@ describe("webgpu flat EMA (SitFlatEma)", () => {
     teacher.assign(student); // an EmaTeacher starts like this
     const other = tf.tensor1d([3, 2, 1]);
     const [next] = webgpuFlatEma([teacher], [other], 0.5);
+    if (!next) throw new Error("a teacher sharing the student's data was updated in place");
     teacher.assign(next);
     next.dispose();
     expect(Array.from(await student.data())).toEqual([1, 2, 3]);

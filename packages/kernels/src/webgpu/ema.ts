@@ -5,14 +5,17 @@ import {
   copyElements,
   dispatchAll,
   gridWorkgroups,
+  markWritten,
   newTensorInfo,
   webgpuInternals,
 } from "./flat-buffers";
 
 // The EMA teacher update of a whole network in one compute dispatch: teacher and student
-// parameters are gathered into two flat buffers with copyBufferToBuffer, combined in place, and
-// scattered into fresh buffers for the teacher's Variables. Nothing is written into a buffer that
-// a tensor may share (a teacher starts as `assign`ed copies of the student's data).
+// parameters are gathered into two flat buffers with copyBufferToBuffer, combined, and scattered
+// back into each teacher parameter's own buffer where no other tensor shares it (tfjs's reference
+// count is 1). The same buffers every step keep the bind groups of every kernel that reads the
+// teacher's weights, as the flat AdamW does for the student's. A shared buffer (a teacher starts
+// as `assign`ed copies of the student's data) is never written: that parameter gets a fresh one.
 
 /** tfjs kernel name of the fused EMA (registered for the webgpu backend). */
 export const FLAT_EMA_KERNEL = "SitFlatEma";
@@ -53,10 +56,11 @@ function flatEmaKernelFunc(args: {
   attrs: unknown;
 }): tf.TensorInfo[] {
   const b = webgpuInternals(args.backend);
-  const { count, momentum, skipIndex } = args.attrs as {
+  const { count, momentum, skipIndex, inPlace } = args.attrs as {
     count: number;
     momentum: number;
     skipIndex: number;
+    inPlace: boolean[];
   };
   const { inputs } = args;
   const sizes: number[] = [];
@@ -90,9 +94,16 @@ function flatEmaKernelFunc(args: {
       workgroups: gridWorkgroups(b, n, THREADS),
     },
   ]);
+  // In place where unshared; else one fresh output each, in order.
   const outputs: tf.TensorInfo[] = [];
   for (let i = 0; i < count; i++) {
-    const out = newTensorInfo(b, [...inputs[`t${i}`].shape]);
+    const t = inputs[`t${i}`];
+    if (inPlace[i]) {
+      copyElements(b, tBuf, offsets[i], bufferOf(b, t), 0, sizes[i]);
+      markWritten(b, t);
+      continue;
+    }
+    const out = newTensorInfo(b, [...t.shape]);
     copyElements(b, tBuf, offsets[i], bufferOf(b, out), 0, sizes[i]);
     outputs.push(out);
   }
@@ -113,16 +124,18 @@ export function registerFlatEmaTfjsKernel(): void {
 
 /**
  * The WebGPU fused EMA for @sit/core's `registerFlatEmaKernel`: one tfjs kernel (`SitFlatEma`),
- * one compute dispatch plus buffer copies, whatever the number of tensors.
+ * one compute dispatch plus buffer copies, whatever the number of tensors. Returns, per teacher
+ * tensor, null where its own buffer was updated in place (no other tensor shares it), else the
+ * new tensor for the caller to assign.
  */
-// Typed as returning tensors only (it never writes in place), which a FlatEmaKernel may.
 export const webgpuFlatEma = Object.assign(
   (teacher: tf.Tensor[], student: tf.Tensor[], momentum: number, skip?: FlatSkipFlag) => {
     if (teacher.length !== student.length)
       throw new Error(
         `SitFlatEma: ${teacher.length} teacher tensors but ${student.length} student tensors`,
       );
-    if (teacher.length === 0) return [];
+    // Nothing to update (no tensors, or only empty ones): as if in place.
+    if (teacher.every((t) => t.size === 0)) return teacher.map(() => null);
     registerFlatEmaTfjsKernel();
     const inputs: Record<string, tf.Tensor> = {};
     teacher.forEach((t, i) => {
@@ -136,11 +149,16 @@ export const webgpuFlatEma = Object.assign(
         );
       inputs.skip = skip.tensor;
     }
-    const attrs = { count: teacher.length, momentum, skipIndex: skip ? skip.index : -1 };
+    // A buffer shared with another tensor (the student's, a clone, a saved handle) keeps its values.
+    const refs = tf.backend() as unknown as { refCount(dataId: object): number };
+    const inPlace = teacher.map((t) => refs.refCount(t.dataId) === 1);
+    const attrs = { count: teacher.length, momentum, skipIndex: skip ? skip.index : -1, inPlace };
     const out = tf.engine().runKernel(FLAT_EMA_KERNEL, inputs as never, attrs as never) as
       | tf.Tensor
       | tf.Tensor[];
-    return Array.isArray(out) ? out : [out];
+    const fresh = Array.isArray(out) ? out : [out];
+    let k = 0;
+    return inPlace.map((own) => (own ? null : fresh[k++]));
   },
   { skipFlag: true },
 ) satisfies FlatEmaKernel;
