@@ -6,6 +6,7 @@ import {
   isHostBackend,
   pixelSourcesKernel,
 } from "@sit/core";
+import { GmmlMasker } from "./gmml-masker";
 import { type MaskingStrategy, maskingResultToTensors } from "./strategy";
 
 // Corrupting tensors with a masking strategy. Masks are always drawn on the CPU from the explicit
@@ -67,8 +68,31 @@ export function applyPixelSources(
         `a pixel in [0, ${B * H * W}), -1, or a noise slot down to ${-1 - slots}`,
       );
   }
+  return applyPlanSources(images, source, noise);
+}
+
+/**
+ * {@link applyPixelSources} without its checks, for plans this package's own strategies build
+ * (valid by construction): the check reads every source again, 6.4M of them for two views of
+ * 64×224×224, on the host path of every training step. Other strategies' plans are checked.
+ */
+function applyPlanSources(
+  images: tf.Tensor4D,
+  source: Int32Array,
+  noise: Float32Array,
+): tf.Tensor4D {
   const kernel = pixelSourcesKernel(tf.getBackend());
   return kernel ? kernel(images, source, noise) : portablePixelSources(images, source, noise);
+}
+
+/** Whether `strategy`'s plans are this package's own: a GmmlMasker whose `plan` no subclass replaced. */
+function ownPlans(strategy: MaskingStrategy): strategy is GmmlMasker {
+  return strategy instanceof GmmlMasker && strategy.plan === GmmlMasker.prototype.plan;
+}
+
+/** How to apply `strategy`'s plans: unchecked when this package built them. */
+function applyTo(strategy: MaskingStrategy): typeof applyPixelSources {
+  return ownPlans(strategy) ? applyPlanSources : applyPixelSources;
 }
 
 /**
@@ -95,11 +119,11 @@ export function corruptViews(
         );
       const [B, H, W] = v.shape;
       const plan = strategy.plan(v.shape, rng);
-      corrupted.push(applyPixelSources(v, plan.source, plan.noise));
-      masks.push(tf.tensor4d(Float32Array.from(plan.pixelMask.data), [B, H, W, 1], "float32"));
+      corrupted.push(applyTo(strategy)(v, plan.source, plan.noise));
+      masks.push(tf.tensor4d(new Float32Array(plan.pixelMask.data), [B, H, W, 1], "float32"));
       if (plan.tokenMask)
         tokenMasks.push(
-          tf.tensor2d(Float32Array.from(plan.tokenMask.mask), plan.tokenMask.shape, "float32"),
+          tf.tensor2d(new Float32Array(plan.tokenMask.mask), plan.tokenMask.shape, "float32"),
         );
       continue;
     }
@@ -121,8 +145,8 @@ export function corruptViews(
  * the stacked clean views, the stacked corrupted views and pixel masks `[V·B, H, W, 1]`, and the
  * per-view `[B, N]` token masks (the caller disposes all of them). The same draws from `rng` in
  * the same order, so the numbers are `corruptViews`'s, concatenated. On device backends the
- * per-view plans become one plan over the stacked batch (source pixels and noise slots offset by
- * view): two kernel calls in all (the clean views' concat and one pixel-sources dispatch) where
+ * views' plans are drawn as one plan over the stacked batch ({@link planStackedViews}): two
+ * kernel calls in all (the clean views' concat and one pixel-sources dispatch) where
  * corruptViews and three concats made five.
  */
 export function corruptViewsStacked(
@@ -148,15 +172,72 @@ export function corruptViewsStacked(
       throw new ShapeError(
         `views[${i}]: expected a float32 tensor [${shape.join(", ")}] like views[0], got ${v instanceof tf.Tensor ? `${v.dtype} [${v.shape}]` : String(v)}`,
       );
+  const [B, H, W] = shape;
+  const plan = planStackedViews(
+    strategy,
+    shape as [number, number, number, number],
+    views.length,
+    rng,
+  );
+  const clean = tf.concat(views, 0) as tf.Tensor4D;
+  const tokenMasks = plan.tokenMasks.map((m) => tf.tensor2d(m, [B, m.length / B], "float32"));
+  return {
+    clean,
+    corrupted: applyTo(strategy)(clean, plan.source, plan.noise),
+    masks: tf.tensor4d(plan.masks, [views.length * B, H, W, 1], "float32"),
+    tokenMasks,
+  };
+}
+
+/** The host side of {@link corruptViewsStacked}: one plan over the stacked views, float masks. */
+export interface StackedViewsPlan {
+  /** Per-pixel sources over the stacked batch `[V·B, H, W]` (see `CorruptionPlan`). */
+  source: Int32Array;
+  noise: Float32Array;
+  /** `[V·B·H·W]` float 0/1 pixel masks, view-major. */
+  masks: Float32Array;
+  /** Per view, the `[B·N]` float 0/1 token mask (none when the strategy knows no patch size). */
+  tokenMasks: Float32Array[];
+}
+
+/**
+ * Draw `views` plans of `shape` from `rng`, in turn, as one plan over the stacked batch: view v's
+ * pixel sources move by v·B·H·W pixels and its noise slots by the earlier views' slots. A
+ * {@link GmmlMasker} writes them in place (`planViews`: no second pass over 6.4M sources for two
+ * views of 64×224×224); any other strategy's per-view plans are offset here. Either way the
+ * numbers are those of `views` calls of `strategy.plan`.
+ */
+export function planStackedViews(
+  strategy: MaskingStrategy,
+  shape: readonly [number, number, number, number],
+  views: number,
+  rng: Rng,
+): StackedViewsPlan {
   const [B, H, W, C] = shape;
   const pixels = B * H * W;
-  const plans = views.map(() => strategy.plan!(shape, rng));
-  const source = new Int32Array(views.length * pixels);
+  if (ownPlans(strategy)) {
+    const plan = strategy.planViews(shape, views, rng);
+    const tokens = plan.tokenMask?.mask;
+    const N = plan.tokenMask ? plan.tokenMask.shape[1] : 0;
+    return {
+      source: plan.source,
+      noise: plan.noise,
+      // One conversion each; `Float32Array.from` goes through the iterator protocol (slower).
+      masks: new Float32Array(plan.pixelMask.data),
+      tokenMasks: tokens
+        ? Array.from(
+            { length: views },
+            (_, v) => new Float32Array(tokens.subarray(v * B * N, (v + 1) * B * N)),
+          )
+        : [],
+    };
+  }
+  const plans = Array.from({ length: views }, () => strategy.plan!(shape, rng));
+  const source = new Int32Array(views * pixels);
   const noise = new Float32Array(plans.reduce((n, p) => n + p.noise.length, 0));
-  const masks = new Float32Array(views.length * pixels);
+  const masks = new Float32Array(views * pixels);
   let slots = 0;
   for (const [i, plan] of plans.entries()) {
-    // Pixel sources of view i move by i·B·H·W pixels, its noise slots by the earlier views' slots.
     for (let p = 0; p < pixels; p++) {
       const s = plan.source[p];
       source[i * pixels + p] = s >= 0 ? s + i * pixels : s === -1 ? -1 : s - slots;
@@ -165,14 +246,8 @@ export function corruptViewsStacked(
     slots += plan.noise.length / C;
     masks.set(plan.pixelMask.data, i * pixels);
   }
-  const clean = tf.concat(views, 0) as tf.Tensor4D;
   const tokenMasks = plans.flatMap((p) =>
-    p.tokenMask ? [tf.tensor2d(Float32Array.from(p.tokenMask.mask), p.tokenMask.shape)] : [],
+    p.tokenMask ? [new Float32Array(p.tokenMask.mask)] : [],
   );
-  return {
-    clean,
-    corrupted: applyPixelSources(clean, source, noise),
-    masks: tf.tensor4d(masks, [views.length * B, H, W, 1], "float32"),
-    tokenMasks,
-  };
+  return { source, noise, masks, tokenMasks };
 }

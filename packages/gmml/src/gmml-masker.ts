@@ -8,7 +8,12 @@ import {
   drawGmmlBlocks,
   gmmlGeometry,
 } from "./blocks";
-import { type CorruptionPlan, PLAN_ZERO, shuffleSourceBlock } from "./corruption-plan";
+import {
+  type CorruptionPlan,
+  shuffleSourceBlock,
+  writeIdentitySources,
+  writeImageSources,
+} from "./corruption-plan";
 import {
   GMML_FILLS,
   type GmmlFill,
@@ -16,7 +21,6 @@ import {
   copyMaskedFrom,
   fillMaskedConstant,
   fillMaskedNoise,
-  forEachMaskedRun,
   shuffleBlock,
 } from "./fills";
 import { type ImageInput, type MaskingBuffers, outputArrays, readImageBatch } from "./images";
@@ -248,12 +252,29 @@ export class GmmlMasker implements MaskingStrategy {
    * lives (see `corruptViews`) instead of reading it back to the host.
    */
   plan(shape: readonly [number, number, number, number], rng: Rng): GmmlCorruptionPlan {
+    return this.planViews(shape, 1, rng);
+  }
+
+  /**
+   * The plans of `views` batches of `shape` drawn in turn from `rng` (exactly `views` calls of
+   * {@link GmmlMasker.plan}), as one plan over the stacked batch `[views·B, H, W, C]`
+   * (view-major): view v's pixel sources are moved by v·B·H·W and its noise slots follow the
+   * earlier views'. `images` holds the views' records in turn, each `partner` counted within its
+   * own view. Used by `corruptViewsStacked`, which would otherwise offset every source of the
+   * per-view plans in a second pass.
+   */
+  planViews(
+    shape: readonly [number, number, number, number],
+    views: number,
+    rng: Rng,
+  ): GmmlCorruptionPlan {
     if (
       !Array.isArray(shape) ||
       shape.length !== 4 ||
       !shape.every((v) => Number.isInteger(v) && v > 0)
     )
       throw invalidArgument("shape", shape, "[B, H, W, C] of positive integers");
+    checkNumber("views", views, { min: 1, integer: true });
     if (rng === null || typeof rng !== "object" || typeof (rng as Rng).int !== "function")
       throw invalidArgument("rng", rng, "an Rng from @sit/core");
     const [B, H, W, C] = shape;
@@ -265,64 +286,52 @@ export class GmmlMasker implements MaskingStrategy {
           `(set excludeSelf: false or replaceProb: 0)`,
       );
     const HW = H * W;
-    const source = new Int32Array(B * HW);
-    for (let p = 0; p < source.length; p++) source[p] = p;
-    const pixelMask = new Uint8Array(B * HW);
-    const noiseParts: Float32Array[] = [];
+    const source = new Int32Array(views * B * HW);
+    const pixelMask = new Uint8Array(views * B * HW);
+    // Noise values are drawn after all images: a noise image's stream is seeded from `rng` where
+    // `apply` seeds it, then fills its slots once the total (the noise array's length) is known.
+    const noiseDraws: { normals: NormalStream; firstSlot: number; count: number }[] = [];
     let slots = 0;
     const records: GmmlImageRecord[] = [];
-    for (let i = 0; i < B; i++) {
-      const offset = i * HW;
+    for (let image = 0; image < views * B; image++) {
+      const i = image % B;
+      const offset = image * HW;
       const mask = pixelMask.subarray(offset, offset + HW);
       if (replacing) {
         const partner = this.excludeSelf ? drawOther(rng, B, i) : rng.int(0, B);
         if (rng.bernoulli(this.replaceProb)) {
           const draw = drawGmmlBlocks(rng, geometry, this.replaceRatio, mask);
-          forEachMaskedRun(mask, 0, H, W, (p, n) => {
-            for (let q = p; q < p + n; q++) source[offset + q] = partner * HW + q;
-          });
+          writeImageSources(source, offset, mask, "partner", (image - i + partner) * HW);
           records.push({ kind: "replacement", partner, ...draw });
           continue;
         }
       }
       const fill = this.fills.length === 1 ? this.fills[0] : rng.choice(this.fills);
-      const onBlock =
-        fill === "shuffle"
-          ? (block: GmmlBlock) => shuffleSourceBlock(source, offset, H, W, geometry, block, rng)
-          : undefined;
+      let onBlock: ((block: GmmlBlock) => void) | undefined;
+      if (fill === "shuffle") {
+        // Shuffled blocks copy the image's sources as they are when drawn (earlier blocks included).
+        writeIdentitySources(source, offset, HW);
+        onBlock = (block) => shuffleSourceBlock(source, offset, H, W, geometry, block, rng);
+      }
       const draw = drawGmmlBlocks(rng, geometry, this.ratio, mask, onBlock);
-      if (fill === "zeros")
-        forEachMaskedRun(mask, 0, H, W, (p, n) => {
-          source.fill(PLAN_ZERO, offset + p, offset + p + n);
-        });
+      if (fill === "zeros") writeImageSources(source, offset, mask, "zeros");
       else if (fill === "noise") {
-        // The same runs, in the same order, as fillMaskedNoise: the same values.
         const normals = new NormalStream(rng);
-        let count = 0;
-        for (let p = 0; p < HW; p++) count += mask[p];
-        const values = new Float32Array(count * C);
-        let k = 0;
-        forEachMaskedRun(mask, 0, H, W, (p, n) => {
-          normals.fill(values, k * C, (k + n) * C);
-          for (let q = 0; q < n; q++) source[offset + p + q] = -2 - (slots + k + q);
-          k += n;
-        });
-        noiseParts.push(values);
+        const count = writeImageSources(source, offset, mask, "noise", slots);
+        noiseDraws.push({ normals, firstSlot: slots, count });
         slots += count;
       }
       records.push({ kind: "blocks", fill, ...draw });
     }
+    // One stream call per image: the values `fillMaskedNoise` takes run by run, in the same order.
     const noise = new Float32Array(slots * C);
-    let at = 0;
-    for (const part of noiseParts) {
-      noise.set(part, at);
-      at += part.length;
-    }
+    for (const { normals, firstSlot, count } of noiseDraws)
+      normals.fill(noise, firstSlot * C, (firstSlot + count) * C);
     const result: GmmlCorruptionPlan = {
-      shape: [B, H, W, C],
+      shape: [views * B, H, W, C],
       source,
       noise,
-      pixelMask: { data: pixelMask, shape: [B, H, W] },
+      pixelMask: { data: pixelMask, shape: [views * B, H, W] },
       images: records,
     };
     if (this.patchSize !== undefined)

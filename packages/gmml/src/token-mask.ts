@@ -52,26 +52,63 @@ export function pixelToTokenMask(
   const [B, H, W] = pixelMask.shape;
   checkPixelMask("pixelMask", pixelMask, [B, H, W]);
   const [gh, gw] = checkPatchGrid(H, W, patchSize, "patchSize");
-  const N = gh * gw;
-  const counts = new Uint32Array(B * N);
-  const m = pixelMask.data;
-  for (let b = 0; b < B; b++) {
-    for (let y = 0; y < H; y++) {
-      const row = (b * H + y) * W;
-      const tokenRow = b * N + Math.floor(y / patchSize) * gw;
-      for (let x = 0; x < W; x++)
-        if (m[row + x] !== 0) counts[tokenRow + Math.floor(x / patchSize)]++;
-    }
-  }
+  const counts = maskedPerToken(pixelMask.data, B, H, W, patchSize);
   const area = patchSize * patchSize;
-  const fraction = new Float32Array(B * N);
-  const mask = new Uint8Array(B * N);
-  for (let i = 0; i < B * N; i++) {
+  const fraction = new Float32Array(counts.length);
+  const mask = new Uint8Array(counts.length);
+  for (let i = 0; i < counts.length; i++) {
     fraction[i] = counts[i] / area;
     // Compare counts, not rounded fractions, so that e.g. 0.5 of an odd-sized patch is exact.
     mask[i] = counts[i] >= threshold * area ? 1 : 0;
   }
-  return { fraction, mask, shape: [B, N], grid: [gh, gw], patchSize, threshold };
+  return { fraction, mask, shape: [B, gh * gw], grid: [gh, gw], patchSize, threshold };
+}
+
+/**
+ * Count the nonzero pixels of every patch of a `[B, H, W]` mask (patches row-major per image).
+ * Token masks are drawn for every training step (two views of 64×224×224 on the GPU path), so
+ * where the rows and patches fall on 4-byte boundaries this counts four pixels per 32-bit load:
+ * each byte folded onto its low bit (1 when the byte is nonzero), the four bits summed by one
+ * multiply. Elsewhere it counts pixel by pixel. Both give the same counts.
+ */
+function maskedPerToken(
+  m: Uint8Array,
+  B: number,
+  H: number,
+  W: number,
+  patchSize: number,
+): Uint32Array {
+  const gw = W / patchSize;
+  const N = (H / patchSize) * gw;
+  const counts = new Uint32Array(B * N);
+  const byWord = m.byteOffset % 4 === 0 && W % 4 === 0 && patchSize % 4 === 0;
+  const words = byWord ? new Uint32Array(m.buffer, m.byteOffset, m.length >> 2) : null;
+  // In words when byWord, in bytes otherwise.
+  const unit = byWord ? 4 : 1;
+  const rowLength = W / unit;
+  const patchLength = patchSize / unit;
+  for (let b = 0; b < B; b++) {
+    for (let y = 0; y < H; y++) {
+      const row = (b * H + y) * rowLength;
+      const tokenRow = b * N + Math.floor(y / patchSize) * gw;
+      for (let t = 0; t < gw; t++) {
+        const start = row + t * patchLength;
+        const end = start + patchLength;
+        let n = 0;
+        if (words) {
+          for (let i = start; i < end; i++) {
+            let x = words[i];
+            x |= x >>> 4;
+            x |= x >>> 2;
+            x |= x >>> 1;
+            n += Math.imul(x & 0x01010101, 0x01010101) >>> 24;
+          }
+        } else for (let i = start; i < end; i++) n += m[i] !== 0 ? 1 : 0;
+        counts[tokenRow + t] += n;
+      }
+    }
+  }
+  return counts;
 }
 
 /**

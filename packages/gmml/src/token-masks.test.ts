@@ -131,6 +131,36 @@ describe("pixel ↔ token masks", () => {
     );
   });
 
+  it("counts every nonzero pixel, four at a time or one at a time", () => {
+    // Patches of 4 or 8 on 4-byte-aligned rows take the 32-bit path, the rest the byte loop; any
+    // nonzero byte (not only 1) is a masked pixel on both.
+    const rng = Rng.seed(9);
+    for (const [B, H, W, P, shift] of [
+      [3, 16, 24, 4, 0],
+      [2, 16, 16, 8, 4],
+      [2, 16, 16, 8, 1],
+      [2, 12, 18, 3, 0],
+    ]) {
+      const backing = new Uint8Array(shift + B * H * W);
+      for (let i = shift; i < backing.length; i++)
+        backing[i] = rng.bernoulli(0.4) ? [1, 2, 128, 255][rng.int(0, 4)] : 0;
+      const data = backing.subarray(shift);
+      const gw = W / P;
+      const expected = new Float32Array((B * H * W) / (P * P));
+      for (let b = 0; b < B; b++)
+        for (let y = 0; y < H; y++)
+          for (let x = 0; x < W; x++)
+            if (data[(b * H + y) * W + x] !== 0)
+              expected[((b * H) / P / P) * W + Math.floor(y / P) * gw + Math.floor(x / P)] += 1;
+      for (let i = 0; i < expected.length; i++) expected[i] /= P * P;
+      const tm = pixelToTokenMask({ data, shape: [B, H, W] }, P);
+      expect(Array.from(tm.fraction), `${B}×${H}×${W} patch ${P} at +${shift}`).toEqual(
+        Array.from(expected),
+      );
+      expect(Array.from(tm.mask)).toEqual(Array.from(expected, (f) => (f >= 0.5 ? 1 : 0)));
+    }
+  });
+
   it("token → pixel → token is the identity", () => {
     const rng = Rng.seed(8);
     const tokens = new Uint8Array(3 * 12);
