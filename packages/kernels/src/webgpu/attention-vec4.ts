@@ -56,6 +56,22 @@ function axpy4(hd: number, acc: string, w: string, tile: string, scale?: string)
 const VALID4 = "(vec4<i32>(jj) + vec4<i32>(0, 1, 2, 3)) < vec4<i32>(cnt)";
 
 /**
+ * The workgroup's (batch, head, tile of ROWS rows) and the thread's row (thread t and t + ROWS
+ * share one where a pass runs two threads per row), for the general passes too.
+ */
+export const PLACE_WGSL = `struct Place { b : i32, head : i32, row : i32, valid : bool, rowOk : bool }
+  fn place() -> Place {
+    let n = uniforms.qKVShape[1];
+    let tiles = (n + ROWS - 1) / ROWS;
+    let g = sitGroup();
+    let head = (g / tiles) % uniforms.numHeads;
+    let b = g / (tiles * uniforms.numHeads);
+    let row = (g % tiles) * ROWS + i32(localId.x) % ROWS;
+    let valid = b < uniforms.qKVShape[0];
+    return Place(b, head, row, valid, valid && row < n);
+  }`;
+
+/**
  * WGSL preamble of the vec4 passes: tiles, the workgroup's place, and a cooperative tile loader.
  * `threads` threads per workgroup; rows beyond N are loaded as zeros, so that a masked weight of
  * 0 times them stays 0.
@@ -70,17 +86,7 @@ export function vec4Preamble(hd: number, threads: number): string {
   var<workgroup> tileA : array<vec4<f32>, ${KT * (hd / 4)}>;
   var<workgroup> tileB : array<vec4<f32>, ${KT * (hd / 4)}>;
   var<workgroup> tileS : array<vec2<f32>, ${KT}>;
-  struct Place { b : i32, head : i32, row : i32, valid : bool, rowOk : bool }
-  fn place() -> Place {
-    let n = uniforms.qKVShape[1];
-    let tiles = (n + ROWS - 1) / ROWS;
-    let g = sitGroup();
-    let head = (g / tiles) % uniforms.numHeads;
-    let b = g / (tiles * uniforms.numHeads);
-    let row = (g % tiles) * ROWS + i32(localId.x) % ROWS;
-    let valid = b < uniforms.qKVShape[0];
-    return Place(b, head, row, valid, valid && row < n);
-  }
+  ${PLACE_WGSL}
   // Rows t·KT … of a [B, N, stride] operand at column \`col\` (plus the head's offset) → tile.
   fn rowOf(P : Place, j : i32, stride : i32, col : i32) -> i32 {
     return (P.b * uniforms.qKVShape[1] + j) * stride + col + P.head * HD;
@@ -111,18 +117,16 @@ const V_COLS: [string, string, string] = ["QKV", "d3", "2 * d"];
 const Q_COLS: [string, string, string] = ["QKV", "d3", "0"];
 const DO_COLS: [string, string, string] = ["DY", "d", "0"];
 
-/** Forward: O = softmax(scale·QKᵀ)·V, online softmax over chunks of four keys. */
-export function forwardVec4(hd: number): string {
-  return `
-      ${declare(hd, "q", "acc")}
-      if (P.rowOk) {
-        let qo = base + P.row * d3;
-        ${each(hd, (c) => `q${c} = ${load4("QKV", `qo + ${4 * c}`)} * scale;`)}
-      }
-      var mx = -3.0e38;
+/**
+ * The online softmax of the thread's query row `q` over all keys, four keys a step: leaves the
+ * running max `mx` and sum `l` (so logsumexp = mx + log l); with `accumulate`, also
+ * `acc` = Σ_j exp(s_j − mx)·V_j, rescaled as the max grows.
+ */
+function onlineSoftmax(hd: number, accumulate: boolean): string {
+  return `var mx = -3.0e38;
       var l = 0.0;
       for (var t = 0; t < tiles; t++) {
-        ${loadTiles(K_COLS, V_COLS)}
+        ${loadTiles(K_COLS, accumulate ? V_COLS : null)}
         workgroupBarrier();
         let cnt = min(KT, n - t * KT);
         if (P.rowOk) {
@@ -132,12 +136,23 @@ export function forwardVec4(hd: number): string {
             let corr = exp(mx - m2);
             let p = exp(s - vec4<f32>(m2));
             l = l * corr + ((p.x + p.y) + (p.z + p.w));
-            ${axpy4(hd, "acc", "p", "tileB", "corr")}
+            ${accumulate ? axpy4(hd, "acc", "p", "tileB", "corr") : ""}
             mx = m2;
           }
         }
         workgroupBarrier();
+      }`;
+}
+
+/** Forward: O = softmax(scale·QKᵀ)·V, online softmax over chunks of four keys. */
+export function forwardVec4(hd: number): string {
+  return `
+      ${declare(hd, "q", "acc")}
+      if (P.rowOk) {
+        let qo = base + P.row * d3;
+        ${each(hd, (c) => `q${c} = ${load4("QKV", `qo + ${4 * c}`)} * scale;`)}
       }
+      ${onlineSoftmax(hd, true)}
       if (P.rowOk) {
         let inv = 1.0 / l;
         let ob = (P.b * n + P.row) * d + P.head * HD;
@@ -163,23 +178,7 @@ function queryRows(hd: number, withO: boolean): string {
 /** Each query row's logsumexp over the keys into `lse` (its row of `out` gets lse and δ). */
 function statsLoop(hd: number, out: string): string {
   return `
-      var mx = -3.0e38;
-      var l = 0.0;
-      for (var t = 0; t < tiles; t++) {
-        ${loadTiles(K_COLS, null)}
-        workgroupBarrier();
-        let cnt = min(KT, n - t * KT);
-        if (P.rowOk) {
-          for (var jj = 0; jj < cnt; jj += 4) {
-            let s = select(vec4<f32>(-3.0e38), ${dots4(hd, "q", "tileA")}, ${VALID4});
-            let m2 = max(mx, max(max(s.x, s.y), max(s.z, s.w)));
-            let p = exp(s - vec4<f32>(m2));
-            l = l * exp(mx - m2) + ((p.x + p.y) + (p.z + p.w));
-            mx = m2;
-          }
-        }
-        workgroupBarrier();
-      }
+      ${onlineSoftmax(hd, false)}
       let lse = mx + log(l);
       if (P.rowOk) {
         ${out}[sb] = lse;

@@ -3,6 +3,7 @@ import { portableMultiHeadAttention, portablePackedSelfAttention } from "../atte
 import type { AttentionResult, ResolvedAttentionOptions } from "../registry";
 import {
   DKDV_VEC4_THREADS,
+  PLACE_WGSL,
   dkdvVec4,
   dqVec4,
   forwardVec4,
@@ -41,17 +42,7 @@ function preamble(hd: number): string {
   var<workgroup> tileA : array<f32, ${kt * hd}>;
   var<workgroup> tileB : array<f32, ${kt * hd}>;
   var<workgroup> tileS : array<vec2<f32>, ${kt}>;
-  struct Place { b : i32, head : i32, row : i32, valid : bool, rowOk : bool }
-  fn place() -> Place {
-    let n = uniforms.qKVShape[1];
-    let tiles = (n + ROWS - 1) / ROWS;
-    let g = sitGroup();
-    let head = (g / tiles) % uniforms.numHeads;
-    let b = g / (tiles * uniforms.numHeads);
-    let row = (g % tiles) * ROWS + i32(localId.x);
-    let valid = b < uniforms.qKVShape[0];
-    return Place(b, head, row, valid, valid && row < n);
-  }`;
+  ${PLACE_WGSL}`;
 }
 
 const UNIFORMS = "numHeads : i32, scale : f32,";
