@@ -5,7 +5,7 @@ import { fusedLinear } from "./fused-linear";
 import { layerNorm } from "./layer-norm";
 import { linear } from "./linear";
 import { halfActive } from "./precision";
-import { MAX_HEAD_DIM } from "./webgpu/attention";
+import { MAX_HEAD_DIM } from "./webgpu/attention-general";
 import {
   BLOCK_KERNEL,
   BLOCK_SCALED_KERNEL,

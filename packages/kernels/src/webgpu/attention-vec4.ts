@@ -1,3 +1,5 @@
+import { ATTENTION_ROWS, PLACE_WGSL } from "./attention-place";
+
 // The fused attention passes of attention.ts for head sizes that are a multiple of 4 and at most
 // 64 (ViT-Tiny and ViT-S have 64), written so that a GPU keeps each thread's rows in registers.
 //
@@ -8,12 +10,10 @@
 // variables; shared tiles are vec4 (a quarter of the shared-memory reads), and keys (or query
 // rows) are taken four at a time, so the online softmax rescales once per four keys.
 //
-// Same interface as the general passes: the (batch, head, 32-row tile) of each workgroup, the
+// Same interface as the general passes (attention-general.ts): the (batch, head, 32-row tile) of each workgroup, the
 // packed `QKV [B, N, 3D]`, `DY`/`O [B, N, D]`, statistics `ST [B, H, N, 2]` (logsumexp, δ) and
 // the bindings' names; only the workgroup size of dK/dV differs (64: see dkdvVec4).
 
-/** Query (or key) rows of a workgroup: one per thread (two threads per key row in dK/dV). */
-export const VEC4_ROWS = 32;
 /** Key (or query) rows per shared tile; a multiple of 4. */
 const KT = 32;
 
@@ -56,22 +56,6 @@ function axpy4(hd: number, acc: string, w: string, tile: string, scale?: string)
 const VALID4 = "(vec4<i32>(jj) + vec4<i32>(0, 1, 2, 3)) < vec4<i32>(cnt)";
 
 /**
- * The workgroup's (batch, head, tile of ROWS rows) and the thread's row (thread t and t + ROWS
- * share one where a pass runs two threads per row), for the general passes too.
- */
-export const PLACE_WGSL = `struct Place { b : i32, head : i32, row : i32, valid : bool, rowOk : bool }
-  fn place() -> Place {
-    let n = uniforms.qKVShape[1];
-    let tiles = (n + ROWS - 1) / ROWS;
-    let g = sitGroup();
-    let head = (g / tiles) % uniforms.numHeads;
-    let b = g / (tiles * uniforms.numHeads);
-    let row = (g % tiles) * ROWS + i32(localId.x) % ROWS;
-    let valid = b < uniforms.qKVShape[0];
-    return Place(b, head, row, valid, valid && row < n);
-  }`;
-
-/**
  * WGSL preamble of the vec4 passes: tiles, the workgroup's place, and a cooperative tile loader.
  * `threads` threads per workgroup; rows beyond N are loaded as zeros, so that a masked weight of
  * 0 times them stays 0.
@@ -80,7 +64,7 @@ export function vec4Preamble(hd: number, threads: number): string {
   return `
   const HD = ${hd};
   const HD4 = ${hd / 4};
-  const ROWS = ${VEC4_ROWS};
+  const ROWS = ${ATTENTION_ROWS};
   const KT = ${KT};
   const THREADS = ${threads};
   var<workgroup> tileA : array<vec4<f32>, ${KT * (hd / 4)}>;
@@ -238,7 +222,7 @@ export function statsDqVec4(hd: number): string {
 }
 
 /** Threads per workgroup of dkdvVec4. */
-export const DKDV_VEC4_THREADS = 2 * VEC4_ROWS;
+export const DKDV_VEC4_THREADS = 2 * ATTENTION_ROWS;
 
 /**
  * Backward 3: per key row j, dV_j = Σ_i P_ij·dO_i and dK_j = scale·Σ_i dS_ij·Q_i over tiles of

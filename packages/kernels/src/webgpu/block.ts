@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
-import { ATTENTION_ROWS, type AttentionPassKind, attentionPass } from "./attention";
+import { type AttentionPassKind, attentionPass } from "./attention";
+import { ATTENTION_ROWS } from "./attention-place";
 import { attentionWgsl } from "./block-wgsl";
 import {
   type BlockDims,
