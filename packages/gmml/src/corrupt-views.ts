@@ -145,7 +145,7 @@ export function corruptViews(
  * the stacked clean views, the stacked corrupted views and pixel masks `[V·B, H, W, 1]`, and the
  * per-view `[B, N]` token masks (the caller disposes all of them). The same draws from `rng` in
  * the same order, so the numbers are `corruptViews`'s, concatenated. On device backends the
- * views' plans are drawn as one plan over the stacked batch ({@link planStackedViews}): two
+ * views' plans are drawn as one plan over the stacked batch (`planStackedViews` below): two
  * kernel calls in all (the clean views' concat and one pixel-sources dispatch) where
  * corruptViews and three concats made five.
  */
