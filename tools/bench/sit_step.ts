@@ -354,6 +354,23 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     await recipe.student.namedParameters()[0][1].data();
   };
   let peakGpu = 0;
+  // The pool's bytes in use (live buffers, the fused blocks' workspaces included) at their highest:
+  // what compares with PyTorch's max_memory_allocated; peakGpu also counts the free buffers the
+  // pool keeps for reuse (PyTorch's reserved memory is the analogue).
+  let peakInUse = 0;
+  const pool = (
+    tf.backend() as unknown as {
+      bufferManager?: { numBytesUsed: number; acquireBuffer: (...a: unknown[]) => unknown };
+    }
+  ).bufferManager;
+  if (pool) {
+    const acquire = pool.acquireBuffer;
+    pool.acquireBuffer = (...a: unknown[]) => {
+      const buffer = acquire.apply(pool, a);
+      peakInUse = Math.max(peakInUse, pool.numBytesUsed);
+      return buffer;
+    };
+  }
   let step = 0;
   const clock = hostClock();
   const host: ReturnType<NonNullable<typeof clock>["stop"]>[] = [];
@@ -566,7 +583,13 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     kernel_launches_by_name: Object.fromEntries(byCount),
     peak_tfjs_bytes_in_step: profile.peakBytes,
     tfjs_bytes_after_step: tf.memory().numBytes,
-    ...(gpu ? { gpu_bytes_after_step: gpu, peak_gpu_allocated_bytes: peakGpu } : {}),
+    ...(gpu
+      ? {
+          gpu_bytes_after_step: gpu,
+          peak_gpu_allocated_bytes: peakGpu,
+          peak_gpu_in_use_bytes: peakInUse,
+        }
+      : {}),
     ...(wasmHeapBytes() !== undefined ? { wasm_heap_bytes: wasmHeapBytes() } : {}),
     max_rss_mb: round(process.resourceUsage().maxRSS / 1024),
     tensors_leaked_per_step: (tf.memory().numTensors - tensorsBefore) / (ITERS + 1),

@@ -47,6 +47,9 @@ def main():
             "tfjs_images_per_s": tj.get("images_per_s"),
             "kernel_launches_per_step": tj.get("kernel_launches_per_step"),
             "tfjs_peak_gpu_bytes": tj.get("peak_gpu_allocated_bytes"),
+            # Live buffers at their highest (sit_step's peak_gpu_in_use_bytes), vs the pool above.
+            "tfjs_peak_gpu_in_use_bytes": tj.get("peak_gpu_in_use_bytes"),
+            "torch_max_memory_reserved_bytes": p.get("max_memory_reserved_bytes"),
             "tfjs_error": tj.get("error"),
             "torch_step_ms": p.get("step_ms"),
             "torch_max_memory_allocated_bytes": p.get("max_memory_allocated_bytes"),
@@ -74,6 +77,9 @@ def main():
                 for e in (gp.get("top") or [])[:10]]
         if row["tfjs_peak_gpu_bytes"] and row["torch_max_memory_allocated_bytes"]:
             row["ratio_peak_memory"] = round(row["tfjs_peak_gpu_bytes"] / row["torch_max_memory_allocated_bytes"], 2)
+        if row["tfjs_peak_gpu_in_use_bytes"] and row["torch_max_memory_allocated_bytes"]:
+            row["ratio_peak_in_use_memory"] = round(
+                row["tfjs_peak_gpu_in_use_bytes"] / row["torch_max_memory_allocated_bytes"], 2)
         out[model] = {key: v for key, v in row.items() if v is not None}
     ns = load(d, "tfjs_tiny_nosplit.json")  # run.sh: the tiny step with --split-k off
     if "error" not in ns and isinstance(out.get("tiny", {}).get("tfjs_step_ms"), (int, float)):
