@@ -11,7 +11,13 @@ import {
   workspaceLayout,
 } from "./block-layout";
 import { type Scalars, type View, encode, foldGroups, viewOf } from "./encode";
-import { type WebGpuInternals, newTensorInfo, webgpuInternals, GPU_USAGE } from "./flat-buffers";
+import {
+  type WebGpuInternals,
+  bufferHandle,
+  newTensorInfo,
+  scratchBuffer,
+  webgpuInternals,
+} from "./flat-buffers";
 import { PLAIN_GEMM, encodeGemm } from "./gemm";
 import { encodeLayerNormFinish, encodeLayerNormGrad } from "./layer-norm-grad";
 import { precisionOf } from "./gemm-wgsl";
@@ -89,49 +95,6 @@ function attention(
   );
 }
 
-const GPU_STORAGE_COPY = GPU_USAGE.STORAGE | GPU_USAGE.COPY_SRC | GPU_USAGE.COPY_DST;
-
-/**
- * The saved workspace as a tensor of shape [1] on a buffer of `elements` floats from tfjs's pool
- * (released to the pool by size when disposed, as any tensor's). tfjs's backprop hands a host
- * array of zeros to the gradient of every output without one, sized by the output's shape: for a
- * full-size workspace that is tens of MB of memset and GC per step (measured ≈ 75 ms at batch 2
- * on this machine), for this handle one float. Its bytes show in the backend's GPU memory, not in
- * `tf.memory().numBytes`.
- */
-function workspaceHandle(b: WebGpuInternals, elements: number): tf.TensorInfo {
-  const info = b.makeTensorInfo([1], "float32");
-  b.tensorMap.get(info.dataId).resource = b.bufferManager.acquireBuffer(
-    elements * 4,
-    GPU_STORAGE_COPY,
-  );
-  return info;
-}
-
-/**
- * A block's temporaries (an unsaved forward's workspace, the backward's gradient buffers) in one
- * buffer per size, kept for the backend's life. Why: tfjs releases a buffer that commands not yet
- * submitted use only at the next submit, so a fresh temporary per block call stayed allocated
- * until then, one per block: ≈ 3.4 GB each way at ViT-Tiny/4 batch 256 (the teacher's 12
- * workspaces, the student's 12 gradient buffers). Reusing one buffer is safe: the blocks'
- * dispatches run in order on one queue, each seeing the writes of those before it.
- */
-const scratch = new WeakMap<object, Map<number, tf.TensorInfo>>();
-
-function scratchOf(b: WebGpuInternals, elements: number): tf.TensorInfo {
-  let sizes = scratch.get(b);
-  if (!sizes) {
-    sizes = new Map();
-    scratch.set(b, sizes);
-  }
-  let t = sizes.get(elements);
-  if (!t) {
-    t = workspaceHandle(b, elements);
-    sizes.set(elements, t);
-  }
-  return t;
-}
-
 export function blockForward(args: unknown): tf.TensorInfo[] {
   const { inputs, backend, attrs } = args as {
     inputs: Record<string, tf.TensorInfo>;
@@ -144,7 +107,9 @@ export function blockForward(args: unknown): tf.TensorInfo[] {
   const { n, d, m, hidden } = dm;
   const y = newTensorInfo(b, t.x.shape);
   const layout = workspaceLayout(dm);
-  const ws = attrs.save ? workspaceHandle(b, layout.total) : scratchOf(b, layout.total);
+  const ws = attrs.save
+    ? bufferHandle(b, layout.total)
+    : scratchBuffer(b, "block-workspace", layout.total);
   const v = carve(b, ws, layout.sizes);
   const w = (name: string) => viewOf(b, t[name]);
   const opt = (name: string, present: boolean) => (present ? [w(name)] : []);
@@ -204,7 +169,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   const { n, d, m, hidden } = dm;
   const v = carve(b, t.ws, workspaceLayout(dm).sizes);
   const tmpSizes = gradTempLayout(dm, attrs.numHeads).sizes;
-  const tmp = scratchOf(b, totalOf(tmpSizes));
+  const tmp = scratchBuffer(b, "block-gradients", totalOf(tmpSizes));
   const g = carve(b, tmp, tmpSizes);
   const scaled = attrs.scaled;
   // The forward's inputs that the backward reads come as inputs of their own (SAVED_INPUTS).

@@ -120,6 +120,51 @@ export function markWritten(b: WebGpuInternals, t: tf.TensorInfo): void {
   b.tensorMap.get(t.dataId).values = null;
 }
 
+const GPU_STORAGE_COPY = GPU_USAGE.STORAGE | GPU_USAGE.COPY_SRC | GPU_USAGE.COPY_DST;
+
+/**
+ * A tensor of shape [1] on a buffer of `elements` floats from tfjs's pool (released to the pool by
+ * size when disposed, as any tensor's): the fused block's saved workspace. tfjs's backprop hands a
+ * host array of zeros to the gradient of every output without one, sized by the output's shape:
+ * for a full-size workspace that is tens of MB of memset and GC per step (measured ≈ 75 ms at
+ * batch 2 on lavapipe), for this handle one float. Its bytes show in the backend's GPU memory, not
+ * in `tf.memory().numBytes`.
+ */
+export function bufferHandle(b: WebGpuInternals, elements: number): tf.TensorInfo {
+  const info = b.makeTensorInfo([1], "float32");
+  b.tensorMap.get(info.dataId).resource = b.bufferManager.acquireBuffer(
+    elements * 4,
+    GPU_STORAGE_COPY,
+  );
+  return info;
+}
+
+const scratch = new WeakMap<object, Map<string, tf.TensorInfo>>();
+
+/**
+ * A kernel's temporary of `elements` floats for `use` (a name per kind of temporary, so that two
+ * held at once never share a buffer): one buffer per use and size, kept for the backend's life
+ * (never dispose it). Why: tfjs frees a buffer that commands not yet submitted use only at the next
+ * submit, so a fresh temporary per kernel call stays allocated until then, one per call: the fused
+ * blocks' (an unsaved forward's workspace, the backward's gradient buffers) and the split-K
+ * GEMMs' slices were ≈ 3.4 + 3.4 + 1.1 GB at ViT-Tiny/4 batch 256. Sharing one is safe: the
+ * dispatches run in order on one queue, each seeing the writes of those before it.
+ */
+export function scratchBuffer(b: WebGpuInternals, use: string, elements: number): tf.TensorInfo {
+  let sizes = scratch.get(b);
+  if (!sizes) {
+    sizes = new Map();
+    scratch.set(b, sizes);
+  }
+  const key = `${use}:${elements}`;
+  let t = sizes.get(key);
+  if (!t) {
+    t = bufferHandle(b, elements);
+    sizes.set(key, t);
+  }
+  return t;
+}
+
 /** A new backend tensor (not an engine tensor) with a GPU buffer, optionally initialised. */
 export function newTensorInfo(
   b: WebGpuInternals,

@@ -1,5 +1,5 @@
 import { type View, encode, foldGroups, viewOf, VIEW_ALIGN } from "./encode";
-import { type WebGpuInternals, newTensorInfo } from "./flat-buffers";
+import { type WebGpuInternals, scratchBuffer } from "./flat-buffers";
 import { type GemmVariant, TILE, gemmBindings } from "./gemm-wgsl";
 
 // Split-K for the GEMMs whose output has few tiles and whose K is long: a weight gradient
@@ -86,7 +86,7 @@ export function encodeSplitGemm(
   const si = names.indexOf("S");
   const cSize = slices * m * n;
   const sOffset = roundUp(cSize, VIEW_ALIGN);
-  const scratch = newTensorInfo(b, [v.colSum ? sOffset + slices * n : cSize]);
+  const scratch = scratchBuffer(b, "gemm-slices", v.colSum ? sOffset + slices * n : cSize);
   const partC = viewOf(b, scratch, 0, cSize);
   const partS = v.colSum ? viewOf(b, scratch, sOffset, slices * n) : null;
   const split = operands.map((o, i) => (i === ci ? partC : i === si && partS ? partS : o));
@@ -101,8 +101,6 @@ export function encodeSplitGemm(
     [{ i: m * n }, { i: n }, { i: slices }],
     foldGroups(b, Math.ceil(total / 256)),
   );
-  // Released once the pending commands are submitted (bufferOf marked it owned by the queue).
-  b.disposeData(scratch.dataId);
 }
 
 /** C[i] = Σ_z P[z·MN + i] (and S[j] = Σ_z PS[z·N + j]), one thread per output element. */
