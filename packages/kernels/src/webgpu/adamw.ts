@@ -12,6 +12,7 @@ import {
   dispatchAll,
   gridWorkgroups,
   markWritten,
+  ownBuffers,
   newTensorInfo,
   webgpuInternals,
 } from "./flat-buffers";
@@ -284,9 +285,7 @@ export const webgpuFlatAdamW: FlatAdamWKernel = {
           inputs.lossScale = args.lossScale.scale;
         }
         const { params, grads, flatParams, m, v, stale, ...hyper } = args;
-        // A buffer shared with another tensor (a clone, a saved handle) must keep its values.
-        const refs = tf.backend() as unknown as { refCount(dataId: object): number };
-        const inPlace = params.map((p) => refs.refCount(p.dataId) === 1);
+        const inPlace = ownBuffers(params);
         const attrs: StepAttrs = { plan, stale, inPlace, numTensors: params.length, hyper };
         const out = tf.engine().runKernel(FLAT_ADAMW_KERNEL, inputs as never, attrs as never) as
           | tf.Tensor

@@ -6,6 +6,7 @@ import {
   dispatchAll,
   gridWorkgroups,
   markWritten,
+  ownBuffers,
   newTensorInfo,
   webgpuInternals,
 } from "./flat-buffers";
@@ -149,9 +150,7 @@ export const webgpuFlatEma = Object.assign(
         );
       inputs.skip = skip.tensor;
     }
-    // A buffer shared with another tensor (the student's, a clone, a saved handle) keeps its values.
-    const refs = tf.backend() as unknown as { refCount(dataId: object): number };
-    const inPlace = teacher.map((t) => refs.refCount(t.dataId) === 1);
+    const inPlace = ownBuffers(teacher);
     const attrs = { count: teacher.length, momentum, skipIndex: skip ? skip.index : -1, inPlace };
     const out = tf.engine().runKernel(FLAT_EMA_KERNEL, inputs as never, attrs as never) as
       | tf.Tensor

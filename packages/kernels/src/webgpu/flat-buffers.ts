@@ -1,4 +1,4 @@
-import type * as tf from "@tensorflow/tfjs";
+import * as tf from "@tensorflow/tfjs";
 
 // Direct use of tfjs-backend-webgpu's device, command encoder and buffers (4.22, see its
 // backend_webgpu.js), for kernels that tfjs's program generator cannot express: several
@@ -163,6 +163,17 @@ export function scratchBuffer(b: WebGpuInternals, use: string, elements: number)
     sizes.set(key, t);
   }
   return t;
+}
+
+/**
+ * Per tensor, whether no other tensor shares its data (tfjs's reference count is 1), so that a
+ * flat kernel may write its new values into its own buffer (the flat AdamW and EMA): the same
+ * buffer every step keeps the bind groups of the kernels that read it. A clone or a saved handle
+ * must keep its values, so a shared buffer is never written.
+ */
+export function ownBuffers(tensors: readonly tf.Tensor[]): boolean[] {
+  const refs = tf.backend() as unknown as { refCount(dataId: object): number };
+  return tensors.map((t) => refs.refCount(t.dataId) === 1);
 }
 
 /** A new backend tensor (not an engine tensor) with a GPU buffer, optionally initialised. */
