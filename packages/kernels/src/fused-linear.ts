@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { ShapeError, describeValue } from "@sit/core";
 import { gelu } from "./gelu";
 import { linear } from "./linear";
-import { webgpuFusedLinear } from "./webgpu/gemm";
+import { webgpuFusedLinear } from "./webgpu/gemm-linear";
 import { webgpuKernelsEnabled } from "./webgpu/register";
 
 /** Options of {@link fusedLinear}. */

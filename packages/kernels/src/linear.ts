@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { ShapeError, describeValue } from "@sit/core";
 import { withGradient } from "./custom-grad";
 import { findOverride } from "./registry";
-import { webgpuFusedLinear } from "./webgpu/gemm";
+import { webgpuFusedLinear } from "./webgpu/gemm-linear";
 import { webgpuLinear } from "./webgpu/linear";
 
 // Gradients as plain products with explicit transposes: on wasm a matMul with transposeA or

@@ -12,7 +12,7 @@ import {
 import { gelu } from "./gelu";
 import { layerNorm } from "./layer-norm";
 import { webgpuBatchNormAct } from "./webgpu/batch-norm";
-import { webgpuFusedLinear } from "./webgpu/gemm";
+import { webgpuFusedLinear } from "./webgpu/gemm-linear";
 import { webgpuFusedHeadsEnabled } from "./webgpu/heads-register";
 
 interface Layer {

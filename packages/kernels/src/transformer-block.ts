@@ -9,6 +9,7 @@ import { MAX_HEAD_DIM } from "./webgpu/attention-general";
 import {
   BLOCK_KERNEL,
   BLOCK_SCALED_KERNEL,
+  blockSumsLayout,
   type BlockAttrs,
   registerBlockKernels,
   savedInputNames,
@@ -183,7 +184,10 @@ export function fusableBlock(x: tf.Tensor, hidden: number, o: TransformerBlockOp
   const m = b * n;
   const biggest = Math.max(m * 3 * d, m * hidden) * 4;
   const dims = { batch: b, n, d, hidden, m, half: halfActive() };
-  const buffers = [workspaceLayout(dims).total, gradTempLayout(dims, o.numHeads).total];
+  // (The finishing buffer at its largest: every layer with a bias.)
+  const biases = { hasQkvBias: true, hasProjBias: true, hasFc1Bias: true, hasFc2Bias: true };
+  const sums = blockSumsLayout(dims, { ...biases, scaled: false, half: dims.half }).total;
+  const buffers = [workspaceLayout(dims).total, gradTempLayout(dims, o.numHeads).total, sums];
   return (
     Math.max(...buffers) * 4 <= limits.maxBufferSize &&
     biggest <= limits.maxStorageBufferBindingSize

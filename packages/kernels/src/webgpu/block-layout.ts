@@ -1,6 +1,4 @@
-import type * as tf from "@tensorflow/tfjs";
-import { VIEW_ALIGN, type View, viewOf } from "./encode";
-import type { WebGpuInternals } from "./flat-buffers";
+import { totalOf } from "./encode";
 import { partialsSize } from "./layer-norm-grad";
 
 // The fused transformer block's flat buffers (block.ts): the workspace the forward writes and the
@@ -24,8 +22,6 @@ export const SAVED_INPUTS = [
   "s0",
   "s1",
 ] as const;
-
-const align = (n: number) => Math.ceil(n / VIEW_ALIGN) * VIEW_ALIGN;
 
 /** The block's sizes: batch, tokens, width D, MLP width, rows M = batch·tokens. */
 export interface BlockDims {
@@ -61,7 +57,7 @@ export function workspaceLayout(dims: BlockDims) {
   return { sizes, total: totalOf(sizes) };
 }
 
-/** The backward's temporaries: gradients of the activations, attention row statistics, both LayerNorms' partial sums. */
+/** The backward's temporaries: gradients of the activations and the attention's row statistics. */
 export function gradTempLayout(dims: BlockDims, heads: number) {
   const { batch, n, d, m } = dims;
   const sizes = {
@@ -71,28 +67,29 @@ export function gradTempLayout(dims: BlockDims, heads: number) {
     dO: m * d,
     stats: batch * heads * n * 2,
     dqkv: m * 3 * d,
-    // LN1's then LN2's partial (dγ, dβ) sums, finished together (block-wgsl.ts).
-    partials1: partialsSize(m, d),
-    partials2: partialsSize(m, d),
   };
   return { sizes, total: totalOf(sizes) };
 }
 
-/** Views of the parts of a flat tensor laid out as `sizes` (in that order). */
-export function carve<K extends string>(
-  b: WebGpuInternals,
-  t: tf.TensorInfo,
-  sizes: Record<K, number>,
-): Record<K, View> {
-  const out = {} as Record<K, View>;
-  let offset = 0;
-  for (const k of Object.keys(sizes) as K[]) {
-    out[k] = viewOf(b, t, offset, sizes[k]);
-    offset += align(sizes[k]);
-  }
-  return out;
+/** The backward's four weight-gradient products. */
+export type WeightGradient = "fc2" | "fc1" | "proj" | "qkv";
+
+/** `[M, N, K]` of each weight gradient dW = aᵀ·g: [in, out] summed over the M = batch·tokens rows. */
+export function weightGradientShapes({
+  d,
+  hidden,
+  m,
+}: BlockDims): Record<WeightGradient, [number, number, number]> {
+  return { fc2: [hidden, d, m], fc1: [d, hidden, m], proj: [d, d, m], qkv: [d, 3 * d, m] };
 }
 
-export function totalOf(sizes: Record<string, number>): number {
-  return Object.values(sizes).reduce((p, q) => p + align(q), 0);
+/**
+ * What the backward's last dispatch sums (strided-sums.ts), in one buffer so that one binding
+ * reads it all: both LayerNorms' partial (dγ, dβ) sums, then the split-K slices of each weight
+ * gradient (`slices`: its floats, 0 when unsplit; gemm.ts's gemmSliceFloats).
+ */
+export function sumsLayout(dims: BlockDims, slices: Record<WeightGradient, number>) {
+  const { d, m } = dims;
+  const sizes = { partials1: partialsSize(m, d), partials2: partialsSize(m, d), ...slices };
+  return { sizes, total: totalOf(sizes) };
 }

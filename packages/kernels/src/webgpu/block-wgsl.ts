@@ -4,9 +4,8 @@ import { layerNormGradRowCode, welfordDecl } from "./reductions";
 
 // WGSL of the fused transformer block's passes besides the GEMMs (gemm-wgsl.ts; the LayerNorms of
 // the forward are GEMM prologues there): LayerNorm's input gradient with the residual's gradient
-// added and its parameter gradients' partial column sums in one pass, one finishing pass for both
-// LayerNorms, and the attention passes of attention.ts behind
-// explicit bindings. Every shader here is encoded directly (encode.ts), so it declares its own
+// added and its parameter gradients' partial column sums in one pass (finished by strided-sums.ts),
+// and the attention passes of attention.ts behind explicit bindings. Every shader here is encoded directly (encode.ts), so it declares its own
 // bindings (inputs read-only, outputs read-write, in the order the caller passes views) and a
 // uniform struct of 32-bit scalars.
 
@@ -76,51 +75,6 @@ fn main(${BUILTINS}) {
         P[(blk * 2 + 1) * d + c] = accB[k];
       }
     }
-  }
-}`;
-}
-
-/**
- * The parameter gradients of `sets` LayerNorms (1 or 2: a block's two) from their partial sums
- * `[R, 2, D]` each (the first at the start of `P`, the second `stride` floats on):
- * `G1[c] = Σ_blk P[blk, 0, c]`, `Bt1[c] = Σ_blk P[blk, 1, c]` over the first, G2, Bt2 over the
- * second (workgroup row `wid.y` picks). One dispatch: 64 columns × 4 lanes per workgroup.
- */
-export function finishPartialsWgsl(sets: 1 | 2): string {
-  const outs = sets === 2 ? ["G1", "Bt1", "G2", "Bt2"] : ["G1", "Bt1"];
-  const write =
-    sets === 2
-      ? `if (wid.y == 0u) {
-      G1[c] = t.x;
-      Bt1[c] = t.y;
-    } else {
-      G2[c] = t.x;
-      Bt2[c] = t.y;
-    }`
-      : `G1[c] = t.x;
-    Bt1[c] = t.y;`;
-  return `struct U { R : i32, D : i32, stride : i32 };
-${bindings(["P"], outs)}
-@group(0) @binding(${outs.length + 1}) var<uniform> u : U;
-var<workgroup> lanes : array<vec2<f32>, 256>;
-@compute @workgroup_size(256, 1, 1)
-fn main(${BUILTINS}) {
-  let tid = i32(lid.x);
-  let c = i32(wid.x) * 64 + tid % 64;
-  let lane = tid / 64;
-  let d = u.D;
-  let first = i32(wid.y) * u.stride;
-  var s = vec2<f32>(0.0, 0.0);
-  if (c < d) {
-    for (var b = lane; b < u.R; b += 4) {
-      s += vec2<f32>(P[first + (b * 2) * d + c], P[first + (b * 2 + 1) * d + c]);
-    }
-  }
-  lanes[tid] = s;
-  workgroupBarrier();
-  if (lane == 0 && c < d) {
-    let t = (lanes[tid] + lanes[tid + 64]) + (lanes[tid + 128] + lanes[tid + 192]);
-    ${write}
   }
 }`;
 }

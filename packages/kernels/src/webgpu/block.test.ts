@@ -77,7 +77,7 @@ describe("fused transformer block on webgpu", () => {
     }
   });
 
-  it("is one tfjs kernel of 5 dispatches forward and one of 13 backward, and leaks nothing", async (ctx) => {
+  it("is one tfjs kernel of 5 dispatches forward and one of 13 backward (split or not), and leaks nothing", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;
     const w = weights(20);
     const x = fill([B, N, D], 3);
@@ -101,6 +101,19 @@ describe("fused transformer block on webgpu", () => {
     // still saves its input the tfjs way.)
     expect(both.kernels.slice(0, both.kernels.indexOf("SitBlock") + 1)).toEqual(["SitBlock"]);
     tf.dispose(step());
+    // Split weight gradients (two slices each here) add no dispatch: their slices' sums are the
+    // backward's last dispatch, with the LayerNorms' (strided-sums.ts). (Forced, the split also
+    // takes the three plain input-gradient products, whose sums must precede the passes reading
+    // them: 3 more, one each. "auto" splits only products with few output tiles, which these are
+    // not at a training batch.)
+    try {
+      setGemmSplitK(2);
+      const raw1 = rawDispatchCount();
+      tf.dispose(step());
+      expect(rawDispatchCount() - raw1).toBe(5 + 13 + 3);
+    } finally {
+      setGemmSplitK("auto");
+    }
     // GPU bytes in use too (the saved workspace is a pooled buffer behind a [1] handle).
     const settled = () => settledUsage(forward);
     const before = await settled();

@@ -5,12 +5,13 @@ import { attentionWgsl } from "./block-wgsl";
 import {
   type BlockDims,
   SAVED_INPUTS,
-  carve,
+  type WeightGradient,
   gradTempLayout,
-  totalOf,
+  sumsLayout,
+  weightGradientShapes,
   workspaceLayout,
 } from "./block-layout";
-import { type Scalars, type View, encode, foldGroups, viewOf } from "./encode";
+import { type Scalars, type View, carve, encode, foldGroups, totalOf, viewOf } from "./encode";
 import {
   type WebGpuInternals,
   bufferHandle,
@@ -18,15 +19,17 @@ import {
   scratchBuffer,
   webgpuInternals,
 } from "./flat-buffers";
-import { PLAIN_GEMM, encodeGemm } from "./gemm";
-import { encodeLayerNormFinish, encodeLayerNormGrad } from "./layer-norm-grad";
-import { precisionOf } from "./gemm-wgsl";
+import { PLAIN_GEMM, encodeGemm, encodeGemmDeferred, gemmSliceFloats } from "./gemm";
+import { encodeLayerNormGrad, layerNormFinishSums } from "./layer-norm-grad";
+import { type GemmVariant, precisionOf } from "./gemm-wgsl";
 import { registerWebgpuKernels } from "./program";
+import { type StridedSum, encodeStridedSums } from "./strided-sums";
 
 // The pre-norm transformer block as one tfjs kernel per direction on webgpu:
 //   h = x + s0·proj(attention(qkv(LN1(x))));  y = h + s1·fc2(gelu(fc1(LN2(h))))
 // (s0, s1: per-sample stochastic-depth factors, optional). The forward records 5 dispatches (each
-// LayerNorm is the prologue of the GEMM after it), the backward 13, each encoded directly on
+// LayerNorm is the prologue of the GEMM after it), the backward 13 (split weight gradients
+// included, where the device binds 13 storage buffers a shader), each encoded directly on
 // tfjs's compute pass (encode.ts) — no tfjs engine call per inner operation. The forward's second
 // output is a workspace holding what the backward reads
 // (LN1(x), qkv, the attention output, h, LN2(h), fc1's pre-activation), saved for the tape by
@@ -157,6 +160,39 @@ export function blockForward(args: unknown): tf.TensorInfo[] {
   return attrs.save ? [y, ws] : [y];
 }
 
+/** What decides the weight gradients' variants (so also their split-K slices). */
+type WeightGradientFlags = Pick<
+  BlockAttrs,
+  "hasQkvBias" | "hasProjBias" | "hasFc1Bias" | "hasFc2Bias" | "scaled" | "half"
+>;
+
+/** The backward's weight-gradient GEMMs dW = aᵀ·g, with db = Σ g where the layer has a bias. */
+function weightGradientVariants(f: WeightGradientFlags): Record<WeightGradient, GemmVariant> {
+  const dw = (colSum: boolean, extra: Partial<GemmVariant> = {}): GemmVariant => ({
+    ...PLAIN_GEMM,
+    transA: true,
+    colSum,
+    ...extra,
+  });
+  return {
+    // fc2 reads fc1's pre-activation u (f16 under mixed precision) through the GELU prologue.
+    fc2: precisionOf(f.half, dw(f.hasFc2Bias, { geluA: true, scaleB: f.scaled }), ["A"]),
+    fc1: precisionOf(f.half, dw(f.hasFc1Bias), ["B"]),
+    proj: precisionOf(f.half, dw(f.hasProjBias, { scaleB: f.scaled })),
+    qkv: precisionOf(f.half, dw(f.hasQkvBias)),
+  };
+}
+
+/** The layout of the backward's finishing buffer (block-layout.ts) for `dims` and `flags`. */
+export function blockSumsLayout(dims: BlockDims, flags: WeightGradientFlags) {
+  const variants = weightGradientVariants(flags);
+  const shapes = weightGradientShapes(dims);
+  const slices = {} as Record<WeightGradient, number>;
+  for (const k of Object.keys(shapes) as WeightGradient[])
+    slices[k] = gemmSliceFloats(variants[k], shapes[k]);
+  return sumsLayout(dims, slices);
+}
+
 function blockBackward(args: unknown): tf.TensorInfo[] {
   const { inputs, backend, attrs } = args as {
     inputs: Record<string, tf.TensorInfo>;
@@ -169,8 +205,13 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   const { n, d, m, hidden } = dm;
   const v = carve(b, t.ws, workspaceLayout(dm).sizes);
   const tmpSizes = gradTempLayout(dm, attrs.numHeads).sizes;
-  const tmp = scratchBuffer(b, "block-gradients", totalOf(tmpSizes));
-  const g = carve(b, tmp, tmpSizes);
+  const g = carve(b, scratchBuffer(b, "block-gradients", totalOf(tmpSizes)), tmpSizes);
+  // Both LayerNorms' partial sums and the weight gradients' split-K slices share one buffer, and
+  // all of their finishing sums are the backward's last dispatch (4 slice sums and a LayerNorm
+  // finish were 5 dispatches when the weight gradients split).
+  const sumsSizes = blockSumsLayout(dm, attrs);
+  const at = carve(b, scratchBuffer(b, "block-sums", sumsSizes.total), sumsSizes.sizes);
+  const sums: StridedSum[] = [];
   const scaled = attrs.scaled;
   // The forward's inputs that the backward reads come as inputs of their own (SAVED_INPUTS).
   const w = (name: string) => viewOf(b, t[name]);
@@ -191,6 +232,10 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   const dy = viewOf(b, t.dy);
   const P = PLAIN_GEMM;
   const hf = attrs.half;
+  const variants = weightGradientVariants(attrs);
+  const shapes = weightGradientShapes(dm);
+  const weightGradient = (k: WeightGradient, operands: View[], rowsPer = 1) =>
+    sums.push(...encodeGemmDeferred(b, variants[k], shapes[k], operands, { rowsPer, area: at[k] }));
   // MLP branch: du = (s1·dy)·W2ᵀ ⊙ gelu′(u); dW2 = gelu(u)ᵀ·(s1·dy), db2 = Σ s1·dy.
   encodeGemm(
     b,
@@ -199,15 +244,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
     [dy, w("fc2W"), v.u, ...s1, g.du],
     n,
   );
-  encodeGemm(
-    b,
-    precisionOf(hf, { ...P, transA: true, geluA: true, colSum: attrs.hasFc2Bias, scaleB: scaled }, [
-      "A",
-    ]),
-    [hidden, d, m],
-    [v.u, dy, ...s1, viewOf(b, dfc2W), ...vb(dfc2B)],
-    n,
-  );
+  weightGradient("fc2", [v.u, dy, ...s1, viewOf(b, dfc2W), ...vb(dfc2B)], n);
   // da2 = du·W1ᵀ; dW1 = a2ᵀ·du, db1 = Σ du.
   encodeGemm(
     b,
@@ -215,16 +252,11 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
     [m, d, hidden],
     [g.du, w("fc1W"), g.da],
   );
-  encodeGemm(
-    b,
-    precisionOf(hf, { ...P, transA: true, colSum: attrs.hasFc1Bias }, ["B"]),
-    [d, hidden, m],
-    [v.a2, g.du, viewOf(b, dfc1W), ...vb(dfc1B)],
-  );
-  // dh = dy + LN2′ᵀ·da2, with dγ2, dβ2.
+  weightGradient("fc1", [v.a2, g.du, viewOf(b, dfc1W), ...vb(dfc1B)]);
+  // dh = dy + LN2′ᵀ·da2, with dγ2, dβ2's partial sums.
   encodeLayerNormGrad(
     b,
-    { dy: g.da, x: v.h, gamma: w("ln2g"), r: dy, dx: g.dh, partials: g.partials2 },
+    { dy: g.da, x: v.h, gamma: w("ln2g"), r: dy, dx: g.dh, partials: at.partials2 },
     m,
     d,
     attrs.eps2,
@@ -237,13 +269,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
     [g.dh, w("projW"), ...s0, g.dO],
     n,
   );
-  encodeGemm(
-    b,
-    precisionOf(hf, { ...P, transA: true, colSum: attrs.hasProjBias, scaleB: scaled }),
-    [d, d, m],
-    [v.o, g.dh, ...s0, viewOf(b, dprojW), ...vb(dprojB)],
-    n,
-  );
+  weightGradient("proj", [v.o, g.dh, ...s0, viewOf(b, dprojW), ...vb(dprojB)], n);
   // FlashAttention-2's backward: per query row its statistics (logsumexp, δ = Σ dO·O, kept in
   // `stats` for the next pass) and dQ, in one pass; then dK and dV per key row.
   attention(
@@ -268,22 +294,19 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   attention(b, "DkDv", "dkdv", withStats, g.dqkv, dm, attrs);
   // da1 = dqkv·Wqkvᵀ (into da: da2 is dead); dWqkv = a1ᵀ·dqkv, dbqkv = Σ dqkv.
   encodeGemm(b, precisionOf(hf, { ...P, transB: true }), [m, d, 3 * d], [g.dqkv, w("qkvW"), g.da]);
-  encodeGemm(
-    b,
-    precisionOf(hf, { ...P, transA: true, colSum: attrs.hasQkvBias }),
-    [d, 3 * d, m],
-    [v.a1, g.dqkv, viewOf(b, dqkvW), ...vb(dqkvB)],
-  );
-  // dx = dh + LN1′ᵀ·da1, with dγ1, dβ1.
+  weightGradient("qkv", [v.a1, g.dqkv, viewOf(b, dqkvW), ...vb(dqkvB)]);
+  // dx = dh + LN1′ᵀ·da1, with dγ1, dβ1's partial sums.
   encodeLayerNormGrad(
     b,
-    { dy: g.da, x: w("x"), gamma: w("ln1g"), r: g.dh, dx: viewOf(b, dx), partials: g.partials1 },
+    { dy: g.da, x: w("x"), gamma: w("ln1g"), r: g.dh, dx: viewOf(b, dx), partials: at.partials1 },
     m,
     d,
     attrs.eps1,
   );
-  const lnGrads = [dln1g, dln1b, dln2g, dln2b].map((o) => viewOf(b, o));
-  encodeLayerNormFinish(b, [g.partials1, g.partials2], lnGrads, m, d);
+  const [g1, b1, g2, b2] = [dln1g, dln1b, dln2g, dln2b].map((o) => viewOf(b, o));
+  sums.push(...layerNormFinishSums(at.partials1, [g1, b1], m, d));
+  sums.push(...layerNormFinishSums(at.partials2, [g2, b2], m, d));
+  encodeStridedSums(b, sums);
   const grads = [dx, dln1g, dln1b, dqkvW, dqkvB, dprojW, dprojB, dln2g, dln2b];
   grads.push(dfc1W, dfc1B, dfc2W, dfc2B);
   return grads.filter((o): o is tf.TensorInfo => o !== null);

@@ -145,3 +145,25 @@ export function encode(
   b.dispatchCountInPass++;
   noteRawDispatch();
 }
+
+const align = (n: number) => Math.ceil(n / VIEW_ALIGN) * VIEW_ALIGN;
+
+/** Views of the parts of a flat tensor laid out as `sizes` (in that order). */
+export function carve<K extends string>(
+  b: WebGpuInternals,
+  t: tf.TensorInfo,
+  sizes: Record<K, number>,
+): Record<K, View> {
+  const out = {} as Record<K, View>;
+  let offset = 0;
+  for (const k of Object.keys(sizes) as K[]) {
+    out[k] = viewOf(b, t, offset, sizes[k]);
+    offset += align(sizes[k]);
+  }
+  return out;
+}
+
+/** Floats of a flat tensor laid out as `sizes` (each part starting aligned, as {@link carve} lays them). */
+export function totalOf(sizes: Record<string, number>): number {
+  return Object.values(sizes).reduce((p, q) => p + align(q), 0);
+}

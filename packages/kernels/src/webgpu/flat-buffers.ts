@@ -55,7 +55,11 @@ interface GpuDevice {
   createComputePipeline(desc: object): GpuPipeline;
   createBindGroup(desc: object): unknown;
   createBuffer(desc: { size: number; usage: number }): GpuBuffer;
-  limits: { maxComputeWorkgroupsPerDimension: number; maxStorageBuffersPerShaderStage: number };
+  limits: {
+    maxComputeWorkgroupsPerDimension: number;
+    maxStorageBuffersPerShaderStage: number;
+    maxStorageBufferBindingSize: number;
+  };
 }
 
 /** The internals of tfjs's `WebGPUBackend` used here (tfjs-backend-webgpu 4.22). */

@@ -1,6 +1,7 @@
-import { type View, encode, foldGroups, viewOf, VIEW_ALIGN } from "./encode";
+import { type View, viewOf, VIEW_ALIGN } from "./encode";
 import { type WebGpuInternals, scratchBuffer } from "./flat-buffers";
 import { type GemmVariant, TILE, gemmBindings } from "./gemm-wgsl";
+import type { StridedSum } from "./strided-sums";
 
 // Split-K for the GEMMs whose output has few tiles and whose K is long: a weight gradient
 // `dW = xᵀ·dy` sums over every token of the batch (K = batch·tokens, tens of thousands) into a
@@ -9,7 +10,8 @@ import { type GemmVariant, TILE, gemmBindings } from "./gemm-wgsl";
 // multiprocessors) while each of those few workgroups walks the whole of K. (A few rows through a
 // wide layer, e.g. a small batch's CLS tokens through a 4096-wide head, is the same case.) Split, workgroup z of
 // the same dispatch sums its own range of K into its own slice of a scratch buffer, and one more
-// dispatch adds the slices (and the column-sum slices of a bias gradient) into the output. Only
+// dispatch adds the slices (and the column-sum slices of a bias gradient) into the output
+// (strided-sums.ts: the fused block adds all of its weight gradients' slices in one). Only
 // for variants without an epilogue that must follow the whole sum (bias, GELU derivative,
 // residual, row factors) and in f32 (the f16 GEMM rounds its result once, after the whole sum);
 // never with the LayerNorm prologue (each workgroup's row statistics need the whole of K, and its
@@ -68,10 +70,18 @@ export function splitKFor(
 
 const roundUp = (x: number, to: number) => Math.ceil(x / to) * to;
 
+/** Floats of the slices of `variant` split in `slices` on [M, N]: C's, then S's at an aligned offset. */
+export function sliceAreaFloats(v: GemmVariant, m: number, n: number, slices: number): number {
+  const cSize = slices * m * n;
+  return v.colSum ? roundUp(cSize, VIEW_ALIGN) + slices * n : cSize;
+}
+
 /**
- * Encode `variant` on [M, N, K] split in `slices` ranges of `kSplit` rows of K: the GEMM into a
- * scratch buffer (slice z of C at z·M·N, of S at z·N), then the sum of the slices into the
- * operands' C (and S). `encodeOne` records one GEMM dispatch with the given operands and z extent.
+ * Encode `variant` on [M, N, K] split in `slices` ranges of `kSplit` rows of K, into `area`
+ * ({@link sliceAreaFloats} floats, starting aligned; by default a scratch buffer shared by every
+ * split GEMM, so its sums must be encoded before the next split GEMM): slice z of C at z·M·N, of S
+ * at z·N after C's. `encodeOne` records one GEMM dispatch with the given operands and z extent.
+ * Returns the sums of the slices into the operands' C (and S), for encodeStridedSums.
  */
 export function encodeSplitGemm(
   b: WebGpuInternals,
@@ -80,56 +90,23 @@ export function encodeSplitGemm(
   operands: View[],
   { kSplit, slices }: { kSplit: number; slices: number },
   encodeOne: (operands: View[], kSplit: number, slices: number) => void,
-): void {
+  area?: View,
+): StridedSum[] {
   const names = gemmBindings(v);
   const ci = names.indexOf("C");
   const si = names.indexOf("S");
   const cSize = slices * m * n;
-  const sOffset = roundUp(cSize, VIEW_ALIGN);
-  const scratch = scratchBuffer(b, "gemm-slices", v.colSum ? sOffset + slices * n : cSize);
-  const partC = viewOf(b, scratch, 0, cSize);
-  const partS = v.colSum ? viewOf(b, scratch, sOffset, slices * n) : null;
+  const floats = sliceAreaFloats(v, m, n, slices);
+  const at = area ?? viewOf(b, scratchBuffer(b, "gemm-slices", floats), 0, floats);
+  if (at.size < floats)
+    throw new RangeError(`split GEMM area: expected ${floats} floats, got ${at.size}`);
+  const partC: View = { buffer: at.buffer, offset: at.offset, size: cSize };
+  const partS: View | null = v.colSum
+    ? { buffer: at.buffer, offset: at.offset + roundUp(cSize, VIEW_ALIGN), size: slices * n }
+    : null;
   const split = operands.map((o, i) => (i === ci ? partC : i === si && partS ? partS : o));
   encodeOne(split, kSplit, slices);
-  const sums: View[] = [partC, operands[ci], ...(partS ? [partS, operands[si]] : [])];
-  const total = m * n + (v.colSum ? n : 0);
-  encode(
-    b,
-    `SitGemmSliceSum_${v.colSum ? 1 : 0}`,
-    () => sliceSumWgsl(v.colSum),
-    sums,
-    [{ i: m * n }, { i: n }, { i: slices }],
-    foldGroups(b, Math.ceil(total / 256)),
-  );
-}
-
-/** C[i] = Σ_z P[z·MN + i] (and S[j] = Σ_z PS[z·N + j]), one thread per output element. */
-function sliceSumWgsl(colSum: boolean): string {
-  const bindings = ["P", "C", ...(colSum ? ["PS", "S"] : [])]
-    .map((name, i) => `@group(0) @binding(${i}) var<storage, read_write> ${name} : array<f32>;`)
-    .join("\n");
-  return /* wgsl */ `
-struct U { mn : i32, n : i32, slices : i32 };
-${bindings}
-@group(0) @binding(${colSum ? 4 : 2}) var<uniform> u : U;
-
-@compute @workgroup_size(256, 1, 1)
-fn main(@builtin(global_invocation_id) gid : vec3<u32>, @builtin(num_workgroups) nw : vec3<u32>) {
-  let i = i32(gid.x + gid.y * nw.x * 256u);
-  if (i < u.mn) {
-    var s = 0.0;
-    for (var z = 0; z < u.slices; z++) { s += P[z * u.mn + i]; }
-    C[i] = s;
-  }${
-    colSum
-      ? `
-  else if (i < u.mn + u.n) {
-    let j = i - u.mn;
-    var s = 0.0;
-    for (var z = 0; z < u.slices; z++) { s += PS[z * u.n + j]; }
-    S[j] = s;
-  }`
-      : ""
-  }
-}`;
+  const sums: StridedSum[] = [{ source: partC, stride: m * n, count: slices, out: operands[ci] }];
+  if (partS) sums.push({ source: partS, stride: n, count: slices, out: operands[si] });
+  return sums;
 }

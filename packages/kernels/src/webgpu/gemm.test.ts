@@ -10,7 +10,8 @@ import {
   settleShaderChecks,
   webgpuInternals,
 } from "./flat-buffers";
-import { PLAIN_GEMM, gemmTileFor, setWebgpuGemmTile, webgpuFusedLinear, webgpuGemm } from "./gemm";
+import { PLAIN_GEMM, gemmTileFor, setWebgpuGemmTile, webgpuGemm } from "./gemm";
+import { webgpuFusedLinear } from "./gemm-linear";
 import { countLaunches, fill, onCpu, useWebgpu } from "./testing";
 
 afterAll(async () => {

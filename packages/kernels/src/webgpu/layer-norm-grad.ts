@@ -1,11 +1,13 @@
-import { PARTIAL_ROWS, finishPartialsWgsl, layerNormGradWgsl } from "./block-wgsl";
+import { PARTIAL_ROWS, layerNormGradWgsl } from "./block-wgsl";
 import { type Scalars, type View, encode, foldGroups } from "./encode";
 import type { WebGpuInternals } from "./flat-buffers";
+import type { StridedSum } from "./strided-sums";
 import { rowThreads } from "./reductions";
 
 // LayerNorm's backward as directly encoded dispatches (encode.ts), shared by the fused block
-// (two LayerNorms, each residual, finished together) and the LayerNorm kernel (the ViT's final
-// norm): one pass per LayerNorm for dX and the partial sums of dγ, dβ, one finishing pass.
+// (two LayerNorms, each residual, finished with its weight gradients) and the LayerNorm kernel
+// (the ViT's final norm): one pass per LayerNorm for dX and the partial sums of dγ, dβ, then the
+// finishing sums (strided-sums.ts), in one dispatch with the kernel's others.
 
 /** Floats of one LayerNorm's partial sums for `m` rows of `d`. */
 export function partialsSize(m: number, d: number): number {
@@ -38,25 +40,23 @@ export function encodeLayerNormGrad(
 }
 
 /**
- * (dγ, dβ) of one LayerNorm, or of two whose partial sums lie in one buffer, the second after the
- * first (`outs`: dγ1, dβ1[, dγ2, dβ2]): 1 dispatch.
+ * The sums that finish one LayerNorm's (dγ, dβ) from its partial sums `[⌈M/32⌉, 2, D]`
+ * ({@link partialsSize}): for encodeStridedSums, alone or with a kernel's other sums.
  */
-export function encodeLayerNormFinish(
-  b: WebGpuInternals,
-  partials: [View] | [View, View],
-  outs: View[],
+export function layerNormFinishSums(
+  partials: View,
+  [dgamma, dbeta]: [View, View],
   m: number,
   d: number,
-): void {
-  const [p1, p2] = partials;
-  // One binding over both parts; the second starts `stride` floats after the first.
-  const stride = p2 ? p2.offset - p1.offset : 0;
-  const all: View = p2 ? { buffer: p1.buffer, offset: p1.offset, size: stride + p2.size } : p1;
-  const sets = p2 ? 2 : 1;
-  const u: Scalars[] = [{ i: Math.ceil(m / PARTIAL_ROWS) }, { i: d }, { i: stride }];
-  encode(b, `SitLNFinish_${sets}`, () => finishPartialsWgsl(sets), [all, ...outs], u, [
-    Math.ceil(d / 64),
-    sets,
-    1,
-  ]);
+): StridedSum[] {
+  const count = Math.ceil(m / PARTIAL_ROWS);
+  const rows = (first: number): View => ({
+    buffer: partials.buffer,
+    offset: partials.offset + first,
+    size: partials.size - first,
+  });
+  return [
+    { source: rows(0), stride: 2 * d, count, out: dgamma },
+    { source: rows(d), stride: 2 * d, count, out: dbeta },
+  ];
 }

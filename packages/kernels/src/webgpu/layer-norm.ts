@@ -3,7 +3,8 @@ import { kernelArgs, makeProgram } from "./program";
 import { runKernelSaving } from "./tape";
 import { viewOf } from "./encode";
 import { newTensorInfo, webgpuInternals } from "./flat-buffers";
-import { encodeLayerNormFinish, encodeLayerNormGrad, partialsSize } from "./layer-norm-grad";
+import { encodeLayerNormGrad, layerNormFinishSums, partialsSize } from "./layer-norm-grad";
+import { encodeStridedSums } from "./strided-sums";
 import { layerNormRowCode, rowThreads, welfordDecl } from "./reductions";
 
 /** tfjs kernel names of the fused LayerNorm (registered for the `webgpu` backend). */
@@ -68,7 +69,7 @@ function layerNormBackward(args: unknown): tf.TensorInfo[] {
   const p = viewOf(b, partials);
   const views = { dy: viewOf(b, dy), x: viewOf(b, x), gamma: viewOf(b, gamma), dx: viewOf(b, dx) };
   encodeLayerNormGrad(b, { ...views, partials: p }, m, d, attrs.eps as number);
-  encodeLayerNormFinish(b, [p], [viewOf(b, dgamma), viewOf(b, dbeta)], m, d);
+  encodeStridedSums(b, layerNormFinishSums(p, [viewOf(b, dgamma), viewOf(b, dbeta)], m, d));
   b.disposeData(partials.dataId);
   return [dx, dgamma, dbeta];
 }

@@ -1,5 +1,5 @@
 import type * as tf from "@tensorflow/tfjs";
-import { webgpuFusedLinear } from "./gemm";
+import { webgpuFusedLinear } from "./gemm-linear";
 
 /**
  * The `linear` override for webgpu: the WGSL GEMM with the bias in its epilogue (one dispatch),
