@@ -1,7 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { expectClose } from "@sit/testing";
 import { afterAll, describe, expect, it } from "vitest";
-import { patchify, unpatchifyAddBias } from "../patchify";
 import { webgpuColumnSum } from "./gelu";
 import { FINISH_MAX_BLOCKS } from "./reductions";
 import { countLaunches, fill, onCpu, settledUsage, useWebgpu } from "./testing";
@@ -52,37 +51,6 @@ describe("webgpu column sums (reductions.ts columnSum)", () => {
       tf.dispose([x, got]);
     },
   );
-
-  it("gives unpatchifyAddBias' bias gradient over 49k pixel rows like the cpu backend", async (ctx) => {
-    if (!(await useWebgpu(ctx))) return;
-    // 3 images of 128² (8 × 8 patches of 16², RGB): 1536 blocks of pixels, one extra level.
-    const make = () => [fill([3, 64, 768], 11), fill([3], 12), rows([3 * 128 * 128, 3], 13)];
-    const grads = (p: tf.Tensor, b: tf.Tensor, dy: tf.Tensor) =>
-      tf.grads((pi: tf.Tensor, bi: tf.Tensor) => unpatchifyAddBias(pi, 16, [8, 8], bi))(
-        [p, b],
-        tf.reshape(dy, [3, 128, 128, 3]),
-      );
-    // On cpu the portable unpatchify + add: dp = patchify(dy), db = Σ dy per channel.
-    const want = await onCpu(() => {
-      const [p, b, dy] = make();
-      const dImage = tf.reshape(dy, [3, 128, 128, 3]) as tf.Tensor4D;
-      return [...grads(p, b, dy), patchify(dImage, 16), tf.sum(dy, 0)];
-    });
-    expectClose(want[0], want[2], 0, "cpu dp = patchify(dy)");
-    expectClose(want[1], want[3], 1e-6, "cpu db = Σ dy");
-    const [p, b, dy] = make();
-    const launches = await countLaunches(() => grads(p, b, dy));
-    expect(launches.kernels.filter((k) => k.startsWith("Sit"))).toEqual([
-      "SitUnpatchifyBias",
-      "SitUnpatchifyBiasGrad",
-    ]);
-    // Forward 1; backward: the patches' gradient 1, the column sum 2 + 1 extra level.
-    expect(launches.dispatches).toBe(1 + 1 + expectedDispatches(3 * 128 * 128));
-    const got = grads(p, b, dy);
-    expectClose(await got[0].data(), want[0], 0, "dpatches");
-    expectClose(await got[1].data(), want[1], 1e-5, "dbias");
-    tf.dispose([p, b, dy, ...got]);
-  });
 
   it("frees the intermediate partials of every level", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;

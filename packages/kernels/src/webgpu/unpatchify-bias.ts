@@ -1,14 +1,20 @@
 import * as tf from "@tensorflow/tfjs";
 import { type Scalars, encode, viewOf } from "./encode";
-import { gridWorkgroups, newTensorInfo, webgpuInternals } from "./flat-buffers";
-import { columnSum } from "./reductions";
+import {
+  type WebGpuInternals,
+  gridWorkgroups,
+  newTensorInfo,
+  scratchBuffer,
+  webgpuInternals,
+} from "./flat-buffers";
+import { encodeStridedSums } from "./strided-sums";
 import { registerWebgpuKernels } from "./program";
 
 // The tail of SiT's reconstruction head as one tfjs kernel each way on webgpu: patches
 // `[B, gh·gw, p·p·C]` → NHWC image `[B, gh·p, gw·p, C]` plus a per-channel bias (ConvTranspose2d's)
-// in one dispatch; backward, the patches' gradient (the same index map, gathered from dy: one
-// dispatch) and the bias gradient (Σ dy per channel: reductions.ts' column sum, which blocks the
-// B·H·W pixel rows level by level).
+// in one dispatch; backward, the patches' gradient (the same index map, gathered from dy) with each
+// workgroup's per-channel sums of dy in one dispatch, and the bias gradient from those sums in
+// another.
 
 export const UNPATCHIFY_BIAS_KERNEL = "SitUnpatchifyBias";
 export const UNPATCHIFY_BIAS_GRAD_KERNEL = "SitUnpatchifyBiasGrad";
@@ -92,23 +98,71 @@ function forward(args: unknown): tf.TensorInfo {
   return out;
 }
 
+/** The most workgroups of the backward's pass (a GPU's worth: each thread loops over the rest). */
+const GRAD_MAX_GROUPS = 1024;
+
+/**
+ * Workgroups of the backward's pass over `n` elements of C channels: a multiple of C, so that
+ * the grid stride (groups·256) is one too and each thread meets a single channel.
+ */
+function gradGroups(b: WebGpuInternals, n: number, c: number): number {
+  const limit = Math.min(GRAD_MAX_GROUPS, b.device.limits.maxComputeWorkgroupsPerDimension);
+  const want = Math.min(Math.ceil(n / THREADS), limit);
+  return Math.max(c, Math.floor(want / c) * c);
+}
+
+/**
+ * The backward's pass: the patches' gradient (as {@link wgsl}'s scatter) and, from the same reads,
+ * each workgroup's per-channel sums of dy into `Part [groups, C]` (its threads each meet one
+ * channel: the grid stride is a multiple of C; thread r < C adds, in order, the sums of the
+ * threads r, r + C, …, which share a channel).
+ */
+function gradWgsl(): string {
+  return `${INDEX}
+@group(0) @binding(0) var<storage, read_write> DY : array<f32>;
+@group(0) @binding(1) var<storage, read_write> DP : array<f32>;
+@group(0) @binding(2) var<storage, read_write> Part : array<f32>;
+@group(0) @binding(3) var<uniform> u : U;
+var<workgroup> sums : array<f32, ${THREADS}>;
+@compute @workgroup_size(${THREADS}, 1, 1)
+fn main(@builtin(global_invocation_id) gid : vec3<u32>, @builtin(local_invocation_id) lid : vec3<u32>,
+    @builtin(workgroup_id) wid : vec3<u32>, @builtin(num_workgroups) nwg : vec3<u32>) {
+  var s = 0.0;
+  for (var e = i32(gid.x); e < u.n; e += i32(nwg.x) * ${THREADS}) {
+    let v = DY[e];
+    DP[patchIndex(e)] = v;
+    s += v;
+  }
+  let tid = i32(lid.x);
+  sums[tid] = s;
+  workgroupBarrier();
+  // Thread t holds channel (first + t) % C, first = this workgroup's first element.
+  let first = i32(wid.x) * ${THREADS};
+  for (var r = tid; r < u.C; r += ${THREADS}) {
+    let c = (first + r) % u.C;
+    var t = 0.0;
+    for (var j = r; j < ${THREADS}; j += u.C) { t += sums[j]; }
+    Part[i32(wid.x) * u.C + c] = t;
+  }
+}`;
+}
+
 function backward(args: unknown): tf.TensorInfo[] {
   const { inputs, backend, attrs } = args as Args & { attrs: Attrs & { patchesShape: number[] } };
   const b = webgpuInternals(backend);
   const { dy } = inputs;
   const shape = dy.shape;
   const n = tf.util.sizeFromShape(shape);
-  const dp = newTensorInfo(b, attrs.patchesShape);
-  const views = [dy, dp].map((t) => viewOf(b, t));
-  encode(b, "SitUnpatchifyBiasGrad", () => wgsl(true), views, uniforms(shape, attrs), [
-    gridWorkgroups(b, n, THREADS),
-    1,
-    1,
-  ]);
-  // Σ dy per channel: dy viewed as [B·H·W, C] (same buffer, another shape).
   const c = shape[3];
-  const rows = { dataId: dy.dataId, shape: [n / c, c], dtype: dy.dtype } as tf.TensorInfo;
-  const db = columnSum(backend as Parameters<typeof columnSum>[0], rows);
+  const dp = newTensorInfo(b, attrs.patchesShape);
+  const db = newTensorInfo(b, [c]);
+  // Σ dy per channel from the pass's partial sums: one more dispatch (strided-sums.ts), where a
+  // column sum over the B·H·W pixel rows took one per level (four for a 224² batch of 128).
+  const groups = gradGroups(b, n, c);
+  const part = viewOf(b, scratchBuffer(b, "unpatchify-bias-partials", groups * c), 0, groups * c);
+  const views = [viewOf(b, dy), viewOf(b, dp), part];
+  encode(b, "SitUnpatchifyBiasGradSums", gradWgsl, views, uniforms(shape, attrs), [groups, 1, 1]);
+  encodeStridedSums(b, [{ source: part, stride: c, count: groups, out: viewOf(b, db) }]);
   return [dp, db];
 }
 
