@@ -430,6 +430,14 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     backend: info.name,
     ...(info.threads !== undefined ? { threads: info.threads, simd: info.simd } : {}),
     ...(info.adapter ? { adapter: info.adapter } : {}),
+    // (The fused block's backward finishes its sums in one dispatch from 13 storage bindings.)
+    ...(backend === "webgpu"
+      ? {
+          max_storage_buffers_per_stage: (
+            tf.backend() as unknown as { device: { limits: Record<string, number> } }
+          ).device.limits.maxStorageBuffersPerShaderStage,
+        }
+      : {}),
     checkpoint_blocks: recomputedBlocks ?? checkpointBlocks,
     fused_block: fusedBlock,
     split_k: splitK,
