@@ -48,7 +48,7 @@ import * as tf from "@tensorflow/tfjs";
 import { type BackendName, Rng } from "../../packages/core/src/index";
 import { initBackend } from "../../packages/core/src/node";
 import { corruptViews } from "../../packages/gmml/src/index";
-import { setWebgpuFusedBlock } from "../../packages/kernels/src/index";
+import { type Precision, setWebgpuFusedBlock } from "../../packages/kernels/src/index";
 import { setGemmSplitK } from "../../packages/kernels/src/webgpu/gemm-split";
 import { rawDispatchCount } from "../../packages/kernels/src/webgpu/flat-buffers";
 import {
@@ -57,8 +57,8 @@ import {
   stopGpuProfile,
 } from "../../packages/kernels/src/webgpu/gpu-profile";
 import { gpuProfileReport } from "./gpu-profile-report";
-import { createSiT } from "../../packages/recipes/src/index";
 import { StepRunner } from "../../packages/train/src/step-runner";
+import { benchViews, createBenchSiT, sitBenchModel } from "./sit-bench-model";
 import { instrumentPhases } from "./phases";
 
 function option(name: string, fallback: string): string {
@@ -69,13 +69,8 @@ const flag = (name: string) => process.argv.includes(`--${name}`);
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const log = (line: string) => console.error(`[sit_step] ${line}`);
 
-const MODELS = {
-  tiny: { img: 32, patch: 4, dim: 192, depth: 12, heads: 3, name: "ViT-Tiny/4 at 32 px" },
-  small: { img: 224, patch: 16, dim: 384, depth: 12, heads: 6, name: "ViT-S/16 at 224 px" },
-} as const;
-const modelName = option("model", "tiny") as keyof typeof MODELS;
-if (!(modelName in MODELS)) throw new Error(`--model: expected tiny or small, got ${modelName}`);
-const MODEL = MODELS[modelName];
+const modelName = option("model", "tiny");
+const MODEL = sitBenchModel(modelName);
 const backend = option("backend", "wasm") as BackendName;
 const BATCH = Number(option("batch", modelName === "tiny" && backend === "webgpu" ? "256" : "64"));
 const ITERS = Number(option("iters", backend === "cpu" ? "1" : "3"));
@@ -320,28 +315,15 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   });
   log(`${info.name}${info.adapter ? ` on ${info.adapter}` : ""}`);
   const c0 = performance.now();
-  const recipe = createSiT({
-    backbone: {
-      imgSize: MODEL.img,
-      patchSize: MODEL.patch,
-      embedDim: MODEL.dim,
-      depth: DEPTH,
-      numHeads: MODEL.heads,
-      inChans: 3,
-      checkpointBlocks,
-    },
-    projection: { hidden: 4096, outDim: 256 },
-    optim: { batchSize: BATCH, epochs: 100, stepsPerEpoch: 100 },
-    lambda: 5,
-    ...(precision !== "f32" ? { precision: precision as "mixed-f16" } : {}),
+  const recipe = createBenchSiT(MODEL, BATCH, {
+    depth: DEPTH,
+    checkpointBlocks,
+    precision: precision as Precision,
   });
   if (recomputedBlocks !== null) recipe.student.backbone.checkpointBlocks = recomputedBlocks;
   // (The recipe moves its scaler to the device only where the optimiser says it can.)
   if (lossScalerPath === "host") recipe.optimizer.fusesLossScale = () => false;
-  const views = [0, 1].map(
-    (i) =>
-      tf.randomNormal([BATCH, MODEL.img, MODEL.img, 3], 0, 1, "float32", 11 + i) as tf.Tensor4D,
-  );
+  const views = benchViews(MODEL, BATCH);
   const batch = { views };
   log(`${info.name}: model built in ${Math.round(performance.now() - c0)} ms`);
   // Wall time per phase of the timed steps (host time only on webgpu: kernels run later).

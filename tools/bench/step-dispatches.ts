@@ -14,13 +14,14 @@
 // blocks to the portable path); bind groups past the real limit are stand-ins, never bound.
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../../packages/core/src/node";
+import { issueDispatch } from "../../packages/kernels/src/webgpu/encode";
 import { gpuProfiling } from "../../packages/kernels/src/webgpu/gpu-profile";
 import {
   noteRawDispatch,
   rawDispatchCount,
   webgpuInternals,
 } from "../../packages/kernels/src/webgpu/flat-buffers";
-import { createSiT } from "../../packages/recipes/src/index";
+import { benchViews, createBenchSiT, sitBenchModel } from "./sit-bench-model";
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -28,14 +29,8 @@ function option(name: string, fallback: string): string {
 }
 const flag = (name: string) => process.argv.includes(`--${name}`);
 
-const MODELS = {
-  tiny: { img: 32, patch: 4, dim: 192, heads: 3 },
-  small: { img: 224, patch: 16, dim: 384, heads: 6 },
-} as const;
 const modelKey = option("model", "tiny");
-if (!(modelKey in MODELS))
-  throw new Error(`--model: expected "tiny" or "small", got ${JSON.stringify(modelKey)}`);
-const MODEL = MODELS[modelKey as keyof typeof MODELS];
+const MODEL = sitBenchModel(modelKey);
 const BATCH = Number(option("batch", modelKey === "tiny" ? "256" : "64"));
 if (!(Number.isInteger(BATCH) && BATCH >= 1))
   throw new Error(`--batch: expected an integer ≥ 1, got ${option("batch", "")}`);
@@ -90,22 +85,8 @@ if (countOnly) {
   };
 }
 
-const recipe = createSiT({
-  backbone: {
-    imgSize: MODEL.img,
-    patchSize: MODEL.patch,
-    embedDim: MODEL.dim,
-    depth: 12,
-    numHeads: MODEL.heads,
-    inChans: 3,
-  },
-  projection: { hidden: 4096, outDim: 256 },
-  optim: { batchSize: BATCH, epochs: 100, stepsPerEpoch: 100 },
-  lambda: 5,
-});
-const views = [0, 1].map(
-  (i) => tf.randomNormal([BATCH, MODEL.img, MODEL.img, 3], 0, 1, "float32", 11 + i) as tf.Tensor4D,
-);
+const recipe = createBenchSiT(MODEL, BATCH);
+const views = benchViews(MODEL, BATCH);
 const b = webgpuInternals(tf.backend());
 const byShader = new Map<string, number>();
 const note = (key: string) => byShader.set(key, (byShader.get(key) ?? 0) + 1);
@@ -118,21 +99,13 @@ be.runWebGPUProgram = (...a: unknown[]) => {
   return runProgram.apply(be, a);
 };
 // encode.ts hands every dispatch to a GPU profile's recorder when one is set: this one names it,
-// then issues it as encode.ts would (or, count-only, not at all).
+// then issues it (or, count-only, counts it without issuing it).
 type Recorder = { dispatch(key: string, p: unknown, g: unknown, wg: number[]): void };
 const recorder: Recorder = {
   dispatch(key, p, group, wg) {
     note(key);
-    noteRawDispatch();
-    if (countOnly) return;
-    b.ensureCommandEncoderReady();
-    const enc = b.commandEncoder as unknown as { beginComputePass(): unknown };
-    if (!b.computePassEncoder) b.computePassEncoder = enc.beginComputePass() as never;
-    const pass = b.computePassEncoder as unknown as Pass & { setPipeline(p: unknown): void };
-    pass.setPipeline(p);
-    pass.setBindGroup(0, group);
-    pass.dispatchWorkgroups(...wg);
-    b.dispatchCountInPass++;
+    if (countOnly) noteRawDispatch();
+    else issueDispatch(b, p as never, group, wg as [number, number, number]);
   },
 };
 let dispatches = 0;
@@ -152,7 +125,7 @@ console.log(
   JSON.stringify(
     {
       bench: "step_dispatches",
-      model: `ViT-${modelKey === "tiny" ? "Tiny/4 at 32" : "S/16 at 224"} px, depth 12, projection 4096 → 256`,
+      model: `SiT v3, ${MODEL.name}, depth ${MODEL.depth}, projection 4096 → 256`,
       batch: BATCH,
       adapter: info.adapter,
       count_only: countOnly,

@@ -9,7 +9,7 @@ import { MAX_HEAD_DIM } from "./webgpu/attention-general";
 import {
   BLOCK_KERNEL,
   BLOCK_SCALED_KERNEL,
-  blockSumsLayout,
+  blockWeightGradients,
   type BlockAttrs,
   registerBlockKernels,
   savedInputNames,
@@ -186,7 +186,7 @@ export function fusableBlock(x: tf.Tensor, hidden: number, o: TransformerBlockOp
   const dims = { batch: b, n, d, hidden, m, half: halfActive() };
   // (The finishing buffer at its largest: every layer with a bias.)
   const biases = { hasQkvBias: true, hasProjBias: true, hasFc1Bias: true, hasFc2Bias: true };
-  const sums = blockSumsLayout(dims, { ...biases, scaled: false, half: dims.half }).total;
+  const sums = blockWeightGradients(dims, { ...biases, scaled: false, half: dims.half }).sums.total;
   const buffers = [workspaceLayout(dims).total, gradTempLayout(dims, o.numHeads).total, sums];
   return (
     Math.max(...buffers) * 4 <= limits.maxBufferSize &&

@@ -183,14 +183,17 @@ function weightGradientVariants(f: WeightGradientFlags): Record<WeightGradient, 
   };
 }
 
-/** The layout of the backward's finishing buffer (block-layout.ts) for `dims` and `flags`. */
-export function blockSumsLayout(dims: BlockDims, flags: WeightGradientFlags) {
+/**
+ * The backward's weight-gradient variants and shapes, and the layout of its finishing buffer
+ * (block-layout.ts) for `dims` and `flags`.
+ */
+export function blockWeightGradients(dims: BlockDims, flags: WeightGradientFlags) {
   const variants = weightGradientVariants(flags);
   const shapes = weightGradientShapes(dims);
   const slices = {} as Record<WeightGradient, number>;
   for (const k of Object.keys(shapes) as WeightGradient[])
     slices[k] = gemmSliceFloats(variants[k], shapes[k]);
-  return sumsLayout(dims, slices);
+  return { variants, shapes, sums: sumsLayout(dims, slices) };
 }
 
 function blockBackward(args: unknown): tf.TensorInfo[] {
@@ -209,7 +212,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   // Both LayerNorms' partial sums and the weight gradients' split-K slices share one buffer, and
   // all of their finishing sums are the backward's last dispatch (4 slice sums and a LayerNorm
   // finish were 5 dispatches when the weight gradients split).
-  const sumsSizes = blockSumsLayout(dm, attrs);
+  const { variants, shapes, sums: sumsSizes } = blockWeightGradients(dm, attrs);
   const at = carve(b, scratchBuffer(b, "block-sums", sumsSizes.total), sumsSizes.sizes);
   const sums: StridedSum[] = [];
   const scaled = attrs.scaled;
@@ -232,8 +235,6 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   const dy = viewOf(b, t.dy);
   const P = PLAIN_GEMM;
   const hf = attrs.half;
-  const variants = weightGradientVariants(attrs);
-  const shapes = weightGradientShapes(dm);
   const weightGradient = (k: WeightGradient, operands: View[], rowsPer = 1) =>
     sums.push(...encodeGemmDeferred(b, variants[k], shapes[k], operands, { rowsPer, area: at[k] }));
   // MLP branch: du = (s1·dy)·W2ᵀ ⊙ gelu′(u); dW2 = gelu(u)ᵀ·(s1·dy), db2 = Σ s1·dy.

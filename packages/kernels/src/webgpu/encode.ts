@@ -131,6 +131,16 @@ export function encode(
     gpuProfiling.recorder.dispatch(key, p, group, workgroups);
     return;
   }
+  issueDispatch(b, p, group, workgroups);
+}
+
+/** Record one dispatch of pipeline `p` with bind group `group` in tfjs's open compute pass. */
+export function issueDispatch(
+  b: WebGpuInternals,
+  p: GpuPipeline,
+  group: unknown,
+  workgroups: [number, number, number],
+): void {
   b.ensureCommandEncoderReady();
   if (!b.computePassEncoder)
     b.computePassEncoder = (

@@ -101,16 +101,17 @@ function linearBackward(args: unknown): tf.TensorInfo[] {
     dx: gemmSliceFloats(dxProduct, [m, k, n]),
     dw: gemmSliceFloats(dwProduct, [k, n, m]),
   };
-  const at = carve(b, scratchBuffer(b, "linear-slices", Math.max(1, totalOf(sizes))), sizes);
+  const total = totalOf(sizes);
+  const at = total > 0 ? carve(b, scratchBuffer(b, "linear-slices", total), sizes) : null;
   const dwOut = [dw, ...(db ? [db] : [])];
   encodeStridedSums(b, [
     ...encodeGemmDeferred(b, dxProduct, [m, k, n], [dy, w, ...gx, ...sc, dx], {
       rowsPer,
-      area: at.dx,
+      area: at?.dx,
     }),
     ...encodeGemmDeferred(b, dwProduct, [k, n, m], [x, dy, ...sc, ...dwOut], {
       rowsPer,
-      area: at.dw,
+      area: at?.dw,
     }),
   ]);
   return db ? [dx, dw, db] : [dx, dw];
