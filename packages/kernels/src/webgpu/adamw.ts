@@ -16,6 +16,7 @@ import {
   newTensorInfo,
   webgpuInternals,
 } from "./flat-buffers";
+import { bumpFlatVersion, noteMirror } from "./mirrors";
 import { GLOBAL_SCALED_WGSL, GLOBAL_WGSL, THREADS, sumsqWgsl, updateWgsl } from "./adamw-wgsl";
 
 // AdamW over every parameter of a model in ≤ 3 compute dispatches (WGSL in adamw-wgsl.ts):
@@ -174,18 +175,23 @@ function flatAdamWKernelFunc(args: {
   for (const t of [inputs.flatParams, inputs.m, inputs.v]) markWritten(b, t);
   // Each parameter's new values go back into its own buffer where no other tensor shares it (the
   // same buffer every step: the kernels that read the weights keep their bind groups), else into
-  // a fresh one the caller assigns (inPlace[i] false: one output each, in order).
+  // a fresh one the caller assigns (inPlace[i] false: one output each, in order). Each is then
+  // a mirror of its range of flatParams (mirrors.ts), which the flat EMA reads instead of
+  // gathering the student again.
   const outputs: tf.TensorInfo[] = [];
+  const version = bumpFlatVersion(inputs.flatParams);
   for (let i = 0; i < T; i++) {
     const p = inputs[`p${i}`];
     const size = offsets[i + 1] - offsets[i];
     if (inPlace[i]) {
       copyElements(b, flatParams, offsets[i], bufferOf(b, p), 0, size);
       markWritten(b, p);
+      noteMirror(p, inputs.flatParams, offsets[i], version);
       continue;
     }
     const out = newTensorInfo(b, [...p.shape]);
     copyElements(b, flatParams, offsets[i], bufferOf(b, out), 0, size);
+    noteMirror(out, inputs.flatParams, offsets[i], version);
     outputs.push(out);
   }
   if (ls) {

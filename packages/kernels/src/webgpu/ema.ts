@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { FlatEmaKernel, FlatSkipFlag } from "@sit/core";
 import {
+  type WebGpuInternals,
   bufferOf,
   copyElements,
   dispatchAll,
@@ -10,9 +11,11 @@ import {
   newTensorInfo,
   webgpuInternals,
 } from "./flat-buffers";
+import { bumpFlatVersion, commonMirror, noteMirror } from "./mirrors";
 
 // The EMA teacher update of a whole network in one compute dispatch: teacher and student
-// parameters are gathered into two flat buffers with copyBufferToBuffer, combined, and scattered
+// parameters in two flat buffers (the optimiser's own and a persistent teacher where they mirror
+// the tensors, else gathered with copyBufferToBuffer: flatOperands), combined, and scattered
 // back into each teacher parameter's own buffer where no other tensor shares it (tfjs's reference
 // count is 1). The same buffers every step keep the bind groups of every kernel that reads the
 // teacher's weights, as the flat AdamW does for the student's. A shared buffer (a teacher starts
@@ -51,6 +54,79 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
 const EMA_WGSL = emaWgsl(false);
 const EMA_SKIP_WGSL = emaWgsl(true);
 
+/**
+ * The persistent flat teacher of each student flat buffer (mirrors.ts), per backend: laid out as
+ * the student's flat buffer, so that one element-wise pass updates it; freed once that buffer is
+ * gone (checked at each update).
+ */
+const flatTeachers = new WeakMap<object, Map<object, tf.TensorInfo>>();
+
+function flatTeacherFor(b: WebGpuInternals, studentFlat: tf.TensorInfo): tf.TensorInfo {
+  let byStudent = flatTeachers.get(b);
+  if (!byStudent) {
+    byStudent = new Map();
+    flatTeachers.set(b, byStudent);
+  }
+  for (const [id, t] of byStudent)
+    if (!b.tensorMap.has(id)) {
+      b.disposeData(t.dataId);
+      byStudent.delete(id);
+    }
+  let t = byStudent.get(studentFlat.dataId);
+  if (!t) {
+    t = newTensorInfo(b, [...studentFlat.shape]);
+    byStudent.set(studentFlat.dataId, t);
+  }
+  return t;
+}
+
+/**
+ * Where the update reads and writes: flat teacher and student buffers, each tensor's offset in
+ * them, and what to do when done. When the student is the flat AdamW's mirror (its parameters as
+ * the optimiser scattered them, unwritten since: mirrors.ts), the update reads the optimiser's
+ * flat buffer and keeps a persistent flat teacher laid out alike, gathered only when the teacher
+ * tensors are not its mirrors (the first update, a restored checkpoint): a SiT step then records
+ * one copy per teacher tensor (the scatter) instead of three. Else both are gathered into
+ * temporaries.
+ */
+function flatOperands(
+  b: WebGpuInternals,
+  teacher: tf.TensorInfo[],
+  student: tf.TensorInfo[],
+): { t: tf.TensorInfo; s: tf.TensorInfo; offsets: number[]; temporary: boolean } {
+  const sizes = teacher.map((t) => tf.util.sizeFromShape(t.shape));
+  const studentFlat = commonMirror(b, student);
+  // (Each tensor needs a range of its own: the same student tensor twice would share one.)
+  if (studentFlat && new Set(studentFlat.offsets).size === student.length) {
+    const t = flatTeacherFor(b, studentFlat.flat);
+    const { offsets } = studentFlat;
+    const held = commonMirror(b, teacher);
+    const current =
+      held?.flat.dataId === t.dataId && held.offsets.every((o, i) => o === offsets[i]);
+    if (!current) {
+      const tBuf = bufferOf(b, t);
+      teacher.forEach((x, i) => {
+        copyElements(b, bufferOf(b, x), 0, tBuf, offsets[i], sizes[i]);
+      });
+    }
+    return { t, s: studentFlat.flat, offsets, temporary: false };
+  }
+  const offsets: number[] = [];
+  let n = 0;
+  for (const size of sizes) {
+    offsets.push(n);
+    n += size;
+  }
+  const t = newTensorInfo(b, [n]);
+  const s = newTensorInfo(b, [n]);
+  const [tBuf, sBuf] = [bufferOf(b, t), bufferOf(b, s)];
+  teacher.forEach((x, i) => {
+    copyElements(b, bufferOf(b, x), 0, tBuf, offsets[i], sizes[i]);
+    copyElements(b, bufferOf(b, student[i]), 0, sBuf, offsets[i], sizes[i]);
+  });
+  return { t, s, offsets, temporary: true };
+}
+
 function flatEmaKernelFunc(args: {
   inputs: Record<string, tf.TensorInfo>;
   backend: unknown;
@@ -64,28 +140,29 @@ function flatEmaKernelFunc(args: {
     inPlace: boolean[];
   };
   const { inputs } = args;
-  const sizes: number[] = [];
-  const offsets: number[] = [0];
+  const teacherInputs: tf.TensorInfo[] = [];
+  const studentInputs: tf.TensorInfo[] = [];
   for (let i = 0; i < count; i++) {
-    sizes.push(tf.util.sizeFromShape(inputs[`t${i}`].shape));
-    offsets.push(offsets[i] + sizes[i]);
+    teacherInputs.push(inputs[`t${i}`]);
+    studentInputs.push(inputs[`s${i}`]);
   }
-  const n = offsets[count];
-  if (n === 0) return [];
-  const teacher = newTensorInfo(b, [n]);
-  const student = newTensorInfo(b, [n]);
+  if (teacherInputs.every((t) => tf.util.sizeFromShape(t.shape) === 0)) return [];
+  const {
+    t: teacher,
+    s: student,
+    offsets,
+    temporary,
+  } = flatOperands(b, teacherInputs, studentInputs);
+  const n = tf.util.sizeFromShape(teacher.shape);
   const tBuf = bufferOf(b, teacher);
-  const sBuf = bufferOf(b, student);
-  for (let i = 0; i < count; i++) {
-    copyElements(b, bufferOf(b, inputs[`t${i}`]), 0, tBuf, offsets[i], sizes[i]);
-    copyElements(b, bufferOf(b, inputs[`s${i}`]), 0, sBuf, offsets[i], sizes[i]);
-  }
   const skip = skipIndex >= 0;
   dispatchAll(b, [
     {
       key: skip ? "SitFlatEma.skip" : "SitFlatEma",
       code: skip ? EMA_SKIP_WGSL : EMA_WGSL,
-      buffers: skip ? [tBuf, sBuf, bufferOf(b, inputs.skip)] : [tBuf, sBuf],
+      buffers: skip
+        ? [tBuf, bufferOf(b, student), bufferOf(b, inputs.skip)]
+        : [tBuf, bufferOf(b, student)],
       uniforms: [
         { type: "uint32", data: [n] },
         { type: "float32", data: [momentum] },
@@ -95,21 +172,27 @@ function flatEmaKernelFunc(args: {
       workgroups: gridWorkgroups(b, n, THREADS),
     },
   ]);
-  // In place where unshared; else one fresh output each, in order.
+  // In place where unshared; else one fresh output each, in order. Each is then a mirror of its
+  // range of a persistent flat teacher.
+  const version = temporary ? 0 : bumpFlatVersion(teacher);
   const outputs: tf.TensorInfo[] = [];
-  for (let i = 0; i < count; i++) {
-    const t = inputs[`t${i}`];
+  teacherInputs.forEach((t, i) => {
+    const size = tf.util.sizeFromShape(t.shape);
+    let out = t;
     if (inPlace[i]) {
-      copyElements(b, tBuf, offsets[i], bufferOf(b, t), 0, sizes[i]);
+      copyElements(b, tBuf, offsets[i], bufferOf(b, t), 0, size);
       markWritten(b, t);
-      continue;
+    } else {
+      out = newTensorInfo(b, [...t.shape]);
+      copyElements(b, tBuf, offsets[i], bufferOf(b, out), 0, size);
+      outputs.push(out);
     }
-    const out = newTensorInfo(b, [...t.shape]);
-    copyElements(b, tBuf, offsets[i], bufferOf(b, out), 0, sizes[i]);
-    outputs.push(out);
+    if (!temporary) noteMirror(out, teacher, offsets[i], version);
+  });
+  if (temporary) {
+    b.disposeData(teacher.dataId);
+    b.disposeData(student.dataId);
   }
-  b.disposeData(teacher.dataId);
-  b.disposeData(student.dataId);
   return outputs;
 }
 

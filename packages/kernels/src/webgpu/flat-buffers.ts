@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import { dropMirror } from "./mirrors";
 
 // Direct use of tfjs-backend-webgpu's device, command encoder and buffers (4.22, see its
 // backend_webgpu.js), for kernels that tfjs's program generator cannot express: several
@@ -65,13 +66,16 @@ interface GpuDevice {
 /** The internals of tfjs's `WebGPUBackend` used here (tfjs-backend-webgpu 4.22). */
 export interface WebGpuInternals {
   device: GpuDevice;
-  queue: { writeBuffer(buffer: GpuBuffer, offset: number, data: ArrayBuffer): void };
+  queue: {
+    writeBuffer(buffer: GpuBuffer, offset: number, data: ArrayBuffer | ArrayBufferView): void;
+  };
   commandEncoder: GpuEncoder | null;
   computePassEncoder: GpuPass | null;
   dispatchCountInPass: number;
   submitQueue(): void;
   tensorMap: {
     get(dataId: object): { values: unknown; resource: unknown; shape: number[]; dtype: string };
+    has(dataId: object): boolean;
   };
   commandQueueOwnedIds: WeakSet<object>;
   ensureCommandEncoderReady(): void;
@@ -109,22 +113,56 @@ export function webgpuInternals(backend: unknown): WebGpuInternals {
   return b as WebGpuInternals;
 }
 
+const GPU_STORAGE_COPY = GPU_USAGE.STORAGE | GPU_USAGE.COPY_SRC | GPU_USAGE.COPY_DST;
+
+/**
+ * Put a tensor's host values on the GPU with one `queue.writeBuffer` into a buffer of tfjs's pool.
+ * tfjs's own upload (`uploadToGPU`) maps a fresh staging buffer, copies it on the command encoder
+ * and destroys it after the submit: a buffer created and destroyed, and the compute pass ended,
+ * per upload (a SiT step uploads its drop-path factors, GMML plans and hyperparameters: 27 at
+ * batch 2, ≈ 0.1 ms each on lavapipe). The write is ordered before every command submitted after
+ * it, and a pool buffer is free only once no pending command uses it, so no command sees the
+ * wrong contents. Other dtypes take tfjs's path.
+ */
+function upload(b: WebGpuInternals, data: ReturnType<WebGpuInternals["tensorMap"]["get"]>): void {
+  const values = data.values as ArrayLike<number> | null;
+  const n = data.shape.reduce((p, q) => p * q, 1);
+  const float = data.dtype === "float32";
+  if (!values || n === 0 || !(float || data.dtype === "int32" || data.dtype === "bool")) return;
+  const typed =
+    (float ? values instanceof Float32Array : values instanceof Int32Array) && values.length === n
+      ? (values as Float32Array | Int32Array)
+      : float
+        ? Float32Array.from(values)
+        : Int32Array.from(values);
+  const buffer = b.bufferManager.acquireBuffer(n * 4, GPU_STORAGE_COPY);
+  b.queue.writeBuffer(buffer, 0, typed);
+  data.resource = buffer;
+  data.values = null;
+}
+
 /** The GPU buffer of a tensor (uploading host values first), owned by the pending commands. */
 export function bufferOf(b: WebGpuInternals, t: tf.TensorInfo): GpuBuffer {
-  b.uploadToGPU(t.dataId);
+  const data = b.tensorMap.get(t.dataId);
+  if (data.resource == null) {
+    upload(b, data);
+    b.uploadToGPU(t.dataId);
+  }
   b.commandQueueOwnedIds.add(t.dataId);
-  const resource = b.tensorMap.get(t.dataId).resource as GpuBuffer | null;
+  const resource = data.resource as GpuBuffer | null;
   if (!resource || typeof resource.size !== "number")
     throw new Error("@sit/kernels: a tensor of the flat kernels is not held in a GPU buffer");
   return resource;
 }
 
-/** After writing a tensor's buffer in place: drop any host copy tfjs cached when it was read. */
+/**
+ * After writing a tensor's buffer in place: drop any host copy tfjs cached when it was read, and
+ * any mirror of it (mirrors.ts).
+ */
 export function markWritten(b: WebGpuInternals, t: tf.TensorInfo): void {
   b.tensorMap.get(t.dataId).values = null;
+  dropMirror(t);
 }
-
-const GPU_STORAGE_COPY = GPU_USAGE.STORAGE | GPU_USAGE.COPY_SRC | GPU_USAGE.COPY_DST;
 
 /**
  * A tensor of shape [1] on a buffer of `elements` floats from tfjs's pool (released to the pool by
