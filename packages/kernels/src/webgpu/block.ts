@@ -19,7 +19,14 @@ import {
   scratchBuffer,
   webgpuInternals,
 } from "./flat-buffers";
-import { PLAIN_GEMM, encodeGemm, encodeGemmDeferred, gemmSliceFloats } from "./gemm";
+import { callTable, encodePlanned } from "./encode-plan";
+import {
+  PLAIN_GEMM,
+  encodeGemm,
+  encodeGemmDeferred,
+  gemmSettingsKey,
+  gemmSliceFloats,
+} from "./gemm";
 import { encodeLayerNormGrad, layerNormFinishSums } from "./layer-norm-grad";
 import { type GemmVariant, precisionOf } from "./gemm-wgsl";
 import { registerWebgpuKernels } from "./program";
@@ -113,50 +120,55 @@ export function blockForward(args: unknown): tf.TensorInfo[] {
   const ws = attrs.save
     ? bufferHandle(b, layout.total)
     : scratchBuffer(b, "block-workspace", layout.total);
-  const v = carve(b, ws, layout.sizes);
-  const w = (name: string) => viewOf(b, t[name]);
-  const opt = (name: string, present: boolean) => (present ? [w(name)] : []);
-  const x = w("x");
-  const hf = attrs.half;
-  // LN1 and LN2 are the prologues of the qkv and fc1 GEMMs (gemm-wgsl.ts `lnA`), which also write
-  // LN1(x) to a1 and LN2(h) to a2 when the backward will read them (`lnOut`).
-  const save = attrs.save;
-  const ln = { ...PLAIN_GEMM, lnA: true, lnOut: save };
-  const lnY = (part: View) => (save ? [part] : []);
-  encodeGemm(
-    b,
-    precisionOf(hf, { ...ln, bias: attrs.hasQkvBias }),
-    [m, 3 * d, d],
-    [x, w("qkvW"), w("ln1g"), w("ln1b"), ...opt("qkvB", attrs.hasQkvBias), v.qkv, ...lnY(v.a1)],
-    1,
-    attrs.eps1,
-  );
-  attention(b, "Fwd", "fwd", [["QKV", v.qkv]], v.o, dm, attrs);
-  const scaled = attrs.scaled;
-  const proj = { ...PLAIN_GEMM, bias: attrs.hasProjBias, residual: true, scaleRows: scaled };
-  encodeGemm(
-    b,
-    precisionOf(hf, proj),
-    [m, d, d],
-    [v.o, w("projW"), ...opt("projB", attrs.hasProjBias), x, ...opt("s0", scaled), v.h],
-    n,
-  );
-  encodeGemm(
-    b,
-    precisionOf(hf, { ...ln, bias: attrs.hasFc1Bias }, ["C"]),
-    [m, hidden, d],
-    [v.h, w("fc1W"), w("ln2g"), w("ln2b"), ...opt("fc1B", attrs.hasFc1Bias), v.u, ...lnY(v.a2)],
-    1,
-    attrs.eps2,
-  );
-  const fc2 = { ...proj, bias: attrs.hasFc2Bias, geluA: true };
-  encodeGemm(
-    b,
-    precisionOf(hf, fc2, ["A"]),
-    [m, d, hidden],
-    [v.u, w("fc2W"), ...opt("fc2B", attrs.hasFc2Bias), v.h, ...opt("s1", scaled), viewOf(b, y)],
-    n,
-  );
+  // Recorded once per signature, replayed after that (encode-plan.ts).
+  const { table, names } = callTable(b, t, [y, ws]);
+  const signature = `F|${JSON.stringify(attrs)}|${names}|${gemmSettingsKey()}`;
+  encodePlanned(b, signature, table, () => {
+    const v = carve(b, ws, layout.sizes);
+    const w = (name: string) => viewOf(b, t[name]);
+    const opt = (name: string, present: boolean) => (present ? [w(name)] : []);
+    const x = w("x");
+    const hf = attrs.half;
+    // LN1 and LN2 are the prologues of the qkv and fc1 GEMMs (gemm-wgsl.ts `lnA`), which also write
+    // LN1(x) to a1 and LN2(h) to a2 when the backward will read them (`lnOut`).
+    const save = attrs.save;
+    const ln = { ...PLAIN_GEMM, lnA: true, lnOut: save };
+    const lnY = (part: View) => (save ? [part] : []);
+    encodeGemm(
+      b,
+      precisionOf(hf, { ...ln, bias: attrs.hasQkvBias }),
+      [m, 3 * d, d],
+      [x, w("qkvW"), w("ln1g"), w("ln1b"), ...opt("qkvB", attrs.hasQkvBias), v.qkv, ...lnY(v.a1)],
+      1,
+      attrs.eps1,
+    );
+    attention(b, "Fwd", "fwd", [["QKV", v.qkv]], v.o, dm, attrs);
+    const scaled = attrs.scaled;
+    const proj = { ...PLAIN_GEMM, bias: attrs.hasProjBias, residual: true, scaleRows: scaled };
+    encodeGemm(
+      b,
+      precisionOf(hf, proj),
+      [m, d, d],
+      [v.o, w("projW"), ...opt("projB", attrs.hasProjBias), x, ...opt("s0", scaled), v.h],
+      n,
+    );
+    encodeGemm(
+      b,
+      precisionOf(hf, { ...ln, bias: attrs.hasFc1Bias }, ["C"]),
+      [m, hidden, d],
+      [v.h, w("fc1W"), w("ln2g"), w("ln2b"), ...opt("fc1B", attrs.hasFc1Bias), v.u, ...lnY(v.a2)],
+      1,
+      attrs.eps2,
+    );
+    const fc2 = { ...proj, bias: attrs.hasFc2Bias, geluA: true };
+    encodeGemm(
+      b,
+      precisionOf(hf, fc2, ["A"]),
+      [m, d, hidden],
+      [v.u, w("fc2W"), ...opt("fc2B", attrs.hasFc2Bias), v.h, ...opt("s1", scaled), viewOf(b, y)],
+      n,
+    );
+  });
   return attrs.save ? [y, ws] : [y];
 }
 
@@ -206,20 +218,6 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   const t = inputs;
   const dm = dims(attrs);
   const { n, d, m, hidden } = dm;
-  const v = carve(b, t.ws, workspaceLayout(dm).sizes);
-  const tmpSizes = gradTempLayout(dm, attrs.numHeads).sizes;
-  const g = carve(b, scratchBuffer(b, "block-gradients", totalOf(tmpSizes)), tmpSizes);
-  // Both LayerNorms' partial sums and the weight gradients' split-K slices share one buffer, and
-  // all of their finishing sums are the backward's last dispatch (4 slice sums and a LayerNorm
-  // finish were 5 dispatches when the weight gradients split).
-  const { variants, shapes, sums: sumsSizes } = blockWeightGradients(dm, attrs);
-  const at = carve(b, scratchBuffer(b, "block-sums", sumsSizes.total), sumsSizes.sizes);
-  const sums: StridedSum[] = [];
-  const scaled = attrs.scaled;
-  // The forward's inputs that the backward reads come as inputs of their own (SAVED_INPUTS).
-  const w = (name: string) => viewOf(b, t[name]);
-  const s0 = scaled ? [w("s0")] : [];
-  const s1 = scaled ? [w("s1")] : [];
   const out = (shape: number[]) => newTensorInfo(b, shape);
   const dx = out(attrs.shape);
   const [dln1g, dln1b, dln2g, dln2b] = [0, 1, 2, 3].map(() => out([d]));
@@ -231,86 +229,113 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   const dfc1B = attrs.hasFc1Bias ? out([hidden]) : null;
   const dfc2W = out([hidden, d]);
   const dfc2B = attrs.hasFc2Bias ? out([d]) : null;
-  const vb = (o: tf.TensorInfo | null) => (o ? [viewOf(b, o)] : []);
-  const dy = viewOf(b, t.dy);
-  const P = PLAIN_GEMM;
-  const hf = attrs.half;
-  const weightGradient = (k: WeightGradient, operands: View[], rowsPer = 1) =>
-    sums.push(...encodeGemmDeferred(b, variants[k], shapes[k], operands, { rowsPer, area: at[k] }));
-  // MLP branch: du = (s1·dy)·W2ᵀ ⊙ gelu′(u); dW2 = gelu(u)ᵀ·(s1·dy), db2 = Σ s1·dy.
-  encodeGemm(
-    b,
-    precisionOf(hf, { ...P, transB: true, geluGrad: true, scaleRows: scaled }, ["H", "C"]),
-    [m, hidden, d],
-    [dy, w("fc2W"), v.u, ...s1, g.du],
-    n,
-  );
-  weightGradient("fc2", [v.u, dy, ...s1, viewOf(b, dfc2W), ...vb(dfc2B)], n);
-  // da2 = du·W1ᵀ; dW1 = a2ᵀ·du, db1 = Σ du.
-  encodeGemm(
-    b,
-    precisionOf(hf, { ...P, transB: true }, ["A"]),
-    [m, d, hidden],
-    [g.du, w("fc1W"), g.da],
-  );
-  weightGradient("fc1", [v.a2, g.du, viewOf(b, dfc1W), ...vb(dfc1B)]);
-  // dh = dy + LN2′ᵀ·da2, with dγ2, dβ2's partial sums.
-  encodeLayerNormGrad(
-    b,
-    { dy: g.da, x: v.h, gamma: w("ln2g"), r: dy, dx: g.dh, partials: at.partials2 },
-    m,
-    d,
-    attrs.eps2,
-  );
-  // Attention branch: dO = (s0·dh)·Wpᵀ; dWp = oᵀ·(s0·dh), dbp = Σ s0·dh.
-  encodeGemm(
-    b,
-    precisionOf(hf, { ...P, transB: true, scaleRows: scaled }),
-    [m, d, d],
-    [g.dh, w("projW"), ...s0, g.dO],
-    n,
-  );
-  weightGradient("proj", [v.o, g.dh, ...s0, viewOf(b, dprojW), ...vb(dprojB)], n);
-  // FlashAttention-2's backward: per query row its statistics (logsumexp, δ = Σ dO·O, kept in
-  // `stats` for the next pass) and dQ, in one pass; then dK and dV per key row.
-  attention(
-    b,
-    "StatsDq",
-    "statsDq",
-    [
-      ["QKV", v.qkv],
-      ["DY", g.dO],
-      ["O", v.o],
-      ["ST", g.stats],
-    ],
-    g.dqkv,
-    dm,
-    attrs,
-  );
-  const withStats: [string, View][] = [
-    ["QKV", v.qkv],
-    ["DY", g.dO],
-    ["ST", g.stats],
-  ];
-  attention(b, "DkDv", "dkdv", withStats, g.dqkv, dm, attrs);
-  // da1 = dqkv·Wqkvᵀ (into da: da2 is dead); dWqkv = a1ᵀ·dqkv, dbqkv = Σ dqkv.
-  encodeGemm(b, precisionOf(hf, { ...P, transB: true }), [m, d, 3 * d], [g.dqkv, w("qkvW"), g.da]);
-  weightGradient("qkv", [v.a1, g.dqkv, viewOf(b, dqkvW), ...vb(dqkvB)]);
-  // dx = dh + LN1′ᵀ·da1, with dγ1, dβ1's partial sums.
-  encodeLayerNormGrad(
-    b,
-    { dy: g.da, x: w("x"), gamma: w("ln1g"), r: g.dh, dx: viewOf(b, dx), partials: at.partials1 },
-    m,
-    d,
-    attrs.eps1,
-  );
-  const [g1, b1, g2, b2] = [dln1g, dln1b, dln2g, dln2b].map((o) => viewOf(b, o));
-  sums.push(...layerNormFinishSums(at.partials1, [g1, b1], m, d));
-  sums.push(...layerNormFinishSums(at.partials2, [g2, b2], m, d));
-  encodeStridedSums(b, sums);
   const grads = [dx, dln1g, dln1b, dqkvW, dqkvB, dprojW, dprojB, dln2g, dln2b];
   grads.push(dfc1W, dfc1B, dfc2W, dfc2B);
-  return grads.filter((o): o is tf.TensorInfo => o !== null);
+  const outputs = grads.filter((o): o is tf.TensorInfo => o !== null);
+  // Recorded once per signature, replayed after that (encode-plan.ts).
+  const { table, names } = callTable(b, t, outputs);
+  const signature = `B|${JSON.stringify(attrs)}|${names}|${gemmSettingsKey()}`;
+  encodePlanned(b, signature, table, () => {
+    const v = carve(b, t.ws, workspaceLayout(dm).sizes);
+    const tmpSizes = gradTempLayout(dm, attrs.numHeads).sizes;
+    const g = carve(b, scratchBuffer(b, "block-gradients", totalOf(tmpSizes)), tmpSizes);
+    // Both LayerNorms' partial sums and the weight gradients' split-K slices share one buffer, and
+    // all of their finishing sums are the backward's last dispatch (4 slice sums and a LayerNorm
+    // finish were 5 dispatches when the weight gradients split).
+    const { variants, shapes, sums: sumsSizes } = blockWeightGradients(dm, attrs);
+    const at = carve(b, scratchBuffer(b, "block-sums", sumsSizes.total), sumsSizes.sizes);
+    const sums: StridedSum[] = [];
+    const scaled = attrs.scaled;
+    // The forward's inputs that the backward reads come as inputs of their own (SAVED_INPUTS).
+    const w = (name: string) => viewOf(b, t[name]);
+    const s0 = scaled ? [w("s0")] : [];
+    const s1 = scaled ? [w("s1")] : [];
+    const vb = (o: tf.TensorInfo | null) => (o ? [viewOf(b, o)] : []);
+    const dy = viewOf(b, t.dy);
+    const P = PLAIN_GEMM;
+    const hf = attrs.half;
+    const weightGradient = (k: WeightGradient, operands: View[], rowsPer = 1) =>
+      sums.push(
+        ...encodeGemmDeferred(b, variants[k], shapes[k], operands, { rowsPer, area: at[k] }),
+      );
+    // MLP branch: du = (s1·dy)·W2ᵀ ⊙ gelu′(u); dW2 = gelu(u)ᵀ·(s1·dy), db2 = Σ s1·dy.
+    encodeGemm(
+      b,
+      precisionOf(hf, { ...P, transB: true, geluGrad: true, scaleRows: scaled }, ["H", "C"]),
+      [m, hidden, d],
+      [dy, w("fc2W"), v.u, ...s1, g.du],
+      n,
+    );
+    weightGradient("fc2", [v.u, dy, ...s1, viewOf(b, dfc2W), ...vb(dfc2B)], n);
+    // da2 = du·W1ᵀ; dW1 = a2ᵀ·du, db1 = Σ du.
+    encodeGemm(
+      b,
+      precisionOf(hf, { ...P, transB: true }, ["A"]),
+      [m, d, hidden],
+      [g.du, w("fc1W"), g.da],
+    );
+    weightGradient("fc1", [v.a2, g.du, viewOf(b, dfc1W), ...vb(dfc1B)]);
+    // dh = dy + LN2′ᵀ·da2, with dγ2, dβ2's partial sums.
+    encodeLayerNormGrad(
+      b,
+      { dy: g.da, x: v.h, gamma: w("ln2g"), r: dy, dx: g.dh, partials: at.partials2 },
+      m,
+      d,
+      attrs.eps2,
+    );
+    // Attention branch: dO = (s0·dh)·Wpᵀ; dWp = oᵀ·(s0·dh), dbp = Σ s0·dh.
+    encodeGemm(
+      b,
+      precisionOf(hf, { ...P, transB: true, scaleRows: scaled }),
+      [m, d, d],
+      [g.dh, w("projW"), ...s0, g.dO],
+      n,
+    );
+    weightGradient("proj", [v.o, g.dh, ...s0, viewOf(b, dprojW), ...vb(dprojB)], n);
+    // FlashAttention-2's backward: per query row its statistics (logsumexp, δ = Σ dO·O, kept in
+    // `stats` for the next pass) and dQ, in one pass; then dK and dV per key row.
+    attention(
+      b,
+      "StatsDq",
+      "statsDq",
+      [
+        ["QKV", v.qkv],
+        ["DY", g.dO],
+        ["O", v.o],
+        ["ST", g.stats],
+      ],
+      g.dqkv,
+      dm,
+      attrs,
+    );
+    const withStats: [string, View][] = [
+      ["QKV", v.qkv],
+      ["DY", g.dO],
+      ["ST", g.stats],
+    ];
+    attention(b, "DkDv", "dkdv", withStats, g.dqkv, dm, attrs);
+    // da1 = dqkv·Wqkvᵀ (into da: da2 is dead); dWqkv = a1ᵀ·dqkv, dbqkv = Σ dqkv.
+    encodeGemm(
+      b,
+      precisionOf(hf, { ...P, transB: true }),
+      [m, d, 3 * d],
+      [g.dqkv, w("qkvW"), g.da],
+    );
+    weightGradient("qkv", [v.a1, g.dqkv, viewOf(b, dqkvW), ...vb(dqkvB)]);
+    // dx = dh + LN1′ᵀ·da1, with dγ1, dβ1's partial sums.
+    encodeLayerNormGrad(
+      b,
+      { dy: g.da, x: w("x"), gamma: w("ln1g"), r: g.dh, dx: viewOf(b, dx), partials: at.partials1 },
+      m,
+      d,
+      attrs.eps1,
+    );
+    const [g1, b1, g2, b2] = [dln1g, dln1b, dln2g, dln2b].map((o) => viewOf(b, o));
+    sums.push(...layerNormFinishSums(at.partials1, [g1, b1], m, d));
+    sums.push(...layerNormFinishSums(at.partials2, [g2, b2], m, d));
+    encodeStridedSums(b, sums);
+  });
+  return outputs;
 }
 
 /** Input names of the block kernels whose gradients the backward kernel returns, in its order. */

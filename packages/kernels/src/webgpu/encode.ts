@@ -98,6 +98,23 @@ export function foldGroups(b: WebGpuInternals, groups: number): [number, number,
   return [limit, Math.ceil(g / limit), 1];
 }
 
+/** One dispatch as {@link encode} resolved it: what encode-plan.ts records and replays. */
+export interface ResolvedDispatch {
+  key: string;
+  p: GpuPipeline;
+  uniforms: GpuBuffer;
+  views: View[];
+  workgroups: [number, number, number];
+}
+
+/** Set by encode-plan.ts while it records a kernel's dispatches. */
+let recorder: ((d: ResolvedDispatch) => void) | null = null;
+
+/** Watch every dispatch {@link encode} records (null: stop). */
+export function setEncodeRecorder(r: ((d: ResolvedDispatch) => void) | null): void {
+  recorder = r;
+}
+
 /**
  * Record one dispatch of the shader `key` (built by `code` on first use; bindings 0…n−1 the
  * `views`, binding n the uniforms) in tfjs's open compute pass.
@@ -113,6 +130,23 @@ export function encode(
   const c = cachesOf(b);
   const p: GpuPipeline = pipeline(b, key, code);
   const ub = uniformBuffer(b, c, uniforms);
+  recorder?.({ key, p, uniforms: ub, views, workgroups });
+  issueResolved(b, key, p, ub, views, workgroups);
+}
+
+/**
+ * Issue one resolved dispatch: its bind group kept per (pipeline, uniforms, buffer ranges), and
+ * under a GPU profile (gpu-profile.ts) in a pass of its own.
+ */
+export function issueResolved(
+  b: WebGpuInternals,
+  key: string,
+  p: GpuPipeline,
+  ub: GpuBuffer,
+  views: View[],
+  workgroups: [number, number, number],
+): void {
+  const c = cachesOf(b);
   let gkey = `${idOf(c, p)}|${idOf(c, ub)}`;
   for (const v of views) gkey += `|${idOf(c, v.buffer)}:${v.offset}:${v.size}`;
   let group = c.groups.get(gkey);
@@ -126,7 +160,6 @@ export function encode(
     if (c.groups.size >= CACHE_LIMIT) c.groups.clear();
     c.groups.set(gkey, group);
   }
-  // A GPU profile (gpu-profile.ts) times each dispatch in a pass of its own.
   if (gpuProfiling.recorder) {
     gpuProfiling.recorder.dispatch(key, p, group, workgroups);
     return;

@@ -182,6 +182,12 @@ export function bufferHandle(b: WebGpuInternals, elements: number): tf.TensorInf
 }
 
 const scratch = new WeakMap<object, Map<string, tf.TensorInfo>>();
+const persistent = new WeakSet<object>();
+
+/** Whether `buffer` lives as long as the backend ({@link scratchBuffer}'s): a recorded plan may keep it. */
+export function isPersistentBuffer(buffer: GpuBuffer): boolean {
+  return persistent.has(buffer);
+}
 
 /**
  * A kernel's temporary of `elements` floats for `use` (a name per kind of temporary, so that two
@@ -203,6 +209,7 @@ export function scratchBuffer(b: WebGpuInternals, use: string, elements: number)
   if (!t) {
     t = bufferHandle(b, elements);
     sizes.set(key, t);
+    persistent.add(b.tensorMap.get(t.dataId).resource as GpuBuffer);
   }
   return t;
 }

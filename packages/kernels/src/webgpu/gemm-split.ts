@@ -42,6 +42,11 @@ export function setGemmSplitK(slices: "auto" | number): void {
   override = slices;
 }
 
+/** The split-K setting ({@link setGemmSplitK}), as part of a recorded plan's key (encode-plan.ts). */
+export function gemmSplitKSetting(): string {
+  return String(override);
+}
+
 /**
  * K rows per slice (a multiple of BK) and the number of slices for `variant` on [M, N, K] with
  * output tiles of `tile` (the GEMM's own: gemm.ts picks 64 or 128).

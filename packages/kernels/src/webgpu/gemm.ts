@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { ShapeError, describeValue } from "@sit/core";
 import { type Scalars, type View, encode, viewOf } from "./encode";
 import { type WebGpuInternals, newTensorInfo, webgpuInternals } from "./flat-buffers";
-import { encodeSplitGemm, sliceAreaFloats, splitKFor } from "./gemm-split";
+import { encodeSplitGemm, gemmSplitKSetting, sliceAreaFloats, splitKFor } from "./gemm-split";
 import { type StridedSum, encodeStridedSums } from "./strided-sums";
 import {
   type GemmTile,
@@ -53,6 +53,14 @@ export function setWebgpuGemmTile(choice: GemmTileChoice): void {
       `setWebgpuGemmTile choice: expected "auto", "64" or "128", got ${JSON.stringify(choice)}`,
     );
   tileChoice = choice;
+}
+
+/**
+ * The settings that change how a GEMM is encoded (tile choice, split-K), as part of the key of a
+ * recorded plan of GEMMs (encode-plan.ts).
+ */
+export function gemmSettingsKey(): string {
+  return `${tileChoice}/${gemmSplitKSetting()}`;
 }
 
 /**

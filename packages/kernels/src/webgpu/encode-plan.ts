@@ -1,0 +1,144 @@
+import type * as tf from "@tensorflow/tfjs";
+import { type ResolvedDispatch, issueResolved, setEncodeRecorder } from "./encode";
+import {
+  type GpuBuffer,
+  type WebGpuInternals,
+  bufferOf,
+  isPersistentBuffer,
+  rawDispatchCount,
+} from "./flat-buffers";
+import { gpuProfiling } from "./gpu-profile";
+
+// A fused kernel's dispatches, recorded once per kernel signature and replayed after that. A
+// transformer block works out the same things on every call: its layouts, its GEMMs' variants,
+// tiles and K splits, shader keys and uniforms, for the same dispatches over buffers that differ
+// only by which tensors they hold. Measured on a SiT step (ViT-Tiny/4, batch 2, lavapipe), that
+// work was most of the blocks' host time. A plan keeps each dispatch's pipeline, uniforms,
+// workgroups and bindings, a binding being a buffer of the call's table (its inputs, outputs and
+// workspace, in a fixed order) at an offset, or a buffer that lives as long as the backend
+// (scratch). Replaying resolves the table's buffers and issues the dispatches, bind groups
+// kept per buffers as encode does.
+
+interface PlannedView {
+  /** Index in the call's table; -1 for `buffer`. */
+  slot: number;
+  buffer: GpuBuffer | null;
+  offset: number;
+  size: number;
+}
+
+interface PlannedDispatch extends Omit<ResolvedDispatch, "views"> {
+  views: PlannedView[];
+}
+
+/** null: the signature's dispatches cannot be replayed (see {@link planOf}). */
+type Plan = PlannedDispatch[] | null;
+
+const plans = new WeakMap<object, Map<string, Plan>>();
+/** Bound on the plans kept per device (cleared past it, as encode.ts's caches). */
+const PLAN_LIMIT = 1024;
+let recording = false;
+
+/**
+ * The plan of `recorded` over `table`, or null when a binding is neither a buffer of the table
+ * nor a persistent one (a temporary: replay would bind a buffer since freed), or when the body
+ * issued dispatches that `encode` did not see. undefined when the table holds one buffer twice
+ * (ambiguous slots: try again at the next call).
+ */
+function planOf(
+  table: GpuBuffer[],
+  recorded: ResolvedDispatch[],
+  dispatched: number,
+): Plan | undefined {
+  if (dispatched !== recorded.length) return null;
+  const slots = new Map<GpuBuffer, number>();
+  for (const [i, buffer] of table.entries()) {
+    if (slots.has(buffer)) return undefined;
+    slots.set(buffer, i);
+  }
+  const plan: PlannedDispatch[] = [];
+  for (const d of recorded) {
+    const views: PlannedView[] = [];
+    for (const v of d.views) {
+      const slot = slots.get(v.buffer);
+      if (slot === undefined && !isPersistentBuffer(v.buffer)) return null;
+      views.push({
+        slot: slot ?? -1,
+        buffer: slot === undefined ? v.buffer : null,
+        offset: v.offset,
+        size: v.size,
+      });
+    }
+    plan.push({ ...d, views });
+  }
+  return plan;
+}
+
+/**
+ * Run `body` (a kernel's encode calls) for a call with this `signature` (everything that decides
+ * its dispatches: attributes, shapes, settings) and `table` (the buffers of the call's tensors,
+ * each owned by the pending commands already: bufferOf) — recorded at the first call, replayed at
+ * the next ones. The body must allocate nothing that it binds beyond the table and persistent
+ * scratch, and must encode every dispatch through `encode` (checked when recording).
+ */
+export function encodePlanned(
+  b: WebGpuInternals,
+  signature: string,
+  table: GpuBuffer[],
+  body: () => void,
+): void {
+  let byDevice = plans.get(b.device);
+  if (!byDevice) {
+    byDevice = new Map();
+    plans.set(b.device, byDevice);
+  }
+  const plan = byDevice.get(signature);
+  if (plan) {
+    for (const d of plan) {
+      const views = d.views.map((v) => ({
+        buffer: v.buffer ?? table[v.slot],
+        offset: v.offset,
+        size: v.size,
+      }));
+      issueResolved(b, d.key, d.p, d.uniforms, views, d.workgroups);
+    }
+    return;
+  }
+  // Not replayable, nested in a recording, or under a GPU profile (its dispatches are not issued).
+  if (plan === null || recording || gpuProfiling.recorder) {
+    body();
+    return;
+  }
+  const recorded: ResolvedDispatch[] = [];
+  const before = rawDispatchCount();
+  recording = true;
+  setEncodeRecorder((d) => {
+    recorded.push({ ...d, views: d.views.map((v) => ({ ...v })) });
+  });
+  try {
+    body();
+  } finally {
+    recording = false;
+    setEncodeRecorder(null);
+  }
+  const made = planOf(table, recorded, rawDispatchCount() - before);
+  if (made === undefined) return;
+  if (byDevice.size >= PLAN_LIMIT) byDevice.clear();
+  byDevice.set(signature, made);
+}
+
+/**
+ * A call's table: the buffers of its input tensors (in the record's order) and then of `outputs`,
+ * each owned by the pending commands; and the part of its signature that they give (the inputs'
+ * names, in that order).
+ */
+export function callTable(
+  b: WebGpuInternals,
+  inputs: Record<string, tf.TensorInfo>,
+  outputs: tf.TensorInfo[],
+): { table: GpuBuffer[]; names: string } {
+  const names = Object.keys(inputs);
+  const table = names.map((n) => bufferOf(b, inputs[n]));
+  for (const o of outputs) table.push(bufferOf(b, o));
+  return { table, names: names.join(",") };
+}
