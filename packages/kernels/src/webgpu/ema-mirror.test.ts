@@ -14,8 +14,7 @@ const NAMES = ["w", "b", "gamma"];
 
 /** Calls of copyBufferToBuffer on the device's command encoders while `f` runs. */
 function countCopies(f: () => void): number {
-  const device = (tf.backend() as unknown as { device: { createCommandEncoder(): object } })
-    .device;
+  const device = (tf.backend() as unknown as { device: { createCommandEncoder(): object } }).device;
   const proto = Object.getPrototypeOf(device.createCommandEncoder()) as {
     copyBufferToBuffer: (...a: unknown[]) => void;
   };
