@@ -1,6 +1,6 @@
 import { type AttentionPass, attentionMain } from "./attention";
 import { GROUP_INDEX_WGSL } from "./program";
-import { layerNormGradRowCode, welfordDecl } from "./reductions";
+import { layerNormGradRowCode, layerNormRowCode, welfordDecl } from "./reductions";
 
 // WGSL of the fused transformer block's passes besides the GEMMs (gemm-wgsl.ts; the LayerNorms of
 // the forward are GEMM prologues there): LayerNorm's input gradient with the residual's gradient
@@ -25,6 +25,26 @@ const BUILTINS =
 
 /** Shared uniforms of the LayerNorm passes. */
 const LN_UNIFORMS = "struct U { M : i32, D : i32, eps : f32 };";
+
+/**
+ * LayerNorm's forward `Y = (X − μ)·rstd·γ + β` over the rows of `X [M, D]`, one workgroup of `wg`
+ * threads per row (the LayerNorm kernel; the fused block's LayerNorms are GEMM prologues).
+ */
+export function layerNormWgsl(wg: number): string {
+  return `${LN_UNIFORMS}
+${bindings(["X", "Gamma", "Beta"], ["Y"])}
+@group(0) @binding(4) var<uniform> u : U;
+${welfordDecl(wg)}
+@compute @workgroup_size(${wg}, 1, 1)
+fn main(${BUILTINS}) {
+  let row = i32(wid.y * nwg.x + wid.x);
+  let tid = i32(lid.x);
+  let d = u.D;
+  let ok = row < u.M;
+  let base = row * d;
+  ${layerNormRowCode("X", "Gamma", "Beta", "u.eps", (y) => `Y[base + c] = ${y};`)}
+}`;
+}
 
 /** Rows per workgroup of {@link layerNormGradWgsl} (one partial column sum per block of rows). */
 export const PARTIAL_ROWS = 32;

@@ -1,54 +1,39 @@
 import * as tf from "@tensorflow/tfjs";
-import { kernelArgs, makeProgram } from "./program";
+import { kernelArgs } from "./program";
 import { runKernelSaving } from "./tape";
-import { viewOf } from "./encode";
+import { layerNormWgsl } from "./block-wgsl";
+import { encode, foldGroups, viewOf } from "./encode";
 import { newTensorInfo, webgpuInternals } from "./flat-buffers";
 import { encodeLayerNormGrad, layerNormFinishSums, partialsSize } from "./layer-norm-grad";
 import { encodeStridedSums } from "./strided-sums";
-import { layerNormRowCode, rowThreads, welfordDecl } from "./reductions";
+import { rowThreads } from "./reductions";
 
 /** tfjs kernel names of the fused LayerNorm (registered for the `webgpu` backend). */
 export const LAYER_NORM_KERNEL = "SitLayerNorm";
 export const LAYER_NORM_GRAD_KERNEL = "SitLayerNormGrad";
 
 /**
- * `t` seen as the rows `[M, D]` of its last axis: the same buffer under another shape (what tfjs's
- * Reshape returns, without its kernel call), so the kernels take any leading shape.
+ * `y = (x − μ)·rstd·γ + β`, one workgroup per row of `x [..., D]`: one dispatch, encoded directly
+ * (encode.ts; a tfjs program made a bind group and a uniform buffer per call).
  */
-function rowsOf(t: tf.TensorInfo): tf.TensorInfo {
-  const d = t.shape[t.shape.length - 1];
-  return { ...t, shape: [tf.util.sizeFromShape(t.shape) / d, d] };
-}
-
-/** `y = (x − μ)·rstd·γ + β`, one workgroup per row of `x [..., D]`: one dispatch. */
 function layerNormForward(args: unknown): tf.TensorInfo {
   const { inputs, backend, attrs } = kernelArgs(args);
-  const { gamma, beta } = inputs;
-  const x = rowsOf(inputs.x);
-  const [m, d] = x.shape;
+  const b = webgpuInternals(backend);
+  const { x, gamma, beta } = inputs;
+  const d = x.shape[x.shape.length - 1];
+  const m = d > 0 ? tf.util.sizeFromShape(x.shape) / d : 0;
+  if (m === 0) return b.makeTensorInfo([...x.shape], "float32");
+  const y = newTensorInfo(b, [...x.shape]);
   const wg = rowThreads(d);
-  const program = makeProgram({
-    key: "sitLayerNorm",
-    outputShape: [m, d],
-    groups: m,
-    threads: wg,
-    variableNames: ["X", "Gamma", "Beta"],
-    uniforms: "eps : f32,",
-    code: `
-  ${welfordDecl(wg)}
-  fn main(index : i32) {
-    let row = sitGroup();
-    let tid = i32(localId.x);
-    let d = uniforms.xShape[1];
-    let ok = row < uniforms.xShape[0];
-    let base = row * d;
-    ${layerNormRowCode("X", "Gamma", "Beta", "uniforms.eps", (y) => `result[base + c] = ${y};`)}
-  }`,
-  });
-  const y = backend.runWebGPUProgram(program, [x, gamma, beta], "float32", [
-    { type: "float32", data: [attrs.eps as number] },
-  ]);
-  return { ...y, shape: inputs.x.shape };
+  encode(
+    b,
+    `SitLayerNorm_${wg}`,
+    () => layerNormWgsl(wg),
+    [viewOf(b, x), viewOf(b, gamma), viewOf(b, beta), viewOf(b, y)],
+    [{ i: m }, { i: d }, { f: attrs.eps as number }],
+    foldGroups(b, m),
+  );
+  return y;
 }
 
 /**
