@@ -19,7 +19,7 @@ import { loadavg } from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../../packages/core/src/node";
 import { StepRunner } from "../../packages/train/src/step-runner";
-import { benchViews, createBenchSiT, sitBenchModel } from "./sit-bench-model";
+import { benchViews, createBenchSiT, onLastSubmit, sitBenchModel } from "./sit-bench-model";
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -136,17 +136,7 @@ async function main() {
   await session.post("Profiler.setSamplingInterval", { interval });
   // The step's last submit is the one that starts its loss read: stop sampling when it returns.
   let stop: (() => void) | undefined;
-  const launch = recipe.launchStep.bind(recipe);
-  recipe.launchStep = async (b, k) => {
-    const l = await launch(b, k);
-    const data = l.values.data.bind(l.values);
-    l.values.data = (() => {
-      const p = data();
-      stop?.();
-      return p;
-    }) as typeof l.values.data;
-    return l;
-  };
+  onLastSubmit(recipe, () => stop?.());
   const runner = new StepRunner(recipe, true, { disposeBatches: false });
   const spans: number[] = [];
   for (let s = 0; s < warmup + iters; s++) {

@@ -51,3 +51,21 @@ export function benchViews(model: SitBenchModel, batch: number): tf.Tensor4D[] {
       tf.randomNormal([batch, model.img, model.img, 3], 0, 1, "float32", 11 + i) as tf.Tensor4D,
   );
 }
+
+/**
+ * Call `hook` whenever one of `recipe`'s launched steps starts the read of its values: the submit
+ * that starts it is the step's last (the end of a step's host time in the benches).
+ */
+export function onLastSubmit(recipe: ReturnType<typeof createBenchSiT>, hook: () => void): void {
+  const launch = recipe.launchStep.bind(recipe);
+  recipe.launchStep = async (b, k) => {
+    const l = await launch(b, k);
+    const data = l.values.data.bind(l.values);
+    l.values.data = (() => {
+      const p = data();
+      hook();
+      return p;
+    }) as typeof l.values.data;
+    return l;
+  };
+}

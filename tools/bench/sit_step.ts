@@ -58,7 +58,7 @@ import {
 } from "../../packages/kernels/src/webgpu/gpu-profile";
 import { gpuProfileReport } from "./gpu-profile-report";
 import { StepRunner } from "../../packages/train/src/step-runner";
-import { benchViews, createBenchSiT, sitBenchModel } from "./sit-bench-model";
+import { benchViews, createBenchSiT, onLastSubmit, sitBenchModel } from "./sit-bench-model";
 import { instrumentPhases } from "./phases";
 
 function option(name: string, fallback: string): string {
@@ -361,25 +361,16 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   let launchEnd:
     | { t: number; cpu: number | undefined; submits: number; submitCpu: number; bindGroups: number }
     | undefined;
-  if (runner) {
-    const launch = recipe.launchStep.bind(recipe);
-    recipe.launchStep = async (b, k) => {
-      const l = await launch(b, k);
-      const data = l.values.data.bind(l.values);
-      l.values.data = (() => {
-        const p = data();
-        launchEnd = {
-          t: performance.now(),
-          cpu: mainThreadCpuMs(),
-          submits: clock?.submitsSoFar() ?? 0,
-          submitCpu: clock?.submitCpuSoFar() ?? Number.NaN,
-          bindGroups: clock?.bindGroupsSoFar() ?? 0,
-        };
-        return p;
-      }) as typeof l.values.data;
-      return l;
-    };
-  }
+  if (runner)
+    onLastSubmit(recipe, () => {
+      launchEnd = {
+        t: performance.now(),
+        cpu: mainThreadCpuMs(),
+        submits: clock?.submitsSoFar() ?? 0,
+        submitCpu: clock?.submitCpuSoFar() ?? Number.NaN,
+        bindGroups: clock?.bindGroupsSoFar() ?? 0,
+      };
+    });
   const run = async () => {
     if (runner) {
       const t0 = clock ? clock.start() : performance.now();
