@@ -167,6 +167,16 @@ export function issueResolved(
   issueDispatch(b, p, group, workgroups);
 }
 
+/**
+ * Dispatches after which the pending commands are submitted. tfjs frees a disposed tensor's buffer
+ * only at the next submit (commands not yet submitted may use it), so the buffers of every
+ * tensor disposed since the last submit stay allocated until then: a SiT step encoded as one
+ * submit peaked at 1.10 GB of GPU memory in use at batch 2 on lavapipe, against 0.81 GB with a
+ * submit every ≈ 100 dispatches. tfjs submits after 15 of its own programs; a submit costs host
+ * time (≈ 0.5 ms on lavapipe), so this package's far fewer, larger dispatches submit less often.
+ */
+const SUBMIT_EVERY = 96;
+
 /** Record one dispatch of pipeline `p` with bind group `group` in tfjs's open compute pass. */
 export function issueDispatch(
   b: WebGpuInternals,
@@ -187,6 +197,10 @@ export function issueDispatch(
   pass.dispatchWorkgroups(...workgroups);
   b.dispatchCountInPass++;
   noteRawDispatch();
+  if (b.dispatchCountInPass >= SUBMIT_EVERY) {
+    b.endComputePassEncoder();
+    b.submitQueue();
+  }
 }
 
 const align = (n: number) => Math.ceil(n / VIEW_ALIGN) * VIEW_ALIGN;
