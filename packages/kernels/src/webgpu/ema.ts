@@ -82,7 +82,7 @@ function flatTeacherFor(b: WebGpuInternals, studentFlat: tf.TensorInfo): tf.Tens
 
 /**
  * Where the update reads and writes: flat teacher and student buffers, each tensor's offset in
- * them, and what to do when done. When the student is the flat AdamW's mirror (its parameters as
+ * them, and whether they are temporaries (freed after the update, no mirrors noted). When the student is the flat AdamW's mirror (its parameters as
  * the optimiser scattered them, unwritten since: mirrors.ts), the update reads the optimiser's
  * flat buffer and keeps a persistent flat teacher laid out alike, gathered only when the teacher
  * tensors are not its mirrors (the first update, a restored checkpoint): a SiT step then records
@@ -93,8 +93,8 @@ function flatOperands(
   b: WebGpuInternals,
   teacher: tf.TensorInfo[],
   student: tf.TensorInfo[],
+  sizes: number[],
 ): { t: tf.TensorInfo; s: tf.TensorInfo; offsets: number[]; temporary: boolean } {
-  const sizes = teacher.map((t) => tf.util.sizeFromShape(t.shape));
   const studentFlat = commonMirror(b, student);
   // (Each tensor needs a range of its own: the same student tensor twice would share one.)
   if (studentFlat && new Set(studentFlat.offsets).size === student.length) {
@@ -146,13 +146,14 @@ function flatEmaKernelFunc(args: {
     teacherInputs.push(inputs[`t${i}`]);
     studentInputs.push(inputs[`s${i}`]);
   }
-  if (teacherInputs.every((t) => tf.util.sizeFromShape(t.shape) === 0)) return [];
+  const sizes = teacherInputs.map((t) => tf.util.sizeFromShape(t.shape));
+  if (sizes.every((size) => size === 0)) return [];
   const {
     t: teacher,
     s: student,
     offsets,
     temporary,
-  } = flatOperands(b, teacherInputs, studentInputs);
+  } = flatOperands(b, teacherInputs, studentInputs, sizes);
   const n = tf.util.sizeFromShape(teacher.shape);
   const tBuf = bufferOf(b, teacher);
   const skip = skipIndex >= 0;
@@ -177,14 +178,13 @@ function flatEmaKernelFunc(args: {
   const version = temporary ? 0 : bumpFlatVersion(teacher);
   const outputs: tf.TensorInfo[] = [];
   teacherInputs.forEach((t, i) => {
-    const size = tf.util.sizeFromShape(t.shape);
     let out = t;
     if (inPlace[i]) {
-      copyElements(b, tBuf, offsets[i], bufferOf(b, t), 0, size);
+      copyElements(b, tBuf, offsets[i], bufferOf(b, t), 0, sizes[i]);
       markWritten(b, t);
     } else {
       out = newTensorInfo(b, [...t.shape]);
-      copyElements(b, tBuf, offsets[i], bufferOf(b, out), 0, size);
+      copyElements(b, tBuf, offsets[i], bufferOf(b, out), 0, sizes[i]);
       outputs.push(out);
     }
     if (!temporary) noteMirror(out, teacher, offsets[i], version);
