@@ -9,7 +9,11 @@ import {
   webgpuInternals,
   bufferOf,
 } from "./flat-buffers";
-import { useWebgpu } from "./testing";
+import { expectClose } from "@sit/testing";
+import { portableGelu } from "../gelu";
+import { portableLinear } from "../linear";
+import { webgpuFusedLinear } from "./gemm-linear";
+import { fill, onCpu, useWebgpu } from "./testing";
 
 // out = a·x + y over n elements: y from a second input, or from a persistent scratch buffer.
 const AXPY = /* wgsl */ `
@@ -104,5 +108,118 @@ describe("recorded dispatch plans (encodePlanned)", () => {
       }
       expect(runs.body, source).toBe(bodies);
     }
+  });
+
+  it("binds each replay's own buffers where they differ from the last replay's: kept alive, or swapped between two inputs", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const n = 70;
+    const runs = { body: 0 };
+    const a = tf.range(0, n);
+    const c = tf.fill([n], 5);
+    const kept: tf.Tensor[] = [];
+    // (x, y) = (a, c), (c, a), (a, c) again, then fresh tensors while the earlier outputs stay
+    // alive (no buffer of the last call free to come back).
+    const calls: [tf.Tensor, tf.Tensor][] = [
+      [a, c],
+      [c, a],
+      [a, c],
+      [tf.add(a, 1), tf.add(c, 1)],
+    ];
+    for (const [i, [x, y]] of calls.entries()) {
+      const xs = await x.data();
+      const ys = await y.data();
+      const out = axpy(x, y, "input", runs);
+      kept.push(out);
+      const expected = Array.from(xs, (v, j) => 2 * v + ys[j]);
+      expect(Array.from(await out.data()), `call ${i}`).toEqual(expected);
+    }
+    expect(runs.body).toBe(1);
+    tf.dispose([a, c, ...kept, ...calls[3]]);
+  });
+
+  it("replays a linear layer's forward and gradient (SitLinear, SitLinearGrad) over the next calls' tensors", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const [rows, K, N] = [9, 24, 40];
+    const f = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, r: tf.Tensor, fused: boolean) =>
+      fused
+        ? webgpuFusedLinear(x, w, b, { geluInput: true, residual: r, rowScale: null })
+        : tf.add(
+            portableLinear(
+              tf.reshape(portableGelu(x), [-1, K]) as tf.Tensor2D,
+              w as tf.Tensor2D,
+              b as tf.Tensor1D,
+            ).reshape([2, rows, N]),
+            r,
+          );
+    const run = (inputs: tf.Tensor[], fused: boolean) => {
+      const [x, w, b, r, dy] = inputs;
+      const g = (...t: tf.Tensor[]) => tf.sum(tf.mul(f(t[0], t[1], t[2], t[3], fused), dy));
+      return [f(x, w, b, r, fused), ...tf.grads(g)([x, w, b, r])];
+    };
+    const make = (call: number) => [
+      fill([2, rows, K], 10 * call + 1),
+      fill([K, N], 10 * call + 2, 0.3),
+      fill([N], 10 * call + 3),
+      fill([2, rows, N], 10 * call + 4),
+      fill([2, rows, N], 10 * call + 5),
+    ];
+    const held: tf.Tensor[] = [];
+    for (let call = 0; call < 3; call++) {
+      const reference = await onCpu(() => run(make(call), false));
+      const inputs = make(call);
+      const got = run(inputs, true);
+      for (const [i, name] of ["y", "dx", "dw", "db", "dresidual"].entries())
+        expectClose(
+          await got[i].data(),
+          reference[i],
+          i === 0 ? 1e-5 : 1e-4,
+          `call ${call} ${name}`,
+        );
+      // The first call's tensors stay alive into the second: its buffers cannot come back.
+      if (call === 0) held.push(...inputs, ...got);
+      else tf.dispose([...inputs, ...got]);
+    }
+    tf.dispose(held);
+  });
+
+  it("replays a call on the same buffers with the bind groups of the last, over the buffers' new contents", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const b = webgpuInternals(tf.backend());
+    const n = 90;
+    const runs = { body: 0 };
+    const x = tf.range(0, n);
+    const y = tf.fill([n], 3);
+    // The first call records the plan, the second replays it and keeps its bind groups.
+    let firstBuffer: unknown;
+    for (let call = 0; call < 2; call++) {
+      const out = axpy(x, y, "input", runs);
+      await out.data();
+      firstBuffer = bufferOf(b, out);
+      out.dispose();
+      // tfjs returns a disposed tensor's buffer to its pool at the next submit.
+      b.ensureCommandEncoderReady();
+      b.submitQueue();
+    }
+    // As AdamW updates a weight: new values in the same buffer.
+    const next = Float32Array.from({ length: n }, (_, i) => 100 - i);
+    b.queue.writeBuffer(bufferOf(b, x), 0, next);
+    const device = b.device as unknown as { createBindGroup: (d: unknown) => unknown };
+    const create = device.createBindGroup;
+    let made = 0;
+    device.createBindGroup = (d: unknown) => {
+      made++;
+      return create.call(device, d);
+    };
+    try {
+      const second = axpy(x, y, "input", runs);
+      // The pool handed the freed output buffer back: the same table as the first call's.
+      expect(bufferOf(b, second)).toBe(firstBuffer);
+      expect(made).toBe(0);
+      expect(Array.from(await second.data())).toEqual(Array.from(next, (v) => 2 * v + 3));
+      second.dispose();
+    } finally {
+      device.createBindGroup = create;
+    }
+    tf.dispose([x, y]);
   });
 });

@@ -1,5 +1,11 @@
 import type * as tf from "@tensorflow/tfjs";
-import { type ResolvedDispatch, issueResolved, setEncodeRecorder } from "./encode";
+import {
+  type ResolvedDispatch,
+  groupFor,
+  issueDispatch,
+  issueResolved,
+  setEncodeRecorder,
+} from "./encode";
 import {
   type GpuBuffer,
   type WebGpuInternals,
@@ -31,10 +37,23 @@ interface PlannedDispatch extends Omit<ResolvedDispatch, "views"> {
   views: PlannedView[];
 }
 
-/** null: the signature's dispatches cannot be replayed (see {@link planOf}). */
-type Plan = PlannedDispatch[] | null;
+/**
+ * A signature's dispatches, and the bind groups of its recent replays by their table's first
+ * buffer. tfjs's pool hands a training loop the same buffers step after step (buffer-pool.ts), so
+ * a call mostly replays over the table that the same call of the last step had (each of a
+ * network's blocks has its own): comparing the tables then replaces resolving every dispatch's
+ * bindings and looking up its bind group.
+ */
+interface Plan {
+  dispatches: PlannedDispatch[];
+  calls: Map<GpuBuffer, { table: GpuBuffer[]; groups: unknown[] }>;
+}
 
-const plans = new WeakMap<object, Map<string, Plan>>();
+/** Bound on the tables remembered per plan (cleared past it). */
+const CALLS_LIMIT = 64;
+
+/** null: the signature's dispatches cannot be replayed (see {@link planOf}). */
+const plans = new WeakMap<object, Map<string, Plan | null>>();
 /** Bound on the plans kept per device (cleared past it, as encode.ts's caches). */
 const PLAN_LIMIT = 1024;
 let recording = false;
@@ -49,7 +68,7 @@ function planOf(
   table: GpuBuffer[],
   recorded: ResolvedDispatch[],
   dispatched: number,
-): Plan | undefined {
+): Plan | null | undefined {
   if (dispatched !== recorded.length) return null;
   const slots = new Map<GpuBuffer, number>();
   for (const [i, buffer] of table.entries()) {
@@ -71,7 +90,7 @@ function planOf(
     }
     plan.push({ ...d, views });
   }
-  return plan;
+  return { dispatches: plan, calls: new Map() };
 }
 
 /**
@@ -94,14 +113,7 @@ export function encodePlanned(
   }
   const plan = byDevice.get(signature);
   if (plan) {
-    for (const d of plan) {
-      const views = d.views.map((v) => ({
-        buffer: v.buffer ?? table[v.slot],
-        offset: v.offset,
-        size: v.size,
-      }));
-      issueResolved(b, d.key, d.p, d.uniforms, views, d.workgroups);
-    }
+    replay(b, plan, table);
     return;
   }
   // Not replayable, nested in a recording, or under a GPU profile (its dispatches are not issued).
@@ -125,6 +137,36 @@ export function encodePlanned(
   if (made === undefined) return;
   if (byDevice.size >= PLAN_LIMIT) byDevice.clear();
   byDevice.set(signature, made);
+}
+
+/** Issue `plan`'s dispatches over `table`, with the bind groups of its last call on that table. */
+function replay(b: WebGpuInternals, plan: Plan, table: GpuBuffer[]): void {
+  const { dispatches } = plan;
+  const profiling = gpuProfiling.recorder !== null;
+  const memo = profiling ? undefined : plan.calls.get(table[0]);
+  if (memo && memo.table.length === table.length && memo.table.every((x, i) => x === table[i])) {
+    for (let i = 0; i < dispatches.length; i++)
+      issueDispatch(b, dispatches[i].p, memo.groups[i], dispatches[i].workgroups);
+    return;
+  }
+  const groups: unknown[] = [];
+  for (const d of dispatches) {
+    const views = d.views.map((v) => ({
+      buffer: v.buffer ?? table[v.slot],
+      offset: v.offset,
+      size: v.size,
+    }));
+    if (profiling) {
+      issueResolved(b, d.key, d.p, d.uniforms, views, d.workgroups);
+      continue;
+    }
+    const group = groupFor(b, d.key, d.p, d.uniforms, views);
+    groups.push(group);
+    issueDispatch(b, d.p, group, d.workgroups);
+  }
+  if (profiling) return;
+  if (plan.calls.size >= CALLS_LIMIT) plan.calls.clear();
+  plan.calls.set(table[0], { table, groups });
 }
 
 /**

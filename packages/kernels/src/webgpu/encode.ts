@@ -68,7 +68,8 @@ function idOf(c: DeviceCaches, o: object): number {
 
 /** A uniform buffer holding `values`, made once per distinct content and device. */
 function uniformBuffer(b: WebGpuInternals, c: DeviceCaches, values: Scalars[]): GpuBuffer {
-  const key = values.map((v) => ("i" in v ? `i${v.i}` : `f${v.f}`)).join(",");
+  let key = "";
+  for (const v of values) key += "i" in v ? `i${v.i},` : `f${v.f},`;
   let buf = c.uniforms.get(key);
   if (!buf) {
     const bytes = Math.max(16, Math.ceil((values.length * 4) / 16) * 16);
@@ -135,17 +136,16 @@ export function encode(
 }
 
 /**
- * Issue one resolved dispatch: its bind group kept per (pipeline, uniforms, buffer ranges), and
- * under a GPU profile (gpu-profile.ts) in a pass of its own.
+ * The bind group of `views` and uniforms `ub` for pipeline `p`, kept per (pipeline, uniforms,
+ * buffer ranges).
  */
-export function issueResolved(
+export function groupFor(
   b: WebGpuInternals,
   key: string,
   p: GpuPipeline,
   ub: GpuBuffer,
   views: View[],
-  workgroups: [number, number, number],
-): void {
+): unknown {
   const c = cachesOf(b);
   let gkey = `${idOf(c, p)}|${idOf(c, ub)}`;
   for (const v of views) gkey += `|${idOf(c, v.buffer)}:${v.offset}:${v.size}`;
@@ -160,6 +160,22 @@ export function issueResolved(
     if (c.groups.size >= CACHE_LIMIT) c.groups.clear();
     c.groups.set(gkey, group);
   }
+  return group;
+}
+
+/**
+ * Issue one resolved dispatch: its bind group from {@link groupFor}, and under a GPU profile
+ * (gpu-profile.ts) in a pass of its own.
+ */
+export function issueResolved(
+  b: WebGpuInternals,
+  key: string,
+  p: GpuPipeline,
+  ub: GpuBuffer,
+  views: View[],
+  workgroups: [number, number, number],
+): void {
+  const group = groupFor(b, key, p, ub, views);
   if (gpuProfiling.recorder) {
     gpuProfiling.recorder.dispatch(key, p, group, workgroups);
     return;

@@ -150,10 +150,17 @@ export function bufferOf(b: WebGpuInternals, t: tf.TensorInfo): GpuBuffer {
   }
   b.commandQueueOwnedIds.add(t.dataId);
   const resource = data.resource as GpuBuffer | null;
+  // Checked once per buffer: `size` is a getter into the WebGPU implementation (Dawn's bindings in
+  // Node), and this runs ≈ 1,700 times per SiT step.
+  if (resource && gpuBuffers.has(resource)) return resource;
   if (!resource || typeof resource.size !== "number")
     throw new Error("@sit/kernels: a tensor of the flat kernels is not held in a GPU buffer");
+  gpuBuffers.add(resource);
   return resource;
 }
+
+/** Resources {@link bufferOf} has seen to be GPU buffers. */
+const gpuBuffers = new WeakSet<object>();
 
 /**
  * After writing a tensor's buffer in place: drop any host copy tfjs cached when it was read, and

@@ -1,9 +1,16 @@
 import * as tf from "@tensorflow/tfjs";
 import { ShapeError, describeValue } from "@sit/core";
 import { carve, totalOf } from "./encode";
+import { callTable, encodePlanned } from "./encode-plan";
 import { newTensorInfo, scratchBuffer, webgpuInternals } from "./flat-buffers";
 import { halfActive } from "../precision";
-import { PLAIN_GEMM as PLAIN, encodeGemm, encodeGemmDeferred, gemmSliceFloats } from "./gemm";
+import {
+  PLAIN_GEMM as PLAIN,
+  encodeGemm,
+  encodeGemmDeferred,
+  gemmSettingsKey,
+  gemmSliceFloats,
+} from "./gemm";
 import { precisionOf } from "./gemm-wgsl";
 import { registerWebgpuKernels } from "./program";
 import { encodeStridedSums } from "./strided-sums";
@@ -36,6 +43,17 @@ function rowsPerSample(x: tf.TensorInfo, scale: tf.TensorInfo | undefined): numb
   return tf.util.sizeFromShape(x.shape) / x.shape[x.shape.length - 1] / scale.shape[0];
 }
 
+/**
+ * What decides a linear kernel's dispatches (with the inputs' names, which give the call's table:
+ * encode-plan.ts): its attributes, the shapes and the GEMM settings.
+ */
+function signatureOf(kind: string, attrs: LinearAttrs, inputs: Record<string, tf.TensorInfo>) {
+  let shapes = "";
+  for (const t of Object.values(inputs)) shapes += `[${t.shape}]`;
+  const flags = `${+attrs.geluInput}${+attrs.hasBias}${+attrs.hasResidual}${+!!attrs.half}`;
+  return `${kind}|${flags}|${shapes}|${gemmSettingsKey()}`;
+}
+
 function linearForward(args: unknown): tf.TensorInfo {
   const { inputs, backend, attrs } = args as {
     inputs: Record<string, tf.TensorInfo>;
@@ -62,8 +80,11 @@ function linearForward(args: unknown): tf.TensorInfo {
     ...(scale ? [scale] : []),
     y,
   ];
-  if (m > 0 && n > 0)
-    encodeGemm(b, precisionOf(attrs.half, variant), [m, n, k], tensors, rowsPerSample(x, scale));
+  if (m === 0 || n === 0) return y;
+  const { table, names } = callTable(b, inputs, [y]);
+  encodePlanned(b, `${signatureOf("LF", attrs, inputs)}|${names}`, table, () =>
+    encodeGemm(b, precisionOf(attrs.half, variant), [m, n, k], tensors, rowsPerSample(x, scale)),
+  );
   return y;
 }
 
@@ -101,19 +122,22 @@ function linearBackward(args: unknown): tf.TensorInfo[] {
     dx: gemmSliceFloats(dxProduct, [m, k, n]),
     dw: gemmSliceFloats(dwProduct, [k, n, m]),
   };
-  const total = totalOf(sizes);
-  const at = total > 0 ? carve(b, scratchBuffer(b, "linear-slices", total), sizes) : null;
   const dwOut = [dw, ...(db ? [db] : [])];
-  encodeStridedSums(b, [
-    ...encodeGemmDeferred(b, dxProduct, [m, k, n], [dy, w, ...gx, ...sc, dx], {
-      rowsPer,
-      area: at?.dx,
-    }),
-    ...encodeGemmDeferred(b, dwProduct, [k, n, m], [x, dy, ...sc, ...dwOut], {
-      rowsPer,
-      area: at?.dw,
-    }),
-  ]);
+  const { table, names } = callTable(b, inputs, [dx, ...dwOut]);
+  encodePlanned(b, `${signatureOf("LB", attrs, inputs)}|${names}`, table, () => {
+    const total = totalOf(sizes);
+    const at = total > 0 ? carve(b, scratchBuffer(b, "linear-slices", total), sizes) : null;
+    encodeStridedSums(b, [
+      ...encodeGemmDeferred(b, dxProduct, [m, k, n], [dy, w, ...gx, ...sc, dx], {
+        rowsPer,
+        area: at?.dx,
+      }),
+      ...encodeGemmDeferred(b, dwProduct, [k, n, m], [x, dy, ...sc, ...dwOut], {
+        rowsPer,
+        area: at?.dw,
+      }),
+    ]);
+  });
   return db ? [dx, dw, db] : [dx, dw];
 }
 
