@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { describe, expect, it } from "vitest";
 import { ShapeError } from "../errors";
 import { Rng } from "../rng";
+import { Module } from "./module";
 import { ProjectionHead } from "./mlp";
 
 /** A small SiT-style projection head (Linear, BatchNorm and a BatchNorm without affine). */
@@ -47,5 +48,37 @@ describe("Module.loadStateDict", () => {
     expect(b.loadStateDict(partial, { strict: false }).missing).toEqual(["mlp.7.running_var"]);
     a.dispose();
     b.dispose();
+  });
+});
+
+describe("Module.namedParameters", () => {
+  class Leaf extends Module {
+    constructor(size: number) {
+      super();
+      this.registerParameter("weight", tf.zeros([size]));
+    }
+    grow(name: string): void {
+      this.registerParameter(name, tf.ones([1]));
+    }
+  }
+  class Tree extends Module {
+    readonly leaf = this.registerModule("leaf", new Leaf(2));
+    attach(name: string, m: Module): void {
+      this.registerModule(name, m);
+    }
+  }
+
+  it("lists parameters registered after an earlier call, at any depth; a caller's edits to the list do not stick", () => {
+    const tree = new Tree();
+    const names = () => tree.namedParameters().map(([n]) => n);
+    expect(names()).toEqual(["leaf.weight"]);
+    tree.namedParameters().pop();
+    expect(names()).toEqual(["leaf.weight"]);
+    tree.leaf.grow("extra");
+    expect(names()).toEqual(["leaf.weight", "leaf.extra"]);
+    tree.attach("more", new Leaf(3));
+    expect(names()).toEqual(["leaf.weight", "leaf.extra", "more.weight"]);
+    expect(tree.leaf.namedParameters("p").map(([n]) => n)).toEqual(["p.weight", "p.extra"]);
+    tree.dispose();
   });
 });

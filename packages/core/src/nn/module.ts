@@ -31,6 +31,12 @@ export interface LoadStateDictResult {
 }
 
 /**
+ * Registrations of parameters and modules made so far, in any module: a module's cached list of
+ * named parameters is current while this is unchanged (a registration anywhere below it is one).
+ */
+let registrations = 0;
+
+/**
  * Base class of every model part: named parameters (trainable tfjs Variables), buffers
  * (non-trainable Variables such as BatchNorm running statistics) and child modules, addressed by
  * dotted names that follow timm/DINO (`blocks.3.attn.qkv.weight`) so state dicts round-trip with
@@ -43,6 +49,11 @@ export abstract class Module {
   private readonly _layouts = new Map<string, TorchLayout>();
   /** Train mode (dropout/drop-path active, BatchNorm uses batch statistics). */
   training = true;
+  /**
+   * `namedParameters()` as of `registrations` = `at`: training reads it several times per step
+   * (gradients, optimiser, EMA teacher), ≈ 170 dotted names built each time for a ViT.
+   */
+  private _named: { at: number; list: [string, tf.Variable][] } | null = null;
 
   /** Register a trainable parameter; takes ownership of `init` (it is disposed). */
   protected registerParameter(
@@ -54,6 +65,7 @@ export abstract class Module {
     const v = tf.variable(init, options.trainable ?? true);
     init.dispose();
     this._params.set(name, v);
+    registrations++;
     if (options.torchLayout) this._layouts.set(name, options.torchLayout);
     return v;
   }
@@ -71,6 +83,7 @@ export abstract class Module {
   protected registerModule<M extends Module>(name: string, module: M): M {
     this.checkName(name);
     this._modules.set(name, module);
+    registrations++;
     return module;
   }
 
@@ -98,10 +111,12 @@ export abstract class Module {
 
   /** All parameters with dotted names, in registration order (depth first). */
   namedParameters(prefix = ""): [string, tf.Variable][] {
+    if (!prefix && this._named?.at === registrations) return this._named.list.slice();
     const out: [string, tf.Variable][] = [];
     for (const [n, p] of this._params) out.push([prefix ? `${prefix}.${n}` : n, p]);
     for (const [n, m] of this._modules)
       out.push(...m.namedParameters(prefix ? `${prefix}.${n}` : n));
+    if (!prefix) this._named = { at: registrations, list: out.slice() };
     return out;
   }
 
