@@ -110,19 +110,20 @@ describe("recorded dispatch plans (encodePlanned)", () => {
     }
   });
 
-  it("binds each replay's own buffers where they differ from the last replay's: kept alive, or swapped between two inputs", async (ctx) => {
+  it("binds each replay's own buffers where they differ from an earlier call's on the same inputs: inputs swapped, outputs kept alive", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;
     const n = 70;
     const runs = { body: 0 };
     const a = tf.range(0, n);
     const c = tf.fill([n], 5);
     const kept: tf.Tensor[] = [];
-    // (x, y) = (a, c), (c, a), (a, c) again, then fresh tensors while the earlier outputs stay
-    // alive (no buffer of the last call free to come back).
+    // (x, y) = (a, c), (c, a), (a, c), (c, a) again, then fresh tensors, while the earlier outputs
+    // stay alive: each replay's inputs match an earlier call's, its output buffer never does.
     const calls: [tf.Tensor, tf.Tensor][] = [
       [a, c],
       [c, a],
       [a, c],
+      [c, a],
       [tf.add(a, 1), tf.add(c, 1)],
     ];
     for (const [i, [x, y]] of calls.entries()) {
@@ -134,7 +135,7 @@ describe("recorded dispatch plans (encodePlanned)", () => {
       expect(Array.from(await out.data()), `call ${i}`).toEqual(expected);
     }
     expect(runs.body).toBe(1);
-    tf.dispose([a, c, ...kept, ...calls[3]]);
+    tf.dispose([a, c, ...kept, ...calls[4]]);
   });
 
   it("replays a linear layer's forward and gradient (SitLinear, SitLinearGrad) over the next calls' tensors", async (ctx) => {
