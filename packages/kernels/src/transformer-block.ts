@@ -12,6 +12,7 @@ import {
   blockWeightGradients,
   type BlockAttrs,
   registerBlockKernels,
+  holdVariables,
   savedInputNames,
 } from "./webgpu/block";
 import { gradTempLayout, workspaceLayout } from "./webgpu/block-layout";
@@ -266,8 +267,11 @@ export function transformerBlock(
   const inputs: Record<string, tf.Tensor> = { x, ...fusedBlockInputs(weights) };
   if (scales) [inputs.s0, inputs.s1] = scales;
   const kernel = scales ? BLOCK_SCALED_KERNEL : BLOCK_KERNEL;
-  // Saved for the backward: the workspace, then the inputs it reads (handles, no copies).
-  const saved = savedInputNames(attrs).map((name) => inputs[name]);
+  // Saved for the backward: the workspace, then the inputs it reads (handles, no copies), except
+  // the weights that are Variables: those go by reference (heldInputs).
+  const names = savedInputNames(attrs);
+  const held = holdVariables(attrs, names, inputs);
+  const saved = names.filter((name) => !(name in held)).map((name) => inputs[name]);
   const outs = runKernelSaving(kernel, inputs, attrs, (o) => [o[1], ...saved]);
   // The workspace (when a tape records) stays alive through the tape's saved handle.
   if (outs.length > 1) outs[1].dispose();

@@ -3,6 +3,7 @@ import { expectClose } from "@sit/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import { portableTransformerBlock, transformerBlock } from "../transformer-block";
 import { B, D, HEADS, N, flat, run, weights } from "./block-fixtures";
+import { savedInputNames } from "./block";
 import { checkWebgpuShaders, rawDispatchCount } from "./flat-buffers";
 import { setGemmSplitK } from "./gemm-split";
 import { countLaunches, fill, settledUsage, useWebgpu } from "./testing";
@@ -120,5 +121,43 @@ describe("fused transformer block on webgpu", () => {
     for (let i = 0; i < 3; i++) tf.dispose(step());
     expect(await settled()).toEqual(before);
     tf.dispose([x, ...params]);
+  });
+
+  it("hands weights that are Variables to its gradient by reference: the same values and gradients, one saved handle fewer per weight", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const plain = weights(50);
+    const asVariables = Object.fromEntries(
+      Object.entries(plain).map(([name, layer]) => [
+        name,
+        Object.fromEntries(
+          Object.entries(layer).map(([k, v]) => [k, v instanceof tf.Tensor ? tf.variable(v) : v]),
+        ),
+      ]),
+    ) as unknown as typeof plain;
+    const engine = tf.engine() as unknown as { trackTensor: (...a: unknown[]) => unknown };
+    const track = engine.trackTensor;
+    const counted = async (w: typeof plain) => {
+      let made = 0;
+      engine.trackTensor = function (this: unknown, ...a: unknown[]) {
+        made++;
+        return track.apply(this, a);
+      };
+      try {
+        return { result: await run(transformerBlock, w, true), made };
+      } finally {
+        engine.trackTensor = track;
+      }
+    };
+    const byHandle = await counted(plain);
+    const byReference = await counted(asVariables);
+    for (let i = 0; i < byHandle.result.data.length; i++)
+      expect(Array.from(byReference.result.data[i]), `output ${i}`).toEqual(
+        Array.from(byHandle.result.data[i]),
+      );
+    const weightsSaved = savedInputNames({ scaled: true }).filter(
+      (name) => !["x", "s0", "s1"].includes(name),
+    ).length;
+    expect(byHandle.made - byReference.made).toBe(weightsSaved);
+    tf.dispose([...flat(plain).map(([, t]) => t), ...flat(asVariables).map(([, t]) => t)]);
   });
 });

@@ -355,9 +355,31 @@ const GRAD_INPUTS: [string, keyof BlockAttrs | null][] = [
   ["fc2B", "hasFc2Bias"],
 ];
 
-/** The forward's inputs that the tape saves for the backward, in order (after the workspace). */
+/** The forward's inputs that the backward reads, in order (after the workspace). */
 export function savedInputNames(attrs: { scaled: boolean }): string[] {
   return SAVED_INPUTS.filter((name) => attrs.scaled || (name !== "s0" && name !== "s1"));
+}
+
+/** Where a block's attributes carry the Variables its gradient reads by reference. */
+const HELD = Symbol("heldInputs");
+
+/**
+ * Hand the gradient of a block call the inputs among `names` that are Variables by reference,
+ * through its `attrs` (a symbol-keyed property: not in the plan signature's JSON): the tape then
+ * saves only the others. A handle per saved tensor costs tfjs a tensor made and freed, ≈ 130 a
+ * SiT step for the blocks' weights alone. A Variable outlives the tape (tidy never disposes it),
+ * and nothing assigns a weight between a forward and its backward (the optimiser steps after
+ * the gradients), so the gradient reads the values the forward used. Returns the held inputs.
+ */
+export function holdVariables(
+  attrs: object,
+  names: string[],
+  inputs: Record<string, tf.Tensor>,
+): Record<string, tf.Tensor> {
+  const held: Record<string, tf.Tensor> = {};
+  for (const name of names) if (inputs[name] instanceof tf.Variable) held[name] = inputs[name];
+  Object.defineProperty(attrs, HELD, { value: held, enumerable: false });
+  return held;
 }
 
 let registered = false;
@@ -373,17 +395,18 @@ export function registerBlockKernels(): void {
   ]);
   const gradFunc = (dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], raw: unknown) => {
     const attrs = raw as BlockAttrs;
-    // saved: the workspace, then the inputs the backward reads (savedInputNames).
+    // saved: the workspace, then the inputs the backward reads (savedInputNames) that were not
+    // held by reference (holdVariables).
+    const held = (raw as { [HELD]?: Record<string, tf.Tensor> })[HELD] ?? {};
     const inputs: Record<string, tf.Tensor> = { dy: (dys as tf.Tensor[])[0], ws: saved[0] };
-    savedInputNames(attrs).forEach((name, i) => {
-      inputs[name] = saved[i + 1];
-    });
+    let k = 1;
+    for (const name of savedInputNames(attrs)) inputs[name] = held[name] ?? saved[k++];
     const outs = tf.engine().runKernel(BLOCK_GRAD_KERNEL, inputs, attrs as never) as tf.Tensor[];
     const grads: Record<string, () => tf.Tensor> = {};
-    let k = 0;
+    let g = 0;
     for (const [name, flag] of GRAD_INPUTS) {
       if (flag && !attrs[flag]) continue;
-      const o = outs[k++];
+      const o = outs[g++];
       grads[name] = () => o;
     }
     // The drop-path factors are constants drawn on the host.
