@@ -1,0 +1,79 @@
+// The main thread's on-CPU time of the host part of a SiT step on webgpu (from the step's start
+// until the submit of its last commands returns, as sit_step.ts's host_ms), read in nanoseconds
+// from /proc/<pid>/task/<pid>/schedstat (Linux). Unlike wall time it leaves out waits for a core:
+// on a 2-core machine running lavapipe, the driver's thread and V8's GC helpers take turns with
+// node, and the wall time swings from step to step. For before/after comparisons of host work.
+// The image size is a flag: a small image keeps the step's dispatches, kernel calls and host work
+// and shortens the GPU's part (lavapipe: ≈ 5 s a step at 8 px against ≈ 10 s at 32 px).
+// Synchronous steps (trainStep). Prints one JSON object.
+//
+//   LP_NUM_THREADS=1 npx tsx tools/bench/host-cpu.ts [--img 8] [--batch 2] [--warmup 5] [--steps 12]
+//     [--tag NAME]
+import { readFileSync } from "node:fs";
+import { loadavg } from "node:os";
+import * as tf from "@tensorflow/tfjs";
+import { initBackend } from "../../packages/core/src/node";
+import { SIT_BENCH_MODELS, benchViews, createBenchSiT, onLastSubmit } from "./sit-bench-model";
+
+function option(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
+}
+
+/** Milliseconds this (main) thread has run on a CPU. */
+function threadRunMs(): number {
+  const stat = readFileSync(`/proc/${process.pid}/task/${process.pid}/schedstat`, "utf8");
+  return Number(stat.split(" ")[0]) / 1e6;
+}
+
+const img = Number(option("img", "8"));
+const batch = Number(option("batch", "2"));
+const warmup = Number(option("warmup", "5"));
+const steps = Number(option("steps", "12"));
+await initBackend("webgpu", { allowSoftwareAdapter: true, log: () => {} });
+const model = { ...SIT_BENCH_MODELS.tiny, img, name: `ViT-Tiny/4 at ${img} px` };
+const recipe = createBenchSiT(model as never, batch);
+const data = { views: benchViews(model as never, batch) };
+let wallEnd = 0;
+let cpuEnd = 0;
+onLastSubmit(recipe, () => {
+  wallEnd = performance.now();
+  cpuEnd = threadRunMs();
+});
+const loadStart = loadavg();
+for (let s = 0; s < warmup; s++) await recipe.trainStep(data as never, s);
+const tensors = tf.memory().numTensors;
+const wall: number[] = [];
+const cpu: number[] = [];
+for (let s = 0; s < steps; s++) {
+  const c0 = threadRunMs();
+  const t0 = performance.now();
+  await recipe.trainStep(data as never, warmup + s);
+  wall.push(wallEnd - t0);
+  cpu.push(cpuEnd - c0);
+}
+const quantile = (a: number[], p: number) =>
+  [...a].sort((x, y) => x - y)[Math.floor(p * (a.length - 1))];
+const round = (x: number) => Math.round(x * 10) / 10;
+console.log(
+  JSON.stringify({
+    bench: "host_cpu",
+    tag: option("tag", ""),
+    model: model.name,
+    batch,
+    warmup,
+    steps,
+    host_cpu_ms_median: round(quantile(cpu, 0.5)),
+    host_cpu_ms_p25: round(quantile(cpu, 0.25)),
+    host_cpu_ms_min: round(quantile(cpu, 0)),
+    host_cpu_ms_mean: round(cpu.reduce((a, b) => a + b, 0) / cpu.length),
+    host_ms_median: round(quantile(wall, 0.5)),
+    host_ms_p25: round(quantile(wall, 0.25)),
+    host_ms_min: round(quantile(wall, 0)),
+    tensors_leaked_per_step: (tf.memory().numTensors - tensors) / steps,
+    loadavg_start: loadStart,
+    loadavg_end: loadavg(),
+    note: "host_cpu_ms: the main thread's on-CPU time (schedstat) from the step's start until the submit of its last commands returns; host_ms: the wall time of the same span. Synchronous steps.",
+  }),
+);
+process.exit(0);
