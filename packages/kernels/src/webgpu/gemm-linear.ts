@@ -116,15 +116,15 @@ function linearBackward(args: unknown): tf.TensorInfo[] {
   };
   const dxProduct = precisionOf(attrs.half, dxVariant);
   const dwProduct = precisionOf(attrs.half, dwVariant);
-  // Where both products split along K (a wide layer on few rows), their slices share one buffer
-  // and one dispatch sums both.
-  const sizes = {
-    dx: gemmSliceFloats(dxProduct, [m, k, n]),
-    dw: gemmSliceFloats(dwProduct, [k, n, m]),
-  };
   const dwOut = [dw, ...(db ? [db] : [])];
   const { table, names } = callTable(b, inputs, [dx, ...dwOut]);
   encodePlanned(b, `${signatureOf("LB", attrs, inputs)}|${names}`, table, () => {
+    // Where both products split along K (a wide layer on few rows), their slices share one
+    // buffer and one dispatch sums both. (Worked out when recording only, as the products.)
+    const sizes = {
+      dx: gemmSliceFloats(dxProduct, [m, k, n]),
+      dw: gemmSliceFloats(dwProduct, [k, n, m]),
+    };
     const total = totalOf(sizes);
     const at = total > 0 ? carve(b, scratchBuffer(b, "linear-slices", total), sizes) : null;
     encodeStridedSums(b, [
