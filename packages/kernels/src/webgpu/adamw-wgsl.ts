@@ -134,15 +134,18 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 
 /**
  * Pass 3: the update of parameters and moments, each thread finding its tensor by binary search
- * in the offsets table. Scaled: nothing happens on a skipped step, the gradient is unscaled first,
- * and the bias corrections come from the table row of the step's effective step.
+ * in the offsets table. What changes from step to step (each group's decay and step size, and
+ * √(1 − β₂ᵗ) after them) comes in `groupHyper`, uploaded each step, so that the uniforms stay the
+ * same and the dispatch keeps its bind group. Scaled: nothing happens on a skipped step, the
+ * gradient is unscaled first, and the bias corrections come from the table row of the step's
+ * effective step.
  */
 export function updateWgsl(scaled: boolean): string {
   return /* wgsl */ `
 struct U {
   n: u32, numTensors: u32, useScale: u32, numGroups: u32,
   beta1: f32, beta2: f32, oneMinusBeta1: f32, oneMinusBeta2: f32,
-  eps: f32, bc2Sqrt: f32, rows: u32, pad2: f32,
+  eps: f32, pad3: f32, rows: u32, pad2: f32,
 };
 @group(0) @binding(0) var<storage, read> grad: array<f32>;
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
@@ -163,7 +166,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>,
   let inv = norms[3u * T];
   let row = min(u32(norms[3u * T + 2u]), u.rows - 1u) * (u.numGroups + 1u);
   let bc2Sqrt = steps[row + u.numGroups];`
-      : "let bc2Sqrt = u.bc2Sqrt;"
+      : "let bc2Sqrt = groupHyper[2u * u.numGroups];"
   }
   let stride = nwg.x * ${THREADS}u;
   for (var i = gid.x; i < u.n; i = i + stride) {

@@ -4,7 +4,7 @@ import { expectClose, loadFixture } from "@sit/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import { FLAT_ADAMW_KERNEL } from "./adamw";
 import { setWebgpuFlatKernels } from "./flat-register";
-import { useWebgpu } from "./testing";
+import { countBindGroups, useWebgpu } from "./testing";
 
 const FIXTURE_NAMES = ["w", "bias", "pos"];
 
@@ -137,6 +137,30 @@ describe("webgpu flat AdamW (SitFlatAdamW)", () => {
         expectClose(gpu.moments[k], host.moments[k], 1e-5, k);
     });
   }
+
+  it("keeps its bind groups from step to step while the learning rate and the step change", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const { params, groups } = buildModel("webgpu");
+    const opt = new AdamW(groups, { lr: 1e-2, clipPerTensor: 0.5, clipGlobalNorm: 1 });
+    expect(opt.mode()).toBe("device");
+    const made: number[] = [];
+    for (let s = 1; s <= 3; s++) {
+      opt.setLr(1e-2 / s);
+      const grads = gradients(s);
+      const [count] = await countBindGroups(() => opt.step(grads));
+      made.push(count);
+      tf.dispose(Object.values(grads));
+      // A read submits the step's commands: tfjs's pool then hands its temporaries back.
+      await params[0][1].data();
+    }
+    // Three dispatches a step (sums of squares, global norm, update), whose bind groups are made
+    // at the first step (or kept from an earlier test's) and bound again after that, with new
+    // values in the same buffers. (With the step's √(1 − β₂ᵗ) in the uniforms, the update made
+    // one every step.)
+    expect(made.slice(1)).toEqual([0, 0]);
+    opt.dispose();
+    tf.dispose(params.map(([, v]) => v));
+  });
 
   it("hands its moments over when unplugged (state, loadState and the tfjs-op path agree)", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;

@@ -5,11 +5,11 @@ import type {
   FlatAdamWStepArgs,
   FlatLossScaleArgs,
 } from "@sit/core";
+import { type Scalars, encode, viewOf } from "./encode";
 import {
   type WebGpuInternals,
   bufferOf,
   copyElements,
-  dispatchAll,
   gridWorkgroups,
   markWritten,
   ownBuffers,
@@ -19,7 +19,8 @@ import {
 import { bumpFlatVersion, noteMirror } from "./mirrors";
 import { GLOBAL_SCALED_WGSL, GLOBAL_WGSL, THREADS, sumsqWgsl, updateWgsl } from "./adamw-wgsl";
 
-// AdamW over every parameter of a model in ≤ 3 compute dispatches (WGSL in adamw-wgsl.ts):
+// AdamW over every parameter of a model in ≤ 3 compute dispatches (WGSL in adamw-wgsl.ts; encoded
+// as encode.ts encodes, bind groups kept):
 //  1. per-tensor sums of squares, one workgroup per tensor (only when clipping), which also
 //     turn into SiT's per-tensor clip factor c/(‖g‖ + 1e-6) when that is below 1;
 //  2. the global-norm factor over those sums (one workgroup; only with clipGlobalNorm);
@@ -69,10 +70,7 @@ function flatAdamWKernelFunc(args: {
   if (T > b.device.limits.maxComputeWorkgroupsPerDimension)
     throw new Error(`SitFlatAdamW: ${T} tensors exceed one workgroup per tensor`);
   if (plan.backend !== b) throw new Error("SitFlatAdamW: prepared on another backend");
-  const metaBuf = bufferOf(b, plan.meta);
   const flatParams = bufferOf(b, inputs.flatParams);
-  const m = bufferOf(b, inputs.m);
-  const v = bufferOf(b, inputs.v);
   for (let i = 0; i < T; i++)
     if (stale[i])
       copyElements(
@@ -96,82 +94,90 @@ function flatAdamWKernelFunc(args: {
     );
   const ls = h.lossScale;
   const norms = newTensorInfo(b, [ls ? 3 * T + 4 : 2 * T]);
-  const normsBuf = bufferOf(b, norms);
-  const groupHyper = new Float32Array(2 * numGroups);
+  // Each group's decay and step size, then √(1 − β₂ᵗ): the values that change every step (in a
+  // buffer, not the uniforms: the dispatches keep their uniforms and bind groups, encode.ts).
+  const groupHyper = new Float32Array(2 * numGroups + 1);
   h.groups.forEach((g, i) => {
     groupHyper[2 * i] = 1 - g.lr * g.weightDecay;
     groupHyper[2 * i + 1] = g.lr / (1 - h.beta1 ** h.step);
   });
+  groupHyper[2 * numGroups] = Math.sqrt(1 - h.beta2 ** h.step);
   const hyperInfo = newTensorInfo(b, [groupHyper.length], groupHyper);
   const scratch = [grad, norms, hyperInfo];
   const useScale = h.clipPerTensor !== null || h.clipGlobalNorm !== null;
-  const u32 = (x: number) => ({ type: "uint32" as const, data: [x] });
-  const f32 = (x: number) => ({ type: "float32" as const, data: [x] });
-  const dispatches = [];
-  const state = ls ? bufferOf(b, inputs.lossState) : null;
+  const u = (x: number): Scalars => ({ i: x });
+  const f = (x: number): Scalars => ({ f: x });
+  const [gradV, metaV, normsV] = [grad, plan.meta, norms].map((t) => viewOf(b, t));
+  const state = ls ? viewOf(b, inputs.lossState) : null;
   if (useScale || state)
-    dispatches.push({
-      key: state ? "SitFlatAdamW.sumsq.scaled" : "SitFlatAdamW.sumsq",
-      code: SUMSQ[state ? 1 : 0],
-      buffers: state ? [gradBuf, metaBuf, normsBuf, state] : [gradBuf, metaBuf, normsBuf],
-      uniforms: [u32(T), f32(h.clipPerTensor ?? 0), u32(0), u32(0)],
-      workgroups: T,
-    });
+    encode(
+      b,
+      state ? "SitFlatAdamW.sumsq.scaled" : "SitFlatAdamW.sumsq",
+      () => SUMSQ[state ? 1 : 0],
+      state ? [gradV, metaV, normsV, state] : [gradV, metaV, normsV],
+      [u(T), f(h.clipPerTensor ?? 0), u(0), u(0)],
+      [T, 1, 1],
+    );
   if (ls && state)
-    dispatches.push({
-      key: "SitFlatAdamW.global.scaled",
-      code: GLOBAL_SCALED_WGSL,
-      buffers: [normsBuf, state, bufferOf(b, inputs.lossScale)],
-      uniforms: [
-        u32(T),
-        f32(h.clipGlobalNorm ?? 0),
-        f32(ls.growthFactor),
-        f32(ls.backoffFactor),
-        f32(ls.growthInterval),
-        f32(ls.knownSkips),
-        u32(0),
-        u32(0),
+    encode(
+      b,
+      "SitFlatAdamW.global.scaled",
+      () => GLOBAL_SCALED_WGSL,
+      [normsV, state, viewOf(b, inputs.lossScale)],
+      [
+        u(T),
+        f(h.clipGlobalNorm ?? 0),
+        f(ls.growthFactor),
+        f(ls.backoffFactor),
+        f(ls.growthInterval),
+        f(ls.knownSkips),
+        u(0),
+        u(0),
       ],
-      workgroups: 1,
-    });
+      [1, 1, 1],
+    );
   else if (useScale && h.clipGlobalNorm !== null)
-    dispatches.push({
-      key: "SitFlatAdamW.global",
-      code: GLOBAL_WGSL,
-      buffers: [normsBuf],
-      uniforms: [u32(T), f32(h.clipGlobalNorm), u32(0), u32(0)],
-      workgroups: 1,
-    });
-  const updateBuffers = [gradBuf, flatParams, m, v, normsBuf, metaBuf, bufferOf(b, hyperInfo)];
+    encode(
+      b,
+      "SitFlatAdamW.global",
+      () => GLOBAL_WGSL,
+      [normsV],
+      [u(T), f(h.clipGlobalNorm), u(0), u(0)],
+      [1, 1, 1],
+    );
+  const [paramsV, mV, vV, hyperV] = [inputs.flatParams, inputs.m, inputs.v, hyperInfo].map((t) =>
+    viewOf(b, t),
+  );
+  const updateViews = [gradV, paramsV, mV, vV, normsV, metaV, hyperV];
   let rows = 1;
   if (ls) {
     const table = biasCorrectionTable(h, ls.unresolved);
     rows = ls.unresolved + 1;
     const tableInfo = newTensorInfo(b, [table.length], table);
     scratch.push(tableInfo);
-    updateBuffers.push(bufferOf(b, tableInfo));
+    updateViews.push(viewOf(b, tableInfo));
   }
-  dispatches.push({
-    key: ls ? "SitFlatAdamW.update.scaled" : "SitFlatAdamW.update",
-    code: UPDATE[ls ? 1 : 0],
-    buffers: updateBuffers,
-    uniforms: [
-      u32(n),
-      u32(T),
-      u32(useScale ? 1 : 0),
-      u32(numGroups),
-      f32(h.beta1),
-      f32(h.beta2),
-      f32(1 - h.beta1),
-      f32(1 - h.beta2),
-      f32(h.eps),
-      f32(Math.sqrt(1 - h.beta2 ** h.step)),
-      u32(rows),
-      f32(0),
+  encode(
+    b,
+    ls ? "SitFlatAdamW.update.scaled" : "SitFlatAdamW.update",
+    () => UPDATE[ls ? 1 : 0],
+    updateViews,
+    [
+      u(n),
+      u(T),
+      u(useScale ? 1 : 0),
+      u(numGroups),
+      f(h.beta1),
+      f(h.beta2),
+      f(1 - h.beta1),
+      f(1 - h.beta2),
+      f(h.eps),
+      f(0),
+      u(rows),
+      f(0),
     ],
-    workgroups: gridWorkgroups(b, n, THREADS),
-  });
-  dispatchAll(b, dispatches);
+    [gridWorkgroups(b, n, THREADS), 1, 1],
+  );
   for (const t of [inputs.flatParams, inputs.m, inputs.v]) markWritten(b, t);
   // Each parameter's new values go back into its own buffer where no other tensor shares it (the
   // same buffer every step: the kernels that read the weights keep their bind groups), else into

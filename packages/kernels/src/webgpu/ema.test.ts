@@ -3,7 +3,7 @@ import { flatEmaKernel } from "@sit/core";
 import { expectClose, loadFixture } from "@sit/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import { FLAT_EMA_KERNEL, webgpuFlatEma } from "./ema";
-import { useWebgpu } from "./testing";
+import { countBindGroups, useWebgpu } from "./testing";
 import "./flat-register";
 
 const NAMES = ["w", "b", "gamma"];
@@ -55,6 +55,32 @@ describe("webgpu flat EMA (SitFlatEma)", () => {
     // The same buffers after updates 2 and 3 (kernels reading the teacher keep their bind groups).
     expect(ids[2]).toEqual(ids[1]);
     tf.dispose([...teacher, ...students.flat(), ...Object.values(tensors)]);
+  });
+
+  it("keeps its bind group from update to update while the momentum changes", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const teacher = [tf.variable(tf.tensor1d([1, 2, 3]), false), tf.variable(tf.scalar(4), false)];
+    const student = [tf.tensor1d([0, 1, 2]), tf.scalar(8)];
+    let expected = [[1, 2, 3], [4]];
+    const made: number[] = [];
+    for (const m of [0.5, 0.75, 0.9, 0.95]) {
+      const [count, next] = await countBindGroups(() => webgpuFlatEma(teacher, student, m));
+      made.push(count);
+      next.forEach((t, k) => {
+        if (!t) return;
+        teacher[k].assign(t);
+        t.dispose();
+      });
+      const studentValues = [[0, 1, 2], [8]];
+      expected = expected.map((e, k) => e.map((x, j) => x * m + studentValues[k][j] * (1 - m)));
+      // Each update reads its own momentum (a read also submits: the pool hands temporaries back).
+      for (const [k, t] of teacher.entries())
+        expectClose(await t.data(), new Float32Array(expected[k]), 1e-6, `momentum ${m}`);
+    }
+    // The first update assigns the teacher fresh buffers (it shared its initial values' data) and
+    // the pool settles at the second: from then on one bind group serves every momentum.
+    expect(made.slice(2)).toEqual([0, 0]);
+    tf.dispose([...teacher, ...student]);
   });
 
   it("never writes into data that the teacher shares with the student", async (ctx) => {

@@ -1,10 +1,10 @@
 import * as tf from "@tensorflow/tfjs";
 import type { FlatEmaKernel, FlatSkipFlag } from "@sit/core";
+import { encode, viewOf } from "./encode";
 import {
   type WebGpuInternals,
   bufferOf,
   copyElements,
-  dispatchAll,
   gridWorkgroups,
   markWritten,
   ownBuffers,
@@ -13,9 +13,10 @@ import {
 } from "./flat-buffers";
 import { bumpFlatVersion, commonMirror, noteMirror } from "./mirrors";
 
-// The EMA teacher update of a whole network in one compute dispatch: teacher and student
-// parameters in two flat buffers (the optimiser's own and a persistent teacher where they mirror
-// the tensors, else gathered with copyBufferToBuffer: flatOperands), combined, and scattered
+// The EMA teacher update of a whole network in one compute dispatch (encoded as encode.ts encodes:
+// bind group kept): teacher and student parameters in two flat buffers (the optimiser's own and a
+// persistent teacher where they mirror the tensors, else gathered with copyBufferToBuffer:
+// flatOperands), combined, and scattered
 // back into each teacher parameter's own buffer where no other tensor shares it (tfjs's reference
 // count is 1). The same buffers every step keep the bind groups of every kernel that reads the
 // teacher's weights, as the flat AdamW does for the student's. A shared buffer (a teacher starts
@@ -33,19 +34,22 @@ const THREADS = 256;
  */
 function emaWgsl(skip: boolean): string {
   return /* wgsl */ `
-struct U { n: u32, a: f32, b: f32, ${skip ? "flagIndex" : "pad"}: u32 };
+struct U { n: u32, ${skip ? "flagIndex" : "pad"}: u32, pad1: u32, pad2: u32 };
 @group(0) @binding(0) var<storage, read_write> teacher: array<f32>;
 @group(0) @binding(1) var<storage, read> student: array<f32>;
-${skip ? "@group(0) @binding(2) var<storage, read> flags: array<f32>;\n@group(0) @binding(3)" : "@group(0) @binding(2)"} var<uniform> u: U;
+@group(0) @binding(2) var<storage, read> coef: array<f32>;
+${skip ? "@group(0) @binding(3) var<storage, read> flags: array<f32>;\n@group(0) @binding(4)" : "@group(0) @binding(3)"} var<uniform> u: U;
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
   ${skip ? "if (flags[u.flagIndex] != 0.0) { return; }" : ""}
+  let a = coef[0];
+  let b = coef[1];
   let stride = nwg.x * ${THREADS}u;
   for (var i = gid.x; i < u.n; i = i + stride) {
     // Two rounded products, then the sum, as PyTorch's mul_(m).add_((1 - m) * student).
-    let t = teacher[i] * u.a;
-    let s = student[i] * u.b;
+    let t = teacher[i] * a;
+    let s = student[i] * b;
     teacher[i] = t + s;
   }
 }`;
@@ -157,22 +161,20 @@ function flatEmaKernelFunc(args: {
   const n = tf.util.sizeFromShape(teacher.shape);
   const tBuf = bufferOf(b, teacher);
   const skip = skipIndex >= 0;
-  dispatchAll(b, [
-    {
-      key: skip ? "SitFlatEma.skip" : "SitFlatEma",
-      code: skip ? EMA_SKIP_WGSL : EMA_WGSL,
-      buffers: skip
-        ? [tBuf, bufferOf(b, student), bufferOf(b, inputs.skip)]
-        : [tBuf, bufferOf(b, student)],
-      uniforms: [
-        { type: "uint32", data: [n] },
-        { type: "float32", data: [momentum] },
-        { type: "float32", data: [1 - momentum] },
-        { type: "uint32", data: [skip ? skipIndex : 0] },
-      ],
-      workgroups: gridWorkgroups(b, n, THREADS),
-    },
-  ]);
+  // The momentum changes every step (a schedule): in a buffer, not the uniforms, so that the
+  // dispatch keeps its uniforms and bind group (encode.ts).
+  const coef = newTensorInfo(b, [2], new Float32Array([momentum, 1 - momentum]));
+  const views = [viewOf(b, teacher), viewOf(b, student), viewOf(b, coef)];
+  if (skip) views.push(viewOf(b, inputs.skip));
+  encode(
+    b,
+    skip ? "SitFlatEma.skip" : "SitFlatEma",
+    () => (skip ? EMA_SKIP_WGSL : EMA_WGSL),
+    views,
+    [{ i: n }, { i: skip ? skipIndex : 0 }, { i: 0 }, { i: 0 }],
+    [gridWorkgroups(b, n, THREADS), 1, 1],
+  );
+  b.disposeData(coef.dataId);
   // In place where unshared; else one fresh output each, in order. Each is then a mirror of its
   // range of a persistent flat teacher.
   const version = temporary ? 0 : bumpFlatVersion(teacher);

@@ -13,7 +13,7 @@ import { expectClose } from "@sit/testing";
 import { portableGelu } from "../gelu";
 import { portableLinear } from "../linear";
 import { webgpuFusedLinear } from "./gemm-linear";
-import { fill, onCpu, useWebgpu } from "./testing";
+import { countBindGroups, fill, onCpu, useWebgpu } from "./testing";
 
 // out = a·x + y over n elements: y from a second input, or from a persistent scratch buffer.
 const AXPY = /* wgsl */ `
@@ -204,23 +204,12 @@ describe("recorded dispatch plans (encodePlanned)", () => {
     // As AdamW updates a weight: new values in the same buffer.
     const next = Float32Array.from({ length: n }, (_, i) => 100 - i);
     b.queue.writeBuffer(bufferOf(b, x), 0, next);
-    const device = b.device as unknown as { createBindGroup: (d: unknown) => unknown };
-    const create = device.createBindGroup;
-    let made = 0;
-    device.createBindGroup = (d: unknown) => {
-      made++;
-      return create.call(device, d);
-    };
-    try {
-      const second = axpy(x, y, "input", runs);
-      // The pool handed the freed output buffer back: the same table as the first call's.
-      expect(bufferOf(b, second)).toBe(firstBuffer);
-      expect(made).toBe(0);
-      expect(Array.from(await second.data())).toEqual(Array.from(next, (v) => 2 * v + 3));
-      second.dispose();
-    } finally {
-      device.createBindGroup = create;
-    }
+    const [made, second] = await countBindGroups(() => axpy(x, y, "input", runs));
+    // The pool handed the freed output buffer back: the same table as the first call's.
+    expect(bufferOf(b, second)).toBe(firstBuffer);
+    expect(made).toBe(0);
+    expect(Array.from(await second.data())).toEqual(Array.from(next, (v) => 2 * v + 3));
+    second.dispose();
     tf.dispose([x, y]);
   });
 });

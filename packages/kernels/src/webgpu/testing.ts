@@ -44,6 +44,27 @@ export async function countLaunches(
 }
 
 /**
+ * The bind groups the WebGPU device makes while `fn` runs, with `fn`'s result. A kernel whose
+ * buffers and uniforms are those of an earlier call should make none (encode.ts keeps them).
+ */
+export async function countBindGroups<T>(fn: () => T | Promise<T>): Promise<[number, T]> {
+  const device = (tf.backend() as unknown as { device: { createBindGroup(d: unknown): unknown } })
+    .device;
+  const create = device.createBindGroup;
+  let made = 0;
+  device.createBindGroup = (d: unknown) => {
+    made++;
+    return create.call(device, d);
+  };
+  try {
+    const result = await fn();
+    return [made, result];
+  } finally {
+    device.createBindGroup = create;
+  }
+}
+
+/**
  * Tensors and GPU bytes in use after running `forward` once and reading its result: the read's
  * submit releases the buffers of tensors disposed while their commands pended, so two calls
  * around a loop of steps compare like with like (a leak test).
