@@ -8,6 +8,117 @@ import { webgpuInternals } from "./flat-buffers";
 // group (≈ 200 of the SiT step's ≈ 350 dispatches, in every step, measured on lavapipe). Putting
 // every free list in one fixed order at the same point of each step makes the steps take the
 // same buffers, so their bind groups come from the cache.
+//
+// The same training loops also get a pool whose every call takes constant time (installed by
+// the first settle). tfjs 4.22's builds a string key per call, and its release reads the buffer's
+// `size` and `usage` (getters into the WebGPU implementation) and searches the list of buffers in
+// use with that key (≈ 65 long on a SiT step): ≈ 325 acquires and releases a step took ≈ 1.6 ms
+// of host time on lavapipe.
+
+/** The fields of tfjs-backend-webgpu 4.22's BufferManager that the constant-time pool replaces. */
+export interface TfjsBufferManager {
+  device: { createBuffer(desc: object): GpuPoolBuffer };
+  freeBuffers: Map<string | number, GpuPoolBuffer[]>;
+  usedBuffers: Map<string | number, Iterable<GpuPoolBuffer>>;
+  numUsedBuffers: number;
+  numFreeBuffers: number;
+  numBytesUsed: number;
+  numBytesAllocated: number;
+  acquireBuffer(size: number, usage: number, mappedAtCreation?: boolean, reuse?: boolean): object;
+  releaseBuffer(buffer: object, reuse?: boolean): void;
+  dispose(): void;
+}
+
+interface GpuPoolBuffer {
+  size: number;
+  usage: number;
+  destroy(): void;
+}
+
+/** WebGPU's usage flags fit in 10 bits: a (size, usage) pair as one number. */
+const USAGE_BITS = 1024;
+
+const constantTime = new WeakSet<object>();
+
+/**
+ * Give tfjs's buffer manager `pool` acquire and release calls of constant time, with tfjs's
+ * behaviour: free lists per (size, usage) in `freeBuffers` (most recently freed handed out
+ * first; settleBufferPool orders them), the same counters (tf.memory's GPU bytes), and release
+ * of a buffer the pool did not hand out an error. The buffers in use (and their keys) move into
+ * a set and a weak map; the keys become numbers.
+ */
+export function installConstantTimePool(pool: TfjsBufferManager): void {
+  if (constantTime.has(pool)) return;
+  constantTime.add(pool);
+  const keyOf = new WeakMap<object, number>();
+  const inUse = new Set<GpuPoolBuffer>();
+  const free = new Map<string | number, GpuPoolBuffer[]>();
+  const numeric = (key: string | number, buffer: GpuPoolBuffer) =>
+    typeof key === "number" ? key : buffer.size * USAGE_BITS + buffer.usage;
+  for (const [key, list] of pool.freeBuffers)
+    for (const buffer of list) {
+      const k = numeric(key, buffer);
+      if (!free.has(k)) free.set(k, []);
+      (free.get(k) as GpuPoolBuffer[]).push(buffer);
+    }
+  for (const [key, list] of pool.usedBuffers)
+    for (const buffer of list) {
+      keyOf.set(buffer, numeric(key, buffer));
+      inUse.add(buffer);
+    }
+  let disposed = false;
+  pool.freeBuffers = free;
+  // tfjs's dispose destroys every buffer of these lists (a set iterates as its list did).
+  pool.usedBuffers = new Map([["in use", inUse]]);
+  pool.acquireBuffer = (size, usage, mappedAtCreation = false, reuse = true) => {
+    const key = size * USAGE_BITS + usage;
+    let buffer: GpuPoolBuffer | undefined;
+    if (reuse) {
+      let list = free.get(key);
+      if (!list) {
+        list = [];
+        free.set(key, list);
+      }
+      buffer = list.pop();
+      if (buffer) pool.numFreeBuffers--;
+    }
+    if (!buffer) {
+      buffer = pool.device.createBuffer({ size, usage, mappedAtCreation });
+      pool.numBytesAllocated += size;
+    }
+    keyOf.set(buffer, key);
+    inUse.add(buffer);
+    pool.numUsedBuffers++;
+    pool.numBytesUsed += size;
+    return buffer;
+  };
+  pool.releaseBuffer = (buffer, reuse = true) => {
+    if (disposed) return;
+    const key = keyOf.get(buffer);
+    if (key === undefined || !inUse.delete(buffer as GpuPoolBuffer))
+      throw new Error("Cannot find the buffer in buffer manager");
+    const size = Math.floor(key / USAGE_BITS);
+    pool.numUsedBuffers--;
+    pool.numBytesUsed -= size;
+    if (reuse) {
+      let list = free.get(key);
+      if (!list) {
+        list = [];
+        free.set(key, list);
+      }
+      list.push(buffer as GpuPoolBuffer);
+      pool.numFreeBuffers++;
+    } else {
+      (buffer as GpuPoolBuffer).destroy();
+      pool.numBytesAllocated -= size;
+    }
+  };
+  const dispose = pool.dispose.bind(pool);
+  pool.dispose = () => {
+    disposed = true;
+    dispose();
+  };
+}
 
 const order = new WeakMap<object, number>();
 let seen = 0;
@@ -23,14 +134,16 @@ function rank(buffer: object): number {
 
 /**
  * On webgpu, sort each of tfjs's free-buffer lists by when this function first saw the buffer,
- * the earliest handed out first; elsewhere nothing. Call it once per training step, at the same
+ * the earliest handed out first (and, at the first call, make the pool's calls constant-time);
+ * elsewhere nothing. Call it once per training step, at the same
  * point of every step (the recipes do, before the optimiser's update).
  */
 export function settleBufferPool(): void {
   if (tf.getBackend() !== "webgpu") return;
   const b = webgpuInternals(tf.backend());
-  const pool = b.bufferManager as { freeBuffers?: Map<string, object[]> };
-  if (!(pool.freeBuffers instanceof Map)) return;
+  const pool = b.bufferManager as unknown as Partial<TfjsBufferManager>;
+  if (!(pool.freeBuffers instanceof Map) || !(pool.usedBuffers instanceof Map)) return;
+  installConstantTimePool(pool as TfjsBufferManager);
   for (const list of pool.freeBuffers.values()) {
     for (const buffer of list) rank(buffer);
     // acquireBuffer pops from the end: the earliest seen goes last.

@@ -59,7 +59,10 @@ describe("webgpu flat EMA (SitFlatEma)", () => {
 
   it("keeps its bind group from update to update while the momentum changes", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;
-    const teacher = [tf.variable(tf.tensor1d([1, 2, 3]), false), tf.variable(tf.scalar(4), false)];
+    const teacher: tf.Variable[] = [
+      tf.variable(tf.tensor1d([1, 2, 3]), false),
+      tf.variable(tf.scalar(4), false),
+    ];
     const student = [tf.tensor1d([0, 1, 2]), tf.scalar(8)];
     let expected = [[1, 2, 3], [4]];
     const made: number[] = [];
