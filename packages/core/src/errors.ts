@@ -61,18 +61,24 @@ export function checkNumber(
   } = {},
 ): number {
   const { min, max, minExclusive = false, maxExclusive = false, integer = false } = opts;
-  const range =
-    (min !== undefined ? `${minExclusive ? "(" : "["}${min}, ` : "(-∞, ") +
-    (max !== undefined ? `${max}${maxExclusive ? ")" : "]"}` : "∞)");
-  const kind = integer ? "an integer" : "a finite number";
-  const expected = min === undefined && max === undefined ? kind : `${kind} in ${range}`;
-  if (typeof value !== "number" || !Number.isFinite(value))
-    throw invalidArgument(name, value, expected);
-  if (integer && !Number.isInteger(value)) throw invalidArgument(name, value, expected);
-  if (min !== undefined && (minExclusive ? value <= min : value < min))
-    throw invalidArgument(name, value, expected);
-  if (max !== undefined && (maxExclusive ? value >= max : value > max))
-    throw invalidArgument(name, value, expected);
+  const ok =
+    typeof value === "number" &&
+    Number.isFinite(value) &&
+    (!integer || Number.isInteger(value)) &&
+    (min === undefined || (minExclusive ? value > min : value >= min)) &&
+    (max === undefined || (maxExclusive ? value < max : value <= max));
+  // The message only when it is thrown: this runs in training loops (a learning rate each step).
+  if (!ok) {
+    const range =
+      (min !== undefined ? `${minExclusive ? "(" : "["}${min}, ` : "(-∞, ") +
+      (max !== undefined ? `${max}${maxExclusive ? ")" : "]"}` : "∞)");
+    const kind = integer ? "an integer" : "a finite number";
+    throw invalidArgument(
+      name,
+      value,
+      min === undefined && max === undefined ? kind : `${kind} in ${range}`,
+    );
+  }
   return value;
 }
 
