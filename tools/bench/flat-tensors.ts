@@ -75,9 +75,10 @@ async function run(n: number): Promise<number> {
 }
 
 const loadStart = loadavg();
-const medians: Record<string, number[]> = {};
-for (let r = 0; r < rounds; r++)
-  for (const n of counts) (medians[`tensors_${n}`] ??= []).push(await run(n));
+const medians: Record<string, number[]> = Object.fromEntries(
+  counts.map((n) => [`tensors_${n}`, []]),
+);
+for (let r = 0; r < rounds; r++) for (const n of counts) medians[`tensors_${n}`].push(await run(n));
 console.log(
   JSON.stringify({
     bench: "flat_tensors",
