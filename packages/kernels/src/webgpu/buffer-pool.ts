@@ -71,6 +71,8 @@ export function installConstantTimePool(pool: TfjsBufferManager): void {
   // tfjs's dispose destroys every buffer of these lists (a set iterates as its list did).
   pool.usedBuffers = new Map([["in use", inUse]]);
   pool.acquireBuffer = (size, usage, mappedAtCreation = false, reuse = true) => {
+    if (!(usage >= 0 && usage < USAGE_BITS))
+      throw new Error(`@sit/kernels buffer pool: usage ${usage} is outside WebGPU's 10 flag bits`);
     const key = size * USAGE_BITS + usage;
     let buffer: GpuPoolBuffer | undefined;
     if (reuse) {
