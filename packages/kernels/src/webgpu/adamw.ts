@@ -5,7 +5,7 @@ import type {
   FlatAdamWStepArgs,
   FlatLossScaleArgs,
 } from "@sit/core";
-import { type Scalars, encode, viewOf } from "./encode";
+import { encode, viewOf } from "./encode";
 import {
   type WebGpuInternals,
   bufferOf,
@@ -70,7 +70,8 @@ function flatAdamWKernelFunc(args: {
   if (T > b.device.limits.maxComputeWorkgroupsPerDimension)
     throw new Error(`SitFlatAdamW: ${T} tensors exceed one workgroup per tensor`);
   if (plan.backend !== b) throw new Error("SitFlatAdamW: prepared on another backend");
-  const flatParams = bufferOf(b, inputs.flatParams);
+  const paramsV = viewOf(b, inputs.flatParams);
+  const flatParams = paramsV.buffer;
   for (let i = 0; i < T; i++)
     if (stale[i])
       copyElements(
@@ -105,8 +106,6 @@ function flatAdamWKernelFunc(args: {
   const hyperInfo = newTensorInfo(b, [groupHyper.length], groupHyper);
   const scratch = [grad, norms, hyperInfo];
   const useScale = h.clipPerTensor !== null || h.clipGlobalNorm !== null;
-  const u = (x: number): Scalars => ({ i: x });
-  const f = (x: number): Scalars => ({ f: x });
   const [gradV, metaV, normsV] = [grad, plan.meta, norms].map((t) => viewOf(b, t));
   const state = ls ? viewOf(b, inputs.lossState) : null;
   if (useScale || state)
@@ -115,7 +114,7 @@ function flatAdamWKernelFunc(args: {
       state ? "SitFlatAdamW.sumsq.scaled" : "SitFlatAdamW.sumsq",
       () => SUMSQ[state ? 1 : 0],
       state ? [gradV, metaV, normsV, state] : [gradV, metaV, normsV],
-      [u(T), f(h.clipPerTensor ?? 0), u(0), u(0)],
+      [{ i: T }, { f: h.clipPerTensor ?? 0 }, { i: 0 }, { i: 0 }],
       [T, 1, 1],
     );
   if (ls && state)
@@ -125,14 +124,14 @@ function flatAdamWKernelFunc(args: {
       () => GLOBAL_SCALED_WGSL,
       [normsV, state, viewOf(b, inputs.lossScale)],
       [
-        u(T),
-        f(h.clipGlobalNorm ?? 0),
-        f(ls.growthFactor),
-        f(ls.backoffFactor),
-        f(ls.growthInterval),
-        f(ls.knownSkips),
-        u(0),
-        u(0),
+        { i: T },
+        { f: h.clipGlobalNorm ?? 0 },
+        { f: ls.growthFactor },
+        { f: ls.backoffFactor },
+        { f: ls.growthInterval },
+        { f: ls.knownSkips },
+        { i: 0 },
+        { i: 0 },
       ],
       [1, 1, 1],
     );
@@ -142,12 +141,10 @@ function flatAdamWKernelFunc(args: {
       "SitFlatAdamW.global",
       () => GLOBAL_WGSL,
       [normsV],
-      [u(T), f(h.clipGlobalNorm), u(0), u(0)],
+      [{ i: T }, { f: h.clipGlobalNorm }, { i: 0 }, { i: 0 }],
       [1, 1, 1],
     );
-  const [paramsV, mV, vV, hyperV] = [inputs.flatParams, inputs.m, inputs.v, hyperInfo].map((t) =>
-    viewOf(b, t),
-  );
+  const [mV, vV, hyperV] = [inputs.m, inputs.v, hyperInfo].map((t) => viewOf(b, t));
   const updateViews = [gradV, paramsV, mV, vV, normsV, metaV, hyperV];
   let rows = 1;
   if (ls) {
@@ -163,18 +160,18 @@ function flatAdamWKernelFunc(args: {
     () => UPDATE[ls ? 1 : 0],
     updateViews,
     [
-      u(n),
-      u(T),
-      u(useScale ? 1 : 0),
-      u(numGroups),
-      f(h.beta1),
-      f(h.beta2),
-      f(1 - h.beta1),
-      f(1 - h.beta2),
-      f(h.eps),
-      f(0),
-      u(rows),
-      f(0),
+      { i: n },
+      { i: T },
+      { i: useScale ? 1 : 0 },
+      { i: numGroups },
+      { f: h.beta1 },
+      { f: h.beta2 },
+      { f: 1 - h.beta1 },
+      { f: 1 - h.beta2 },
+      { f: h.eps },
+      { f: 0 },
+      { i: rows },
+      { f: 0 },
     ],
     [gridWorkgroups(b, n, THREADS), 1, 1],
   );

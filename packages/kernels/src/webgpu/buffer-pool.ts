@@ -53,14 +53,19 @@ export function installConstantTimePool(pool: TfjsBufferManager): void {
   const keyOf = new WeakMap<object, number>();
   const inUse = new Set<GpuPoolBuffer>();
   const free = new Map<string | number, GpuPoolBuffer[]>();
+  /** The free list of a (size, usage) key, made on first use. */
+  const freeList = (key: number) => {
+    let list = free.get(key);
+    if (!list) {
+      list = [];
+      free.set(key, list);
+    }
+    return list;
+  };
   const numeric = (key: string | number, buffer: GpuPoolBuffer) =>
     typeof key === "number" ? key : buffer.size * USAGE_BITS + buffer.usage;
   for (const [key, list] of pool.freeBuffers)
-    for (const buffer of list) {
-      const k = numeric(key, buffer);
-      if (!free.has(k)) free.set(k, []);
-      (free.get(k) as GpuPoolBuffer[]).push(buffer);
-    }
+    for (const buffer of list) freeList(numeric(key, buffer)).push(buffer);
   for (const [key, list] of pool.usedBuffers)
     for (const buffer of list) {
       keyOf.set(buffer, numeric(key, buffer));
@@ -76,12 +81,7 @@ export function installConstantTimePool(pool: TfjsBufferManager): void {
     const key = size * USAGE_BITS + usage;
     let buffer: GpuPoolBuffer | undefined;
     if (reuse) {
-      let list = free.get(key);
-      if (!list) {
-        list = [];
-        free.set(key, list);
-      }
-      buffer = list.pop();
+      buffer = freeList(key).pop();
       if (buffer) pool.numFreeBuffers--;
     }
     if (!buffer) {
@@ -103,12 +103,7 @@ export function installConstantTimePool(pool: TfjsBufferManager): void {
     pool.numUsedBuffers--;
     pool.numBytesUsed -= size;
     if (reuse) {
-      let list = free.get(key);
-      if (!list) {
-        list = [];
-        free.set(key, list);
-      }
-      list.push(buffer as GpuPoolBuffer);
+      freeList(key).push(buffer as GpuPoolBuffer);
       pool.numFreeBuffers++;
     } else {
       (buffer as GpuPoolBuffer).destroy();
