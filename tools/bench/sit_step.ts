@@ -48,7 +48,11 @@ import * as tf from "@tensorflow/tfjs";
 import { type BackendName, Rng } from "../../packages/core/src/index";
 import { initBackend } from "../../packages/core/src/node";
 import { corruptViews } from "../../packages/gmml/src/index";
-import { type Precision, setWebgpuFusedBlock } from "../../packages/kernels/src/index";
+import {
+  type Precision,
+  setWebgpuFusedBlock,
+  settleBufferPool,
+} from "../../packages/kernels/src/index";
 import { setGemmSplitK } from "../../packages/kernels/src/webgpu/gemm-split";
 import { rawDispatchCount } from "../../packages/kernels/src/webgpu/flat-buffers";
 import {
@@ -346,6 +350,9 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     }
   ).bufferManager;
   if (pool) {
+    // The recipes' settle gives tfjs's pool constant-time calls unless they are wrapped already:
+    // settle first, so that the steps run on that pool and the probe wraps it.
+    settleBufferPool();
     const acquire = pool.acquireBuffer;
     pool.acquireBuffer = (...a: unknown[]) => {
       const buffer = acquire.apply(pool, a);

@@ -82,24 +82,32 @@ describe("settleBufferPool", () => {
       device.createBuffer({ size: 64, usage: 8 }),
       device.createBuffer({ size: 64, usage: 8 }),
     ];
-    const fake = {
-      device,
-      freeBuffers: new Map([["64_8", [a]]]),
-      usedBuffers: new Map([["64_8", [c]]]),
-      numUsedBuffers: 1,
-      numFreeBuffers: 1,
-      numBytesUsed: 64,
-      numBytesAllocated: 128,
-      acquireBuffer: () => ({}),
-      releaseBuffer: () => {},
-      dispose(this: {
-        freeBuffers: Map<unknown, Iterable<{ destroy(): void }>>;
-        usedBuffers: Map<unknown, Iterable<{ destroy(): void }>>;
-      }) {
+    // tfjs's BufferManager keeps its methods on the prototype, as this stand-in does.
+    class StandIn {
+      device = device;
+      freeBuffers = new Map([["64_8", [a]]]);
+      usedBuffers = new Map([["64_8", [c]]]);
+      numUsedBuffers = 1;
+      numFreeBuffers = 1;
+      numBytesUsed = 64;
+      numBytesAllocated = 128;
+      acquireBuffer(): object {
+        return {};
+      }
+      releaseBuffer(): void {}
+      dispose(): void {
         for (const list of [...this.freeBuffers.values(), ...this.usedBuffers.values()])
           for (const buffer of list) buffer.destroy();
-      },
-    };
+      }
+    }
+    // A pool whose calls someone wrapped is left alone (the wrapper would be lost).
+    const wrapped = new StandIn();
+    const probe = () => ({});
+    wrapped.acquireBuffer = probe;
+    installConstantTimePool(wrapped as unknown as TfjsBufferManager);
+    expect(wrapped.acquireBuffer).toBe(probe);
+    expect(wrapped.freeBuffers.get("64_8")).toEqual([a]);
+    const fake = new StandIn();
     const pool = fake as unknown as TfjsBufferManager;
     installConstantTimePool(pool);
     // The buffer taken before the install can be released; then it is handed out after `a`.
