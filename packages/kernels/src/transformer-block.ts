@@ -9,12 +9,12 @@ import { MAX_HEAD_DIM } from "./webgpu/attention-general";
 import {
   BLOCK_KERNEL,
   BLOCK_SCALED_KERNEL,
-  blockWeightGradients,
   type BlockAttrs,
   registerBlockKernels,
   holdVariables,
   savedInputNames,
 } from "./webgpu/block";
+import { blockWeightGradients } from "./webgpu/block-encode";
 import { gradTempLayout, workspaceLayout } from "./webgpu/block-layout";
 import { webgpuKernelsEnabled } from "./webgpu/register";
 import { runKernelSaving } from "./webgpu/tape";

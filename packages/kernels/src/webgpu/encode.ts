@@ -227,10 +227,15 @@ export function carve<K extends string>(
   t: tf.TensorInfo,
   sizes: Record<K, number>,
 ): Record<K, View> {
+  return carveView(viewOf(b, t, 0, totalOf(sizes)), sizes);
+}
+
+/** Views of the parts of `base` laid out as `sizes` ({@link carve} over a range of a buffer). */
+export function carveView<K extends string>(base: View, sizes: Record<K, number>): Record<K, View> {
   const out = {} as Record<K, View>;
-  let offset = 0;
+  let offset = base.offset;
   for (const k of Object.keys(sizes) as K[]) {
-    out[k] = viewOf(b, t, offset, sizes[k]);
+    out[k] = { buffer: base.buffer, offset, size: sizes[k] };
     offset += align(sizes[k]);
   }
   return out;
