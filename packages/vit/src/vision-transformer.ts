@@ -255,21 +255,27 @@ export class VisionTransformer extends Module {
       const recording = tf.engine().state.gradientDepth > 0;
       const setting = this.recomputedBlocks(options.checkpointBlocks ?? this.checkpointBlocks);
       const recomputed = recording ? setting : 0;
-      // Consecutive blocks with nothing of their own to do (no drop path, attention map or
-      // checkpoint) run as one transformerStack: one fused kernel for all of them when no tape
-      // records (an EMA teacher, inference), one transformerBlock each otherwise.
-      let run: Block[] = [];
+      // Consecutive blocks with no attention map or checkpoint to make run as one
+      // transformerStack, each with its drop-path factors: one fused kernel for all of them per
+      // direction on webgpu (a taped one for a student, an EMA teacher's or inference's
+      // without), one transformerBlock each elsewhere.
+      let run: { block: Block; scales: DropScales | null }[] = [];
       const flush = () => {
         if (run.length === 0) return;
-        const weights = run.map((block) => block.weights());
-        x = transformerStack(x, weights, { numHeads: this.numHeads });
+        const weights = run.map((r) => r.block.weights());
+        const dropScales = run.map((r) =>
+          r.scales
+            ? ([tf.tensor1d(r.scales[0]), tf.tensor1d(r.scales[1])] as [tf.Tensor, tf.Tensor])
+            : null,
+        );
+        x = transformerStack(x, weights, { numHeads: this.numHeads, dropScales });
         run = [];
       };
       this.blocks.forEach((block, i) => {
         const wantAttention =
           options.attentions === true || (options.attentions === "last" && i === this.depth - 1);
         const dropScales = block.drawDropScales(b, rng);
-        if (!wantAttention && dropScales === null && i >= recomputed) run.push(block);
+        if (!wantAttention && i >= recomputed) run.push({ block, scales: dropScales });
         else {
           flush();
           x = this.applyBlock(block, x, { dropScales, wantAttention, attentions }, i < recomputed);

@@ -11,6 +11,7 @@ import {
 import { transformerStack } from "../transformer-stack";
 import { B, D, HEADS, HIDDEN, N, flat, weights } from "./block-fixtures";
 import { BLOCK_STACK_KERNEL, registerBlockStackKernel, stackInputName } from "./block-stack";
+import { BLOCK_STACK_GRAD_KERNEL, BLOCK_STACK_TRAIN_KERNEL } from "./block-stack-train";
 import { checkWebgpuShaders } from "./flat-buffers";
 import { countLaunches, fill, onCpu, settledUsage, useWebgpu } from "./testing";
 
@@ -23,6 +24,28 @@ const options = { numHeads: HEADS };
 /** The blocks one after the other, one transformerBlock call each (the reference). */
 function loop(x: tf.Tensor3D, blocks: TransformerBlockWeights[]): tf.Tensor3D {
   return tf.tidy(() => blocks.reduce((y, w) => transformerBlock(y, w, options).output, x));
+}
+
+/** `w` with every tensor moved into a Variable (as a model's parameters are). */
+function asVariables(w: TransformerBlockWeights): TransformerBlockWeights {
+  const v = (t: tf.Tensor) => {
+    const out = tf.variable(t);
+    t.dispose();
+    return out;
+  };
+  const layer = <L extends { weight: tf.Tensor; bias: tf.Tensor | null }>(l: L): L => ({
+    ...l,
+    weight: v(l.weight),
+    bias: l.bias ? v(l.bias) : null,
+  });
+  return {
+    norm1: layer(w.norm1),
+    qkv: layer(w.qkv),
+    proj: layer(w.proj),
+    norm2: layer(w.norm2),
+    fc1: layer(w.fc1),
+    fc2: layer(w.fc2),
+  };
 }
 
 const release = (blocks: TransformerBlockWeights[]) =>
@@ -62,14 +85,30 @@ describe("transformer blocks in a row as one kernel on webgpu (SitBlockStack)", 
     release(blocks);
   });
 
-  it("under a tape runs one transformerBlock per block: the gradients of x and of every weight are the loop's", {
+  it("under a tape is one taped kernel each way (drop path on some blocks, weights as Variables or not): the output and the gradients of x and of every weight are the loop's, and it leaks nothing", {
     timeout: 240_000,
   }, async (ctx) => {
     if (!(await useWebgpu(ctx))) return;
-    const blocks = [weights(10), weights(20)];
+    // Three blocks: the gradients between blocks go through both halves of the stack's scratch.
+    // The second block's weights are Variables (the tape holds them by reference).
+    const blocks = [weights(10), asVariables(weights(20)), weights(30)];
     const params = blocks.flatMap((w) => flat(w).map(([, t]) => t));
     const x = fill([B, N, D], 1) as tf.Tensor3D;
     const r = fill([B, N, D], 2);
+    // No drop path on the first block (as a ViT's rate-0 first block); samples drop one branch or
+    // the other, or keep both, on the others.
+    const factors = (a: number[], b: number[]) =>
+      [tf.tensor1d(a.map((k) => k * 1.25)), tf.tensor1d(b.map((k) => k * 1.25))] as [
+        tf.Tensor,
+        tf.Tensor,
+      ];
+    const dropScales = [null, factors([1, 0, 1], [0, 1, 1]), factors([0, 1, 1], [1, 1, 0])];
+    const stack = (xi: tf.Tensor3D) => transformerStack(xi, blocks, { ...options, dropScales });
+    const loopDrop = (xi: tf.Tensor3D) =>
+      blocks.reduce(
+        (y, w, i) => transformerBlock(y, w, { ...options, dropScales: dropScales[i] }).output,
+        xi,
+      );
     const gradsOf = (f: (xi: tf.Tensor3D) => tf.Tensor) =>
       tf.tidy(() =>
         tf.grads((xi: tf.Tensor, ..._ps: tf.Tensor[]) => tf.sum(tf.mul(f(xi as tf.Tensor3D), r)))([
@@ -77,14 +116,33 @@ describe("transformer blocks in a row as one kernel on webgpu (SitBlockStack)", 
           ...params,
         ]),
       );
-    const taped = await countLaunches(() => gradsOf((xi) => transformerStack(xi, blocks, options)));
-    expect(taped.kernels).not.toContain(BLOCK_STACK_KERNEL);
-    expect(taped.kernels.filter((k) => k === "SitBlockGrad")).toHaveLength(2);
-    const stacked = gradsOf((xi) => transformerStack(xi, blocks, options));
-    const looped = gradsOf((xi) => loop(xi, blocks));
+    const outputAndGrads = (f: (xi: tf.Tensor3D) => tf.Tensor) => [
+      tf.tidy(() => f(x)),
+      ...gradsOf(f),
+    ];
+    const taped = await countLaunches(() => gradsOf(stack));
+    await checkWebgpuShaders();
+    expect(taped.kernels.filter((k) => k.startsWith("SitBlock"))).toEqual([
+      BLOCK_STACK_TRAIN_KERNEL,
+      BLOCK_STACK_GRAD_KERNEL,
+    ]);
+    // The same dispatches as one block kernel each way per block.
+    const reference = await countLaunches(() => gradsOf(loopDrop));
+    expect(reference.kernels.filter((k) => k.startsWith("SitBlock"))).toHaveLength(6);
+    expect(taped.dispatches).toBe(reference.dispatches);
+    const stacked = outputAndGrads(stack);
+    const looped = outputAndGrads(loopDrop);
+    const names = ["y", "x", ...blocks.flatMap((w, i) => flat(w).map(([n]) => `${i}.${n}`))];
     for (let i = 0; i < stacked.length; i++)
-      expectClose(await stacked[i].data(), await looped[i].data(), 1e-6, `grad ${i}`, 1e-7);
-    tf.dispose([...stacked, ...looped, x, r]);
+      expectClose(await stacked[i].data(), await looped[i].data(), 1e-6, names[i], 1e-7);
+    tf.dispose([...stacked, ...looped]);
+    // Tensors and GPU bytes in use, step after step.
+    const settled = () =>
+      settledUsage(() => tf.concat(outputAndGrads(stack).map((t) => t.flatten())));
+    const before = await settled();
+    for (let i = 0; i < 3; i++) tf.dispose(outputAndGrads(stack));
+    expect(await settled()).toEqual(before);
+    tf.dispose([x, r, ...dropScales.flatMap((s) => s ?? [])]);
     release(blocks);
   });
 

@@ -63,14 +63,22 @@ export function blockForward(args: unknown): tf.TensorInfo[] {
   return attrs.save ? [y, ws] : [y];
 }
 
-/** The gradient tensors of a block call, in GRAD_INPUTS' order (absent biases left out). */
+/**
+ * The gradient tensors of a block call, in GRAD_INPUTS' order (absent biases left out); with `x`,
+ * x's gradient goes there instead of into a tensor of its own (a stack's inner blocks).
+ */
 export function newBlockGradients(
   b: WebGpuInternals,
   attrs: BlockAttrs,
+  x?: View,
 ): { outputs: tf.TensorInfo[]; views: BlockGradientViews } {
   const outputs: tf.TensorInfo[] = [];
   const views = {} as Record<string, View | null>;
   for (const [name, flag] of GRAD_INPUTS) {
+    if (name === "x" && x) {
+      views.x = x;
+      continue;
+    }
     if (flag && !attrs[flag]) {
       views[name] = null;
       continue;
@@ -125,7 +133,7 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
 }
 
 /** Input names of the block kernels whose gradients the backward kernel returns, in its order. */
-const GRAD_INPUTS: [string, keyof BlockAttrs | null][] = [
+export const GRAD_INPUTS: [string, keyof BlockAttrs | null][] = [
   ["x", null],
   ["ln1g", null],
   ["ln1b", null],
@@ -171,6 +179,11 @@ export function holdVariables(
 
 let registered = false;
 
+/** The inputs that {@link holdVariables} attached to a kernel call's `attrs` (none: empty). */
+export function heldInputs(attrs: unknown): Record<string, tf.Tensor> {
+  return (attrs as { [HELD]?: Record<string, tf.Tensor> })[HELD] ?? {};
+}
+
 /** Register the block kernels and the forward's gradient with tfjs (once). */
 export function registerBlockKernels(): void {
   if (registered) return;
@@ -184,7 +197,7 @@ export function registerBlockKernels(): void {
     const attrs = raw as BlockAttrs;
     // saved: the workspace, then the inputs the backward reads (savedInputNames) that were not
     // held by reference (holdVariables).
-    const held = (raw as { [HELD]?: Record<string, tf.Tensor> })[HELD] ?? {};
+    const held = heldInputs(raw);
     const inputs: Record<string, tf.Tensor> = { dy: (dys as tf.Tensor[])[0], ws: saved[0] };
     let k = 1;
     for (const name of savedInputNames(attrs)) inputs[name] = held[name] ?? saved[k++];
