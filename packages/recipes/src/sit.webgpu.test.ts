@@ -17,11 +17,12 @@ describe("SiT step parity with PyTorch on webgpu (sit_step.safetensors)", () => 
     async (ctx) => {
       if (!(await useWebgpu(ctx))) return;
       const info = await tf.profile(() => checkSitStepParity(true));
-      // The blocks, the projection heads' BatchNorms and both losses ran fused (student and
-      // teacher forward, student backward).
+      // The blocks (the teacher's as one stack, the student's as one taped stack each way), the
+      // projection heads' BatchNorms and both losses ran fused.
       const names = info.kernels.map((k) => k.name);
-      const fused = ["SitBlock", "SitBatchNorm", "SitContrastiveLoss", "SitMaskedLoss"];
-      for (const kernel of [...fused, ...fused.map((k) => `${k}Grad`)])
+      const fused = ["SitBatchNorm", "SitContrastiveLoss", "SitMaskedLoss"];
+      const blocks = ["SitBlockStack", "SitBlockStackTrain", "SitBlockStackGrad"];
+      for (const kernel of [...blocks, ...fused, ...fused.map((k) => `${k}Grad`)])
         expect(names).toContain(kernel);
     },
   );

@@ -7,7 +7,8 @@ import { registerWebgpuKernels } from "./program";
 // tape records (an EMA teacher, inference, feature extraction): each tfjs kernel call costs host
 // time (engine bookkeeping, profiling hooks), and a depth-12 ViT would make 12. Each block still
 // encodes its own dispatches (block.ts's forward, unchanged); only the engine calls are shared.
-// There is no gradient: transformerStack (transformer-stack.ts) runs it only with the tape off.
+// There is no gradient: transformerStack (transformer-stack.ts) runs it only with the tape off, and
+// block-stack-train.ts's kernels while a tape records.
 
 export const BLOCK_STACK_KERNEL = "SitBlockStack";
 
@@ -64,7 +65,7 @@ export function registerBlockStackKernel(): void {
     kernelName: BLOCK_STACK_KERNEL,
     gradFunc: () => {
       throw new Error(
-        `${BLOCK_STACK_KERNEL} has no gradient: it ran while a tape recorded (transformerStack falls back to one transformerBlock per block then)`,
+        `${BLOCK_STACK_KERNEL} has no gradient: it ran while a tape recorded (transformerStack runs SitBlockStackTrain then)`,
       );
     },
   });
