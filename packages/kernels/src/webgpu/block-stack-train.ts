@@ -11,12 +11,11 @@ import { registerWebgpuKernels } from "./program";
 
 // Several transformer blocks in a row as ONE tfjs kernel per direction while a gradient tape
 // records (a student's forward): the blocks' own dispatches (block-encode.ts), but one engine call
-// and one tape node for all of them instead of one each way per block. Measured on a SiT step
-// (ViT-Tiny/4 depth 12, batch 2, lavapipe), a taped block call cost about 3× the host time of the
-// same block inside a stack (see tools/bench/results). Each block keeps what its backward reads in
-// a workspace of its own (a handle per block: one buffer for all would pass WebGPU's buffer size
-// limit at large batches), with its input x after it: block i writes its output straight into
-// block i+1's workspace. Drop path is per block (some blocks may have none).
+// and one tape node for all of them instead of one each way per block (what that saves:
+// tools/bench/block-stack-host.ts). Each block keeps what its backward reads in a workspace of its
+// own (a handle per block: one buffer for all would pass WebGPU's buffer size limit at large
+// batches), with its input x after it: block i writes its output straight into block i+1's
+// workspace. Drop path is per block (some blocks may have none).
 
 export const BLOCK_STACK_TRAIN_KERNEL = "SitBlockStackTrain";
 export const BLOCK_STACK_GRAD_KERNEL = "SitBlockStackGrad";
