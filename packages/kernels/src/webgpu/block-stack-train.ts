@@ -5,9 +5,15 @@ import { workspaceLayout } from "./block-layout";
 import { stackInputName } from "./block-stack";
 import { type View, VIEW_ALIGN, viewOf } from "./encode";
 import { callTable, encodePlanned } from "./encode-plan";
-import { bufferHandle, newTensorInfo, scratchBuffer, webgpuInternals } from "./flat-buffers";
+import {
+  type WebGpuInternals,
+  bufferHandle,
+  newTensorInfo,
+  scratchBuffer,
+  webgpuInternals,
+} from "./flat-buffers";
 import { gemmSettingsKey } from "./gemm";
-import { registerWebgpuKernels } from "./program";
+import { kernelArgs, registerWebgpuKernels } from "./program";
 
 // Several transformer blocks in a row as ONE tfjs kernel per direction while a gradient tape
 // records (a student's forward): the blocks' own dispatches (block-encode.ts), but one engine call
@@ -46,7 +52,7 @@ export function stackWorkspaceFloats(attrs: BlockAttrs): { workspace: number; to
 const wsName = (i: number) => stackInputName(i, "ws");
 
 /** Views of block `i`'s workspace and input within its handle `h`. */
-function handleViews(b: ReturnType<typeof webgpuInternals>, h: tf.TensorInfo, attrs: BlockAttrs) {
+function handleViews(b: WebGpuInternals, h: tf.TensorInfo, attrs: BlockAttrs) {
   const { workspace, total } = stackWorkspaceFloats(attrs);
   const whole = viewOf(b, h, 0, total);
   const { m, d } = dims(attrs);
@@ -58,7 +64,7 @@ function handleViews(b: ReturnType<typeof webgpuInternals>, h: tf.TensorInfo, at
 
 /** Block `i`'s input named `name` among the stack's inputs. */
 function blockInput(
-  b: ReturnType<typeof webgpuInternals>,
+  b: WebGpuInternals,
   inputs: Record<string, tf.TensorInfo>,
   i: number,
 ): (name: string) => View {
@@ -66,11 +72,8 @@ function blockInput(
 }
 
 function stackTrainForward(args: unknown): tf.TensorInfo[] {
-  const { inputs, backend, attrs } = args as {
-    inputs: Record<string, tf.TensorInfo>;
-    backend: unknown;
-    attrs: BlockStackTrainAttrs;
-  };
+  const { inputs, backend, attrs: raw } = kernelArgs(args);
+  const attrs = raw as unknown as BlockStackTrainAttrs;
   const b = webgpuInternals(backend);
   const { depth } = attrs;
   const y = newTensorInfo(b, inputs.x.shape);
@@ -97,11 +100,8 @@ function stackTrainForward(args: unknown): tf.TensorInfo[] {
 }
 
 function stackBackward(args: unknown): tf.TensorInfo[] {
-  const { inputs, backend, attrs } = args as {
-    inputs: Record<string, tf.TensorInfo>;
-    backend: unknown;
-    attrs: BlockStackTrainAttrs;
-  };
+  const { inputs, backend, attrs: raw } = kernelArgs(args);
+  const attrs = raw as unknown as BlockStackTrainAttrs;
   const b = webgpuInternals(backend);
   const { depth } = attrs;
   const { m, d } = dims(attrs);
