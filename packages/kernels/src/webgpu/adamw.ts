@@ -35,7 +35,7 @@ import { GLOBAL_SCALED_WGSL, GLOBAL_WGSL, THREADS, sumsqWgsl, updateWgsl } from 
 /** tfjs kernel name of the fused step (registered for the webgpu backend). */
 export const FLAT_ADAMW_KERNEL = "SitFlatAdamW";
 
-// Built once (dispatchAll takes the text).
+// Built once, at load (encode builds a pipeline from the text at its first use).
 const SUMSQ = [sumsqWgsl(false), sumsqWgsl(true)];
 const UPDATE = [updateWgsl(false), updateWgsl(true)];
 

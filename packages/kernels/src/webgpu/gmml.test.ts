@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng, pixelSourcesKernel } from "@sit/core";
 import { afterAll, describe, expect, it } from "vitest";
-import { useWebgpu } from "./testing";
+import { countBindGroups, useWebgpu } from "./testing";
 import "./flat-register";
 import { PIXEL_SOURCES_KERNEL, webgpuPixelSources } from "./gmml";
 
@@ -59,5 +59,25 @@ describe("webgpuPixelSources (GMML corruption where the images live)", () => {
     const out2 = webgpuPixelSources(images, zerosOnly, new Float32Array(0));
     expect(await out2.data()).toEqual(expected({ ...c, source: zerosOnly }));
     tf.dispose([images, out as tf.Tensor, out2]);
+  });
+
+  it("webgpu: keeps its bind group from step to step (the same shapes, a new corruption each step)", async (ctx) => {
+    if (!(await useWebgpu(ctx))) return;
+    const c = drawCase();
+    const images = tf.tensor4d(c.images, SHAPE);
+    const step = async (shift: number) => {
+      // Each step draws another plan: other sources, the same sizes.
+      const source = c.source.map((s) => (s >= 0 ? (s + shift) % c.source.length : s));
+      const out = webgpuPixelSources(images, source, c.noise);
+      const values = await out.data();
+      out.dispose();
+      return { values, source };
+    };
+    await step(0);
+    await step(1);
+    const [groups, last] = await countBindGroups(() => step(2));
+    expect(groups).toBe(0);
+    expect(last.values).toEqual(expected({ ...c, source: last.source }));
+    images.dispose();
   });
 });

@@ -1,11 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
-import {
-  bufferOf,
-  dispatchAll,
-  gridWorkgroups,
-  newTensorInfo,
-  webgpuInternals,
-} from "./flat-buffers";
+import { encode, viewOf } from "./encode";
+import { gridWorkgroups, newTensorInfo, webgpuInternals } from "./flat-buffers";
 
 // Applying a drawn GMML corruption (a per-pixel source map, see @sit/gmml's CorruptionPlan) to a
 // batch where it lives, on webgpu: one compute dispatch. It only copies values, so it agrees
@@ -48,20 +43,16 @@ function pixelSourcesKernelFunc(args: {
   const { images, source, noise } = args.inputs;
   const n = tf.util.sizeFromShape(images.shape);
   const out = newTensorInfo(b, [...images.shape]);
-  dispatchAll(b, [
-    {
-      key: PIXEL_SOURCES_KERNEL,
-      code: PIXEL_SOURCES_WGSL,
-      buffers: [bufferOf(b, out), bufferOf(b, images), bufferOf(b, source), bufferOf(b, noise)],
-      uniforms: [
-        { type: "uint32", data: [n] },
-        { type: "uint32", data: [images.shape[3]] },
-        { type: "uint32", data: [0] },
-        { type: "uint32", data: [0] },
-      ],
-      workgroups: gridWorkgroups(b, n, THREADS),
-    },
-  ]);
+  // Encoded on tfjs's open pass with its uniforms and bind group kept (encode.ts): the same
+  // buffers come back step after step.
+  encode(
+    b,
+    PIXEL_SOURCES_KERNEL,
+    () => PIXEL_SOURCES_WGSL,
+    [viewOf(b, out), viewOf(b, images), viewOf(b, source), viewOf(b, noise)],
+    [{ i: n }, { i: images.shape[3] }, { i: 0 }, { i: 0 }],
+    [gridWorkgroups(b, n, THREADS), 1, 1],
+  );
   return out;
 }
 
