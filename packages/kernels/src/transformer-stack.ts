@@ -59,6 +59,18 @@ export function transformerStack(
     throw new ShapeError(
       `transformerStack options.dropScales: expected one entry (two tensors or null) per block, ${blocks.length} in all, got ${describeValue(scales)}`,
     );
+  const batch = x.shape[0];
+  scales.forEach((s, i) => {
+    const ok =
+      s == null ||
+      (Array.isArray(s) &&
+        s.length === 2 &&
+        s.every((t) => t instanceof tf.Tensor && t.rank === 1 && t.shape[0] === batch));
+    if (!ok)
+      throw new ShapeError(
+        `transformerStack options.dropScales[${i}]: expected null or two tensors [${batch}] (block ${i}'s drop-path factors), got ${describeValue(s)}`,
+      );
+  });
   const o = { numHeads: options?.numHeads };
   // One transformerBlock per block (each checks its own arguments, drop-path factors included):
   // unless every block takes the fused kernel with the same attributes.

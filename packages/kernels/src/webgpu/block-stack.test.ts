@@ -182,4 +182,18 @@ describe("transformer blocks in a row as one kernel on webgpu (SitBlockStack)", 
     tf.dispose([y, r, x]);
     release(blocks);
   });
+
+  it("rejects drop-path factors that are not one entry per block, or of the wrong size, naming the argument", () => {
+    const blocks = [weights(10), weights(20)];
+    const x = fill([B, N, D], 1) as tf.Tensor3D;
+    expect(() => transformerStack(x, blocks, { ...options, dropScales: [null] })).toThrow(
+      /transformerStack options\.dropScales: expected one entry \(two tensors or null\) per block, 2 in all, got/,
+    );
+    const short = [tf.ones([B - 1]), tf.ones([B])] as [tf.Tensor, tf.Tensor];
+    expect(() => transformerStack(x, blocks, { ...options, dropScales: [null, short] })).toThrow(
+      /transformerStack options\.dropScales\[1\]: expected null or two tensors \[3\] \(block 1's drop-path factors\), got/,
+    );
+    tf.dispose([x, ...short]);
+    release(blocks);
+  });
 });
