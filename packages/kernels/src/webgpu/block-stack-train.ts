@@ -3,7 +3,7 @@ import { GRAD_INPUTS, heldInputs, newBlockGradients, savedInputNames } from "./b
 import { type BlockAttrs, dims, encodeBlockBackward, encodeBlockForward } from "./block-encode";
 import { workspaceLayout } from "./block-layout";
 import { stackInputName } from "./block-stack";
-import { type View, VIEW_ALIGN, viewOf } from "./encode";
+import { type View, alignFloats, viewOf } from "./encode";
 import { callTable, encodePlanned } from "./encode-plan";
 import {
   type WebGpuInternals,
@@ -33,8 +33,6 @@ export interface BlockStackTrainAttrs extends BlockAttrs {
   scaledBlocks: boolean[];
 }
 
-const align = (n: number) => Math.ceil(n / VIEW_ALIGN) * VIEW_ALIGN;
-
 /** Block `i`'s own attributes. */
 function blockAttrs(attrs: BlockStackTrainAttrs, i: number): BlockAttrs {
   const { depth, scaledBlocks, ...common } = attrs;
@@ -45,7 +43,7 @@ function blockAttrs(attrs: BlockStackTrainAttrs, i: number): BlockAttrs {
 export function stackWorkspaceFloats(attrs: BlockAttrs): { workspace: number; total: number } {
   const dm = dims(attrs);
   const workspace = workspaceLayout(dm).total;
-  return { workspace, total: workspace + align(dm.m * dm.d) };
+  return { workspace, total: workspace + alignFloats(dm.m * dm.d) };
 }
 
 /** The stack kernel's input name of block `i`'s saved handle. */
@@ -108,8 +106,11 @@ function stackBackward(args: unknown): tf.TensorInfo[] {
   const dx = newTensorInfo(b, attrs.shape);
   // Each block's gradients. x's: block 0's is dx; the others' alternate between two halves of one
   // scratch buffer (block i writes half i % 2, which block i − 1 reads as its dy).
-  const between = scratchBuffer(b, "block-stack-dy", 2 * align(m * d));
-  const half = (k: number): View => ({ ...viewOf(b, between, k * align(m * d)), size: m * d });
+  const between = scratchBuffer(b, "block-stack-dy", 2 * alignFloats(m * d));
+  const half = (k: number): View => ({
+    ...viewOf(b, between, k * alignFloats(m * d)),
+    size: m * d,
+  });
   const grads = Array.from({ length: depth }, (_, i) =>
     newBlockGradients(b, blockAttrs(attrs, i), i === 0 ? viewOf(b, dx) : half(i % 2)),
   );

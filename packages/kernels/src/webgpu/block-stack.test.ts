@@ -85,7 +85,7 @@ describe("transformer blocks in a row as one kernel on webgpu (SitBlockStack)", 
     release(blocks);
   });
 
-  it("under a tape is one taped kernel each way (drop path on some blocks, weights as Variables or not): the output and the gradients of x and of every weight are the loop's, and it leaks nothing", {
+  it("under a tape is one taped kernel each way (drop path on some blocks, weights as Variables or not): the output and the gradients of x and of every weight are the loop's (1e-6) and the portable blocks' on cpu (1e-5, 1e-4), and it leaks nothing", {
     timeout: 240_000,
   }, async (ctx) => {
     if (!(await useWebgpu(ctx))) return;
@@ -135,6 +135,31 @@ describe("transformer blocks in a row as one kernel on webgpu (SitBlockStack)", 
     const names = ["y", "x", ...blocks.flatMap((w, i) => flat(w).map(([n]) => `${i}.${n}`))];
     for (let i = 0; i < stacked.length; i++)
       expectClose(await stacked[i].data(), await looped[i].data(), 1e-6, names[i], 1e-7);
+    // And against the portable blocks on the cpu backend (tfjs's own ops, none of this package's
+    // WGSL), at the fused block's tolerances (forward 1e-5, gradients 1e-4).
+    const cpu = await onCpu(() => {
+      const bs = [weights(10), weights(20), weights(30)];
+      const ps = bs.flatMap((w) => flat(w).map(([, t]) => t));
+      const [xc, rc] = [fill([B, N, D], 1) as tf.Tensor3D, fill([B, N, D], 2)];
+      const ds = [null, factors([1, 0, 1], [0, 1, 1]), factors([0, 1, 1], [1, 1, 0])];
+      const f = (xi: tf.Tensor3D) =>
+        bs.reduce(
+          (y, w, i) => portableTransformerBlock(y, w, { ...options, dropScales: ds[i] }).output,
+          xi,
+        );
+      const grads = tf.grads((xi: tf.Tensor, ..._ps: tf.Tensor[]) =>
+        tf.sum(tf.mul(f(xi as tf.Tensor3D), rc)),
+      )([xc, ...ps]);
+      return [f(xc), ...grads];
+    });
+    for (let i = 0; i < stacked.length; i++)
+      expectClose(
+        await stacked[i].data(),
+        cpu[i],
+        i === 0 ? 1e-5 : 1e-4,
+        `${names[i]} vs cpu`,
+        1e-6,
+      );
     tf.dispose([...stacked, ...looped]);
     // Tensors and GPU bytes in use, step after step.
     const settled = () =>

@@ -219,7 +219,8 @@ export function issueDispatch(
   }
 }
 
-const align = (n: number) => Math.ceil(n / VIEW_ALIGN) * VIEW_ALIGN;
+/** `n` floats rounded up to a whole number of {@link VIEW_ALIGN}s (where the next view may start). */
+export const alignFloats = (n: number) => Math.ceil(n / VIEW_ALIGN) * VIEW_ALIGN;
 
 /** Views of the parts of a flat tensor laid out as `sizes` (in that order). */
 export function carve<K extends string>(
@@ -236,12 +237,12 @@ export function carveView<K extends string>(base: View, sizes: Record<K, number>
   let offset = base.offset;
   for (const k of Object.keys(sizes) as K[]) {
     out[k] = { buffer: base.buffer, offset, size: sizes[k] };
-    offset += align(sizes[k]);
+    offset += alignFloats(sizes[k]);
   }
   return out;
 }
 
 /** Floats of a flat tensor laid out as `sizes` (each part starting aligned, as {@link carve} lays them). */
 export function totalOf(sizes: Record<string, number>): number {
-  return Object.values(sizes).reduce((p, q) => p + align(q), 0);
+  return Object.values(sizes).reduce((p, q) => p + alignFloats(q), 0);
 }
