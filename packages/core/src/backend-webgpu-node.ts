@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import { type GPULike, describeAdapter, softwareReason } from "@sit/core";
 import { resolveOptional, tryRequire } from "./backend-require";
+import { DAWN_POLL_ENV, dawnPollMs, spaceDawnPolls } from "./dawn-poll";
 
 // Node only (@sit/core/node): WebGPU through Dawn (the `webgpu` package), which Node lacks.
 
@@ -80,7 +81,8 @@ export function dawnFlags(value: string | undefined): string[] {
 
 /**
  * Install Dawn as `navigator.gpu`, after a probe in a child process has found an adapter it may
- * use (a software one only when allowed). Returns a one-line reason otherwise.
+ * use (a software one only when allowed), with its GPU polls spaced by `SIT_DAWN_POLL_MS`
+ * (dawn-poll.ts). Returns a one-line reason otherwise.
  */
 export async function prepareDawn(allowSoftware: boolean): Promise<string | undefined> {
   const dawnPath = resolveOptional("webgpu");
@@ -96,6 +98,8 @@ export async function prepareDawn(allowSoftware: boolean): Promise<string | unde
   };
   Object.assign(globalThis, globals);
   const gpu = create(dawnFlags(process.env.SIT_DAWN_TOGGLES));
+  // Dawn waits for the GPU in a busy loop of setImmediate calls: spaced out (dawn-poll.ts).
+  spaceDawnPolls(dawnPollMs(process.env[DAWN_POLL_ENV]));
   const g = globalThis as unknown as { navigator?: { gpu?: GPULike } };
   if (g.navigator) Object.defineProperty(g.navigator, "gpu", { value: gpu, configurable: true });
   else
