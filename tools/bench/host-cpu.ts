@@ -5,7 +5,8 @@
 // node, and the wall time swings from step to step. For before/after comparisons of host work.
 // The image size is a flag: a small image keeps the step's dispatches, kernel calls and host work
 // and shortens the GPU's part (lavapipe: ≈ 5 s a step at 8 px against ≈ 10 s at 32 px).
-// Synchronous steps (trainStep). Prints one JSON object.
+// Synchronous steps (trainStep). Also the whole step's wall time and how many of Dawn's polls for
+// finished GPU work ran as immediates (SIT_DAWN_POLL_MS). Prints one JSON object.
 //
 //   LP_NUM_THREADS=1 npx tsx tools/bench/host-cpu.ts [--img 8] [--batch 2] [--warmup 5] [--steps 12]
 //     [--tag NAME]
@@ -26,6 +27,16 @@ function threadRunMs(): number {
   return Number(stat.split(" ")[0]) / 1e6;
 }
 
+// Native callbacks that ran as immediates: Dawn's polls for finished GPU work, counted beneath the
+// spacing that initBackend installs (SIT_DAWN_POLL_MS, @sit/core's dawn-poll.ts), which turns
+// its re-polls into timers: so this counts the polls that were not spaced.
+let nativeImmediates = 0;
+const setImmediateBefore = globalThis.setImmediate;
+globalThis.setImmediate = ((callback: (...a: unknown[]) => void, ...args: unknown[]) => {
+  if (Function.prototype.toString.call(callback).endsWith("{ [native code] }")) nativeImmediates++;
+  return setImmediateBefore(callback, ...args);
+}) as typeof setImmediate;
+
 const img = Number(option("img", "8"));
 const batch = Number(option("batch", "2"));
 const warmup = Number(option("warmup", "5"));
@@ -45,10 +56,13 @@ for (let s = 0; s < warmup; s++) await recipe.trainStep(data as never, s);
 const tensors = tf.memory().numTensors;
 const wall: number[] = [];
 const cpu: number[] = [];
+const stepWall: number[] = [];
+const immediatesBefore = nativeImmediates;
 for (let s = 0; s < steps; s++) {
   const c0 = threadRunMs();
   const t0 = performance.now();
   await recipe.trainStep(data as never, warmup + s);
+  stepWall.push(performance.now() - t0);
   wall.push(wallEnd - t0);
   cpu.push(cpuEnd - c0);
 }
@@ -70,10 +84,13 @@ console.log(
     host_ms_median: round(quantile(wall, 0.5)),
     host_ms_p25: round(quantile(wall, 0.25)),
     host_ms_min: round(quantile(wall, 0)),
+    step_ms_median: round(quantile(stepWall, 0.5)),
+    native_immediates_per_step: Math.round((nativeImmediates - immediatesBefore) / steps),
+    dawn_poll_ms: process.env.SIT_DAWN_POLL_MS ?? "default (1)",
     tensors_leaked_per_step: (tf.memory().numTensors - tensors) / steps,
     loadavg_start: loadStart,
     loadavg_end: loadavg(),
-    note: "host_cpu_ms: the main thread's on-CPU time (schedstat) from the step's start until the submit of its last commands returns; host_ms: the wall time of the same span. Synchronous steps.",
+    note: "host_cpu_ms: the main thread's on-CPU time (schedstat) from the step's start until the submit of its last commands returns; host_ms: the wall time of the same span. Synchronous steps. step_ms_median: the whole step, read included. native_immediates_per_step: native callbacks run as immediates (Dawn's unspaced polls).",
   }),
 );
 process.exit(0);

@@ -32,16 +32,26 @@ export function dawnPollMs(value: string | undefined): number {
   return ms;
 }
 
+const callSites = (_error: Error, frames: NodeJS.CallSite[]) => frames;
+
 /** Whether the setImmediate call being made comes straight from native code run as an immediate. */
 function calledByNativeImmediate(patched: SetImmediate): boolean {
-  const holder: { stack?: string } = {};
-  const limit = Error.stackTraceLimit;
+  // The caller's frame as a call site, not as text: formatting a stack resolves file paths (and
+  // source maps, under a loader that installs them), which costs more than the poll itself.
+  const holder: { stack?: unknown } = {};
+  const { prepareStackTrace, stackTraceLimit } = Error;
+  Error.prepareStackTrace = callSites;
   Error.stackTraceLimit = 1;
-  Error.captureStackTrace(holder, patched);
-  Error.stackTraceLimit = limit;
-  // Node runs the immediates queue in `processImmediate` (node:internal/timers): it is the only
-  // frame above when a native callback it ran calls setImmediate itself.
-  return /\bprocessImmediate\b/.test(holder.stack ?? "");
+  try {
+    Error.captureStackTrace(holder, patched);
+    const frames = holder.stack as { getFunctionName(): string | null }[] | undefined;
+    // Node runs the immediates queue in `processImmediate` (node:internal/timers): it is the only
+    // frame above when a native callback it ran calls setImmediate itself.
+    return frames?.[0]?.getFunctionName() === "processImmediate";
+  } finally {
+    Error.prepareStackTrace = prepareStackTrace;
+    Error.stackTraceLimit = stackTraceLimit;
+  }
 }
 
 const isNative = (f: unknown): boolean =>
