@@ -86,7 +86,7 @@ console.log(
     host_ms_min: round(quantile(wall, 0)),
     step_ms_median: round(quantile(stepWall, 0.5)),
     native_immediates_per_step: Math.round((nativeImmediates - immediatesBefore) / steps),
-    dawn_poll_ms: process.env.SIT_DAWN_POLL_MS ?? "default (1)",
+    dawn_poll_ms: process.env.SIT_DAWN_POLL_MS ?? "default",
     tensors_leaked_per_step: (tf.memory().numTensors - tensors) / steps,
     loadavg_start: loadStart,
     loadavg_end: loadavg(),

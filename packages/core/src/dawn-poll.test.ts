@@ -59,7 +59,8 @@ describe("spacing Dawn's GPU polls (SIT_DAWN_POLL_MS)", () => {
     expect(spaced).toBeLessThan(30);
     expect(busy).toBe(0);
     // A JavaScript callback re-scheduling itself, and a native resolve function passed from
-    // JavaScript, still run as immediates: 300 rounds, then 100 awaited resolves, take far less than 100 × 5 ms.
+    // JavaScript, still run as immediates: 300 rounds, then 100 awaited resolves, take far less
+    // than 100 × 5 ms.
     const t0 = performance.now();
     let rounds = 0;
     await new Promise<void>((resolve) => {

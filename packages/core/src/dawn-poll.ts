@@ -2,14 +2,14 @@
 // something (a buffer mapped for a read, `onSubmittedWorkDone`) by polling: while such an
 // operation is pending, its native side calls `setImmediate` with a native callback that ticks
 // the device and calls `setImmediate` again at once. That is a busy loop. Measured on a SiT step
-// (ViT-Tiny/4, lavapipe, 2 cores): ≈ 450,000 polls while the step's loss was read, one core at
-// 100 % for the whole GPU part of the step, and ≈ 300 MB of short-lived JS objects per step, so
-// a mark-compact GC every ≈ 2.6 s that landed inside a step's host time about one step in five
-// (≈ 100 ms of main-thread CPU each). Spacing the polls by a timer of `intervalMs` leaves the
-// core to the driver and the data pipeline (the lavapipe step itself got 13 % faster) and adds
-// at most `intervalMs` to each wait. Only Dawn's own re-polls are spaced: a native callback
-// scheduled from inside the immediates queue by native code (no JavaScript frame in between);
-// every other setImmediate runs as before.
+// (ViT-Tiny/4, batch 2, lavapipe, 2 cores; docs/backends.md): ≈ 465,000 polls while the step's
+// loss was read, one core at 100 % for the whole GPU part of the step, and ≈ 300 MB of
+// short-lived JS objects per step, so a mark-compact GC every ≈ 2.6 s that landed inside a step's
+// host part about one step in five (≈ 100 ms of main-thread CPU each). Spacing the re-polls by a
+// timer of `intervalMs` leaves the core to the driver and the data pipeline (the lavapipe step got
+// 5 % faster at 32 px) and adds at most `intervalMs` to each wait. Only Dawn's own re-polls are
+// spaced: a native callback scheduled by native code run from the immediates queue (no JavaScript
+// frame in between); every other setImmediate runs as before.
 
 /** The environment variable that sets the spacing in milliseconds (0: Dawn's own busy loop). */
 export const DAWN_POLL_ENV = "SIT_DAWN_POLL_MS";
