@@ -13,6 +13,7 @@
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import * as tf from "@tensorflow/tfjs";
+import { isNativeFunction } from "../../packages/core/src/dawn-poll";
 import { initBackend } from "../../packages/core/src/node";
 import { SIT_BENCH_MODELS, benchViews, createBenchSiT, onLastSubmit } from "./sit-bench-model";
 
@@ -33,7 +34,7 @@ function threadRunMs(): number {
 let nativeImmediates = 0;
 const setImmediateBefore = globalThis.setImmediate;
 globalThis.setImmediate = ((callback: (...a: unknown[]) => void, ...args: unknown[]) => {
-  if (Function.prototype.toString.call(callback).endsWith("{ [native code] }")) nativeImmediates++;
+  if (isNativeFunction(callback)) nativeImmediates++;
   return setImmediateBefore(callback, ...args);
 }) as typeof setImmediate;
 

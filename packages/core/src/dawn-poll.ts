@@ -54,29 +54,29 @@ function calledByNativeImmediate(patched: SetImmediate): boolean {
   }
 }
 
-const isNative = (f: unknown): boolean =>
+/** Whether `f` is a function without JavaScript source (native, or a bound builtin). */
+export const isNativeFunction = (f: unknown): boolean =>
   typeof f === "function" && Function.prototype.toString.call(f).endsWith("{ [native code] }");
 
 /**
  * Space Dawn's re-polls by `intervalMs` (see the note at the top of this file); 0 undoes it.
- * Installed once per process (a later call changes the spacing); returns the spacing in force.
+ * Installed once per process (a later call changes the spacing).
  */
-export function spaceDawnPolls(intervalMs: number): number {
+export function spaceDawnPolls(intervalMs: number): void {
   if (!(Number.isFinite(intervalMs) && intervalMs >= 0))
     throw new Error(`spaceDawnPolls intervalMs: expected a number ≥ 0, got ${intervalMs}`);
   const g = globalThis as unknown as { setImmediate?: SetImmediate };
-  if (typeof g.setImmediate !== "function") return 0;
+  if (typeof g.setImmediate !== "function") return;
   if (installed) {
     installed.intervalMs = intervalMs;
-    return intervalMs;
+    return;
   }
-  if (intervalMs === 0) return 0;
+  if (intervalMs === 0) return;
   const state = { original: g.setImmediate, intervalMs };
   const patched: SetImmediate = (callback, ...args) =>
-    state.intervalMs > 0 && isNative(callback) && calledByNativeImmediate(patched)
+    state.intervalMs > 0 && isNativeFunction(callback) && calledByNativeImmediate(patched)
       ? setTimeout(callback, state.intervalMs, ...args)
       : state.original(callback, ...args);
   installed = state;
   g.setImmediate = patched;
-  return intervalMs;
 }
