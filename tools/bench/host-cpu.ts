@@ -6,7 +6,8 @@
 // The image size is a flag: a small image keeps the step's dispatches, kernel calls and host work
 // and shortens the GPU's part (lavapipe: ≈ 5 s a step at 8 px against ≈ 10 s at 32 px).
 // Synchronous steps (trainStep). Also the whole step's wall time and how many of Dawn's polls for
-// finished GPU work ran as immediates (SIT_DAWN_POLL_MS). Prints one JSON object.
+// finished GPU work ran as immediates and as the spacing's timers (SIT_DAWN_POLL_MS). Prints one
+// JSON object.
 //
 //   LP_NUM_THREADS=1 npx tsx tools/bench/host-cpu.ts [--img 8] [--batch 2] [--warmup 5] [--steps 12]
 //     [--tag NAME]
@@ -30,13 +31,20 @@ function threadRunMs(): number {
 
 // Native callbacks that ran as immediates: Dawn's polls for finished GPU work, counted beneath the
 // spacing that initBackend installs (SIT_DAWN_POLL_MS, @sit/core's dawn-poll.ts), which turns
-// its re-polls into timers: so this counts the polls that were not spaced.
+// its re-polls into timers: so this counts the polls that were not spaced, and the timers count
+// those that were.
 let nativeImmediates = 0;
+let nativeTimers = 0;
 const setImmediateBefore = globalThis.setImmediate;
 globalThis.setImmediate = ((callback: (...a: unknown[]) => void, ...args: unknown[]) => {
   if (isNativeFunction(callback)) nativeImmediates++;
   return setImmediateBefore(callback, ...args);
 }) as typeof setImmediate;
+const setTimeoutBefore = globalThis.setTimeout;
+globalThis.setTimeout = ((callback: (...a: unknown[]) => void, ...args: unknown[]) => {
+  if (isNativeFunction(callback)) nativeTimers++;
+  return setTimeoutBefore(callback, ...(args as [number]));
+}) as typeof setTimeout;
 
 const img = Number(option("img", "8"));
 const batch = Number(option("batch", "2"));
@@ -58,7 +66,7 @@ const tensors = tf.memory().numTensors;
 const wall: number[] = [];
 const cpu: number[] = [];
 const stepWall: number[] = [];
-const immediatesBefore = nativeImmediates;
+const [immediatesBefore, timersBefore] = [nativeImmediates, nativeTimers];
 for (let s = 0; s < steps; s++) {
   const c0 = threadRunMs();
   const t0 = performance.now();
@@ -87,11 +95,13 @@ console.log(
     host_ms_min: round(quantile(wall, 0)),
     step_ms_median: round(quantile(stepWall, 0.5)),
     native_immediates_per_step: Math.round((nativeImmediates - immediatesBefore) / steps),
+    native_timers_per_step: Math.round((nativeTimers - timersBefore) / steps),
     dawn_poll_ms: process.env.SIT_DAWN_POLL_MS ?? "default",
     tensors_leaked_per_step: (tf.memory().numTensors - tensors) / steps,
     loadavg_start: loadStart,
     loadavg_end: loadavg(),
-    note: "host_cpu_ms: the main thread's on-CPU time (schedstat) from the step's start until the submit of its last commands returns; host_ms: the wall time of the same span. Synchronous steps. step_ms_median: the whole step, read included. native_immediates_per_step: native callbacks run as immediates (Dawn's unspaced polls).",
+    host_cpu_ms: cpu.map(round),
+    note: "host_cpu_ms: the main thread's on-CPU time (schedstat) from the step's start until the submit of its last commands returns; host_ms: the wall time of the same span. Synchronous steps. step_ms_median: the whole step, read included. native_immediates_per_step: native callbacks run as immediates (Dawn's unspaced polls); native_timers_per_step: as timers (its spaced polls).",
   }),
 );
 process.exit(0);

@@ -99,7 +99,7 @@ export async function prepareDawn(allowSoftware: boolean): Promise<string | unde
   Object.assign(globalThis, globals);
   const gpu = create(dawnFlags(process.env.SIT_DAWN_TOGGLES));
   // Dawn waits for the GPU in a busy loop of setImmediate calls: spaced out (dawn-poll.ts).
-  spaceDawnPolls(dawnPollMs(process.env[DAWN_POLL_ENV]));
+  spaceDawnPolls(dawnPollMs(process.env[DAWN_POLL_ENV]), globals);
   const g = globalThis as unknown as { navigator?: { gpu?: GPULike } };
   if (g.navigator) Object.defineProperty(g.navigator, "gpu", { value: gpu, configurable: true });
   else
