@@ -10,7 +10,12 @@ import {
 } from "../transformer-block";
 import { transformerStack } from "../transformer-stack";
 import { B, D, HEADS, HIDDEN, N, flat, weights } from "./block-fixtures";
-import { BLOCK_STACK_KERNEL, registerBlockStackKernel, stackInputName } from "./block-stack";
+import {
+  BLOCK_STACK_KERNEL,
+  parseStackInputName,
+  registerBlockStackKernel,
+  stackInputName,
+} from "./block-stack";
 import { BLOCK_STACK_GRAD_KERNEL, BLOCK_STACK_TRAIN_KERNEL } from "./block-stack-train";
 import { checkWebgpuShaders } from "./flat-buffers";
 import { countLaunches, fill, onCpu, settledUsage, useWebgpu } from "./testing";
@@ -20,6 +25,15 @@ afterAll(async () => {
 });
 
 const options = { numHeads: HEADS };
+
+describe("the stack kernel's input names", () => {
+  it("parse back into the block and its input name, and nothing else parses", () => {
+    expect(parseStackInputName(stackInputName(0, "ln1g"))).toEqual({ block: 0, name: "ln1g" });
+    expect(parseStackInputName(stackInputName(11, "fc2B"))).toEqual({ block: 11, name: "fc2B" });
+    for (const other of ["x", "b.ln1g", "bx.ln1g", "b1", "c1.ln1g", "b-1.ln1g", "b1."])
+      expect(parseStackInputName(other)).toBeNull();
+  });
+});
 
 /** The blocks one after the other, one transformerBlock call each (the reference). */
 function loop(x: tf.Tensor3D, blocks: TransformerBlockWeights[]): tf.Tensor3D {

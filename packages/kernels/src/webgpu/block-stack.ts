@@ -22,6 +22,14 @@ export function stackInputName(i: number, name: string): string {
   return `b${i}.${name}`;
 }
 
+/** The block index and block input name of a {@link stackInputName}; null for any other name. */
+export function parseStackInputName(stackName: string): { block: number; name: string } | null {
+  const dot = stackName.indexOf(".");
+  if (stackName[0] !== "b" || dot < 2 || dot === stackName.length - 1) return null;
+  const block = Number(stackName.slice(1, dot));
+  return Number.isInteger(block) && block >= 0 ? { block, name: stackName.slice(dot + 1) } : null;
+}
+
 function blockStackForward(args: unknown): tf.TensorInfo {
   const { inputs, backend, attrs } = args as {
     inputs: Record<string, tf.TensorInfo>;
@@ -34,13 +42,17 @@ function blockStackForward(args: unknown): tf.TensorInfo {
     );
   const b = webgpuInternals(backend);
   const { depth, ...blockAttrs } = attrs;
-  const names = Object.keys(inputs);
+  // Each block's inputs (x first, then its own in the stack's order), in one pass over the names.
   let x = inputs.x;
+  const perBlock: Record<string, tf.TensorInfo>[] = [];
+  for (let i = 0; i < depth; i++) perBlock.push({ x });
+  for (const stackName of Object.keys(inputs)) {
+    const parsed = parseStackInputName(stackName);
+    if (parsed && parsed.block < depth) perBlock[parsed.block][parsed.name] = inputs[stackName];
+  }
   for (let i = 0; i < depth; i++) {
-    const prefix = stackInputName(i, "");
-    const blockInputs: Record<string, tf.TensorInfo> = { x };
-    for (const name of names)
-      if (name.startsWith(prefix)) blockInputs[name.slice(prefix.length)] = inputs[name];
+    const blockInputs = perBlock[i];
+    blockInputs.x = x;
     const [y] = blockForward({ inputs: blockInputs, backend, attrs: blockAttrs });
     // The previous block's output is read by commands not yet submitted: tfjs releases its buffer
     // at the next submit (it is owned by the pending command buffer), not now.

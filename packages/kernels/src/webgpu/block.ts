@@ -94,16 +94,25 @@ export function newBlockGradients(
 function gradientShape(name: string, attrs: BlockAttrs): number[] {
   const d = attrs.shape[2];
   const h = attrs.hidden;
-  const shapes: Record<string, number[]> = {
-    x: attrs.shape,
-    qkvW: [d, 3 * d],
-    qkvB: [3 * d],
-    projW: [d, d],
-    fc1W: [d, h],
-    fc1B: [h],
-    fc2W: [h, d],
-  };
-  return shapes[name] ?? [d];
+  // A switch, not a table of every shape: this runs for each gradient of each block of a step.
+  switch (name) {
+    case "x":
+      return attrs.shape;
+    case "qkvW":
+      return [d, 3 * d];
+    case "qkvB":
+      return [3 * d];
+    case "projW":
+      return [d, d];
+    case "fc1W":
+      return [d, h];
+    case "fc1B":
+      return [h];
+    case "fc2W":
+      return [h, d];
+    default:
+      return [d];
+  }
 }
 
 function blockBackward(args: unknown): tf.TensorInfo[] {
