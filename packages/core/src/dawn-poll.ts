@@ -10,15 +10,15 @@
 // a native callback scheduled by native code run straight from Node's immediates or timers queue
 // (no JavaScript frame in between); every other setImmediate runs as before.
 //
-// The spacing backs off as a wait goes on: `minMs` at first, then 1/32 of the time since the last
-// call that starts a wait (a buffer's `mapAsync`, the queue's `onSubmittedWorkDone`), at most
-// 16 ms. (Dawn's loop does not stop between waits, under lavapipe at least: every poll, the first
-// after a step's encoding included, is scheduled from the immediates queue. So the start of a wait
-// is taken from the calls that start one.) So the poll that sees the work done comes at most ≈ 3 % (or `minMs`)
-// after it finished: a wait of 100 ms polls 1–3 ms apart. A fixed 1 ms still made ≈ 7,800 polls
-// and ≈ 15 MB of garbage (Dawn's and Node's per poll) in a 5 s lavapipe step, and its GCs landed
-// in the next step's host part: its main-thread CPU had a median of 14.6 ms against 11.0 ms with
-// polls 8 ms apart (tools/bench/host-cpu.ts, 24 steps each).
+// The spacing backs off as a wait goes on: `intervalMs` at first, then 1/32 of the time since the
+// last call that starts a wait (a buffer's `mapAsync`, the queue's `onSubmittedWorkDone`), at most
+// 16 ms. So the poll that sees the work done comes at most ≈ 3 % of the wait (or `intervalMs`)
+// after it finished: a wait of 100 ms polls 1–3 ms apart. (Dawn's loop does not stop between
+// waits, under lavapipe at least: every poll, the first after a step's encoding included, is
+// scheduled from the immediates queue. So a wait's start is taken from the calls that start one.)
+// A fixed 1 ms still made ≈ 11,000 polls and ≈ 15 MB of garbage (Dawn's and Node's per poll) in a
+// 5 s lavapipe step; with the back-off, ≈ 440 polls and < 1 MB
+// (tools/bench/results/lavapipe-2026-12-05-backoff/).
 
 /** The environment variable that sets the spacing in milliseconds (0: Dawn's own busy loop). */
 export const DAWN_POLL_ENV = "SIT_DAWN_POLL_MS";
