@@ -1,7 +1,7 @@
 // Node only (@sit/core/node). Dawn for Node (the `webgpu` package) learns that the GPU finished
-// something (a buffer mapped for a read, `onSubmittedWorkDone`) by polling: while such an
-// operation is pending, its native side calls `setImmediate` with a native callback that ticks
-// the device and calls `setImmediate` again at once. That is a busy loop. Measured on a SiT step
+// something (a buffer mapped for a read, `onSubmittedWorkDone`) by polling: its native side calls
+// `setImmediate` with a native callback that ticks the device and calls `setImmediate` again at
+// once (under lavapipe the loop never stops, see below). That is a busy loop. Measured on a SiT step
 // (ViT-Tiny/4, batch 2, lavapipe, 2 cores; docs/backends.md): ≈ 465,000 polls while the step's
 // loss was read, one core at 100 % for the whole GPU part of the step, and ≈ 300 MB of
 // short-lived JS objects per step, so a mark-compact GC every ≈ 2.6 s that landed inside a step's
