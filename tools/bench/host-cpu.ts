@@ -9,8 +9,14 @@
 // finished GPU work ran as immediates and as the spacing's timers (SIT_DAWN_POLL_MS). Prints one
 // JSON object.
 //
+// --count-native also counts and times, per step, the calls into the WebGPU implementation (Dawn's
+// bindings in Node) that a step's host part makes most (buffer copies, dispatches, uploads,
+// submits, bind groups): most of its host time, and a CPU Vulkan driver measures it as a GPU's
+// would. The wrappers cost host time themselves (≈ 0.3 µs a call): leave it off for the host
+// time. A loaded machine inflates the times (a submit waits for the driver's thread).
+//
 //   LP_NUM_THREADS=1 npx tsx tools/bench/host-cpu.ts [--img 8] [--batch 2] [--warmup 5] [--steps 12]
-//     [--tag NAME]
+//     [--tag NAME] [--count-native]
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import * as tf from "@tensorflow/tfjs";
@@ -46,11 +52,44 @@ globalThis.setTimeout = ((callback: (...a: unknown[]) => void, ...args: unknown[
   return setTimeoutBefore(callback, ...(args as [number]));
 }) as typeof setTimeout;
 
+/**
+ * Wrap the WebGPU methods a step calls most often (the classes Dawn's package put on globalThis)
+ * with counters and timers; returns the calls and their milliseconds by `Class.method`.
+ */
+function countNativeCalls(): Map<string, { calls: number; ms: number }> {
+  const counts = new Map<string, { calls: number; ms: number }>();
+  const methods: Record<string, string[]> = {
+    GPUCommandEncoder: ["copyBufferToBuffer", "beginComputePass", "finish"],
+    GPUComputePassEncoder: ["setPipeline", "setBindGroup", "dispatchWorkgroups"],
+    GPUQueue: ["writeBuffer", "submit"],
+    GPUDevice: ["createBindGroup", "createBuffer", "createCommandEncoder"],
+  };
+  for (const [cls, names] of Object.entries(methods)) {
+    const proto = (globalThis as Record<string, { prototype?: Record<string, unknown> }>)[cls]
+      ?.prototype;
+    if (!proto) throw new Error(`--count-native: no ${cls} class on globalThis`);
+    for (const name of names) {
+      const f = proto[name] as (...a: unknown[]) => unknown;
+      const entry = { calls: 0, ms: 0 };
+      counts.set(`${cls}.${name}`, entry);
+      proto[name] = function (this: unknown, ...a: unknown[]) {
+        const t0 = performance.now();
+        const result = f.apply(this, a);
+        entry.ms += performance.now() - t0;
+        entry.calls++;
+        return result;
+      };
+    }
+  }
+  return counts;
+}
+
 const img = Number(option("img", "8"));
 const batch = Number(option("batch", "2"));
 const warmup = Number(option("warmup", "5"));
 const steps = Number(option("steps", "12"));
 await initBackend("webgpu", { allowSoftwareAdapter: true, log: () => {} });
+const nativeCalls = process.argv.includes("--count-native") ? countNativeCalls() : undefined;
 const model = { ...SIT_BENCH_MODELS.tiny, img, name: `ViT-Tiny/4 at ${img} px` };
 const recipe = createBenchSiT(model as never, batch);
 const data = { views: benchViews(model as never, batch) };
@@ -67,6 +106,8 @@ const wall: number[] = [];
 const cpu: number[] = [];
 const stepWall: number[] = [];
 const [immediatesBefore, timersBefore] = [nativeImmediates, nativeTimers];
+// Counted over the timed steps only.
+for (const entry of nativeCalls?.values() ?? []) Object.assign(entry, { calls: 0, ms: 0 });
 for (let s = 0; s < steps; s++) {
   const c0 = threadRunMs();
   const t0 = performance.now();
@@ -96,6 +137,16 @@ console.log(
     step_ms_median: round(quantile(stepWall, 0.5)),
     native_immediates_per_step: Math.round((nativeImmediates - immediatesBefore) / steps),
     native_timers_per_step: Math.round((nativeTimers - timersBefore) / steps),
+    ...(nativeCalls
+      ? {
+          webgpu_calls_per_step: Object.fromEntries(
+            [...nativeCalls].map(([name, e]) => [name, round(e.calls / steps)]),
+          ),
+          webgpu_call_ms_per_step: Object.fromEntries(
+            [...nativeCalls].map(([name, e]) => [name, Math.round((e.ms / steps) * 1000) / 1000]),
+          ),
+        }
+      : {}),
     dawn_poll_ms: process.env.SIT_DAWN_POLL_MS ?? "default",
     tensors_leaked_per_step: (tf.memory().numTensors - tensors) / steps,
     loadavg_start: loadStart,

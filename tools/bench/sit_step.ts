@@ -15,6 +15,7 @@
 //     [--checkpoint-blocks on|off|k] (k: recompute only the first k blocks) [--fused-block on|off]
 //     [--precision f32|mixed-f16] (mixed-f16: f16 GEMMs + loss scaling; webgpu with shader-f16)
 //     [--late-read] [--loss-scaler device|host] [--split-k auto|off] [--gpu-profile]
+//     [--torch-memory]
 //
 // --split-k off keeps every webgpu GEMM in one slice of K (no split-K weight gradients,
 // gemm-split.ts), for before/after runs in one tree.
@@ -34,8 +35,14 @@
 // key (count, total, mean, share; all keys if ≤ 40, else the top 40 and the rest summed), the
 // same per key and workgroup count (a GEMM key's shapes), their sum, and that step's wall time
 // (longer than the others': one pass per dispatch). The timed steps are unaffected.
+// --torch-memory (with --torch-device cpu): PyTorch reports its step's peak tensor bytes on the
+// CPU (sit_step_torch.py --cpu-memory) instead of its step time, and the report compares tfjs's
+// peak in use with it (ratio_peak_in_use_memory): a memory comparison with no GPU. (ViT-Tiny/4 at
+// batch 256: 6.00 GB on the CPU, torch 1.13; max_memory_allocated 6.12 GB on an H200, torch 2.x,
+// results/h200-2026-12-04.)
 // --memory-steps N replaces the timing: it runs N steps and reports the tensor count and the GPU
-// buffer bytes after step min(10, N) and after step N (the no-growth check). --depth overrides the
+// buffer bytes after step min(10, N) and after step N (the no-growth check), and the pool's peak
+// in use (with --torch-memory, beside PyTorch's: one step is enough for a peak). --depth overrides the
 // model's depth (for quick smoke runs only). PyTorch runs with $SIT_TORCH_PYTHON, else
 // /usr/bin/python3 (else python3 on PATH); --torch-device defaults to cuda on webgpu, else cpu.
 // wasm: blocks are recomputed in the backward pass by default (`checkpointBlocks`, design.md);
@@ -88,6 +95,11 @@ const recomputedBlocks = /^\d+$/.test(checkpointOption) ? Number(checkpointOptio
 const checkpointBlocks = checkpointOption === "on" || recomputedBlocks !== null;
 const fusedBlock = option("fused-block", "on") === "on";
 const lateRead = flag("late-read");
+const torchMemory = flag("torch-memory");
+if (torchMemory && TORCH_DEVICE !== "cpu")
+  throw new Error(
+    `--torch-memory: PyTorch's CPU peak needs --torch-device cpu, got ${TORCH_DEVICE} (on cuda the report compares with max_memory_allocated)`,
+  );
 const precision = option("precision", "f32");
 const lossScalerPath = option("loss-scaler", "device");
 if (!["device", "host"].includes(lossScalerPath))
@@ -109,7 +121,8 @@ for (const [k, v] of Object.entries({ BATCH, ITERS, WARMUP, DEPTH, MEMORY_STEPS 
     throw new Error(`--${k.toLowerCase().replace("_", "-")}: expected a non-negative integer`);
 
 function benchTorch(): Record<string, unknown> {
-  if (flag("no-torch") || MEMORY_STEPS > 0) return { available: false, note: "skipped" };
+  if (flag("no-torch") || (MEMORY_STEPS > 0 && !torchMemory))
+    return { available: false, note: "skipped" };
   const script = fileURLToPath(new URL("./sit_step_torch.py", import.meta.url));
   const python =
     process.env.SIT_TORCH_PYTHON ??
@@ -119,6 +132,7 @@ function benchTorch(): Record<string, unknown> {
     ...["--model", modelName, "--device", TORCH_DEVICE, "--batch", String(BATCH)],
     ...["--depth", String(DEPTH), "--threads", "2"],
     ...["--iters", option("torch-iters", "3"), "--warmup", option("torch-warmup", "1")],
+    ...(torchMemory ? ["--cpu-memory"] : []),
   ];
   log(`PyTorch: ${python} ${args.join(" ")}`);
   const r = spawnSync(python, args, { encoding: "utf8", maxBuffer: 1 << 24 });
@@ -461,6 +475,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
       at_end: last,
       tensor_growth: last.tensors - (first?.tensors ?? 0),
       gpu_allocated_growth: (last.gpu?.allocated ?? 0) - (first?.gpu?.allocated ?? 0),
+      ...(pool ? { peak_gpu_in_use_bytes: peakInUse } : {}),
       no_growth:
         last.tensors === first?.tensors &&
         (last.gpu?.allocated ?? 0) <= (first?.gpu?.allocated ?? 0) &&
@@ -608,11 +623,20 @@ const torch = benchTorch();
 const tfjs = await benchTfjs();
 report.tfjs = tfjs;
 report.torch = torch;
-if (torch.available && typeof torch.step_ms === "number") {
+if (torch.available && typeof torch.step_ms === "number")
   report.ratio_tfjs_over_torch = round((tfjs.step_ms as number) / torch.step_ms, 2);
-  const torchPeak = (torch.max_memory_allocated_bytes ?? undefined) as number | undefined;
+if (torch.available) {
+  // PyTorch's tensor bytes at their peak: max_memory_allocated on CUDA, the profiled sum on the CPU.
+  const torchPeak = (torch.max_memory_allocated_bytes ?? torch.peak_tensor_bytes) as
+    | number
+    | undefined;
   const tfjsPeak = (tfjs.peak_gpu_allocated_bytes ?? tfjs.wasm_heap_bytes) as number | undefined;
+  const inUse = tfjs.peak_gpu_in_use_bytes as number | undefined;
+  // The pool's whole size (free buffers kept for reuse included), as before.
   if (torchPeak && tfjsPeak) report.ratio_peak_memory = round(tfjsPeak / torchPeak, 2);
+  // Live buffers only: the counterpart of max_memory_allocated (the pool's free buffers are
+  // PyTorch's reserved-but-unallocated memory).
+  if (torchPeak && inUse) report.ratio_peak_in_use_memory = round(inUse / torchPeak, 2);
 }
 report.loadavg_end = loadavg().map((x) => round(x, 2));
 report.note =

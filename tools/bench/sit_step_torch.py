@@ -16,6 +16,13 @@ explicit --img/--patch/--dim/--depth/--heads override the model's sizes.
 timed step; reports torch.cuda.max_memory_allocated. If CUDA is not available it prints
 {"available": false, "note": "cuda unavailable ..."} and exits 0. Works with torch 1.13 and 2.x.
 
+--cpu-memory (--device cpu): instead of timing, the peak of tensor memory in one step (after the
+warm-up), the CPU counterpart of max_memory_allocated: the whole run (models, optimiser state,
+warm-up) runs under the autograd profiler with memory profiling, and the peak is the highest
+running sum of the bytes every operation allocated net, in the order the operations started
+(peak_tensor_bytes). Operations are the granularity: a temporary an operation allocates and frees
+inside itself is not seen. It needs no GPU, so a lavapipe run can compare its peak with it.
+
 Prints one JSON object on stdout. Meant for Debian's python3-torch (/usr/bin/python3; install
 libopenblas0-openmp, design.md). Without torch it prints {"available": false, "note": ...} and
 exits 0, so the TypeScript bench can report that.
@@ -23,7 +30,7 @@ exits 0, so the TypeScript bench can report that.
 Usage: /usr/bin/python3 tools/bench/sit_step_torch.py [--model tiny|small] [--device cpu|cuda]
        [--batch 64] [--iters 5] [--warmup 2]
        [--threads 2] [--img 32] [--patch 4] [--dim 192] [--depth 12] [--heads 3]
-       [--proj-hidden 4096] [--proj-out 256]
+       [--proj-hidden 4096] [--proj-out 256] [--cpu-memory]
 """
 import argparse
 import copy
@@ -55,6 +62,7 @@ def main() -> int:
     ap.add_argument("--proj-hidden", type=int, default=4096)
     ap.add_argument("--proj-out", type=int, default=256)
     ap.add_argument("--sync-free-clip", action="store_true", help="clip without a host sync per tensor")
+    ap.add_argument("--cpu-memory", action="store_true", help="report a step's peak tensor bytes on the CPU instead of timing")
     args = ap.parse_args()
     for key, value in MODELS[args.model].items():
         if getattr(args, key) is None:
@@ -77,7 +85,15 @@ def main() -> int:
     if cuda:  # fp32 means fp32: no TF32 tensor-core matmuls
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+    if args.cpu_memory and cuda:
+        print("--cpu-memory: only with --device cpu (on cuda the report has max_memory_allocated_bytes)", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
+    # Memory profiling from before the first tensor: a free of a block allocated before the
+    # profiler started is not reported, which would leave the running sum too high.
+    memory_profile = torch.autograd.profiler.profile(profile_memory=True) if args.cpu_memory else None
+    if memory_profile is not None:
+        memory_profile.__enter__()
     torch.manual_seed(0)
     D, depth, H, p, img, B = args.dim, args.depth, args.heads, args.patch, args.img, args.batch
     tau, lam, clip = 0.2, 5.0, 3.0
@@ -215,6 +231,23 @@ def main() -> int:
 
     for _ in range(args.warmup):
         step()
+    if memory_profile is not None:
+        with torch.autograd.profiler.record_function("sit_step_measured"):
+            loss = step()
+        memory_profile.__exit__(None, None, None)
+        peak, before, after = peak_tensor_bytes(memory_profile.function_events, "sit_step_measured")
+        print(json.dumps({
+            "available": True, "torch": torch.__version__, "device": "cpu", "model": args.model,
+            "config": {k: getattr(args, k) for k in ("img", "patch", "dim", "depth", "heads")},
+            "batch": B, "warmup": args.warmup,
+            "peak_tensor_bytes": peak, "tensor_bytes_before_step": before, "tensor_bytes_after_step": after,
+            "loss_finite": loss == loss and abs(loss) != float("inf"),
+            "params": sum(q.numel() for q in student.parameters()),
+            "note": "--cpu-memory: peak of the running sum of tensor bytes allocated (net) per operation, "
+                    "in start order, over one step after the warm-up; the whole run was profiled, so "
+                    "the sum counts every live tensor (parameters, teacher, moments, gradients)",
+        }))
+        return 0
     for k in phases:
         phases[k] = 0.0
     if cuda:
@@ -265,6 +298,32 @@ def main() -> int:
         )
     )
     return 0
+
+
+def peak_tensor_bytes(events, marker):
+    """(peak, before, after) tensor bytes over the `marker` range of a memory-profiled run.
+
+    Each event's own allocation is its net bytes less its children's (a `[memory]` event is a
+    free or an allocation outside any operation). Summed in start order from the run's start,
+    this is the bytes of live tensors after each operation.
+    """
+    span = next(e for e in events if e.name == marker).time_range
+    own = []
+    for e in events:
+        net = e.cpu_memory_usage - sum(c.cpu_memory_usage for c in e.cpu_children)
+        if net != 0:
+            own.append((e.time_range.start, net))
+    own.sort(key=lambda x: x[0])
+    total, peak, before = 0, 0, None
+    for start, net in own:
+        if start >= span.start and before is None:
+            before = total
+        if start > span.end:
+            break
+        total += net
+        if start >= span.start:
+            peak = max(peak, total)
+    return peak, before if before is not None else total, total
 
 
 if __name__ == "__main__":
