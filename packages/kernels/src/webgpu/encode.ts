@@ -1,3 +1,4 @@
+import { ShapeError } from "@sit/core";
 import type * as tf from "@tensorflow/tfjs";
 import {
   bindGroup,
@@ -136,8 +137,25 @@ export function encode(
 }
 
 /**
+ * Throw if a view is larger than one storage binding may be on this device. WebGPU reports that
+ * only asynchronously (the bind group is invalid, its dispatches do nothing, and a kernel call
+ * after the check fails: flat-buffers.ts's `bindGroup`), so a step would first run with those
+ * dispatches skipped. The adapter's limit can be as low as WebGPU's default, 128 MiB (lavapipe's):
+ * a ViT-S/16's fc1 activations at batch 64 (two views) are 155 MB, and the flat AdamW's buffers of
+ * a SiT ViT-S (42 M parameters with its heads) 167 MB.
+ */
+export function checkBindingSizes(b: WebGpuInternals, key: string, views: View[]): void {
+  const limit = b.device.limits.maxStorageBufferBindingSize;
+  for (const [i, v] of views.entries())
+    if (v.size * 4 > limit)
+      throw new ShapeError(
+        `@sit/kernels: shader "${key}" binds ${v.size} floats (${v.size * 4} bytes) at binding ${i}, above this adapter's maxStorageBufferBindingSize of ${limit} bytes: an adapter with a larger limit is needed, or, where the binding is an activation (batch · tokens · width floats), a smaller batch`,
+      );
+}
+
+/**
  * The bind group of `views` and uniforms `ub` for pipeline `p`, kept per (pipeline, uniforms,
- * buffer ranges).
+ * buffer ranges); its binding sizes checked when it is made ({@link checkBindingSizes}).
  */
 export function groupFor(
   b: WebGpuInternals,
@@ -151,6 +169,7 @@ export function groupFor(
   for (const v of views) gkey += `|${idOf(c, v.buffer)}:${v.offset}:${v.size}`;
   let group = c.groups.get(gkey);
   if (!group) {
+    checkBindingSizes(b, key, views);
     const entries = views.map((v, i) => ({
       binding: i,
       resource: { buffer: v.buffer, offset: v.offset * 4, size: Math.max(4, v.size * 4) },
