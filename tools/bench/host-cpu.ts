@@ -65,8 +65,9 @@ function countNativeCalls(): Map<string, { calls: number; ms: number }> {
     GPUDevice: ["createBindGroup", "createBuffer", "createCommandEncoder"],
   };
   for (const [cls, names] of Object.entries(methods)) {
-    const proto = (globalThis as Record<string, { prototype?: Record<string, unknown> }>)[cls]
-      ?.prototype;
+    const proto = (
+      globalThis as unknown as Record<string, { prototype?: Record<string, unknown> }>
+    )[cls]?.prototype;
     if (!proto) throw new Error(`--count-native: no ${cls} class on globalThis`);
     for (const name of names) {
       const f = proto[name] as (...a: unknown[]) => unknown;
