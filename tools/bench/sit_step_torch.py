@@ -23,8 +23,9 @@ running sum of the bytes every operation allocated net, in the order the operati
 (peak_tensor_bytes). Operations are the granularity: a temporary an operation allocates and frees
 inside itself is not seen. It needs no GPU, so a lavapipe run can compare its peak with it.
 
-Prints one JSON object on stdout. Meant for Debian's python3-torch (/usr/bin/python3; install
-libopenblas0-openmp, design.md). Without torch it prints {"available": false, "note": ...} and
+Prints one JSON object on stdout. Meant for Debian's python3-torch (/usr/bin/python3) with
+OpenBLAS's pthread variant, Debian's default (the OpenMP one is ≈ 20× slower for the step's small
+batched products: tools/bench/README.md). Without torch it prints {"available": false, "note": ...} and
 exits 0, so the TypeScript bench can report that.
 
 Usage: /usr/bin/python3 tools/bench/sit_step_torch.py [--model tiny|small] [--device cpu|cuda]

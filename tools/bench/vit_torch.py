@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch reference for tools/bench/vit.ts: the same ViT-Tiny/4 step at 32 px in PyTorch.
 
-Prints one JSON object on stdout. Meant for Debian's python3-torch (/usr/bin/python3); with
-libopenblas0-openmp installed, as design.md recommends. When torch is not importable it prints
+Prints one JSON object on stdout. Meant for Debian's python3-torch (/usr/bin/python3) with
+OpenBLAS's pthread variant, Debian's default (the OpenMP one is ≈ 20× slower for small batched
+products: tools/bench/README.md). When torch is not importable it prints
 {"available": false, "note": ...} and exits 0, so the TypeScript bench can report that.
 
 Usage: /usr/bin/python3 tools/bench/vit_torch.py [--batch 64] [--iters 5] [--warmup 2] [--threads 2]
