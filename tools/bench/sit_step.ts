@@ -15,7 +15,7 @@
 //     [--checkpoint-blocks on|off|k] (k: recompute only the first k blocks) [--fused-block on|off]
 //     [--precision f32|mixed-f16] (mixed-f16: f16 GEMMs + loss scaling; webgpu with shader-f16)
 //     [--late-read] [--loss-scaler device|host] [--split-k auto|off] [--gpu-profile]
-//     [--torch-memory]
+//     [--torch-memory] [--img N]
 //
 // --split-k off keeps every webgpu GEMM in one slice of K (no split-K weight gradients,
 // gemm-split.ts), for before/after runs in one tree.
@@ -43,7 +43,7 @@
 // --memory-steps N replaces the timing: it runs N steps and reports the tensor count and the GPU
 // buffer bytes after step min(10, N) and after step N (the no-growth check), and the pool's peak
 // in use (with --torch-memory, beside PyTorch's: one step is enough for a peak). --depth overrides the
-// model's depth (for quick smoke runs only). PyTorch runs with $SIT_TORCH_PYTHON, else
+// model's depth and --img its image size (for quick smoke runs and long no-growth runs only). PyTorch runs with $SIT_TORCH_PYTHON, else
 // /usr/bin/python3 (else python3 on PATH); --torch-device defaults to cuda on webgpu, else cpu.
 // wasm: blocks are recomputed in the backward pass by default (`checkpointBlocks`, design.md);
 // cpu is ≈ 1 GFLOP/s (one step takes minutes): use --iters 1 --warmup 0 there.
@@ -81,7 +81,19 @@ const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const log = (line: string) => console.error(`[sit_step] ${line}`);
 
 const modelName = option("model", "tiny");
-const MODEL = sitBenchModel(modelName);
+const BASE_MODEL = sitBenchModel(modelName);
+// --img overrides the image size (a multiple of the patch), for long no-growth runs only.
+const IMG = Number(option("img", String(BASE_MODEL.img)));
+if (!Number.isInteger(IMG) || IMG < BASE_MODEL.patch || IMG % BASE_MODEL.patch !== 0)
+  throw new Error(`--img: expected a multiple of the patch size ${BASE_MODEL.patch}, got ${IMG}`);
+const MODEL =
+  IMG === BASE_MODEL.img
+    ? BASE_MODEL
+    : ({
+        ...BASE_MODEL,
+        img: IMG,
+        name: BASE_MODEL.name.replace(/at \d+ px/, `at ${IMG} px`),
+      } as unknown as typeof BASE_MODEL);
 const backend = option("backend", "wasm") as BackendName;
 const BATCH = Number(option("batch", modelName === "tiny" && backend === "webgpu" ? "256" : "64"));
 const ITERS = Number(option("iters", backend === "cpu" ? "1" : "3"));
@@ -130,7 +142,7 @@ function benchTorch(): Record<string, unknown> {
   const args = [
     script,
     ...["--model", modelName, "--device", TORCH_DEVICE, "--batch", String(BATCH)],
-    ...["--depth", String(DEPTH), "--threads", "2"],
+    ...["--depth", String(DEPTH), "--img", String(IMG), "--threads", "2"],
     ...["--iters", option("torch-iters", "3"), "--warmup", option("torch-warmup", "1")],
     ...(torchMemory ? ["--cpu-memory"] : []),
   ];
