@@ -17,6 +17,7 @@ import {
   webgpuInternals,
 } from "./flat-buffers";
 import { bumpFlatVersion, noteMirror } from "./mirrors";
+import { deferWriteBack, flushWriteBacks, mayDeferWriteBack } from "./write-back";
 import { GLOBAL_SCALED_WGSL, GLOBAL_WGSL, THREADS, sumsqWgsl, updateWgsl } from "./adamw-wgsl";
 
 // AdamW over every parameter of a model in ≤ 3 compute dispatches (WGSL in adamw-wgsl.ts; encoded
@@ -72,6 +73,12 @@ function flatAdamWKernelFunc(args: {
   if (plan.backend !== b) throw new Error("SitFlatAdamW: prepared on another backend");
   const paramsV = viewOf(b, inputs.flatParams);
   const flatParams = paramsV.buffer;
+  // The parameters that this step leaves deferred to their new range of flatParams (below); any
+  // other tensor deferred to it gets its values now, before they are overwritten.
+  const deferrable = (i: number) => inPlace[i] && mayDeferWriteBack(offsets[i]);
+  const keep = new Set<object>();
+  for (let i = 0; i < T; i++) if (deferrable(i)) keep.add(inputs[`p${i}`].dataId);
+  flushWriteBacks(inputs.flatParams, keep);
   for (let i = 0; i < T; i++)
     if (stale[i])
       copyElements(
@@ -180,16 +187,19 @@ function flatAdamWKernelFunc(args: {
   // same buffer every step: the kernels that read the weights keep their bind groups), else into
   // a fresh one the caller assigns (inPlace[i] false: one output each, in order). Each is then
   // a mirror of its range of flatParams (mirrors.ts), which the flat EMA reads instead of
-  // gathering the student again.
+  // gathering the student again, and which this package's kernels bind instead of its own
+  // buffer: so where the range starts aligned, the copy into its own buffer waits until
+  // something else reads that (write-back.ts).
   const outputs: tf.TensorInfo[] = [];
   const version = bumpFlatVersion(inputs.flatParams);
   for (let i = 0; i < T; i++) {
     const p = inputs[`p${i}`];
     const size = offsets[i + 1] - offsets[i];
     if (inPlace[i]) {
-      copyElements(b, flatParams, offsets[i], bufferOf(b, p), 0, size);
+      if (!deferrable(i)) copyElements(b, flatParams, offsets[i], bufferOf(b, p), 0, size);
       markWritten(b, p);
       noteMirror(p, inputs.flatParams, offsets[i], version);
+      if (deferrable(i)) deferWriteBack(b, p, inputs.flatParams, offsets[i]);
       continue;
     }
     const out = newTensorInfo(b, [...p.shape]);

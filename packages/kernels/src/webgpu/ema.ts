@@ -12,6 +12,10 @@ import {
   webgpuInternals,
 } from "./flat-buffers";
 import { bumpFlatVersion, commonMirror, noteMirror } from "./mirrors";
+import { deferWriteBack, flushWriteBacks, mayDeferWriteBack } from "./write-back";
+
+/** Whether a teacher tensor's write-back may wait (write-back.ts): updated in place, aligned. */
+const deferrable = (inPlace: boolean, offset: number) => inPlace && mayDeferWriteBack(offset);
 
 // The EMA teacher update of a whole network in one compute dispatch (encoded as encode.ts encodes:
 // bind group kept): teacher and student parameters in two flat buffers (the optimiser's own and a
@@ -98,12 +102,20 @@ function flatOperands(
   teacher: tf.TensorInfo[],
   student: tf.TensorInfo[],
   sizes: number[],
+  inPlace: boolean[],
 ): { t: tf.TensorInfo; s: tf.TensorInfo; offsets: number[]; temporary: boolean } {
   const studentFlat = commonMirror(b, student);
   // (Each tensor needs a range of its own: the same student tensor twice would share one.)
   if (studentFlat && new Set(studentFlat.offsets).size === student.length) {
     const t = flatTeacherFor(b, studentFlat.flat);
     const { offsets } = studentFlat;
+    // Tensors deferred to the flat teacher (write-back.ts) that this update does not re-note get
+    // their values before the gather or the update overwrites them.
+    const keep = new Set<object>();
+    teacher.forEach((x, i) => {
+      if (deferrable(inPlace[i], offsets[i])) keep.add(x.dataId);
+    });
+    flushWriteBacks(t, keep);
     const held = commonMirror(b, teacher);
     const current =
       held?.flat.dataId === t.dataId && held.offsets.every((o, i) => o === offsets[i]);
@@ -157,7 +169,7 @@ function flatEmaKernelFunc(args: {
     s: student,
     offsets,
     temporary,
-  } = flatOperands(b, teacherInputs, studentInputs, sizes);
+  } = flatOperands(b, teacherInputs, studentInputs, sizes, inPlace);
   const n = tf.util.sizeFromShape(teacher.shape);
   const tBuf = bufferOf(b, teacher);
   const skip = skipIndex >= 0;
@@ -176,14 +188,21 @@ function flatEmaKernelFunc(args: {
   );
   b.disposeData(coef.dataId);
   // In place where unshared; else one fresh output each, in order. Each is then a mirror of its
-  // range of a persistent flat teacher.
+  // range of a persistent flat teacher, and the in-place ones at an aligned range wait for their
+  // copy until something reads their own buffers (write-back.ts), as the flat AdamW's do.
   const version = temporary ? 0 : bumpFlatVersion(teacher);
   const outputs: tf.TensorInfo[] = [];
   teacherInputs.forEach((t, i) => {
     let out = t;
     if (inPlace[i]) {
-      copyElements(b, tBuf, offsets[i], bufferOf(b, t), 0, sizes[i]);
+      const defer = !temporary && deferrable(true, offsets[i]);
+      if (!defer) copyElements(b, tBuf, offsets[i], bufferOf(b, t), 0, sizes[i]);
       markWritten(b, t);
+      if (defer) {
+        noteMirror(t, teacher, offsets[i], version);
+        deferWriteBack(b, t, teacher, offsets[i]);
+        return;
+      }
     } else {
       out = newTensorInfo(b, [...t.shape]);
       copyElements(b, tBuf, offsets[i], bufferOf(b, out), 0, sizes[i]);

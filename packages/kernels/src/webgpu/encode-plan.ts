@@ -1,6 +1,7 @@
 import type * as tf from "@tensorflow/tfjs";
 import {
   type ResolvedDispatch,
+  baseOf,
   groupFor,
   issueDispatch,
   issueResolved,
@@ -9,7 +10,6 @@ import {
 import {
   type GpuBuffer,
   type WebGpuInternals,
-  bufferOf,
   isPersistentBuffer,
   rawDispatchCount,
 } from "./flat-buffers";
@@ -23,7 +23,17 @@ import { gpuProfiling } from "./gpu-profile";
 // workgroups and bindings, a binding being a buffer of the call's table (its inputs, outputs and
 // workspace, in a fixed order) at an offset, or a buffer that lives as long as the backend
 // (scratch). Replaying resolves the table's buffers and issues the dispatches, bind groups
-// kept per buffers as encode does.
+// kept per buffers as encode does. A tensor's entry is where its values lie (encode.ts's
+// `baseOf`): its own buffer, or its range of a flat buffer, so that one buffer may be the entry
+// of several tensors, at offsets of their own.
+
+/** The buffers of a call's tensors and where in them each tensor starts (in floats). */
+export interface CallTable {
+  buffers: GpuBuffer[];
+  bases: number[];
+  /** Floats of each tensor from its base: its size in a flat buffer, else the whole buffer (∞). */
+  extents: number[];
+}
 
 interface PlannedView {
   /** Index in the call's table; -1 for `buffer`. */
@@ -46,7 +56,7 @@ interface PlannedDispatch extends Omit<ResolvedDispatch, "views"> {
  */
 interface Plan {
   dispatches: PlannedDispatch[];
-  calls: Map<GpuBuffer, { table: GpuBuffer[]; groups: unknown[] }>;
+  calls: Map<GpuBuffer, { table: CallTable; groups: unknown[] }>;
 }
 
 /** Bound on the tables remembered per plan (cleared past it). */
@@ -58,33 +68,49 @@ const plans = new WeakMap<object, Map<string, Plan | null>>();
 const PLAN_LIMIT = 1024;
 let recording = false;
 
+/** Whether two tables are the same buffers at the same bases. */
+function sameTable(a: CallTable, b: CallTable): boolean {
+  const n = a.buffers.length;
+  if (b.buffers.length !== n) return false;
+  for (let i = 0; i < n; i++)
+    if (a.buffers[i] !== b.buffers[i] || a.bases[i] !== b.bases[i]) return false;
+  return true;
+}
+
 /**
- * The plan of `recorded` over `table`, or null when a binding is neither a buffer of the table
- * nor a persistent one (a temporary: replay would bind a buffer since freed), or when the body
- * issued dispatches that `encode` did not see. undefined when the table holds one buffer twice
- * (ambiguous slots: try again at the next call).
+ * The plan of `recorded` over `table`, or null when a binding is neither in a tensor of the
+ * table nor in a persistent buffer (a temporary: replay would bind a buffer since freed), or
+ * when the body issued dispatches that `encode` did not see. undefined when two of the table's
+ * tensors overlap in one buffer (the same tensor twice: ambiguous slots, try again at the next
+ * call).
  */
 function planOf(
-  table: GpuBuffer[],
+  table: CallTable,
   recorded: ResolvedDispatch[],
   dispatched: number,
 ): Plan | null | undefined {
   if (dispatched !== recorded.length) return null;
-  const slots = new Map<GpuBuffer, number>();
-  for (const [i, buffer] of table.entries()) {
-    if (slots.has(buffer)) return undefined;
-    slots.set(buffer, i);
+  const slots = new Map<GpuBuffer, number[]>();
+  const { buffers, bases, extents } = table;
+  for (const [i, buffer] of buffers.entries()) {
+    const same = slots.get(buffer) ?? [];
+    for (const j of same)
+      if (bases[i] < bases[j] + extents[j] && bases[j] < bases[i] + extents[i]) return undefined;
+    same.push(i);
+    slots.set(buffer, same);
   }
   const plan: PlannedDispatch[] = [];
   for (const d of recorded) {
     const views: PlannedView[] = [];
     for (const v of d.views) {
-      const slot = slots.get(v.buffer);
+      const slot = slots
+        .get(v.buffer)
+        ?.find((i) => bases[i] <= v.offset && v.offset < bases[i] + extents[i]);
       if (slot === undefined && !isPersistentBuffer(v.buffer)) return null;
       views.push({
         slot: slot ?? -1,
         buffer: slot === undefined ? v.buffer : null,
-        offset: v.offset,
+        offset: slot === undefined ? v.offset : v.offset - bases[slot],
         size: v.size,
       });
     }
@@ -103,7 +129,7 @@ function planOf(
 export function encodePlanned(
   b: WebGpuInternals,
   signature: string,
-  table: GpuBuffer[],
+  table: CallTable,
   body: () => void,
 ): void {
   let byDevice = plans.get(b.device);
@@ -140,11 +166,11 @@ export function encodePlanned(
 }
 
 /** Issue `plan`'s dispatches over `table`, with the bind groups of its last call on that table. */
-function replay(b: WebGpuInternals, plan: Plan, table: GpuBuffer[]): void {
+function replay(b: WebGpuInternals, plan: Plan, table: CallTable): void {
   const { dispatches } = plan;
   const profiling = gpuProfiling.recorder !== null;
-  const memo = profiling ? undefined : plan.calls.get(table[0]);
-  if (memo && memo.table.length === table.length && memo.table.every((x, i) => x === table[i])) {
+  const memo = profiling ? undefined : plan.calls.get(table.buffers[0]);
+  if (memo && sameTable(memo.table, table)) {
     for (let i = 0; i < dispatches.length; i++)
       issueDispatch(b, dispatches[i].p, memo.groups[i], dispatches[i].workgroups);
     return;
@@ -152,8 +178,8 @@ function replay(b: WebGpuInternals, plan: Plan, table: GpuBuffer[]): void {
   const groups: unknown[] = [];
   for (const d of dispatches) {
     const views = d.views.map((v) => ({
-      buffer: v.buffer ?? table[v.slot],
-      offset: v.offset,
+      buffer: v.buffer ?? table.buffers[v.slot],
+      offset: v.buffer ? v.offset : table.bases[v.slot] + v.offset,
       size: v.size,
     }));
     if (profiling) {
@@ -166,21 +192,28 @@ function replay(b: WebGpuInternals, plan: Plan, table: GpuBuffer[]): void {
   }
   if (profiling) return;
   if (plan.calls.size >= CALLS_LIMIT) plan.calls.clear();
-  plan.calls.set(table[0], { table, groups });
+  plan.calls.set(table.buffers[0], { table, groups });
 }
 
 /**
- * A call's table: the buffers of its input tensors (in the record's order) and then of `outputs`,
- * each owned by the pending commands; and the part of its signature that they give (the inputs'
- * names, in that order).
+ * A call's table: where the values of its input tensors (in the record's order) and then of
+ * `outputs` lie (encode.ts's `baseOf`, owned by the pending commands); and the part of its
+ * signature that they give (the inputs' names, in that order).
  */
 export function callTable(
   b: WebGpuInternals,
   inputs: Record<string, tf.TensorInfo>,
   outputs: tf.TensorInfo[],
-): { table: GpuBuffer[]; names: string } {
+): { table: CallTable; names: string } {
   const names = Object.keys(inputs);
-  const table = names.map((n) => bufferOf(b, inputs[n]));
-  for (const o of outputs) table.push(bufferOf(b, o));
+  const table: CallTable = { buffers: [], bases: [], extents: [] };
+  const add = (t: tf.TensorInfo) => {
+    const { buffer, offset, extent } = baseOf(b, t);
+    table.buffers.push(buffer);
+    table.bases.push(offset);
+    table.extents.push(extent);
+  };
+  for (const n of names) add(inputs[n]);
+  for (const o of outputs) add(o);
   return { table, names: names.join(",") };
 }

@@ -11,6 +11,7 @@ import {
   GPU_USAGE,
 } from "./flat-buffers";
 import { gpuProfiling } from "./gpu-profile";
+import { mirrorOf } from "./mirrors";
 
 // Dispatches encoded straight onto tfjs's open compute pass with as little host work per call as
 // possible: the WGSL text is built once per pipeline key, uniform buffers are made once per
@@ -29,10 +30,33 @@ export interface View {
 /** Storage-binding offsets must be multiples of 256 bytes (WebGPU's largest allowed alignment). */
 export const VIEW_ALIGN = 64;
 
-/** The whole buffer of `t`, or `size` elements from `offset` (owned by the pending commands). */
+/**
+ * Where `t`'s values lie (owned by the pending commands): its range of a flat buffer when it is a
+ * mirror of one that starts aligned (a parameter the flat AdamW or a teacher the flat EMA updated,
+ * whose own buffer may wait for a deferred copy: write-back.ts), else its own buffer. Binding the
+ * flat range reads the same values, and it saves that copy for every tensor only this package's
+ * kernels read.
+ */
+export function baseOf(
+  b: WebGpuInternals,
+  t: tf.TensorInfo,
+): { buffer: GpuBuffer; offset: number; extent: number } {
+  const m = mirrorOf(b, t);
+  if (m && m.offset % VIEW_ALIGN === 0)
+    return {
+      buffer: bufferOf(b, m.flat),
+      offset: m.offset,
+      extent: t.shape.reduce((p, q) => p * q, 1),
+    };
+  // A tensor's own buffer may be bound past its shape (a workspace handle: flat-buffers.ts).
+  return { buffer: bufferOf(b, t), offset: 0, extent: Number.POSITIVE_INFINITY };
+}
+
+/** `t`'s values ({@link baseOf}), or `size` elements from `offset` of them. */
 export function viewOf(b: WebGpuInternals, t: tf.TensorInfo, offset = 0, size?: number): View {
   const n = size ?? t.shape.reduce((p, q) => p * q, 1);
-  return { buffer: bufferOf(b, t), offset, size: n };
+  const base = baseOf(b, t);
+  return { buffer: base.buffer, offset: base.offset + offset, size: n };
 }
 
 /** Uniforms: 32-bit scalars (i32 or f32), packed in order (a WGSL struct of scalars). */

@@ -162,12 +162,31 @@ export function bufferOf(b: WebGpuInternals, t: tf.TensorInfo): GpuBuffer {
 /** Resources {@link bufferOf} has seen to be GPU buffers. */
 const gpuBuffers = new WeakSet<object>();
 
+type TensorData = ReturnType<WebGpuInternals["tensorMap"]["get"]>;
+
+/** `tensorMap.get` as tfjs made it, per backend whose own is wrapped (write-back.ts). */
+const rawGets = new WeakMap<object, (dataId: object) => TensorData>();
+
+/** Record `b`'s unwrapped `tensorMap.get` (write-back.ts wraps it). */
+export function setRawTensorData(b: WebGpuInternals, get: (dataId: object) => TensorData): void {
+  rawGets.set(b, get);
+}
+
 /**
- * After writing a tensor's buffer in place: drop any host copy tfjs cached when it was read, and
- * any mirror of it (mirrors.ts).
+ * A tensor's data in tfjs's backend for what does not read its buffer's values (its reference
+ * count, its cached host values): without the deferred write-back that `tensorMap.get` records.
+ */
+export function tensorDataOf(b: WebGpuInternals, dataId: object): TensorData {
+  const get = rawGets.get(b);
+  return get ? get(dataId) : b.tensorMap.get(dataId);
+}
+
+/**
+ * After writing a tensor's buffer in place, or its values' range of a flat buffer: drop any host
+ * copy tfjs cached when it was read, and any mirror of it (mirrors.ts).
  */
 export function markWritten(b: WebGpuInternals, t: tf.TensorInfo): void {
-  b.tensorMap.get(t.dataId).values = null;
+  tensorDataOf(b, t.dataId).values = null;
   dropMirror(t);
 }
 
@@ -228,8 +247,10 @@ export function scratchBuffer(b: WebGpuInternals, use: string, elements: number)
  * must keep its values, so a shared buffer is never written.
  */
 export function ownBuffers(tensors: readonly tf.Tensor[]): boolean[] {
-  const refs = tf.backend() as unknown as { refCount(dataId: object): number };
-  return tensors.map((t) => refs.refCount(t.dataId) === 1);
+  const b = tf.backend() as unknown as WebGpuInternals;
+  return tensors.map(
+    (t) => (tensorDataOf(b, t.dataId) as unknown as { refCount: number }).refCount === 1,
+  );
 }
 
 /** A new backend tensor (not an engine tensor) with a GPU buffer, optionally initialised. */
