@@ -47,6 +47,7 @@ export {
 export { webgpuKernels, setWebgpuKernels } from "./webgpu/register";
 export { webgpuTokenOps } from "./webgpu/tokens";
 export { setWebgpuFlatKernels } from "./webgpu/flat-register";
+export { setWebgpuWriteBackDeferral } from "./webgpu/write-back";
 export { settleBufferPool } from "./webgpu/buffer-pool";
 export { webgpuFlatAdamW, FLAT_ADAMW_KERNEL } from "./webgpu/adamw";
 export { webgpuFlatEma, FLAT_EMA_KERNEL } from "./webgpu/ema";

@@ -17,7 +17,7 @@ import {
   webgpuInternals,
 } from "./flat-buffers";
 import { bumpFlatVersion, noteMirror } from "./mirrors";
-import { deferWriteBack, flushWriteBacks, mayDeferWriteBack } from "./write-back";
+import { deferWriteBack, flushWriteBacks, flatRangeUsable } from "./write-back";
 import { GLOBAL_SCALED_WGSL, GLOBAL_WGSL, THREADS, sumsqWgsl, updateWgsl } from "./adamw-wgsl";
 
 // AdamW over every parameter of a model in ≤ 3 compute dispatches (WGSL in adamw-wgsl.ts; encoded
@@ -75,7 +75,7 @@ function flatAdamWKernelFunc(args: {
   const flatParams = paramsV.buffer;
   // The parameters that this step leaves deferred to their new range of flatParams (below); any
   // other tensor deferred to it gets its values now, before they are overwritten.
-  const deferrable = (i: number) => inPlace[i] && mayDeferWriteBack(offsets[i]);
+  const deferrable = (i: number) => inPlace[i] && flatRangeUsable(offsets[i]);
   const keep = new Set<object>();
   for (let i = 0; i < T; i++) if (deferrable(i)) keep.add(inputs[`p${i}`].dataId);
   flushWriteBacks(inputs.flatParams, keep);

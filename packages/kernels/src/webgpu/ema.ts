@@ -12,10 +12,10 @@ import {
   webgpuInternals,
 } from "./flat-buffers";
 import { bumpFlatVersion, commonMirror, noteMirror } from "./mirrors";
-import { deferWriteBack, flushWriteBacks, mayDeferWriteBack } from "./write-back";
+import { deferWriteBack, flushWriteBacks, flatRangeUsable } from "./write-back";
 
 /** Whether a teacher tensor's write-back may wait (write-back.ts): updated in place, aligned. */
-const deferrable = (inPlace: boolean, offset: number) => inPlace && mayDeferWriteBack(offset);
+const deferrable = (inPlace: boolean, offset: number) => inPlace && flatRangeUsable(offset);
 
 // The EMA teacher update of a whole network in one compute dispatch (encoded as encode.ts encodes:
 // bind group kept): teacher and student parameters in two flat buffers (the optimiser's own and a

@@ -9,9 +9,11 @@ import {
   noteRawDispatch,
   pipeline,
   GPU_USAGE,
+  VIEW_ALIGN,
 } from "./flat-buffers";
 import { gpuProfiling } from "./gpu-profile";
 import { mirrorOf } from "./mirrors";
+import { flatRangeUsable } from "./write-back";
 
 // Dispatches encoded straight onto tfjs's open compute pass with as little host work per call as
 // possible: the WGSL text is built once per pipeline key, uniform buffers are made once per
@@ -27,8 +29,7 @@ export interface View {
   size: number;
 }
 
-/** Storage-binding offsets must be multiples of 256 bytes (WebGPU's largest allowed alignment). */
-export const VIEW_ALIGN = 64;
+export { VIEW_ALIGN };
 
 /**
  * Where `t`'s values lie (owned by the pending commands): its range of a flat buffer when it is a
@@ -42,7 +43,7 @@ export function baseOf(
   t: tf.TensorInfo,
 ): { buffer: GpuBuffer; offset: number; extent: number } {
   const m = mirrorOf(b, t);
-  if (m && m.offset % VIEW_ALIGN === 0)
+  if (m && flatRangeUsable(m.offset))
     return {
       buffer: bufferOf(b, m.flat),
       offset: m.offset,

@@ -113,6 +113,9 @@ export function webgpuInternals(backend: unknown): WebGpuInternals {
   return b as WebGpuInternals;
 }
 
+/** Storage-binding offsets must be multiples of 256 bytes (WebGPU's largest allowed alignment). */
+export const VIEW_ALIGN = 64;
+
 const GPU_STORAGE_COPY = GPU_USAGE.STORAGE | GPU_USAGE.COPY_SRC | GPU_USAGE.COPY_DST;
 
 /**

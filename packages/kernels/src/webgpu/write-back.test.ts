@@ -16,7 +16,7 @@ import {
   deferWriteBack,
   flushWriteBacks,
   isWriteBackDeferred,
-  setWriteBackDeferral,
+  setWebgpuWriteBackDeferral,
 } from "./write-back";
 import "./flat-register";
 import "./register";
@@ -84,7 +84,7 @@ function fixtureOptimiser(tensors: Record<string, tf.Tensor>, lr: number, wd: nu
 
 describe("deferred write-back of flat-updated parameters (webgpu)", () => {
   afterAll(async () => {
-    setWriteBackDeferral(true);
+    setWebgpuWriteBackDeferral(true);
     await tf.setBackend("cpu");
   });
 
@@ -212,7 +212,7 @@ describe("deferred write-back of flat-updated parameters (webgpu)", () => {
     tf.dispose([flushed, renoted]);
     b.disposeData(flat.dataId);
     // The same AdamW with deferral off: every parameter is copied back by the step itself.
-    setWriteBackDeferral(false);
+    setWebgpuWriteBackDeferral(false);
     try {
       const { tensors, metadata } = loadFixture("adamw.safetensors");
       const { vars, opt } = fixtureOptimiser(tensors, (metadata.lr as number[])[0], 0);
@@ -221,7 +221,7 @@ describe("deferred write-back of flat-updated parameters (webgpu)", () => {
       opt.dispose();
       tf.dispose([...vars, ...Object.values(tensors)]);
     } finally {
-      setWriteBackDeferral(true);
+      setWebgpuWriteBackDeferral(true);
     }
   });
 });

@@ -1,11 +1,11 @@
 import type * as tf from "@tensorflow/tfjs";
-import { VIEW_ALIGN } from "./encode";
 import {
   type GpuBuffer,
   type WebGpuInternals,
   bufferOf,
   copyElements,
   setRawTensorData,
+  VIEW_ALIGN,
 } from "./flat-buffers";
 
 // Deferred write-back of a tensor whose new values lie in a range of a flat buffer (the flat
@@ -143,15 +143,21 @@ export function flushWriteBacks(flat: tf.TensorInfo, keep: ReadonlySet<object>):
 let enabled = true;
 
 /**
- * Test and bench hook: with `false`, the flat kernels copy each tensor back at once (the copies
- * this file saves), for comparing the two.
+ * Whether the kernels on webgpu bind a parameter's (or teacher tensor's) range of the flat
+ * AdamW's (or EMA's) buffer, which lets those leave each tensor's copy back into its own buffer
+ * until something else reads it (`true`, the default); or bind each tensor's own buffer, copied
+ * back at once after every update (`false`): for comparisons and benchmarks. The values are the
+ * same.
  */
-export function setWriteBackDeferral(on: boolean): void {
+export function setWebgpuWriteBackDeferral(on: boolean): void {
   enabled = on;
 }
 
-/** Whether the flat kernels may defer a write-back whose range of the flat buffer starts aligned. */
-export function mayDeferWriteBack(offset: number): boolean {
+/**
+ * Whether a tensor at `offset` floats into a flat buffer may be bound there (and its write-back
+ * deferred): a binding must start aligned.
+ */
+export function flatRangeUsable(offset: number): boolean {
   return enabled && offset % VIEW_ALIGN === 0;
 }
 
