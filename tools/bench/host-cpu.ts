@@ -15,13 +15,20 @@
 // would. The wrappers cost host time themselves (≈ 0.3 µs a call): leave it off for the host
 // time. A loaded machine inflates the times (a submit waits for the driver's thread).
 //
+// --ab-write-back compares, in the same process, steps with the flat AdamW's and EMA's copies
+// back into each tensor's own buffer deferred (the default) and made at once
+// (setWebgpuWriteBackDeferral(false)): `--steps` rounds, each one timed step of each setting in
+// alternating order, every timed step after an untimed one of the same setting (switching
+// settings writes the deferred tensors back once).
+//
 //   LP_NUM_THREADS=1 npx tsx tools/bench/host-cpu.ts [--img 8] [--batch 2] [--warmup 5] [--steps 12]
-//     [--tag NAME] [--count-native]
+//     [--tag NAME] [--count-native] [--ab-write-back]
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { isNativeFunction } from "../../packages/core/src/dawn-poll";
 import { initBackend } from "../../packages/core/src/node";
+import { setWebgpuWriteBackDeferral } from "../../packages/kernels/src/index";
 import { SIT_BENCH_MODELS, benchViews, createBenchSiT, onLastSubmit } from "./sit-bench-model";
 
 function option(name: string, fallback: string): string {
@@ -109,10 +116,11 @@ const stepWall: number[] = [];
 const [immediatesBefore, timersBefore] = [nativeImmediates, nativeTimers];
 // Counted over the timed steps only.
 for (const entry of nativeCalls?.values() ?? []) Object.assign(entry, { calls: 0, ms: 0 });
-for (let s = 0; s < steps; s++) {
+let stepIndex = warmup;
+async function timedStep(): Promise<void> {
   const c0 = threadRunMs();
   const t0 = performance.now();
-  await recipe.trainStep(data as never, warmup + s);
+  await recipe.trainStep(data as never, stepIndex++);
   stepWall.push(performance.now() - t0);
   wall.push(wallEnd - t0);
   cpu.push(cpuEnd - c0);
@@ -120,6 +128,41 @@ for (let s = 0; s < steps; s++) {
 const quantile = (a: number[], p: number) =>
   [...a].sort((x, y) => x - y)[Math.floor(p * (a.length - 1))];
 const round = (x: number) => Math.round(x * 10) / 10;
+const abCpu = { deferred: [] as number[], eager: [] as number[] };
+if (process.argv.includes("--ab-write-back")) {
+  for (let r = 0; r < steps; r++)
+    for (const setting of r % 2
+      ? (["deferred", "eager"] as const)
+      : (["eager", "deferred"] as const)) {
+      setWebgpuWriteBackDeferral(setting === "deferred");
+      await recipe.trainStep(data as never, stepIndex++);
+      await timedStep();
+      abCpu[setting].push(cpu[cpu.length - 1]);
+    }
+  setWebgpuWriteBackDeferral(true);
+} else for (let s = 0; s < steps; s++) await timedStep();
+const summary = (a: number[]) => ({
+  median: round(quantile(a, 0.5)),
+  p25: round(quantile(a, 0.25)),
+  mean: round(a.reduce((x, y) => x + y, 0) / a.length),
+  all: a.map(round),
+});
+const ab =
+  abCpu.deferred.length > 0
+    ? {
+        ab_write_back_host_cpu_ms: {
+          deferred: summary(abCpu.deferred),
+          eager: summary(abCpu.eager),
+          // Per round, eager − deferred (the rounds pair steps run back to back).
+          saved_median: round(
+            quantile(
+              abCpu.eager.map((e, i) => e - abCpu.deferred[i]),
+              0.5,
+            ),
+          ),
+        },
+      }
+    : {};
 console.log(
   JSON.stringify({
     bench: "host_cpu",
@@ -128,6 +171,10 @@ console.log(
     batch,
     warmup,
     steps,
+    write_back:
+      abCpu.deferred.length > 0
+        ? "alternating deferred and eager (the host_* figures cover both; see ab_write_back_host_cpu_ms)"
+        : "deferred",
     host_cpu_ms_median: round(quantile(cpu, 0.5)),
     host_cpu_ms_p25: round(quantile(cpu, 0.25)),
     host_cpu_ms_min: round(quantile(cpu, 0)),
@@ -149,7 +196,8 @@ console.log(
         }
       : {}),
     dawn_poll_ms: process.env.SIT_DAWN_POLL_MS ?? "default",
-    tensors_leaked_per_step: (tf.memory().numTensors - tensors) / steps,
+    ...ab,
+    tensors_leaked_per_step: (tf.memory().numTensors - tensors) / (stepIndex - warmup),
     loadavg_start: loadStart,
     loadavg_end: loadavg(),
     host_cpu_ms: cpu.map(round),

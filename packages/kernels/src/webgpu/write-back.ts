@@ -82,12 +82,13 @@ function watch(b: WebGpuInternals): void {
   };
   const dispose = b.disposeData.bind(b);
   b.disposeData = (dataId: object, force?: boolean): boolean => {
-    if (storage.has(dataId)) {
+    // (Called for every tensor a step disposes: the common case is one lookup each.)
+    const d = deferred.get(dataId);
+    const set = byFlat.get(dataId);
+    if ((d || set?.size) && storage.has(dataId)) {
       const data = get(dataId) as unknown as { refCount: number };
       if (force || data.refCount <= 1) {
-        const d = deferred.get(dataId);
         if (d) cancel(d);
-        const set = byFlat.get(dataId);
         if (set) for (const x of [...set]) writeBack(x);
       }
     }
