@@ -8,7 +8,7 @@ import {
   fusedBlockInputs,
   transformerBlock,
 } from "./transformer-block";
-import { holdVariables } from "./webgpu/block";
+import { holdGradientTargets, holdVariables } from "./webgpu/block";
 import type { BlockAttrs } from "./webgpu/block-encode";
 import {
   BLOCK_STACK_KERNEL,
@@ -20,6 +20,7 @@ import {
   BLOCK_STACK_TRAIN_KERNEL,
   type BlockStackTrainAttrs,
   registerBlockStackTrainKernels,
+  stackGradientNames,
   stackSavedNames,
   stackWorkspaceFloats,
 } from "./webgpu/block-stack-train";
@@ -116,6 +117,7 @@ function trainStack(inputs: Record<string, tf.Tensor>, attrs: BlockStackTrainAtt
   registerBlockStackTrainKernels();
   const names = stackSavedNames(attrs);
   const held = holdVariables(attrs, names, inputs);
+  holdGradientTargets(attrs, stackGradientNames(attrs), inputs);
   const saved = names.filter((name) => !(name in held)).map((name) => inputs[name]);
   const outs = runKernelSaving(BLOCK_STACK_TRAIN_KERNEL, inputs, attrs, (o) => [
     ...o.slice(1),

@@ -17,7 +17,7 @@ import {
   webgpuInternals,
 } from "./flat-buffers";
 import { bumpFlatVersion, noteMirror } from "./mirrors";
-import { deferWriteBack, flushWriteBacks, flatRangeUsable } from "./write-back";
+import { arenaGradients, deferWriteBack, flatRangeUsable, flushWriteBacks } from "./write-back";
 import { GLOBAL_SCALED_WGSL, GLOBAL_WGSL, THREADS, sumsqWgsl, updateWgsl } from "./adamw-wgsl";
 
 // AdamW over every parameter of a model in ≤ 3 compute dispatches (WGSL in adamw-wgsl.ts; encoded
@@ -89,17 +89,16 @@ function flatAdamWKernelFunc(args: {
         offsets[i],
         offsets[i + 1] - offsets[i],
       );
-  const grad = newTensorInfo(b, [n]);
-  const gradBuf = bufferOf(b, grad);
-  for (let i = 0; i < T; i++)
-    copyElements(
-      b,
-      bufferOf(b, inputs[`g${i}`]),
-      0,
-      gradBuf,
-      offsets[i],
-      offsets[i + 1] - offsets[i],
-    );
+  // The gradients in one flat buffer: the arena the backward kernels wrote them into
+  // (write-back.ts), or gathered here.
+  const grads = Array.from({ length: T }, (_, i) => inputs[`g${i}`]);
+  const arena = arenaGradients(b, inputs.flatParams, grads, offsets);
+  const grad = arena ?? newTensorInfo(b, [n]);
+  if (!arena) {
+    const gradBuf = bufferOf(b, grad);
+    for (let i = 0; i < T; i++)
+      copyElements(b, bufferOf(b, grads[i]), 0, gradBuf, offsets[i], offsets[i + 1] - offsets[i]);
+  }
   const ls = h.lossScale;
   const norms = newTensorInfo(b, [ls ? 3 * T + 4 : 2 * T]);
   // Each group's decay and step size, then √(1 − β₂ᵗ): the values that change every step (in a
@@ -111,7 +110,7 @@ function flatAdamWKernelFunc(args: {
   });
   groupHyper[2 * numGroups] = Math.sqrt(1 - h.beta2 ** h.step);
   const hyperInfo = newTensorInfo(b, [groupHyper.length], groupHyper);
-  const scratch = [grad, norms, hyperInfo];
+  const scratch = arena ? [norms, hyperInfo] : [grad, norms, hyperInfo];
   const useScale = h.clipPerTensor !== null || h.clipGlobalNorm !== null;
   const [gradV, metaV, normsV] = [grad, plan.meta, norms].map((t) => viewOf(b, t));
   const state = ls ? viewOf(b, inputs.lossState) : null;

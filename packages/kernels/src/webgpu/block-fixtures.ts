@@ -92,3 +92,25 @@ export async function run(
   tf.dispose([...out, x, r, ...(scales ?? [])]);
   return { data, names: ["x", ...params.map(([n]) => n)] };
 }
+
+/** `w` with every tensor moved into a Variable (as a model's parameters are). */
+export function asVariables(w: TransformerBlockWeights): TransformerBlockWeights {
+  const v = (t: tf.Tensor) => {
+    const out = tf.variable(t);
+    t.dispose();
+    return out;
+  };
+  const layer = <L extends { weight: tf.Tensor; bias: tf.Tensor | null }>(l: L): L => ({
+    ...l,
+    weight: v(l.weight),
+    bias: l.bias ? v(l.bias) : null,
+  });
+  return {
+    norm1: layer(w.norm1),
+    qkv: layer(w.qkv),
+    proj: layer(w.proj),
+    norm2: layer(w.norm2),
+    fc1: layer(w.fc1),
+    fc2: layer(w.fc2),
+  };
+}

@@ -1,5 +1,11 @@
 import * as tf from "@tensorflow/tfjs";
-import { GRAD_INPUTS, heldInputs, newBlockGradients, savedInputNames } from "./block";
+import {
+  GRAD_INPUTS,
+  gradientTargets,
+  heldInputs,
+  newBlockGradients,
+  savedInputNames,
+} from "./block";
 import { type BlockAttrs, dims, encodeBlockBackward, encodeBlockForward } from "./block-encode";
 import { workspaceLayout } from "./block-layout";
 import { stackInputName } from "./block-stack";
@@ -14,6 +20,7 @@ import {
 } from "./flat-buffers";
 import { gemmSettingsKey } from "./gemm";
 import { kernelArgs, registerWebgpuKernels } from "./program";
+import { gradientFor } from "./write-back";
 
 // Several transformer blocks in a row as ONE tfjs kernel per direction while a gradient tape
 // records (a student's forward): the blocks' own dispatches (block-encode.ts), but one engine call
@@ -111,8 +118,19 @@ function stackBackward(args: unknown): tf.TensorInfo[] {
     ...viewOf(b, between, k * alignFloats(m * d)),
     size: m * d,
   });
+  // A weight's gradient goes straight into the flat AdamW's gradient arena where it can
+  // (write-back.ts's gradientFor).
+  const targets = gradientTargets(raw);
   const grads = Array.from({ length: depth }, (_, i) =>
-    newBlockGradients(b, blockAttrs(attrs, i), i === 0 ? viewOf(b, dx) : half(i % 2)),
+    newBlockGradients(
+      b,
+      blockAttrs(attrs, i),
+      i === 0 ? viewOf(b, dx) : half(i % 2),
+      (name, shape) => {
+        const target = targets[stackInputName(i, name)];
+        return target ? gradientFor(b, target) : newTensorInfo(b, shape);
+      },
+    ),
   );
   const outputs = [dx, ...grads.flatMap((g) => g.outputs)];
   const { table, names } = callTable(b, inputs, outputs);
@@ -134,6 +152,15 @@ function stackBackward(args: unknown): tf.TensorInfo[] {
     }
   });
   return outputs;
+}
+
+/** The names, among the stack's inputs, of the weights whose gradients the backward returns. */
+export function stackGradientNames(attrs: BlockStackTrainAttrs): string[] {
+  const names: string[] = [];
+  for (let i = 0; i < attrs.depth; i++)
+    for (const [name, flag] of GRAD_INPUTS)
+      if (name !== "x" && !(flag && !attrs[flag])) names.push(stackInputName(i, name));
+  return names;
 }
 
 /**

@@ -9,7 +9,7 @@ import {
   transformerBlock,
 } from "../transformer-block";
 import { transformerStack } from "../transformer-stack";
-import { B, D, HEADS, HIDDEN, N, flat, weights } from "./block-fixtures";
+import { B, D, HEADS, HIDDEN, N, asVariables, flat, weights } from "./block-fixtures";
 import {
   BLOCK_STACK_KERNEL,
   parseStackInputName,
@@ -38,28 +38,6 @@ describe("the stack kernel's input names", () => {
 /** The blocks one after the other, one transformerBlock call each (the reference). */
 function loop(x: tf.Tensor3D, blocks: TransformerBlockWeights[]): tf.Tensor3D {
   return tf.tidy(() => blocks.reduce((y, w) => transformerBlock(y, w, options).output, x));
-}
-
-/** `w` with every tensor moved into a Variable (as a model's parameters are). */
-function asVariables(w: TransformerBlockWeights): TransformerBlockWeights {
-  const v = (t: tf.Tensor) => {
-    const out = tf.variable(t);
-    t.dispose();
-    return out;
-  };
-  const layer = <L extends { weight: tf.Tensor; bias: tf.Tensor | null }>(l: L): L => ({
-    ...l,
-    weight: v(l.weight),
-    bias: l.bias ? v(l.bias) : null,
-  });
-  return {
-    norm1: layer(w.norm1),
-    qkv: layer(w.qkv),
-    proj: layer(w.proj),
-    norm2: layer(w.norm2),
-    fc1: layer(w.fc1),
-    fc2: layer(w.fc2),
-  };
 }
 
 const release = (blocks: TransformerBlockWeights[]) =>

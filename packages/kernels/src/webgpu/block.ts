@@ -71,6 +71,8 @@ export function newBlockGradients(
   b: WebGpuInternals,
   attrs: BlockAttrs,
   x?: View,
+  allocate: (name: string, shape: number[]) => tf.TensorInfo = (_, shape) =>
+    newTensorInfo(b, shape),
 ): { outputs: tf.TensorInfo[]; views: BlockGradientViews } {
   const outputs: tf.TensorInfo[] = [];
   const views = {} as Record<string, View | null>;
@@ -83,7 +85,7 @@ export function newBlockGradients(
       views[name] = null;
       continue;
     }
-    const info = newTensorInfo(b, gradientShape(name, attrs));
+    const info = allocate(name, gradientShape(name, attrs));
     outputs.push(info);
     views[name] = viewOf(b, info);
   }
@@ -187,6 +189,29 @@ export function holdVariables(
 }
 
 let registered = false;
+
+/** Where a taped kernel's attributes carry the Variables whose gradients it returns. */
+const TARGETS = Symbol("gradientTargets");
+
+/**
+ * Hand the gradient of a kernel call the inputs among `names` that are Variables, by reference
+ * through its `attrs` (as {@link holdVariables}): the parameters whose gradients it returns, so
+ * that it can write each into the flat AdamW's gradient arena (write-back.ts's `gradientFor`).
+ */
+export function holdGradientTargets(
+  attrs: object,
+  names: string[],
+  inputs: Record<string, tf.Tensor>,
+): void {
+  const targets: Record<string, tf.Tensor> = {};
+  for (const name of names) if (inputs[name] instanceof tf.Variable) targets[name] = inputs[name];
+  Object.defineProperty(attrs, TARGETS, { value: targets, enumerable: false });
+}
+
+/** The Variables that {@link holdGradientTargets} attached to `attrs` (none: empty). */
+export function gradientTargets(attrs: unknown): Record<string, tf.Tensor> {
+  return (attrs as { [TARGETS]?: Record<string, tf.Tensor> })[TARGETS] ?? {};
+}
 
 /** The inputs that {@link holdVariables} attached to a kernel call's `attrs` (none: empty). */
 export function heldInputs(attrs: unknown): Record<string, tf.Tensor> {

@@ -26,6 +26,11 @@ export function bumpFlatVersion(flat: tf.TensorInfo): number {
   return v;
 }
 
+/** The version under which mirrors of `flat` are noted now (0 before its first write). */
+export function flatVersion(flat: tf.TensorInfo): number {
+  return versions.get(flat.dataId) ?? 0;
+}
+
 /** Note that `t`'s data equals `flat`'s elements from `offset` (at `flat`'s version `version`). */
 export function noteMirror(
   t: tf.TensorInfo,

@@ -4,9 +4,15 @@ import {
   type WebGpuInternals,
   bufferOf,
   copyElements,
+  GPU_USAGE,
+  newTensorInfo,
   setRawTensorData,
+  tensorDataOf,
   VIEW_ALIGN,
 } from "./flat-buffers";
+import { bumpFlatVersion, flatVersion, noteMirror } from "./mirrors";
+
+const GPU_STORAGE_COPY = GPU_USAGE.STORAGE | GPU_USAGE.COPY_SRC | GPU_USAGE.COPY_DST;
 
 // Deferred write-back of a tensor whose new values lie in a range of a flat buffer (the flat
 // AdamW's parameters, the flat EMA's teacher). Copying each tensor back into its own buffer after
@@ -27,7 +33,8 @@ import {
 interface Deferred {
   b: WebGpuInternals;
   dataId: object;
-  own: GpuBuffer;
+  /** Null for a gradient written straight into an arena (below): allocated at its write-back. */
+  own: GpuBuffer | null;
   flat: tf.TensorInfo;
   offset: number;
   size: number;
@@ -49,25 +56,40 @@ function dependents(flat: tf.TensorInfo): Set<Deferred> {
   return set;
 }
 
-/** End `d`'s deferral without a copy. */
+/** End `d`'s deferral without a copy; an arena left with no tensor in it goes back to the pool. */
 function cancel(d: Deferred): void {
   deferred.delete(d.dataId);
-  byFlat.get(d.flat.dataId)?.delete(d);
+  const set = byFlat.get(d.flat.dataId);
+  set?.delete(d);
+  const arena = arenaOf.get(d.flat.dataId);
+  if (!arena) return;
+  arena.claimed.delete(d.offset);
+  if (set?.size === 0) {
+    arenas.delete(arena.params);
+    arenaOf.delete(d.flat.dataId);
+    d.b.disposeData(d.flat.dataId);
+  }
 }
 
 /** Record the copy of `d`'s range of its flat buffer into its own buffer, and end the deferral. */
 function writeBack(d: Deferred): void {
-  cancel(d);
   const { b } = d;
+  let own = d.own;
+  if (!own) {
+    own = b.bufferManager.acquireBuffer(d.size * 4, GPU_STORAGE_COPY);
+    tensorDataOf(b, d.dataId).resource = own;
+  }
   b.commandQueueOwnedIds.add(d.dataId);
-  copyElements(b, bufferOf(b, d.flat), d.offset, d.own, 0, d.size);
+  copyElements(b, bufferOf(b, d.flat), d.offset, own, 0, d.size);
+  cancel(d);
 }
 
 /**
- * Wrap `b.tensorMap.get` (a deferred tensor's data is written back before anyone gets it; this
- * package's own reads that need no values use `tensorDataOf`) and `b.disposeData` (on a
- * tensor's final disposal: a deferred one needs no copy; a flat one first writes back every
- * tensor deferred to it, while its buffer is still owned by the pending commands).
+ * Wrap `b.tensorMap.get` (a deferred tensor's data is written back before anyone gets it, save
+ * for reference counting; this package's own reads that need no values use `tensorDataOf`) and
+ * `b.disposeData` (on a tensor's final disposal: a deferred one needs no copy; a flat one first
+ * writes back every tensor deferred to it, while its buffer is still owned by the pending
+ * commands).
  */
 function watch(b: WebGpuInternals): void {
   if (watched.has(b)) return;
@@ -75,11 +97,26 @@ function watch(b: WebGpuInternals): void {
   const storage = b.tensorMap;
   const get = storage.get.bind(storage);
   setRawTensorData(b, get);
+  // Reference counting reads no values (tfjs's tape shares a weight it saves for the backward):
+  // no write-back for it.
+  let counting = false;
   storage.get = (dataId: object) => {
-    const d = deferred.get(dataId);
+    const d = counting ? undefined : deferred.get(dataId);
     if (d) writeBack(d);
     return get(dataId);
   };
+  const refs = b as unknown as Record<"incRef" | "decRef" | "refCount", (id: object) => unknown>;
+  for (const name of ["incRef", "decRef", "refCount"] as const) {
+    const f = refs[name].bind(b);
+    refs[name] = (dataId: object) => {
+      counting = true;
+      try {
+        return f(dataId);
+      } finally {
+        counting = false;
+      }
+    };
+  }
   const dispose = b.disposeData.bind(b);
   b.disposeData = (dataId: object, force?: boolean): boolean => {
     // (Called for every tensor a step disposes: the common case is one lookup each.)
@@ -139,6 +176,91 @@ export function flushWriteBacks(flat: tf.TensorInfo, keep: ReadonlySet<object>):
   const set = byFlat.get(flat.dataId);
   if (!set) return;
   for (const d of [...set]) if (!keep.has(d.dataId)) writeBack(d);
+}
+
+// Gradient arenas. The flat AdamW gathers every gradient into one flat buffer laid out as its
+// flat parameters: a copy per tensor per step (≈ 170 for a SiT). A backward kernel that makes the
+// gradient of a parameter deferred to a flat AdamW's buffer (`gradientFor`) writes it straight
+// into the range of that layout in an arena, a buffer laid out as the parameters' flat buffer,
+// and the gradient tensor is deferred to it (with no buffer of its own until something else reads
+// it). The AdamW then updates from the arena, gathering only the gradients that are not in it
+// (`adamwGradients`). Each range is claimed once (a parameter used twice gets its second
+// gradient in a buffer of its own, and tfjs adds the two); the arena goes back to the pool once
+// no gradient is deferred to it (in a training step: when the optimiser's caller disposes them).
+
+interface Arena {
+  /** The flat parameters' dataId. */
+  params: object;
+  grads: tf.TensorInfo;
+  /** Offsets whose range holds a deferred gradient. */
+  claimed: Set<number>;
+}
+
+/** Arenas by the flat parameters' dataId, and by their own. */
+const arenas = new WeakMap<object, Arena>();
+const arenaOf = new WeakMap<object, Arena>();
+
+/**
+ * A new tensor for the gradient of `param` (of its shape): in an arena range when `param` is
+ * deferred to a flat buffer at a usable offset and that range is free, else with a buffer of its
+ * own. Its values are written through `viewOf`, which binds the arena range.
+ */
+export function gradientFor(b: WebGpuInternals, param: tf.TensorInfo): tf.TensorInfo {
+  const held = deferred.get(param.dataId);
+  if (!held || !flatRangeUsable(held.offset)) return newTensorInfo(b, [...param.shape]);
+  let arena = arenas.get(held.flat.dataId);
+  if (!arena) {
+    const grads = newTensorInfo(b, [...held.flat.shape]);
+    arena = { params: held.flat.dataId, grads, claimed: new Set() };
+    arenas.set(held.flat.dataId, arena);
+    arenaOf.set(grads.dataId, arena);
+    bumpFlatVersion(grads);
+  }
+  if (arena.claimed.has(held.offset)) return newTensorInfo(b, [...param.shape]);
+  arena.claimed.add(held.offset);
+  const g = b.makeTensorInfo([...param.shape], "float32");
+  noteMirror(g, arena.grads, held.offset, flatVersion(arena.grads));
+  const d: Deferred = {
+    b,
+    dataId: g.dataId,
+    own: null,
+    flat: arena.grads,
+    offset: held.offset,
+    size: held.size,
+  };
+  deferred.set(g.dataId, d);
+  dependents(arena.grads).add(d);
+  return g;
+}
+
+/**
+ * The flat gradients of a flat AdamW step over `flatParams` (`grads` in its layout, at
+ * `offsets`): its arena, with every gradient that is not already in its range copied in; or null
+ * when no gradient is (then the caller gathers them all into a buffer of its own). The arena is
+ * only read by the step.
+ */
+export function arenaGradients(
+  b: WebGpuInternals,
+  flatParams: tf.TensorInfo,
+  grads: tf.TensorInfo[],
+  offsets: ArrayLike<number>,
+): tf.TensorInfo | null {
+  const arena = arenas.get(flatParams.dataId);
+  if (!arena) return null;
+  const keep = new Set<object>();
+  const missing: number[] = [];
+  grads.forEach((g, i) => {
+    const d = deferred.get(g.dataId);
+    if (d && d.flat.dataId === arena.grads.dataId && d.offset === offsets[i]) keep.add(g.dataId);
+    else missing.push(i);
+  });
+  // (With none kept, flushing could empty the arena and return it to the pool.)
+  if (keep.size === 0) return null;
+  flushWriteBacks(arena.grads, keep);
+  const target = bufferOf(b, arena.grads);
+  for (const i of missing)
+    copyElements(b, bufferOf(b, grads[i]), 0, target, offsets[i], offsets[i + 1] - offsets[i]);
+  return arena.grads;
 }
 
 let enabled = true;
