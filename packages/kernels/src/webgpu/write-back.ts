@@ -97,9 +97,18 @@ function watch(b: WebGpuInternals): void {
   const storage = b.tensorMap;
   const get = storage.get.bind(storage);
   setRawTensorData(b, get);
-  // Reference counting reads no values (tfjs's tape shares a weight it saves for the backward):
-  // no write-back for it.
+  // Reference counting reads no values (tfjs's tape shares a weight it saves for the backward,
+  // then disposes its share): no write-back for it.
   let counting = false;
+  const uncounted = <R>(f: () => R): R => {
+    const was = counting;
+    counting = true;
+    try {
+      return f();
+    } finally {
+      counting = was;
+    }
+  };
   storage.get = (dataId: object) => {
     const d = counting ? undefined : deferred.get(dataId);
     if (d) writeBack(d);
@@ -108,14 +117,7 @@ function watch(b: WebGpuInternals): void {
   const refs = b as unknown as Record<"incRef" | "decRef" | "refCount", (id: object) => unknown>;
   for (const name of ["incRef", "decRef", "refCount"] as const) {
     const f = refs[name].bind(b);
-    refs[name] = (dataId: object) => {
-      counting = true;
-      try {
-        return f(dataId);
-      } finally {
-        counting = false;
-      }
-    };
+    refs[name] = (dataId: object) => uncounted(() => f(dataId));
   }
   const dispose = b.disposeData.bind(b);
   b.disposeData = (dataId: object, force?: boolean): boolean => {
@@ -129,7 +131,8 @@ function watch(b: WebGpuInternals): void {
         if (set) for (const x of [...set]) writeBack(x);
       }
     }
-    return dispose(dataId, force);
+    // (tfjs's disposal reads the reference count, and releases the buffer on the last one.)
+    return uncounted(() => dispose(dataId, force));
   };
 }
 
