@@ -87,7 +87,10 @@ export interface WebGpuInternals {
     values?: Float32Array | Int32Array,
   ): tf.TensorInfo;
   disposeData(dataId: object, force?: boolean): boolean;
-  bufferManager: { acquireBuffer(size: number, usage: number): GpuBuffer };
+  bufferManager: {
+    acquireBuffer(size: number, usage: number): GpuBuffer;
+    releaseBuffer(buffer: GpuBuffer): void;
+  };
   makeUniforms(uniforms: { type: "float32" | "int32" | "uint32"; data: number[] }[]): {
     offset: number;
     size: number;

@@ -10,6 +10,7 @@ import {
   bufferOf,
   copyElements,
   newTensorInfo,
+  tensorDataOf,
   webgpuInternals,
 } from "./flat-buffers";
 import { bumpFlatVersion, noteMirror } from "./mirrors";
@@ -110,6 +111,8 @@ describe("deferred write-back of flat-updated parameters (webgpu)", () => {
       const copies = countCopies(() => opt.step(grads));
       expect(copies, `step ${s}`).toBe(s === 1 ? 8 : 5);
       expect(vars.map((v) => isWriteBackDeferred(v))).toEqual([true, false, false]);
+      // Deferred, w holds no buffer of its own (it went back to the pool).
+      expect(tensorDataOf(webgpuInternals(tf.backend()), w.dataId).resource).toBeNull();
       const expected = (await tensors[`param.step${s}.w`].data()) as Float32Array;
       // This package's GEMM binds w's range of the flat buffer: no copy, w stays deferred.
       let y: tf.Tensor | undefined;

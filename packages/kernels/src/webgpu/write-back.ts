@@ -19,22 +19,21 @@ const GPU_STORAGE_COPY = GPU_USAGE.STORAGE | GPU_USAGE.COPY_SRC | GPU_USAGE.COPY
 // every update is one copyBufferToBuffer per tensor: ≈ 170 per model per step for a SiT, ≈ 340
 // with the teacher, each a call into Dawn. The kernels of this package do not need the copy: they
 // bind the tensor's range of the flat buffer instead (encode.ts's `viewOf`, through its mirror:
-// mirrors.ts). So the copy is recorded only when something else may read the tensor's own
-// buffer. tfjs's webgpu backend reaches a tensor's data (its buffer, for a binding, an upload
-// check, a read to the host, a reshape's shared reference) only through its `tensorMap.get`; that
-// is wrapped to record the copy first, in command order (this package's `bufferOf` goes through
-// it too). Until then the own buffer holds stale values, which nothing reads. (Not an accessor on
-// the tensor data's `resource`: V8 turns an object with an accessor added into a slow dictionary
-// object for good, which slowed every step.) The flat buffer must keep the values: before it is
-// written again, every tensor deferred to it that will not be re-noted to the new values is
-// written back (`flushWriteBacks`), and so before it is disposed. A tensor disposed while deferred
-// needs no copy.
+// mirrors.ts). So the copy is recorded only when something else may read the tensor's buffer.
+// tfjs's webgpu backend reaches a tensor's data (its buffer, for a binding, an upload check, a
+// read to the host) only through its `tensorMap.get`; that is wrapped to record the copy first,
+// in command order (this package's `bufferOf` goes through it too), save for reference counting,
+// which reads no values. Until then the tensor holds no buffer: the one it had goes back to
+// tfjs's pool, which saves the model's size twice over while training (parameters and teacher).
+// (Not an accessor on the tensor data's `resource`: V8 turns an object with an accessor added
+// into a slow dictionary object for good, which slowed every step.) The flat buffer must keep the
+// values: before it is written again, every tensor deferred to it that will not be re-noted to
+// the new values is written back (`flushWriteBacks`), and so before it is disposed. A tensor
+// disposed while deferred needs no copy.
 
 interface Deferred {
   b: WebGpuInternals;
   dataId: object;
-  /** Null for a gradient written straight into an arena (below): allocated at its write-back. */
-  own: GpuBuffer | null;
   flat: tf.TensorInfo;
   offset: number;
   size: number;
@@ -74,11 +73,9 @@ function cancel(d: Deferred): void {
 /** Record the copy of `d`'s range of its flat buffer into its own buffer, and end the deferral. */
 function writeBack(d: Deferred): void {
   const { b } = d;
-  let own = d.own;
-  if (!own) {
-    own = b.bufferManager.acquireBuffer(d.size * 4, GPU_STORAGE_COPY);
-    tensorDataOf(b, d.dataId).resource = own;
-  }
+  // (Deferred, the tensor has no buffer: it takes one now.)
+  const own = b.bufferManager.acquireBuffer(d.size * 4, GPU_STORAGE_COPY);
+  tensorDataOf(b, d.dataId).resource = own;
   b.commandQueueOwnedIds.add(d.dataId);
   copyElements(b, bufferOf(b, d.flat), d.offset, own, 0, d.size);
   cancel(d);
@@ -119,6 +116,12 @@ function watch(b: WebGpuInternals): void {
     const f = refs[name].bind(b);
     refs[name] = (dataId: object) => uncounted(() => f(dataId));
   }
+  const submit = b.submitQueue.bind(b);
+  b.submitQueue = () => {
+    submit();
+    const buffers = toRelease.get(b);
+    if (buffers?.length) for (const x of buffers.splice(0)) b.bufferManager.releaseBuffer(x);
+  };
   const dispose = b.disposeData.bind(b);
   b.disposeData = (dataId: object, force?: boolean): boolean => {
     // (Called for every tensor a step disposes: the common case is one lookup each.)
@@ -134,6 +137,18 @@ function watch(b: WebGpuInternals): void {
     // (tfjs's disposal reads the reference count, and releases the buffer on the last one.)
     return uncounted(() => dispose(dataId, force));
   };
+}
+
+/** Buffers of deferred tensors to return to the pool after the next submit, per backend. */
+const toRelease = new WeakMap<object, GpuBuffer[]>();
+
+function releaseAfterSubmit(b: WebGpuInternals, buffer: GpuBuffer): void {
+  let list = toRelease.get(b);
+  if (!list) {
+    list = [];
+    toRelease.set(b, list);
+  }
+  list.push(buffer);
 }
 
 /**
@@ -159,10 +174,15 @@ export function deferWriteBack(
     held.offset = offset;
     return;
   }
+  // Its own buffer goes back to the pool meanwhile; the write-back takes a new one. Pending
+  // commands may still read it: released after their submit, as tfjs releases a disposed one.
+  bufferOf(b, t);
+  const data = tensorDataOf(b, t.dataId);
+  releaseAfterSubmit(b, data.resource as GpuBuffer);
+  data.resource = null;
   const d: Deferred = {
     b,
     dataId: t.dataId,
-    own: bufferOf(b, t),
     flat,
     offset,
     size: t.shape.reduce((p, q) => p * q, 1),
@@ -226,7 +246,6 @@ export function gradientFor(b: WebGpuInternals, param: tf.TensorInfo): tf.Tensor
   const d: Deferred = {
     b,
     dataId: g.dataId,
-    own: null,
     flat: arena.grads,
     offset: held.offset,
     size: held.size,
