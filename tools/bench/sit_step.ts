@@ -42,8 +42,9 @@
 // results/h200-2026-12-04.)
 // --memory-steps N replaces the timing: it runs N steps and reports the tensor count and the GPU
 // buffer bytes after step min(10, N) and after step N (the no-growth check), and the pool's peak
-// in use (with --torch-memory, beside PyTorch's: one step is enough for a peak). --depth overrides the
-// model's depth and --img its image size (for quick smoke runs and long no-growth runs only). PyTorch runs with $SIT_TORCH_PYTHON, else
+// in use in the last step (with --torch-memory, beside PyTorch's peak over a step after a warm-up
+// step: three steps reach the steady state; the first three steps' and all steps' beside it).
+// --depth overrides the model's depth and --img its image size (for quick smoke runs and long no-growth runs only). PyTorch runs with $SIT_TORCH_PYTHON, else
 // /usr/bin/python3 (else python3 on PATH); --torch-device defaults to cuda on webgpu, else cpu.
 // wasm: blocks are recomputed in the backward pass by default (`checkpointBlocks`, design.md);
 // cpu is ≈ 1 GFLOP/s (one step takes minutes): use --iters 1 --warmup 0 there.
@@ -464,8 +465,19 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     const early = Math.min(10, MEMORY_STEPS);
     let first: ReturnType<typeof sample> | undefined;
     const t0 = performance.now();
+    // The peak in use of each step (of the first three, and of the last: the steady state that
+    // compares with PyTorch's step after a warm-up; the first steps also build the optimiser's
+    // flat buffers and move the parameters and the teacher into flat ones).
+    const stepPeaks: number[] = [];
+    let allSteps = 0;
     while (step < MEMORY_STEPS) {
+      if (pool) peakInUse = pool.numBytesUsed;
       await run();
+      if (pool) {
+        await flush();
+        allSteps = Math.max(allSteps, peakInUse);
+        if (stepPeaks.length < 3 || step === MEMORY_STEPS) stepPeaks.push(peakInUse);
+      }
       if (step === early) {
         await flush();
         first = sample();
@@ -487,7 +499,13 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
       at_end: last,
       tensor_growth: last.tensors - (first?.tensors ?? 0),
       gpu_allocated_growth: (last.gpu?.allocated ?? 0) - (first?.gpu?.allocated ?? 0),
-      ...(pool ? { peak_gpu_in_use_bytes: peakInUse } : {}),
+      ...(pool
+        ? {
+            peak_gpu_in_use_bytes: stepPeaks[stepPeaks.length - 1],
+            peak_gpu_in_use_bytes_first_steps: stepPeaks.slice(0, 3),
+            peak_gpu_in_use_bytes_all_steps: allSteps,
+          }
+        : {}),
       no_growth:
         last.tensors === first?.tensors &&
         (last.gpu?.allocated ?? 0) <= (first?.gpu?.allocated ?? 0) &&
