@@ -4,7 +4,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "@sit/core";
 import { setWebgpuWriteBackDeferral } from "@sit/kernels";
-import { useWebgpu } from "@sit/testing";
+import { countBufferCopies, useWebgpu } from "@sit/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import { createSiT } from "./sit";
 
@@ -20,26 +20,6 @@ const TIMEOUT = { timeout: 300_000 };
 const tiny = { imgSize: 16, patchSize: 4, embedDim: 64, depth: 1, numHeads: 2, dropPathRate: 0.1 };
 const optim = { stepsPerEpoch: 10, epochs: 1, batchSize: 2, baseLr: 0.02, warmupEpochs: 0 };
 
-/** Calls of copyBufferToBuffer on the device's command encoders while `f` runs. */
-async function countCopies(f: () => Promise<void>): Promise<number> {
-  const device = (tf.backend() as unknown as { device: { createCommandEncoder(): object } }).device;
-  const proto = Object.getPrototypeOf(device.createCommandEncoder()) as {
-    copyBufferToBuffer: (...a: unknown[]) => void;
-  };
-  const original = proto.copyBufferToBuffer;
-  let n = 0;
-  proto.copyBufferToBuffer = function (this: unknown, ...a: unknown[]) {
-    n++;
-    return original.apply(this, a);
-  };
-  try {
-    await f();
-  } finally {
-    proto.copyBufferToBuffer = original;
-  }
-  return n;
-}
-
 async function train(deferred: boolean) {
   setWebgpuWriteBackDeferral(deferred);
   const recipe = createSiT({ backbone: tiny, projection: { hidden: 64, outDim: 16 }, optim });
@@ -49,7 +29,7 @@ async function train(deferred: boolean) {
   let copies = 0;
   for (let step = 0; step < 3; step++) {
     const views: [tf.Tensor4D, tf.Tensor4D] = [view(), view()];
-    const n = await countCopies(async () => {
+    const n = await countBufferCopies(async () => {
       losses.push((await recipe.trainStep({ views }, step)).loss);
     });
     // The first step gathers every tensor into the flat buffers; count the steps after it.

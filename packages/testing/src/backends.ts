@@ -43,3 +43,26 @@ export async function useWebgpu(ctx: { skip: () => void }): Promise<boolean> {
   await tf.setBackend("webgpu");
   return true;
 }
+
+/**
+ * How many `copyBufferToBuffer` commands the active webgpu backend's device records while `fn`
+ * runs (awaited): the copies a flat kernel saves or makes.
+ */
+export async function countBufferCopies(fn: () => unknown): Promise<number> {
+  const device = (tf.backend() as unknown as { device: { createCommandEncoder(): object } }).device;
+  const proto = Object.getPrototypeOf(device.createCommandEncoder()) as {
+    copyBufferToBuffer: (...a: unknown[]) => void;
+  };
+  const original = proto.copyBufferToBuffer;
+  let n = 0;
+  proto.copyBufferToBuffer = function (this: unknown, ...a: unknown[]) {
+    n++;
+    return original.apply(this, a);
+  };
+  try {
+    await fn();
+  } finally {
+    proto.copyBufferToBuffer = original;
+  }
+  return n;
+}

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { AdamW } from "@sit/core";
-import { expectClose, loadFixture } from "@sit/testing";
+import { countBufferCopies, expectClose, loadFixture } from "@sit/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import { webgpuFlatEma } from "./ema";
 import { useWebgpu } from "./testing";
@@ -14,26 +14,6 @@ import "./flat-register";
 // (ema.safetensors) and the copies on both paths.
 
 const NAMES = ["w", "b", "gamma"];
-
-/** Calls of copyBufferToBuffer on the device's command encoders while `f` runs. */
-function countCopies(f: () => void): number {
-  const device = (tf.backend() as unknown as { device: { createCommandEncoder(): object } }).device;
-  const proto = Object.getPrototypeOf(device.createCommandEncoder()) as {
-    copyBufferToBuffer: (...a: unknown[]) => void;
-  };
-  const original = proto.copyBufferToBuffer;
-  let n = 0;
-  proto.copyBufferToBuffer = function (this: unknown, ...a: unknown[]) {
-    n++;
-    return original.apply(this, a);
-  };
-  try {
-    f();
-  } finally {
-    proto.copyBufferToBuffer = original;
-  }
-  return n;
-}
 
 /** PyTorch's rule, in float32: mul_(m).add_((1 − m)·s). */
 function emaOnHost(t: Float32Array, s: Float32Array, m: number): Float32Array {
@@ -84,7 +64,7 @@ describe("webgpu flat EMA over the flat AdamW's buffer", () => {
         student[k].assign(tf.tidy(() => tf.add(tensors[`student.${n}`], 0.01 * i)));
       });
       opt.step(zeros);
-      const copies = countCopies(() => update(momenta[i - 1]));
+      const copies = await countBufferCopies(() => update(momenta[i - 1]));
       // Update 1 gathers the teacher (3) and copies it into fresh tensors (3: each variable still
       // shares its data with the fixture's tensor); then only the scatter into the teacher's own
       // buffers, save b's: first in the flat layout (offset 0), it waits for its write-back.
@@ -105,7 +85,7 @@ describe("webgpu flat EMA over the flat AdamW's buffer", () => {
     // scattered (3).
     const before = await Promise.all(teacher.map((t) => t.data() as Promise<Float32Array>));
     gamma.assign(tf.onesLike(gamma));
-    expect(countCopies(() => update(0.5))).toBe(9);
+    expect(await countBufferCopies(() => update(0.5))).toBe(9);
     for (const [k, t] of teacher.entries())
       expectClose(
         await t.data(),
@@ -118,7 +98,7 @@ describe("webgpu flat EMA over the flat AdamW's buffer", () => {
     opt.step(zeros);
     teacher[1].assign(tf.fill(teacher[1].shape, 2));
     const restored = await Promise.all(teacher.map((t) => t.data() as Promise<Float32Array>));
-    expect(countCopies(() => update(0.25))).toBe(6);
+    expect(await countBufferCopies(() => update(0.25))).toBe(6);
     for (const [k, t] of teacher.entries())
       expectClose(
         await t.data(),

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { AdamW } from "@sit/core";
-import { expectClose, loadFixture } from "@sit/testing";
+import { countBufferCopies, expectClose, loadFixture } from "@sit/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import { linear } from "../linear";
 import { transformerStack } from "../transformer-stack";
@@ -30,26 +30,6 @@ import "./register";
 // adamw.safetensors (PyTorch) on every path that reads such a parameter, and the copies saved.
 
 const NAMES = ["w", "bias", "pos"];
-
-/** Calls of copyBufferToBuffer on the device's command encoders while `f` runs. */
-function countCopies(f: () => void): number {
-  const device = (tf.backend() as unknown as { device: { createCommandEncoder(): object } }).device;
-  const proto = Object.getPrototypeOf(device.createCommandEncoder()) as {
-    copyBufferToBuffer: (...a: unknown[]) => void;
-  };
-  const original = proto.copyBufferToBuffer;
-  let n = 0;
-  proto.copyBufferToBuffer = function (this: unknown, ...a: unknown[]) {
-    n++;
-    return original.apply(this, a);
-  };
-  try {
-    f();
-  } finally {
-    proto.copyBufferToBuffer = original;
-  }
-  return n;
-}
 
 /** x·W on the host, in float64 (x [rows, k], W [k, n]). */
 function matMulOnHost(x: Float32Array, w: Float32Array, k: number, n: number): Float32Array {
@@ -108,7 +88,7 @@ describe("deferred write-back of flat-updated parameters (webgpu)", () => {
       const grads = Object.fromEntries(NAMES.map((n) => [n, tensors[`grad.step${s}.${n}`]]));
       // Step 1 gathers the parameters (3) and the gradients (3) and copies the unaligned bias
       // and pos back (2); then the gradients and those two. w (48 floats at offset 0) waits.
-      const copies = countCopies(() => opt.step(grads));
+      const copies = await countBufferCopies(() => opt.step(grads));
       expect(copies, `step ${s}`).toBe(s === 1 ? 8 : 5);
       expect(vars.map((v) => isWriteBackDeferred(v))).toEqual([true, false, false]);
       // Deferred, w holds no buffer of its own (it went back to the pool).
@@ -116,13 +96,13 @@ describe("deferred write-back of flat-updated parameters (webgpu)", () => {
       const expected = (await tensors[`param.step${s}.w`].data()) as Float32Array;
       // This package's GEMM binds w's range of the flat buffer: no copy, w stays deferred.
       let y: tf.Tensor | undefined;
-      expect(countCopies(() => (y = linear(x, w)))).toBe(0);
+      expect(await countBufferCopies(() => (y = linear(x, w)))).toBe(0);
       expect(isWriteBackDeferred(w)).toBe(true);
       expectClose(await (y as tf.Tensor).data(), matMulOnHost(xHost, expected, 8, 6), 1e-5, "x·W");
       if (s === 2) {
         // A tfjs kernel reads w's own buffer: the copy is recorded first (once).
         let z: tf.Tensor | undefined;
-        expect(countCopies(() => (z = tf.relu(w)))).toBe(1);
+        expect(await countBufferCopies(() => (z = tf.relu(w)))).toBe(1);
         expect(isWriteBackDeferred(w)).toBe(false);
         expectClose(
           await (z as tf.Tensor).data(),
@@ -193,7 +173,7 @@ describe("deferred write-back of flat-updated parameters (webgpu)", () => {
       return t;
     };
     const gone = deferTo(64);
-    expect(countCopies(() => gone.dispose())).toBe(0);
+    expect(await countBufferCopies(() => gone.dispose())).toBe(0);
     const read = deferTo(128);
     expect(Array.from((await read.data()) as Float32Array)).toEqual(
       Array.from(flatValues.slice(128)),
