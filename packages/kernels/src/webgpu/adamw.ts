@@ -27,9 +27,11 @@ import { GLOBAL_SCALED_WGSL, GLOBAL_WGSL, THREADS, sumsqWgsl, updateWgsl } from 
 //  2. the global-norm factor over those sums (one workgroup; only with clipGlobalNorm);
 //  3. the update of parameters and moments held in flat buffers, each thread finding its tensor
 //     (clip factor, group lr and weight decay) by binary search in the offsets table.
-// Gradients are gathered into one flat buffer and the new parameters scattered back into their
-// own buffers (fresh ones where a buffer is shared) with copyBufferToBuffer commands on tfjs's
-// encoder — no tfjs kernel per tensor.
+// The gradients come in one flat buffer: the arena the block stack's backward wrote them into,
+// with any others gathered into it, or all gathered (write-back.ts), with copyBufferToBuffer
+// commands on tfjs's encoder — no tfjs kernel per tensor. The new parameters are copied back into
+// their own buffers (fresh ones where a buffer is shared) only where their flat range cannot be
+// bound; elsewhere the copy is deferred until something else reads them (write-back.ts).
 // With a loss scale on the device (mixed precision) the same three passes also unscale, check for
 // inf/NaN, skip and update the scale: no tfjs kernel per tensor and no read back for the scaler.
 

@@ -20,11 +20,12 @@ const deferrable = (inPlace: boolean, offset: number) => inPlace && flatRangeUsa
 // The EMA teacher update of a whole network in one compute dispatch (encoded as encode.ts encodes:
 // bind group kept): teacher and student parameters in two flat buffers (the optimiser's own and a
 // persistent teacher where they mirror the tensors, else gathered with copyBufferToBuffer:
-// flatOperands), combined, and scattered back into each teacher parameter's own buffer where no
-// other tensor shares it (tfjs's reference count is 1). The same buffers every step keep the bind
-// groups of every kernel that reads the teacher's weights, as the flat AdamW does for the
-// student's. A shared buffer (a teacher starts as `assign`ed copies of the student's data) is
-// never written: that parameter gets a fresh one.
+// flatOperands), combined, and written back into each teacher parameter's own buffer where no
+// other tensor shares it (tfjs's reference count is 1): at once where its flat range cannot be
+// bound, else when something other than this package's kernels reads it (write-back.ts). The
+// same buffers every step keep the bind groups of every kernel that reads the teacher's weights,
+// as the flat AdamW does for the student's. A shared buffer (a teacher starts as `assign`ed copies
+// of the student's data) is never written: that parameter gets a fresh one.
 
 /** tfjs kernel name of the fused EMA (registered for the webgpu backend). */
 export const FLAT_EMA_KERNEL = "SitFlatEma";
