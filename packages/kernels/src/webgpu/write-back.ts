@@ -43,7 +43,7 @@ interface Deferred {
 const deferred = new WeakMap<object, Deferred>();
 /** Deferred write-backs by their flat tensor's dataId. */
 const byFlat = new WeakMap<object, Set<Deferred>>();
-/** Backends whose `tensorMap.get` and `disposeData` are wrapped ({@link watch}). */
+/** Backends whose data access, disposal and submits are wrapped ({@link watch}). */
 const watched = new WeakSet<object>();
 
 function dependents(flat: tf.TensorInfo): Set<Deferred> {
@@ -86,7 +86,8 @@ function writeBack(d: Deferred): void {
  * for reference counting; this package's own reads that need no values use `tensorDataOf`) and
  * `b.disposeData` (on a tensor's final disposal: a deferred one needs no copy; a flat one first
  * writes back every tensor deferred to it, while its buffer is still owned by the pending
- * commands).
+ * commands), and `b.submitQueue` (the buffers that deferred tensors let go return to the pool
+ * after it).
  */
 function watch(b: WebGpuInternals): void {
   if (watched.has(b)) return;
