@@ -96,26 +96,25 @@ function watch(b: WebGpuInternals): void {
   const get = storage.get.bind(storage);
   setRawTensorData(b, get);
   // Reference counting reads no values (tfjs's tape shares a weight it saves for the backward,
-  // then disposes its share): no write-back for it.
-  let counting = false;
-  const uncounted = <R>(f: () => R): R => {
-    const was = counting;
-    counting = true;
-    try {
-      return f();
-    } finally {
-      counting = was;
-    }
-  };
+  // then disposes its share): no write-back for it. (A depth, not a closure per call: these run
+  // for every tensor a step makes and disposes.)
+  let counting = 0;
   storage.get = (dataId: object) => {
-    const d = counting ? undefined : deferred.get(dataId);
+    const d = counting > 0 ? undefined : deferred.get(dataId);
     if (d) writeBack(d);
     return get(dataId);
   };
   const refs = b as unknown as Record<"incRef" | "decRef" | "refCount", (id: object) => unknown>;
   for (const name of ["incRef", "decRef", "refCount"] as const) {
     const f = refs[name].bind(b);
-    refs[name] = (dataId: object) => uncounted(() => f(dataId));
+    refs[name] = (dataId: object) => {
+      counting++;
+      try {
+        return f(dataId);
+      } finally {
+        counting--;
+      }
+    };
   }
   const submit = b.submitQueue.bind(b);
   b.submitQueue = () => {
@@ -125,7 +124,7 @@ function watch(b: WebGpuInternals): void {
   };
   const dispose = b.disposeData.bind(b);
   b.disposeData = (dataId: object, force?: boolean): boolean => {
-    // (Called for every tensor a step disposes: the common case is one lookup each.)
+    // (Called for every tensor a step disposes: the common case is two lookups each.)
     const d = deferred.get(dataId);
     const set = byFlat.get(dataId);
     if ((d || set?.size) && storage.has(dataId)) {
@@ -136,7 +135,12 @@ function watch(b: WebGpuInternals): void {
       }
     }
     // (tfjs's disposal reads the reference count, and releases the buffer on the last one.)
-    return uncounted(() => dispose(dataId, force));
+    counting++;
+    try {
+      return dispose(dataId, force);
+    } finally {
+      counting--;
+    }
   };
 }
 
