@@ -6,6 +6,7 @@ import type {
   FlatLossScaleArgs,
 } from "@sit/core";
 import { encode, viewOf } from "./encode";
+import { indexedName } from "./indexed-names";
 import {
   type WebGpuInternals,
   bufferOf,
@@ -79,13 +80,13 @@ function flatAdamWKernelFunc(args: {
   // other tensor deferred to it gets its values now, before they are overwritten.
   const deferrable = (i: number) => inPlace[i] && flatRangeUsable(offsets[i]);
   const keep = new Set<object>();
-  for (let i = 0; i < T; i++) if (deferrable(i)) keep.add(inputs[`p${i}`].dataId);
+  for (let i = 0; i < T; i++) if (deferrable(i)) keep.add(inputs[indexedName("p", i)].dataId);
   flushWriteBacks(inputs.flatParams, keep);
   for (let i = 0; i < T; i++)
     if (stale[i])
       copyElements(
         b,
-        bufferOf(b, inputs[`p${i}`]),
+        bufferOf(b, inputs[indexedName("p", i)]),
         0,
         flatParams,
         offsets[i],
@@ -93,7 +94,7 @@ function flatAdamWKernelFunc(args: {
       );
   // The gradients in one flat buffer: the arena the backward kernels wrote them into
   // (write-back.ts), or gathered here.
-  const grads = Array.from({ length: T }, (_, i) => inputs[`g${i}`]);
+  const grads = Array.from({ length: T }, (_, i) => inputs[indexedName("g", i)]);
   const arena = arenaGradients(b, inputs.flatParams, grads, offsets);
   const grad = arena ?? newTensorInfo(b, [n]);
   if (!arena) {
@@ -194,7 +195,7 @@ function flatAdamWKernelFunc(args: {
   const outputs: tf.TensorInfo[] = [];
   const version = bumpFlatVersion(inputs.flatParams);
   for (let i = 0; i < T; i++) {
-    const p = inputs[`p${i}`];
+    const p = inputs[indexedName("p", i)];
     const size = offsets[i + 1] - offsets[i];
     if (inPlace[i]) {
       if (!deferrable(i)) copyElements(b, flatParams, offsets[i], bufferOf(b, p), 0, size);
@@ -294,10 +295,10 @@ export const webgpuFlatAdamW: FlatAdamWKernel = {
           v: args.v,
         };
         args.params.forEach((p, i) => {
-          inputs[`p${i}`] = p;
+          inputs[indexedName("p", i)] = p;
         });
         args.grads.forEach((g, i) => {
-          inputs[`g${i}`] = g;
+          inputs[indexedName("g", i)] = g;
         });
         if (args.lossScale) {
           checkLossScale(args.lossScale);

@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { type BlockAttrs, blockForward } from "./block";
 import { webgpuInternals } from "./flat-buffers";
+import { blockInputName } from "./indexed-names";
 import { registerWebgpuKernels } from "./program";
 
 // Several transformer blocks in a row as ONE tfjs kernel on webgpu, for forwards that no gradient
@@ -19,7 +20,7 @@ export interface BlockStackAttrs extends BlockAttrs {
 
 /** The stack kernel's input name of block `i`'s input `name` (block.ts's names, e.g. `b0.ln1g`). */
 export function stackInputName(i: number, name: string): string {
-  return `b${i}.${name}`;
+  return blockInputName(i, name);
 }
 
 /** The block index and block input name of a {@link stackInputName}; null for any other name. */

@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { FlatEmaKernel, FlatSkipFlag } from "@sit/core";
 import { encode, viewOf } from "./encode";
+import { indexedName } from "./indexed-names";
 import {
   type WebGpuInternals,
   bufferOf,
@@ -160,8 +161,8 @@ function flatEmaKernelFunc(args: {
   const teacherInputs: tf.TensorInfo[] = [];
   const studentInputs: tf.TensorInfo[] = [];
   for (let i = 0; i < count; i++) {
-    teacherInputs.push(inputs[`t${i}`]);
-    studentInputs.push(inputs[`s${i}`]);
+    teacherInputs.push(inputs[indexedName("t", i)]);
+    studentInputs.push(inputs[indexedName("s", i)]);
   }
   const sizes = teacherInputs.map((t) => tf.util.sizeFromShape(t.shape));
   if (sizes.every((size) => size === 0)) return [];
@@ -245,8 +246,8 @@ export const webgpuFlatEma = Object.assign(
     registerFlatEmaTfjsKernel();
     const inputs: Record<string, tf.Tensor> = {};
     teacher.forEach((t, i) => {
-      inputs[`t${i}`] = t;
-      inputs[`s${i}`] = student[i];
+      inputs[indexedName("t", i)] = t;
+      inputs[indexedName("s", i)] = student[i];
     });
     if (skip) {
       if (!(skip.index >= 0 && skip.index < skip.tensor.size && skip.tensor.dtype === "float32"))
