@@ -1,15 +1,17 @@
 import type * as tf from "@tensorflow/tfjs";
 import {
   type ResolvedDispatch,
-  baseOf,
+  boundMirror,
   groupFor,
   issueDispatch,
   issueResolved,
   setEncodeRecorder,
+  sizeOf,
 } from "./encode";
 import {
   type GpuBuffer,
   type WebGpuInternals,
+  bufferOf,
   isPersistentBuffer,
   rawDispatchCount,
 } from "./flat-buffers";
@@ -24,7 +26,7 @@ import { gpuProfiling } from "./gpu-profile";
 // workspace, in a fixed order) at an offset, or a buffer that lives as long as the backend
 // (scratch). Replaying resolves the table's buffers and issues the dispatches, bind groups
 // kept per buffers as encode does. A tensor's entry is where its values lie (encode.ts's
-// `baseOf`): its own buffer, or its range of a flat buffer, so that one buffer may be the entry
+// `viewOf`): its own buffer, or its range of a flat buffer, so that one buffer may be the entry
 // of several tensors, at offsets of their own.
 
 /** The buffers of a call's tensors and where in them each tensor starts (in floats). */
@@ -197,7 +199,7 @@ function replay(b: WebGpuInternals, plan: Plan, table: CallTable): void {
 
 /**
  * A call's table: where the values of its input tensors (in the record's order) and then of
- * `outputs` lie (encode.ts's `baseOf`, owned by the pending commands); and the part of its
+ * `outputs` lie (encode.ts's `viewOf`, owned by the pending commands); and the part of its
  * signature that they give (the inputs' names, in that order).
  */
 export function callTable(
@@ -205,15 +207,17 @@ export function callTable(
   inputs: Record<string, tf.TensorInfo>,
   outputs: tf.TensorInfo[],
 ): { table: CallTable; names: string } {
+  // No object per tensor, and columns made at their size: a block stack's call has
+  // ≈ 170 tensors, every step.
   const names = Object.keys(inputs);
-  const table: CallTable = { buffers: [], bases: [], extents: [] };
-  const add = (t: tf.TensorInfo) => {
-    const { buffer, offset, extent } = baseOf(b, t);
-    table.buffers.push(buffer);
-    table.bases.push(offset);
-    table.extents.push(extent);
-  };
-  for (const n of names) add(inputs[n]);
-  for (const o of outputs) add(o);
+  const n = names.length + outputs.length;
+  const table: CallTable = { buffers: new Array(n), bases: new Array(n), extents: new Array(n) };
+  for (let i = 0; i < n; i++) {
+    const t = i < names.length ? inputs[names[i]] : outputs[i - names.length];
+    const m = boundMirror(b, t);
+    table.buffers[i] = bufferOf(b, m ? m.flat : t);
+    table.bases[i] = m ? m.offset : 0;
+    table.extents[i] = m ? sizeOf(t) : Number.POSITIVE_INFINITY;
+  }
   return { table, names: names.join(",") };
 }

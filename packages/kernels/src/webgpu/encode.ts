@@ -32,32 +32,33 @@ export interface View {
 export { VIEW_ALIGN };
 
 /**
- * Where `t`'s values lie (owned by the pending commands): its range of a flat buffer when it is a
+ * Where `t`'s values lie, when not in its own buffer: its range of a flat buffer when it is a
  * mirror of one that starts aligned (a parameter the flat AdamW or a teacher the flat EMA updated,
- * whose own buffer may wait for a deferred copy: write-back.ts), else its own buffer. Binding the
- * flat range reads the same values, and it saves that copy for every tensor only this package's
- * kernels read.
+ * whose own buffer may wait for a deferred copy: write-back.ts). Binding the flat range reads the
+ * same values, and it saves that copy for every tensor only this package's kernels read. (A
+ * tensor's own buffer may be bound past its shape: a workspace handle, flat-buffers.ts.)
  */
-export function baseOf(
+export function boundMirror(
   b: WebGpuInternals,
   t: tf.TensorInfo,
-): { buffer: GpuBuffer; offset: number; extent: number } {
+): { flat: tf.TensorInfo; offset: number } | undefined {
   const m = mirrorOf(b, t);
-  if (m && flatRangeUsable(m.offset))
-    return {
-      buffer: bufferOf(b, m.flat),
-      offset: m.offset,
-      extent: t.shape.reduce((p, q) => p * q, 1),
-    };
-  // A tensor's own buffer may be bound past its shape (a workspace handle: flat-buffers.ts).
-  return { buffer: bufferOf(b, t), offset: 0, extent: Number.POSITIVE_INFINITY };
+  return m && flatRangeUsable(m.offset) ? m : undefined;
 }
 
-/** `t`'s values ({@link baseOf}), or `size` elements from `offset` of them. */
+/** Elements of `t`. */
+export function sizeOf(t: tf.TensorInfo): number {
+  let n = 1;
+  for (let i = 0; i < t.shape.length; i++) n *= t.shape[i];
+  return n;
+}
+
+/** `t`'s values (its {@link boundMirror} or its own buffer), or `size` elements from `offset` of them. */
 export function viewOf(b: WebGpuInternals, t: tf.TensorInfo, offset = 0, size?: number): View {
-  const n = size ?? t.shape.reduce((p, q) => p * q, 1);
-  const base = baseOf(b, t);
-  return { buffer: base.buffer, offset: base.offset + offset, size: n };
+  const n = size ?? sizeOf(t);
+  const m = boundMirror(b, t);
+  if (m) return { buffer: bufferOf(b, m.flat), offset: m.offset + offset, size: n };
+  return { buffer: bufferOf(b, t), offset, size: n };
 }
 
 /** Uniforms: 32-bit scalars (i32 or f32), packed in order (a WGSL struct of scalars). */

@@ -38,7 +38,13 @@ export function noteMirror(
   offset: number,
   version: number,
 ): void {
-  mirrors.set(t.dataId, { flat, offset, version });
+  // Updated in place where one is noted already (every step, for every parameter): no garbage.
+  const m = mirrors.get(t.dataId);
+  if (m) {
+    m.flat = flat;
+    m.offset = offset;
+    m.version = version;
+  } else mirrors.set(t.dataId, { flat, offset, version });
 }
 
 /** Forget `t`'s mirror (its buffer was written in place). */
@@ -67,8 +73,8 @@ export function commonMirror(
 ): { flat: tf.TensorInfo; offsets: number[] } | undefined {
   const offsets: number[] = [];
   let flat: tf.TensorInfo | undefined;
-  for (const t of tensors) {
-    const m = mirrorOf(b, t);
+  for (let i = 0; i < tensors.length; i++) {
+    const m = mirrorOf(b, tensors[i]);
     if (!m || (flat && m.flat.dataId !== flat.dataId)) return undefined;
     flat = m.flat;
     offsets.push(m.offset);
