@@ -147,6 +147,9 @@ function upload(b: WebGpuInternals, data: ReturnType<WebGpuInternals["tensorMap"
   data.values = null;
 }
 
+/** Marks the resources {@link bufferOf} has seen to be GPU buffers. */
+const SEEN = Symbol("sitGpuBuffer");
+
 /** The GPU buffer of a tensor (uploading host values first), owned by the pending commands. */
 export function bufferOf(b: WebGpuInternals, t: tf.TensorInfo): GpuBuffer {
   const data = b.tensorMap.get(t.dataId);
@@ -157,16 +160,13 @@ export function bufferOf(b: WebGpuInternals, t: tf.TensorInfo): GpuBuffer {
   b.commandQueueOwnedIds.add(t.dataId);
   const resource = data.resource as GpuBuffer | null;
   // Checked once per buffer: `size` is a getter into the WebGPU implementation (Dawn's bindings in
-  // Node), and this runs ≈ 1,700 times per SiT step.
-  if (resource && gpuBuffers.has(resource)) return resource;
+  // Node), and this runs ≈ 1,700 times per SiT step (so a mark on the buffer, not a weak set).
+  if (resource && (resource as { [SEEN]?: true })[SEEN]) return resource;
   if (!resource || typeof resource.size !== "number")
     throw new Error("@sit/kernels: a tensor of the flat kernels is not held in a GPU buffer");
-  gpuBuffers.add(resource);
+  (resource as { [SEEN]?: true })[SEEN] = true;
   return resource;
 }
-
-/** Resources {@link bufferOf} has seen to be GPU buffers. */
-const gpuBuffers = new WeakSet<object>();
 
 type TensorData = ReturnType<WebGpuInternals["tensorMap"]["get"]>;
 
