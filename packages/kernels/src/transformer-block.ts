@@ -92,6 +92,23 @@ function checkShape(name: string, t: unknown, shape: number[]): void {
     );
 }
 
+function checkLinear(weight: string, bias: string, l: LinearWeights, i: number, out: number): void {
+  checkShape(weight, l?.weight, [i, out]);
+  if (l.bias != null) checkShape(bias, l.bias, [out]);
+}
+
+function checkNorm(
+  weight: string,
+  bias: string,
+  eps: string,
+  n: TransformerBlockWeights["norm1"],
+  d: number,
+): void {
+  checkShape(weight, n?.weight, [d]);
+  checkShape(bias, n.bias, [d]);
+  checkNumber(eps, n.eps, { min: 0 });
+}
+
 /** Validate a block's arguments; returns the MLP width. */
 export function checkBlockArgs(
   x: tf.Tensor,
@@ -109,24 +126,13 @@ export function checkBlockArgs(
   if (d % o.numHeads !== 0)
     throw new ConfigError(`numHeads: expected a divisor of D = ${d}, got ${o.numHeads}`);
   const hidden = w.fc1?.weight?.shape?.[1] ?? -1;
-  const linears: [string, LinearWeights, number, number][] = [
-    ["qkv", w.qkv, d, 3 * d],
-    ["proj", w.proj, d, d],
-    ["fc1", w.fc1, d, hidden],
-    ["fc2", w.fc2, hidden, d],
-  ];
-  for (const [name, l, i, out] of linears) {
-    checkShape(`${name}.weight`, l?.weight, [i, out]);
-    if (l.bias != null) checkShape(`${name}.bias`, l.bias, [out]);
-  }
-  for (const [name, n] of [
-    ["norm1", w.norm1],
-    ["norm2", w.norm2],
-  ] as const) {
-    checkShape(`${name}.weight`, n?.weight, [d]);
-    checkShape(`${name}.bias`, n.bias, [d]);
-    checkNumber(`${name}.eps`, n.eps, { min: 0 });
-  }
+  // Checked for every block of every forward: names spelled out, no strings built per call.
+  checkLinear("qkv.weight", "qkv.bias", w.qkv, d, 3 * d);
+  checkLinear("proj.weight", "proj.bias", w.proj, d, d);
+  checkLinear("fc1.weight", "fc1.bias", w.fc1, d, hidden);
+  checkLinear("fc2.weight", "fc2.bias", w.fc2, hidden, d);
+  checkNorm("norm1.weight", "norm1.bias", "norm1.eps", w.norm1, d);
+  checkNorm("norm2.weight", "norm2.bias", "norm2.eps", w.norm2, d);
   if (o.dropScales != null) {
     if (!Array.isArray(o.dropScales) || o.dropScales.length !== 2)
       throw new ShapeError(

@@ -94,8 +94,8 @@ export function transformerStack(
   if (!stacked) return oneByOne();
   const inputs: Record<string, tf.Tensor> = { x };
   blocks.forEach((w, i) => {
-    for (const [name, t] of Object.entries(fusedBlockInputs(w)))
-      inputs[stackInputName(i, name)] = t;
+    const own = fusedBlockInputs(w);
+    for (const name in own) inputs[stackInputName(i, name)] = own[name];
     const s = scales[i];
     if (s) [inputs[stackInputName(i, "s0")], inputs[stackInputName(i, "s1")]] = s;
   });

@@ -100,10 +100,11 @@ export class EmaTeacher<M extends Module = Module> {
     if (!isModule(student)) throw invalidArgument("student", student, "a Module");
     const sp = student.namedParameters();
     const tp = this.module.namedParameters();
-    if (
-      sp.length !== this.names.length ||
-      sp.some(([n, v], i) => n !== this.names[i] || !tf.util.arraysEqual(v.shape, tp[i][1].shape))
-    ) {
+    // An index loop: run every step over every parameter, it should make no garbage.
+    let same = sp.length === this.names.length && tp.length === sp.length;
+    for (let i = 0; same && i < sp.length; i++)
+      same = sp[i][0] === this.names[i] && tf.util.arraysEqual(sp[i][1].shape, tp[i][1].shape);
+    if (!same) {
       throw new ShapeError(
         `student: expected the architecture the teacher was built from, but ${describeMismatch("parameter", sp, tp) ?? "the parameters differ"}`,
       );
@@ -119,8 +120,8 @@ export class EmaTeacher<M extends Module = Module> {
       // buffers on webgpu, one loop inside the heap on wasm). It returns new tensors (the old
       // teacher data is released), or null where it updated the teacher's buffer in place.
       const next = fused(
-        tp.map(([, v]) => v),
-        sp.map(([, v]) => v),
+        tp.map((e) => e[1]),
+        sp.map((e) => e[1]),
         momentum,
         ...(skip ? [skip] : []),
       );

@@ -243,7 +243,10 @@ export class AdamW {
       );
     const out = this.groupList.map((g) => new Array<tf.Tensor>(g.vars.length));
     const unexpected: string[] = [];
-    for (const [key, t] of Object.entries(grads)) {
+    // for…in, not Object.entries: this runs every step over every parameter.
+    for (const key in grads) {
+      if (!Object.hasOwn(grads, key)) continue;
+      const t = grads[key];
       const name = this.byName.has(key) ? key : this.byVariableName.get(key);
       const slot = name === undefined ? undefined : this.byName.get(name);
       if (!slot) {
@@ -260,9 +263,14 @@ export class AdamW {
         );
       out[gi][slot.index] = t;
     }
-    const missing = this.groupList.flatMap((g, gi) =>
-      g.layout.names.filter((_, i) => out[gi][i] === undefined),
-    );
+    let complete = true;
+    for (let gi = 0; gi < out.length; gi++)
+      for (let i = 0; i < out[gi].length; i++) if (out[gi][i] === undefined) complete = false;
+    const missing = complete
+      ? []
+      : this.groupList.flatMap((g, gi) =>
+          g.layout.names.filter((_, i) => out[gi][i] === undefined),
+        );
     if (unexpected.length > 0 || missing.length > 0) {
       const parts: string[] = [];
       if (missing.length) parts.push(`no gradient for ${missing.join(", ")}`);

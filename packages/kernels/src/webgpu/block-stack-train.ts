@@ -158,8 +158,12 @@ function stackBackward(args: unknown): tf.TensorInfo[] {
 export function stackGradientNames(attrs: BlockStackTrainAttrs): string[] {
   const names: string[] = [];
   for (let i = 0; i < attrs.depth; i++)
-    for (const [name, flag] of GRAD_INPUTS)
+    for (let e = 0; e < GRAD_INPUTS.length; e++) {
+      const entry = GRAD_INPUTS[e];
+      const name = entry[0];
+      const flag = entry[1];
       if (name !== "x" && !(flag && !attrs[flag])) names.push(stackInputName(i, name));
+    }
   return names;
 }
 
@@ -202,7 +206,10 @@ export function registerBlockStackTrainKernels(): void {
       const result: Record<string, () => tf.Tensor> = { x: () => outs[0] };
       let g = 1;
       for (let i = 0; i < attrs.depth; i++) {
-        for (const [name, flag] of GRAD_INPUTS) {
+        for (let e = 0; e < GRAD_INPUTS.length; e++) {
+          const entry = GRAD_INPUTS[e];
+          const name = entry[0];
+          const flag = entry[1];
           if (name === "x" || (flag && !attrs[flag])) continue;
           const o = outs[g++];
           result[stackInputName(i, name)] = () => o;

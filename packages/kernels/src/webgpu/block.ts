@@ -76,7 +76,10 @@ export function newBlockGradients(
 ): { outputs: tf.TensorInfo[]; views: BlockGradientViews } {
   const outputs: tf.TensorInfo[] = [];
   const views = {} as Record<string, View | null>;
-  for (const [name, flag] of GRAD_INPUTS) {
+  for (let e = 0; e < GRAD_INPUTS.length; e++) {
+    const entry = GRAD_INPUTS[e];
+    const name = entry[0];
+    const flag = entry[1];
     if (name === "x" && x) {
       views.x = x;
       continue;
@@ -238,7 +241,10 @@ export function registerBlockKernels(): void {
     const outs = tf.engine().runKernel(BLOCK_GRAD_KERNEL, inputs, attrs as never) as tf.Tensor[];
     const grads: Record<string, () => tf.Tensor> = {};
     let g = 0;
-    for (const [name, flag] of GRAD_INPUTS) {
+    for (let e = 0; e < GRAD_INPUTS.length; e++) {
+      const entry = GRAD_INPUTS[e];
+      const name = entry[0];
+      const flag = entry[1];
       if (flag && !attrs[flag]) continue;
       const o = outs[g++];
       grads[name] = () => o;
