@@ -5,9 +5,9 @@
 // node, and the wall time swings from step to step. For before/after comparisons of host work.
 // The image size is a flag: a small image keeps the step's dispatches, kernel calls and host work
 // and shortens the GPU's part (lavapipe: ≈ 5 s a step at 8 px against ≈ 10 s at 32 px).
-// Synchronous steps (trainStep). Also the whole step's wall time and how many of Dawn's polls for
-// finished GPU work ran as immediates and as the spacing's timers (SIT_DAWN_POLL_MS). Prints one
-// JSON object.
+// Synchronous steps (trainStep). Also the whole step's wall time, how many of Dawn's polls for
+// finished GPU work ran as immediates and as the spacing's timers (SIT_DAWN_POLL_MS), and V8's
+// garbage collections inside the host parts. Prints one JSON object.
 //
 // --count-native also counts and times, per step, the calls into the WebGPU implementation (Dawn's
 // bindings in Node) that a step's host part makes most (buffer copies, dispatches, uploads,
@@ -25,6 +25,8 @@
 //     [--tag NAME] [--count-native] [--ab-write-back]
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
+import { PerformanceObserver, constants as perfConstants } from "node:perf_hooks";
+import v8 from "node:v8";
 import * as tf from "@tensorflow/tfjs";
 import { isNativeFunction } from "../../packages/core/src/dawn-poll";
 import { initBackend } from "../../packages/core/src/node";
@@ -117,6 +119,19 @@ const [immediatesBefore, timersBefore] = [nativeImmediates, nativeTimers];
 // Counted over the timed steps only.
 for (const entry of nativeCalls?.values() ?? []) Object.assign(entry, { calls: 0, ms: 0 });
 let stepIndex = warmup;
+// V8's garbage collections (perf_hooks), to count those that ran inside a timed host part.
+const collections: { start: number; ms: number; young: boolean }[] = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries())
+    collections.push({
+      start: e.startTime,
+      ms: e.duration,
+      young:
+        (e.detail as { kind?: number } | undefined)?.kind ===
+        perfConstants.NODE_PERFORMANCE_GC_MINOR,
+    });
+}).observe({ entryTypes: ["gc"] });
+const hostSpans: [number, number][] = [];
 async function timedStep(): Promise<void> {
   const c0 = threadRunMs();
   const t0 = performance.now();
@@ -124,6 +139,7 @@ async function timedStep(): Promise<void> {
   stepWall.push(performance.now() - t0);
   wall.push(wallEnd - t0);
   cpu.push(cpuEnd - c0);
+  hostSpans.push([t0, wallEnd]);
 }
 const quantile = (a: number[], p: number) =>
   [...a].sort((x, y) => x - y)[Math.floor(p * (a.length - 1))];
@@ -141,6 +157,10 @@ if (process.argv.includes("--ab-write-back")) {
     }
   setWebgpuWriteBackDeferral(true);
 } else for (let s = 0; s < steps; s++) await timedStep();
+// (Entries arrive asynchronously: let the observer see the last step's.)
+await new Promise((resolve) => setTimeout(resolve, 20));
+const inHost = collections.filter((c) => hostSpans.some(([a, b]) => c.start >= a && c.start <= b));
+const newSpace = v8.getHeapSpaceStatistics().find((x) => x.space_name === "new_space");
 const summary = (a: number[]) => ({
   median: round(quantile(a, 0.5)),
   p25: round(quantile(a, 0.25)),
@@ -183,6 +203,10 @@ console.log(
     host_ms_p25: round(quantile(wall, 0.25)),
     host_ms_min: round(quantile(wall, 0)),
     step_ms_median: round(quantile(stepWall, 0.5)),
+    gc_in_host_per_step: round(inHost.length / hostSpans.length),
+    gc_in_host_ms_per_step: round(inHost.reduce((x, c) => x + c.ms, 0) / hostSpans.length),
+    young_gc_in_host_per_step: round(inHost.filter((c) => c.young).length / hostSpans.length),
+    new_space_bytes_at_end: newSpace?.space_size ?? null,
     native_immediates_per_step: Math.round((nativeImmediates - immediatesBefore) / steps),
     native_timers_per_step: Math.round((nativeTimers - timersBefore) / steps),
     ...(nativeCalls
@@ -201,7 +225,7 @@ console.log(
     loadavg_start: loadStart,
     loadavg_end: loadavg(),
     host_cpu_ms: cpu.map(round),
-    note: "host_cpu_ms: the main thread's on-CPU time (schedstat) from the step's start until the submit of its last commands returns; host_ms: the wall time of the same span. Synchronous steps. step_ms_median: the whole step, read included. native_immediates_per_step: native callbacks run as immediates (Dawn's unspaced polls); native_timers_per_step: as timers (its spaced polls).",
+    note: "host_cpu_ms: the main thread's on-CPU time (schedstat) from the step's start until the submit of its last commands returns; host_ms: the wall time of the same span. Synchronous steps. step_ms_median: the whole step, read included. native_immediates_per_step: native callbacks run as immediates (Dawn's unspaced polls); native_timers_per_step: as timers (its spaced polls). gc_in_host_*: V8's garbage collections that started inside a timed host part (count and wall milliseconds per step; young: scavenges). new_space_bytes_at_end: V8's young generation then: V8 shrinks it when the process allocates below 1,000 bytes per ms (its heap.cc), as a lavapipe step's 5 s do and a GPU's ≈ 0.1 s step does not, so on lavapipe the host part's scavenges run on a 1 MB young generation.",
   }),
 );
 process.exit(0);
