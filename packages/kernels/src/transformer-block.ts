@@ -85,16 +85,25 @@ export function setWebgpuFusedBlock(enabled: boolean): void {
   fusedOnWebgpu = enabled === true;
 }
 
-function checkShape(name: string, t: unknown, shape: number[]): void {
-  if (!(t instanceof tf.Tensor) || !tf.util.arraysEqual(t.shape, shape) || t.dtype !== "float32")
+/** Check `t` is a float32 tensor of shape [d0] (d1 undefined) or [d0, d1]. */
+function checkShape(name: string, t: unknown, d0: number, d1?: number): void {
+  const rank = d1 === undefined ? 1 : 2;
+  // (No expected-shape array unless it fails: this runs for every weight of every block, every step.)
+  if (
+    !(t instanceof tf.Tensor) ||
+    t.rank !== rank ||
+    t.shape[0] !== d0 ||
+    (d1 !== undefined && t.shape[1] !== d1) ||
+    t.dtype !== "float32"
+  )
     throw new ShapeError(
-      `transformerBlock ${name}: expected a float32 tensor of shape [${shape}], got ${describeValue(t)}`,
+      `transformerBlock ${name}: expected a float32 tensor of shape [${d1 === undefined ? [d0] : [d0, d1]}], got ${describeValue(t)}`,
     );
 }
 
 function checkLinear(weight: string, bias: string, l: LinearWeights, i: number, out: number): void {
-  checkShape(weight, l?.weight, [i, out]);
-  if (l.bias != null) checkShape(bias, l.bias, [out]);
+  checkShape(weight, l?.weight, i, out);
+  if (l.bias != null) checkShape(bias, l.bias, out);
 }
 
 function checkNorm(
@@ -104,8 +113,8 @@ function checkNorm(
   n: TransformerBlockWeights["norm1"],
   d: number,
 ): void {
-  checkShape(weight, n?.weight, [d]);
-  checkShape(bias, n.bias, [d]);
+  checkShape(weight, n?.weight, d);
+  checkShape(bias, n.bias, d);
   checkNumber(eps, n.eps, { min: 0 });
 }
 
@@ -138,8 +147,8 @@ export function checkBlockArgs(
       throw new ShapeError(
         `transformerBlock dropScales: expected two tensors [${b}], got ${describeValue(o.dropScales)}`,
       );
-    checkShape("dropScales[0]", o.dropScales[0], [b]);
-    checkShape("dropScales[1]", o.dropScales[1], [b]);
+    checkShape("dropScales[0]", o.dropScales[0], b);
+    checkShape("dropScales[1]", o.dropScales[1], b);
   }
   return hidden;
 }
