@@ -15,6 +15,12 @@
 // would. The wrappers cost host time themselves (≈ 0.3 µs a call): leave it off for the host
 // time. A loaded machine inflates the times (a submit waits for the driver's thread).
 //
+// --allocations samples V8's heap allocations over the timed steps (the inspector's sampling heap
+// profiler, every 1 KB, collected objects included) and reports the bytes allocated per step in
+// all and inside a step's synchronous part (under the recipe's launchStep: the host part the
+// young-generation collections above run in; Dawn's polls while the GPU works are outside it).
+// The profiler costs time: leave it off for the host time.
+//
 // --ab-write-back compares, in the same process, steps with the flat AdamW's and EMA's copies
 // back into each tensor's own buffer deferred (the default) and made at once
 // (setWebgpuWriteBackDeferral(false)): `--steps` rounds, each one timed step of each setting in
@@ -22,8 +28,9 @@
 // settings writes the deferred tensors back once).
 //
 //   LP_NUM_THREADS=1 npx tsx tools/bench/host-cpu.ts [--img 8] [--batch 2] [--warmup 5] [--steps 12]
-//     [--tag NAME] [--count-native] [--ab-write-back]
+//     [--tag NAME] [--count-native] [--allocations] [--ab-write-back]
 import { readFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import { loadavg } from "node:os";
 import { PerformanceObserver, constants as perfConstants } from "node:perf_hooks";
 import v8 from "node:v8";
@@ -116,6 +123,15 @@ const wall: number[] = [];
 const cpu: number[] = [];
 const stepWall: number[] = [];
 const [immediatesBefore, timersBefore] = [nativeImmediates, nativeTimers];
+const inspector = process.argv.includes("--allocations") ? new Session() : null;
+if (inspector) {
+  inspector.connect();
+  await inspector.post("HeapProfiler.startSampling", {
+    samplingInterval: 1024,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true,
+  } as never);
+}
 // Counted over the timed steps only.
 for (const entry of nativeCalls?.values() ?? []) Object.assign(entry, { calls: 0, ms: 0 });
 let stepIndex = warmup;
@@ -127,7 +143,7 @@ new PerformanceObserver((list) => {
       start: e.startTime,
       ms: e.duration,
       young:
-        (e.detail as { kind?: number } | undefined)?.kind ===
+        (e as unknown as { detail?: { kind?: number } }).detail?.kind ===
         perfConstants.NODE_PERFORMANCE_GC_MINOR,
     });
 }).observe({ entryTypes: ["gc"] });
@@ -157,6 +173,29 @@ if (process.argv.includes("--ab-write-back")) {
     }
   setWebgpuWriteBackDeferral(true);
 } else for (let s = 0; s < steps; s++) await timedStep();
+interface SampledNode {
+  callFrame: { functionName: string };
+  selfSize: number;
+  children: SampledNode[];
+}
+/** Bytes allocated in all and under a frame named `launchStep`, per timed step. */
+async function sampledAllocations(): Promise<{ all: number; inStep: number } | null> {
+  if (!inspector) return null;
+  const { profile } = (await inspector.post("HeapProfiler.stopSampling")) as unknown as {
+    profile: { head: SampledNode };
+  };
+  let all = 0;
+  let inStep = 0;
+  const walk = (n: SampledNode, under: boolean) => {
+    const here = under || n.callFrame.functionName === "launchStep";
+    all += n.selfSize;
+    if (here) inStep += n.selfSize;
+    for (const c of n.children) walk(c, here);
+  };
+  walk(profile.head, false);
+  return { all: all / steps, inStep: inStep / steps };
+}
+const allocations = await sampledAllocations();
 // (Entries arrive asynchronously: let the observer see the last step's.)
 await new Promise((resolve) => setTimeout(resolve, 20));
 const inHost = collections.filter((c) => hostSpans.some(([a, b]) => c.start >= a && c.start <= b));
@@ -207,6 +246,12 @@ console.log(
     gc_in_host_ms_per_step: round(inHost.reduce((x, c) => x + c.ms, 0) / hostSpans.length),
     young_gc_in_host_per_step: round(inHost.filter((c) => c.young).length / hostSpans.length),
     new_space_bytes_at_end: newSpace?.space_size ?? null,
+    ...(allocations
+      ? {
+          allocated_bytes_per_step: Math.round(allocations.all),
+          allocated_bytes_in_step_host_part: Math.round(allocations.inStep),
+        }
+      : {}),
     native_immediates_per_step: Math.round((nativeImmediates - immediatesBefore) / steps),
     native_timers_per_step: Math.round((nativeTimers - timersBefore) / steps),
     ...(nativeCalls
@@ -225,7 +270,12 @@ console.log(
     loadavg_start: loadStart,
     loadavg_end: loadavg(),
     host_cpu_ms: cpu.map(round),
-    note: "host_cpu_ms: the main thread's on-CPU time (schedstat) from the step's start until the submit of its last commands returns; host_ms: the wall time of the same span. Synchronous steps. step_ms_median: the whole step, read included. native_immediates_per_step: native callbacks run as immediates (Dawn's unspaced polls); native_timers_per_step: as timers (its spaced polls). gc_in_host_*: V8's garbage collections that started inside a timed host part (count and wall milliseconds per step; young: scavenges). new_space_bytes_at_end: V8's young generation then: V8 shrinks it when the process allocates below 1,000 bytes per ms (its heap.cc), as a lavapipe step's 5 s do and a GPU's ≈ 0.1 s step does not, so on lavapipe the host part's scavenges run on a 1 MB young generation.",
+    host_ms: wall.map(round),
+    // Per timed step, in host_cpu_ms's order: the collections inside its host part.
+    gc_in_host: hostSpans.map(
+      ([a, b]) => collections.filter((c) => c.start >= a && c.start <= b).length,
+    ),
+    note: "host_cpu_ms: the main thread's on-CPU time (schedstat) from the step's start until the submit of its last commands returns; host_ms: the wall time of the same span. Synchronous steps. step_ms_median: the whole step, read included. native_immediates_per_step: native callbacks run as immediates (Dawn's unspaced polls); native_timers_per_step: as timers (its spaced polls). gc_in_host_*: V8's garbage collections that started inside a timed host part (count and wall milliseconds per step; young: scavenges); gc_in_host: their count in each timed step. new_space_bytes_at_end: V8's young generation then: V8 shrinks it when the process allocates below 1,000 bytes per ms (its heap.cc), as a lavapipe step's 5 s do and a GPU's ≈ 0.1 s step would not, so on lavapipe the host part's scavenges run on a 1 MB young generation.",
   }),
 );
 process.exit(0);
