@@ -33,15 +33,15 @@ interface GpuPoolBuffer {
   size: number;
   usage: number;
   destroy(): void;
-  /** The buffer's (size, usage) key while the pool has handed it out ({@link USAGE_BITS}). */
+  /** The buffer's (size, usage) key ({@link USAGE_BITS}), set when the pool first hands it out. */
   [POOL_KEY]?: number;
   /** When settleBufferPool first saw it. */
   [POOL_RANK]?: number;
 }
 
-// Kept on the buffer objects themselves, not in weak maps: ≈ 325 acquires and releases and ≈ 600
-// ranks a SiT step, where a weak map's lookups cost microseconds each and its entries add to
-// every garbage collection's work.
+// Kept on the buffer objects themselves, not in weak maps: a SiT step makes ≈ 325 acquires and
+// releases and ≈ 600 ranks, a property read is cheaper than a weak map's lookup, and a weak map's
+// entries add to the garbage collector's work.
 const POOL_KEY = Symbol("sitPoolKey");
 const POOL_RANK = Symbol("sitPoolRank");
 
