@@ -1,8 +1,8 @@
 // Kernel input names that carry an index (`t3`, `g17`, `b4.fc1W`): a fused kernel over a whole
 // network names ≈ 170–330 inputs, on every call, every step. A template literal builds (and V8
 // hashes, to look it up as a property key) a new string each time; the same string object, kept
-// here, is hashed once. Measured on a SiT step (ViT-Tiny/4, lavapipe): the names were ≈ 10 % of
-// the garbage its host part made, and young-generation GCs are a quarter of its host time.
+// here, is hashed once. On a SiT step the names were among the larger sources of the garbage its
+// host part made (tools/bench/results/lavapipe-2026-12-05-garbage/).
 
 const byPrefix = new Map<string, string[]>();
 
