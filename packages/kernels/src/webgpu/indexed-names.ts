@@ -5,35 +5,28 @@
 // host part made (tools/bench/results/lavapipe-2026-12-05-garbage/).
 
 const byPrefix = new Map<string, string[]>();
+const bySuffix = new Map<string, string[]>();
+
+/** The names made so far for `key` in `rows`, by index. */
+function rowOf(rows: Map<string, string[]>, key: string): string[] {
+  let row = rows.get(key);
+  if (!row) {
+    row = [];
+    rows.set(key, row);
+  }
+  return row;
+}
 
 /** `${prefix}${i}`, the same string object at every call. */
 export function indexedName(prefix: string, i: number): string {
-  let row = byPrefix.get(prefix);
-  if (!row) {
-    row = [];
-    byPrefix.set(prefix, row);
-  }
-  let name = row[i];
-  if (name === undefined) {
-    name = `${prefix}${i}`;
-    row[i] = name;
-  }
-  return name;
+  const row = rowOf(byPrefix, prefix);
+  row[i] ??= `${prefix}${i}`;
+  return row[i];
 }
-
-const bySuffix = new Map<string, string[]>();
 
 /** `b${i}.${name}`: block `i`'s input `name` in a block stack's kernels, one string object each. */
 export function blockInputName(i: number, name: string): string {
-  let row = bySuffix.get(name);
-  if (!row) {
-    row = [];
-    bySuffix.set(name, row);
-  }
-  let full = row[i];
-  if (full === undefined) {
-    full = `b${i}.${name}`;
-    row[i] = full;
-  }
-  return full;
+  const row = rowOf(bySuffix, name);
+  row[i] ??= `b${i}.${name}`;
+  return row[i];
 }
