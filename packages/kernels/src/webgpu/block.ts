@@ -146,7 +146,11 @@ function blockBackward(args: unknown): tf.TensorInfo[] {
   return outputs;
 }
 
-/** Input names of the block kernels whose gradients the backward kernel returns, in its order. */
+/**
+ * Input names of the block kernels whose gradients the backward kernel returns, in its order.
+ * (The loops over it run for every block of every step: by index, with no destructuring, which
+ * V8 runs as iterator calls until it optimises them.)
+ */
 export const GRAD_INPUTS: [string, keyof BlockAttrs | null][] = [
   ["x", null],
   ["ln1g", null],
