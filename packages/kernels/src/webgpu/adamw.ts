@@ -79,14 +79,17 @@ function flatAdamWKernelFunc(args: {
   // The parameters that this step leaves deferred to their new range of flatParams (below); any
   // other tensor deferred to it gets its values now, before they are overwritten.
   const deferrable = (i: number) => inPlace[i] && flatRangeUsable(offsets[i]);
+  // Each parameter and gradient looked up by name once (three loops below read the parameters).
+  const params = Array.from({ length: T }, (_, i) => inputs[indexedName("p", i)]);
+  const grads = Array.from({ length: T }, (_, i) => inputs[indexedName("g", i)]);
   const keep = new Set<object>();
-  for (let i = 0; i < T; i++) if (deferrable(i)) keep.add(inputs[indexedName("p", i)].dataId);
+  for (let i = 0; i < T; i++) if (deferrable(i)) keep.add(params[i].dataId);
   flushWriteBacks(inputs.flatParams, keep);
   for (let i = 0; i < T; i++)
     if (stale[i])
       copyElements(
         b,
-        bufferOf(b, inputs[indexedName("p", i)]),
+        bufferOf(b, params[i]),
         0,
         flatParams,
         offsets[i],
@@ -94,7 +97,6 @@ function flatAdamWKernelFunc(args: {
       );
   // The gradients in one flat buffer: the arena the backward kernels wrote them into
   // (write-back.ts), or gathered here.
-  const grads = Array.from({ length: T }, (_, i) => inputs[indexedName("g", i)]);
   const arena = arenaGradients(b, inputs.flatParams, grads, offsets);
   const grad = arena ?? newTensorInfo(b, [n]);
   if (!arena) {
@@ -195,7 +197,7 @@ function flatAdamWKernelFunc(args: {
   const outputs: tf.TensorInfo[] = [];
   const version = bumpFlatVersion(inputs.flatParams);
   for (let i = 0; i < T; i++) {
-    const p = inputs[indexedName("p", i)];
+    const p = params[i];
     const size = offsets[i + 1] - offsets[i];
     if (inPlace[i]) {
       if (!deferrable(i)) copyElements(b, flatParams, offsets[i], bufferOf(b, p), 0, size);
