@@ -3,6 +3,9 @@
 // from /proc/<pid>/task/<pid>/schedstat (Linux). Unlike wall time it leaves out waits for a core:
 // on a 2-core machine running lavapipe, the driver's thread and V8's GC helpers take turns with
 // node, and the wall time swings from step to step. For before/after comparisons of host work.
+// The same file gives the main thread's run-queue wait over the span (runnable, no core free),
+// and the other threads' CPU time over it: what the wall time adds to the CPU time, and who took
+// the cores meanwhile.
 // The image size is a flag: a small image keeps the step's dispatches, kernel calls and host work
 // and shortens the GPU's part (lavapipe: ≈ 5 s a step at 8 px against ≈ 10 s at 32 px).
 // Synchronous steps (trainStep). Also the whole step's wall time, how many of Dawn's polls for
@@ -29,7 +32,6 @@
 //
 //   LP_NUM_THREADS=1 npx tsx tools/bench/host-cpu.ts [--img 8] [--batch 2] [--warmup 5] [--steps 12]
 //     [--tag NAME] [--count-native] [--allocations] [--ab-write-back]
-import { readFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import { loadavg } from "node:os";
 import { PerformanceObserver, constants as perfConstants } from "node:perf_hooks";
@@ -39,16 +41,18 @@ import { isNativeFunction } from "../../packages/core/src/dawn-poll";
 import { initBackend } from "../../packages/core/src/node";
 import { setWebgpuWriteBackDeferral } from "../../packages/kernels/src/index";
 import { SIT_BENCH_MODELS, benchViews, createBenchSiT, onLastSubmit } from "./sit-bench-model";
+import { type ThreadTimes, cpuMsBetween, otherThreadsCpuMs, threadTimes } from "./thread-time";
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
 }
 
-/** Milliseconds this (main) thread has run on a CPU. */
-function threadRunMs(): number {
-  const stat = readFileSync(`/proc/${process.pid}/task/${process.pid}/schedstat`, "utf8");
-  return Number(stat.split(" ")[0]) / 1e6;
+/** This (main) thread's scheduler times (Linux only: the bench reads them for every step). */
+function mainThread(): ThreadTimes {
+  const times = threadTimes();
+  if (!times) throw new Error("host-cpu.ts: needs Linux's /proc/<pid>/task/<tid>/schedstat");
+  return times;
 }
 
 // Native callbacks that ran as immediates: Dawn's polls for finished GPU work, counted beneath the
@@ -111,16 +115,22 @@ const model = { ...SIT_BENCH_MODELS.tiny, img, name: `ViT-Tiny/4 at ${img} px` }
 const recipe = createBenchSiT(model as never, batch);
 const data = { views: benchViews(model as never, batch) };
 let wallEnd = 0;
-let cpuEnd = 0;
+let threadEnd: ThreadTimes = { cpuMs: 0, waitMs: 0 };
+let othersEnd = new Map<string, number>();
 onLastSubmit(recipe, () => {
   wallEnd = performance.now();
-  cpuEnd = threadRunMs();
+  threadEnd = mainThread();
+  othersEnd = otherThreadsCpuMs();
 });
 const loadStart = loadavg();
 for (let s = 0; s < warmup; s++) await recipe.trainStep(data as never, s);
 const tensors = tf.memory().numTensors;
 const wall: number[] = [];
 const cpu: number[] = [];
+const runQueueWait: number[] = [];
+// Per timed step: the other threads' CPU over its host part, in all and per thread.
+const othersCpu: number[] = [];
+const othersByThread: number[][] = [];
 const stepWall: number[] = [];
 const [immediatesBefore, timersBefore] = [nativeImmediates, nativeTimers];
 const inspector = process.argv.includes("--allocations") ? new Session() : null;
@@ -149,12 +159,17 @@ new PerformanceObserver((list) => {
 }).observe({ entryTypes: ["gc"] });
 const hostSpans: [number, number][] = [];
 async function timedStep(): Promise<void> {
-  const c0 = threadRunMs();
+  const others0 = otherThreadsCpuMs();
+  const main0 = mainThread();
   const t0 = performance.now();
   await recipe.trainStep(data as never, stepIndex++);
   stepWall.push(performance.now() - t0);
   wall.push(wallEnd - t0);
-  cpu.push(cpuEnd - c0);
+  cpu.push(threadEnd.cpuMs - main0.cpuMs);
+  runQueueWait.push(threadEnd.waitMs - main0.waitMs);
+  const spent = cpuMsBetween(others0, othersEnd).sort((a, b) => b - a);
+  othersCpu.push(spent.reduce((a, b) => a + b, 0));
+  othersByThread.push(spent);
   hostSpans.push([t0, wallEnd]);
 }
 const quantile = (a: number[], p: number) =>
@@ -241,6 +256,13 @@ console.log(
     host_ms_median: round(quantile(wall, 0.5)),
     host_ms_p25: round(quantile(wall, 0.25)),
     host_ms_min: round(quantile(wall, 0)),
+    host_runqueue_wait_ms_median: round(quantile(runQueueWait, 0.5)),
+    host_runqueue_wait_ms_mean: round(runQueueWait.reduce((a, b) => a + b, 0) / steps),
+    other_threads_cpu_ms_in_host_mean: round(othersCpu.reduce((a, b) => a + b, 0) / steps),
+    // The busiest other threads' CPU in a host part, each step's threads ranked by it, mean per rank.
+    other_threads_cpu_ms_in_host_by_rank: Array.from({ length: 6 }, (_, r) =>
+      round(othersByThread.reduce((a, t) => a + (t[r] ?? 0), 0) / steps),
+    ),
     step_ms_median: round(quantile(stepWall, 0.5)),
     gc_in_host_per_step: round(inHost.length / hostSpans.length),
     gc_in_host_ms_per_step: round(inHost.reduce((x, c) => x + c.ms, 0) / hostSpans.length),
@@ -271,11 +293,12 @@ console.log(
     loadavg_end: loadavg(),
     host_cpu_ms: cpu.map(round),
     host_ms: wall.map(round),
+    host_runqueue_wait_ms: runQueueWait.map(round),
     // Per timed step, in host_cpu_ms's order: the collections inside its host part.
     gc_in_host: hostSpans.map(
       ([a, b]) => collections.filter((c) => c.start >= a && c.start <= b).length,
     ),
-    note: "host_cpu_ms: the main thread's on-CPU time (schedstat) from the step's start until the submit of its last commands returns; host_ms: the wall time of the same span. Synchronous steps. step_ms_median: the whole step, read included. native_immediates_per_step: native callbacks run as immediates (Dawn's unspaced polls); native_timers_per_step: as timers (its spaced polls). gc_in_host_*: V8's garbage collections that started inside a timed host part (count and wall milliseconds per step; young: scavenges); gc_in_host: their count in each timed step. new_space_bytes_at_end: V8's young generation then: V8 shrinks it when the process allocates below 1,000 bytes per ms (its heap.cc), as a lavapipe step's 5 s do and a GPU's ≈ 0.1 s step would not, so on lavapipe the host part's scavenges run on a 1 MB young generation.",
+    note: "host_cpu_ms: the main thread's on-CPU time (schedstat) from the step's start until the submit of its last commands returns; host_ms: the wall time of the same span; host_runqueue_wait_ms: the main thread's time in it runnable but without a core (schedstat), so host_ms ≈ host_cpu_ms + host_runqueue_wait_ms + any sleep; other_threads_cpu_ms_in_host_*: the CPU time the process's other threads (lavapipe's, V8's and Dawn's helpers) ran in the same span, in all and ranked per step. Synchronous steps. step_ms_median: the whole step, read included. native_immediates_per_step: native callbacks run as immediates (Dawn's unspaced polls); native_timers_per_step: as timers (its spaced polls). gc_in_host_*: V8's garbage collections that started inside a timed host part (count and wall milliseconds per step; young: scavenges); gc_in_host: their count in each timed step. new_space_bytes_at_end: V8's young generation then: V8 shrinks it when the process allocates below 1,000 bytes per ms (its heap.cc), as a lavapipe step's 5 s do and a GPU's ≈ 0.1 s step would not, so on lavapipe the host part's scavenges run on a 1 MB young generation.",
   }),
 );
 process.exit(0);

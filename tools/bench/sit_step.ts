@@ -49,7 +49,7 @@
 // wasm: blocks are recomputed in the backward pass by default (`checkpointBlocks`, design.md);
 // cpu is ≈ 1 GFLOP/s (one step takes minutes): use --iters 1 --warmup 0 there.
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
@@ -72,6 +72,7 @@ import { gpuProfileReport } from "./gpu-profile-report";
 import { StepRunner } from "../../packages/train/src/step-runner";
 import { benchViews, createBenchSiT, onLastSubmit, sitBenchModel } from "./sit-bench-model";
 import { instrumentPhases } from "./phases";
+import { threadTimes } from "./thread-time";
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -223,21 +224,19 @@ function stubSyncReads(): Map<string, number> | undefined {
  */
 /**
  * CPU time (ms) of this process's main thread, where tfjs and Dawn encode the step (Linux:
- * /proc/self/task/<pid>/stat, 10 ms ticks), or undefined elsewhere. Unlike wall time it excludes
- * time waiting for a busy machine's cores. A software driver (lavapipe) also executes commands on
- * this thread while a read waits (measured: about half of them), so the step's host_cpu_ms leaves
- * out the CPU time spent inside reads; submit_cpu_ms is the part spent inside queue.submit (on
- * lavapipe it may hold execution too).
+ * schedstat, in nanoseconds), or undefined elsewhere. Unlike wall time it excludes time waiting
+ * for a busy machine's cores (mainThreadWaitMs is that wait). A software driver (lavapipe) also
+ * executes commands on this thread while a read waits (measured: about half of them), so the
+ * step's host_cpu_ms leaves out the CPU time spent inside reads; submit_cpu_ms is the part spent
+ * inside queue.submit (on lavapipe it may hold execution too).
  */
 function mainThreadCpuMs(): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${process.pid}/task/${process.pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // utime and stime are fields 14 and 15 of stat (here 11 and 12, after pid, comm and state).
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-  } catch {
-    return undefined;
-  }
+  return threadTimes()?.cpuMs;
+}
+
+/** Milliseconds the main thread has waited, runnable, for a core (Linux), or undefined elsewhere. */
+function mainThreadWaitMs(): number | undefined {
+  return threadTimes()?.waitMs;
 }
 
 function hostClock() {
@@ -257,6 +256,9 @@ function hostClock() {
   let wait = 0;
   let cpu0: number | undefined;
   let waitCpu = 0;
+  // The main thread's run-queue wait: from the start, and inside the reads (left out, as their CPU).
+  let queued0: number | undefined;
+  let waitQueued = 0;
   let submitCpu = 0;
   // Bind groups made during the step: one per dispatch whose buffers (or uniforms) differ from
   // the last time its pipeline ran with them; each costs host time in Dawn.
@@ -282,6 +284,7 @@ function hostClock() {
   let waiting = 0;
   let waitFrom = 0;
   let cpuFrom: number | undefined;
+  let queuedFrom: number | undefined;
   be.getBufferData = async (buffer: unknown) => {
     const t0 = performance.now();
     const before = lastSubmitEnd;
@@ -292,6 +295,7 @@ function hostClock() {
     if (waiting++ === 0) {
       waitFrom = submitted;
       cpuFrom = mainThreadCpuMs();
+      queuedFrom = mainThreadWaitMs();
     }
     try {
       return await p;
@@ -299,6 +303,8 @@ function hostClock() {
       if (--waiting === 0) {
         const c1 = mainThreadCpuMs();
         if (cpuFrom !== undefined && c1 !== undefined) waitCpu += c1 - cpuFrom;
+        const q1 = mainThreadWaitMs();
+        if (queuedFrom !== undefined && q1 !== undefined) waitQueued += q1 - queuedFrom;
         wait += performance.now() - waitFrom;
       }
     }
@@ -309,8 +315,10 @@ function hostClock() {
       bindGroups = 0;
       wait = 0;
       waitCpu = 0;
+      waitQueued = 0;
       submitCpu = 0;
       cpu0 = mainThreadCpuMs();
+      queued0 = mainThreadWaitMs();
       lastSubmitEnd = performance.now();
       return lastSubmitEnd;
     },
@@ -326,9 +334,14 @@ function hostClock() {
       if (be.commandEncoder) be.submitQueue?.();
       const end = performance.now();
       const cpu1 = mainThreadCpuMs();
+      const queued1 = mainThreadWaitMs();
       return {
         host_ms: end - t0 - wait,
         host_cpu_ms: cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 - waitCpu : Number.NaN,
+        host_runqueue_wait_ms:
+          queued0 !== undefined && queued1 !== undefined
+            ? queued1 - queued0 - waitQueued
+            : Number.NaN,
         submit_cpu_ms: submitCpu,
         read_wait_ms: wait,
         to_last_submit_ms: lastSubmitEnd - t0,
@@ -393,13 +406,21 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   // --late-read: fit's step runner; the submit that starts a step's loss read is its last.
   const runner = lateRead ? new StepRunner(recipe, true, { disposeBatches: false }) : undefined;
   let launchEnd:
-    | { t: number; cpu: number | undefined; submits: number; submitCpu: number; bindGroups: number }
+    | {
+        t: number;
+        cpu: number | undefined;
+        queued: number | undefined;
+        submits: number;
+        submitCpu: number;
+        bindGroups: number;
+      }
     | undefined;
   if (runner)
     onLastSubmit(recipe, () => {
       launchEnd = {
         t: performance.now(),
         cpu: mainThreadCpuMs(),
+        queued: mainThreadWaitMs(),
         submits: clock?.submitsSoFar() ?? 0,
         submitCpu: clock?.submitCpuSoFar() ?? Number.NaN,
         bindGroups: clock?.bindGroupsSoFar() ?? 0,
@@ -409,12 +430,15 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     if (runner) {
       const t0 = clock ? clock.start() : performance.now();
       const cpu0 = mainThreadCpuMs();
+      const queued0 = mainThreadWaitMs();
       const ran = await runner.run(batch, step++, 0);
       const end = launchEnd!;
       if (clock)
         host.push({
           host_ms: end.t - t0,
           host_cpu_ms: end.cpu !== undefined && cpu0 !== undefined ? end.cpu - cpu0 : Number.NaN,
+          host_runqueue_wait_ms:
+            end.queued !== undefined && queued0 !== undefined ? end.queued - queued0 : Number.NaN,
           submit_cpu_ms: end.submitCpu,
           read_wait_ms: ran?.readWaitMs ?? 0,
           to_last_submit_ms: end.t - t0,
@@ -605,6 +629,9 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
           host_ms_min: round(Math.min(...timedHost.map((h) => h.host_ms))),
           host_cpu_ms: round(timedHost.reduce((a, h) => a + h.host_cpu_ms, 0) / timedHost.length),
           host_cpu_ms_min: round(Math.min(...timedHost.map((h) => h.host_cpu_ms))),
+          host_runqueue_wait_ms: round(
+            timedHost.reduce((a, h) => a + h.host_runqueue_wait_ms, 0) / timedHost.length,
+          ),
           submit_cpu_ms: round(
             timedHost.reduce((a, h) => a + h.submit_cpu_ms, 0) / timedHost.length,
           ),
@@ -670,7 +697,7 @@ if (torch.available) {
 }
 report.loadavg_end = loadavg().map((x) => round(x, 2));
 report.note =
-  "host_ms (webgpu) = from the step's start until the submit of its last commands returns, minus read_wait_ms (waiting for the GPU inside the step's loss reads), mean over the timed steps; host_cpu_ms = CPU time of the main thread over the same span, less its CPU time inside the reads (Linux; excludes waiting for a busy machine's cores; submit_cpu_ms = its part inside queue.submit); bind_groups_per_step = device.createBindGroup calls in each timed step. Step = trainStep (GMML drawing included; gmml_drawing_ms is its share) vs PyTorch's step on pre-drawn corruption (SiT draws it in data-loader workers). step_ms = wall time of the timed steps (plus one final readback) / iters. kernel_launches = tfjs kernels run (tf.profile); a registered fused kernel counts once. Compare numbers from the same run only; loadavg shows the contention.";
+  "host_ms (webgpu) = from the step's start until the submit of its last commands returns, minus read_wait_ms (waiting for the GPU inside the step's loss reads), mean over the timed steps; host_cpu_ms = CPU time of the main thread over the same span, less its CPU time inside the reads (Linux schedstat; excludes waiting for a busy machine's cores; submit_cpu_ms = its part inside queue.submit); host_runqueue_wait_ms = the main thread's time in the same span runnable but without a free core (Linux schedstat; less that inside the reads): host_ms ≈ host_cpu_ms + host_runqueue_wait_ms + any sleep; bind_groups_per_step = device.createBindGroup calls in each timed step. Step = trainStep (GMML drawing included; gmml_drawing_ms is its share) vs PyTorch's step on pre-drawn corruption (SiT draws it in data-loader workers). step_ms = wall time of the timed steps (plus one final readback) / iters. kernel_launches = tfjs kernels run (tf.profile); a registered fused kernel counts once. Compare numbers from the same run only; loadavg shows the contention.";
 if (lateRead)
   report.note +=
     " --late-read: steps run as fit runs them on webgpu (StepRunner): host_ms and host_cpu_ms run until the submit that starts the step's loss read returns; read_wait_ms is the wait for the previous step's losses (the first timed step's predecessor was flushed, so its wait is short).";

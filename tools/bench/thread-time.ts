@@ -1,0 +1,50 @@
+// Per-thread scheduler times of this process (Linux: /proc/<pid>/task/<tid>/schedstat, in
+// nanoseconds), for the host-time benches. A thread's wall time over a span is its CPU time, plus
+// its run-queue wait (runnable, but every core busy with other threads), plus the time it slept.
+// On a 2-core machine running lavapipe, the driver's thread and V8's and Dawn's helper threads
+// compete with the main thread for the cores: the run-queue wait is that contention, measured.
+import { readFileSync, readdirSync } from "node:fs";
+
+export interface ThreadTimes {
+  /** Milliseconds the thread has run on a CPU. */
+  cpuMs: number;
+  /** Milliseconds it has waited, runnable, for a CPU. */
+  waitMs: number;
+}
+
+/** The scheduler's times of one thread of this process (the main thread by default), or undefined off Linux. */
+export function threadTimes(tid: number | string = process.pid): ThreadTimes | undefined {
+  try {
+    const [run, wait] = readFileSync(`/proc/${process.pid}/task/${tid}/schedstat`, "utf8").split(
+      " ",
+    );
+    return { cpuMs: Number(run) / 1e6, waitMs: Number(wait) / 1e6 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU milliseconds of every thread of this process but the main one, by thread id (empty off Linux). */
+export function otherThreadsCpuMs(): Map<string, number> {
+  const cpu = new Map<string, number>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${process.pid}/task`);
+  } catch {
+    return cpu;
+  }
+  for (const tid of tids) {
+    if (tid === String(process.pid)) continue;
+    // (A thread may end between the listing and the read.)
+    const times = threadTimes(tid);
+    if (times) cpu.set(tid, times.cpuMs);
+  }
+  return cpu;
+}
+
+/** Per thread, the CPU milliseconds between two snapshots of otherThreadsCpuMs (threads born in between count from 0). */
+export function cpuMsBetween(before: Map<string, number>, after: Map<string, number>): number[] {
+  const spent: number[] = [];
+  for (const [tid, ms] of after) spent.push(ms - (before.get(tid) ?? 0));
+  return spent;
+}
