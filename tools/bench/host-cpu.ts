@@ -24,6 +24,10 @@
 // young-generation collections above run in; Dawn's polls while the GPU works are outside it).
 // The profiler costs time: leave it off for the host time.
 //
+// --pin-main-thread pins, after the warm-up, the main thread to CPU 0 and every other thread
+// (lavapipe's, V8's and Dawn's helpers) to CPU 1 (Linux, taskset): the main thread then has a core
+// to itself, as beside a GPU, and its wall time is the host part's without the driver's contention.
+//
 // --ab-write-back compares, in the same process, steps with the flat AdamW's and EMA's copies
 // back into each tensor's own buffer deferred (the default) and made at once
 // (setWebgpuWriteBackDeferral(false)): `--steps` rounds, each one timed step of each setting in
@@ -31,7 +35,7 @@
 // settings writes the deferred tensors back once).
 //
 //   LP_NUM_THREADS=1 npx tsx tools/bench/host-cpu.ts [--img 8] [--batch 2] [--warmup 5] [--steps 12]
-//     [--tag NAME] [--count-native] [--allocations] [--ab-write-back]
+//     [--tag NAME] [--count-native] [--allocations] [--ab-write-back] [--pin-main-thread]
 import { Session } from "node:inspector/promises";
 import { loadavg } from "node:os";
 import { PerformanceObserver, constants as perfConstants } from "node:perf_hooks";
@@ -41,7 +45,13 @@ import { isNativeFunction } from "../../packages/core/src/dawn-poll";
 import { initBackend } from "../../packages/core/src/node";
 import { setWebgpuWriteBackDeferral } from "../../packages/kernels/src/index";
 import { SIT_BENCH_MODELS, benchViews, createBenchSiT, onLastSubmit } from "./sit-bench-model";
-import { type ThreadTimes, cpuMsBetween, otherThreadsCpuMs, threadTimes } from "./thread-time";
+import {
+  type ThreadTimes,
+  cpuMsBetween,
+  otherThreadsCpuMs,
+  pinMainThreadAlone,
+  threadTimes,
+} from "./thread-time";
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -124,6 +134,9 @@ onLastSubmit(recipe, () => {
 });
 const loadStart = loadavg();
 for (let s = 0; s < warmup; s++) await recipe.trainStep(data as never, s);
+// (After the warm-up, when the driver's and V8's threads exist: threads born later inherit the
+// pin of the thread that starts them.)
+const pinnedThreads = process.argv.includes("--pin-main-thread") ? pinMainThreadAlone() : null;
 const tensors = tf.memory().numTensors;
 const wall: number[] = [];
 const cpu: number[] = [];
@@ -245,6 +258,10 @@ console.log(
     batch,
     warmup,
     steps,
+    pinned:
+      pinnedThreads === null
+        ? "no"
+        : `main thread on CPU 0, the ${pinnedThreads} other threads on CPU 1`,
     write_back:
       abCpu.deferred.length > 0
         ? "alternating deferred and eager (the host_* figures cover both; see ab_write_back_host_cpu_ms)"

@@ -3,6 +3,7 @@
 // its run-queue wait (runnable, but every core busy with other threads), plus the time it slept.
 // On a 2-core machine running lavapipe, the driver's thread and V8's and Dawn's helper threads
 // compete with the main thread for the cores: the run-queue wait is that contention, measured.
+import { spawnSync } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 
 export interface ThreadTimes {
@@ -47,4 +48,22 @@ export function cpuMsBetween(before: Map<string, number>, after: Map<string, num
   const spent: number[] = [];
   for (const [tid, ms] of after) spent.push(ms - (before.get(tid) ?? 0));
   return spent;
+}
+
+/**
+ * Pin this process's main thread to CPU 0 and every other thread (a software driver's, V8's and
+ * Dawn's helpers) to CPU 1 (Linux, `taskset`): the main thread then has a core to itself, as it
+ * would beside a GPU. Returns how many other threads were pinned.
+ */
+export function pinMainThreadAlone(): number {
+  const tids = readdirSync(`/proc/${process.pid}/task`);
+  for (const tid of tids) {
+    const cpu = tid === String(process.pid) ? "0" : "1";
+    const pinned = spawnSync("taskset", ["-p", "-c", cpu, tid], { encoding: "utf8" });
+    if (pinned.status !== 0)
+      throw new Error(
+        `pinMainThreadAlone: taskset -p -c ${cpu} ${tid} failed (${pinned.error?.message ?? pinned.stderr.trim()}); it needs Linux, util-linux's taskset and 2 CPUs`,
+      );
+  }
+  return tids.length - 1;
 }
