@@ -15,7 +15,11 @@
 //     [--checkpoint-blocks on|off|k] (k: recompute only the first k blocks) [--fused-block on|off]
 //     [--precision f32|mixed-f16] (mixed-f16: f16 GEMMs + loss scaling; webgpu with shader-f16)
 //     [--late-read] [--loss-scaler device|host] [--split-k auto|off] [--gpu-profile]
-//     [--torch-memory] [--img N]
+//     [--torch-memory] [--img N] [--pin-main-thread]
+//
+// --pin-main-thread (Linux, a CPU driver such as lavapipe): after the warm-up, the main thread on
+// CPU 0 and every other thread on CPU 1 (taskset), so the driver's threads cannot take the main
+// thread's core and host_ms counts no wait for one (host_runqueue_wait_ms shows it), as beside a GPU.
 //
 // --split-k off keeps every webgpu GEMM in one slice of K (no split-K weight gradients,
 // gemm-split.ts), for before/after runs in one tree.
@@ -72,7 +76,7 @@ import { gpuProfileReport } from "./gpu-profile-report";
 import { StepRunner } from "../../packages/train/src/step-runner";
 import { benchViews, createBenchSiT, onLastSubmit, sitBenchModel } from "./sit-bench-model";
 import { instrumentPhases } from "./phases";
-import { threadTimes } from "./thread-time";
+import { pinMainThreadAlone, threadTimes } from "./thread-time";
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -542,6 +546,8 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   const w0 = performance.now();
   for (let i = 0; i < WARMUP; i++) await run();
   if (WARMUP > 0) await flush(false);
+  // A CPU driver's threads then cannot take the main thread's core (as beside a GPU).
+  const pinnedThreads = flag("pin-main-thread") ? pinMainThreadAlone() : null;
   const warmupMs = WARMUP > 0 ? (performance.now() - w0) / WARMUP : undefined;
   const tensorsBefore = tf.memory().numTensors;
   host.length = 0;
@@ -612,6 +618,9 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     iters: ITERS,
     warmup: WARMUP,
     ...(warmupMs !== undefined ? { first_step_ms: round(warmupMs) } : {}),
+    ...(pinnedThreads !== null
+      ? { pinned: `main thread on CPU 0, the ${pinnedThreads} other threads on CPU 1` }
+      : {}),
     step_ms: round(ms),
     step_ms_min: round(Math.min(...times)),
     images_per_s: round(BATCH / (ms / 1000), 2),
