@@ -274,11 +274,16 @@ console.log(
     host_ms_p25: round(quantile(wall, 0.25)),
     host_ms_min: round(quantile(wall, 0)),
     host_runqueue_wait_ms_median: round(quantile(runQueueWait, 0.5)),
-    host_runqueue_wait_ms_mean: round(runQueueWait.reduce((a, b) => a + b, 0) / steps),
-    other_threads_cpu_ms_in_host_mean: round(othersCpu.reduce((a, b) => a + b, 0) / steps),
+    // (Means over the timed steps: `--ab-write-back` times two a round.)
+    host_runqueue_wait_ms_mean: round(
+      runQueueWait.reduce((a, b) => a + b, 0) / runQueueWait.length,
+    ),
+    other_threads_cpu_ms_in_host_mean: round(
+      othersCpu.reduce((a, b) => a + b, 0) / othersCpu.length,
+    ),
     // The busiest other threads' CPU in a host part, each step's threads ranked by it, mean per rank.
     other_threads_cpu_ms_in_host_by_rank: Array.from({ length: 6 }, (_, r) =>
-      round(othersByThread.reduce((a, t) => a + (t[r] ?? 0), 0) / steps),
+      round(othersByThread.reduce((a, t) => a + (t[r] ?? 0), 0) / othersByThread.length),
     ),
     step_ms_median: round(quantile(stepWall, 0.5)),
     gc_in_host_per_step: round(inHost.length / hostSpans.length),
