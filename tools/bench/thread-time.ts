@@ -3,6 +3,8 @@
 // its run-queue wait (runnable, but every core busy with other threads), plus the time it slept.
 // On a 2-core machine running lavapipe, the driver's thread and V8's and Dawn's helper threads
 // compete with the main thread for the cores: the run-queue wait is that contention, measured.
+// A running thread's totals are brought up to date at its scheduler ticks, so a read may lag by up
+// to one tick (1–10 ms, the kernel's HZ): spans of a few ms need medians over many steps.
 import { spawnSync } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 
