@@ -15,7 +15,10 @@
 // What a replay leaves is what a step captured once and replayed (as CUDA graphs do) would cost
 // the host, give or take the writes of its per-step inputs.
 //
-//   LP_NUM_THREADS=1 npx tsx tools/bench/step-replay.ts [--img 8] [--batch 2] [--warmup 12] [--steps 12]
+//   LP_NUM_THREADS=1 npx tsx tools/bench/step-replay.ts --allow-software-adapter [--img 8] [--batch 2]
+//     [--warmup 12] [--steps 12]
+// (--allow-software-adapter: lavapipe; without it a GPU adapter is required.) The GPU pack runs it
+// as its replay_tiny stage.
 import { loadavg } from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../../packages/core/src/index";
@@ -50,7 +53,10 @@ const cpuMs = (): number => {
 };
 
 const load0 = loadavg();
-await initBackend("webgpu", { allowSoftwareAdapter: true, log: () => {} });
+await initBackend("webgpu", {
+  allowSoftwareAdapter: process.argv.includes("--allow-software-adapter"),
+  log: () => {},
+});
 const model = { ...SIT_BENCH_MODELS.tiny, img, name: `ViT-Tiny/4 at ${img} px` };
 const recipe = createBenchSiT(model as never, batch);
 const data = { views: benchViews(model as never, batch) };

@@ -1,5 +1,5 @@
 // Bundles the GPU bench entry points (tools/bench/sit_step.ts, tools/bench/gemm-webgpu.ts,
-// tools/bench/gpu/check-kernels.ts)
+// tools/bench/step-replay.ts, tools/bench/gpu/check-kernels.ts)
 // with tfjs, @tensorflow/tfjs-backend-webgpu, the `webgpu` (Dawn) loader and @sit/* sources into
 // ESM files under <outdir> (shared chunks), runnable by a bare `node` with no node_modules.
 // Called by pack.sh:  npx tsx tools/bench/gpu/bundle.ts <outdir>
@@ -55,6 +55,7 @@ const result = await build({
     sit_step: "tools/bench/sit_step.ts",
     "check-kernels": "tools/bench/gpu/check-kernels.ts",
     "gemm-webgpu": "tools/bench/gemm-webgpu.ts",
+    "step-replay": "tools/bench/step-replay.ts",
   },
   outdir,
   bundle: true,

@@ -6,6 +6,7 @@
 #                and (unless --no-f16) the f16 GEMM vs PyTorch fp16 (the adapter needs shader-f16)
 #   torch_tiny   PyTorch CUDA fp32 SiT step, ViT-Tiny/4 32 px      torch_small  ViT-S/16 224 px
 #   tfjs_tiny    tfjs webgpu SiT step, ViT-Tiny/4 32 px            tfjs_small   ViT-S/16 224 px
+#   replay_tiny  step-replay: the tiny step's host part against a raw replay of its WebGPU calls
 #   memory       tfjs webgpu, N steps: tensors and GPU bytes after step 10 and step N
 # then prints the summary (also appended to log.txt). Files go to $OUT if set (else a folder it
 # names), ≤ 8 files.
@@ -130,6 +131,10 @@ if [[ -n $LATE_STEPS ]]; then
   stage tfjs_tiny_late 10 $STEP --model tiny --batch "$TINY_B" --late-read
   stage tfjs_small_late 10 $STEP --model small --batch "$SMALL_B" --late-read
 fi
+# The host-time floor: the tiny step against a raw replay of its recorded WebGPU calls
+# (step-replay.ts: main-thread CPU of each, alternating in one process).
+stage replay_tiny 6 $NODE step-replay.mjs $SOFT --img 32 --batch "$TINY_B" \
+  --warmup $((WARMUP > 0 ? WARMUP : 1)) --steps $((ITERS > 1 ? ITERS : 2))
 # The same tiny step without split-K weight gradients (gemm-split.ts), for the before/after ratio.
 stage tfjs_tiny_nosplit 8 $STEP --model tiny --batch "$TINY_B" --split-k off
 # Dawn offers shader-f16 on NVIDIA's Vulkan driver only with this toggle (none without it on the
