@@ -225,24 +225,14 @@ function stubSyncReads(): Map<string, number> | undefined {
  * on a CPU Vulkan driver such as lavapipe is not host time of the step's encoding). Wraps the
  * backend's queue.submit and getBufferData (tfjs-backend-webgpu 4.22). Single-threaded JS: while
  * the step awaits a read, nothing else of the step runs, so the subtraction is exact.
+ *
+ * Also the main thread's CPU time and run-queue wait over the same span (Linux schedstat, in
+ * nanoseconds, one read of both at each edge; undefined elsewhere): tfjs and Dawn encode the step
+ * on that thread, and unlike wall time its CPU time excludes waiting for a busy machine's cores.
+ * A software driver (lavapipe) also executes commands on this thread while a read waits
+ * (measured: about half of them), so host_cpu_ms leaves out the CPU time spent inside reads;
+ * submit_cpu_ms is the part spent inside queue.submit (on lavapipe it may hold execution too).
  */
-/**
- * CPU time (ms) of this process's main thread, where tfjs and Dawn encode the step (Linux:
- * schedstat, in nanoseconds), or undefined elsewhere. Unlike wall time it excludes time waiting
- * for a busy machine's cores (mainThreadWaitMs is that wait). A software driver (lavapipe) also
- * executes commands on this thread while a read waits (measured: about half of them), so the
- * step's host_cpu_ms leaves out the CPU time spent inside reads; submit_cpu_ms is the part spent
- * inside queue.submit (on lavapipe it may hold execution too).
- */
-function mainThreadCpuMs(): number | undefined {
-  return threadTimes()?.cpuMs;
-}
-
-/** Milliseconds the main thread has waited, runnable, for a core (Linux), or undefined elsewhere. */
-function mainThreadWaitMs(): number | undefined {
-  return threadTimes()?.waitMs;
-}
-
 function hostClock() {
   const be = tf.backend() as unknown as {
     queue?: { submit: (buffers: unknown[]) => void };
@@ -276,9 +266,9 @@ function hostClock() {
     };
   }
   queue.submit = (buffers: unknown[]) => {
-    const c = mainThreadCpuMs();
+    const c = threadTimes()?.cpuMs;
     submit.call(queue, buffers);
-    const c1 = mainThreadCpuMs();
+    const c1 = threadTimes()?.cpuMs;
     if (c !== undefined && c1 !== undefined) submitCpu += c1 - c;
     submits++;
     lastSubmitEnd = performance.now();
@@ -298,16 +288,18 @@ function hostClock() {
     // A software driver (lavapipe) executes the commands partly on this thread while it waits.
     if (waiting++ === 0) {
       waitFrom = submitted;
-      cpuFrom = mainThreadCpuMs();
-      queuedFrom = mainThreadWaitMs();
+      const from = threadTimes();
+      cpuFrom = from?.cpuMs;
+      queuedFrom = from?.waitMs;
     }
     try {
       return await p;
     } finally {
       if (--waiting === 0) {
-        const c1 = mainThreadCpuMs();
+        const to = threadTimes();
+        const c1 = to?.cpuMs;
         if (cpuFrom !== undefined && c1 !== undefined) waitCpu += c1 - cpuFrom;
-        const q1 = mainThreadWaitMs();
+        const q1 = to?.waitMs;
         if (queuedFrom !== undefined && q1 !== undefined) waitQueued += q1 - queuedFrom;
         wait += performance.now() - waitFrom;
       }
@@ -321,11 +313,14 @@ function hostClock() {
       waitCpu = 0;
       waitQueued = 0;
       submitCpu = 0;
-      cpu0 = mainThreadCpuMs();
-      queued0 = mainThreadWaitMs();
+      const from = threadTimes();
+      cpu0 = from?.cpuMs;
+      queued0 = from?.waitMs;
       lastSubmitEnd = performance.now();
       return lastSubmitEnd;
     },
+    /** The main thread's CPU time and run-queue wait read by the last start(). */
+    startTimes: () => ({ cpu: cpu0, queued: queued0 }),
     /** Submits since start() (late path: the read's submit is the step's last). */
     submitsSoFar: () => submits,
     submitCpuSoFar: () => submitCpu,
@@ -337,8 +332,9 @@ function hostClock() {
     stop(t0: number) {
       if (be.commandEncoder) be.submitQueue?.();
       const end = performance.now();
-      const cpu1 = mainThreadCpuMs();
-      const queued1 = mainThreadWaitMs();
+      const to = threadTimes();
+      const cpu1 = to?.cpuMs;
+      const queued1 = to?.waitMs;
       return {
         host_ms: end - t0 - wait,
         host_cpu_ms: cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 - waitCpu : Number.NaN,
@@ -421,10 +417,11 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     | undefined;
   if (runner)
     onLastSubmit(recipe, () => {
+      const to = threadTimes();
       launchEnd = {
         t: performance.now(),
-        cpu: mainThreadCpuMs(),
-        queued: mainThreadWaitMs(),
+        cpu: to?.cpuMs,
+        queued: to?.waitMs,
         submits: clock?.submitsSoFar() ?? 0,
         submitCpu: clock?.submitCpuSoFar() ?? Number.NaN,
         bindGroups: clock?.bindGroupsSoFar() ?? 0,
@@ -433,11 +430,10 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   const run = async () => {
     if (runner) {
       const t0 = clock ? clock.start() : performance.now();
-      const cpu0 = mainThreadCpuMs();
-      const queued0 = mainThreadWaitMs();
       const ran = await runner.run(batch, step++, 0);
       const end = launchEnd!;
-      if (clock)
+      if (clock) {
+        const { cpu: cpu0, queued: queued0 } = clock.startTimes();
         host.push({
           host_ms: end.t - t0,
           host_cpu_ms: end.cpu !== undefined && cpu0 !== undefined ? end.cpu - cpu0 : Number.NaN,
@@ -449,6 +445,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
           submits: end.submits,
           bind_groups: end.bindGroups,
         });
+      }
       log(`${info.name} step ${step}: ${Math.round(performance.now() - t0)} ms (late read)`);
       // The first call launches only; its caller then sees the previous loss (NaN for none).
       return ran?.result ?? { loss: Number.NaN };
