@@ -49,8 +49,8 @@ import {
   type ThreadTimes,
   cpuMsBetween,
   otherThreadsCpuMs,
+  mainThreadTimes,
   pinMainThreadAlone,
-  threadTimes,
 } from "./thread-time";
 
 function option(name: string, fallback: string): string {
@@ -58,12 +58,7 @@ function option(name: string, fallback: string): string {
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
 }
 
-/** This (main) thread's scheduler times (Linux only: the bench reads them for every step). */
-function mainThread(): ThreadTimes {
-  const times = threadTimes();
-  if (!times) throw new Error("host-cpu.ts: needs Linux's /proc/<pid>/task/<tid>/schedstat");
-  return times;
-}
+const mainThread = (): ThreadTimes => mainThreadTimes("host-cpu.ts");
 
 // Native callbacks that ran as immediates: Dawn's polls for finished GPU work, counted beneath the
 // spacing that initBackend installs (SIT_DAWN_POLL_MS, @sit/core's dawn-poll.ts), which turns

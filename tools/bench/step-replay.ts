@@ -25,7 +25,7 @@ import { Rng } from "../../packages/core/src/index";
 import { initBackend } from "../../packages/core/src/node";
 import { planStackedViews } from "../../packages/gmml/src/corrupt-views";
 import { SIT_BENCH_MODELS, benchViews, createBenchSiT, onLastSubmit } from "./sit-bench-model";
-import { threadTimes } from "./thread-time";
+import { mainThreadTimes } from "./thread-time";
 import { compareWebgpuCalls, countWebgpuCalls, recordWebgpuCalls } from "./webgpu-calls";
 
 function option(name: string, fallback: string): string {
@@ -46,11 +46,7 @@ const batch = count("batch", 2, 1);
 const warmup = count("warmup", 12, 1);
 const steps = count("steps", 12, 2);
 
-const cpuMs = (): number => {
-  const t = threadTimes();
-  if (!t) throw new Error("step-replay: needs Linux's /proc/<pid>/task/<tid>/schedstat");
-  return t.cpuMs;
-};
+const cpuMs = (): number => mainThreadTimes("step-replay.ts").cpuMs;
 
 const load0 = loadavg();
 await initBackend("webgpu", {

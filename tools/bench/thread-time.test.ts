@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { cpuMsBetween, otherThreadsCpuMs, threadTimes } from "./thread-time";
+import { cpuMsBetween, mainThreadTimes, otherThreadsCpuMs, threadTimes } from "./thread-time";
 
 describe("cpuMsBetween", () => {
   it("gives each thread's CPU between two snapshots, counting threads born in between from zero", () => {
@@ -41,6 +41,15 @@ describe.skipIf(!linux)("threadTimes (Linux schedstat)", () => {
     const others = otherThreadsCpuMs();
     expect(others.has(String(process.pid))).toBe(false);
     for (const ms of others.values()) expect(ms).toBeGreaterThanOrEqual(0);
+  });
+
+  it("gives a bench the main thread's times (mainThreadTimes), not another thread's", () => {
+    const own = threadTimes();
+    const main = mainThreadTimes("a bench");
+    // Read just after: at least the same totals, and not those of a thread that started later.
+    expect(main.cpuMs).toBeGreaterThanOrEqual(own?.cpuMs ?? Number.POSITIVE_INFINITY);
+    expect(main.cpuMs - (own?.cpuMs ?? 0)).toBeLessThan(10);
+    expect(main.waitMs).toBeGreaterThanOrEqual(own?.waitMs ?? Number.POSITIVE_INFINITY);
   });
 
   it("is undefined for a thread that does not exist", () => {

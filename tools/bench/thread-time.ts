@@ -27,6 +27,13 @@ export function threadTimes(tid: number | string = process.pid): ThreadTimes | u
   }
 }
 
+/** The main thread's times, for a bench that reads them every step: throws off Linux, naming `bench`. */
+export function mainThreadTimes(bench: string): ThreadTimes {
+  const times = threadTimes();
+  if (!times) throw new Error(`${bench}: needs Linux's /proc/<pid>/task/<tid>/schedstat`);
+  return times;
+}
+
 /** CPU milliseconds of every thread of this process but the main one, by thread id (empty off Linux). */
 export function otherThreadsCpuMs(): Map<string, number> {
   const cpu = new Map<string, number>();
