@@ -23,7 +23,13 @@ export {
   type GmmlCorruptionPlan,
 } from "./gmml-masker";
 export { applyCorruptionPlan, PLAN_ZERO, type CorruptionPlan } from "./corruption-plan";
-export { corruptViews, corruptViewsStacked, applyPixelSources } from "./corrupt-views";
+export {
+  corruptViews,
+  corruptViewsStacked,
+  applyPixelSources,
+  planStackedViews,
+  type StackedViewsPlan,
+} from "./corrupt-views";
 export {
   replaceFromBatch,
   type BatchReplacementOptions,

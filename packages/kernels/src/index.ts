@@ -52,3 +52,11 @@ export { settleBufferPool } from "./webgpu/buffer-pool";
 export { webgpuFlatAdamW, FLAT_ADAMW_KERNEL } from "./webgpu/adamw";
 export { webgpuFlatEma, FLAT_EMA_KERNEL } from "./webgpu/ema";
 export { webgpuPixelSources, PIXEL_SOURCES_KERNEL } from "./webgpu/gmml";
+export {
+  StepCapture,
+  type RecordedStep,
+  copyOnDevice,
+  recordStep,
+} from "./webgpu/step-capture";
+export { flatAdamwStepValues } from "./webgpu/adamw";
+export { flatEmaStepValues } from "./webgpu/ema";

@@ -23,6 +23,7 @@ import {
   readLaunchedStep,
 } from "@sit/train";
 import type { VisionTransformer } from "@sit/vit";
+import { CapturedSteps } from "./captured-steps";
 import type { OptimConfig } from "./config";
 import { type OptimSchedules, at, optimSchedules } from "./schedules";
 
@@ -60,6 +61,11 @@ export abstract class ModuleRecipe<M extends Module, Batch, T extends Module = M
   readonly precision: Precision;
   /** Dynamic loss scaling under mixed precision (saved and restored with the state). */
   readonly lossScaler: DynamicLossScaler | null;
+  /**
+   * The recipe's captured steps on webgpu (captured-steps.ts), for the recipes that capture
+   * theirs: its `status`, and `enabled = false` to run every step as usual.
+   */
+  readonly stepCapture = new CapturedSteps();
 
   protected constructor(
     readonly student: M,
@@ -250,6 +256,7 @@ export abstract class ModuleRecipe<M extends Module, Batch, T extends Module = M
   }
 
   loadState(state: RecipeState): void {
+    this.stepCapture.reset();
     const pick = (prefix: string) => {
       const out: Record<string, tf.Tensor> = {};
       for (const [k, v] of Object.entries(state.tensors))
@@ -271,6 +278,7 @@ export abstract class ModuleRecipe<M extends Module, Batch, T extends Module = M
   }
 
   dispose(): void {
+    this.stepCapture.reset();
     this.student.dispose();
     this.ema?.teacher.dispose();
     this.optimizer.dispose();

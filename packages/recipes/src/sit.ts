@@ -1,8 +1,20 @@
 import * as tf from "@tensorflow/tfjs";
 import { ConfigError, Rng } from "@sit/core";
-import { type ScaledGradients, lossSum, withPrecision } from "@sit/kernels";
+import {
+  type ScaledGradients,
+  flatAdamwStepValues,
+  flatEmaStepValues,
+  lossSum,
+  withPrecision,
+} from "@sit/kernels";
 import type { EmaTeacher } from "@sit/momentum";
-import { AttentionMasker, GmmlMasker, clsAttentionScores, corruptViewsStacked } from "@sit/gmml";
+import {
+  AttentionMasker,
+  GmmlMasker,
+  clsAttentionScores,
+  corruptViewsStacked,
+  planStackedViews,
+} from "@sit/gmml";
 import { maskedReconstructionLoss, sitContrastiveLossOfViews } from "@sit/losses";
 import { type LaunchedStep, type StepResult, readLaunchedStep } from "@sit/train";
 import type { VisionTransformer } from "@sit/vit";
@@ -14,6 +26,7 @@ import {
   sitSchema,
 } from "./config";
 import { type TwoViewBatch, twoViews } from "./batches";
+import type { DrawnStep } from "./captured-steps";
 import { gradientsByName } from "./gradients";
 import { ModuleRecipe, type StepHyper } from "./recipe-base";
 import { type SitNetwork, buildSitNetwork } from "./sit-network";
@@ -130,6 +143,15 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
     await this.prepareLossScaler();
     // With attention-guided masking the teacher runs first: its forward on the clean views gives
     // both its projections and the last block's CLS attention that ranks the patches to mask.
+    // GMML masks in f32 on webgpu: a step captured once and replayed (captured-steps.ts).
+    if (!this.attentionMasker && !this.lossScaler && tf.getBackend() === "webgpu") {
+      const losses = this.stepCapture.launch(
+        [...clean],
+        () => this.drawStep(clean, hyper),
+        (views) => this.gmmlStepLosses(views as unknown as ViewPair, hyper),
+      );
+      return this.launched(losses, ["contrastive", "reconstruction"], hyper);
+    }
     const teacher = this.attentionMasker ? this.teacherWithScores(clean) : null;
     // GMML hands the views back stacked (the step runs both views as one batch): one concat and
     // one corruption kernel instead of two corruptions and three concats.
@@ -154,6 +176,48 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
       );
       if (teacher) tf.dispose([teacher.projection, ...teacher.scores]);
     }
+  }
+
+  /** A GMML-masked f32 step's tfjs work on `clean`: its losses `[loss, Lc, Lr]`, left on the device. */
+  private gmmlStepLosses(clean: ViewPair, hyper: StepHyper): tf.Tensor {
+    const stacked = corruptViewsStacked(this.masker, [...clean], this.rngs.mask);
+    try {
+      return this.stepTensors(stacked, hyper, false).losses;
+    } finally {
+      tf.dispose([stacked.clean, stacked.corrupted, stacked.masks, ...stacked.tokenMasks]);
+    }
+  }
+
+  /**
+   * The values {@link SitRecipe.gmmlStepLosses} writes to the device, in its order, drawn from
+   * copies of the generators: the GMML plan's pixel sources (and noise), the student's drop-path
+   * factors block by block, the pixel masks (read first by the reconstruction loss), AdamW's and
+   * the EMA's step values. `commit` advances the generators and counts the optimiser's step.
+   */
+  private drawStep(clean: ViewPair, hyper: StepHyper): DrawnStep {
+    const mask = this.rngs.mask.clone();
+    const dropPath = this.rngs.dropPath.clone();
+    const shape = clean[0].shape;
+    const plan = planStackedViews(this.masker, shape, clean.length, mask);
+    const rows = clean.length * shape[0];
+    const scales = this.student.backbone.blocks.flatMap((b) => b.drawDropScales(rows, dropPath) ?? []);
+    this.optimizer.setLr(hyper.lr).setWeightDecay(hyper.wd);
+    const uploads: ArrayBufferView[] = [
+      plan.source,
+      ...(plan.noise.length > 0 ? [plan.noise] : []),
+      ...scales,
+      plan.masks,
+      flatAdamwStepValues(this.optimizer.nextStepSettings()),
+      ...(hyper.momentum < 1 ? [flatEmaStepValues(hyper.momentum)] : []),
+    ];
+    return {
+      uploads,
+      commit: () => {
+        this.rngs.mask = mask;
+        this.rngs.dropPath = dropPath;
+        this.optimizer.countReplayedStep();
+      },
+    };
   }
 
   /** The teacher on the clean views: projections `[2B, D]` and per-view CLS-attention scores `[B, N]`. */

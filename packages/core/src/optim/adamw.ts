@@ -187,6 +187,33 @@ export class AdamW {
     return this.stepCount;
   }
 
+  /**
+   * What the next {@link AdamW.step} computes with: each group's learning rate and weight decay,
+   * the betas and the step number it will count. A captured training step (@sit/kernels'
+   * StepCapture) derives the values it writes to the device from them.
+   */
+  nextStepSettings(): {
+    groups: { lr: number; weightDecay: number }[];
+    beta1: number;
+    beta2: number;
+    step: number;
+  } {
+    return {
+      groups: this.groupList.map((g) => ({ lr: g.lr, weightDecay: g.weightDecay })),
+      beta1: this.beta1,
+      beta2: this.beta2,
+      step: this.stepCount + 1,
+    };
+  }
+
+  /**
+   * Count a step whose update ran on the device without {@link AdamW.step}: a captured step
+   * replayed (its kernel's work recorded once, with {@link AdamW.nextStepSettings}'s values).
+   */
+  countReplayedStep(): void {
+    this.stepCount++;
+  }
+
   private selectGroups(group: string | number | undefined, what: string): FlatGroup[] {
     if (group === undefined) return this.groupList;
     const g =

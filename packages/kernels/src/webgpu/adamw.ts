@@ -106,14 +106,9 @@ function flatAdamWKernelFunc(args: {
   }
   const ls = h.lossScale;
   const norms = newTensorInfo(b, [ls ? 3 * T + 4 : 2 * T]);
-  // Each group's decay and step size, then √(1 − β₂ᵗ): the values that change every step (in a
-  // buffer, not the uniforms: the dispatches keep their uniforms and bind groups, encode.ts).
-  const groupHyper = new Float32Array(2 * numGroups + 1);
-  h.groups.forEach((g, i) => {
-    groupHyper[2 * i] = 1 - g.lr * g.weightDecay;
-    groupHyper[2 * i + 1] = g.lr / (1 - h.beta1 ** h.step);
-  });
-  groupHyper[2 * numGroups] = Math.sqrt(1 - h.beta2 ** h.step);
+  const groupHyper = flatAdamwStepValues(h);
+  if (groupHyper.length !== 2 * numGroups + 1)
+    throw new Error(`SitFlatAdamW: ${h.groups.length} groups for a plan of ${numGroups}`);
   const hyperInfo = newTensorInfo(b, [groupHyper.length], groupHyper);
   const scratch = arena ? [norms, hyperInfo] : [grad, norms, hyperInfo];
   const useScale = h.clipPerTensor !== null || h.clipGlobalNorm !== null;
@@ -326,3 +321,25 @@ export const webgpuFlatAdamW: FlatAdamWKernel = {
     };
   },
 };
+
+/**
+ * The values of one flat AdamW step that change every step, as the kernel uploads them: each
+ * group's decay factor and step size, then √(1 − β₂ᵗ) (in a buffer, not the uniforms: the
+ * dispatches keep their uniforms and bind groups, encode.ts). A captured step (step-capture.ts)
+ * writes them for the step it replays.
+ */
+export function flatAdamwStepValues(h: {
+  groups: readonly { lr: number; weightDecay: number }[];
+  beta1: number;
+  beta2: number;
+  step: number;
+}): Float32Array {
+  const n = h.groups.length;
+  const values = new Float32Array(2 * n + 1);
+  h.groups.forEach((g, i) => {
+    values[2 * i] = 1 - g.lr * g.weightDecay;
+    values[2 * i + 1] = g.lr / (1 - h.beta1 ** h.step);
+  });
+  values[2 * n] = Math.sqrt(1 - h.beta2 ** h.step);
+  return values;
+}

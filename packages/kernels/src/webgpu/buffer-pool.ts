@@ -169,3 +169,52 @@ function settleList(list: GpuPoolBuffer[]): void {
   }
   if (!sorted) list.sort((x, y) => rank(y) - rank(x));
 }
+
+/** Where a buffer stands in a constant-time pool: free in it, handed out, or not one of its own. */
+export type PoolStanding = "free" | "in use" | "other";
+
+/** What step-capture.ts needs of `b`'s pool: null unless it is the constant-time one. */
+export interface OwnedPool {
+  standing(buffer: object): PoolStanding;
+  /** The buffers handed out now (a copy). */
+  inUse(): Set<object>;
+  /** Take free buffers out of the pool for good (false, taking none, if one is not free). */
+  take(buffers: Iterable<object>): boolean;
+  /** Hand buffers taken with `take` back as free. */
+  giveBack(buffers: Iterable<object>): void;
+}
+
+/** `pool`'s {@link OwnedPool}, or null where installConstantTimePool has not made it constant-time. */
+export function ownedPool(pool: unknown): OwnedPool | null {
+  const p = pool as TfjsBufferManager;
+  if (!constantTime.has(p)) return null;
+  const inUse = (p.usedBuffers as Map<string, Set<GpuPoolBuffer>>).get("in use")!;
+  const free = p.freeBuffers as Map<number, GpuPoolBuffer[]>;
+  const isFree = (b: GpuPoolBuffer) => {
+    const key = b[POOL_KEY];
+    return key !== undefined && !inUse.has(b) && (free.get(key)?.includes(b) ?? false);
+  };
+  return {
+    inUse: () => new Set(inUse),
+    standing: (buffer) => {
+      const b = buffer as GpuPoolBuffer;
+      return inUse.has(b) ? "in use" : isFree(b) ? "free" : "other";
+    },
+    take: (buffers) => {
+      const list = [...buffers] as GpuPoolBuffer[];
+      if (!list.every(isFree)) return false;
+      for (const b of list) {
+        const l = free.get(b[POOL_KEY]!)!;
+        l.splice(l.indexOf(b), 1);
+        p.numFreeBuffers--;
+      }
+      return true;
+    },
+    giveBack: (buffers) => {
+      for (const b of buffers as Iterable<GpuPoolBuffer>) {
+        free.get(b[POOL_KEY]!)!.push(b);
+        p.numFreeBuffers++;
+      }
+    },
+  };
+}

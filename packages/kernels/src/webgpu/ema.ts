@@ -175,9 +175,7 @@ function flatEmaKernelFunc(args: {
   const n = tf.util.sizeFromShape(teacher.shape);
   const tBuf = bufferOf(b, teacher);
   const skip = skipIndex >= 0;
-  // The momentum changes every step (a schedule): in a buffer, not the uniforms, so that the
-  // dispatch keeps its uniforms and bind group (encode.ts).
-  const coef = newTensorInfo(b, [2], new Float32Array([momentum, 1 - momentum]));
+  const coef = newTensorInfo(b, [2], flatEmaStepValues(momentum));
   const views = [viewOf(b, teacher), viewOf(b, student), viewOf(b, coef)];
   if (skip) views.push(viewOf(b, inputs.skip));
   encode(
@@ -267,3 +265,13 @@ export const webgpuFlatEma = Object.assign(
   },
   { skipFlag: true },
 ) satisfies FlatEmaKernel;
+
+/**
+ * The values of one flat EMA step that change every step, as the kernel uploads them: the
+ * momentum and 1 − momentum (a schedule: in a buffer, not the uniforms, so that the dispatch keeps
+ * its uniforms and bind group, encode.ts). A captured step (step-capture.ts) writes them for the
+ * step it replays.
+ */
+export function flatEmaStepValues(momentum: number): Float32Array {
+  return new Float32Array([momentum, 1 - momentum]);
+}

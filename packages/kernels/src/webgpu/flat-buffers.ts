@@ -150,6 +150,14 @@ function upload(b: WebGpuInternals, data: ReturnType<WebGpuInternals["tensorMap"
 /** Marks the resources {@link bufferOf} has seen to be GPU buffers. */
 const SEEN = Symbol("sitGpuBuffer");
 
+/** Set by step-capture.ts while it records a step: each tensor whose buffer is bound. */
+let bufferWatch: ((dataId: object, buffer: GpuBuffer) => void) | null = null;
+
+/** Watch the tensors whose buffers {@link bufferOf} hands out (null: stop). */
+export function watchBuffers(watch: ((dataId: object, buffer: GpuBuffer) => void) | null): void {
+  bufferWatch = watch;
+}
+
 /** The GPU buffer of a tensor (uploading host values first), owned by the pending commands. */
 export function bufferOf(b: WebGpuInternals, t: tf.TensorInfo): GpuBuffer {
   const data = b.tensorMap.get(t.dataId);
@@ -159,6 +167,7 @@ export function bufferOf(b: WebGpuInternals, t: tf.TensorInfo): GpuBuffer {
   }
   b.commandQueueOwnedIds.add(t.dataId);
   const resource = data.resource as GpuBuffer | null;
+  if (bufferWatch && resource) bufferWatch(t.dataId, resource);
   // Checked once per buffer: `size` is a getter into the WebGPU implementation (Dawn's bindings in
   // Node), and this runs ≈ 1,700 times per SiT step (so a mark on the buffer, not a weak set).
   if (resource && (resource as { [SEEN]?: true })[SEEN]) return resource;
@@ -381,6 +390,22 @@ const checkedBindings = new WeakMap<object, Set<string>>();
 /** Bind-group layouts per pipeline. */
 const layouts = new WeakMap<GpuPipeline, unknown>();
 
+/** The buffers each bind group made by {@link bindGroup} binds (step-capture.ts reads them). */
+const groupBuffers = new WeakMap<object, GpuBuffer[]>();
+
+function noteGroup(group: unknown, entries: object[]): unknown {
+  const buffers: GpuBuffer[] = [];
+  for (const e of entries as { resource: { buffer?: GpuBuffer } }[])
+    if (e.resource.buffer) buffers.push(e.resource.buffer);
+  groupBuffers.set(group as object, buffers);
+  return group;
+}
+
+/** The buffers a bind group of {@link bindGroup} binds, or undefined for any other group. */
+export function buffersOfGroup(group: object): GpuBuffer[] | undefined {
+  return groupBuffers.get(group);
+}
+
 /**
  * A bind group of `key`'s pipeline. The first one per device and key is created inside an error
  * scope: a binding the shader does not use is missing from the layout WebGPU derives from the
@@ -406,10 +431,10 @@ export function bindGroup(
     layouts.set(p, layout);
   }
   const desc = { layout, entries };
-  if (checked.has(key)) return b.device.createBindGroup(desc);
+  if (checked.has(key)) return noteGroup(b.device.createBindGroup(desc), entries);
   checked.add(key);
   b.device.pushErrorScope("validation");
-  const group = b.device.createBindGroup(desc);
+  const group = noteGroup(b.device.createBindGroup(desc), entries);
   const check: Promise<void> = b.device.popErrorScope().then((err) => {
     pendingChecks.delete(check);
     // A shader that failed to compile fails its bind group too: its compile error (checked

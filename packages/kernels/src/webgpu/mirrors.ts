@@ -19,8 +19,24 @@ interface Mirror {
 const mirrors = new WeakMap<object, Mirror>();
 const versions = new WeakMap<object, number>();
 
+// Counts every change to what the host knows of where tensors' values lie (mirrors, flat
+// versions, deferred write-backs): a captured step (step-capture.ts) replays the binding of
+// flat ranges that the host knew when it was recorded, and holds only while nothing changed.
+let epoch = 0;
+
+/** The count of changes to mirrors, flat versions and deferred write-backs so far. */
+export function mirrorEpoch(): number {
+  return epoch;
+}
+
+/** Note a change that {@link mirrorEpoch} counts (write-back.ts's deferrals). */
+export function bumpMirrorEpoch(): void {
+  epoch++;
+}
+
 /** After writing flat tensor `flat`: the version under which mirrors of it are noted now. */
 export function bumpFlatVersion(flat: tf.TensorInfo): number {
+  epoch++;
   const v = (versions.get(flat.dataId) ?? 0) + 1;
   versions.set(flat.dataId, v);
   return v;
@@ -38,6 +54,7 @@ export function noteMirror(
   offset: number,
   version: number,
 ): void {
+  epoch++;
   // Updated in place where one is noted already (every step, for every parameter): no garbage.
   const m = mirrors.get(t.dataId);
   if (m) {
@@ -49,6 +66,7 @@ export function noteMirror(
 
 /** Forget `t`'s mirror (its buffer was written in place). */
 export function dropMirror(t: tf.TensorInfo): void {
+  epoch++;
   mirrors.delete(t.dataId);
 }
 

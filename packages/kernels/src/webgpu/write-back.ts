@@ -10,7 +10,7 @@ import {
   tensorDataOf,
   VIEW_ALIGN,
 } from "./flat-buffers";
-import { bumpFlatVersion, flatVersion, noteMirror } from "./mirrors";
+import { bumpFlatVersion, bumpMirrorEpoch, flatVersion, noteMirror } from "./mirrors";
 
 const GPU_STORAGE_COPY = GPU_USAGE.STORAGE | GPU_USAGE.COPY_SRC | GPU_USAGE.COPY_DST;
 
@@ -73,6 +73,7 @@ function cancel(d: Deferred): void {
 /** Record the copy of `d`'s range of its flat buffer into its own buffer, and end the deferral. */
 function writeBack(d: Deferred): void {
   const { b } = d;
+  bumpMirrorEpoch();
   // (Deferred, the tensor has no buffer: it takes one now.)
   const own = b.bufferManager.acquireBuffer(d.size * 4, GPU_STORAGE_COPY);
   tensorDataOf(b, d.dataId).resource = own;
@@ -169,6 +170,7 @@ export function deferWriteBack(
   offset: number,
 ): void {
   watch(b);
+  bumpMirrorEpoch();
   const held = deferred.get(t.dataId);
   if (held) {
     if (held.flat.dataId !== flat.dataId) {
