@@ -8,6 +8,7 @@ import {
   bufferOf,
   buffersOfGroup,
   copyElements,
+  GPU_USAGE,
   isPersistentBuffer,
   newTensorInfo,
   tensorDataOf,
@@ -206,7 +207,21 @@ export class StepCapture {
     private readonly counts: { encoders: number; passes: number; commandBuffers: number },
     /** Variables' buffers the step reads and the ones it leaves their new values in. */
     private readonly handoffs: [GpuBuffer, GpuBuffer][],
-  ) {}
+  ) {
+    this.handoffSizes = handoffs.map(([from, to]) => Math.min(from.size, to.size) / 4);
+    this.stagedAt = [];
+    let at = 0;
+    for (const n of this.handoffSizes) {
+      this.stagedAt.push(at);
+      at += n;
+    }
+    this.staging = at > 0 ? b.device.createBuffer({ size: at * 4, usage: GPU_USAGE.COPY_SRC | GPU_USAGE.COPY_DST }) : null;
+  }
+
+  /** Floats of each handoff, where it sits in the staging buffer, and that buffer. */
+  private readonly handoffSizes: number[];
+  private readonly stagedAt: number[];
+  private readonly staging: GpuBuffer | null;
 
   /**
    * A capture of `second`, recorded right after `first` with the same calls, or why not. `inputs`
@@ -273,9 +288,11 @@ export class StepCapture {
         held.push([x, owner]);
       }
     }
+    // (The pool may hand one variable's old buffer to another's new values in the same step.)
     const handoffs = second.handoffs.filter(([from]) => referenced.has(from));
+    const newBuffers = new Set(handoffs.map(([, to]) => to));
     for (const [from, to] of handoffs)
-      if (!taken.includes(from) || !held.some(([x]) => x === to))
+      if (!(taken.includes(from) || newBuffers.has(from)) || !held.some(([x]) => x === to))
         return "a variable the step assigned did not leave its old buffer free and its new one held";
     if (!pool.take(taken)) return "tfjs's pool did not hold the step's intermediate buffers";
     markDestroyedBuffers(b);
@@ -337,8 +354,10 @@ export class StepCapture {
     b.endComputePassEncoder();
     for (const [i, t] of inputs.entries())
       copyElements(b, bufferOf(b, t), 0, this.inputs[i].buffer, 0, t.size);
-    for (const [from, to] of this.handoffs)
-      copyElements(b, to, 0, from, 0, Math.min(from.size, to.size) / 4);
+    // Each variable's latest values into the buffer the step reads them from: all read (into a
+    // staging buffer) before any is written, as one variable's old buffer may hold another's new.
+    this.handoffs.forEach(([, to], i) => copyElements(b, to, 0, this.staging!, this.stagedAt[i], this.handoffSizes[i]));
+    this.handoffs.forEach(([from], i) => copyElements(b, this.staging!, this.stagedAt[i], from, 0, this.handoffSizes[i]));
     b.submitQueue();
     this.makeCalls(uploads);
     return this.outputCopies();
@@ -412,6 +431,7 @@ export class StepCapture {
     this.disposed = true;
     // Commands already submitted may still use them: the pool hands them out for later commands only.
     this.pool.giveBack(this.taken);
+    (this.staging as (GpuBuffer & { destroy(): void }) | null)?.destroy();
     tf.dispose([...this.inputs, ...this.outputs].map((k) => k.tensor));
   }
 }
