@@ -36,6 +36,7 @@
 //
 //   LP_NUM_THREADS=1 npx tsx tools/bench/host-cpu.ts [--img 8] [--batch 2] [--warmup 5] [--steps 12]
 //     [--tag NAME] [--count-native] [--allocations] [--ab-write-back] [--pin-main-thread]
+//     [--capture on|off] (the recipe's captured steps: on by default, replays after two recorded steps)
 import { Session } from "node:inspector/promises";
 import { loadavg } from "node:os";
 import { PerformanceObserver, constants as perfConstants } from "node:perf_hooks";
@@ -118,6 +119,8 @@ await initBackend("webgpu", { allowSoftwareAdapter: true, log: () => {} });
 const nativeCalls = process.argv.includes("--count-native") ? countNativeCalls() : undefined;
 const model = { ...SIT_BENCH_MODELS.tiny, img, name: `ViT-Tiny/4 at ${img} px` };
 const recipe = createBenchSiT(model as never, batch);
+// --capture off: every step through tfjs (default on: the recipe's captured steps, replays).
+recipe.stepCapture.enabled = option("capture", "on") !== "off";
 const data = { views: benchViews(model as never, batch) };
 let wallEnd = 0;
 let threadEnd: ThreadTimes = { cpuMs: 0, waitMs: 0 };
@@ -249,6 +252,7 @@ console.log(
   JSON.stringify({
     bench: "host_cpu",
     tag: option("tag", ""),
+    step_capture: { enabled: recipe.stepCapture.enabled, ...recipe.stepCapture.status },
     model: model.name,
     batch,
     warmup,

@@ -15,8 +15,13 @@
 //     [--checkpoint-blocks on|off|k] (k: recompute only the first k blocks) [--fused-block on|off]
 //     [--precision f32|mixed-f16] (mixed-f16: f16 GEMMs + loss scaling; webgpu with shader-f16)
 //     [--late-read] [--loss-scaler device|host] [--split-k auto|off] [--gpu-profile]
-//     [--torch-memory] [--img N] [--pin-main-thread]
+//     [--torch-memory] [--img N] [--pin-main-thread] [--capture on|off]
 //
+// --capture (webgpu; default on): the recipe's captured steps (@sit/recipes' captured-steps.ts):
+// after two recorded steps every step replays the second's WebGPU calls, so the timed steps and
+// the tf.profile step are replays (no tfjs kernel calls; their dispatches counted as the
+// capture makes them). `step_capture` reports its replays and any refusal. Off: every step runs
+// through tfjs as before.
 // --pin-main-thread (Linux, a CPU driver such as lavapipe): after the warm-up, the main thread on
 // CPU 0 and every other thread on CPU 1 (taskset), so the driver's threads cannot take the main
 // thread's core and host_ms counts no wait for one (host_runqueue_wait_ms shows it), as beside a GPU.
@@ -113,6 +118,10 @@ const recomputedBlocks = /^\d+$/.test(checkpointOption) ? Number(checkpointOptio
 const checkpointBlocks = checkpointOption === "on" || recomputedBlocks !== null;
 const fusedBlock = option("fused-block", "on") === "on";
 const lateRead = flag("late-read");
+const captureOption = option("capture", "on");
+if (captureOption !== "on" && captureOption !== "off")
+  throw new Error(`--capture: expected on or off, got ${JSON.stringify(captureOption)}`);
+const stepCapture = captureOption === "on";
 const torchMemory = flag("torch-memory");
 if (torchMemory && TORCH_DEVICE !== "cpu")
   throw new Error(
@@ -365,6 +374,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     precision: precision as Precision,
   });
   if (recomputedBlocks !== null) recipe.student.backbone.checkpointBlocks = recomputedBlocks;
+  recipe.stepCapture.enabled = stepCapture;
   // (The recipe moves its scaler to the device only where the optimiser says it can.)
   if (lossScalerPath === "host") recipe.optimizer.fusesLossScale = () => false;
   const views = benchViews(MODEL, BATCH);
@@ -377,7 +387,13 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   // (drain = false keeps a --late-read pipeline primed: the next step then reads this one late.)
   const flush = async (drain = true) => {
     if (drain) await runner?.drain();
-    await recipe.student.namedParameters()[0][1].data();
+    // (Not a read of a weight: that writes its deferred values back, which a captured step
+    // cannot replay past: @sit/recipes' captured-steps.ts.)
+    const device = (
+      tf.backend() as unknown as { device?: { queue: { onSubmittedWorkDone(): Promise<void> } } }
+    ).device;
+    if (device) await device.queue.onSubmittedWorkDone();
+    else await recipe.student.namedParameters()[0][1].data();
   };
   let peakGpu = 0;
   // The pool's bytes in use (live buffers, the fused blocks' workspaces included) at their highest:
@@ -665,6 +681,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     // Mixed precision: the scale after the run (it halves on each step skipped for an overflow).
     ...(recipe.lossScaler ? { loss_scaler: recipe.lossScaler.state() } : {}),
     ...(profiled ? { gpu_profile: profiled } : {}),
+    step_capture: { enabled: stepCapture, ...recipe.stepCapture.status },
   };
   tf.dispose(views);
   recipe.dispose();

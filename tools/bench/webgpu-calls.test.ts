@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { describe, expect, it } from "vitest";
 import { useWebgpu } from "../../packages/testing/src/backends";
 import {
-  type WebgpuCall,
+  type RecordedCall,
   compareWebgpuCalls,
   countWebgpuCalls,
   recordWebgpuCalls,
@@ -12,16 +12,16 @@ import {
 const buffer = (usage = 128) => ({ size: 64, usage });
 const [g1, g2, p1] = [{}, {}, {}];
 const out = buffer();
-const recording = (bytes: number[], group: object): WebgpuCall[] => [
-  { kind: "encoder", id: 0 },
-  { kind: "write", buffer: out, offset: 0, bytes: new Uint8Array(bytes) },
-  { kind: "pass", encoder: 0, id: 1 },
-  { kind: "setPipeline", pass: 1, pipeline: p1 },
-  { kind: "setBindGroup", pass: 1, index: 0, group },
-  { kind: "dispatch", pass: 1, workgroups: [4, 1, 1] },
-  { kind: "end", pass: 1 },
-  { kind: "finish", encoder: 0, id: 2 },
-  { kind: "submit", buffers: [2] },
+const recording = (bytes: number[], group: object): RecordedCall[] => [
+  { op: "encoder", id: 0 },
+  { op: "write", buffer: out, offset: 0, bytes: new Uint8Array(bytes) },
+  { op: "pass", encoder: 0, id: 1 },
+  { op: "pipeline", pass: 1, pipeline: p1 },
+  { op: "group", pass: 1, index: 0, group },
+  { op: "dispatch", pass: 1, x: 4, y: 1, z: 1 },
+  { op: "end", pass: 1 },
+  { op: "finish", encoder: 0, id: 2 },
+  { op: "submit", commandBuffers: [2] },
 ];
 
 describe("compareWebgpuCalls", () => {
@@ -43,7 +43,7 @@ describe("compareWebgpuCalls", () => {
     const c = compareWebgpuCalls(recording([1], g1), recording([1], g2));
     expect(c.sameCalls).toBe(false);
     expect(c.differingCalls).toBe(1);
-    expect(c.firstDifference).toEqual({ index: 4, why: "setBindGroup on other objects or sizes" });
+    expect(c.firstDifference).toEqual({ index: 4, why: "group on other objects or sizes" });
   });
 
   it("stops where the kinds of the calls part", () => {
@@ -55,8 +55,8 @@ describe("compareWebgpuCalls", () => {
   });
 
   it("leaves out which staging buffer a read copies into", () => {
-    const read = (staging: object): WebgpuCall[] => [
-      { kind: "copy", encoder: 0, args: [out, 0, staging, 0, 64] },
+    const read = (staging: { size: number; usage: number }): RecordedCall[] => [
+      { op: "copy", encoder: 0, src: out, srcOffset: 0, dst: staging, dstOffset: 0, size: 64 },
     ];
     expect(compareWebgpuCalls(read(buffer(1 | 8)), read(buffer(1 | 8))).sameCalls).toBe(true);
     expect(compareWebgpuCalls(read(buffer(4 | 8)), read(buffer(4 | 8))).sameCalls).toBe(false);
@@ -65,13 +65,21 @@ describe("compareWebgpuCalls", () => {
 
 describe("countWebgpuCalls", () => {
   it("counts the calls by kind, and the bytes written", () => {
-    expect(countWebgpuCalls(recording([1, 2, 3], g1))).toEqual({
+    const calls = recording([1, 2, 3], g1);
+    const made = {
+      calls,
+      groupBuffers: new Map([[g1, [out]]]),
+      destroyed: new Set<typeof out>(),
+      unreplayable: null,
+    };
+    expect(countWebgpuCalls(made)).toEqual({
       writeBytes: 3,
+      bindGroupsMade: 1,
       encoder: 1,
       write: 1,
       pass: 1,
-      setPipeline: 1,
-      setBindGroup: 1,
+      pipeline: 1,
+      group: 1,
       dispatch: 1,
       end: 1,
       finish: 1,
@@ -115,46 +123,38 @@ describe("recordWebgpuCalls on webgpu", () => {
   it("replays the recorded work: an output overwritten since is computed again", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;
     const gpu = tf.backend() as unknown as Gpu;
-    const recorder = recordWebgpuCalls(gpu.device);
-    try {
-      // Above tfjs's size for running an op on the CPU (its inputs' values are on the host).
-      const n = 1024;
-      const a = tf.range(0, n);
-      const b = tf.mul(a, 10);
-      const expected = Array.from({ length: n }, (_, i) => 11 * i);
-      await Promise.all([a.data(), b.data()]);
-      recorder.start();
-      const y = tf.add(a, b);
-      const first = await y.data();
-      const calls = recorder.stop();
-      expect([...first]).toEqual(expected);
-      expect(countWebgpuCalls(calls).dispatch).toBeGreaterThanOrEqual(1);
-      const resource = gpu.tensorMap.get(y.dataId).resource;
-      gpu.device.queue.writeBuffer(resource, 0, new Float32Array(n));
-      expect(await readFloats(gpu, resource, n)).toEqual(new Array(n).fill(0));
-      recorder.replay(calls);
-      expect(await readFloats(gpu, resource, n)).toEqual(expected);
-      tf.dispose([a, b, y]);
-    } finally {
-      recorder.uninstall();
-    }
+    const recorder = recordWebgpuCalls(gpu);
+    // Above tfjs's size for running an op on the CPU (its inputs' values are on the host).
+    const n = 1024;
+    const a = tf.range(0, n);
+    const b = tf.mul(a, 10);
+    const expected = Array.from({ length: n }, (_, i) => 11 * i);
+    await Promise.all([a.data(), b.data()]);
+    recorder.start();
+    const y = tf.add(a, b);
+    const first = await y.data();
+    const recorded = recorder.stop();
+    expect([...first]).toEqual(expected);
+    expect(countWebgpuCalls(recorded).dispatch).toBeGreaterThanOrEqual(1);
+    const resource = gpu.tensorMap.get(y.dataId).resource;
+    gpu.device.queue.writeBuffer(resource, 0, new Float32Array(n));
+    expect(await readFloats(gpu, resource, n)).toEqual(new Array(n).fill(0));
+    recorder.replay(recorded.calls);
+    expect(await readFloats(gpu, resource, n)).toEqual(expected);
+    tf.dispose([a, b, y]);
   });
 
   it("records nothing outside a recording, and refuses to open two", async (ctx) => {
     if (!(await useWebgpu(ctx))) return;
     const gpu = tf.backend() as unknown as Gpu;
-    const recorder = recordWebgpuCalls(gpu.device);
-    try {
-      const x = tf.tensor1d([1, 2]);
-      const negated = tf.neg(x);
-      await negated.data();
-      recorder.start();
-      expect(() => recorder.start()).toThrow(/open already/);
-      expect(recorder.stop()).toEqual([]);
-      expect(() => recorder.stop()).toThrow(/no recording/);
-      tf.dispose([x, negated]);
-    } finally {
-      recorder.uninstall();
-    }
+    const recorder = recordWebgpuCalls(gpu);
+    const x = tf.tensor1d([1, 2]);
+    const negated = tf.neg(x);
+    await negated.data();
+    recorder.start();
+    expect(() => recorder.start()).toThrow(/open already/);
+    expect(recorder.stop().calls).toEqual([]);
+    expect(() => recorder.stop()).toThrow(/no recording/);
+    tf.dispose([x, negated]);
   });
 });

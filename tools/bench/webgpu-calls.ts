@@ -1,226 +1,62 @@
-// Record the WebGPU calls that a span of work makes on a device (command encoders, compute passes,
-// buffer copies and clears, queue writes and submits), compare two recordings, and replay one
-// raw: the same calls on the same objects, with no tfjs and no kernel JavaScript in between.
-// step-replay.ts uses it to measure what a SiT step's host part would cost if only its WebGPU
-// calls were left: the floor under the step's JavaScript, and what capturing a whole step once
-// and replaying it (as CUDA graphs do) would leave to the host.
+// Record the WebGPU calls that a span of work makes (command encoders, compute passes, buffer
+// copies and clears, queue writes and submits), compare two recordings, and replay one raw: the
+// same calls on the same objects, with no tfjs and no kernel JavaScript in between. step-replay.ts
+// uses it to measure what a SiT step's host part costs when only its WebGPU calls are left.
 //
-// The hooks are installed on the prototypes of the device's own encoder, pass and queue objects
-// (Dawn's classes in Node, the browser's elsewhere) and record only while a recording is open.
+// The recording and the replay are @sit/kernels' own (call-recorder.ts, which its captured steps
+// use); this file adds what a measurement wants of them: a comparison that names what differs
+// between two recordings, and counts by kind.
+import {
+  type RecordedCall,
+  type Recording,
+  makeCalls,
+  startRecording,
+} from "../../packages/kernels/src/webgpu/call-recorder";
+import { type GpuBuffer, webgpuInternals } from "../../packages/kernels/src/webgpu/flat-buffers";
 
-/** One recorded call: its kind, the recording's id of the object it was made on, its arguments. */
-export type WebgpuCall =
-  | { kind: "encoder"; id: number }
-  | { kind: "pass"; encoder: number; id: number }
-  | { kind: "copy"; encoder: number; args: unknown[] }
-  | { kind: "clear"; encoder: number; args: unknown[] }
-  | { kind: "finish"; encoder: number; id: number }
-  | { kind: "setPipeline"; pass: number; pipeline: unknown }
-  | { kind: "setBindGroup"; pass: number; index: number; group: unknown }
-  | { kind: "dispatch"; pass: number; workgroups: number[] }
-  | { kind: "end"; pass: number }
-  | { kind: "write"; buffer: GpuBufferLike; offset: number; bytes: Uint8Array }
-  | { kind: "submit"; buffers: number[] }
-  | { kind: "createBuffer" | "createBindGroup" };
-
-interface GpuBufferLike {
-  size: number;
-  usage: number;
-}
-
-interface DeviceLike {
-  queue: object;
-  createCommandEncoder(): object;
-}
-
-type Method = (this: unknown, ...args: unknown[]) => unknown;
-type Proto = Record<string, Method>;
+export type { RecordedCall };
 
 /** WebGPU's `GPUBufferUsage.MAP_READ`. */
 const MAP_READ = 1;
 
-/** A device's recorder: open, close, replay. */
+/** Whether a copy goes into a buffer that the host maps to read (a read's staging buffer). */
+const intoRead = (c: RecordedCall) =>
+  c.op === "copy" && ((c.dst as GpuBuffer & { usage: number }).usage & MAP_READ) !== 0;
+
+/** A recorder on the active webgpu backend: open, close, replay. */
 export interface WebgpuCallRecorder {
   /** Start recording (throws if one is open). */
   start(): void;
-  /** Stop, and return the calls made since `start`. */
-  stop(): WebgpuCall[];
+  /** Stop, and return what was recorded since `start`. */
+  stop(): Recording;
   /**
-   * Make `calls` again on the device, each on the objects its recording's ids now stand for
-   * (new encoders and passes), leaving out copies into buffers that the host maps to read (a
-   * read's staging buffer may be mapped or gone by now). Nothing is recorded meanwhile.
+   * Make `calls` again (new encoders and passes, the same pipelines, bind groups and buffers),
+   * leaving out copies into buffers that the host maps to read (a read's staging buffer may be
+   * mapped or gone by now). Nothing is recorded meanwhile.
    */
-  replay(calls: WebgpuCall[]): void;
-  /** Put the prototypes' methods back. */
-  uninstall(): void;
+  replay(calls: RecordedCall[]): void;
 }
 
-/** Install the hooks on `device`'s classes (once per device at a time). */
-export function recordWebgpuCalls(device: DeviceLike): WebgpuCallRecorder {
-  const encoder = device.createCommandEncoder() as { beginComputePass(): object; finish(): object };
-  const pass = encoder.beginComputePass() as { end(): void };
-  pass.end();
-  encoder.finish();
-  const protos: Record<"device" | "encoder" | "pass" | "queue", Proto> = {
-    device: Object.getPrototypeOf(device),
-    encoder: Object.getPrototypeOf(encoder),
-    pass: Object.getPrototypeOf(pass),
-    queue: Object.getPrototypeOf(device.queue),
-  };
-  let calls: WebgpuCall[] | null = null;
-  let ids = new Map<object, number>();
-  const idOf = (o: unknown): number => {
-    let id = ids.get(o as object);
-    if (id === undefined) {
-      id = ids.size;
-      ids.set(o as object, id);
-    }
-    return id;
-  };
-  const original = new Map<string, Method>();
-  const hook = (
-    where: keyof typeof protos,
-    name: string,
-    record: (self: unknown, args: unknown[], made: unknown) => WebgpuCall,
-  ) => {
-    const f = protos[where][name];
-    if (typeof f !== "function") throw new Error(`webgpu-calls: no ${where}.${name} to record`);
-    original.set(`${where}.${name}`, f);
-    protos[where][name] = function (this: unknown, ...args: unknown[]) {
-      const made = f.apply(this, args);
-      calls?.push(record(this, args, made));
-      return made;
-    };
-  };
-  hook("device", "createCommandEncoder", (_s, _a, made) => ({ kind: "encoder", id: idOf(made) }));
-  hook("device", "createBuffer", () => ({ kind: "createBuffer" }));
-  hook("device", "createBindGroup", () => ({ kind: "createBindGroup" }));
-  hook("encoder", "beginComputePass", (self, _a, made) => ({
-    kind: "pass",
-    encoder: idOf(self),
-    id: idOf(made),
-  }));
-  hook("encoder", "copyBufferToBuffer", (self, args) => ({
-    kind: "copy",
-    encoder: idOf(self),
-    args,
-  }));
-  hook("encoder", "clearBuffer", (self, args) => ({ kind: "clear", encoder: idOf(self), args }));
-  hook("encoder", "finish", (self, _a, made) => ({
-    kind: "finish",
-    encoder: idOf(self),
-    id: idOf(made),
-  }));
-  hook("pass", "setPipeline", (self, args) => ({
-    kind: "setPipeline",
-    pass: idOf(self),
-    pipeline: args[0],
-  }));
-  hook("pass", "setBindGroup", (self, args) => ({
-    kind: "setBindGroup",
-    pass: idOf(self),
-    index: args[0] as number,
-    group: args[1],
-  }));
-  hook("pass", "dispatchWorkgroups", (self, args) => ({
-    kind: "dispatch",
-    pass: idOf(self),
-    workgroups: (args as number[]).map((n) => n ?? 1),
-  }));
-  hook("pass", "end", (self) => ({ kind: "end", pass: idOf(self) }));
-  hook("queue", "writeBuffer", (_s, args) => {
-    // The bytes as written now (the caller may reuse its array): offset and size in elements of
-    // a typed array, bytes of an ArrayBuffer, as WebGPU reads them.
-    const [buffer, offset, data, dataOffset = 0, size] = args as [
-      GpuBufferLike,
-      number,
-      ArrayBuffer | ArrayBufferView,
-      number | undefined,
-      number | undefined,
-    ];
-    const view = ArrayBuffer.isView(data)
-      ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
-      : new Uint8Array(data);
-    const unit = ArrayBuffer.isView(data)
-      ? ((data as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1)
-      : 1;
-    const start = dataOffset * unit;
-    const end = size === undefined ? view.byteLength : start + size * unit;
-    return { kind: "write", buffer, offset, bytes: view.slice(start, end) };
-  });
-  hook("queue", "submit", (_s, args) => ({
-    kind: "submit",
-    buffers: (args[0] as unknown[]).map(idOf),
-  }));
-  const call = (key: string, self: unknown, ...args: unknown[]) =>
-    (original.get(key) as Method).apply(self, args);
+/** A recorder of `backend`'s WebGPU calls (tfjs's webgpu backend). */
+export function recordWebgpuCalls(backend: unknown): WebgpuCallRecorder {
+  const b = webgpuInternals(backend);
+  let stop: (() => Recording) | null = null;
   return {
     start() {
-      if (calls) throw new Error("webgpu-calls: a recording is open already");
-      calls = [];
-      ids = new Map();
+      if (stop) throw new Error("webgpu-calls: a recording is open already");
+      stop = startRecording(b);
     },
     stop() {
-      if (!calls) throw new Error("webgpu-calls: no recording is open");
-      const out = calls;
-      calls = null;
+      if (!stop) throw new Error("webgpu-calls: no recording is open");
+      const out = stop();
+      stop = null;
       return out;
     },
-    replay(recorded) {
-      const made = new Map<number, unknown>();
-      for (const c of recorded) {
-        switch (c.kind) {
-          case "encoder":
-            made.set(c.id, call("device.createCommandEncoder", device));
-            break;
-          case "pass":
-            made.set(c.id, call("encoder.beginComputePass", made.get(c.encoder)));
-            break;
-          case "copy":
-            if (((c.args[2] as GpuBufferLike).usage & MAP_READ) === 0)
-              call("encoder.copyBufferToBuffer", made.get(c.encoder), ...c.args);
-            break;
-          case "clear":
-            call("encoder.clearBuffer", made.get(c.encoder), ...c.args);
-            break;
-          case "finish":
-            made.set(c.id, call("encoder.finish", made.get(c.encoder)));
-            break;
-          case "setPipeline":
-            call("pass.setPipeline", made.get(c.pass), c.pipeline);
-            break;
-          case "setBindGroup":
-            call("pass.setBindGroup", made.get(c.pass), c.index, c.group);
-            break;
-          case "dispatch":
-            call("pass.dispatchWorkgroups", made.get(c.pass), ...c.workgroups);
-            break;
-          case "end":
-            call("pass.end", made.get(c.pass));
-            break;
-          case "write":
-            call("queue.writeBuffer", device.queue, c.buffer, c.offset, c.bytes);
-            break;
-          case "submit":
-            call(
-              "queue.submit",
-              device.queue,
-              c.buffers.map((id) => made.get(id)),
-            );
-            break;
-          default:
-            // Objects made during the recording (buffers, bind groups) stay made: the replay
-            // binds the recorded ones.
-            break;
-        }
-      }
-    },
-    uninstall() {
-      for (const [key, f] of original) {
-        const [where, name] = key.split(".") as [keyof typeof protos, string];
-        protos[where][name] = f;
-      }
-      original.clear();
+    replay(calls) {
+      makeCalls(
+        b,
+        calls.filter((c) => !intoRead(c)),
+      );
     },
   };
 }
@@ -244,12 +80,40 @@ export interface WebgpuCallsComparison {
 
 const same = (a: unknown[], b: unknown[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
+/** A call's objects and sizes, in a fixed order (a read's staging buffer as "read"). */
+function fields(c: RecordedCall): unknown[] {
+  switch (c.op) {
+    case "copy":
+      // A read's staging buffer comes from a pool: which one is no part of the work.
+      return [c.encoder, c.src, c.srcOffset, intoRead(c) ? "read" : c.dst, c.dstOffset, c.size];
+    case "clear":
+      return [c.encoder, c.buffer, c.offset, c.size];
+    case "pipeline":
+      return [c.pass, c.pipeline];
+    case "group":
+      return [c.pass, c.index, c.group];
+    case "dispatch":
+      return [c.pass, c.x, c.y, c.z];
+    case "submit":
+      return c.commandBuffers;
+    case "pass":
+    case "finish":
+      return [c.encoder, c.id];
+    case "end":
+      return [c.pass];
+    case "encoder":
+      return [c.id];
+    case "write":
+      return [c.buffer, c.offset, c.bytes.length];
+  }
+}
+
 /**
  * Compare two recordings of the same work: whether they make the same calls on the same objects
  * (so that one could stand for the other, given the other's written bytes), and which writes carry
  * bytes that differ between them.
  */
-export function compareWebgpuCalls(a: WebgpuCall[], b: WebgpuCall[]): WebgpuCallsComparison {
+export function compareWebgpuCalls(a: RecordedCall[], b: RecordedCall[]): WebgpuCallsComparison {
   const varyingWrites: number[] = [];
   let varyingBytes = 0;
   let writes = 0;
@@ -266,71 +130,35 @@ export function compareWebgpuCalls(a: WebgpuCall[], b: WebgpuCall[]): WebgpuCall
   for (let i = 0; i < n; i++) {
     const x = a[i];
     const y = b[i];
-    const note = (why: string) => {
-      differingCalls++;
-      firstDifference ??= { index: i, why };
-    };
     if (!x || !y) {
       firstDifference ??= { index: i, why: `one recording ends at call ${i}` };
       return result();
     }
-    if (x.kind !== y.kind) {
-      firstDifference ??= { index: i, why: `${x.kind} against ${y.kind}` };
+    if (x.op !== y.op) {
+      firstDifference ??= { index: i, why: `${x.op} against ${y.op}` };
       return result();
     }
-    if (x.kind === "write" && y.kind === "write") {
-      if (x.buffer !== y.buffer || x.offset !== y.offset || x.bytes.length !== y.bytes.length) {
-        note("a write to another buffer, offset or size");
-        writes++;
-        continue;
-      }
-      if (!x.bytes.every((v, k) => v === y.bytes[k])) {
-        varyingWrites.push(writes);
-        varyingBytes += x.bytes.length;
-      }
-      writes++;
-      continue;
+    if (!same(fields(x), fields(y))) {
+      differingCalls++;
+      firstDifference ??= { index: i, why: `${x.op} on other objects or sizes` };
+    } else if (x.op === "write" && y.op === "write" && !x.bytes.every((v, k) => v === y.bytes[k])) {
+      varyingWrites.push(writes);
+      varyingBytes += x.bytes.length;
     }
-    const fields = (c: WebgpuCall): unknown[] => {
-      switch (c.kind) {
-        case "copy": {
-          // A read's staging buffer comes from a pool: which one is no part of the work.
-          const [src, srcOffset, dst, dstOffset, size] = c.args;
-          const read = ((dst as GpuBufferLike).usage & MAP_READ) !== 0;
-          return [c.encoder, src, srcOffset, read ? "read" : dst, dstOffset, size];
-        }
-        case "clear":
-          return [c.encoder, ...c.args];
-        case "setPipeline":
-          return [c.pass, c.pipeline];
-        case "setBindGroup":
-          return [c.pass, c.index, c.group];
-        case "dispatch":
-          return [c.pass, ...c.workgroups];
-        case "submit":
-          return c.buffers;
-        case "pass":
-        case "finish":
-          return [c.encoder, c.id];
-        case "end":
-          return [c.pass];
-        case "encoder":
-          return [c.id];
-        default:
-          return [];
-      }
-    };
-    if (!same(fields(x), fields(y))) note(`${x.kind} on other objects or sizes`);
+    if (x.op === "write") writes++;
   }
   return result();
 }
 
-/** How many calls of each kind, and the bytes written. */
-export function countWebgpuCalls(calls: WebgpuCall[]): Record<string, number> {
-  const counts: Record<string, number> = { writeBytes: 0 };
-  for (const c of calls) {
-    counts[c.kind] = (counts[c.kind] ?? 0) + 1;
-    if (c.kind === "write") counts.writeBytes += c.bytes.length;
+/** How many calls of each kind, the bytes written and the bind groups made. */
+export function countWebgpuCalls(recording: Recording): Record<string, number> {
+  const counts: Record<string, number> = {
+    writeBytes: 0,
+    bindGroupsMade: recording.groupBuffers.size,
+  };
+  for (const c of recording.calls) {
+    counts[c.op] = (counts[c.op] ?? 0) + 1;
+    if (c.op === "write") counts.writeBytes += c.bytes.length;
   }
   return counts;
 }

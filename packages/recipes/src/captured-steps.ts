@@ -29,10 +29,11 @@ export interface StepCaptureStatus {
 
 /** Steps run as usual before two are recorded for a capture. */
 const STEPS_BEFORE_CAPTURE = 2;
-/** Captures that failed (not made, or refused within their first replays) before giving up. */
+/**
+ * Captures that failed (not made, or refused before their first replay) before giving up. A
+ * refusal after replays is a change of circumstances (a checkpoint read the weights), not a failure.
+ */
 const ATTEMPTS = 3;
-/** Replays after which a refusal counts as a change of circumstances, not a failed capture. */
-const SETTLED_REPLAYS = 16;
 
 /** A recipe's captured steps (see the top of this file). */
 export class CapturedSteps {
@@ -41,7 +42,11 @@ export class CapturedSteps {
   readonly status: StepCaptureStatus = { replays: 0, captures: 0, lastRefusal: null };
   private capture: StepCapture | null = null;
   private replaysOfCapture = 0;
-  private first: { recorded: RecordedStep<tf.Tensor>; uploads: ArrayBufferView[]; inputs: tf.Tensor[] } | null = null;
+  private first: {
+    recorded: RecordedStep<tf.Tensor>;
+    uploads: ArrayBufferView[];
+    inputs: tf.Tensor[];
+  } | null = null;
   private failures = 0;
   private usualSteps = 0;
 
@@ -58,7 +63,11 @@ export class CapturedSteps {
    * tfjs work, returning its output tensor), recorded when a capture is due. `draw` gives the
    * step's per-step values without advancing anything; a replay commits them.
    */
-  launch(inputs: tf.Tensor[], draw: () => DrawnStep, run: (inputs: tf.Tensor[]) => tf.Tensor): tf.Tensor {
+  launch(
+    inputs: tf.Tensor[],
+    draw: () => DrawnStep,
+    run: (inputs: tf.Tensor[]) => tf.Tensor,
+  ): tf.Tensor {
     if (!this.enabled || tf.getBackend() !== "webgpu") {
       this.reset();
       return run(inputs);
@@ -73,7 +82,7 @@ export class CapturedSteps {
         this.replaysOfCapture++;
         return out;
       }
-      this.refused(why, this.replaysOfCapture < SETTLED_REPLAYS);
+      this.refused(why, this.replaysOfCapture === 0);
       this.capture.dispose();
       this.capture = null;
     }

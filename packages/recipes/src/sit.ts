@@ -200,7 +200,9 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
     const shape = clean[0].shape;
     const plan = planStackedViews(this.masker, shape, clean.length, mask);
     const rows = clean.length * shape[0];
-    const scales = this.student.backbone.blocks.flatMap((b) => b.drawDropScales(rows, dropPath) ?? []);
+    const scales = this.student.backbone.blocks.flatMap(
+      (b) => b.drawDropScales(rows, dropPath) ?? [],
+    );
     this.optimizer.setLr(hyper.lr).setWeightDecay(hyper.wd);
     const uploads: ArrayBufferView[] = [
       plan.source,

@@ -1,4 +1,4 @@
-import type { GpuBuffer, WebGpuInternals } from "./flat-buffers";
+import { type GpuBuffer, type WebGpuInternals, noteRawDispatch } from "./flat-buffers";
 
 // The WebGPU calls of a span of work, recorded so that step-capture.ts can make them again: the
 // command encoders, compute passes, pipelines, bind groups and dispatches, buffer copies and
@@ -11,8 +11,22 @@ import type { GpuBuffer, WebGpuInternals } from "./flat-buffers";
 export type RecordedCall =
   | { op: "encoder"; id: number }
   | { op: "pass"; encoder: number; id: number }
-  | { op: "copy"; encoder: number; src: GpuBuffer; srcOffset: number; dst: GpuBuffer; dstOffset: number; size: number }
-  | { op: "clear"; encoder: number; buffer: GpuBuffer; offset: number | undefined; size: number | undefined }
+  | {
+      op: "copy";
+      encoder: number;
+      src: GpuBuffer;
+      srcOffset: number;
+      dst: GpuBuffer;
+      dstOffset: number;
+      size: number;
+    }
+  | {
+      op: "clear";
+      encoder: number;
+      buffer: GpuBuffer;
+      offset: number | undefined;
+      size: number | undefined;
+    }
   | { op: "finish"; encoder: number; id: number }
   | { op: "pipeline"; pass: number; pipeline: unknown }
   | { op: "group"; pass: number; index: number; group: object }
@@ -36,7 +50,10 @@ type Method = (this: unknown, ...args: unknown[]) => unknown;
 type Proto = Record<string, Method>;
 
 /** The prototypes of a device's classes, found once per device. */
-const protosOf = new WeakMap<object, Record<"device" | "queue" | "encoder" | "pass" | "buffer", Proto>>();
+const protosOf = new WeakMap<
+  object,
+  Record<"device" | "queue" | "encoder" | "pass" | "buffer", Proto>
+>();
 
 function prototypes(b: WebGpuInternals) {
   let p = protosOf.get(b.device);
@@ -48,7 +65,9 @@ function prototypes(b: WebGpuInternals) {
     const pass = encoder.beginComputePass();
     pass.end();
     encoder.finish(); // never submitted
-    const buffer = b.device.createBuffer({ size: 4, usage: 0x08 }) as GpuBuffer & { destroy(): void };
+    const buffer = b.device.createBuffer({ size: 4, usage: 0x08 }) as GpuBuffer & {
+      destroy(): void;
+    };
     buffer.destroy();
     const proto = (o: object) => Object.getPrototypeOf(o) as Proto;
     p = {
@@ -65,7 +84,14 @@ function prototypes(b: WebGpuInternals) {
 
 /** Calls that a replay cannot make again as recorded, by class. */
 const UNREPLAYABLE = {
-  encoder: ["beginRenderPass", "copyBufferToTexture", "copyTextureToBuffer", "copyTextureToTexture", "resolveQuerySet", "writeTimestamp"],
+  encoder: [
+    "beginRenderPass",
+    "copyBufferToTexture",
+    "copyTextureToBuffer",
+    "copyTextureToTexture",
+    "resolveQuerySet",
+    "writeTimestamp",
+  ],
   pass: ["dispatchWorkgroupsIndirect", "writeTimestamp"],
   queue: ["writeTexture", "copyExternalImageToTexture", "onSubmittedWorkDone"],
   buffer: ["mapAsync"],
@@ -80,7 +106,12 @@ let open: { uninstall: () => Recording } | null = null;
 export function startRecording(b: WebGpuInternals): () => Recording {
   if (open) throw new Error("@sit/kernels: a WebGPU call recording is already open");
   const protos = prototypes(b);
-  const rec: Recording = { calls: [], groupBuffers: new Map(), destroyed: new Set(), unreplayable: null };
+  const rec: Recording = {
+    calls: [],
+    groupBuffers: new Map(),
+    destroyed: new Set(),
+    unreplayable: null,
+  };
   const ids = new Map<object, number>();
   const idOf = (o: object) => {
     let id = ids.get(o);
@@ -98,7 +129,11 @@ export function startRecording(b: WebGpuInternals): () => Recording {
     return id ?? -1;
   };
   const saved: [Proto, string, Method][] = [];
-  const hook = (proto: Proto, name: string, after: (self: object, args: unknown[], result: unknown) => void) => {
+  const hook = (
+    proto: Proto,
+    name: string,
+    after: (self: object, args: unknown[], result: unknown) => void,
+  ) => {
     const original = proto[name];
     if (typeof original !== "function") return;
     saved.push([proto, name, original]);
@@ -108,9 +143,15 @@ export function startRecording(b: WebGpuInternals): () => Recording {
       return result;
     };
   };
+  // The device's and queue's calls are hooked where they are looked up: on the object itself
+  // when someone wrapped them there (a benchmark's counter), else on its class.
+  const own = (o: object, proto: Proto, name: string) =>
+    Object.hasOwn(o, name) ? (o as Proto) : proto;
   const push = (c: RecordedCall) => rec.calls.push(c);
-  hook(protos.device, "createCommandEncoder", (_s, _a, r) => push({ op: "encoder", id: idOf(r as object) }));
-  hook(protos.device, "createBindGroup", (_s, a, r) => {
+  hook(own(b.device, protos.device, "createCommandEncoder"), "createCommandEncoder", (_s, _a, r) =>
+    push({ op: "encoder", id: idOf(r as object) }),
+  );
+  hook(own(b.device, protos.device, "createBindGroup"), "createBindGroup", (_s, a, r) => {
     const entries = (a[0] as { entries: { resource: { buffer?: GpuBuffer } }[] }).entries;
     const buffers: GpuBuffer[] = [];
     for (const e of entries) if (e.resource?.buffer) buffers.push(e.resource.buffer);
@@ -133,30 +174,53 @@ export function startRecording(b: WebGpuInternals): () => Recording {
     }),
   );
   hook(protos.encoder, "clearBuffer", (s, a) =>
-    push({ op: "clear", encoder: known(s), buffer: a[0] as GpuBuffer, offset: a[1] as number | undefined, size: a[2] as number | undefined }),
+    push({
+      op: "clear",
+      encoder: known(s),
+      buffer: a[0] as GpuBuffer,
+      offset: a[1] as number | undefined,
+      size: a[2] as number | undefined,
+    }),
   );
-  hook(protos.encoder, "finish", (s, _a, r) => push({ op: "finish", encoder: known(s), id: idOf(r as object) }));
-  hook(protos.pass, "setPipeline", (s, a) => push({ op: "pipeline", pass: known(s), pipeline: a[0] }));
+  hook(protos.encoder, "finish", (s, _a, r) =>
+    push({ op: "finish", encoder: known(s), id: idOf(r as object) }),
+  );
+  hook(protos.pass, "setPipeline", (s, a) =>
+    push({ op: "pipeline", pass: known(s), pipeline: a[0] }),
+  );
   hook(protos.pass, "setBindGroup", (s, a) => {
     if (a.length > 2 && a[2] != null && (a[2] as ArrayLike<number>).length > 0 && !rec.unreplayable)
       rec.unreplayable = "a bind group with dynamic offsets";
     push({ op: "group", pass: known(s), index: a[0] as number, group: a[1] as object });
   });
   hook(protos.pass, "dispatchWorkgroups", (s, a) =>
-    push({ op: "dispatch", pass: known(s), x: a[0] as number, y: (a[1] as number) ?? 1, z: (a[2] as number) ?? 1 }),
+    push({
+      op: "dispatch",
+      pass: known(s),
+      x: a[0] as number,
+      y: (a[1] as number) ?? 1,
+      z: (a[2] as number) ?? 1,
+    }),
   );
   hook(protos.pass, "end", (s) => push({ op: "end", pass: known(s) }));
-  hook(protos.queue, "writeBuffer", (_s, a) => {
+  hook(own(b.queue, protos.queue, "writeBuffer"), "writeBuffer", (_s, a) => {
     const data = a[2] as ArrayBufferView | ArrayBuffer;
     const view = ArrayBuffer.isView(data)
       ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
       : new Uint8Array(data);
-    const elementBytes = ArrayBuffer.isView(data) ? ((data as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1) : 1;
+    const elementBytes = ArrayBuffer.isView(data)
+      ? ((data as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1)
+      : 1;
     const from = ((a[3] as number | undefined) ?? 0) * elementBytes;
     const size = a[4] === undefined ? view.byteLength - from : (a[4] as number) * elementBytes;
-    push({ op: "write", buffer: a[0] as GpuBuffer, offset: a[1] as number, bytes: view.slice(from, from + size) });
+    push({
+      op: "write",
+      buffer: a[0] as GpuBuffer,
+      offset: a[1] as number,
+      bytes: view.slice(from, from + size),
+    });
   });
-  hook(protos.queue, "submit", (_s, a) =>
+  hook(own(b.queue, protos.queue, "submit"), "submit", (_s, a) =>
     push({ op: "submit", commandBuffers: (a[0] as object[]).map((c) => known(c)) }),
   );
   hook(protos.buffer, "destroy", (s) => rec.destroyed.add(s as GpuBuffer));
@@ -172,4 +236,76 @@ export function startRecording(b: WebGpuInternals): () => Recording {
   };
   open = { uninstall: stop };
   return stop;
+}
+
+interface Encoder {
+  beginComputePass(): Pass;
+  copyBufferToBuffer(s: GpuBuffer, so: number, d: GpuBuffer, dO: number, n: number): void;
+  clearBuffer(b: GpuBuffer, o?: number, n?: number): void;
+  finish(): unknown;
+}
+interface Pass {
+  setPipeline(p: unknown): void;
+  setBindGroup(i: number, g: unknown): void;
+  dispatchWorkgroups(x: number, y: number, z: number): void;
+  end(): void;
+}
+
+/**
+ * Make recorded calls again on `b`'s device: new encoders, passes and command buffers, the same
+ * pipelines, bind groups and buffers. Each write carries `bytesAt(index)` where that gives bytes,
+ * else its recorded ones. Dispatches count as this package's ({@link noteRawDispatch}).
+ */
+export function makeCalls(
+  b: WebGpuInternals,
+  calls: readonly RecordedCall[],
+  bytesAt: (index: number) => ArrayBufferView | undefined = () => undefined,
+): void {
+  const device = b.device as unknown as { createCommandEncoder(): Encoder };
+  const queue = b.queue as unknown as {
+    writeBuffer(b: GpuBuffer, o: number, d: ArrayBufferView): void;
+    submit(c: unknown[]): void;
+  };
+  const encoders: Encoder[] = [];
+  const passes: Pass[] = [];
+  const finished: unknown[] = [];
+  for (let i = 0; i < calls.length; i++) {
+    const c = calls[i];
+    switch (c.op) {
+      case "encoder":
+        encoders[c.id] = device.createCommandEncoder();
+        break;
+      case "pass":
+        passes[c.id] = encoders[c.encoder].beginComputePass();
+        break;
+      case "pipeline":
+        passes[c.pass].setPipeline(c.pipeline);
+        break;
+      case "group":
+        passes[c.pass].setBindGroup(c.index, c.group);
+        break;
+      case "dispatch":
+        passes[c.pass].dispatchWorkgroups(c.x, c.y, c.z);
+        noteRawDispatch();
+        break;
+      case "end":
+        passes[c.pass].end();
+        break;
+      case "copy":
+        encoders[c.encoder].copyBufferToBuffer(c.src, c.srcOffset, c.dst, c.dstOffset, c.size);
+        break;
+      case "clear":
+        encoders[c.encoder].clearBuffer(c.buffer, c.offset, c.size);
+        break;
+      case "finish":
+        finished[c.id] = encoders[c.encoder].finish();
+        break;
+      case "write":
+        queue.writeBuffer(c.buffer, c.offset, bytesAt(i) ?? c.bytes);
+        break;
+      case "submit":
+        queue.submit(c.commandBuffers.map((id) => finished[id]));
+        break;
+    }
+  }
 }

@@ -1,7 +1,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { type OwnedPool, ownedPool } from "./buffer-pool";
-import { type RecordedCall, type Recording, startRecording } from "./call-recorder";
+import { type RecordedCall, makeCalls } from "./call-recorder";
 import { mirrorEpoch } from "./mirrors";
+import { type RecordedStep, difference, slotsOf } from "./record-step";
 import {
   type GpuBuffer,
   type WebGpuInternals,
@@ -12,9 +13,10 @@ import {
   isPersistentBuffer,
   newTensorInfo,
   tensorDataOf,
-  watchBuffers,
   webgpuInternals,
 } from "./flat-buffers";
+
+export { type RecordedStep, recordStep } from "./record-step";
 
 // A training step captured once and replayed, as CUDA graphs are: on webgpu most of a step's host
 // time is JavaScript (tfjs's engine and tape, the kernels' own code) deciding the same WebGPU calls
@@ -42,65 +44,6 @@ import {
 // input of another shape, an upload of another size, a tensor that changed hands) says why, and
 // the caller disposes the capture and runs the step as usual.
 
-/** A step run and recorded by {@link recordStep}. */
-export interface RecordedStep<T> {
-  value: T;
-  recording: Recording;
-  /** The tensor last seen holding each buffer the step's kernels bound (by dataId). */
-  owners: Map<GpuBuffer, object>;
-  /** The pool's buffers in use when the step started (null: not the constant-time pool). */
-  inUseBefore: Set<object> | null;
-  /**
-   * Variables the step assigned new values (a BatchNorm's running statistics): the buffer each
-   * held before and the one it holds after.
-   */
-  handoffs: [GpuBuffer, GpuBuffer][];
-}
-
-/** Each registered variable's buffer now (null: deferred or on the host), by variable. */
-function variableBuffers(b: WebGpuInternals): Map<tf.Variable, GpuBuffer | null> {
-  const out = new Map<tf.Variable, GpuBuffer | null>();
-  for (const v of Object.values(tf.engine().registeredVariables)) {
-    if (v.isDisposed || !b.tensorMap.has(v.dataId)) continue;
-    out.set(v, (tensorDataOf(b, v.dataId).resource as GpuBuffer | null) ?? null);
-  }
-  return out;
-}
-
-/** Submit what tfjs has encoded so far (a recording or a replay starts on a clean queue). */
-function flush(b: WebGpuInternals): void {
-  b.ensureCommandEncoderReady();
-  b.endComputePassEncoder();
-  b.submitQueue();
-}
-
-/** Run `fn` (a step's tfjs work) with its WebGPU calls recorded, its commands all submitted. */
-export function recordStep<T>(fn: () => T): RecordedStep<T> {
-  const b = webgpuInternals(tf.backend());
-  flush(b);
-  const owners = new Map<GpuBuffer, object>();
-  const inUseBefore = ownedPool(b.bufferManager)?.inUse() ?? null;
-  const before = variableBuffers(b);
-  const stop = startRecording(b);
-  let recording: Recording | undefined;
-  watchBuffers((dataId, buffer) => owners.set(buffer, dataId));
-  try {
-    const value = fn();
-    flush(b);
-    watchBuffers(null);
-    recording = stop();
-    const handoffs: [GpuBuffer, GpuBuffer][] = [];
-    for (const [v, after] of variableBuffers(b)) {
-      const old = before.get(v);
-      if (old && after && old !== after) handoffs.push([old, after]);
-    }
-    return { value, recording, owners, inUseBefore, handoffs };
-  } finally {
-    watchBuffers(null);
-    if (!recording) stop();
-  }
-}
-
 const DESTROYED = Symbol("sitDestroyed");
 const markedDestroy = new WeakSet<object>();
 
@@ -118,58 +61,13 @@ function markDestroyedBuffers(b: WebGpuInternals): void {
   };
 }
 
-const bytesOf = (v: ArrayBufferView) => new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** The index of the write that carries each upload, in order, or why one matches none. */
-function slotsOf(calls: RecordedCall[], uploads: readonly ArrayBufferView[]): number[] | string {
-  const slots: number[] = [];
-  let j = 0;
-  for (const [k, u] of uploads.entries()) {
-    const bytes = bytesOf(u);
-    while (j < calls.length) {
-      const c = calls[j];
-      if (c.op === "write" && c.offset === 0 && sameBytes(c.bytes, bytes)) break;
-      j++;
-    }
-    if (j === calls.length) return `upload ${k} (${bytes.byteLength} bytes) is not written by the step`;
-    slots.push(j++);
-  }
-  return slots;
-}
-
-/** Why two recorded steps' calls differ other than by objects and the uploads' bytes, or null. */
-function difference(a: RecordedCall[], b: RecordedCall[], slots: ReadonlySet<number>): string | null {
-  if (a.length !== b.length) return `the steps made ${a.length} and ${b.length} WebGPU calls`;
-  for (let i = 0; i < a.length; i++) {
-    const [x, y] = [a[i], b[i]] as [Record<string, unknown>, Record<string, unknown>];
-    if (x.op !== y.op) return `call ${i} was ${x.op} and then ${y.op}`;
-    for (const k of Object.keys(x)) {
-      const [u, v] = [x[k], y[k]];
-      if (k === "bytes") {
-        const [p, q] = [u as Uint8Array, v as Uint8Array];
-        if (slots.has(i) ? p.byteLength !== q.byteLength : !sameBytes(p, q))
-          return `write ${i} carried other bytes in the second step and is not an upload`;
-      } else if (typeof u === "number" || typeof u === "string" || u === undefined) {
-        if (u !== v) return `call ${i} (${x.op}) had ${k} ${String(u)} and then ${String(v)}`;
-      } else if (Array.isArray(u)) {
-        if (JSON.stringify(u) !== JSON.stringify(v)) return `call ${i} (${x.op}) differs in ${k}`;
-      }
-    }
-  }
-  return null;
-}
-
 /**
  * A copy of `t` in a buffer of its own (webgpu; no kernel call): the tensors a recorded step
  * reads its inputs from, which its capture keeps.
  */
 export function copyOnDevice(t: tf.Tensor): tf.Tensor {
+  if (t.dtype !== "float32")
+    throw new Error(`copyOnDevice: expected a float32 tensor, got ${t.dtype} [${t.shape}]`);
   const b = webgpuInternals(tf.backend());
   const info = newTensorInfo(b, [...t.shape]);
   copyElements(b, bufferOf(b, t), 0, bufferOf(b, info), 0, t.size);
@@ -204,7 +102,6 @@ export class StepCapture {
     private readonly held: [GpuBuffer, object][],
     /** Buffers from outside the pool. */
     private readonly own: GpuBuffer[],
-    private readonly counts: { encoders: number; passes: number; commandBuffers: number },
     /** Variables' buffers the step reads and the ones it leaves their new values in. */
     private readonly handoffs: [GpuBuffer, GpuBuffer][],
   ) {
@@ -215,7 +112,10 @@ export class StepCapture {
       this.stagedAt.push(at);
       at += n;
     }
-    this.staging = at > 0 ? b.device.createBuffer({ size: at * 4, usage: GPU_USAGE.COPY_SRC | GPU_USAGE.COPY_DST }) : null;
+    this.staging =
+      at > 0
+        ? b.device.createBuffer({ size: at * 4, usage: GPU_USAGE.COPY_SRC | GPU_USAGE.COPY_DST })
+        : null;
   }
 
   /** Floats of each handoff, where it sits in the staging buffer, and that buffer. */
@@ -248,7 +148,8 @@ export class StepCapture {
     const slots2 = slotsOf(calls, secondUploads);
     if (typeof slots1 === "string") return slots1;
     if (typeof slots2 === "string") return slots2;
-    if (slots1.join() !== slots2.join()) return "the uploads were written at other points of the two steps";
+    if (slots1.join() !== slots2.join())
+      return "the uploads were written at other points of the two steps";
     const why = difference(first.recording.calls, calls, new Set(slots2));
     if (why) return why;
 
@@ -262,7 +163,8 @@ export class StepCapture {
       else if (c.op === "clear" || c.op === "write") referenced.add(c.buffer);
       else if (c.op === "group") {
         const buffers = second.recording.groupBuffers.get(c.group) ?? buffersOfGroup(c.group);
-        if (!buffers) return "a bind group made before the recording by code that does not say what it binds";
+        if (!buffers)
+          return "a bind group made before the recording by code that does not say what it binds";
         for (const x of buffers) referenced.add(x);
       }
     }
@@ -284,7 +186,8 @@ export class StepCapture {
       else if (standing === "other" || isPersistentBuffer(x)) own.push(x);
       else {
         const owner = second.owners.get(x);
-        if (!owner || !holds(b, owner, x)) { if (process.env.DBG) console.error("DBG", (x as any).size, (x as any).usage, !!owner, calls.findIndex((c: any) => c.buffer === x || c.src === x || c.dst === x), [...calls.entries()].filter(([, c]) => c.op === "group" && (second.recording.groupBuffers.get((c as any).group) ?? buffersOfGroup((c as any).group))?.includes(x)).map(([i]) => i).slice(0, 5)); return "a buffer in use by a tensor the step's kernels did not bind"; }
+        if (!owner || !holds(b, owner, x))
+          return "a buffer in use by a tensor the step's kernels did not bind";
         held.push([x, owner]);
       }
     }
@@ -296,7 +199,6 @@ export class StepCapture {
         return "a variable the step assigned did not leave its old buffer free and its new one held";
     if (!pool.take(taken)) return "tfjs's pool did not hold the step's intermediate buffers";
     markDestroyedBuffers(b);
-    const count = (op: string) => new Set(calls.filter((c) => c.op === op).map((c) => (c as { id: number }).id)).size;
     return new StepCapture(
       b,
       pool,
@@ -307,7 +209,6 @@ export class StepCapture {
       taken,
       held,
       own,
-      { encoders: count("encoder"), passes: count("pass"), commandBuffers: count("finish") },
       handoffs,
     );
   }
@@ -324,21 +225,26 @@ export class StepCapture {
    */
   check(inputs: readonly tf.Tensor[], uploads: readonly ArrayBufferView[]): string | null {
     if (this.disposed) return "the capture was disposed";
-    if (inputs.length !== this.inputs.length) return `${inputs.length} inputs for ${this.inputs.length}`;
+    if (inputs.length !== this.inputs.length)
+      return `${inputs.length} inputs for ${this.inputs.length}`;
     for (const [i, t] of inputs.entries()) {
       const k = this.inputs[i].tensor;
       if (t.dtype !== k.dtype || !tf.util.arraysEqual(t.shape, k.shape))
         return `input ${i} is ${t.dtype} [${t.shape}], the captured step's ${k.dtype} [${k.shape}]`;
     }
-    if (uploads.length !== this.slots.size) return `${uploads.length} uploads for ${this.slots.size}`;
+    if (uploads.length !== this.slots.size)
+      return `${uploads.length} uploads for ${this.slots.size}`;
     for (const [c, i] of this.slots) {
       const n = (this.calls[c] as { bytes: Uint8Array }).bytes.byteLength;
-      if (uploads[i].byteLength !== n) return `upload ${i} has ${uploads[i].byteLength} bytes, the captured step's ${n}`;
+      if (uploads[i].byteLength !== n)
+        return `upload ${i} has ${uploads[i].byteLength} bytes, the captured step's ${n}`;
     }
     if (mirrorEpoch() !== this.epoch)
       return "where the host knows parameters to lie changed since (a read, a load or an update outside the step)";
-    for (const [x, owner] of this.held) if (!holds(this.b, owner, x)) return "a tensor the step reads changed buffers";
-    for (const x of this.own) if ((x as { [DESTROYED]?: true })[DESTROYED]) return "a buffer the step uses was destroyed";
+    for (const [x, owner] of this.held)
+      if (!holds(this.b, owner, x)) return "a tensor the step reads changed buffers";
+    for (const x of this.own)
+      if ((x as { [DESTROYED]?: true })[DESTROYED]) return "a buffer the step uses was destroyed";
     return null;
   }
 
@@ -356,63 +262,19 @@ export class StepCapture {
       copyElements(b, bufferOf(b, t), 0, this.inputs[i].buffer, 0, t.size);
     // Each variable's latest values into the buffer the step reads them from: all read (into a
     // staging buffer) before any is written, as one variable's old buffer may hold another's new.
-    this.handoffs.forEach(([, to], i) => copyElements(b, to, 0, this.staging!, this.stagedAt[i], this.handoffSizes[i]));
-    this.handoffs.forEach(([from], i) => copyElements(b, this.staging!, this.stagedAt[i], from, 0, this.handoffSizes[i]));
+    const { handoffs, handoffSizes: sizes, stagedAt: at } = this;
+    const staging = this.staging as GpuBuffer;
+    for (let i = 0; i < handoffs.length; i++)
+      copyElements(b, handoffs[i][1], 0, staging, at[i], sizes[i]);
+    for (let i = 0; i < handoffs.length; i++)
+      copyElements(b, staging, at[i], handoffs[i][0], 0, sizes[i]);
     b.submitQueue();
-    this.makeCalls(uploads);
+    const { slots } = this;
+    makeCalls(this.b, this.calls, (i) => {
+      const u = slots.get(i);
+      return u === undefined ? undefined : uploads[u];
+    });
     return this.outputCopies();
-  }
-
-  private makeCalls(uploads: readonly ArrayBufferView[]): void {
-    const device = this.b.device as unknown as { createCommandEncoder(): Encoder };
-    const queue = this.b.queue as unknown as {
-      writeBuffer(b: GpuBuffer, o: number, d: ArrayBufferView): void;
-      submit(c: unknown[]): void;
-    };
-    const encoders: Encoder[] = new Array(this.counts.encoders);
-    const passes: Pass[] = [];
-    const finished: unknown[] = [];
-    const { calls, slots } = this;
-    for (let i = 0; i < calls.length; i++) {
-      const c = calls[i];
-      switch (c.op) {
-        case "encoder":
-          encoders[c.id] = device.createCommandEncoder();
-          break;
-        case "pass":
-          passes[c.id] = encoders[c.encoder].beginComputePass();
-          break;
-        case "pipeline":
-          passes[c.pass].setPipeline(c.pipeline);
-          break;
-        case "group":
-          passes[c.pass].setBindGroup(c.index, c.group);
-          break;
-        case "dispatch":
-          passes[c.pass].dispatchWorkgroups(c.x, c.y, c.z);
-          break;
-        case "end":
-          passes[c.pass].end();
-          break;
-        case "copy":
-          encoders[c.encoder].copyBufferToBuffer(c.src, c.srcOffset, c.dst, c.dstOffset, c.size);
-          break;
-        case "clear":
-          encoders[c.encoder].clearBuffer(c.buffer, c.offset, c.size);
-          break;
-        case "finish":
-          finished[c.id] = encoders[c.encoder].finish();
-          break;
-        case "write": {
-          const u = slots.get(i);
-          queue.writeBuffer(c.buffer, c.offset, u === undefined ? c.bytes : uploads[u]);
-          break;
-        }
-        case "submit":
-          queue.submit(c.commandBuffers.map((id) => finished[id]));
-          break;
-      }
-    }
   }
 
   /** Copies of the step's outputs as the last replay (or the second recorded step) left them. */
@@ -434,19 +296,6 @@ export class StepCapture {
     (this.staging as (GpuBuffer & { destroy(): void }) | null)?.destroy();
     tf.dispose([...this.inputs, ...this.outputs].map((k) => k.tensor));
   }
-}
-
-interface Encoder {
-  beginComputePass(): Pass;
-  copyBufferToBuffer(s: GpuBuffer, so: number, d: GpuBuffer, dO: number, n: number): void;
-  clearBuffer(b: GpuBuffer, o?: number, n?: number): void;
-  finish(): unknown;
-}
-interface Pass {
-  setPipeline(p: unknown): void;
-  setBindGroup(i: number, g: unknown): void;
-  dispatchWorkgroups(x: number, y: number, z: number): void;
-  end(): void;
 }
 
 /** Whether the tensor `dataId` is alive and holds `buffer`. */
