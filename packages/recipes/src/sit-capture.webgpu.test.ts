@@ -19,7 +19,7 @@ const build = () =>
     backbone: { imgSize: 8, patchSize: 4, embedDim: 32, depth: 3, numHeads: 2, dropPathRate: 0.3 },
     projection: { hidden: 64, outDim: 16 },
     // Warm-up: the learning rate changes every step.
-    optim: { batchSize: 2, epochs: 2, stepsPerEpoch: 5, warmupEpochs: 1 },
+    optim: { batchSize: 2, epochs: 2, stepsPerEpoch: 10, warmupEpochs: 1 },
     lambda: 5,
   });
 

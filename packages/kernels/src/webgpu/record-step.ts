@@ -66,6 +66,8 @@ export function recordStep<T>(fn: () => T): RecordedStep<T> {
     for (const [v, after] of variableBuffers(b)) {
       const old = before.get(v);
       if (old && after && old !== after) handoffs.push([old, after]);
+      // (A variable that only tfjs's own kernels bound, which bufferOf did not see.)
+      if (after && !owners.has(after)) owners.set(after, v.dataId);
     }
     return { value, recording, owners, inUseBefore, handoffs };
   } finally {

@@ -23,6 +23,9 @@ function draw(rng: Rng): [Int32Array, Float32Array] {
   return [source, Float32Array.from({ length: 4 * SHAPE[3] }, () => rng.float())];
 }
 
+/** What the step writes: each of its two pixel-sources calls uploads the plan and its noise. */
+const written = ([source, noise]: [Int32Array, Float32Array]) => [source, noise, source, noise];
+
 /** Step k's input batch. */
 const input = (k: number) => tf.randomNormal(SHAPE, 0, 1, "float32", 100 + k) as tf.Tensor4D;
 
@@ -81,18 +84,24 @@ describe("StepCapture (webgpu)", () => {
         recorded.push({ r, uploads, own });
         out = r.value;
         if (k === 2) {
-          const made = StepCapture.make(recorded[0].r, recorded[0].uploads, r, uploads, {
-            inputs: own,
-            outputs: [r.value],
-          });
+          const made = StepCapture.make(
+            recorded[0].r,
+            written(recorded[0].uploads),
+            r,
+            written(uploads),
+            {
+              inputs: own,
+              outputs: [r.value],
+            },
+          );
           if (typeof made === "string") throw new Error(made);
           capture = made;
           tf.dispose(recorded[0].own);
           out = capture.outputCopies()[0];
         }
       } else {
-        expect(capture!.check([x], uploads)).toBeNull();
-        out = capture!.replay([x], uploads)[0];
+        expect(capture!.check([x], written(uploads))).toBeNull();
+        out = capture!.replay([x], written(uploads))[0];
         // Replays leave the tensor count as it was.
         if (tensors < 0) tensors = tf.memory().numTensors;
         else expect(tf.memory().numTensors).toBe(tensors);
@@ -106,19 +115,16 @@ describe("StepCapture (webgpu)", () => {
 
     // What a replay refuses: another input shape, an upload of another size, a change to where
     // the host knows parameters to lie.
-    const [source, noise] = draw(rng);
-    const small = tf.zeros([1, 4, 4, 3]);
-    expect(capture!.check([small], [source, noise])).toMatch(/input 0 is float32 \[1,4,4,3\]/);
-    expect(capture!.check([input(9)], [source, noise.subarray(3)])).toMatch(
-      /upload 1 has 36 bytes/,
-    );
+    const w = written(draw(rng));
+    const [small, next] = [tf.zeros([1, 4, 4, 3]), input(9)];
+    expect(capture!.check([small], w)).toMatch(/input 0 is float32 \[1,4,4,3\]/);
+    const shorter = [w[0], (w[1] as Float32Array).subarray(3), w[2], w[3]];
+    expect(capture!.check([next], shorter)).toMatch(/upload 1 has 36 bytes/);
     bumpMirrorEpoch();
-    expect(capture!.check([input(9)], [source, noise])).toMatch(
-      /where the host knows parameters to lie changed/,
-    );
+    expect(capture!.check([next], w)).toMatch(/where the host knows parameters to lie changed/);
     capture!.dispose();
-    expect(capture!.check([input(9)], [source, noise])).toMatch(/disposed/);
-    tf.dispose([small, state, ref]);
+    expect(capture!.check([next], w)).toMatch(/disposed/);
+    tf.dispose([small, next, state, ref]);
   }, 120_000);
 
   it("is not made when an upload is not written by the step, or the steps differ", async (ctx) => {
@@ -135,14 +141,14 @@ describe("StepCapture (webgpu)", () => {
     const [a, b] = [rec(), rec()];
     const extra = new Float32Array([1, 2, 3, 4, 5]);
     expect(
-      StepCapture.make(a.r, a.uploads, b.r, [...b.uploads, extra], {
+      StepCapture.make(a.r, written(a.uploads), b.r, [...written(b.uploads), extra], {
         inputs: b.own,
         outputs: [b.r.value],
       }),
-    ).toMatch(/upload 2 \(20 bytes\) is not written by the step/);
+    ).toMatch(/upload 4 \(20 bytes\) is not written by the step/);
     // Without the noise among the uploads, its write carries other bytes in the second step.
     expect(
-      StepCapture.make(a.r, [a.uploads[0]], b.r, [b.uploads[0]], {
+      StepCapture.make(a.r, [a.uploads[0], a.uploads[0]], b.r, [b.uploads[0], b.uploads[0]], {
         inputs: b.own,
         outputs: [b.r.value],
       }),
