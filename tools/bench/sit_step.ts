@@ -615,6 +615,8 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
   let profiled: Record<string, unknown> | undefined;
   if (gpuProfile) {
     await flush();
+    // A replay makes no kernel calls to time: this step runs through tfjs.
+    recipe.stepCapture.enabled = false;
     startGpuProfile();
     const t0 = performance.now();
     let p: GpuProfile;

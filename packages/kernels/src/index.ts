@@ -49,8 +49,8 @@ export { webgpuTokenOps } from "./webgpu/tokens";
 export { setWebgpuFlatKernels } from "./webgpu/flat-register";
 export { setWebgpuWriteBackDeferral } from "./webgpu/write-back";
 export { settleBufferPool } from "./webgpu/buffer-pool";
-export { webgpuFlatAdamW, FLAT_ADAMW_KERNEL } from "./webgpu/adamw";
-export { webgpuFlatEma, FLAT_EMA_KERNEL } from "./webgpu/ema";
+export { webgpuFlatAdamW, FLAT_ADAMW_KERNEL, flatAdamwStepValues } from "./webgpu/adamw";
+export { webgpuFlatEma, FLAT_EMA_KERNEL, flatEmaStepValues } from "./webgpu/ema";
 export { webgpuPixelSources, PIXEL_SOURCES_KERNEL } from "./webgpu/gmml";
 export {
   StepCapture,
@@ -58,5 +58,4 @@ export {
   copyOnDevice,
   recordStep,
 } from "./webgpu/step-capture";
-export { flatAdamwStepValues } from "./webgpu/adamw";
-export { flatEmaStepValues } from "./webgpu/ema";
+export type { RecordedCall, Recording } from "./webgpu/call-recorder";

@@ -38,6 +38,7 @@ export {
   type SitStepDetails,
 } from "./sit";
 export { ModuleRecipe, type StepHyper, type WeightsChoice } from "./recipe-base";
+export { CapturedSteps, type DrawnStep, type StepCaptureStatus } from "./captured-steps";
 export {
   RECIPES,
   RECIPE_NAMES,

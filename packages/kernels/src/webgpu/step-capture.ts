@@ -86,7 +86,7 @@ interface Kept {
  */
 export class StepCapture {
   private disposed = false;
-  /** {@link mirrorEpoch} when the capture was made: where the host knew parameters to lie. */
+  /** mirrors.ts's epoch when the capture was made: where the host knew parameters to lie. */
   private readonly epoch = mirrorEpoch();
 
   private constructor(
