@@ -526,7 +526,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
       // A progress line every 100 steps: a run cut short by its time limit still shows the trend.
       if (step % 100 === 0) {
         await flush();
-        log(`memory: ${JSON.stringify(sample())}`);
+        log(`memory: ${JSON.stringify({ ...sample(), step_capture: recipe.stepCapture.status })}`);
       }
     }
     await flush();
@@ -534,6 +534,7 @@ async function benchTfjs(): Promise<Record<string, unknown>> {
     const result = {
       ...common,
       memory_steps: MEMORY_STEPS,
+      step_capture: { enabled: stepCapture, ...recipe.stepCapture.status },
       ...(stubbed ? { sync_reads_stubbed: Object.fromEntries(stubbed) } : {}),
       step_ms: round((performance.now() - t0) / MEMORY_STEPS),
       at_early: first,

@@ -63,10 +63,10 @@ export class CapturedSteps {
    * tfjs work, returning its output tensor), recorded when a capture is due. `draw` gives the
    * step's per-step values without advancing anything; a replay commits them.
    */
-  launch(
-    inputs: tf.Tensor[],
+  launch<I extends tf.Tensor[]>(
+    inputs: I,
     draw: () => DrawnStep,
-    run: (inputs: tf.Tensor[]) => tf.Tensor,
+    run: (inputs: I) => tf.Tensor,
   ): tf.Tensor {
     if (!this.enabled || tf.getBackend() !== "webgpu") {
       this.reset();
@@ -92,7 +92,8 @@ export class CapturedSteps {
     }
     // Not committed: the step itself advances the generators and counts the optimiser's step.
     const drawn = draw();
-    const own = inputs.map(copyOnDevice);
+    // (Copies of the same shapes and dtypes: what `run` takes.)
+    const own = inputs.map(copyOnDevice) as unknown as I;
     let recorded: RecordedStep<tf.Tensor>;
     try {
       recorded = recordStep(() => run(own));

@@ -23,6 +23,13 @@ const build = () =>
     lambda: 5,
   });
 
+/** The same recipe with every step run through tfjs: the reference. */
+function uncaptured(): SitRecipe {
+  const recipe = build();
+  recipe.stepCapture.enabled = false;
+  return recipe;
+}
+
 /** Step k's two views (seeded; tfjs treats a seed of 0 as none). */
 const views = (k: number) =>
   [0, 1].map((i) => tf.randomNormal([2, 8, 8, 3], 0, 1, "float32", 100 * k + i + 7) as tf.Tensor4D);
@@ -61,8 +68,7 @@ describe("SiT captured steps (webgpu)", () => {
     "replay steps bit for bit as running them, with constant tensor counts",
     async (ctx) => {
       if (!(await useWebgpu(ctx))) return;
-      const plain = build();
-      plain.stepCapture.enabled = false;
+      const plain = uncaptured();
       const expected = await train(plain, 0, 9);
       const captured = build();
       const counts: number[] = [];
@@ -85,8 +91,7 @@ describe("SiT captured steps (webgpu)", () => {
     "stop replaying when the weights are read between steps, and capture again",
     async (ctx) => {
       if (!(await useWebgpu(ctx))) return;
-      const plain = build();
-      plain.stepCapture.enabled = false;
+      const plain = uncaptured();
       const captured = build();
       // A checkpoint's read after step 5 (a replay): the weights' own buffers are written back.
       const read = (recipe: SitRecipe) => async (k: number) => {
@@ -112,16 +117,14 @@ describe("SiT captured steps (webgpu)", () => {
     "drop the capture on loadState and go on as a recipe loaded from the same state",
     async (ctx) => {
       if (!(await useWebgpu(ctx))) return;
-      const source = build();
-      source.stepCapture.enabled = false;
+      const source = uncaptured();
       await train(source, 0, 3);
       const state = source.saveState();
       const captured = build();
       await train(captured, 0, 6);
       expect(captured.stepCapture.status.replays).toBe(2);
       captured.loadState(state);
-      const plain = build();
-      plain.stepCapture.enabled = false;
+      const plain = uncaptured();
       plain.loadState(state);
       expect(await train(captured, 3, 9)).toEqual(await train(plain, 3, 9));
       expect(captured.stepCapture.status).toMatchObject({ captures: 2, replays: 4 });

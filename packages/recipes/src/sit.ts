@@ -141,17 +141,17 @@ export class SitRecipe extends ModuleRecipe<SitNetwork, TwoViewBatch, SitNetwork
     const clean = twoViews(batch);
     const hyper = this.beginStep(step);
     await this.prepareLossScaler();
-    // With attention-guided masking the teacher runs first: its forward on the clean views gives
-    // both its projections and the last block's CLS attention that ranks the patches to mask.
     // GMML masks in f32 on webgpu: a step captured once and replayed (captured-steps.ts).
     if (!this.attentionMasker && !this.lossScaler && tf.getBackend() === "webgpu") {
       const losses = this.stepCapture.launch(
-        [...clean],
+        clean,
         () => this.drawStep(clean, hyper),
-        (views) => this.gmmlStepLosses(views as unknown as ViewPair, hyper),
+        (views) => this.gmmlStepLosses(views, hyper),
       );
       return this.launched(losses, ["contrastive", "reconstruction"], hyper);
     }
+    // With attention-guided masking the teacher runs first: its forward on the clean views gives
+    // both its projections and the last block's CLS attention that ranks the patches to mask.
     const teacher = this.attentionMasker ? this.teacherWithScores(clean) : null;
     // GMML hands the views back stacked (the step runs both views as one batch): one concat and
     // one corruption kernel instead of two corruptions and three concats.
