@@ -74,15 +74,14 @@ export class CapturedSteps {
     }
     if (this.capture) {
       const drawn = draw();
-      const why = this.capture.check(inputs, drawn.uploads);
-      if (!why) {
-        const [out] = this.capture.replay(inputs, drawn.uploads);
+      const replayed = this.capture.tryReplay(inputs, drawn.uploads);
+      if (typeof replayed !== "string") {
         drawn.commit();
         this.status.replays++;
         this.replaysOfCapture++;
-        return out;
+        return replayed[0];
       }
-      this.refused(why, this.replaysOfCapture === 0);
+      this.refused(replayed, this.replaysOfCapture === 0);
       this.capture.dispose();
       this.capture = null;
     }

@@ -249,12 +249,26 @@ export class StepCapture {
   }
 
   /**
-   * Make the step's calls again on `inputs` with `uploads` (after {@link StepCapture.check} found
-   * nothing). Returns copies of its outputs (the caller owns them).
+   * Make the step's calls again on `inputs` with `uploads`. Returns copies of its outputs (the
+   * caller owns them); throws where {@link StepCapture.check} finds a reason not to.
    */
   replay(inputs: readonly tf.Tensor[], uploads: readonly ArrayBufferView[]): tf.Tensor[] {
+    const out = this.tryReplay(inputs, uploads);
+    if (typeof out === "string")
+      throw new Error(`@sit/kernels: a captured step cannot be replayed: ${out}`);
+    return out;
+  }
+
+  /**
+   * {@link StepCapture.replay}, or, where {@link StepCapture.check} finds a reason not to, that
+   * reason (nothing done): one check per step for a caller that falls back to the usual step.
+   */
+  tryReplay(
+    inputs: readonly tf.Tensor[],
+    uploads: readonly ArrayBufferView[],
+  ): tf.Tensor[] | string {
     const why = this.check(inputs, uploads);
-    if (why) throw new Error(`@sit/kernels: a captured step cannot be replayed: ${why}`);
+    if (why) return why;
     const b = this.b;
     b.ensureCommandEncoderReady();
     b.endComputePassEncoder();
